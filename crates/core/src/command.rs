@@ -1,0 +1,163 @@
+//! The one command type every door translates its protocol into.
+//!
+//! Protocol differences are fields a codec fills in (for example whether a
+//! read refreshes the session's expiry), never "which door am I?" checks in
+//! the engine.
+
+use bytes::Bytes;
+
+use crate::id::SessionId;
+use crate::lock::LockMode;
+
+/// One engine operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Create a session; fails if the id is taken.
+    Create {
+        id: SessionId,
+        class: Option<Bytes>,
+        data: Option<Bytes>,
+        timeout_ms: Option<u64>,
+    },
+    /// Create a session with a fresh random id of `len` symbols; returns the id.
+    Uniq {
+        len: Option<usize>,
+        class: Option<Bytes>,
+        data: Option<Bytes>,
+        timeout_ms: Option<u64>,
+    },
+    /// Delete a session, its variables and its lock.
+    Destroy { id: SessionId },
+    /// 1 if the session exists, else 0. Does not refresh it.
+    Exists { id: SessionId },
+    /// Metadata of a session. Does not refresh it.
+    Info { id: SessionId },
+    /// How many sessions (of a class).
+    Count { class: Option<Bytes> },
+    /// Every session id (of a class).
+    List { class: Option<Bytes> },
+    /// One page of ids from an opaque cursor (`0` to start).
+    Scan {
+        cursor: Bytes,
+        count: usize,
+        class: Option<Bytes>,
+    },
+    /// One variable; `default` (or nil) when absent.
+    Get {
+        id: SessionId,
+        name: Bytes,
+        default: Option<Bytes>,
+    },
+    /// Set one variable.
+    Set {
+        id: SessionId,
+        name: Bytes,
+        value: Bytes,
+    },
+    /// Remove one variable; 1 if it was there.
+    Del { id: SessionId, name: Bytes },
+    /// Every variable, as a map.
+    GetAll { id: SessionId },
+    /// Set many variables at once.
+    SetAll {
+        id: SessionId,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// The unstructured blob.
+    GetData { id: SessionId, touch: bool },
+    /// Replace the unstructured blob.
+    SetData { id: SessionId, data: Bytes },
+    /// Add `by` to an integer variable (absent counts as 0); returns the sum.
+    Inc { id: SessionId, name: Bytes, by: i64 },
+    /// Ids of sessions whose variable `name` equals `value`.
+    Find { name: Bytes, value: Bytes },
+    /// id → value of every session having variable `name`.
+    ListVar { name: Bytes },
+    /// Read (None) or set the idle timeout.
+    Timeout {
+        id: SessionId,
+        timeout_ms: Option<u64>,
+    },
+    /// Remaining life in seconds. Does not refresh the session.
+    Ttl { id: SessionId },
+    /// Refresh the session's expiry.
+    Touch { id: SessionId },
+    /// Take the session's lock; returns the fencing key.
+    Lock {
+        id: SessionId,
+        mode: LockMode,
+        wait_ms: u64,
+        lease_ms: Option<u64>,
+    },
+    /// Release a lock by its key.
+    Unlock { id: SessionId, key: u64 },
+    /// Turn a write lock into a read lock.
+    Commit { id: SessionId, key: u64 },
+    /// Lock, then read data and variables, in one step.
+    Open {
+        id: SessionId,
+        mode: LockMode,
+        wait_ms: u64,
+        lease_ms: Option<u64>,
+        create: bool,
+    },
+    /// Write data and/or variables, then unlock, in one step.
+    Close {
+        id: SessionId,
+        key: u64,
+        data: Option<Bytes>,
+        sets: Vec<(Bytes, Bytes)>,
+    },
+    /// Rename a session atomically, keeping data, variables and lock.
+    Regenerate {
+        id: SessionId,
+        new_id: Option<SessionId>,
+    },
+    /// A random string of `len` URL-safe symbols.
+    RandStr { len: usize },
+    /// Liveness check.
+    Ping { message: Option<Bytes> },
+    /// Say it back.
+    Echo { message: Bytes },
+    /// Engine statistics.
+    ServerInfo,
+}
+
+impl Command {
+    /// The command's name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Create { .. } => "create",
+            Command::Uniq { .. } => "uniq",
+            Command::Destroy { .. } => "destroy",
+            Command::Exists { .. } => "exists",
+            Command::Info { .. } => "info",
+            Command::Count { .. } => "count",
+            Command::List { .. } => "list",
+            Command::Scan { .. } => "scan",
+            Command::Get { .. } => "get",
+            Command::Set { .. } => "set",
+            Command::Del { .. } => "del",
+            Command::GetAll { .. } => "getall",
+            Command::SetAll { .. } => "setall",
+            Command::GetData { .. } => "getdata",
+            Command::SetData { .. } => "setdata",
+            Command::Inc { .. } => "inc",
+            Command::Find { .. } => "find",
+            Command::ListVar { .. } => "listvar",
+            Command::Timeout { .. } => "timeout",
+            Command::Ttl { .. } => "ttl",
+            Command::Touch { .. } => "touch",
+            Command::Lock { .. } => "lock",
+            Command::Unlock { .. } => "unlock",
+            Command::Commit { .. } => "commit",
+            Command::Open { .. } => "open",
+            Command::Close { .. } => "close",
+            Command::Regenerate { .. } => "regenerate",
+            Command::RandStr { .. } => "randstr",
+            Command::Ping { .. } => "ping",
+            Command::Echo { .. } => "echo",
+            Command::ServerInfo => "serverinfo",
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Commands on one session's life and contents.
+
+use bytes::Bytes;
+
+use super::{check_random_len, Engine};
+use crate::error::Error;
+use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
+use crate::reply::Reply;
+use crate::store::Shard;
+
+impl Engine {
+    pub(super) fn create(
+        &self,
+        id: SessionId,
+        class: Option<Bytes>,
+        data: Option<Bytes>,
+        timeout_ms: Option<u64>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        self.check_id(&id)?;
+        let timeout = self.timeout_or_default(timeout_ms)?;
+        let mut shard = self.store.lock(&id);
+        if shard.live(&id, now).is_some() {
+            return Err(Error::Exists(id));
+        }
+        let session = self.new_session(class, data, timeout, now);
+        shard.insert(id, session);
+        Ok(Reply::Ok)
+    }
+
+    /// For `OPEN … CREATE`: a session with default settings unless one exists.
+    pub(super) fn create_if_missing(&self, id: &SessionId, now: u64) -> Result<(), Error> {
+        self.check_id(id)?;
+        let mut shard = self.store.lock(id);
+        if shard.live(id, now).is_none() {
+            let session = self.new_session(None, None, self.config.default_timeout_ms, now);
+            shard.insert(id.clone(), session);
+        }
+        Ok(())
+    }
+
+    pub(super) fn uniq(
+        &self,
+        len: Option<usize>,
+        class: Option<Bytes>,
+        data: Option<Bytes>,
+        timeout_ms: Option<u64>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let len = len.unwrap_or(DEFAULT_GENERATED_LEN);
+        check_random_len(len)?;
+        if len < MIN_GENERATED_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "a generated id needs at least {MIN_GENERATED_LEN} characters (128 bits)"
+            )));
+        }
+        if len > self.config.max_id_len {
+            return Err(Error::LimitExceeded {
+                what: "the session id length",
+                got: len as u64,
+                limit: self.config.max_id_len as u64,
+            });
+        }
+        let timeout = self.timeout_or_default(timeout_ms)?;
+        loop {
+            let id = SessionId::generate(len)?;
+            let mut shard = self.store.lock(&id);
+            // With 128+ random bits a clash is all but impossible; if one
+            // happens, draw again rather than fail.
+            if shard.live(&id, now).is_some() {
+                continue;
+            }
+            let session = self.new_session(class, data, timeout, now);
+            shard.insert(id.clone(), session);
+            return Ok(Reply::Bulk(id.to_bytes()));
+        }
+    }
+
+    pub(super) fn destroy(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        if shard.live(id, now).is_none() {
+            return Err(Error::NoSession(id.clone()));
+        }
+        shard.destroy(id);
+        Ok(Reply::Ok)
+    }
+
+    pub(super) fn exists(&self, id: &SessionId, now: u64) -> Reply {
+        Reply::Int(i64::from(self.store.lock(id).live(id, now).is_some()))
+    }
+
+    pub(super) fn get(
+        &self,
+        id: &SessionId,
+        name: &[u8],
+        default: Option<Bytes>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        Ok(match session.vars.get(name) {
+            Some(v) => Reply::Bulk(v.clone()),
+            None => default.map_or(Reply::Nil, Reply::Bulk),
+        })
+    }
+
+    /// `SET` and `SETALL`: every pair or none (they run under one shard lock
+    /// and nothing in between can fail).
+    pub(super) fn set_vars(
+        &self,
+        id: &SessionId,
+        pairs: Vec<(Bytes, Bytes)>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        session.version = self.version();
+        for (name, value) in pairs {
+            shard.set_var(id, name, value);
+        }
+        Ok(Reply::Ok)
+    }
+
+    pub(super) fn del(&self, id: &SessionId, name: &[u8], now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        let existed = shard.del_var(id, name);
+        if existed {
+            if let Some(s) = shard.sessions.get_mut(id) {
+                s.version = self.version();
+            }
+        }
+        Ok(Reply::Int(i64::from(existed)))
+    }
+
+    pub(super) fn get_all(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        Ok(vars_reply(&session.vars))
+    }
+
+    pub(super) fn get_data(&self, id: &SessionId, touch: bool, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        if touch {
+            session.accessed_ms = now;
+        }
+        Ok(Reply::Bulk(session.data.clone()))
+    }
+
+    pub(super) fn set_data(&self, id: &SessionId, data: Bytes, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        session.version = self.version();
+        session.data = data;
+        Ok(Reply::Ok)
+    }
+
+    pub(super) fn inc(
+        &self,
+        id: &SessionId,
+        name: Bytes,
+        by: i64,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        let current = match session.vars.get(&name) {
+            None => 0,
+            Some(v) => parse_i64(v).ok_or_else(|| Error::NotInteger {
+                id: id.clone(),
+                name: String::from_utf8_lossy(&name).into_owned(),
+            })?,
+        };
+        let sum = current.checked_add(by).ok_or_else(|| Error::Overflow {
+            id: id.clone(),
+            name: String::from_utf8_lossy(&name).into_owned(),
+        })?;
+        session.accessed_ms = now;
+        session.version = self.version();
+        shard.set_var(id, name, Bytes::from(sum.to_string()));
+        Ok(Reply::Int(sum))
+    }
+
+    pub(super) fn timeout(
+        &self,
+        id: &SessionId,
+        timeout_ms: Option<u64>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let new = timeout_ms
+            .map(|t| self.timeout_or_default(Some(t)))
+            .transpose()?;
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        match new {
+            None => Ok(Reply::Int(secs(session.timeout_ms))),
+            Some(t) => {
+                // The new timeout runs from now.
+                session.timeout_ms = t;
+                session.accessed_ms = now;
+                shard.reschedule(id);
+                Ok(Reply::Ok)
+            }
+        }
+    }
+
+    pub(super) fn ttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        // Rounded to the nearest second, as Redis's TTL does.
+        Ok(Reply::Int(secs(session.ttl_ms(now).saturating_add(500))))
+    }
+
+    pub(super) fn touch(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        Ok(Reply::Ok)
+    }
+
+    /// Renames `id` to `new_id` (or a fresh random id) in one step: data,
+    /// variables, expiry and lock move; the old id is gone at once.
+    pub(super) fn regenerate(
+        &self,
+        id: &SessionId,
+        new_id: Option<SessionId>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let new_id = match new_id {
+            Some(n) => {
+                self.check_id(&n)?;
+                n
+            }
+            None => SessionId::generate(DEFAULT_GENERATED_LEN)?,
+        };
+        if &new_id == id {
+            return Err(Error::Exists(new_id));
+        }
+        let (a, b) = (self.store.index_of(id), self.store.index_of(&new_id));
+        let version = self.version();
+        if a == b {
+            let mut shard = self.store.lock_at(a);
+            move_session(&mut shard, None, id, &new_id, now, version)?;
+        } else {
+            // Two shards are always locked in index order, so two renames in
+            // opposite directions cannot deadlock.
+            let (mut from, mut to);
+            if a < b {
+                from = self.store.lock_at(a);
+                to = self.store.lock_at(b);
+            } else {
+                to = self.store.lock_at(b);
+                from = self.store.lock_at(a);
+            }
+            move_session(&mut from, Some(&mut to), id, &new_id, now, version)?;
+        }
+        Ok(Reply::Bulk(new_id.to_bytes()))
+    }
+}
+
+/// Whole seconds of a millisecond count, as a protocol integer.
+pub(super) fn secs(ms: u64) -> i64 {
+    i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+}
+
+pub(super) fn vars_reply(vars: &std::collections::BTreeMap<Bytes, Bytes>) -> Reply {
+    Reply::Map(
+        vars.iter()
+            .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+            .collect(),
+    )
+}
+
+/// A strict decimal integer: optional '-', digits, nothing else.
+fn parse_i64(v: &[u8]) -> Option<i64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Moves session `id` with its lock from `from` to `to` (or within `from`)
+/// under the name `new_id`.
+fn move_session(
+    from: &mut Shard,
+    to: Option<&mut Shard>,
+    id: &SessionId,
+    new_id: &SessionId,
+    now: u64,
+    version: u64,
+) -> Result<(), Error> {
+    if from.live(id, now).is_none() {
+        return Err(Error::NoSession(id.clone()));
+    }
+    let mut to = to;
+    let taken = match to.as_deref_mut() {
+        Some(t) => t.live(new_id, now).is_some(),
+        None => from.live(new_id, now).is_some(),
+    };
+    if taken {
+        return Err(Error::Exists(new_id.clone()));
+    }
+    let Some(mut session) = from.take(id) else {
+        return Err(Error::NoSession(id.clone()));
+    };
+    session.accessed_ms = now;
+    session.version = version;
+    let lock = from.locks.remove(id);
+    let target = match to {
+        Some(t) => t,
+        None => from,
+    };
+    if let Some(mut lock) = lock {
+        lock.rename(id, new_id);
+        for h in &lock.holders {
+            target.leases.push(std::cmp::Reverse((
+                h.lease_deadline_ms,
+                h.key,
+                new_id.clone(),
+            )));
+        }
+        target.locks.insert(new_id.clone(), lock);
+    }
+    target.insert(new_id.clone(), session);
+    Ok(())
+}

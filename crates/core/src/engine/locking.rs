@@ -1,0 +1,312 @@
+//! LOCK, UNLOCK, COMMIT, OPEN and CLOSE, and the hand-off of queued lock
+//! requests to the caller and back.
+
+use bytes::Bytes;
+
+use super::data::vars_reply;
+use super::{Engine, Outcome};
+use crate::client::ClientHandle;
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::lock::{Acquire, Grant, LockMode, LockWait};
+use crate::reply::Reply;
+use crate::store::Shard;
+
+/// What to answer once a lock is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterGrant {
+    /// `LOCK`: the fencing key.
+    Key,
+    /// `OPEN`: the key, the data and the variables.
+    Open { create: bool },
+}
+
+/// A lock request that is queued. Await `wait` for at most `wait_ms`, then
+/// hand the outcome to [`Engine::complete_wait`]; on a timeout, first ask
+/// [`Engine::cancel_wait`], which settles the race with a grant.
+#[derive(Debug)]
+pub struct PendingLock {
+    /// Resolves when the lock is granted or the session destroyed.
+    pub wait: LockWait,
+    /// How long the client agreed to wait.
+    pub wait_ms: u64,
+    /// What the client asked for.
+    pub mode: LockMode,
+    /// What to answer on a grant.
+    pub then: AfterGrant,
+    started_ms: u64,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lock(
+        &self,
+        client: &ClientHandle,
+        id: SessionId,
+        mode: LockMode,
+        wait_ms: u64,
+        lease_ms: Option<u64>,
+        then: AfterGrant,
+        now: u64,
+    ) -> Result<Outcome, Error> {
+        let lease_ms = self.lease(lease_ms)?;
+        if wait_ms > self.config.max_wait_ms {
+            return Err(Error::LimitExceeded {
+                what: "the lock wait in ms",
+                got: wait_ms,
+                limit: self.config.max_wait_ms,
+            });
+        }
+        let mut guard = self.store.lock(&id);
+        let shard = &mut *guard;
+        let session = shard
+            .live(&id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        session.accessed_ms = now;
+        let Shard { locks, leases, .. } = shard;
+        let lock = locks.entry(id.clone()).or_default();
+        if lock.expire_leases(now) {
+            lock.pump(&id, now, &self.next_key, leases);
+        }
+        match lock.acquire(
+            &id,
+            mode,
+            client,
+            lease_ms,
+            wait_ms > 0,
+            now,
+            &self.next_key,
+            leases,
+        ) {
+            Acquire::Granted(key) => {
+                let grant = Grant { key, mode, id };
+                Ok(Outcome::Reply(grant_reply(shard, &grant, then, now)?))
+            }
+            Acquire::Busy => {
+                if lock.is_idle() {
+                    locks.remove(&id);
+                }
+                let held = lock_mode_of(shard, &id).unwrap_or(mode);
+                Err(Error::Locked {
+                    id,
+                    mode: held,
+                    waited_ms: 0,
+                })
+            }
+            Acquire::Queued(wait) => Ok(Outcome::Wait(PendingLock {
+                wait,
+                wait_ms,
+                mode,
+                then,
+                started_ms: now,
+            })),
+        }
+    }
+
+    fn lease(&self, lease_ms: Option<u64>) -> Result<u64, Error> {
+        match lease_ms {
+            None => Ok(self.config.default_lease_ms),
+            Some(0) => Err(Error::InvalidArgument(
+                "the lease must be at least 1 ms".into(),
+            )),
+            Some(l) if l > self.config.max_lease_ms => Err(Error::LimitExceeded {
+                what: "the lock lease in ms",
+                got: l,
+                limit: self.config.max_lease_ms,
+            }),
+            Some(l) => Ok(l),
+        }
+    }
+
+    /// Answers a queued request once its wait is over (granted or failed).
+    pub fn complete_wait(
+        &self,
+        pending: &PendingLock,
+        outcome: Result<Grant, Error>,
+    ) -> Result<Reply, Error> {
+        let grant = outcome?;
+        let now = self.now_ms();
+        let mut guard = self.store.lock(&grant.id);
+        let shard = &mut *guard;
+        if let AfterGrant::Open { create: true } = pending.then {
+            if shard.live(&grant.id, now).is_none() {
+                self.check_id(&grant.id)?;
+                let session = self.new_session(None, None, self.config.default_timeout_ms, now);
+                shard.insert(grant.id.clone(), session);
+            }
+        }
+        let reply = grant_reply(shard, &grant, pending.then, now);
+        if reply.is_err() {
+            // The session vanished between the grant and now: give the lock
+            // back rather than leave the caller holding a key it never saw.
+            release(shard, &grant.id, grant.key, now, &self.next_key);
+        }
+        reply
+    }
+
+    /// Gives up a queued request whose wait ran out. If it was granted in the
+    /// meantime the grant wins and is returned; otherwise `Locked`.
+    pub fn cancel_wait(&self, pending: &PendingLock) -> Result<Grant, Error> {
+        let now = self.now_ms();
+        loop {
+            let id = pending.wait.slot.id();
+            let mut guard = self.store.lock(&id);
+            // A REGENERATE may have moved the request to another shard between
+            // reading its id and locking.
+            if pending.wait.slot.id() != id {
+                continue;
+            }
+            let shard = &mut *guard;
+            if let Some(lock) = shard.locks.get_mut(&id) {
+                if lock.cancel(&pending.wait.slot) {
+                    let mode = lock.mode().unwrap_or(pending.mode);
+                    if lock.is_idle() {
+                        shard.locks.remove(&id);
+                    }
+                    return Err(Error::Locked {
+                        id,
+                        mode,
+                        waited_ms: now.saturating_sub(pending.started_ms),
+                    });
+                }
+            }
+            return pending.wait.slot.take().unwrap_or(Err(Error::Locked {
+                id,
+                mode: pending.mode,
+                waited_ms: now.saturating_sub(pending.started_ms),
+            }));
+        }
+    }
+
+    pub(super) fn unlock(&self, id: &SessionId, key: u64, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        if release(&mut shard, id, key, now, &self.next_key) {
+            Ok(Reply::Ok)
+        } else {
+            Err(Error::StaleKey {
+                id: id.clone(),
+                key,
+            })
+        }
+    }
+
+    pub(super) fn commit(&self, id: &SessionId, key: u64, now: u64) -> Result<Reply, Error> {
+        let mut guard = self.store.lock(id);
+        let Shard { locks, leases, .. } = &mut *guard;
+        let lock = locks.get_mut(id).ok_or_else(|| Error::StaleKey {
+            id: id.clone(),
+            key,
+        })?;
+        lock.expire_leases(now);
+        if !lock.downgrade(key) {
+            lock.pump(id, now, &self.next_key, leases);
+            return Err(Error::StaleKey {
+                id: id.clone(),
+                key,
+            });
+        }
+        lock.pump(id, now, &self.next_key, leases);
+        Ok(Reply::Ok)
+    }
+
+    /// Writes, then unlocks; refused as a whole if `key` does not hold the
+    /// lock, or holds it only for reading and there is something to write.
+    pub(super) fn close(
+        &self,
+        id: &SessionId,
+        key: u64,
+        data: Option<Bytes>,
+        sets: Vec<(Bytes, Bytes)>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let mut guard = self.store.lock(id);
+        let shard = &mut *guard;
+        let mode = held_mode(shard, id, key, now).ok_or_else(|| Error::StaleKey {
+            id: id.clone(),
+            key,
+        })?;
+        let writes = data.is_some() || !sets.is_empty();
+        if writes {
+            if mode == LockMode::Read {
+                return Err(Error::ReadOnlyLock {
+                    id: id.clone(),
+                    key,
+                });
+            }
+            let Some(session) = shard.live(id, now) else {
+                release(shard, id, key, now, &self.next_key);
+                return Err(Error::NoSession(id.clone()));
+            };
+            session.accessed_ms = now;
+            session.version = self.version();
+            if let Some(d) = data {
+                session.data = d;
+            }
+            for (name, value) in sets {
+                shard.set_var(id, name, value);
+            }
+        }
+        release(shard, id, key, now, &self.next_key);
+        Ok(Reply::Ok)
+    }
+}
+
+/// The mode `key` holds `id` in, after dropping expired leases.
+fn held_mode(shard: &mut Shard, id: &SessionId, key: u64, now: u64) -> Option<LockMode> {
+    let lock = shard.locks.get_mut(id)?;
+    lock.expire_leases(now);
+    lock.holder(key).map(|h| h.mode)
+}
+
+fn lock_mode_of(shard: &Shard, id: &SessionId) -> Option<LockMode> {
+    shard.locks.get(id).and_then(|l| l.mode())
+}
+
+/// Releases `key` on `id` and hands the lock on. False if `key` held nothing.
+fn release(
+    shard: &mut Shard,
+    id: &SessionId,
+    key: u64,
+    now: u64,
+    keys: &std::sync::atomic::AtomicU64,
+) -> bool {
+    let Shard { locks, leases, .. } = shard;
+    let Some(lock) = locks.get_mut(id) else {
+        return false;
+    };
+    lock.expire_leases(now);
+    let released = lock.release(key);
+    if let Some(h) = &released {
+        if !lock.holds_or_awaits(&h.client) {
+            h.client.forget(id);
+        }
+    }
+    lock.pump(id, now, keys, leases);
+    if lock.is_idle() {
+        locks.remove(id);
+    }
+    released.is_some()
+}
+
+fn grant_reply(
+    shard: &mut Shard,
+    grant: &Grant,
+    then: AfterGrant,
+    now: u64,
+) -> Result<Reply, Error> {
+    let key = Reply::Int(i64::try_from(grant.key).unwrap_or(i64::MAX));
+    match then {
+        AfterGrant::Key => Ok(key),
+        AfterGrant::Open { .. } => {
+            let session = shard
+                .live(&grant.id, now)
+                .ok_or_else(|| Error::NoSession(grant.id.clone()))?;
+            session.accessed_ms = now;
+            Ok(Reply::Array(vec![
+                key,
+                Reply::Bulk(session.data.clone()),
+                vars_reply(&session.vars),
+            ]))
+        }
+    }
+}

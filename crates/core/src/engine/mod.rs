@@ -1,0 +1,368 @@
+//! The engine: executes [`Command`]s against the sharded store.
+//!
+//! Synchronous and free of I/O. A command either answers at once with a
+//! [`Reply`] or, for a lock that is not free, hands back a [`PendingLock`]
+//! whose future the caller awaits; the engine never sleeps.
+
+mod data;
+mod listing;
+mod locking;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::client::ClientHandle;
+use crate::clock::Clock;
+use crate::command::Command;
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::reply::Reply;
+use crate::session::Session;
+use crate::store::{Shard, Store};
+
+pub use locking::{AfterGrant, PendingLock};
+
+/// Tunables of the engine. Times in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Number of store shards.
+    pub shards: usize,
+    /// Idle timeout of a session created without one (PHP's
+    /// `session.gc_maxlifetime` default: 1440 s).
+    pub default_timeout_ms: u64,
+    /// The longest idle timeout a client may set.
+    pub max_timeout_ms: u64,
+    /// Lease of a lock taken without `LEASE`.
+    pub default_lease_ms: u64,
+    /// The longest lease a client may ask for.
+    pub max_lease_ms: u64,
+    /// The longest a lock request may wait.
+    pub max_wait_ms: u64,
+    /// The longest session id, in bytes.
+    pub max_id_len: usize,
+    /// The largest page `SCAN` returns.
+    pub max_scan_count: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            shards: 64,
+            default_timeout_ms: 1_440_000,
+            max_timeout_ms: 30 * 24 * 3_600_000,
+            default_lease_ms: 30_000,
+            max_lease_ms: 3_600_000,
+            max_wait_ms: 600_000,
+            max_id_len: 256,
+            max_scan_count: 10_000,
+        }
+    }
+}
+
+/// What executing a command came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The answer.
+    Reply(Reply),
+    /// The lock is busy: await [`PendingLock::wait`], then call
+    /// [`Engine::complete_wait`] (or [`Engine::cancel_wait`] on a timeout).
+    Wait(PendingLock),
+}
+
+impl From<Reply> for Outcome {
+    fn from(r: Reply) -> Self {
+        Outcome::Reply(r)
+    }
+}
+
+/// What one round of [`Engine::tick`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// Sessions removed because their deadline passed.
+    pub expired_sessions: usize,
+    /// Lock holders dropped because their lease ran out.
+    pub expired_leases: usize,
+}
+
+/// Counters the engine keeps for `INFO`.
+#[derive(Debug, Default)]
+struct Stats {
+    expired_sessions: AtomicU64,
+    expired_leases: AtomicU64,
+    commands: AtomicU64,
+}
+
+/// The session engine.
+pub struct Engine {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    /// The next fencing key; strictly increasing, never reused.
+    next_key: AtomicU64,
+    /// The next session version (also the memcached CAS value).
+    next_version: AtomicU64,
+    next_client: AtomicU64,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many expired sessions one shard gives up per tick at most, so a mass
+/// expiry is spread out instead of stalling the shard.
+const REAP_BUDGET_PER_SHARD: usize = 256;
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(config: EngineConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store: Store::new(config.shards),
+            clock,
+            config,
+            next_key: AtomicU64::new(1),
+            next_version: AtomicU64::new(1),
+            next_client: AtomicU64::new(1),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The current time as the engine sees it.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// A handle for a new connection. Give it back to
+    /// [`Engine::disconnect`] when the connection closes.
+    pub fn connect(&self) -> ClientHandle {
+        ClientHandle::new(self.next_client.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Releases every lock `client` holds or awaits, granting them on.
+    pub fn disconnect(&self, client: &ClientHandle) {
+        // The client's record can change under us only by a REGENERATE
+        // renaming one of its sessions; go round until it is empty.
+        loop {
+            let ids = client.lock_ids();
+            if ids.is_empty() {
+                break;
+            }
+            let now = self.now_ms();
+            for id in ids {
+                let mut shard = self.store.lock(&id);
+                let Shard { locks, leases, .. } = &mut *shard;
+                if let Some(lock) = locks.get_mut(&id) {
+                    if lock.drop_client(client) {
+                        lock.pump(&id, now, &self.next_key, leases);
+                    }
+                    if lock.is_idle() {
+                        locks.remove(&id);
+                    }
+                }
+                client.forget(&id);
+            }
+        }
+    }
+
+    /// Background upkeep: expires sessions and leases that are due. Call it
+    /// often (every few ms); each call does a bounded amount of work.
+    pub fn tick(&self) -> TickReport {
+        let now = self.now_ms();
+        let mut report = TickReport::default();
+        for i in 0..self.store.len() {
+            let mut shard = self.store.lock_at(i);
+            report.expired_leases += shard.expire_leases(now, &self.next_key);
+            report.expired_sessions += shard.reap(now, REAP_BUDGET_PER_SHARD);
+        }
+        self.stats
+            .expired_sessions
+            .fetch_add(report.expired_sessions as u64, Ordering::Relaxed);
+        self.stats
+            .expired_leases
+            .fetch_add(report.expired_leases as u64, Ordering::Relaxed);
+        report
+    }
+
+    /// Makes sure the next fencing key is above `key` (for a restart that
+    /// must never hand out a key twice).
+    pub fn raise_fencing_key(&self, key: u64) {
+        self.next_key
+            .fetch_max(key.saturating_add(1), Ordering::SeqCst);
+    }
+
+    /// The next fencing key that will be handed out.
+    pub fn next_fencing_key(&self) -> u64 {
+        self.next_key.load(Ordering::SeqCst)
+    }
+
+    /// Runs one command for `client`.
+    pub fn execute(&self, client: &ClientHandle, cmd: Command) -> Result<Outcome, Error> {
+        self.stats.commands.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        // Every variant is listed: a new command does not compile until it is
+        // handled here.
+        let reply = match cmd {
+            Command::Create {
+                id,
+                class,
+                data,
+                timeout_ms,
+            } => self.create(id, class, data, timeout_ms, now)?,
+            Command::Uniq {
+                len,
+                class,
+                data,
+                timeout_ms,
+            } => self.uniq(len, class, data, timeout_ms, now)?,
+            Command::Destroy { id } => self.destroy(&id, now)?,
+            Command::Exists { id } => self.exists(&id, now),
+            Command::Info { id } => self.info(&id, now)?,
+            Command::Count { class } => self.count(class.as_deref(), now),
+            Command::List { class } => self.list(class.as_deref(), now),
+            Command::Scan {
+                cursor,
+                count,
+                class,
+            } => self.scan(&cursor, count, class.as_deref(), now)?,
+            Command::Get { id, name, default } => self.get(&id, &name, default, now)?,
+            Command::Set { id, name, value } => self.set_vars(&id, vec![(name, value)], now)?,
+            Command::Del { id, name } => self.del(&id, &name, now)?,
+            Command::GetAll { id } => self.get_all(&id, now)?,
+            Command::SetAll { id, pairs } => self.set_vars(&id, pairs, now)?,
+            Command::GetData { id, touch } => self.get_data(&id, touch, now)?,
+            Command::SetData { id, data } => self.set_data(&id, data, now)?,
+            Command::Inc { id, name, by } => self.inc(&id, name, by, now)?,
+            Command::Find { name, value } => self.find(&name, &value, now),
+            Command::ListVar { name } => self.list_var(&name, now),
+            Command::Timeout { id, timeout_ms } => self.timeout(&id, timeout_ms, now)?,
+            Command::Ttl { id } => self.ttl(&id, now)?,
+            Command::Touch { id } => self.touch(&id, now)?,
+            Command::Lock {
+                id,
+                mode,
+                wait_ms,
+                lease_ms,
+            } => return self.lock(client, id, mode, wait_ms, lease_ms, AfterGrant::Key, now),
+            Command::Unlock { id, key } => self.unlock(&id, key, now)?,
+            Command::Commit { id, key } => self.commit(&id, key, now)?,
+            Command::Open {
+                id,
+                mode,
+                wait_ms,
+                lease_ms,
+                create,
+            } => {
+                if create {
+                    self.create_if_missing(&id, now)?;
+                }
+                return self.lock(
+                    client,
+                    id,
+                    mode,
+                    wait_ms,
+                    lease_ms,
+                    AfterGrant::Open { create },
+                    now,
+                );
+            }
+            Command::Close {
+                id,
+                key,
+                data,
+                sets,
+            } => self.close(&id, key, data, sets, now)?,
+            Command::Regenerate { id, new_id } => self.regenerate(&id, new_id, now)?,
+            Command::RandStr { len } => {
+                check_random_len(len)?;
+                Reply::Bulk(crate::id::random_string(len)?)
+            }
+            Command::Ping { message } => match message {
+                Some(m) => Reply::Bulk(m),
+                None => Reply::Status("PONG"),
+            },
+            Command::Echo { message } => Reply::Bulk(message),
+            Command::ServerInfo => self.server_info(now),
+        };
+        Ok(Outcome::Reply(reply))
+    }
+
+    fn check_id(&self, id: &SessionId) -> Result<(), Error> {
+        let len = id.as_bytes().len();
+        if len == 0 {
+            return Err(Error::InvalidArgument(
+                "a session id must not be empty".into(),
+            ));
+        }
+        if len > self.config.max_id_len {
+            return Err(Error::LimitExceeded {
+                what: "the session id length",
+                got: len as u64,
+                limit: self.config.max_id_len as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn timeout_or_default(&self, timeout_ms: Option<u64>) -> Result<u64, Error> {
+        match timeout_ms {
+            None => Ok(self.config.default_timeout_ms),
+            Some(0) => Err(Error::InvalidArgument(
+                "the timeout must be at least 1 second".into(),
+            )),
+            Some(t) if t > self.config.max_timeout_ms => Err(Error::LimitExceeded {
+                what: "the timeout in seconds",
+                got: t / 1000,
+                limit: self.config.max_timeout_ms / 1000,
+            }),
+            Some(t) => Ok(t),
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn new_session(
+        &self,
+        class: Option<Bytes>,
+        data: Option<Bytes>,
+        timeout_ms: u64,
+        now: u64,
+    ) -> Session {
+        let mut s = Session::new(now, timeout_ms, self.version());
+        s.class = class;
+        s.data = data.unwrap_or_default();
+        s
+    }
+}
+
+/// `RANDSTR` and `UNIQ LEN` hand out between 1 and [`crate::id::MAX_RANDOM_LEN`] symbols.
+fn check_random_len(len: usize) -> Result<(), Error> {
+    if len == 0 {
+        return Err(Error::InvalidArgument(
+            "the length must be at least 1".into(),
+        ));
+    }
+    if len > crate::id::MAX_RANDOM_LEN {
+        return Err(Error::LimitExceeded {
+            what: "the random string length",
+            got: len as u64,
+            limit: crate::id::MAX_RANDOM_LEN as u64,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,941 @@
+//! Semantics of every command, expiry, lock ordering and leases, with a
+//! manual clock.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::lock::{Grant, LockMode};
+
+struct Fixture {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    client: ClientHandle,
+}
+
+fn fixture() -> Fixture {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let engine = Engine::new(EngineConfig::default(), clock.clone());
+    let client = engine.connect();
+    Fixture {
+        engine,
+        clock,
+        client,
+    }
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::new(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+impl Fixture {
+    fn run(&self, cmd: Command) -> Result<Reply, Error> {
+        self.run_as(&self.client, cmd)
+    }
+
+    fn run_as(&self, client: &ClientHandle, cmd: Command) -> Result<Reply, Error> {
+        match self.engine.execute(client, cmd)? {
+            Outcome::Reply(r) => Ok(r),
+            Outcome::Wait(_) => panic!("unexpected wait"),
+        }
+    }
+
+    fn create(&self, id: &str) {
+        self.run(Command::Create {
+            id: sid(id),
+            class: None,
+            data: None,
+            timeout_ms: None,
+        })
+        .unwrap();
+    }
+
+    fn set(&self, id: &str, name: &str, value: &str) {
+        self.run(Command::Set {
+            id: sid(id),
+            name: b(name),
+            value: b(value),
+        })
+        .unwrap();
+    }
+
+    fn lock(
+        &self,
+        client: &ClientHandle,
+        id: &str,
+        mode: LockMode,
+        wait_ms: u64,
+    ) -> Result<Outcome, Error> {
+        self.engine.execute(
+            client,
+            Command::Lock {
+                id: sid(id),
+                mode,
+                wait_ms,
+                lease_ms: None,
+            },
+        )
+    }
+
+    fn key(&self, client: &ClientHandle, id: &str, mode: LockMode) -> u64 {
+        match self.lock(client, id, mode, 0).unwrap() {
+            Outcome::Reply(Reply::Int(k)) => k as u64,
+            other => panic!("not granted: {other:?}"),
+        }
+    }
+
+    fn pending(&self, client: &ClientHandle, id: &str, mode: LockMode) -> PendingLock {
+        match self.lock(client, id, mode, 10_000).unwrap() {
+            Outcome::Wait(p) => p,
+            other => panic!("not queued: {other:?}"),
+        }
+    }
+}
+
+fn poll(p: &mut PendingLock) -> Option<Result<Grant, Error>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(&mut p.wait).poll(&mut cx) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
+}
+
+fn strs(r: Reply) -> Vec<String> {
+    match r {
+        Reply::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+                other => panic!("not bulk: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not array: {other:?}"),
+    }
+}
+
+#[test]
+fn create_twice_is_an_error() {
+    let f = fixture();
+    f.create("a");
+    let err = f
+        .run(Command::Create {
+            id: sid("a"),
+            class: None,
+            data: None,
+            timeout_ms: None,
+        })
+        .unwrap_err();
+    assert_eq!(err, Error::Exists(sid("a")));
+}
+
+#[test]
+fn commands_on_missing_sessions_answer_no_session() {
+    let f = fixture();
+    let missing = || sid("nope");
+    for cmd in [
+        Command::Get {
+            id: missing(),
+            name: b("x"),
+            default: None,
+        },
+        Command::Set {
+            id: missing(),
+            name: b("x"),
+            value: b("1"),
+        },
+        Command::GetData {
+            id: missing(),
+            touch: true,
+        },
+        Command::Destroy { id: missing() },
+        Command::Ttl { id: missing() },
+        Command::Touch { id: missing() },
+        Command::Info { id: missing() },
+        Command::GetAll { id: missing() },
+        Command::Inc {
+            id: missing(),
+            name: b("n"),
+            by: 1,
+        },
+    ] {
+        assert_eq!(f.run(cmd).unwrap_err(), Error::NoSession(missing()));
+    }
+    assert_eq!(
+        f.run(Command::Exists { id: missing() }).unwrap(),
+        Reply::Int(0)
+    );
+}
+
+#[test]
+fn uniq_generates_long_random_ids() {
+    let f = fixture();
+    let r = f
+        .run(Command::Uniq {
+            len: None,
+            class: None,
+            data: Some(b("d")),
+            timeout_ms: None,
+        })
+        .unwrap();
+    let Reply::Bulk(id) = r else { panic!() };
+    assert_eq!(id.len(), crate::id::DEFAULT_GENERATED_LEN);
+    let id = SessionId::new(id);
+    assert_eq!(
+        f.run(Command::GetData { id, touch: true }).unwrap(),
+        Reply::Bulk(b("d"))
+    );
+    let short = f.run(Command::Uniq {
+        len: Some(8),
+        class: None,
+        data: None,
+        timeout_ms: None,
+    });
+    assert!(matches!(short, Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn vars_get_set_del_getall_setall() {
+    let f = fixture();
+    f.create("s");
+    assert_eq!(
+        f.run(Command::Get {
+            id: sid("s"),
+            name: b("a"),
+            default: None
+        })
+        .unwrap(),
+        Reply::Nil
+    );
+    assert_eq!(
+        f.run(Command::Get {
+            id: sid("s"),
+            name: b("a"),
+            default: Some(b("dflt"))
+        })
+        .unwrap(),
+        Reply::Bulk(b("dflt"))
+    );
+    f.set("s", "a", "1");
+    f.run(Command::SetAll {
+        id: sid("s"),
+        pairs: vec![(b("b"), b("2")), (b("c"), b("3"))],
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::Get {
+            id: sid("s"),
+            name: b("a"),
+            default: None
+        })
+        .unwrap(),
+        Reply::Bulk(b("1"))
+    );
+    assert_eq!(
+        f.run(Command::Del {
+            id: sid("s"),
+            name: b("b")
+        })
+        .unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        f.run(Command::Del {
+            id: sid("s"),
+            name: b("b")
+        })
+        .unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        f.run(Command::GetAll { id: sid("s") }).unwrap(),
+        Reply::Map(vec![
+            (Reply::Bulk(b("a")), Reply::Bulk(b("1"))),
+            (Reply::Bulk(b("c")), Reply::Bulk(b("3"))),
+        ])
+    );
+}
+
+#[test]
+fn data_blob_round_trips_and_versions_increase() {
+    let f = fixture();
+    f.create("s");
+    let version = |f: &Fixture| match f.run(Command::Info { id: sid("s") }).unwrap() {
+        Reply::Map(m) => m
+            .into_iter()
+            .find(|(k, _)| *k == Reply::text("version"))
+            .map(|(_, v)| v)
+            .unwrap(),
+        _ => panic!(),
+    };
+    let v1 = version(&f);
+    f.run(Command::SetData {
+        id: sid("s"),
+        data: b("blob\0bytes"),
+    })
+    .unwrap();
+    let v2 = version(&f);
+    assert!(matches!((v1, v2), (Reply::Int(a), Reply::Int(b)) if b > a));
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("s"),
+            touch: true
+        })
+        .unwrap(),
+        Reply::Bulk(b("blob\0bytes"))
+    );
+}
+
+#[test]
+fn inc_adds_and_refuses_non_integers_and_overflow() {
+    let f = fixture();
+    f.create("s");
+    assert_eq!(
+        f.run(Command::Inc {
+            id: sid("s"),
+            name: b("n"),
+            by: 1
+        })
+        .unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        f.run(Command::Inc {
+            id: sid("s"),
+            name: b("n"),
+            by: -5
+        })
+        .unwrap(),
+        Reply::Int(-4)
+    );
+    f.set("s", "t", "abc");
+    assert!(matches!(
+        f.run(Command::Inc {
+            id: sid("s"),
+            name: b("t"),
+            by: 1
+        }),
+        Err(Error::NotInteger { .. })
+    ));
+    f.set("s", "m", &i64::MAX.to_string());
+    assert!(matches!(
+        f.run(Command::Inc {
+            id: sid("s"),
+            name: b("m"),
+            by: 1
+        }),
+        Err(Error::Overflow { .. })
+    ));
+}
+
+#[test]
+fn find_and_listvar_follow_writes() {
+    let f = fixture();
+    for id in ["a", "b", "c"] {
+        f.create(id);
+    }
+    f.set("a", "user", "42");
+    f.set("b", "user", "42");
+    f.set("c", "user", "7");
+    let mut found = strs(
+        f.run(Command::Find {
+            name: b("user"),
+            value: b("42"),
+        })
+        .unwrap(),
+    );
+    found.sort();
+    assert_eq!(found, ["a", "b"]);
+    f.set("b", "user", "8");
+    assert_eq!(
+        strs(
+            f.run(Command::Find {
+                name: b("user"),
+                value: b("42")
+            })
+            .unwrap()
+        ),
+        ["a"]
+    );
+    f.run(Command::Destroy { id: sid("a") }).unwrap();
+    assert!(strs(
+        f.run(Command::Find {
+            name: b("user"),
+            value: b("42")
+        })
+        .unwrap()
+    )
+    .is_empty());
+    let Reply::Map(mut pairs) = f.run(Command::ListVar { name: b("user") }).unwrap() else {
+        panic!()
+    };
+    pairs.sort_by_key(|(k, _)| format!("{k:?}"));
+    assert_eq!(
+        pairs,
+        vec![
+            (Reply::Bulk(b("b")), Reply::Bulk(b("8"))),
+            (Reply::Bulk(b("c")), Reply::Bulk(b("7"))),
+        ]
+    );
+}
+
+#[test]
+fn count_list_and_scan_with_classes() {
+    let f = fixture();
+    for i in 0..250 {
+        let class = if i % 5 == 0 { Some(b("admin")) } else { None };
+        f.run(Command::Create {
+            id: sid(&format!("s{i}")),
+            class,
+            data: None,
+            timeout_ms: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        f.run(Command::Count { class: None }).unwrap(),
+        Reply::Int(250)
+    );
+    assert_eq!(
+        f.run(Command::Count {
+            class: Some(b("admin"))
+        })
+        .unwrap(),
+        Reply::Int(50)
+    );
+    assert_eq!(
+        strs(
+            f.run(Command::List {
+                class: Some(b("admin"))
+            })
+            .unwrap()
+        )
+        .len(),
+        50
+    );
+    let mut seen = Vec::new();
+    let mut cursor = b("0");
+    loop {
+        let Reply::Array(parts) = f
+            .run(Command::Scan {
+                cursor: cursor.clone(),
+                count: 17,
+                class: None,
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        let mut parts = parts.into_iter();
+        let Some(Reply::Bulk(next)) = parts.next() else {
+            panic!()
+        };
+        let page = strs(parts.next().unwrap());
+        assert!(page.len() <= 17);
+        seen.extend(page);
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 250);
+    assert!(f
+        .run(Command::Scan {
+            cursor: b("zz"),
+            count: 10,
+            class: None
+        })
+        .is_err());
+}
+
+#[test]
+fn sliding_expiry_and_reaping() {
+    let f = fixture();
+    f.run(Command::Create {
+        id: sid("s"),
+        class: None,
+        data: None,
+        timeout_ms: Some(10_000),
+    })
+    .unwrap();
+    f.clock.advance(9_000);
+    // A read refreshes the deadline.
+    f.run(Command::Get {
+        id: sid("s"),
+        name: b("x"),
+        default: None,
+    })
+    .unwrap();
+    f.clock.advance(9_000);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("s") }).unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(f.run(Command::Ttl { id: sid("s") }).unwrap(), Reply::Int(1));
+    // EXISTS and TTL do not refresh it.
+    f.clock.advance(1_001);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("s") }).unwrap(),
+        Reply::Int(0)
+    );
+}
+
+#[test]
+fn tick_reaps_expired_sessions_without_access() {
+    let f = fixture();
+    for i in 0..100 {
+        f.run(Command::Create {
+            id: sid(&format!("s{i}")),
+            class: None,
+            data: None,
+            timeout_ms: Some(1_000),
+        })
+        .unwrap();
+    }
+    f.create("long");
+    f.set("s1", "u", "1");
+    f.clock.advance(1_000);
+    let report = f.engine.tick();
+    assert_eq!(report.expired_sessions, 100);
+    assert_eq!(
+        f.run(Command::Count { class: None }).unwrap(),
+        Reply::Int(1)
+    );
+    assert!(strs(
+        f.run(Command::Find {
+            name: b("u"),
+            value: b("1")
+        })
+        .unwrap()
+    )
+    .is_empty());
+}
+
+#[test]
+fn timeout_get_set_and_shorter_timeout_is_reaped() {
+    let f = fixture();
+    f.create("s");
+    assert_eq!(
+        f.run(Command::Timeout {
+            id: sid("s"),
+            timeout_ms: None
+        })
+        .unwrap(),
+        Reply::Int(1440)
+    );
+    f.run(Command::Timeout {
+        id: sid("s"),
+        timeout_ms: Some(2_000),
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::Timeout {
+            id: sid("s"),
+            timeout_ms: None
+        })
+        .unwrap(),
+        Reply::Int(2)
+    );
+    f.clock.advance(2_000);
+    assert_eq!(f.engine.tick().expired_sessions, 1);
+    assert!(f
+        .run(Command::Timeout {
+            id: sid("x"),
+            timeout_ms: Some(0)
+        })
+        .is_err());
+}
+
+#[test]
+fn touch_extends_life() {
+    let f = fixture();
+    f.run(Command::Create {
+        id: sid("s"),
+        class: None,
+        data: None,
+        timeout_ms: Some(5_000),
+    })
+    .unwrap();
+    f.clock.advance(4_000);
+    f.run(Command::Touch { id: sid("s") }).unwrap();
+    f.clock.advance(4_000);
+    assert_eq!(f.engine.tick().expired_sessions, 0);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("s") }).unwrap(),
+        Reply::Int(1)
+    );
+}
+
+#[test]
+fn write_lock_excludes_and_grants_fifo() {
+    let f = fixture();
+    f.create("s");
+    let (a, b2, c) = (f.engine.connect(), f.engine.connect(), f.engine.connect());
+    let ka = f.key(&a, "s", LockMode::Write);
+    assert!(matches!(
+        f.lock(&b2, "s", LockMode::Write, 0),
+        Err(Error::Locked { .. })
+    ));
+    let mut pb = f.pending(&b2, "s", LockMode::Write);
+    let mut pc = f.pending(&c, "s", LockMode::Write);
+    assert!(poll(&mut pb).is_none());
+    f.run(Command::Unlock {
+        id: sid("s"),
+        key: ka,
+    })
+    .unwrap();
+    let gb = poll(&mut pb).unwrap().unwrap();
+    assert!(gb.key > ka, "fencing keys increase");
+    assert!(poll(&mut pc).is_none(), "second waiter still waits");
+    f.run(Command::Unlock {
+        id: sid("s"),
+        key: gb.key,
+    })
+    .unwrap();
+    let gc = poll(&mut pc).unwrap().unwrap();
+    assert!(gc.key > gb.key);
+    // A released key is stale.
+    assert_eq!(
+        f.run(Command::Unlock {
+            id: sid("s"),
+            key: ka
+        })
+        .unwrap_err(),
+        Error::StaleKey {
+            id: sid("s"),
+            key: ka
+        }
+    );
+}
+
+#[test]
+fn readers_share_and_a_queued_writer_blocks_new_readers() {
+    let f = fixture();
+    f.create("s");
+    let (r1, r2, w, r3) = (
+        f.engine.connect(),
+        f.engine.connect(),
+        f.engine.connect(),
+        f.engine.connect(),
+    );
+    let k1 = f.key(&r1, "s", LockMode::Read);
+    let k2 = f.key(&r2, "s", LockMode::Read);
+    let mut pw = f.pending(&w, "s", LockMode::Write);
+    // FIFO: a reader arriving after a queued writer waits behind it.
+    let mut pr3 = f.pending(&r3, "s", LockMode::Read);
+    f.run(Command::Unlock {
+        id: sid("s"),
+        key: k1,
+    })
+    .unwrap();
+    assert!(poll(&mut pw).is_none());
+    f.run(Command::Unlock {
+        id: sid("s"),
+        key: k2,
+    })
+    .unwrap();
+    let gw = poll(&mut pw).unwrap().unwrap();
+    assert!(poll(&mut pr3).is_none());
+    // COMMIT downgrades to read, which lets the queued reader in.
+    f.run(Command::Commit {
+        id: sid("s"),
+        key: gw.key,
+    })
+    .unwrap();
+    assert_eq!(poll(&mut pr3).unwrap().unwrap().mode, LockMode::Read);
+}
+
+#[test]
+fn lease_expiry_releases_and_stale_key_is_refused() {
+    let f = fixture();
+    f.create("s");
+    let (a, b2) = (f.engine.connect(), f.engine.connect());
+    let Outcome::Reply(Reply::Int(ka)) = f
+        .engine
+        .execute(
+            &a,
+            Command::Lock {
+                id: sid("s"),
+                mode: LockMode::Write,
+                wait_ms: 0,
+                lease_ms: Some(500),
+            },
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let mut pb = f.pending(&b2, "s", LockMode::Write);
+    f.clock.advance(500);
+    assert_eq!(f.engine.tick().expired_leases, 1);
+    let gb = poll(&mut pb).unwrap().unwrap();
+    let close = Command::Close {
+        id: sid("s"),
+        key: ka as u64,
+        data: Some(b("late")),
+        sets: vec![],
+    };
+    assert!(matches!(f.run_as(&a, close), Err(Error::StaleKey { .. })));
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("s"),
+            touch: false
+        })
+        .unwrap(),
+        Reply::Bulk(b(""))
+    );
+    f.run_as(
+        &b2,
+        Command::Close {
+            id: sid("s"),
+            key: gb.key,
+            data: Some(b("ok")),
+            sets: vec![(b("v"), b("1"))],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("s"),
+            touch: false
+        })
+        .unwrap(),
+        Reply::Bulk(b("ok"))
+    );
+    assert_eq!(
+        f.run(Command::Get {
+            id: sid("s"),
+            name: b("v"),
+            default: None
+        })
+        .unwrap(),
+        Reply::Bulk(b("1"))
+    );
+}
+
+#[test]
+fn disconnect_releases_locks_and_drops_waits() {
+    let f = fixture();
+    f.create("s");
+    let (a, b2, c) = (f.engine.connect(), f.engine.connect(), f.engine.connect());
+    f.key(&a, "s", LockMode::Write);
+    let _pb = f.pending(&b2, "s", LockMode::Write);
+    let mut pc = f.pending(&c, "s", LockMode::Write);
+    f.engine.disconnect(&b2);
+    f.engine.disconnect(&a);
+    assert!(
+        poll(&mut pc).unwrap().is_ok(),
+        "c is next once a and b are gone"
+    );
+}
+
+#[test]
+fn destroy_fails_waiters() {
+    let f = fixture();
+    f.create("s");
+    let (a, b2) = (f.engine.connect(), f.engine.connect());
+    f.key(&a, "s", LockMode::Write);
+    let mut pb = f.pending(&b2, "s", LockMode::Write);
+    f.run(Command::Destroy { id: sid("s") }).unwrap();
+    assert_eq!(
+        poll(&mut pb).unwrap().unwrap_err(),
+        Error::DestroyedWhileWaiting(sid("s"))
+    );
+}
+
+#[test]
+fn cancel_wait_removes_the_waiter_or_returns_a_racing_grant() {
+    let f = fixture();
+    f.create("s");
+    let (a, b2, c) = (f.engine.connect(), f.engine.connect(), f.engine.connect());
+    let ka = f.key(&a, "s", LockMode::Write);
+    let pb = f.pending(&b2, "s", LockMode::Write);
+    assert!(matches!(
+        f.engine.cancel_wait(&pb),
+        Err(Error::Locked { .. })
+    ));
+    let pc = f.pending(&c, "s", LockMode::Write);
+    f.run(Command::Unlock {
+        id: sid("s"),
+        key: ka,
+    })
+    .unwrap();
+    // The grant happened before the cancel: the grant wins.
+    let g = f.engine.cancel_wait(&pc).unwrap();
+    assert!(g.key > ka);
+}
+
+#[test]
+fn open_locks_and_reads_in_one_step_and_close_writes_and_unlocks() {
+    let f = fixture();
+    assert!(matches!(
+        f.engine.execute(
+            &f.client,
+            Command::Open {
+                id: sid("n"),
+                mode: LockMode::Write,
+                wait_ms: 0,
+                lease_ms: None,
+                create: false
+            }
+        ),
+        Err(Error::NoSession(_))
+    ));
+    let Outcome::Reply(Reply::Array(parts)) = f
+        .engine
+        .execute(
+            &f.client,
+            Command::Open {
+                id: sid("n"),
+                mode: LockMode::Write,
+                wait_ms: 0,
+                lease_ms: None,
+                create: true,
+            },
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Reply::Int(key) = parts[0] else { panic!() };
+    assert_eq!(parts[1], Reply::Bulk(b("")));
+    assert_eq!(parts[2], Reply::Map(vec![]));
+    f.run(Command::Close {
+        id: sid("n"),
+        key: key as u64,
+        data: Some(b("x")),
+        sets: vec![],
+    })
+    .unwrap();
+    assert!(matches!(
+        f.run(Command::Close {
+            id: sid("n"),
+            key: key as u64,
+            data: None,
+            sets: vec![]
+        }),
+        Err(Error::StaleKey { .. })
+    ));
+    // A read lock cannot write.
+    let kr = f.key(&f.client, "n", LockMode::Read);
+    assert!(matches!(
+        f.run(Command::Close {
+            id: sid("n"),
+            key: kr,
+            data: Some(b("y")),
+            sets: vec![]
+        }),
+        Err(Error::ReadOnlyLock { .. })
+    ));
+}
+
+#[test]
+fn regenerate_moves_data_vars_and_lock() {
+    let f = fixture();
+    f.create("old");
+    f.set("old", "user", "42");
+    let key = f.key(&f.client, "old", LockMode::Write);
+    let other = f.engine.connect();
+    let mut pending = f.pending(&other, "old", LockMode::Write);
+    let Reply::Bulk(new) = f
+        .run(Command::Regenerate {
+            id: sid("old"),
+            new_id: None,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let new_id = SessionId::new(new);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("old") }).unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        f.run(Command::Get {
+            id: new_id.clone(),
+            name: b("user"),
+            default: None
+        })
+        .unwrap(),
+        Reply::Bulk(b("42"))
+    );
+    assert_eq!(
+        strs(
+            f.run(Command::Find {
+                name: b("user"),
+                value: b("42")
+            })
+            .unwrap()
+        ),
+        [String::from_utf8(new_id.to_bytes().to_vec()).unwrap()]
+    );
+    // The lock moved with it: the old key unlocks the new id, and the waiter
+    // is granted the new id.
+    f.run(Command::Unlock {
+        id: new_id.clone(),
+        key,
+    })
+    .unwrap();
+    assert_eq!(poll(&mut pending).unwrap().unwrap().id, new_id);
+    f.create("taken");
+    assert_eq!(
+        f.run(Command::Regenerate {
+            id: new_id,
+            new_id: Some(sid("taken"))
+        })
+        .unwrap_err(),
+        Error::Exists(sid("taken"))
+    );
+}
+
+#[test]
+fn locked_session_does_not_expire_under_its_holder() {
+    let f = fixture();
+    f.run(Command::Create {
+        id: sid("s"),
+        class: None,
+        data: None,
+        timeout_ms: Some(1_000),
+    })
+    .unwrap();
+    let key = f.key(&f.client, "s", LockMode::Write);
+    f.clock.advance(2_000);
+    f.engine.tick();
+    f.run(Command::Close {
+        id: sid("s"),
+        key,
+        data: Some(b("kept")),
+        sets: vec![],
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("s"),
+            touch: false
+        })
+        .unwrap(),
+        Reply::Bulk(b("kept"))
+    );
+}
+
+#[test]
+fn randstr_lengths() {
+    let f = fixture();
+    let Reply::Bulk(s) = f.run(Command::RandStr { len: 40 }).unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.len(), 40);
+    assert!(f.run(Command::RandStr { len: 0 }).is_err());
+    assert!(f.run(Command::RandStr { len: 1 << 20 }).is_err());
+}

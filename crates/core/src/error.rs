@@ -1,0 +1,77 @@
+//! The one error type of the engine.
+//!
+//! Every codec maps these onto its protocol's idiom; [`Error::code`] is the
+//! stable, machine-readable part (the RESP error prefix).
+
+use crate::id::SessionId;
+use crate::lock::LockMode;
+
+/// Why the engine refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The session does not exist (or has expired).
+    #[error("no session '{0}'")]
+    NoSession(SessionId),
+    /// `CREATE` or `REGENERATE` named an id that is taken.
+    #[error("session '{0}' already exists")]
+    Exists(SessionId),
+    /// The lock could not be had within the wait.
+    #[error("session '{id}' is locked for {mode} (waited {waited_ms} ms)")]
+    Locked {
+        id: SessionId,
+        mode: LockMode,
+        waited_ms: u64,
+    },
+    /// The session was destroyed while this client waited for its lock.
+    #[error("session '{0}' was destroyed while waiting for its lock")]
+    DestroyedWhileWaiting(SessionId),
+    /// A lock key that does not (or no longer) hold the session's lock.
+    #[error(
+        "lock key {key} does not hold session '{id}': it was released, its lease expired, or it was never granted"
+    )]
+    StaleKey { id: SessionId, key: u64 },
+    /// A write presented a key that holds only a read lock.
+    #[error("lock key {key} holds session '{id}' for reading only; lock it with MODE write to change it")]
+    ReadOnlyLock { id: SessionId, key: u64 },
+    /// `INC` on a variable that is not a decimal integer.
+    #[error("variable '{name}' of session '{id}' is not an integer")]
+    NotInteger { id: SessionId, name: String },
+    /// `INC` would leave the 64-bit signed range.
+    #[error("increment of variable '{name}' of session '{id}' would overflow")]
+    Overflow { id: SessionId, name: String },
+    /// An argument is out of its allowed range or malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A hard limit was reached.
+    #[error("{what} is {got}, over the limit of {limit}")]
+    LimitExceeded {
+        what: &'static str,
+        got: u64,
+        limit: u64,
+    },
+    /// The operating system's random source failed.
+    #[error("the OS random source failed: {0}")]
+    Random(String),
+}
+
+impl Error {
+    /// The stable error code, used as the RESP error prefix.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => "NOSESSION",
+            Error::Exists(_) => "EXISTS",
+            Error::Locked { .. } => "LOCKED",
+            Error::StaleKey { .. } => "STALEKEY",
+            Error::ReadOnlyLock { .. } => "READONLY",
+            Error::NotInteger { .. } | Error::Overflow { .. } | Error::InvalidArgument(_) => "ERR",
+            Error::LimitExceeded { .. } => "LIMIT",
+            Error::Random(_) => "ERR",
+        }
+    }
+}
+
+impl From<getrandom::Error> for Error {
+    fn from(e: getrandom::Error) -> Self {
+        Error::Random(e.to_string())
+    }
+}

@@ -1,0 +1,27 @@
+//! The sessiond engine: sessions, a sharded store, sliding expiry, locks with
+//! fencing keys and leases, and a secondary index over session variables.
+//!
+//! Synchronous and free of I/O: protocols turn bytes into a [`Command`], call
+//! [`Engine::execute`], and turn the [`Reply`] or [`Error`] back into bytes.
+
+mod client;
+pub mod clock;
+mod command;
+mod engine;
+mod error;
+pub mod id;
+mod index;
+mod lock;
+mod reply;
+mod session;
+mod store;
+
+pub use client::ClientHandle;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use command::Command;
+pub use engine::{AfterGrant, Engine, EngineConfig, Outcome, PendingLock, TickReport};
+pub use error::Error;
+pub use id::SessionId;
+pub use lock::{Grant, LockMode, LockWait};
+pub use reply::{InfoSection, Reply};
+pub use session::Session;

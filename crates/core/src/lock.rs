@@ -1,0 +1,356 @@
+//! Session locks: write (exclusive) and read (shared) modes, fencing keys,
+//! leases, and a FIFO queue of waiters woken the instant the lock frees.
+//!
+//! A [`LockState`] lives in the same shard as its session id, so a command
+//! that locks and reads (`OPEN`) or writes and unlocks (`CLOSE`) is atomic
+//! under one shard mutex. Waiting is not done here: a queued request gets a
+//! [`LockWait`] future that the connection awaits; granting completes it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+
+use crate::client::ClientHandle;
+use crate::error::Error;
+use crate::id::SessionId;
+
+/// How a lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Exclusive: one holder, no readers.
+    Write,
+    /// Shared: any number of readers, no writer.
+    Read,
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockMode::Write => "writing",
+            LockMode::Read => "reading",
+        })
+    }
+}
+
+/// A granted lock: its fencing key, mode, and the session it holds (which
+/// differs from the one asked for if the session was regenerated meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub key: u64,
+    pub mode: LockMode,
+    pub id: SessionId,
+}
+
+/// Lease deadlines of a shard: `(deadline_ms, key, session)`, earliest first.
+pub(crate) type LeaseHeap = BinaryHeap<Reverse<(u64, u64, SessionId)>>;
+
+#[derive(Debug)]
+pub(crate) struct Holder {
+    pub(crate) key: u64,
+    pub(crate) mode: LockMode,
+    pub(crate) client: ClientHandle,
+    pub(crate) lease_deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    slot: Arc<WaitSlot>,
+    mode: LockMode,
+    client: ClientHandle,
+    lease_ms: u64,
+}
+
+/// The lock of one session id.
+#[derive(Debug, Default)]
+pub(crate) struct LockState {
+    pub(crate) holders: Vec<Holder>,
+    waiters: VecDeque<Waiter>,
+}
+
+/// What a lock request came to at once.
+pub(crate) enum Acquire {
+    Granted(u64),
+    Queued(LockWait),
+    Busy,
+}
+
+impl LockState {
+    /// The mode the lock is held in, if it is held.
+    pub(crate) fn mode(&self) -> Option<LockMode> {
+        self.holders.first().map(|h| h.mode)
+    }
+
+    pub(crate) fn waiter_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.holders.is_empty() && self.waiters.is_empty()
+    }
+
+    pub(crate) fn holder(&self, key: u64) -> Option<&Holder> {
+        self.holders.iter().find(|h| h.key == key)
+    }
+
+    /// Whether `client` holds or awaits this lock.
+    pub(crate) fn holds_or_awaits(&self, client: &ClientHandle) -> bool {
+        self.holders.iter().any(|h| h.client.same(client))
+            || self.waiters.iter().any(|w| w.client.same(client))
+    }
+
+    fn compatible(&self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Write => self.holders.is_empty(),
+            LockMode::Read => self.holders.iter().all(|h| h.mode == LockMode::Read),
+        }
+    }
+
+    /// Asks for the lock. Granted at once only if compatible with the holders
+    /// and nobody is queued (FIFO: no barging past waiters); otherwise queued
+    /// when `wait` is set, else refused.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn acquire(
+        &mut self,
+        id: &SessionId,
+        mode: LockMode,
+        client: &ClientHandle,
+        lease_ms: u64,
+        wait: bool,
+        now: u64,
+        keys: &AtomicU64,
+        leases: &mut LeaseHeap,
+    ) -> Acquire {
+        if self.waiters.is_empty() && self.compatible(mode) {
+            let key = self.grant_to(id, mode, client, lease_ms, now, keys, leases);
+            return Acquire::Granted(key);
+        }
+        if !wait {
+            return Acquire::Busy;
+        }
+        let slot = Arc::new(WaitSlot::new(id.clone()));
+        client.note(id);
+        self.waiters.push_back(Waiter {
+            slot: slot.clone(),
+            mode,
+            client: client.clone(),
+            lease_ms,
+        });
+        Acquire::Queued(LockWait { slot })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn grant_to(
+        &mut self,
+        id: &SessionId,
+        mode: LockMode,
+        client: &ClientHandle,
+        lease_ms: u64,
+        now: u64,
+        keys: &AtomicU64,
+        leases: &mut LeaseHeap,
+    ) -> u64 {
+        let key = keys.fetch_add(1, Ordering::SeqCst);
+        let deadline = now.saturating_add(lease_ms);
+        client.note(id);
+        self.holders.push(Holder {
+            key,
+            mode,
+            client: client.clone(),
+            lease_deadline_ms: deadline,
+        });
+        leases.push(Reverse((deadline, key, id.clone())));
+        key
+    }
+
+    /// Grants the lock to waiters at the head of the queue for as long as
+    /// they are compatible: one writer, or a run of readers.
+    pub(crate) fn pump(
+        &mut self,
+        id: &SessionId,
+        now: u64,
+        keys: &AtomicU64,
+        leases: &mut LeaseHeap,
+    ) {
+        while let Some(front) = self.waiters.front() {
+            if !self.compatible(front.mode) {
+                break;
+            }
+            let Some(w) = self.waiters.pop_front() else {
+                break;
+            };
+            let key = self.grant_to(id, w.mode, &w.client, w.lease_ms, now, keys, leases);
+            w.slot.complete(Ok(Grant {
+                key,
+                mode: w.mode,
+                id: id.clone(),
+            }));
+        }
+    }
+
+    /// Drops holders whose lease has run out. Returns whether any did.
+    pub(crate) fn expire_leases(&mut self, now: u64) -> bool {
+        let before = self.holders.len();
+        self.holders.retain(|h| h.lease_deadline_ms > now);
+        before != self.holders.len()
+    }
+
+    /// Releases the holder with `key`.
+    pub(crate) fn release(&mut self, key: u64) -> Option<Holder> {
+        let at = self.holders.iter().position(|h| h.key == key)?;
+        Some(self.holders.swap_remove(at))
+    }
+
+    /// Turns a write hold into a read hold (HTTP_SessionServer `commit`).
+    pub(crate) fn downgrade(&mut self, key: u64) -> bool {
+        match self.holders.iter_mut().find(|h| h.key == key) {
+            Some(h) => {
+                h.mode = LockMode::Read;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every hold and wait of `client`. Returns whether any was found.
+    pub(crate) fn drop_client(&mut self, client: &ClientHandle) -> bool {
+        let before = self.holders.len() + self.waiters.len();
+        self.holders.retain(|h| !h.client.same(client));
+        self.waiters.retain(|w| {
+            let keep = !w.client.same(client);
+            if !keep {
+                w.slot
+                    .complete(Err(Error::InvalidArgument("connection closed".into())));
+            }
+            keep
+        });
+        before != self.holders.len() + self.waiters.len()
+    }
+
+    /// Takes the queued request behind `slot` out of the queue; false if it
+    /// is no longer queued (it was granted or failed meanwhile).
+    pub(crate) fn cancel(&mut self, slot: &Arc<WaitSlot>) -> bool {
+        match self.waiters.iter().position(|w| Arc::ptr_eq(&w.slot, slot)) {
+            Some(at) => {
+                self.waiters.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The session is gone: holders lose their keys, waiters get an error.
+    pub(crate) fn destroy(self, id: &SessionId) {
+        for h in &self.holders {
+            h.client.forget(id);
+        }
+        for w in self.waiters {
+            w.client.forget(id);
+            w.slot
+                .complete(Err(Error::DestroyedWhileWaiting(id.clone())));
+        }
+    }
+
+    /// The session was renamed: queued requests now wait on `to`, and
+    /// every client's record of its locks follows.
+    pub(crate) fn rename(&mut self, from: &SessionId, to: &SessionId) {
+        for h in &self.holders {
+            h.client.forget(from);
+            h.client.note(to);
+        }
+        for w in &self.waiters {
+            w.client.forget(from);
+            w.client.note(to);
+            w.slot.inner.lock().id = to.clone();
+        }
+    }
+}
+
+/// The rendezvous between a queued lock request and the grant.
+#[derive(Debug)]
+pub struct WaitSlot {
+    inner: Mutex<SlotInner>,
+}
+
+#[derive(Debug)]
+struct SlotInner {
+    /// The session waited on; follows renames by `REGENERATE`.
+    id: SessionId,
+    outcome: Option<Result<Grant, Error>>,
+    taken: bool,
+    waker: Option<Waker>,
+}
+
+impl WaitSlot {
+    fn new(id: SessionId) -> Self {
+        Self {
+            inner: Mutex::new(SlotInner {
+                id,
+                outcome: None,
+                taken: false,
+                waker: None,
+            }),
+        }
+    }
+
+    fn complete(&self, outcome: Result<Grant, Error>) {
+        let waker = {
+            let mut inner = self.inner.lock();
+            if inner.outcome.is_some() || inner.taken {
+                return;
+            }
+            inner.outcome = Some(outcome);
+            inner.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn id(&self) -> SessionId {
+        self.inner.lock().id.clone()
+    }
+
+    pub(crate) fn take(&self) -> Option<Result<Grant, Error>> {
+        let mut inner = self.inner.lock();
+        let out = inner.outcome.take();
+        if out.is_some() {
+            inner.taken = true;
+        }
+        out
+    }
+}
+
+/// A queued lock request; resolves when the lock is granted to it or the
+/// session is destroyed. Nobody polls: the releaser wakes it.
+///
+/// Dropping it does not leave the queue: give it back to
+/// [`crate::Engine::cancel_wait`] (on a timeout) or let
+/// [`crate::Engine::disconnect`] clean up.
+#[derive(Debug)]
+pub struct LockWait {
+    pub(crate) slot: Arc<WaitSlot>,
+}
+
+impl Future for LockWait {
+    type Output = Result<Grant, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.slot.inner.lock();
+        if let Some(out) = inner.outcome.take() {
+            inner.taken = true;
+            return Poll::Ready(out);
+        }
+        match &inner.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,55 @@
+//! The session record.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+/// One session: an unstructured blob plus named variables, with sliding
+/// expiry (`accessed + timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// An application-chosen class (msession's `classname`), for COUNT/LIST.
+    pub class: Option<Bytes>,
+    /// The unstructured blob: msession `set_data`, PHP's serialized `$_SESSION`.
+    pub data: Bytes,
+    /// Per-variable fields: msession `set`/`get`, HTTP_SessionServer `put`/`get`.
+    pub vars: BTreeMap<Bytes, Bytes>,
+    /// Opaque client flags (the memcached item flags).
+    pub flags: u32,
+    /// When the session was created, ms since the epoch.
+    pub created_ms: u64,
+    /// When the session was last read or written, ms since the epoch.
+    pub accessed_ms: u64,
+    /// Idle time after which the session expires, in ms.
+    pub timeout_ms: u64,
+    /// Increases on every write; unique across sessions (the memcached CAS).
+    pub version: u64,
+    /// The earliest deadline this session has in its shard's expiry heap.
+    pub(crate) queued_ms: u64,
+}
+
+impl Session {
+    pub(crate) fn new(now: u64, timeout_ms: u64, version: u64) -> Self {
+        Self {
+            class: None,
+            data: Bytes::new(),
+            vars: BTreeMap::new(),
+            flags: 0,
+            created_ms: now,
+            accessed_ms: now,
+            timeout_ms,
+            version,
+            queued_ms: now.saturating_add(timeout_ms),
+        }
+    }
+
+    /// When the session expires unless touched again, ms since the epoch.
+    pub fn deadline_ms(&self) -> u64 {
+        self.accessed_ms.saturating_add(self.timeout_ms)
+    }
+
+    /// Remaining life in ms at `now`.
+    pub fn ttl_ms(&self, now: u64) -> u64 {
+        self.deadline_ms().saturating_sub(now)
+    }
+}
