@@ -1,0 +1,151 @@
+//! Writing replies in RESP2 or RESP3.
+
+use bytes::{BufMut, BytesMut};
+use sessiond_core::{InfoSection, Reply};
+
+/// The RESP version a connection speaks; RESP2 until `HELLO 3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+/// Appends `reply` to `out`.
+pub fn encode_reply(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
+    match reply {
+        Reply::Ok => out.put_slice(b"+OK\r\n"),
+        Reply::Status(s) => {
+            out.put_u8(b'+');
+            out.put_slice(s.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        Reply::Nil => match proto {
+            Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+            Protocol::Resp3 => out.put_slice(b"_\r\n"),
+        },
+        Reply::Int(n) => {
+            out.put_u8(b':');
+            put_decimal(out, *n);
+            out.put_slice(b"\r\n");
+        }
+        Reply::Bulk(b) => put_bulk(out, b),
+        Reply::Array(items) => {
+            put_header(out, b'*', items.len());
+            for item in items {
+                encode_reply(item, proto, out);
+            }
+        }
+        Reply::Map(pairs) => {
+            match proto {
+                Protocol::Resp2 => put_header(out, b'*', pairs.len() * 2),
+                Protocol::Resp3 => put_header(out, b'%', pairs.len()),
+            }
+            for (k, v) in pairs {
+                encode_reply(k, proto, out);
+                encode_reply(v, proto, out);
+            }
+        }
+        Reply::Info(sections) => put_bulk(out, render_info(sections).as_bytes()),
+    }
+}
+
+/// Appends an error line `-CODE message`. Line breaks in `message` become
+/// spaces, so a reply is always one line whatever a client sent.
+pub fn encode_error(code: &str, message: &str, out: &mut BytesMut) {
+    out.put_u8(b'-');
+    out.put_slice(code.as_bytes());
+    out.put_u8(b' ');
+    for &b in message.as_bytes() {
+        out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Redis's INFO text: `# Section` headers, `field:value` lines, a blank
+/// line between sections.
+fn render_info(sections: &[InfoSection]) -> String {
+    let mut text = String::new();
+    for (i, section) in sections.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\r\n");
+        }
+        text.push_str("# ");
+        text.push_str(section.name);
+        text.push_str("\r\n");
+        for (field, value) in &section.fields {
+            text.push_str(field);
+            text.push(':');
+            text.push_str(value);
+            text.push_str("\r\n");
+        }
+    }
+    text
+}
+
+fn put_bulk(out: &mut BytesMut, b: &[u8]) {
+    put_header(out, b'$', b.len());
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+}
+
+fn put_header(out: &mut BytesMut, kind: u8, len: usize) {
+    out.put_u8(kind);
+    put_decimal(out, len as i64);
+    out.put_slice(b"\r\n");
+}
+
+fn put_decimal(out: &mut BytesMut, n: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn enc(r: &Reply, p: Protocol) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_reply(r, p, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn resp2_and_resp3_shapes() {
+        let map = Reply::Map(vec![(Reply::text("a"), Reply::Int(-12))]);
+        assert_eq!(enc(&map, Protocol::Resp2), b"*2\r\n$1\r\na\r\n:-12\r\n");
+        assert_eq!(enc(&map, Protocol::Resp3), b"%1\r\n$1\r\na\r\n:-12\r\n");
+        assert_eq!(enc(&Reply::Nil, Protocol::Resp2), b"$-1\r\n");
+        assert_eq!(enc(&Reply::Nil, Protocol::Resp3), b"_\r\n");
+        assert_eq!(
+            enc(&Reply::Bulk(Bytes::new()), Protocol::Resp2),
+            b"$0\r\n\r\n"
+        );
+        assert_eq!(
+            enc(&Reply::Int(i64::MIN), Protocol::Resp2),
+            b":-9223372036854775808\r\n"
+        );
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        let mut out = BytesMut::new();
+        encode_error("ERR", "bad\r\nthing", &mut out);
+        assert_eq!(&out[..], b"-ERR bad  thing\r\n");
+    }
+}

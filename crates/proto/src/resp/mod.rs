@@ -1,0 +1,10 @@
+//! RESP, the Redis serialization protocol (RESP2, and RESP3 after `HELLO 3`),
+//! with inline commands so `telnet`, `nc` and `redis-cli` all work.
+
+mod encode;
+mod request;
+mod value;
+
+pub use encode::{encode_error, encode_reply, Protocol};
+pub use request::{parse_request, FrameError};
+pub use value::{encode_command, parse_value, Value, ValueError};
