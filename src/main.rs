@@ -1,1 +1,201 @@
-fn main() {}
+//! `sessiond`: the session server's command line. Thin: it reads the
+//! configuration and hands over to `sessiond-server`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sessiond_server::{Config, Listen, LogLevel, Server, ServerError};
+
+#[derive(Parser)]
+#[command(name = "sessiond", version, about = "A session server for web farms")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// Every flag also reads `SESSIOND_<NAME>` from the environment; a flag beats
+/// the environment, which beats the configuration file.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "SESSIOND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Native (RESP) listener address, or `off`.
+    #[arg(long, env = "SESSIOND_LISTEN_RESP", value_parser = clap::value_parser!(Listen))]
+    listen_resp: Option<Listen>,
+    /// Idle timeout of sessions created without one, in seconds.
+    #[arg(long, env = "SESSIOND_DEFAULT_TIMEOUT")]
+    default_timeout: Option<u64>,
+    /// Longest idle timeout a client may set, in seconds.
+    #[arg(long, env = "SESSIOND_MAX_TIMEOUT")]
+    max_timeout: Option<u64>,
+    /// Lease of locks taken without LEASE, in ms.
+    #[arg(long, env = "SESSIOND_DEFAULT_LEASE_MS")]
+    default_lease_ms: Option<u64>,
+    /// Longest lease a client may ask for, in ms.
+    #[arg(long, env = "SESSIOND_MAX_LEASE_MS")]
+    max_lease_ms: Option<u64>,
+    /// Longest a lock request may wait, in ms.
+    #[arg(long, env = "SESSIOND_MAX_WAIT_MS")]
+    max_wait_ms: Option<u64>,
+    /// Number of store shards.
+    #[arg(long, env = "SESSIOND_SHARDS")]
+    shards: Option<usize>,
+    /// Largest single value (session data, a variable), in bytes.
+    #[arg(long, env = "SESSIOND_MAX_VALUE_BYTES")]
+    max_value_bytes: Option<usize>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, env = "SESSIOND_LOG_LEVEL", value_parser = clap::value_parser!(LogLevel))]
+    log_level: Option<LogLevel>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<Config, ServerError> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen_resp {
+            c.listen_resp = v;
+        }
+        if let Some(v) = self.default_timeout {
+            c.default_timeout = v;
+        }
+        if let Some(v) = self.max_timeout {
+            c.max_timeout = v;
+        }
+        if let Some(v) = self.default_lease_ms {
+            c.default_lease_ms = v;
+        }
+        if let Some(v) = self.max_lease_ms {
+            c.max_lease_ms = v;
+        }
+        if let Some(v) = self.max_wait_ms {
+            c.max_wait_ms = v;
+        }
+        if let Some(v) = self.shards {
+            c.shards = v;
+        }
+        if let Some(v) = self.max_value_bytes {
+            c.limits.max_bulk_len = v;
+            c.limits.max_request_len = c.limits.max_request_len.max(v);
+        }
+        if let Some(v) = self.log_level {
+            c.log_level = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(args) => serve(&args),
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("sessiond: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), ServerError> {
+    let Listen::On(addr) = config.listen_resp else {
+        return Err(ServerError::InvalidConfig(
+            "every listener is off: set --listen-resp to an address".into(),
+        ));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(
+        resp = %listener.local_addr()?,
+        default_timeout_s = config.default_timeout,
+        shards = config.shards,
+        "sessiond {} listening (native RESP on {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?
+    );
+    Server::new(config).run(listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,1 +1,14 @@
+//! The sessiond network server: listeners, the connection loop, configuration
+//! and graceful shutdown, around the engine of `sessiond-core`.
+//!
+//! Tests and the binary run the same path: bind a listener, then
+//! [`run`] (or [`Server::run`]) until a shutdown future resolves.
 
+mod config;
+mod connection;
+mod error;
+mod server;
+
+pub use config::{Config, LimitsConfig, Listen, LogLevel};
+pub use error::ServerError;
+pub use server::{run, Server};

@@ -26,8 +26,22 @@ pub enum Request {
 /// A request that is well framed but wrong: the client gets `-ERR …` and the
 /// connection goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CommandError(pub String);
+#[error("{code} {message}")]
+pub struct CommandError {
+    /// The RESP error code (`ERR`, `NOPROTO`).
+    pub code: &'static str,
+    /// What is wrong and how to put it right.
+    pub message: String,
+}
+
+impl CommandError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            code: "ERR",
+            message: message.into(),
+        }
+    }
+}
 
 type Result<T> = std::result::Result<T, CommandError>;
 
@@ -35,10 +49,10 @@ type Result<T> = std::result::Result<T, CommandError>;
 pub fn parse(args: Vec<Bytes>) -> Result<Request> {
     let mut it = args.into_iter();
     let Some(name) = it.next() else {
-        return Err(CommandError("empty command".into()));
+        return Err(CommandError::new(String::from("empty command")));
     };
     let Some(spec) = lookup(&name) else {
-        return Err(CommandError(format!(
+        return Err(CommandError::new(format!(
             "unknown command '{}'; COMMAND lists the commands, docs/protocol.md explains them",
             printable(&name)
         )));
@@ -46,7 +60,7 @@ pub fn parse(args: Vec<Bytes>) -> Result<Request> {
     let rest: Vec<Bytes> = it.collect();
     let n = rest.len() as i64 + 1;
     if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        return Err(CommandError(format!(
+        return Err(CommandError::new(format!(
             "wrong number of arguments for '{}': {} {}",
             spec.name, spec.name, spec.syntax
         )));
@@ -136,9 +150,8 @@ pub fn parse(args: Vec<Bytes>) -> Result<Request> {
             let name = a.next()?;
             let by = match a.options(&["BY"])?.get("BY") {
                 None => 1,
-                Some(v) => {
-                    parse_i64(&v).ok_or_else(|| CommandError("BY must be an integer".into()))?
-                }
+                Some(v) => parse_i64(&v)
+                    .ok_or_else(|| CommandError::new(String::from("BY must be an integer")))?,
             };
             Command::Inc { id, name, by }
         }
@@ -229,15 +242,16 @@ pub fn parse(args: Vec<Bytes>) -> Result<Request> {
                     b"2" => Some(2),
                     b"3" => Some(3),
                     _ => {
-                        return Err(CommandError(
-                            "NOPROTO sorry, this protocol version is not supported; use 2 or 3"
+                        return Err(CommandError {
+                            code: "NOPROTO",
+                            message: "sorry, this protocol version is not supported; use 2 or 3"
                                 .into(),
-                        ))
+                        })
                     }
                 },
             };
             if let Some(extra) = a.it.next() {
-                return Err(CommandError(format!(
+                return Err(CommandError::new(format!(
                     "HELLO option '{}' is not supported: authentication comes with the security release",
                     printable(&extra)
                 )));
@@ -247,7 +261,7 @@ pub fn parse(args: Vec<Bytes>) -> Result<Request> {
         "QUIT" => return Ok(Request::Quit),
         "COMMAND" => return command_reply(a.it.next()),
         other => {
-            return Err(CommandError(format!(
+            return Err(CommandError::new(format!(
                 "command '{other}' is listed but not handled"
             )))
         }
@@ -289,7 +303,7 @@ fn command_reply(sub: Option<Bytes>) -> Result<Request> {
                 .collect(),
         ),
         Some(s) => {
-            return Err(CommandError(format!(
+            return Err(CommandError::new(format!(
                 "unknown COMMAND subcommand '{}'; try COUNT, INFO or DOCS",
                 printable(&s)
             )))
@@ -325,14 +339,14 @@ impl Args {
     }
 
     fn wrong_args(&self) -> CommandError {
-        CommandError(format!(
+        CommandError::new(format!(
             "wrong number of arguments for '{}': {} {}",
             self.spec.name, self.spec.name, self.spec.syntax
         ))
     }
 
     fn syntax_error(&self, word: &[u8]) -> CommandError {
-        CommandError(format!(
+        CommandError::new(format!(
             "syntax error at '{}': {} {}",
             printable(word),
             self.spec.name,
@@ -369,7 +383,7 @@ impl Args {
                 continue;
             }
             let Some(value) = self.it.next() else {
-                return Err(CommandError(format!(
+                return Err(CommandError::new(format!(
                     "{kw} needs a value: {} {}",
                     self.spec.name, self.spec.syntax
                 )));
@@ -409,7 +423,7 @@ impl Options {
             None => Ok(LockMode::Write),
             Some(m) if m.eq_ignore_ascii_case(b"write") => Ok(LockMode::Write),
             Some(m) if m.eq_ignore_ascii_case(b"read") => Ok(LockMode::Read),
-            Some(m) => Err(CommandError(format!(
+            Some(m) => Err(CommandError::new(format!(
                 "MODE must be write or read, not '{}'",
                 printable(&m)
             ))),
@@ -423,7 +437,7 @@ fn number(v: &[u8], what: &str) -> Result<u64> {
         .filter(|s| !s.starts_with('+'))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| {
-            CommandError(format!(
+            CommandError::new(format!(
                 "{what} must be a non-negative integer, not '{}'",
                 printable(v)
             ))

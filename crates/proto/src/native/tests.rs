@@ -101,13 +101,13 @@ fn close_takes_data_then_pairs() {
 fn arity_errors_name_the_syntax() {
     let err = p(&["SESSION.SET", "s", "a"]).unwrap_err();
     assert_eq!(
-        err.0,
+        err.message,
         "wrong number of arguments for 'SESSION.SET': SESSION.SET id name value"
     );
     assert!(p(&["SESSION.SETALL", "s", "a", "1", "b"]).is_err());
     assert!(p(&["NOPE"])
         .unwrap_err()
-        .0
+        .message
         .starts_with("unknown command 'NOPE'"));
 }
 
@@ -135,7 +135,12 @@ fn every_table_entry_is_handled() {
         }
         let refs: Vec<&str> = words.iter().map(String::as_str).collect();
         if let Err(e) = p(&refs) {
-            assert!(!e.0.contains("not handled"), "{}: {}", spec.name, e.0);
+            assert!(
+                !e.message.contains("not handled"),
+                "{}: {}",
+                spec.name,
+                e.message
+            );
         }
     }
 }

@@ -1,0 +1,295 @@
+//! `sessiond.toml`: typed configuration with safe defaults.
+//!
+//! Precedence is file < environment (`SESSIOND_…`) < command-line flag; the
+//! binary layers the last two on top of [`Config::load`]. `validate` runs
+//! last and refuses anything unsafe or inconsistent with a message that says
+//! what to change.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sessiond_core::EngineConfig;
+use sessiond_proto::Limits;
+
+use crate::error::ServerError;
+
+/// Where a listener binds, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Listen {
+    /// Do not listen.
+    Off,
+    /// Bind this address.
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:6390, nor 'off'"))
+    }
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Listen> for String {
+    fn from(l: Listen) -> Self {
+        l.to_string()
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// How much the server logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => {
+                return Err(format!(
+                    "'{s}' is not one of error, warn, info, debug, trace"
+                ))
+            }
+        })
+    }
+}
+
+/// Hard limits on one request (see [`Limits`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest inline (telnet-style) command line, bytes.
+    pub max_inline_len: usize,
+    /// Largest single argument (a session's data, a variable), bytes.
+    pub max_bulk_len: usize,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Largest whole request, bytes.
+    pub max_request_len: usize,
+    /// Longest session id, bytes.
+    pub max_id_len: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            max_inline_len: l.max_inline_len,
+            max_bulk_len: l.max_bulk_len,
+            max_args: l.max_args,
+            max_request_len: l.max_request_len,
+            max_id_len: EngineConfig::default().max_id_len,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The native (RESP) listener.
+    pub listen_resp: Listen,
+    /// Idle timeout of a session created without one, seconds.
+    pub default_timeout: u64,
+    /// The longest idle timeout a client may set, seconds.
+    pub max_timeout: u64,
+    /// Lease of a lock taken without LEASE, ms.
+    pub default_lease_ms: u64,
+    /// The longest lease a client may ask for, ms.
+    pub max_lease_ms: u64,
+    /// The longest a lock request may wait, ms.
+    pub max_wait_ms: u64,
+    /// Store shards (more shards, less contention between cores).
+    pub shards: usize,
+    /// How often expiry and lease upkeep runs, ms.
+    pub tick_ms: u64,
+    /// On shutdown, how long to let connections finish, ms.
+    pub shutdown_grace_ms: u64,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        Self {
+            listen_resp: Listen::On(SocketAddr::from(([127, 0, 0, 1], 6390))),
+            default_timeout: e.default_timeout_ms / 1000,
+            max_timeout: e.max_timeout_ms / 1000,
+            default_lease_ms: e.default_lease_ms,
+            max_lease_ms: e.max_lease_ms,
+            max_wait_ms: e.max_wait_ms,
+            shards: e.shards,
+            tick_ms: 10,
+            shutdown_grace_ms: 5_000,
+            log_level: LogLevel::Info,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::ReadConfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ServerError::ParseConfig { message, .. } => ServerError::ParseConfig {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ServerError> {
+        toml::from_str(text).map_err(|e| ServerError::ParseConfig {
+            path: "<text>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The effective configuration as TOML (`--print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+
+    /// Refuses unsafe or inconsistent settings.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::InvalidConfig(m));
+        if let Listen::On(addr) = self.listen_resp {
+            if !addr.ip().is_loopback() {
+                return bad(format!(
+                    "listen_resp = {addr} is not a loopback address. sessiond has no authentication yet, \
+                     so it only listens on 127.0.0.1 or [::1]; put a TLS tunnel or proxy in front to reach it from elsewhere"
+                ));
+            }
+        }
+        if self.default_timeout == 0 || self.default_timeout > self.max_timeout {
+            return bad(format!(
+                "default_timeout = {} must be between 1 and max_timeout = {}",
+                self.default_timeout, self.max_timeout
+            ));
+        }
+        if self.default_lease_ms == 0 || self.default_lease_ms > self.max_lease_ms {
+            return bad(format!(
+                "default_lease_ms = {} must be between 1 and max_lease_ms = {}",
+                self.default_lease_ms, self.max_lease_ms
+            ));
+        }
+        if self.shards == 0 || self.shards > 65_536 {
+            return bad(format!(
+                "shards = {} must be between 1 and 65536",
+                self.shards
+            ));
+        }
+        if self.tick_ms == 0 || self.tick_ms > 1000 {
+            return bad(format!(
+                "tick_ms = {} must be between 1 and 1000",
+                self.tick_ms
+            ));
+        }
+        let l = &self.limits;
+        if l.max_inline_len < 64 || l.max_bulk_len == 0 || l.max_args < 4 || l.max_id_len == 0 {
+            return bad("limits are too small to run any command: max_inline_len >= 64, max_bulk_len >= 1, max_args >= 4, max_id_len >= 1".into());
+        }
+        if l.max_request_len < l.max_bulk_len {
+            return bad(format!(
+                "limits.max_request_len = {} must be at least limits.max_bulk_len = {}",
+                l.max_request_len, l.max_bulk_len
+            ));
+        }
+        Ok(())
+    }
+
+    /// The engine's part.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            shards: self.shards,
+            default_timeout_ms: self.default_timeout.saturating_mul(1000),
+            max_timeout_ms: self.max_timeout.saturating_mul(1000),
+            default_lease_ms: self.default_lease_ms,
+            max_lease_ms: self.max_lease_ms,
+            max_wait_ms: self.max_wait_ms,
+            max_id_len: self.limits.max_id_len,
+            max_scan_count: EngineConfig::default().max_scan_count,
+        }
+    }
+
+    /// The codecs' part.
+    pub fn codec_limits(&self) -> Limits {
+        Limits {
+            max_inline_len: self.limits.max_inline_len,
+            max_bulk_len: self.limits.max_bulk_len,
+            max_args: self.limits.max_args,
+            max_request_len: self.limits.max_request_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_keys_and_public_addresses_are_refused() {
+        assert!(Config::from_toml("listen_rsp = \"off\"").is_err());
+        let c = Config::from_toml("listen_resp = \"0.0.0.0:6390\"").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+        let c = Config::from_toml("listen_resp = \"off\"\n[limits]\nmax_bulk_len = 10").unwrap();
+        assert_eq!(c.listen_resp, Listen::Off);
+        assert_eq!(c.limits.max_bulk_len, 10);
+    }
+}

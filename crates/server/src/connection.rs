@@ -1,0 +1,277 @@
+//! One client connection: read requests, run them, write replies.
+//!
+//! Pipelined requests are answered in order and their replies written in one
+//! batch. A request that waits for a lock flushes what is pending first, then
+//! waits without blocking the runtime, while still noticing if the client
+//! goes away. However the connection ends, its locks are released.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use sessiond_core::{ClientHandle, Engine, Error, InfoSection, Outcome, PendingLock, Reply};
+use sessiond_proto::native::{self, Request};
+use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::server::Shared;
+
+/// Replies are written once this much is pending, even mid-pipeline.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Releases the connection's locks however the task ends.
+struct Registration {
+    engine: Arc<Engine>,
+    client: ClientHandle,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.engine.disconnect(&self.client);
+        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    client: ClientHandle,
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    inbuf: BytesMut,
+    out: BytesMut,
+    proto: Protocol,
+    stop: watch::Receiver<bool>,
+}
+
+/// What a request tells the loop to do next.
+enum Next {
+    Continue,
+    Close,
+}
+
+/// Serves one connection to the end.
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let engine = shared.engine.clone();
+    let client = engine.connect();
+    shared.connected.fetch_add(1, Ordering::Relaxed);
+    let _registration = Registration {
+        engine,
+        client: client.clone(),
+        shared: shared.clone(),
+    };
+    let (rd, wr) = stream.into_split();
+    let mut conn = Conn {
+        shared,
+        client,
+        rd,
+        wr,
+        inbuf: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::with_capacity(16 * 1024),
+        proto: Protocol::Resp2,
+        stop,
+    };
+    if let Err(e) = conn.run().await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+impl Conn {
+    async fn run(&mut self) -> std::io::Result<()> {
+        loop {
+            if let Next::Close = self.drain_requests().await? {
+                self.flush().await?;
+                return Ok(());
+            }
+            self.flush().await?;
+            if *self.stop.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                n = self.rd.read_buf(&mut self.inbuf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = self.stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Answers every whole request in the input buffer.
+    async fn drain_requests(&mut self) -> std::io::Result<Next> {
+        loop {
+            let args = match parse_request(&mut self.inbuf, &self.shared.limits) {
+                Ok(None) => return Ok(Next::Continue),
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => args,
+                Err(e) => {
+                    // The stream cannot be trusted past a framing error.
+                    encode_error("ERR", &e.to_string(), &mut self.out);
+                    return Ok(Next::Close);
+                }
+            };
+            if let Next::Close = self.handle(args).await? {
+                return Ok(Next::Close);
+            }
+            if self.out.len() >= FLUSH_AT {
+                self.flush().await?;
+            }
+        }
+    }
+
+    async fn handle(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<Next> {
+        let request = match native::parse(args) {
+            Ok(r) => r,
+            Err(e) => {
+                encode_error(e.code, &e.message, &mut self.out);
+                return Ok(Next::Continue);
+            }
+        };
+        let cmd = match request {
+            Request::Engine(cmd) => cmd,
+            Request::Quit => {
+                self.out.put_slice(b"+OK\r\n");
+                return Ok(Next::Close);
+            }
+            Request::Hello { protover } => {
+                match protover {
+                    Some(3) => self.proto = Protocol::Resp3,
+                    Some(_) => self.proto = Protocol::Resp2,
+                    None => {}
+                }
+                let reply = self.hello();
+                encode_reply(&reply, self.proto, &mut self.out);
+                return Ok(Next::Continue);
+            }
+            Request::Reply(reply) => {
+                encode_reply(&reply, self.proto, &mut self.out);
+                return Ok(Next::Continue);
+            }
+        };
+        let result = match self.shared.engine.execute(&self.client, cmd) {
+            Ok(Outcome::Reply(reply)) => Ok(reply),
+            Ok(Outcome::Wait(pending)) => {
+                self.flush().await?;
+                match self.wait(pending).await? {
+                    Some(result) => result,
+                    None => return Ok(Next::Close),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Reply::Info(sections)) => {
+                let reply = Reply::Info(self.info(sections));
+                encode_reply(&reply, self.proto, &mut self.out);
+            }
+            Ok(reply) => encode_reply(&reply, self.proto, &mut self.out),
+            Err(e) => encode_error(e.code(), &e.to_string(), &mut self.out),
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Waits for a queued lock up to its WAIT, while watching the socket: a
+    /// client that hangs up leaves the queue at once (`None`). Bytes that
+    /// arrive meanwhile (pipelined requests) are kept for later.
+    async fn wait(
+        &mut self,
+        mut pending: PendingLock,
+    ) -> std::io::Result<Option<Result<Reply, Error>>> {
+        let engine = self.shared.engine.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
+        let mut reading = true;
+        loop {
+            let room = self.inbuf.len() < self.shared.limits.max_request_len;
+            tokio::select! {
+                outcome = &mut pending.wait => {
+                    return Ok(Some(engine.complete_wait(&pending, outcome)));
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    let outcome = engine.cancel_wait(&pending);
+                    return Ok(Some(engine.complete_wait(&pending, outcome)));
+                }
+                _ = self.stop.changed() => {
+                    let outcome = engine.cancel_wait(&pending);
+                    return Ok(Some(engine.complete_wait(&pending, outcome)));
+                }
+                n = self.rd.read_buf(&mut self.inbuf), if reading && room => {
+                    match n {
+                        Ok(0) => {
+                            // Half-closed: the client may still read the answer.
+                            reading = false;
+                        }
+                        Ok(_) => {}
+                        Err(_) => return Ok(None),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn hello(&self) -> Reply {
+        let proto = match self.proto {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        };
+        let field = |k: &'static str, v: Reply| (Reply::text(k), v);
+        Reply::Map(vec![
+            field("server", Reply::text("sessiond")),
+            field("version", Reply::text(env!("CARGO_PKG_VERSION"))),
+            field("proto", Reply::Int(proto)),
+            field(
+                "id",
+                Reply::Int(i64::try_from(self.client.id()).unwrap_or(i64::MAX)),
+            ),
+            field("mode", Reply::text("standalone")),
+            field("role", Reply::text("master")),
+            field("modules", Reply::Array(Vec::new())),
+        ])
+    }
+
+    /// The engine's INFO sections, with the server's own in front.
+    fn info(&self, engine_sections: Vec<InfoSection>) -> Vec<InfoSection> {
+        let s = &self.shared;
+        let mut sections = vec![
+            InfoSection {
+                name: "Server",
+                fields: vec![
+                    ("sessiond_version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("process_id", std::process::id().to_string()),
+                    ("tcp_port", s.port.to_string()),
+                    (
+                        "uptime_in_seconds",
+                        s.started.elapsed().as_secs().to_string(),
+                    ),
+                ],
+            },
+            InfoSection {
+                name: "Clients",
+                fields: vec![
+                    (
+                        "connected_clients",
+                        s.connected.load(Ordering::Relaxed).to_string(),
+                    ),
+                    (
+                        "total_connections_received",
+                        s.connections_total.load(Ordering::Relaxed).to_string(),
+                    ),
+                ],
+            },
+        ];
+        sections.extend(engine_sections);
+        sections
+    }
+}

@@ -1,0 +1,24 @@
+//! Errors of the server layer.
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    ReadConfig {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse the configuration {path}: {message}")]
+    ParseConfig { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("I/O error on the listener: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,145 @@
+//! The accept loop, the upkeep task, and graceful shutdown.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sessiond_core::{Engine, SystemClock};
+use sessiond_proto::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::connection;
+use crate::error::ServerError;
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) limits: Limits,
+    pub(crate) started: Instant,
+    pub(crate) port: u16,
+    pub(crate) connected: AtomicUsize,
+    pub(crate) connections_total: AtomicU64,
+}
+
+/// A configured server, ready to run on a listener.
+pub struct Server {
+    config: Config,
+    engine: Arc<Engine>,
+}
+
+impl Server {
+    /// A server with a fresh engine on the system clock.
+    pub fn new(config: Config) -> Self {
+        let engine = Arc::new(Engine::new(config.engine(), Arc::new(SystemClock)));
+        Self { config, engine }
+    }
+
+    /// A server around an existing engine (a test's manual clock, a
+    /// recovered store).
+    pub fn with_engine(config: Config, engine: Arc<Engine>) -> Self {
+        Self { config, engine }
+    }
+
+    /// The engine, shared with whoever else needs it.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Serves `listener` until `shutdown` resolves, then stops accepting,
+    /// lets open connections finish what they have read (for up to
+    /// `shutdown_grace_ms`), and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            engine: self.engine.clone(),
+            limits: self.config.codec_limits(),
+            started: Instant::now(),
+            port: local.port(),
+            connected: AtomicUsize::new(0),
+            connections_total: AtomicU64::new(0),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let upkeep = tokio::spawn(upkeep(
+            self.engine.clone(),
+            self.config.tick_ms,
+            stop_rx.clone(),
+        ));
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        // Small request/response exchanges: don't let Nagle hold replies.
+                        let _ = stream.set_nodelay(true);
+                        tracing::debug!(%peer, "connection accepted");
+                        shared.connections_total.fetch_add(1, Ordering::Relaxed);
+                        connections.spawn(connection::serve(stream, shared.clone(), stop_rx.clone()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: say so, back off, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!(
+            open = connections.len(),
+            "shutting down: no longer accepting"
+        );
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let drained = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                "grace period over; closing remaining connections"
+            );
+            connections.shutdown().await;
+        }
+        let _ = upkeep.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Serves `listener` with `config` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Server::new(config).run(listener, shutdown).await
+}
+
+/// Expires sessions and leases every `tick_ms`; each round is bounded.
+async fn upkeep(engine: Arc<Engine>, tick_ms: u64, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(tick_ms.max(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let report = engine.tick();
+                if report.expired_sessions > 0 || report.expired_leases > 0 {
+                    tracing::debug!(sessions = report.expired_sessions, leases = report.expired_leases, "expired");
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
