@@ -184,7 +184,6 @@ impl Conn {
     ) -> std::io::Result<Option<Result<Reply, Error>>> {
         let engine = self.shared.engine.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
-        let mut reading = true;
         loop {
             let room = self.inbuf.len() < self.shared.limits.max_request_len;
             tokio::select! {
@@ -199,14 +198,11 @@ impl Conn {
                     let outcome = engine.cancel_wait(&pending);
                     return Ok(Some(engine.complete_wait(&pending, outcome)));
                 }
-                n = self.rd.read_buf(&mut self.inbuf), if reading && room => {
-                    match n {
-                        Ok(0) => {
-                            // Half-closed: the client may still read the answer.
-                            reading = false;
-                        }
-                        Ok(_) => {}
-                        Err(_) => return Ok(None),
+                n = self.rd.read_buf(&mut self.inbuf), if room => {
+                    // End of stream means the client is gone (as Redis treats
+                    // a blocked client): leave the queue now, not at WAIT's end.
+                    if !matches!(n, Ok(n) if n > 0) {
+                        return Ok(None);
                     }
                 }
             }

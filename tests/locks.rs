@@ -1,0 +1,247 @@
+//! Locks over TCP: blocking waits woken by the releaser, FIFO order, leases,
+//! disconnects, destroy, timeouts — with many real connections.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestServer;
+use sessiond_client::{Client, CreateOptions, LockOptions};
+use tokio::io::AsyncWriteExt;
+
+fn wait(ms: u64) -> LockOptions {
+    LockOptions {
+        wait_ms: ms,
+        ..Default::default()
+    }
+}
+
+/// Polls INFO until the session has `n` waiters (bounded).
+async fn until_waiters(c: &mut Client, id: &str, n: i64) {
+    for _ in 0..500 {
+        if c.info(id).await.unwrap().lock_waiters == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("never saw {n} waiters on {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_contending_writers_count_exactly_once() {
+    let s = Arc::new(TestServer::start().await);
+    let mut admin = s.client().await;
+    admin.create("hot", CreateOptions::default()).await.unwrap();
+    admin.set("hot", "n", "0").await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = s.client().await;
+            let o = c.open("hot", wait(60_000)).await.unwrap();
+            let n: i64 = o
+                .vars
+                .iter()
+                .find(|(k, _)| k == "n")
+                .map(|(_, v)| std::str::from_utf8(v).unwrap().parse().unwrap())
+                .unwrap();
+            // Read-modify-write under the lock: lost updates would show.
+            tokio::task::yield_now().await;
+            let next = (n + 1).to_string();
+            c.close("hot", o.key, None, &[(b"n", next.as_bytes())])
+                .await
+                .unwrap();
+            o.key
+        }));
+    }
+    let mut keys = Vec::new();
+    for t in tasks {
+        keys.push(t.await.unwrap());
+    }
+    assert_eq!(
+        admin.get("hot", "n").await.unwrap(),
+        Some(Bytes::from("100"))
+    );
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 100, "every grant had its own fencing key");
+    let info = admin.info("hot").await.unwrap();
+    assert_eq!((info.lock.as_str(), info.lock_waiters), ("none", 0));
+}
+
+#[tokio::test]
+async fn waiters_are_granted_in_arrival_order() {
+    let s = Arc::new(TestServer::start().await);
+    let mut holder = s.client().await;
+    holder.create("s", CreateOptions::default()).await.unwrap();
+    let first = holder.lock("s", wait(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = s.client().await;
+            let key = c.lock("s", wait(30_000)).await.unwrap();
+            c.unlock("s", key).await.unwrap();
+            (i, key)
+        }));
+        // Each waiter is queued before the next one arrives.
+        until_waiters(&mut holder, "s", i + 1).await;
+    }
+    holder.unlock("s", first).await.unwrap();
+    let mut grants = Vec::new();
+    for t in tasks {
+        grants.push(t.await.unwrap());
+    }
+    grants.sort_by_key(|&(_, key)| key);
+    let order: Vec<i64> = grants.iter().map(|&(i, _)| i).collect();
+    assert_eq!(
+        order,
+        (0..20).collect::<Vec<_>>(),
+        "grant order = arrival order"
+    );
+}
+
+#[tokio::test]
+async fn closing_a_connection_releases_its_lock_to_the_next_waiter() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.create("s", CreateOptions::default()).await.unwrap();
+    a.lock("s", wait(0)).await.unwrap();
+    let addr = s.addr;
+    let waiter = tokio::spawn(async move {
+        let mut b = Client::connect(addr).await.unwrap();
+        b.lock("s", wait(30_000)).await
+    });
+    let mut watcher = s.client().await;
+    until_waiters(&mut watcher, "s", 1).await;
+    drop(a);
+    let key = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(key.is_ok(), "{key:?}");
+}
+
+#[tokio::test]
+async fn a_waiter_that_hangs_up_leaves_the_queue() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.create("s", CreateOptions::default()).await.unwrap();
+    let k = a.lock("s", wait(0)).await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    raw.write_all(b"SESSION.LOCK s WAIT 60000\r\n")
+        .await
+        .unwrap();
+    until_waiters(&mut a, "s", 1).await;
+    drop(raw);
+    until_waiters(&mut a, "s", 0).await;
+    a.unlock("s", k).await.unwrap();
+    assert_eq!(a.info("s").await.unwrap().lock, "none");
+}
+
+#[tokio::test]
+async fn lease_expiry_hands_the_lock_on_and_fences_the_old_key() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.create("s", CreateOptions::default()).await.unwrap();
+    let old = a
+        .lock(
+            "s",
+            LockOptions {
+                lease_ms: Some(200),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut b = s.client().await;
+    let new = b.lock("s", wait(10_000)).await.unwrap();
+    assert!(new > old);
+    let e = a
+        .close("s", old, Some(b"late write"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("STALEKEY"));
+    assert_eq!(a.get_data("s").await.unwrap(), Bytes::new());
+    b.close("s", new, Some(b"fresh"), &[]).await.unwrap();
+    assert_eq!(a.get_data("s").await.unwrap(), Bytes::from("fresh"));
+}
+
+#[tokio::test]
+async fn destroy_fails_waiters_cleanly() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.create("s", CreateOptions::default()).await.unwrap();
+    a.lock("s", wait(0)).await.unwrap();
+    let addr = s.addr;
+    let waiter = tokio::spawn(async move {
+        let mut b = Client::connect(addr).await.unwrap();
+        b.lock("s", wait(30_000)).await
+    });
+    until_waiters(&mut a, "s", 1).await;
+    a.destroy("s").await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NOSESSION"));
+    assert!(err.to_string().contains("destroyed while waiting"), "{err}");
+}
+
+#[tokio::test]
+async fn wait_runs_out_with_locked() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.create("s", CreateOptions::default()).await.unwrap();
+    a.lock("s", wait(0)).await.unwrap();
+    let mut b = s.client().await;
+    let err = b.lock("s", wait(100)).await.unwrap_err();
+    assert_eq!(err.code(), Some("LOCKED"));
+    assert!(
+        err.to_string().contains("locked for writing (waited"),
+        "{err}"
+    );
+    assert_eq!(
+        a.info("s").await.unwrap().lock_waiters,
+        0,
+        "the timed-out waiter left"
+    );
+}
+
+#[tokio::test]
+async fn readers_share_writers_exclude() {
+    let s = TestServer::start().await;
+    let (mut a, mut b, mut w) = (s.client().await, s.client().await, s.client().await);
+    a.create("s", CreateOptions::default()).await.unwrap();
+    let read = LockOptions {
+        mode: sessiond_client::LockMode::Read,
+        ..Default::default()
+    };
+    let ka = a.lock("s", read).await.unwrap();
+    let kb = b.lock("s", read).await.unwrap();
+    assert_eq!(a.info("s").await.unwrap().lock_holders, 2);
+    assert_eq!(
+        w.lock("s", wait(0)).await.unwrap_err().code(),
+        Some("LOCKED")
+    );
+    let e = a.close("s", ka, Some(b"x"), &[]).await.unwrap_err();
+    assert_eq!(e.code(), Some("READONLY"));
+    a.unlock("s", ka).await.unwrap();
+    b.unlock("s", kb).await.unwrap();
+    w.lock("s", wait(0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn regenerate_keeps_the_lock() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.create("old", CreateOptions::default()).await.unwrap();
+    let k = a.lock("old", wait(0)).await.unwrap();
+    let new = a.regenerate("old", None).await.unwrap();
+    assert_eq!(a.info(&new).await.unwrap().lock, "write");
+    a.close(&new, k, Some(b"kept"), &[]).await.unwrap();
+    assert_eq!(a.get_data(&new).await.unwrap(), Bytes::from("kept"));
+}
