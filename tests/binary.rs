@@ -1,0 +1,136 @@
+//! The `sessiond` binary itself: start-up, redis-cli against it, the
+//! configuration pipeline, and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sessiond");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `sessiond serve` on a free port and waits for its start-up line.
+fn start(extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen-resp", &listen])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn sessiond");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "no start-up line");
+        let line = lines.next().expect("sessiond exited early").unwrap();
+        if line.contains("listening") {
+            assert!(line.contains(&listen), "{line}");
+            break;
+        }
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn redis_cli_runs_the_readme_session_and_sigterm_exits_zero() {
+    let (mut child, port) = start(&[]);
+    let Some(created) = redis_cli(port, &["SESSION.CREATE", "abc", "TIMEOUT", "600"]) else {
+        // CI installs redis-tools; a developer machine may not have it.
+        assert!(std::env::var_os("CI").is_none(), "redis-cli is required in CI");
+        sigterm(&child);
+        assert!(child.wait().unwrap().success());
+        return;
+    };
+    assert_eq!(created, "OK");
+    assert_eq!(redis_cli(port, &["SESSION.SET", "abc", "user_id", "42"]).unwrap(), "OK");
+    assert_eq!(redis_cli(port, &["SESSION.GET", "abc", "user_id"]).unwrap(), "42");
+    let key: u64 = redis_cli(port, &["SESSION.LOCK", "abc", "WAIT", "1000"]).unwrap().parse().unwrap();
+    assert!(key > 0);
+    assert_eq!(redis_cli(port, &["SESSION.FIND", "user_id", "42"]).unwrap(), "abc");
+    assert_eq!(redis_cli(port, &["SESSION.EXISTS", "nope"]).unwrap(), "0");
+    let err = redis_cli(port, &["SESSION.GET", "nope", "x"]).unwrap();
+    assert!(err.contains("NOSESSION no session 'nope'"), "{err}");
+    assert_eq!(redis_cli(port, &["PING"]).unwrap(), "PONG");
+    let info = redis_cli(port, &["INFO"]).unwrap();
+    assert!(info.contains("sessions:1"), "{info}");
+    sigterm(&child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn print_config_layers_file_env_and_flags() {
+    let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessiond.toml");
+    std::fs::write(&file, "default_timeout = 100\nshards = 8\n[limits]\nmax_args = 100\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--print-config", "--config", file.to_str().unwrap(), "--shards", "16"])
+        .env("SESSIOND_DEFAULT_TIMEOUT", "200")
+        .env("SESSIOND_SHARDS", "4")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("default_timeout = 200"), "env beats file: {text}");
+    assert!(text.contains("shards = 16"), "flag beats env: {text}");
+    assert!(text.contains("max_args = 100"), "file beats default: {text}");
+    assert!(text.contains("listen_resp = \"127.0.0.1:6390\""), "{text}");
+}
+
+#[test]
+fn refuses_non_loopback_and_unknown_keys_with_a_clear_message() {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen-resp", "0.0.0.0:6390"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("sessiond-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "default_timeot = 5\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `default_timeot`"), "{err}");
+}
