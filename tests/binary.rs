@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_sessiond");
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `sessiond serve` on a free port and waits for its start-up line.
@@ -45,7 +49,11 @@ fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
         .args(args)
         .output()
         .ok()?;
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
@@ -63,17 +71,32 @@ fn redis_cli_runs_the_readme_session_and_sigterm_exits_zero() {
     let (mut child, port) = start(&[]);
     let Some(created) = redis_cli(port, &["SESSION.CREATE", "abc", "TIMEOUT", "600"]) else {
         // CI installs redis-tools; a developer machine may not have it.
-        assert!(std::env::var_os("CI").is_none(), "redis-cli is required in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-cli is required in CI"
+        );
         sigterm(&child);
         assert!(child.wait().unwrap().success());
         return;
     };
     assert_eq!(created, "OK");
-    assert_eq!(redis_cli(port, &["SESSION.SET", "abc", "user_id", "42"]).unwrap(), "OK");
-    assert_eq!(redis_cli(port, &["SESSION.GET", "abc", "user_id"]).unwrap(), "42");
-    let key: u64 = redis_cli(port, &["SESSION.LOCK", "abc", "WAIT", "1000"]).unwrap().parse().unwrap();
+    assert_eq!(
+        redis_cli(port, &["SESSION.SET", "abc", "user_id", "42"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli(port, &["SESSION.GET", "abc", "user_id"]).unwrap(),
+        "42"
+    );
+    let key: u64 = redis_cli(port, &["SESSION.LOCK", "abc", "WAIT", "1000"])
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(key > 0);
-    assert_eq!(redis_cli(port, &["SESSION.FIND", "user_id", "42"]).unwrap(), "abc");
+    assert_eq!(
+        redis_cli(port, &["SESSION.FIND", "user_id", "42"]).unwrap(),
+        "abc"
+    );
     assert_eq!(redis_cli(port, &["SESSION.EXISTS", "nope"]).unwrap(), "0");
     let err = redis_cli(port, &["SESSION.GET", "nope", "x"]).unwrap();
     assert!(err.contains("NOSESSION no session 'nope'"), "{err}");
@@ -97,18 +120,39 @@ fn print_config_layers_file_env_and_flags() {
     let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sessiond.toml");
-    std::fs::write(&file, "default_timeout = 100\nshards = 8\n[limits]\nmax_args = 100\n").unwrap();
+    std::fs::write(
+        &file,
+        "default_timeout = 100\nshards = 8\n[limits]\nmax_args = 100\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--print-config", "--config", file.to_str().unwrap(), "--shards", "16"])
+        .args([
+            "serve",
+            "--print-config",
+            "--config",
+            file.to_str().unwrap(),
+            "--shards",
+            "16",
+        ])
         .env("SESSIOND_DEFAULT_TIMEOUT", "200")
         .env("SESSIOND_SHARDS", "4")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("default_timeout = 200"), "env beats file: {text}");
+    assert!(
+        text.contains("default_timeout = 200"),
+        "env beats file: {text}"
+    );
     assert!(text.contains("shards = 16"), "flag beats env: {text}");
-    assert!(text.contains("max_args = 100"), "file beats default: {text}");
+    assert!(
+        text.contains("max_args = 100"),
+        "file beats default: {text}"
+    );
     assert!(text.contains("listen_resp = \"127.0.0.1:6390\""), "{text}");
 }
 
