@@ -29,6 +29,26 @@ async fn until_waiters(c: &mut Client, id: &str, n: i64) {
     panic!("never saw {n} waiters on {id}");
 }
 
+/// A holds the write lock on a new session "s"; a second connection is
+/// queued for it (WAIT 30 s). Returns A and the waiter's outcome.
+async fn held_with_waiter(
+    s: &TestServer,
+) -> (
+    Client,
+    tokio::task::JoinHandle<Result<u64, sessiond_client::Error>>,
+) {
+    let mut a = s.client().await;
+    a.create("s", CreateOptions::default()).await.unwrap();
+    a.lock("s", wait(0)).await.unwrap();
+    let addr = s.addr;
+    let waiter = tokio::spawn(async move {
+        let mut b = Client::connect(addr).await.unwrap();
+        b.lock("s", wait(30_000)).await
+    });
+    until_waiters(&mut a, "s", 1).await;
+    (a, waiter)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_contending_writers_count_exactly_once() {
     let s = Arc::new(TestServer::start().await);
@@ -106,16 +126,7 @@ async fn waiters_are_granted_in_arrival_order() {
 #[tokio::test]
 async fn closing_a_connection_releases_its_lock_to_the_next_waiter() {
     let s = TestServer::start().await;
-    let mut a = s.client().await;
-    a.create("s", CreateOptions::default()).await.unwrap();
-    a.lock("s", wait(0)).await.unwrap();
-    let addr = s.addr;
-    let waiter = tokio::spawn(async move {
-        let mut b = Client::connect(addr).await.unwrap();
-        b.lock("s", wait(30_000)).await
-    });
-    let mut watcher = s.client().await;
-    until_waiters(&mut watcher, "s", 1).await;
+    let (a, waiter) = held_with_waiter(&s).await;
     drop(a);
     let key = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
@@ -172,15 +183,7 @@ async fn lease_expiry_hands_the_lock_on_and_fences_the_old_key() {
 #[tokio::test]
 async fn destroy_fails_waiters_cleanly() {
     let s = TestServer::start().await;
-    let mut a = s.client().await;
-    a.create("s", CreateOptions::default()).await.unwrap();
-    a.lock("s", wait(0)).await.unwrap();
-    let addr = s.addr;
-    let waiter = tokio::spawn(async move {
-        let mut b = Client::connect(addr).await.unwrap();
-        b.lock("s", wait(30_000)).await
-    });
-    until_waiters(&mut a, "s", 1).await;
+    let (mut a, waiter) = held_with_waiter(&s).await;
     a.destroy("s").await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await

@@ -162,82 +162,76 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
 fn split_inline(line: &[u8]) -> Result<Vec<Bytes>, FrameError> {
     let mut args = Vec::new();
     let mut i = 0;
-    while i < line.len() {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+    loop {
+        while line.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
-        if i >= line.len() {
-            break;
-        }
-        let mut arg = Vec::new();
-        match line[i] {
-            b'"' => {
+        let Some(&first) = line.get(i) else {
+            return Ok(args);
+        };
+        let arg = if first == b'"' || first == b'\'' {
+            let arg = quoted(line, &mut i, first)?;
+            if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                return Err(FrameError::UnbalancedQuotes);
+            }
+            arg
+        } else {
+            let start = i;
+            while line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
                 i += 1;
-                loop {
-                    let Some(&c) = line.get(i) else {
-                        return Err(FrameError::UnbalancedQuotes);
-                    };
-                    i += 1;
-                    match c {
-                        b'"' => break,
-                        b'\\' => {
-                            let Some(&e) = line.get(i) else {
-                                return Err(FrameError::UnbalancedQuotes);
-                            };
-                            i += 1;
-                            match e {
-                                b'n' => arg.push(b'\n'),
-                                b'r' => arg.push(b'\r'),
-                                b't' => arg.push(b'\t'),
-                                b'b' => arg.push(8),
-                                b'a' => arg.push(7),
-                                b'x' if line.len() >= i + 2
-                                    && line[i..i + 2].iter().all(u8::is_ascii_hexdigit) =>
-                                {
-                                    let hex = std::str::from_utf8(&line[i..i + 2]).unwrap_or("00");
-                                    arg.push(u8::from_str_radix(hex, 16).unwrap_or(0));
-                                    i += 2;
-                                }
-                                other => arg.push(other),
-                            }
-                        }
-                        other => arg.push(other),
-                    }
-                }
-                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                    return Err(FrameError::UnbalancedQuotes);
-                }
             }
-            b'\'' => {
-                i += 1;
-                loop {
-                    let Some(&c) = line.get(i) else {
-                        return Err(FrameError::UnbalancedQuotes);
-                    };
-                    i += 1;
-                    match c {
-                        b'\'' => break,
-                        b'\\' if line.get(i) == Some(&b'\'') => {
-                            arg.push(b'\'');
-                            i += 1;
-                        }
-                        other => arg.push(other),
-                    }
-                }
-                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                    return Err(FrameError::UnbalancedQuotes);
-                }
-            }
-            _ => {
-                while i < line.len() && !line[i].is_ascii_whitespace() {
-                    arg.push(line[i]);
-                    i += 1;
-                }
-            }
-        }
+            line[start..i].to_vec()
+        };
         args.push(Bytes::from(arg));
     }
-    Ok(args)
+}
+
+/// Reads one quoted argument starting at the opening `quote` at `line[*i]`,
+/// leaving `*i` just past the closing quote.
+fn quoted(line: &[u8], i: &mut usize, quote: u8) -> Result<Vec<u8>, FrameError> {
+    let mut arg = Vec::new();
+    *i += 1;
+    loop {
+        let c = *line.get(*i).ok_or(FrameError::UnbalancedQuotes)?;
+        *i += 1;
+        if c == quote {
+            return Ok(arg);
+        }
+        if c != b'\\' {
+            arg.push(c);
+            continue;
+        }
+        let e = *line.get(*i).ok_or(FrameError::UnbalancedQuotes)?;
+        if quote == b'\'' {
+            // Single quotes escape only themselves.
+            if e == b'\'' {
+                arg.push(e);
+                *i += 1;
+            } else {
+                arg.push(c);
+            }
+            continue;
+        }
+        *i += 1;
+        match e {
+            b'n' => arg.push(b'\n'),
+            b'r' => arg.push(b'\r'),
+            b't' => arg.push(b'\t'),
+            b'b' => arg.push(8),
+            b'a' => arg.push(7),
+            b'x' => match line
+                .get(*i..*i + 2)
+                .and_then(|h| std::str::from_utf8(h).ok())
+            {
+                Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    arg.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                    *i += 2;
+                }
+                _ => arg.push(b'x'),
+            },
+            other => arg.push(other),
+        }
+    }
 }
 
 #[cfg(test)]
