@@ -248,3 +248,19 @@ async fn regenerate_keeps_the_lock() {
     a.close(&new, k, Some(b"kept"), &[]).await.unwrap();
     assert_eq!(a.get_data(&new).await.unwrap(), Bytes::from("kept"));
 }
+
+#[tokio::test]
+async fn shutdown_answers_queued_waiters_before_closing() {
+    let s = TestServer::start().await;
+    let (_a, waiter) = held_with_waiter(&s).await;
+    s.stop().await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        answer.unwrap_err().code(),
+        Some("LOCKED"),
+        "an answer, not a dropped connection"
+    );
+}

@@ -259,9 +259,6 @@ impl Engine {
             }
             None => SessionId::generate(DEFAULT_GENERATED_LEN)?,
         };
-        if &new_id == id {
-            return Err(Error::Exists(new_id));
-        }
         let (a, b) = (self.store.index_of(id), self.store.index_of(&new_id));
         let version = self.version();
         if a == b {
