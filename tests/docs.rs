@@ -13,12 +13,14 @@ fn every_command_is_documented() {
     let doc = read("docs/protocol.md");
     let headings: Vec<&str> = doc.lines().filter(|l| l.starts_with("### ")).collect();
     for spec in COMMANDS {
-        let documented = headings.iter().any(|h| {
-            h[4..]
-                .split([',', ' '])
-                .any(|word| word == spec.name)
-        });
-        assert!(documented, "docs/protocol.md has no '### {}' section", spec.name);
+        let documented = headings
+            .iter()
+            .any(|h| h[4..].split([',', ' ']).any(|word| word == spec.name));
+        assert!(
+            documented,
+            "docs/protocol.md has no '### {}' section",
+            spec.name
+        );
     }
 }
 
@@ -28,5 +30,8 @@ fn readme_has_the_two_setup_commands() {
     assert!(readme.contains("cargo run --release -- serve"));
     assert!(readme.contains("cargo test --workspace"));
     let ci = read(".ci/run");
-    assert!(ci.contains("cargo test --workspace"), ".ci/run runs the README's test command");
+    assert!(
+        ci.contains("cargo test --workspace"),
+        ".ci/run runs the README's test command"
+    );
 }

@@ -11,7 +11,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -20,6 +19,7 @@ use parking_lot::Mutex;
 use crate::client::ClientHandle;
 use crate::error::Error;
 use crate::id::SessionId;
+use crate::journal::FencingKeys;
 
 /// How a lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl LockState {
         lease_ms: u64,
         wait: bool,
         now: u64,
-        keys: &AtomicU64,
+        keys: &FencingKeys,
         leases: &mut LeaseHeap,
     ) -> Acquire {
         if self.waiters.is_empty() && self.compatible(mode) {
@@ -153,10 +153,10 @@ impl LockState {
         client: &ClientHandle,
         lease_ms: u64,
         now: u64,
-        keys: &AtomicU64,
+        keys: &FencingKeys,
         leases: &mut LeaseHeap,
     ) -> u64 {
-        let key = keys.fetch_add(1, Ordering::SeqCst);
+        let key = keys.issue();
         let deadline = now.saturating_add(lease_ms);
         client.note(id);
         self.holders.push(Holder {
@@ -175,7 +175,7 @@ impl LockState {
         &mut self,
         id: &SessionId,
         now: u64,
-        keys: &AtomicU64,
+        keys: &FencingKeys,
         leases: &mut LeaseHeap,
     ) {
         while let Some(front) = self.waiters.front() {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 /// One session: an unstructured blob plus named variables, with sliding
 /// expiry (`accessed + timeout`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Session {
     /// An application-chosen class (msession's `classname`), for COUNT/LIST.
     pub class: Option<Bytes>,
@@ -26,6 +26,9 @@ pub struct Session {
     pub version: u64,
     /// The earliest deadline this session has in its shard's expiry heap.
     pub(crate) queued_ms: u64,
+    /// The last `accessed_ms` written to the log; reads log a touch only
+    /// when it has fallen behind by a fair part of the timeout.
+    pub(crate) logged_ms: u64,
 }
 
 impl Session {
@@ -40,6 +43,7 @@ impl Session {
             timeout_ms,
             version,
             queued_ms: now.saturating_add(timeout_ms),
+            logged_ms: now,
         }
     }
 
@@ -48,8 +52,51 @@ impl Session {
         self.accessed_ms.saturating_add(self.timeout_ms)
     }
 
+    /// A session as recovered from a log or snapshot.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restored(
+        class: Option<Bytes>,
+        data: Bytes,
+        vars: BTreeMap<Bytes, Bytes>,
+        flags: u32,
+        created_ms: u64,
+        accessed_ms: u64,
+        timeout_ms: u64,
+        version: u64,
+    ) -> Self {
+        Self {
+            class,
+            data,
+            vars,
+            flags,
+            created_ms,
+            accessed_ms,
+            timeout_ms,
+            version,
+            queued_ms: accessed_ms.saturating_add(timeout_ms),
+            logged_ms: accessed_ms,
+        }
+    }
+
     /// Remaining life in ms at `now`.
     pub fn ttl_ms(&self, now: u64) -> u64 {
         self.deadline_ms().saturating_sub(now)
     }
 }
+
+/// Equal when their contents and times are; bookkeeping of the expiry heap
+/// and the log is not part of a session's value.
+impl PartialEq for Session {
+    fn eq(&self, o: &Self) -> bool {
+        self.class == o.class
+            && self.data == o.data
+            && self.vars == o.vars
+            && self.flags == o.flags
+            && self.created_ms == o.created_ms
+            && self.accessed_ms == o.accessed_ms
+            && self.timeout_ms == o.timeout_ms
+            && self.version == o.version
+    }
+}
+
+impl Eq for Session {}

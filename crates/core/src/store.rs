@@ -8,12 +8,15 @@ use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::id::SessionId;
 use crate::index::{ClassIndex, VarIndex};
+use crate::journal::{FencingKeys, Journal, Mutation};
 use crate::lock::{LeaseHeap, LockState};
 use crate::session::Session;
 
@@ -22,8 +25,9 @@ use crate::session::Session;
 const LOCKED_RECHECK_MS: u64 = 1000;
 
 /// One shard of the store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shard {
+    journal: Arc<Journal>,
     pub(crate) sessions: BTreeMap<SessionId, Session>,
     pub(crate) locks: HashMap<SessionId, LockState>,
     pub(crate) vars: VarIndex,
@@ -35,8 +39,25 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// Adds a session with its indexes and expiry deadline.
+    fn new(journal: Arc<Journal>) -> Self {
+        Self {
+            journal,
+            sessions: BTreeMap::new(),
+            locks: HashMap::new(),
+            vars: VarIndex::default(),
+            classes: ClassIndex::default(),
+            expiry: BinaryHeap::new(),
+            leases: BinaryHeap::new(),
+        }
+    }
+
+    /// Adds a session with its indexes and expiry deadline, and logs it.
     pub(crate) fn insert(&mut self, id: SessionId, mut session: Session) {
+        session.logged_ms = session.accessed_ms;
+        self.journal.record(|| Mutation::Put {
+            id: id.clone(),
+            session: session.clone(),
+        });
         for (name, value) in &session.vars {
             self.vars.insert(name, value, &id);
         }
@@ -61,12 +82,145 @@ impl Shard {
     }
 
     /// Removes a session and its lock: holders lose their keys, waiters are
-    /// told the session was destroyed.
+    /// told the session was destroyed. Logged.
     pub(crate) fn destroy(&mut self, id: &SessionId) -> Option<Session> {
         if let Some(lock) = self.locks.remove(id) {
             lock.destroy(id);
         }
-        self.take(id)
+        let gone = self.take(id);
+        if gone.is_some() {
+            self.journal.record(|| Mutation::Remove { id: id.clone() });
+        }
+        gone
+    }
+
+    /// Logs that a session left this shard under another name.
+    pub(crate) fn log_removed(&self, id: &SessionId) {
+        self.journal.record(|| Mutation::Remove { id: id.clone() });
+    }
+
+    /// Marks a session read at `now`. The log hears of it only when the
+    /// last logged access is a sixteenth of the timeout old (at least 100
+    /// ms), so reads do not turn into writes; after a restart a session may
+    /// therefore expire up to that much early.
+    pub(crate) fn touch(&mut self, id: &SessionId, now: u64) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        s.accessed_ms = now;
+        let every = (s.timeout_ms / 16).max(100);
+        if now.saturating_sub(s.logged_ms) >= every {
+            s.logged_ms = now;
+            self.journal.record(|| Mutation::Touch {
+                id: id.clone(),
+                accessed_ms: now,
+            });
+        }
+    }
+
+    /// Sets variables; a write that changes nothing only touches. Logged.
+    pub(crate) fn write_vars(
+        &mut self,
+        id: &SessionId,
+        pairs: Vec<(Bytes, Bytes)>,
+        now: u64,
+        versions: &AtomicU64,
+    ) {
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        if pairs.iter().all(|(n, v)| s.vars.get(n) == Some(v)) {
+            self.touch(id, now);
+            return;
+        }
+        let version = versions.fetch_add(1, Ordering::Relaxed);
+        if self.journal.is_on() {
+            self.journal.record(|| Mutation::SetVars {
+                id: id.clone(),
+                pairs: pairs.clone(),
+                version,
+                accessed_ms: now,
+            });
+        }
+        for (name, value) in pairs {
+            self.set_var(id, name, value);
+        }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.version = version;
+            s.accessed_ms = now;
+            s.logged_ms = now;
+        }
+    }
+
+    /// Replaces the data blob; identical data only touches. Logged.
+    pub(crate) fn write_data(
+        &mut self,
+        id: &SessionId,
+        data: Bytes,
+        now: u64,
+        versions: &AtomicU64,
+    ) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if s.data == data {
+            self.touch(id, now);
+            return;
+        }
+        let version = versions.fetch_add(1, Ordering::Relaxed);
+        s.version = version;
+        s.accessed_ms = now;
+        s.logged_ms = now;
+        self.journal.record(|| Mutation::SetData {
+            id: id.clone(),
+            data: data.clone(),
+            version,
+            accessed_ms: now,
+        });
+        s.data = data;
+    }
+
+    /// Removes one variable; returns whether it was there. Logged.
+    pub(crate) fn write_del_var(
+        &mut self,
+        id: &SessionId,
+        name: &[u8],
+        now: u64,
+        versions: &AtomicU64,
+    ) -> bool {
+        if !self.del_var(id, name) {
+            self.touch(id, now);
+            return false;
+        }
+        let version = versions.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.version = version;
+            s.accessed_ms = now;
+            s.logged_ms = now;
+        }
+        self.journal.record(|| Mutation::DelVar {
+            id: id.clone(),
+            name: Bytes::copy_from_slice(name),
+            version,
+            accessed_ms: now,
+        });
+        true
+    }
+
+    /// Sets the idle timeout, counted from `now`. Logged.
+    pub(crate) fn write_timeout(&mut self, id: &SessionId, timeout_ms: u64, now: u64) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        s.timeout_ms = timeout_ms;
+        s.accessed_ms = now;
+        s.logged_ms = now;
+        self.journal.record(|| Mutation::Timeout {
+            id: id.clone(),
+            timeout_ms,
+            accessed_ms: now,
+        });
+        self.reschedule(id);
     }
 
     fn is_locked(&self, id: &SessionId) -> bool {
@@ -171,7 +325,7 @@ impl Shard {
     }
 
     /// Drops lock holders whose lease ran out, and hands their locks on.
-    pub(crate) fn expire_leases(&mut self, now: u64, keys: &std::sync::atomic::AtomicU64) -> usize {
+    pub(crate) fn expire_leases(&mut self, now: u64, keys: &FencingKeys) -> usize {
         let mut expired = 0;
         while let Some(Reverse((deadline, _, _))) = self.leases.peek() {
             if *deadline > now {
@@ -212,10 +366,12 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(shards: usize) -> Self {
+    pub(crate) fn new(shards: usize, journal: &Arc<Journal>) -> Self {
         let n = shards.max(1);
         Self {
-            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..n)
+                .map(|_| Mutex::new(Shard::new(journal.clone())))
+                .collect(),
             hasher: RandomState::new(),
         }
     }

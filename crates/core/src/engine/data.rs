@@ -6,6 +6,7 @@ use super::{check_random_len, Engine};
 use crate::error::Error;
 use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
 use crate::reply::Reply;
+use crate::session::Session;
 use crate::store::Shard;
 
 impl Engine {
@@ -89,6 +90,13 @@ impl Engine {
         Reply::Int(i64::from(self.store.lock(id).live(id, now).is_some()))
     }
 
+    /// The session `id` if alive, else `NoSession`.
+    fn alive<'a>(shard: &'a mut Shard, id: &SessionId, now: u64) -> Result<&'a mut Session, Error> {
+        shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))
+    }
+
     pub(super) fn get(
         &self,
         id: &SessionId,
@@ -97,14 +105,13 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
-        Ok(match session.vars.get(name) {
+        let session = Self::alive(&mut shard, id, now)?;
+        let reply = match session.vars.get(name) {
             Some(v) => Reply::Bulk(v.clone()),
             None => default.map_or(Reply::Nil, Reply::Bulk),
-        })
+        };
+        shard.touch(id, now);
+        Ok(reply)
     }
 
     /// `SET` and `SETALL`: every pair or none (they run under one shard lock
@@ -116,60 +123,38 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
-        session.version = self.version();
-        for (name, value) in pairs {
-            shard.set_var(id, name, value);
-        }
+        Self::alive(&mut shard, id, now)?;
+        shard.write_vars(id, pairs, now, &self.next_version);
         Ok(Reply::Ok)
     }
 
     pub(super) fn del(&self, id: &SessionId, name: &[u8], now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
-        let existed = shard.del_var(id, name);
-        if existed {
-            if let Some(s) = shard.sessions.get_mut(id) {
-                s.version = self.version();
-            }
-        }
+        Self::alive(&mut shard, id, now)?;
+        let existed = shard.write_del_var(id, name, now, &self.next_version);
         Ok(Reply::Int(i64::from(existed)))
     }
 
     pub(super) fn get_all(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
-        Ok(vars_reply(&session.vars))
+        let reply = vars_reply(&Self::alive(&mut shard, id, now)?.vars);
+        shard.touch(id, now);
+        Ok(reply)
     }
 
     pub(super) fn get_data(&self, id: &SessionId, touch: bool, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        let data = Self::alive(&mut shard, id, now)?.data.clone();
         if touch {
-            session.accessed_ms = now;
+            shard.touch(id, now);
         }
-        Ok(Reply::Bulk(session.data.clone()))
+        Ok(Reply::Bulk(data))
     }
 
     pub(super) fn set_data(&self, id: &SessionId, data: Bytes, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
-        session.version = self.version();
-        session.data = data;
+        Self::alive(&mut shard, id, now)?;
+        shard.write_data(id, data, now, &self.next_version);
         Ok(Reply::Ok)
     }
 
@@ -181,9 +166,7 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        let session = Self::alive(&mut shard, id, now)?;
         let current = match session.vars.get(&name) {
             None => 0,
             Some(v) => parse_i64(v).ok_or_else(|| Error::NotInteger {
@@ -195,9 +178,12 @@ impl Engine {
             id: id.clone(),
             name: String::from_utf8_lossy(&name).into_owned(),
         })?;
-        session.accessed_ms = now;
-        session.version = self.version();
-        shard.set_var(id, name, Bytes::from(sum.to_string()));
+        shard.write_vars(
+            id,
+            vec![(name, Bytes::from(sum.to_string()))],
+            now,
+            &self.next_version,
+        );
         Ok(Reply::Int(sum))
     }
 
@@ -211,16 +197,12 @@ impl Engine {
             .map(|t| self.timeout_or_default(Some(t)))
             .transpose()?;
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        let session = Self::alive(&mut shard, id, now)?;
         match new {
             None => Ok(Reply::Int(secs(session.timeout_ms))),
             Some(t) => {
                 // The new timeout runs from now.
-                session.timeout_ms = t;
-                session.accessed_ms = now;
-                shard.reschedule(id);
+                shard.write_timeout(id, t, now);
                 Ok(Reply::Ok)
             }
         }
@@ -228,19 +210,15 @@ impl Engine {
 
     pub(super) fn ttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        let session = Self::alive(&mut shard, id, now)?;
         // Rounded to the nearest second, as Redis's TTL does.
         Ok(Reply::Int(secs(session.ttl_ms(now).saturating_add(500))))
     }
 
     pub(super) fn touch(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = shard
-            .live(id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
+        Self::alive(&mut shard, id, now)?;
+        shard.touch(id, now);
         Ok(Reply::Ok)
     }
 
@@ -341,6 +319,9 @@ fn move_session(
         }
         target.locks.insert(new_id.clone(), lock);
     }
+    // Logged as Put new, then Remove old: a crash between the two records
+    // leaves both names rather than neither.
     target.insert(new_id.clone(), session);
+    target.log_removed(id);
     Ok(())
 }

@@ -59,14 +59,14 @@ impl Engine {
         }
         let mut guard = self.store.lock(&id);
         let shard = &mut *guard;
-        let session = shard
+        shard
             .live(&id, now)
             .ok_or_else(|| Error::NoSession(id.clone()))?;
-        session.accessed_ms = now;
+        shard.touch(&id, now);
         let Shard { locks, leases, .. } = shard;
         let lock = locks.entry(id.clone()).or_default();
         if lock.expire_leases(now) {
-            lock.pump(&id, now, &self.next_key, leases);
+            lock.pump(&id, now, &self.keys, leases);
         }
         match lock.acquire(
             &id,
@@ -75,7 +75,7 @@ impl Engine {
             lease_ms,
             wait_ms > 0,
             now,
-            &self.next_key,
+            &self.keys,
             leases,
         ) {
             Acquire::Granted(key) => {
@@ -139,7 +139,7 @@ impl Engine {
         if reply.is_err() {
             // The session vanished between the grant and now: give the lock
             // back rather than leave the caller holding a key it never saw.
-            release(shard, &grant.id, grant.key, now, &self.next_key);
+            release(shard, &grant.id, grant.key, now, &self.keys);
         }
         reply
     }
@@ -180,7 +180,7 @@ impl Engine {
 
     pub(super) fn unlock(&self, id: &SessionId, key: u64, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        if release(&mut shard, id, key, now, &self.next_key) {
+        if release(&mut shard, id, key, now, &self.keys) {
             Ok(Reply::Ok)
         } else {
             Err(Error::StaleKey {
@@ -199,13 +199,13 @@ impl Engine {
         })?;
         lock.expire_leases(now);
         if !lock.downgrade(key) {
-            lock.pump(id, now, &self.next_key, leases);
+            lock.pump(id, now, &self.keys, leases);
             return Err(Error::StaleKey {
                 id: id.clone(),
                 key,
             });
         }
-        lock.pump(id, now, &self.next_key, leases);
+        lock.pump(id, now, &self.keys, leases);
         Ok(Reply::Ok)
     }
 
@@ -233,20 +233,18 @@ impl Engine {
                     key,
                 });
             }
-            let Some(session) = shard.live(id, now) else {
-                release(shard, id, key, now, &self.next_key);
+            if shard.live(id, now).is_none() {
+                release(shard, id, key, now, &self.keys);
                 return Err(Error::NoSession(id.clone()));
-            };
-            session.accessed_ms = now;
-            session.version = self.version();
-            if let Some(d) = data {
-                session.data = d;
             }
-            for (name, value) in sets {
-                shard.set_var(id, name, value);
+            if let Some(d) = data {
+                shard.write_data(id, d, now, &self.next_version);
+            }
+            if !sets.is_empty() {
+                shard.write_vars(id, sets, now, &self.next_version);
             }
         }
-        release(shard, id, key, now, &self.next_key);
+        release(shard, id, key, now, &self.keys);
         Ok(Reply::Ok)
     }
 }
@@ -268,7 +266,7 @@ fn release(
     id: &SessionId,
     key: u64,
     now: u64,
-    keys: &std::sync::atomic::AtomicU64,
+    keys: &crate::journal::FencingKeys,
 ) -> bool {
     let Shard { locks, leases, .. } = shard;
     let Some(lock) = locks.get_mut(id) else {
@@ -301,12 +299,13 @@ fn grant_reply(
             let session = shard
                 .live(&grant.id, now)
                 .ok_or_else(|| Error::NoSession(grant.id.clone()))?;
-            session.accessed_ms = now;
-            Ok(Reply::Array(vec![
+            let reply = Reply::Array(vec![
                 key,
                 Reply::Bulk(session.data.clone()),
                 vars_reply(&session.vars),
-            ]))
+            ]);
+            shard.touch(&grant.id, now);
+            Ok(reply)
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::command::Command;
 use crate::error::Error;
 use crate::id::SessionId;
+use crate::journal::{FencingKeys, Journal, Mutation, MutationLog};
 use crate::reply::Reply;
 use crate::session::Session;
 use crate::store::{Shard, Store};
@@ -99,8 +100,10 @@ pub struct Engine {
     store: Store,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    /// The next fencing key; strictly increasing, never reused.
-    next_key: AtomicU64,
+    /// Fencing keys: strictly increasing, never reused.
+    keys: FencingKeys,
+    /// Where mutations are recorded, once a log is installed.
+    journal: Arc<Journal>,
     /// The next session version (also the memcached CAS value).
     next_version: AtomicU64,
     next_client: AtomicU64,
@@ -122,11 +125,13 @@ const REAP_BUDGET_PER_SHARD: usize = 256;
 impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig, clock: Arc<dyn Clock>) -> Self {
+        let journal = Arc::new(Journal::default());
         Self {
-            store: Store::new(config.shards),
+            store: Store::new(config.shards, &journal),
             clock,
             config,
-            next_key: AtomicU64::new(1),
+            keys: FencingKeys::new(journal.clone()),
+            journal,
             next_version: AtomicU64::new(1),
             next_client: AtomicU64::new(1),
             stats: Stats::default(),
@@ -164,7 +169,7 @@ impl Engine {
                 let Shard { locks, leases, .. } = &mut *shard;
                 if let Some(lock) = locks.get_mut(&id) {
                     if lock.drop_client(client) {
-                        lock.pump(&id, now, &self.next_key, leases);
+                        lock.pump(&id, now, &self.keys, leases);
                     }
                     if lock.is_idle() {
                         locks.remove(&id);
@@ -182,7 +187,7 @@ impl Engine {
         let mut report = TickReport::default();
         for i in 0..self.store.len() {
             let mut shard = self.store.lock_at(i);
-            report.expired_leases += shard.expire_leases(now, &self.next_key);
+            report.expired_leases += shard.expire_leases(now, &self.keys);
             report.expired_sessions += shard.reap(now, REAP_BUDGET_PER_SHARD);
         }
         self.stats
@@ -197,13 +202,108 @@ impl Engine {
     /// Makes sure the next fencing key is above `key` (for a restart that
     /// must never hand out a key twice).
     pub fn raise_fencing_key(&self, key: u64) {
-        self.next_key
-            .fetch_max(key.saturating_add(1), Ordering::SeqCst);
+        self.keys.raise_above(key);
     }
 
     /// The next fencing key that will be handed out.
     pub fn next_fencing_key(&self) -> u64 {
-        self.next_key.load(Ordering::SeqCst)
+        self.keys.peek()
+    }
+
+    /// From now on, every change is recorded in `log`. Install it after
+    /// recovery (replayed records are not logged again). Returns false if a
+    /// log was already installed.
+    pub fn install_log(&self, log: Arc<dyn MutationLog>) -> bool {
+        self.journal.install(log)
+    }
+
+    /// Applies a recovered record (snapshot or log), in log order. Records
+    /// are absolute, so applying one the state already has is harmless.
+    pub fn apply(&self, m: Mutation) {
+        let bump = |v: u64| {
+            self.next_version
+                .fetch_max(v.saturating_add(1), Ordering::Relaxed);
+        };
+        match m {
+            Mutation::Put { id, session } => {
+                bump(session.version);
+                let mut shard = self.store.lock(&id);
+                shard.take(&id);
+                shard.insert(id, session);
+            }
+            Mutation::Remove { id } => {
+                self.store.lock(&id).take(&id);
+            }
+            Mutation::SetVars {
+                id,
+                pairs,
+                version,
+                accessed_ms,
+            } => {
+                bump(version);
+                let mut shard = self.store.lock(&id);
+                for (name, value) in pairs {
+                    shard.set_var(&id, name, value);
+                }
+                restamp(&mut shard, &id, Some(version), accessed_ms);
+            }
+            Mutation::DelVar {
+                id,
+                name,
+                version,
+                accessed_ms,
+            } => {
+                bump(version);
+                let mut shard = self.store.lock(&id);
+                shard.del_var(&id, &name);
+                restamp(&mut shard, &id, Some(version), accessed_ms);
+            }
+            Mutation::SetData {
+                id,
+                data,
+                version,
+                accessed_ms,
+            } => {
+                bump(version);
+                let mut shard = self.store.lock(&id);
+                if let Some(s) = shard.sessions.get_mut(&id) {
+                    s.data = data;
+                }
+                restamp(&mut shard, &id, Some(version), accessed_ms);
+            }
+            Mutation::Timeout {
+                id,
+                timeout_ms,
+                accessed_ms,
+            } => {
+                let mut shard = self.store.lock(&id);
+                if let Some(s) = shard.sessions.get_mut(&id) {
+                    s.timeout_ms = timeout_ms;
+                }
+                restamp(&mut shard, &id, None, accessed_ms);
+                shard.reschedule(&id);
+            }
+            Mutation::Touch { id, accessed_ms } => {
+                restamp(&mut self.store.lock(&id), &id, None, accessed_ms);
+            }
+            Mutation::FencingKeys { up_to } => self.keys.restore_reservation(up_to),
+        }
+    }
+
+    /// A consistent copy of shard `index`'s sessions, taken under its lock
+    /// (for snapshots: one shard at a time, never the whole store at once).
+    pub fn shard_sessions(&self, index: usize) -> Vec<(SessionId, Session)> {
+        let shard = self.store.lock_at(index);
+        shard
+            .sessions
+            .iter()
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
+    }
+
+    /// How many shards the store has.
+    pub fn shard_count(&self) -> usize {
+        self.store.len()
     }
 
     /// Runs one command for `client`.
@@ -344,6 +444,17 @@ impl Engine {
         s.class = class;
         s.data = data.unwrap_or_default();
         s
+    }
+}
+
+/// Sets a recovered session's version (if given) and access time.
+fn restamp(shard: &mut Shard, id: &SessionId, version: Option<u64>, accessed_ms: u64) {
+    if let Some(s) = shard.sessions.get_mut(id) {
+        if let Some(v) = version {
+            s.version = v;
+        }
+        s.accessed_ms = s.accessed_ms.max(accessed_ms);
+        s.logged_ms = s.accessed_ms;
     }
 }
 
