@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use sessiond_client::{Client, CreateOptions, LockOptions};
-use sessiond_server::{Config, Server};
+use sessiond_server::{Config, Server, Storage};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,7 +22,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(Server::new(Config::default()).run(listener, async {
+    let config = Config {
+        storage: Storage::Memory,
+        ..Config::default()
+    };
+    let server = tokio::spawn(Server::open(config)?.run(listener, async {
         let _ = stop_rx.await;
     }));
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use sessiond_server::{Config, Listen, LogLevel, Server, ServerError};
+use sessiond_server::{Config, Fsync, Listen, LogLevel, Server, ServerError, Storage};
 
 #[derive(Parser)]
 #[command(name = "sessiond", version, about = "A session server for web farms")]
@@ -30,6 +30,15 @@ struct ServeArgs {
     /// Native (RESP) listener address, or `off`.
     #[arg(long, env = "SESSIOND_LISTEN_RESP", value_parser = clap::value_parser!(Listen))]
     listen_resp: Option<Listen>,
+    /// Storage: `log` (durable, in --data-dir) or `memory` (volatile).
+    #[arg(long, env = "SESSIOND_STORAGE", value_parser = clap::value_parser!(Storage))]
+    storage: Option<Storage>,
+    /// Directory of the log and snapshots (storage `log`).
+    #[arg(long, env = "SESSIOND_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// When a write is on disk: always, everysec, no.
+    #[arg(long, env = "SESSIOND_FSYNC", value_parser = clap::value_parser!(Fsync))]
+    fsync: Option<Fsync>,
     /// Idle timeout of sessions created without one, in seconds.
     #[arg(long, env = "SESSIOND_DEFAULT_TIMEOUT")]
     default_timeout: Option<u64>,
@@ -67,6 +76,15 @@ impl ServeArgs {
         };
         if let Some(v) = self.listen_resp {
             c.listen_resp = v;
+        }
+        if let Some(v) = self.storage {
+            c.storage = v;
+        }
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = self.fsync {
+            c.fsync = v;
         }
         if let Some(v) = self.default_timeout {
             c.default_timeout = v;
@@ -158,7 +176,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?
     );
-    Server::new(config).run(listener, shutdown_signal()).await
+    Server::open(config)?.run(listener, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -21,7 +21,7 @@ fn start(extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen-resp", &listen])
+        .args(["serve", "--listen-resp", &listen, "--storage", "memory"])
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

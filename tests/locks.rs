@@ -258,9 +258,11 @@ async fn shutdown_answers_queued_waiters_before_closing() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        answer.unwrap_err().code(),
-        Some("LOCKED"),
-        "an answer, not a dropped connection"
-    );
+    // Depending on which connection sees the shutdown first, the holder's
+    // release may grant the lock, or the wait is cancelled: either way an
+    // answer, never a dropped connection.
+    match answer {
+        Ok(key) => assert!(key > 0),
+        Err(e) => assert_eq!(e.code(), Some("LOCKED"), "{e}"),
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use sessiond_server::{Config, Server};
+use sessiond_server::{Config, Server, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -16,8 +16,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server with volatile storage.
     pub async fn start() -> Self {
-        Self::start_with(Config::default()).await
+        Self::start_with(Config {
+            storage: Storage::Memory,
+            ..Config::default()
+        })
+        .await
     }
 
     pub async fn start_with(config: Config) -> Self {
@@ -27,7 +32,8 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            Server::new(config)
+            Server::open(config)
+                .expect("open")
                 .run(listener, async {
                     let _ = rx.await;
                 })
@@ -62,5 +68,42 @@ impl Drop for TestServer {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!(
+            "sessiond-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A durable configuration in `dir`.
+pub fn durable(dir: &std::path::Path, fsync: sessiond_server::Fsync) -> Config {
+    Config {
+        storage: Storage::Log,
+        data_dir: dir.to_path_buf(),
+        fsync,
+        ..Config::default()
     }
 }

@@ -124,6 +124,45 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command changes what is stored, so that under
+    /// `fsync always` its reply waits for the disk. Reads only refresh
+    /// expiry, which need not wait.
+    pub fn is_write(&self) -> bool {
+        match self {
+            Command::Create { .. }
+            | Command::Uniq { .. }
+            | Command::Destroy { .. }
+            | Command::Set { .. }
+            | Command::Del { .. }
+            | Command::SetAll { .. }
+            | Command::SetData { .. }
+            | Command::Inc { .. }
+            | Command::Regenerate { .. } => true,
+            Command::Timeout { timeout_ms, .. } => timeout_ms.is_some(),
+            Command::Open { create, .. } => *create,
+            Command::Close { data, sets, .. } => data.is_some() || !sets.is_empty(),
+            Command::Exists { .. }
+            | Command::Info { .. }
+            | Command::Count { .. }
+            | Command::List { .. }
+            | Command::Scan { .. }
+            | Command::Get { .. }
+            | Command::GetAll { .. }
+            | Command::GetData { .. }
+            | Command::Find { .. }
+            | Command::ListVar { .. }
+            | Command::Ttl { .. }
+            | Command::Touch { .. }
+            | Command::Lock { .. }
+            | Command::Unlock { .. }
+            | Command::Commit { .. }
+            | Command::RandStr { .. }
+            | Command::Ping { .. }
+            | Command::Echo { .. }
+            | Command::ServerInfo => false,
+        }
+    }
+
     /// The command's name, for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use sessiond_core::EngineConfig;
 use sessiond_proto::Limits;
 
 use crate::error::ServerError;
+use crate::persist::{CompactionPolicy, Fsync, Storage};
 
 /// Where a listener binds, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +129,16 @@ impl Default for LimitsConfig {
 pub struct Config {
     /// The native (RESP) listener.
     pub listen_resp: Listen,
+    /// `log` (durable, the default) or `memory` (volatile).
+    pub storage: Storage,
+    /// Where `log` storage keeps its files.
+    pub data_dir: PathBuf,
+    /// When a write is on disk: `always`, `everysec` or `no`.
+    pub fsync: Fsync,
+    /// Never compact a log smaller than this many bytes.
+    pub compact_min_bytes: u64,
+    /// Compact once the log is this many times the last snapshot.
+    pub compact_ratio: u64,
     /// Idle timeout of a session created without one, seconds.
     pub default_timeout: u64,
     /// The longest idle timeout a client may set, seconds.
@@ -155,6 +166,11 @@ impl Default for Config {
         let e = EngineConfig::default();
         Self {
             listen_resp: Listen::On(SocketAddr::from(([127, 0, 0, 1], 6390))),
+            storage: Storage::Log,
+            data_dir: PathBuf::from("sessiond-data"),
+            fsync: Fsync::Everysec,
+            compact_min_bytes: 64 * 1024 * 1024,
+            compact_ratio: 2,
             default_timeout: e.default_timeout_ms / 1000,
             max_timeout: e.max_timeout_ms / 1000,
             default_lease_ms: e.default_lease_ms,
@@ -244,6 +260,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// When to compact the log.
+    pub fn compaction(&self) -> CompactionPolicy {
+        CompactionPolicy {
+            min_log_bytes: self.compact_min_bytes,
+            ratio: self.compact_ratio.max(1),
+        }
     }
 
     /// The engine's part.

@@ -18,6 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::persist::Fsync;
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -46,6 +47,8 @@ struct Conn {
     out: BytesMut,
     proto: Protocol,
     stop: watch::Receiver<bool>,
+    /// Under `fsync always`: the log record the pending replies wait for.
+    durable_seq: Option<u64>,
 }
 
 /// What a request tells the loop to do next.
@@ -74,6 +77,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
         out: BytesMut::with_capacity(16 * 1024),
         proto: Protocol::Resp2,
         stop,
+        durable_seq: None,
     };
     if let Err(e) = conn.run().await {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -153,6 +157,7 @@ impl Conn {
                 return Ok(Next::Continue);
             }
         };
+        let is_write = cmd.is_write();
         let result = match self.shared.engine.execute(&self.client, cmd) {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
@@ -164,6 +169,13 @@ impl Conn {
             }
             Err(e) => Err(e),
         };
+        if is_write && result.is_ok() {
+            if let Some(p) = &self.shared.persist {
+                if p.fsync() == Fsync::Always {
+                    self.durable_seq = Some(p.appended());
+                }
+            }
+        }
         match result {
             Ok(Reply::Info(sections)) => {
                 let reply = Reply::Info(self.info(sections));
@@ -210,6 +222,10 @@ impl Conn {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        if let (Some(seq), Some(p)) = (self.durable_seq.take(), &self.shared.persist) {
+            // Group commit: one wait covers every write in this batch.
+            p.wait_durable(seq).await;
+        }
         if !self.out.is_empty() {
             self.wr.write_all(&self.out).await?;
             self.out.clear();

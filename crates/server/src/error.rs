@@ -19,6 +19,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("I/O error on the listener: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -7,8 +7,10 @@
 mod config;
 mod connection;
 mod error;
+mod persist;
 mod server;
 
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use error::ServerError;
+pub use persist::{CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
 pub use server::{run, Server};

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::connection;
 use crate::error::ServerError;
+use crate::persist::{Persistence, Storage};
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -23,30 +24,66 @@ pub(crate) struct Shared {
     pub(crate) port: u16,
     pub(crate) connected: AtomicUsize,
     pub(crate) connections_total: AtomicU64,
+    pub(crate) persist: Option<Arc<Persistence>>,
 }
 
 /// A configured server, ready to run on a listener.
 pub struct Server {
     config: Config,
     engine: Arc<Engine>,
+    persist: Option<Arc<Persistence>>,
 }
 
 impl Server {
-    /// A server with a fresh engine on the system clock.
-    pub fn new(config: Config) -> Self {
+    /// A server with a fresh engine on the system clock; with `log`
+    /// storage, the data directory is recovered into it first.
+    pub fn open(config: Config) -> Result<Self, ServerError> {
         let engine = Arc::new(Engine::new(config.engine(), Arc::new(SystemClock)));
-        Self { config, engine }
+        Self::open_with_engine(config, engine)
     }
 
-    /// A server around an existing engine (a test's manual clock, a
-    /// recovered store).
-    pub fn with_engine(config: Config, engine: Arc<Engine>) -> Self {
-        Self { config, engine }
+    /// Like [`Server::open`] around an existing engine (a test's manual
+    /// clock).
+    pub fn open_with_engine(config: Config, engine: Arc<Engine>) -> Result<Self, ServerError> {
+        let persist = match config.storage {
+            Storage::Memory => None,
+            Storage::Log => {
+                let (p, r) = Persistence::open(
+                    &config.data_dir,
+                    config.fsync,
+                    config.compaction(),
+                    &engine,
+                )?;
+                tracing::info!(
+                    dir = %config.data_dir.display(),
+                    fsync = ?config.fsync,
+                    sessions = r.live_sessions,
+                    snapshot_sessions = r.snapshot_sessions,
+                    log_records = r.log_records,
+                    truncated_bytes = r.truncated_bytes,
+                    millis = r.millis as u64,
+                    "recovered {} sessions in {} ms",
+                    r.live_sessions,
+                    r.millis
+                );
+                Some(p)
+            }
+        };
+        Ok(Self {
+            config,
+            engine,
+            persist,
+        })
     }
 
     /// The engine, shared with whoever else needs it.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The open data directory, with `log` storage.
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.persist.as_ref()
     }
 
     /// Serves `listener` until `shutdown` resolves, then stops accepting,
@@ -65,6 +102,7 @@ impl Server {
             port: local.port(),
             connected: AtomicUsize::new(0),
             connections_total: AtomicU64::new(0),
+            persist: self.persist.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
@@ -113,6 +151,10 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = upkeep.await;
+        if let Some(p) = &self.persist {
+            // Everything appended is written and fsynced before exit.
+            p.shutdown();
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -124,7 +166,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    Server::new(config).run(listener, shutdown).await
+    Server::open(config)?.run(listener, shutdown).await
 }
 
 /// Expires sessions and leases every `tick_ms`; each round is bounded.
