@@ -1,46 +1,17 @@
 //! The `sessiond` binary itself: start-up, redis-cli against it, the
 //! configuration pipeline, and graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sessiond");
+use common::process::{signal, start_binary, BIN};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `sessiond serve` on a free port and waits for its start-up line.
 fn start(extra: &[&str]) -> (Child, u16) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen-resp", &listen, "--storage", "memory"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn sessiond");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "no start-up line");
-        let line = lines.next().expect("sessiond exited early").unwrap();
-        if line.contains("listening") {
-            assert!(line.contains(&listen), "{line}");
-            break;
-        }
-    }
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, port)
+    let mut args = vec!["--storage", "memory"];
+    args.extend_from_slice(extra);
+    start_binary(&args)
 }
 
 fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
@@ -58,12 +29,7 @@ fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
 }
 
 fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    signal(child, "-TERM");
 }
 
 #[test]

@@ -1,0 +1,53 @@
+//! Running the real `sessiond` binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sessiond");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `sessiond serve --listen-resp <free port> <extra…>` and waits for
+/// its start-up line; stderr keeps being drained so it never blocks.
+pub fn start_binary(extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen-resp", &listen])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn sessiond");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no start-up line");
+        let line = lines.next().expect("sessiond exited early").unwrap();
+        if line.contains("listening") {
+            assert!(line.contains(&listen), "{line}");
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
+}
+
+/// Sends a signal (`-TERM`, `-KILL`) to a child.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
