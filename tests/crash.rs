@@ -101,8 +101,8 @@ async fn crash_rounds(fsync: &str, rounds: u64) {
 async fn verify(addr: &str, histories: &[Arc<Mutex<History>>], fsync: &str) {
     let mut c = Client::connect(addr).await.unwrap();
     for (w, h) in histories.iter().enumerate() {
-        let h = h.lock().unwrap();
         let data = c.get_data(format!("w{w}")).await.unwrap();
+        let h = h.lock().unwrap();
         let text = String::from_utf8(data.to_vec()).unwrap();
         let (n, pad) = text.split_once(':').unwrap_or(("0", ""));
         let n: u64 = n.parse().unwrap();
