@@ -273,3 +273,61 @@ async fn expiry_counts_the_time_the_server_was_down() {
     assert!(c.exists("long").await.unwrap());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn check_and_dump_read_a_data_directory_offline() {
+    let dir = TempDir::new("inspect");
+    let s = TestServer::start_with(durable(&dir.0, Fsync::Everysec)).await;
+    write_some(&s, 5).await;
+    s.stop().await;
+    let bin = common::process::BIN;
+    let d = dir.0.to_str().unwrap();
+
+    let out = std::process::Command::new(bin)
+        .args(["check", "--data-dir", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let out = std::process::Command::new(bin)
+        .args(["dump", "--data-dir", d])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.contains("\"id\":\"s3\""), "{text}");
+    assert!(text.contains("\"data\":\"data-3\""), "{text}");
+    assert!(text.contains("\"user\":\"u3\""), "{text}");
+
+    // Damage: check says where and exits 1; dump still reads what is good.
+    let log = log_files(&dir.0, "log.").pop().unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"\x05\x00\x00\x00\x00\x00\x00\x00xx")
+        .unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["check", "--data-dir", d])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DAMAGED"));
+    let before = fs::metadata(&log).unwrap().len();
+    let out = std::process::Command::new(bin)
+        .args(["dump", "--data-dir", d])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 4);
+    assert_eq!(
+        fs::metadata(&log).unwrap().len(),
+        before,
+        "dump changes nothing on disk"
+    );
+}

@@ -12,5 +12,5 @@ mod server;
 
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use error::ServerError;
-pub use persist::{CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
+pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
 pub use server::{run, Server};

@@ -7,6 +7,7 @@
 //! See `docs/durability.md` for the promises and `files.rs` for the layout.
 
 mod files;
+mod inspect;
 mod log;
 mod record;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sessiond_core::{Engine, Mutation, KEY_BLOCK};
 
 use self::files::{generations, path, read_frames, sync_dir, Kind};
+pub use self::inspect::{check, dump};
 pub use self::log::{Fsync, LogWriter};
 use self::record::{encode, Record, LOG_MAGIC, SNAPSHOT_MAGIC};
 use crate::error::ServerError;
@@ -99,109 +101,7 @@ impl Persistence {
         };
         fs::create_dir_all(dir).map_err(|e| io("cannot create the data directory", e))?;
         let started = Instant::now();
-        let mut report = RecoveryReport::default();
-
-        // The newest snapshot that reads whole.
-        let mut base = 0;
-        let mut snapshot_bytes = 0;
-        let snaps = generations(dir, Kind::Snapshot).map_err(|e| io("cannot list", e))?;
-        for &g in snaps.iter().rev() {
-            let p = path(dir, Kind::Snapshot, g);
-            // First pass: is it whole? Only then apply it (second pass), so a
-            // damaged snapshot never half-fills the engine.
-            let mut records = 0u64;
-            let mut end = None;
-            let r = read_frames(&p, SNAPSHOT_MAGIC, |rec| {
-                records += 1;
-                end = match rec {
-                    Record::End { sessions } => Some(sessions),
-                    Record::Mutation(_) => None,
-                };
-            })
-            .map_err(|e| io("cannot read a snapshot", e))?;
-            let complete = matches!(end, Some(sessions) if sessions + 2 == records);
-            if r.damage.is_some() || !complete {
-                tracing::error!(
-                    file = %p.display(),
-                    damage = r.damage.as_deref().unwrap_or("no end marker"),
-                    "snapshot is damaged; trying an older one"
-                );
-                report
-                    .dropped_records_note
-                    .push(format!("{} unreadable", p.display()));
-                continue;
-            }
-            read_frames(&p, SNAPSHOT_MAGIC, |rec| {
-                if let Record::Mutation(m) = rec {
-                    if matches!(m, Mutation::Put { .. }) {
-                        report.snapshot_sessions += 1;
-                    }
-                    engine.apply(m);
-                }
-            })
-            .map_err(|e| io("cannot read a snapshot", e))?;
-            base = g;
-            snapshot_bytes = r.total_bytes;
-            report.snapshot_generation = Some(g);
-            break;
-        }
-
-        // Every log from the snapshot's generation on; a damaged tail of the
-        // newest is cut off, and logging resumes after it.
-        let logs: Vec<u64> = generations(dir, Kind::Log)
-            .map_err(|e| io("cannot list", e))?
-            .into_iter()
-            .filter(|&g| g >= base)
-            .collect();
-        if base > 0 && logs.first() != Some(&base) {
-            tracing::warn!(
-                generation = base,
-                "the log of the snapshot's generation is missing"
-            );
-        }
-        if report.snapshot_generation.is_none() && !snaps.is_empty() {
-            tracing::error!(
-                "no snapshot could be read: sessions from before the oldest remaining log are lost"
-            );
-        }
-        for (i, &g) in logs.iter().enumerate() {
-            let p = path(dir, Kind::Log, g);
-            let r = read_frames(&p, LOG_MAGIC, |rec| {
-                if let Record::Mutation(m) = rec {
-                    engine.apply(m);
-                }
-            })
-            .map_err(|e| io("cannot read the log", e))?;
-            report.log_records += r.records;
-            if let Some(damage) = r.damage {
-                let dropped = r.total_bytes - r.good_bytes;
-                tracing::warn!(
-                    file = %p.display(),
-                    damage,
-                    kept_records = r.records,
-                    dropped_bytes = dropped,
-                    "log ends in a damaged record; keeping everything before it"
-                );
-                report.truncated_bytes += dropped;
-                report.dropped_records_note.push(format!(
-                    "{}: {damage}, {dropped} bytes dropped",
-                    p.display()
-                ));
-                if i + 1 == logs.len() {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&p)
-                        .map_err(|e| io("cannot open the log", e))?;
-                    // A file too damaged to have a header is started afresh.
-                    let keep = if r.good_bytes < 8 { 0 } else { r.good_bytes };
-                    f.set_len(keep)
-                        .map_err(|e| io("cannot truncate the log", e))?;
-                    f.sync_all().map_err(|e| io("cannot sync the log", e))?;
-                }
-            }
-        }
-        // Sessions that expired while the server was down go at once.
-        while engine.tick().expired_sessions > 0 {}
+        let (mut report, base, logs, snapshot_bytes) = recover(dir, engine, true)?;
 
         let generation = logs.last().copied().unwrap_or(base.max(1));
         let (file, len) = open_log(dir, generation).map_err(|e| io("cannot open the log", e))?;
@@ -210,9 +110,6 @@ impl Persistence {
         // Older files than the snapshot are no longer needed.
         remove_older(dir, base);
 
-        report.live_sessions = (0..engine.shard_count())
-            .map(|i| engine.shard_sessions(i).len())
-            .sum();
         report.millis = started.elapsed().as_millis();
         let me = Arc::new(Self {
             dir: dir.to_path_buf(),
@@ -344,6 +241,128 @@ impl Persistence {
         }
         self.writer.shutdown();
     }
+}
+
+/// Loads the newest whole snapshot of `dir` and replays the logs after it
+/// into `engine`. With `repair`, a damaged tail of the newest log is cut off
+/// so that logging can resume after it; without, nothing is changed on disk.
+/// Returns the report, the snapshot's generation (0: none), the log
+/// generations replayed, and the snapshot's size in bytes.
+pub fn recover(
+    dir: &Path,
+    engine: &Engine,
+    repair: bool,
+) -> Result<(RecoveryReport, u64, Vec<u64>, u64), ServerError> {
+    let io = |what: &str, e: std::io::Error| {
+        ServerError::Storage(format!("{what} in {}: {e}", dir.display()))
+    };
+    let mut report = RecoveryReport::default();
+
+    // The newest snapshot that reads whole.
+    let mut base = 0;
+    let mut snapshot_bytes = 0;
+    let snaps = generations(dir, Kind::Snapshot).map_err(|e| io("cannot list", e))?;
+    for &g in snaps.iter().rev() {
+        let p = path(dir, Kind::Snapshot, g);
+        // First pass: is it whole? Only then apply it (second pass), so a
+        // damaged snapshot never half-fills the engine.
+        let mut records = 0u64;
+        let mut end = None;
+        let r = read_frames(&p, SNAPSHOT_MAGIC, |rec| {
+            records += 1;
+            end = match rec {
+                Record::End { sessions } => Some(sessions),
+                Record::Mutation(_) => None,
+            };
+        })
+        .map_err(|e| io("cannot read a snapshot", e))?;
+        let complete = matches!(end, Some(sessions) if sessions + 2 == records);
+        if r.damage.is_some() || !complete {
+            tracing::error!(
+                file = %p.display(),
+                damage = r.damage.as_deref().unwrap_or("no end marker"),
+                "snapshot is damaged; trying an older one"
+            );
+            report
+                .dropped_records_note
+                .push(format!("{} unreadable", p.display()));
+            continue;
+        }
+        read_frames(&p, SNAPSHOT_MAGIC, |rec| {
+            if let Record::Mutation(m) = rec {
+                if matches!(m, Mutation::Put { .. }) {
+                    report.snapshot_sessions += 1;
+                }
+                engine.apply(m);
+            }
+        })
+        .map_err(|e| io("cannot read a snapshot", e))?;
+        base = g;
+        snapshot_bytes = r.total_bytes;
+        report.snapshot_generation = Some(g);
+        break;
+    }
+
+    // Every log from the snapshot's generation on; a damaged tail of the
+    // newest is cut off, and logging resumes after it.
+    let logs: Vec<u64> = generations(dir, Kind::Log)
+        .map_err(|e| io("cannot list", e))?
+        .into_iter()
+        .filter(|&g| g >= base)
+        .collect();
+    if base > 0 && logs.first() != Some(&base) {
+        tracing::warn!(
+            generation = base,
+            "the log of the snapshot's generation is missing"
+        );
+    }
+    if report.snapshot_generation.is_none() && !snaps.is_empty() {
+        tracing::error!(
+            "no snapshot could be read: sessions from before the oldest remaining log are lost"
+        );
+    }
+    for (i, &g) in logs.iter().enumerate() {
+        let p = path(dir, Kind::Log, g);
+        let r = read_frames(&p, LOG_MAGIC, |rec| {
+            if let Record::Mutation(m) = rec {
+                engine.apply(m);
+            }
+        })
+        .map_err(|e| io("cannot read the log", e))?;
+        report.log_records += r.records;
+        if let Some(damage) = r.damage {
+            let dropped = r.total_bytes - r.good_bytes;
+            tracing::warn!(
+                file = %p.display(),
+                damage,
+                kept_records = r.records,
+                dropped_bytes = dropped,
+                "log ends in a damaged record; keeping everything before it"
+            );
+            report.truncated_bytes += dropped;
+            report.dropped_records_note.push(format!(
+                "{}: {damage}, {dropped} bytes dropped",
+                p.display()
+            ));
+            if repair && i + 1 == logs.len() {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map_err(|e| io("cannot open the log", e))?;
+                // A file too damaged to have a header is started afresh.
+                let keep = if r.good_bytes < 8 { 0 } else { r.good_bytes };
+                f.set_len(keep)
+                    .map_err(|e| io("cannot truncate the log", e))?;
+                f.sync_all().map_err(|e| io("cannot sync the log", e))?;
+            }
+        }
+    }
+    // Sessions that expired while the server was down go at once.
+    while engine.tick().expired_sessions > 0 {}
+    report.live_sessions = (0..engine.shard_count())
+        .map(|i| engine.shard_sessions(i).len())
+        .sum();
+    Ok((report, base, logs, snapshot_bytes))
 }
 
 /// Opens `log.gen` for appending, writing its header if it is new.
