@@ -301,6 +301,13 @@ impl Engine {
             .collect()
     }
 
+    /// How many sessions are stored (expired ones not yet reaped included).
+    pub fn session_count(&self) -> usize {
+        (0..self.store.len())
+            .map(|i| self.store.lock_at(i).sessions.len())
+            .sum()
+    }
+
     /// How many shards the store has.
     pub fn shard_count(&self) -> usize {
         self.store.len()

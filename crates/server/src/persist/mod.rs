@@ -359,9 +359,7 @@ pub fn recover(
     }
     // Sessions that expired while the server was down go at once.
     while engine.tick().expired_sessions > 0 {}
-    report.live_sessions = (0..engine.shard_count())
-        .map(|i| engine.shard_sessions(i).len())
-        .sum();
+    report.live_sessions = engine.session_count();
     Ok((report, base, logs, snapshot_bytes))
 }
 
