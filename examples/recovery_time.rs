@@ -30,6 +30,23 @@ fn engine() -> Arc<Engine> {
     Arc::new(Engine::new(EngineConfig::default(), Arc::new(SystemClock)))
 }
 
+/// Recovers `dir` into a fresh engine, timed.
+fn recover(
+    dir: &std::path::Path,
+    policy: CompactionPolicy,
+    from: &str,
+) -> Result<Arc<Persistence>, Box<dyn std::error::Error>> {
+    let e = engine();
+    let t = Instant::now();
+    let (p, r) = Persistence::open(dir, Fsync::No, policy, &e)?;
+    println!(
+        "recovered {} sessions from {from} in {:.2} s",
+        r.live_sessions,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(p)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n: usize = args
@@ -68,42 +85,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wrote {n} sessions of {size} bytes in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    println!(
-        "log only:   {} MiB on disk ({:.2}x live data)",
-        dir_bytes(&dir) >> 20,
-        dir_bytes(&dir) as f64 / live as f64
-    );
+    let size_line = |what: &str| {
+        println!(
+            "{what}: {} MiB on disk ({:.2}x live data)",
+            dir_bytes(&dir) >> 20,
+            dir_bytes(&dir) as f64 / live as f64
+        )
+    };
+    size_line("log only");
     drop((p, e));
 
-    let e = engine();
-    let t = Instant::now();
-    let (p, r) = Persistence::open(&dir, Fsync::No, manual, &e)?;
-    println!(
-        "recovered {} sessions from the log in {:.2} s",
-        r.live_sessions,
-        t.elapsed().as_secs_f64()
-    );
+    let p = recover(&dir, manual, "the log")?;
     let t = Instant::now();
     p.compact()?;
     println!("compaction took {:.2} s", t.elapsed().as_secs_f64());
     p.shutdown();
-    println!(
-        "after compaction: {} MiB on disk ({:.2}x live data)",
-        dir_bytes(&dir) >> 20,
-        dir_bytes(&dir) as f64 / live as f64
-    );
-    drop((p, e));
+    size_line("after compaction");
+    drop(p);
 
-    let e = engine();
-    let t = Instant::now();
-    let (p, r) = Persistence::open(&dir, Fsync::No, manual, &e)?;
-    println!(
-        "recovered {} sessions from the snapshot in {:.2} s",
-        r.live_sessions,
-        t.elapsed().as_secs_f64()
-    );
-    p.shutdown();
-    drop((p, e));
+    recover(&dir, manual, "the snapshot")?.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
