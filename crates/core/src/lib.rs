@@ -13,6 +13,7 @@ pub mod id;
 mod index;
 mod journal;
 mod lock;
+pub mod php;
 mod reply;
 mod session;
 mod store;

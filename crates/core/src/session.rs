@@ -29,6 +29,9 @@ pub struct Session {
     /// The last `accessed_ms` written to the log; reads log a touch only
     /// when it has fallen behind by a fair part of the timeout.
     pub(crate) logged_ms: u64,
+    /// The top-level `$_SESSION` entries when `data` is a PHP session
+    /// (derived from `data`, never stored on its own).
+    pub(crate) php: Vec<(Bytes, Bytes)>,
 }
 
 impl Session {
@@ -44,6 +47,7 @@ impl Session {
             version,
             queued_ms: now.saturating_add(timeout_ms),
             logged_ms: now,
+            php: Vec::new(),
         }
     }
 
@@ -75,7 +79,26 @@ impl Session {
             version,
             queued_ms: accessed_ms.saturating_add(timeout_ms),
             logged_ms: accessed_ms,
+            php: Vec::new(),
         }
+    }
+
+    /// A variable: one set explicitly, else a top-level entry of PHP-encoded
+    /// data.
+    pub fn var(&self, name: &[u8]) -> Option<&Bytes> {
+        self.vars
+            .get(name)
+            .or_else(|| self.php.iter().find(|(k, _)| k == name).map(|(_, v)| v))
+    }
+
+    /// Every variable: the explicit ones, then PHP entries they do not shadow.
+    pub fn all_vars(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.vars.iter().chain(
+            self.php
+                .iter()
+                .filter(|(k, _)| !self.vars.contains_key(k))
+                .map(|(k, v)| (k, v)),
+        )
     }
 
     /// Remaining life in ms at `now`.

@@ -31,6 +31,8 @@ pub(crate) struct Shard {
     pub(crate) sessions: BTreeMap<SessionId, Session>,
     pub(crate) locks: HashMap<SessionId, LockState>,
     pub(crate) vars: VarIndex,
+    /// The same for the entries of PHP-encoded data.
+    pub(crate) php_vars: VarIndex,
     pub(crate) classes: ClassIndex,
     /// `(deadline_ms, id)`, earliest first. An entry may be stale (the session
     /// was touched, renamed or destroyed); it is checked when it comes up.
@@ -45,6 +47,7 @@ impl Shard {
             sessions: BTreeMap::new(),
             locks: HashMap::new(),
             vars: VarIndex::default(),
+            php_vars: VarIndex::default(),
             classes: ClassIndex::default(),
             expiry: BinaryHeap::new(),
             leases: BinaryHeap::new(),
@@ -61,6 +64,10 @@ impl Shard {
         for (name, value) in &session.vars {
             self.vars.insert(name, value, &id);
         }
+        session.php = crate::php::session_vars(&session.data).unwrap_or_default();
+        for (name, value) in &session.php {
+            self.php_vars.insert(name, value, &id);
+        }
         if let Some(class) = &session.class {
             self.classes.insert(class, &id);
         }
@@ -74,6 +81,9 @@ impl Shard {
         let session = self.sessions.remove(id)?;
         for (name, value) in &session.vars {
             self.vars.remove(name, value, id);
+        }
+        for (name, value) in &session.php {
+            self.php_vars.remove(name, value, id);
         }
         if let Some(class) = &session.class {
             self.classes.remove(class, id);
@@ -177,7 +187,25 @@ impl Shard {
             version,
             accessed_ms: now,
         });
+        self.replace_data(id, data);
+    }
+
+    /// Replaces the data blob and re-reads its PHP entries into the index.
+    pub(crate) fn replace_data(&mut self, id: &SessionId, data: Bytes) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let php = crate::php::session_vars(&data).unwrap_or_default();
         s.data = data;
+        let old = std::mem::replace(&mut s.php, php);
+        for (name, value) in &old {
+            self.php_vars.remove(name, value, id);
+        }
+        if let Some(s) = self.sessions.get(id) {
+            for (name, value) in &s.php {
+                self.php_vars.insert(name, value, id);
+            }
+        }
     }
 
     /// Removes one variable; returns whether it was there. Logged.

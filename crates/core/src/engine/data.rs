@@ -106,7 +106,7 @@ impl Engine {
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
-        let reply = match session.vars.get(name) {
+        let reply = match session.var(name) {
             Some(v) => Reply::Bulk(v.clone()),
             None => default.map_or(Reply::Nil, Reply::Bulk),
         };
@@ -137,7 +137,7 @@ impl Engine {
 
     pub(super) fn get_all(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let reply = vars_reply(&Self::alive(&mut shard, id, now)?.vars);
+        let reply = all_vars_reply(Self::alive(&mut shard, id, now)?);
         shard.touch(id, now);
         Ok(reply)
     }
@@ -262,6 +262,16 @@ impl Engine {
 /// Whole seconds of a millisecond count, as a protocol integer.
 pub(super) fn secs(ms: u64) -> i64 {
     i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+}
+
+/// Explicit variables and the PHP entries they do not shadow.
+fn all_vars_reply(session: &Session) -> Reply {
+    Reply::Map(
+        session
+            .all_vars()
+            .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+            .collect(),
+    )
 }
 
 pub(super) fn vars_reply(vars: &std::collections::BTreeMap<Bytes, Bytes>) -> Reply {

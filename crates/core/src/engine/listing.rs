@@ -139,14 +139,20 @@ impl Engine {
         Ok(Reply::Array(vec![Reply::text("0"), Reply::Array(page)]))
     }
 
+    /// Explicit variables first; a PHP entry counts only where no explicit
+    /// variable of that name shadows it.
     pub(super) fn find(&self, name: &[u8], value: &[u8], now: u64) -> Reply {
         let mut ids = Vec::new();
         for i in 0..self.store.len() {
             let shard = self.store.lock_at(i);
+            let explicit = shard.vars.find(name, value);
+            let php = shard
+                .php_vars
+                .find(name, value)
+                .filter(|id| !has_explicit(&shard, id, name));
             ids.extend(
-                shard
-                    .vars
-                    .find(name, value)
+                explicit
+                    .chain(php)
                     .filter(|id| shard.is_live(id, now))
                     .map(|id| Reply::Bulk(id.to_bytes())),
             );
@@ -158,10 +164,14 @@ impl Engine {
         let mut pairs = Vec::new();
         for i in 0..self.store.len() {
             let shard = self.store.lock_at(i);
+            let explicit = shard.vars.list(name);
+            let php = shard
+                .php_vars
+                .list(name)
+                .filter(|(id, _)| !has_explicit(&shard, id, name));
             pairs.extend(
-                shard
-                    .vars
-                    .list(name)
+                explicit
+                    .chain(php)
                     .filter(|(id, _)| shard.is_live(id, now))
                     .map(|(id, v)| (Reply::Bulk(id.to_bytes()), Reply::Bulk(v.clone()))),
             );
@@ -210,6 +220,14 @@ impl Engine {
             .expired_sessions
             .fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// Whether `id` has an explicit variable `name` (which shadows a PHP entry).
+fn has_explicit(shard: &crate::store::Shard, id: &SessionId, name: &[u8]) -> bool {
+    shard
+        .sessions
+        .get(id)
+        .is_some_and(|s| s.vars.contains_key(name))
 }
 
 fn format_cursor(shard: usize, last: &SessionId) -> String {

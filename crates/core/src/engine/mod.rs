@@ -266,9 +266,7 @@ impl Engine {
             } => {
                 bump(version);
                 let mut shard = self.store.lock(&id);
-                if let Some(s) = shard.sessions.get_mut(&id) {
-                    s.data = data;
-                }
+                shard.replace_data(&id, data);
                 restamp(&mut shard, &id, Some(version), accessed_ms);
             }
             Mutation::Timeout {
