@@ -67,6 +67,18 @@ pub enum Command {
     GetData { id: SessionId, touch: bool },
     /// Replace the unstructured blob.
     SetData { id: SessionId, data: Bytes },
+    /// Store a blob, creating the session if need be (Redis `SET`/`SETEX`,
+    /// memcached `set`/`add`/`replace`). `timeout_ms` None keeps an
+    /// existing session's timeout (a new one gets the default). Answers OK,
+    /// or nil when `condition` is not met; with `return_old`, the previous
+    /// data (or nil) instead.
+    Store {
+        id: SessionId,
+        data: Bytes,
+        timeout_ms: Option<u64>,
+        condition: StoreIf,
+        return_old: bool,
+    },
     /// Add `by` to an integer variable (absent counts as 0); returns the sum.
     Inc { id: SessionId, name: Bytes, by: i64 },
     /// Ids of sessions whose variable `name` equals `value`.
@@ -80,6 +92,8 @@ pub enum Command {
     },
     /// Remaining life in seconds. Does not refresh the session.
     Ttl { id: SessionId },
+    /// Remaining life in milliseconds. Does not refresh the session.
+    PTtl { id: SessionId },
     /// Refresh the session's expiry.
     Touch { id: SessionId },
     /// Take the session's lock; returns the fencing key.
@@ -91,6 +105,19 @@ pub enum Command {
     },
     /// Release a lock by its key.
     Unlock { id: SessionId, key: u64 },
+    /// Try once for the write lock, naming the holder by `owner` (a Redis
+    /// door lock key: `SET <id>_LOCK <secret> NX PX ms`). The session need
+    /// not exist. Returns the fencing key, or `Locked`.
+    LockOwned {
+        id: SessionId,
+        owner: Bytes,
+        lease_ms: Option<u64>,
+    },
+    /// Release the lock held under `owner` (any holder when `None`): 1 if
+    /// released, else 0.
+    UnlockOwned { id: SessionId, owner: Option<Bytes> },
+    /// The owner token of the lock's holder, or nil.
+    LockOwner { id: SessionId },
     /// Turn a write lock into a read lock.
     Commit { id: SessionId, key: u64 },
     /// Lock, then read data and variables, in one step.
@@ -123,6 +150,17 @@ pub enum Command {
     ServerInfo,
 }
 
+/// When `Command::Store` stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreIf {
+    /// Always (create or replace).
+    Always,
+    /// Only if the session does not exist (Redis `NX`, memcached `add`).
+    Absent,
+    /// Only if it exists (Redis `XX`, memcached `replace`).
+    Present,
+}
+
 impl Command {
     /// Whether the command changes what is stored, so that under
     /// `fsync always` its reply waits for the disk. Reads only refresh
@@ -136,6 +174,7 @@ impl Command {
             | Command::Del { .. }
             | Command::SetAll { .. }
             | Command::SetData { .. }
+            | Command::Store { .. }
             | Command::Inc { .. }
             | Command::Regenerate { .. } => true,
             Command::Timeout { timeout_ms, .. } => timeout_ms.is_some(),
@@ -152,9 +191,13 @@ impl Command {
             | Command::Find { .. }
             | Command::ListVar { .. }
             | Command::Ttl { .. }
+            | Command::PTtl { .. }
             | Command::Touch { .. }
             | Command::Lock { .. }
             | Command::Unlock { .. }
+            | Command::LockOwned { .. }
+            | Command::UnlockOwned { .. }
+            | Command::LockOwner { .. }
             | Command::Commit { .. }
             | Command::RandStr { .. }
             | Command::Ping { .. }
@@ -181,14 +224,19 @@ impl Command {
             Command::SetAll { .. } => "setall",
             Command::GetData { .. } => "getdata",
             Command::SetData { .. } => "setdata",
+            Command::Store { .. } => "store",
             Command::Inc { .. } => "inc",
             Command::Find { .. } => "find",
             Command::ListVar { .. } => "listvar",
             Command::Timeout { .. } => "timeout",
             Command::Ttl { .. } => "ttl",
+            Command::PTtl { .. } => "pttl",
             Command::Touch { .. } => "touch",
             Command::Lock { .. } => "lock",
             Command::Unlock { .. } => "unlock",
+            Command::LockOwned { .. } => "lockowned",
+            Command::UnlockOwned { .. } => "unlockowned",
+            Command::LockOwner { .. } => "lockowner",
             Command::Commit { .. } => "commit",
             Command::Open { .. } => "open",
             Command::Close { .. } => "close",

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::client::ClientHandle;
@@ -57,14 +58,24 @@ pub(crate) struct Holder {
     pub(crate) mode: LockMode,
     pub(crate) client: ClientHandle,
     pub(crate) lease_deadline_ms: u64,
+    /// A token the holder named itself by (phpredis's lock secret), so it
+    /// can release the lock without knowing the fencing key.
+    pub(crate) owner: Option<Bytes>,
+}
+
+/// Who asks for a lock, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct LockRequest {
+    pub(crate) mode: LockMode,
+    pub(crate) client: ClientHandle,
+    pub(crate) lease_ms: u64,
+    pub(crate) owner: Option<Bytes>,
 }
 
 #[derive(Debug)]
 struct Waiter {
     slot: Arc<WaitSlot>,
-    mode: LockMode,
-    client: ClientHandle,
-    lease_ms: u64,
+    request: LockRequest,
 }
 
 /// The lock of one session id.
@@ -102,7 +113,7 @@ impl LockState {
     /// Whether `client` holds or awaits this lock.
     pub(crate) fn holds_or_awaits(&self, client: &ClientHandle) -> bool {
         self.holders.iter().any(|h| h.client.same(client))
-            || self.waiters.iter().any(|w| w.client.same(client))
+            || self.waiters.iter().any(|w| w.request.client.same(client))
     }
 
     fn compatible(&self, mode: LockMode) -> bool {
@@ -119,51 +130,45 @@ impl LockState {
     pub(crate) fn acquire(
         &mut self,
         id: &SessionId,
-        mode: LockMode,
-        client: &ClientHandle,
-        lease_ms: u64,
+        request: LockRequest,
         wait: bool,
         now: u64,
         keys: &FencingKeys,
         leases: &mut LeaseHeap,
     ) -> Acquire {
-        if self.waiters.is_empty() && self.compatible(mode) {
-            let key = self.grant_to(id, mode, client, lease_ms, now, keys, leases);
+        if self.waiters.is_empty() && self.compatible(request.mode) {
+            let key = self.grant_to(id, request, now, keys, leases);
             return Acquire::Granted(key);
         }
         if !wait {
             return Acquire::Busy;
         }
         let slot = Arc::new(WaitSlot::new(id.clone()));
-        client.note(id);
+        request.client.note(id);
         self.waiters.push_back(Waiter {
             slot: slot.clone(),
-            mode,
-            client: client.clone(),
-            lease_ms,
+            request,
         });
         Acquire::Queued(LockWait { slot })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn grant_to(
         &mut self,
         id: &SessionId,
-        mode: LockMode,
-        client: &ClientHandle,
-        lease_ms: u64,
+        request: LockRequest,
         now: u64,
         keys: &FencingKeys,
         leases: &mut LeaseHeap,
     ) -> u64 {
         let key = keys.issue();
-        let deadline = now.saturating_add(lease_ms);
-        client.note(id);
+        let deadline = now.saturating_add(request.lease_ms);
+        request.client.note(id);
         self.holders.push(Holder {
             key,
-            mode,
-            client: client.clone(),
+            mode: request.mode,
+            client: request.client,
             lease_deadline_ms: deadline,
+            owner: request.owner,
         });
         leases.push(Reverse((deadline, key, id.clone())));
         key
@@ -179,16 +184,17 @@ impl LockState {
         leases: &mut LeaseHeap,
     ) {
         while let Some(front) = self.waiters.front() {
-            if !self.compatible(front.mode) {
+            if !self.compatible(front.request.mode) {
                 break;
             }
             let Some(w) = self.waiters.pop_front() else {
                 break;
             };
-            let key = self.grant_to(id, w.mode, &w.client, w.lease_ms, now, keys, leases);
+            let mode = w.request.mode;
+            let key = self.grant_to(id, w.request, now, keys, leases);
             w.slot.complete(Ok(Grant {
                 key,
-                mode: w.mode,
+                mode,
                 id: id.clone(),
             }));
         }
@@ -199,6 +205,16 @@ impl LockState {
         let before = self.holders.len();
         self.holders.retain(|h| h.lease_deadline_ms > now);
         before != self.holders.len()
+    }
+
+    /// The holders' owner tokens match `owner` (any holder when `None`):
+    /// their keys.
+    pub(crate) fn keys_owned_by(&self, owner: Option<&[u8]>) -> Vec<u64> {
+        self.holders
+            .iter()
+            .filter(|h| owner.is_none_or(|o| h.owner.as_deref() == Some(o)))
+            .map(|h| h.key)
+            .collect()
     }
 
     /// Releases the holder with `key`.
@@ -223,7 +239,7 @@ impl LockState {
         let before = self.holders.len() + self.waiters.len();
         self.holders.retain(|h| !h.client.same(client));
         self.waiters.retain(|w| {
-            let keep = !w.client.same(client);
+            let keep = !w.request.client.same(client);
             if !keep {
                 w.slot
                     .complete(Err(Error::InvalidArgument("connection closed".into())));
@@ -251,7 +267,7 @@ impl LockState {
             h.client.forget(id);
         }
         for w in self.waiters {
-            w.client.forget(id);
+            w.request.client.forget(id);
             w.slot
                 .complete(Err(Error::DestroyedWhileWaiting(id.clone())));
         }
@@ -265,8 +281,8 @@ impl LockState {
             h.client.note(to);
         }
         for w in &self.waiters {
-            w.client.forget(from);
-            w.client.note(to);
+            w.request.client.forget(from);
+            w.request.client.note(to);
             w.slot.inner.lock().id = to.clone();
         }
     }

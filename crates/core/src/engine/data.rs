@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::{check_random_len, Engine};
+use crate::command::StoreIf;
 use crate::error::Error;
 use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
 use crate::reply::Reply;
@@ -158,6 +159,45 @@ impl Engine {
         Ok(Reply::Ok)
     }
 
+    pub(super) fn store(
+        &self,
+        id: SessionId,
+        data: Bytes,
+        timeout_ms: Option<u64>,
+        condition: StoreIf,
+        return_old: bool,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        self.check_id(&id)?;
+        let timeout = timeout_ms
+            .map(|t| self.timeout_or_default(Some(t)))
+            .transpose()?;
+        let mut shard = self.store.lock(&id);
+        let old = shard.live(&id, now).map(|s| s.data.clone());
+        let stored = match condition {
+            StoreIf::Always => true,
+            StoreIf::Absent => old.is_none(),
+            StoreIf::Present => old.is_some(),
+        };
+        if stored {
+            if old.is_some() {
+                shard.write_data(&id, data, now, &self.next_version);
+                if let Some(t) = timeout {
+                    shard.write_timeout(&id, t, now);
+                }
+            } else {
+                let timeout = timeout.unwrap_or(self.config.default_timeout_ms);
+                let session = self.new_session(None, Some(data), timeout, now);
+                shard.insert(id, session);
+            }
+        }
+        Ok(match (return_old, stored) {
+            (true, _) => old.map_or(Reply::Nil, Reply::Bulk),
+            (false, true) => Reply::Ok,
+            (false, false) => Reply::Nil,
+        })
+    }
+
     pub(super) fn inc(
         &self,
         id: &SessionId,
@@ -213,6 +253,14 @@ impl Engine {
         let session = Self::alive(&mut shard, id, now)?;
         // Rounded to the nearest second, as Redis's TTL does.
         Ok(Reply::Int(secs(session.ttl_ms(now).saturating_add(500))))
+    }
+
+    pub(super) fn pttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let session = Self::alive(&mut shard, id, now)?;
+        Ok(Reply::Int(
+            i64::try_from(session.ttl_ms(now)).unwrap_or(i64::MAX),
+        ))
     }
 
     pub(super) fn touch(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {

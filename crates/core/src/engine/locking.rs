@@ -8,7 +8,7 @@ use super::{Engine, Outcome};
 use crate::client::ClientHandle;
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::lock::{Acquire, Grant, LockMode, LockWait};
+use crate::lock::{Acquire, Grant, LockMode, LockRequest, LockWait};
 use crate::reply::Reply;
 use crate::store::Shard;
 
@@ -37,18 +37,35 @@ pub struct PendingLock {
     started_ms: u64,
 }
 
+/// What a lock request asks for.
+pub(super) struct LockAsk {
+    pub(super) mode: LockMode,
+    pub(super) wait_ms: u64,
+    pub(super) lease_ms: Option<u64>,
+    /// A token the holder names itself by (phpredis's lock secret).
+    pub(super) owner: Option<Bytes>,
+    /// Native locks need the session; a Redis-door lock key may be taken
+    /// before its session exists (PHP locks, then reads a new session).
+    pub(super) require_session: bool,
+}
+
 impl Engine {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn lock(
         &self,
         client: &ClientHandle,
         id: SessionId,
-        mode: LockMode,
-        wait_ms: u64,
-        lease_ms: Option<u64>,
+        ask: LockAsk,
         then: AfterGrant,
         now: u64,
     ) -> Result<Outcome, Error> {
+        let LockAsk {
+            mode,
+            wait_ms,
+            lease_ms,
+            owner,
+            require_session,
+        } = ask;
+        self.check_id(&id)?;
         let lease_ms = self.lease(lease_ms)?;
         if wait_ms > self.config.max_wait_ms {
             return Err(Error::LimitExceeded {
@@ -59,25 +76,23 @@ impl Engine {
         }
         let mut guard = self.store.lock(&id);
         let shard = &mut *guard;
-        shard
-            .live(&id, now)
-            .ok_or_else(|| Error::NoSession(id.clone()))?;
-        shard.touch(&id, now);
+        if shard.live(&id, now).is_some() {
+            shard.touch(&id, now);
+        } else if require_session {
+            return Err(Error::NoSession(id.clone()));
+        }
         let Shard { locks, leases, .. } = shard;
         let lock = locks.entry(id.clone()).or_default();
         if lock.expire_leases(now) {
             lock.pump(&id, now, &self.keys, leases);
         }
-        match lock.acquire(
-            &id,
+        let request = LockRequest {
             mode,
-            client,
+            client: client.clone(),
             lease_ms,
-            wait_ms > 0,
-            now,
-            &self.keys,
-            leases,
-        ) {
+            owner,
+        };
+        match lock.acquire(&id, request, wait_ms > 0, now, &self.keys, leases) {
             Acquire::Granted(key) => {
                 let grant = Grant { key, mode, id };
                 Ok(Outcome::Reply(grant_reply(shard, &grant, then, now)?))
@@ -176,6 +191,38 @@ impl Engine {
                 waited_ms: now.saturating_sub(pending.started_ms),
             }));
         }
+    }
+
+    /// Releases the locks held under `owner` (any holder when `None`);
+    /// 1 if any was released, else 0.
+    pub(super) fn unlock_owned(&self, id: &SessionId, owner: Option<&[u8]>, now: u64) -> Reply {
+        let mut shard = self.store.lock(id);
+        let keys = match shard.locks.get_mut(id) {
+            Some(lock) => {
+                lock.expire_leases(now);
+                lock.keys_owned_by(owner)
+            }
+            None => Vec::new(),
+        };
+        let mut released = false;
+        for key in keys {
+            released |= release(&mut shard, id, key, now, &self.keys);
+        }
+        Reply::Int(i64::from(released))
+    }
+
+    /// The owner token of the lock's first holder (nil if unheld or
+    /// unnamed).
+    pub(super) fn lock_owner(&self, id: &SessionId, now: u64) -> Reply {
+        let mut shard = self.store.lock(id);
+        let Some(lock) = shard.locks.get_mut(id) else {
+            return Reply::Nil;
+        };
+        lock.expire_leases(now);
+        lock.holders
+            .iter()
+            .find_map(|h| h.owner.clone())
+            .map_or(Reply::Nil, Reply::Bulk)
     }
 
     pub(super) fn unlock(&self, id: &SessionId, key: u64, now: u64) -> Result<Reply, Error> {

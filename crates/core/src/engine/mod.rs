@@ -19,10 +19,12 @@ use crate::command::Command;
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::journal::{FencingKeys, Journal, Mutation, MutationLog};
+use crate::lock::LockMode;
 use crate::reply::Reply;
 use crate::session::Session;
 use crate::store::{Shard, Store};
 
+use locking::LockAsk;
 pub use locking::{AfterGrant, PendingLock};
 
 /// Tunables of the engine. Times in milliseconds.
@@ -347,18 +349,52 @@ impl Engine {
             Command::SetAll { id, pairs } => self.set_vars(&id, pairs, now)?,
             Command::GetData { id, touch } => self.get_data(&id, touch, now)?,
             Command::SetData { id, data } => self.set_data(&id, data, now)?,
+            Command::Store {
+                id,
+                data,
+                timeout_ms,
+                condition,
+                return_old,
+            } => self.store(id, data, timeout_ms, condition, return_old, now)?,
             Command::Inc { id, name, by } => self.inc(&id, name, by, now)?,
             Command::Find { name, value } => self.find(&name, &value, now),
             Command::ListVar { name } => self.list_var(&name, now),
             Command::Timeout { id, timeout_ms } => self.timeout(&id, timeout_ms, now)?,
             Command::Ttl { id } => self.ttl(&id, now)?,
+            Command::PTtl { id } => self.pttl(&id, now)?,
             Command::Touch { id } => self.touch(&id, now)?,
             Command::Lock {
                 id,
                 mode,
                 wait_ms,
                 lease_ms,
-            } => return self.lock(client, id, mode, wait_ms, lease_ms, AfterGrant::Key, now),
+            } => {
+                let ask = LockAsk {
+                    mode,
+                    wait_ms,
+                    lease_ms,
+                    owner: None,
+                    require_session: true,
+                };
+                return self.lock(client, id, ask, AfterGrant::Key, now);
+            }
+            Command::LockOwned {
+                id,
+                owner,
+                lease_ms,
+            } => {
+                let ask = LockAsk {
+                    mode: LockMode::Write,
+                    wait_ms: 0,
+                    lease_ms,
+                    owner: Some(owner),
+                    require_session: false,
+                };
+                return self.lock(client, id, ask, AfterGrant::Key, now);
+            }
+            Command::UnlockOwned { id, owner } => self.unlock_owned(&id, owner.as_deref(), now),
+            Command::LockOwner { id } => self.lock_owner(&id, now),
+
             Command::Unlock { id, key } => self.unlock(&id, key, now)?,
             Command::Commit { id, key } => self.commit(&id, key, now)?,
             Command::Open {
@@ -371,15 +407,14 @@ impl Engine {
                 if create {
                     self.create_if_missing(&id, now)?;
                 }
-                return self.lock(
-                    client,
-                    id,
+                let ask = LockAsk {
                     mode,
                     wait_ms,
                     lease_ms,
-                    AfterGrant::Open { create },
-                    now,
-                );
+                    owner: None,
+                    require_session: true,
+                };
+                return self.lock(client, id, ask, AfterGrant::Open { create }, now);
             }
             Command::Close {
                 id,

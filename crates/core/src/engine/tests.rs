@@ -1421,3 +1421,114 @@ fn php_view_is_rebuilt_by_replay() {
     };
     assert_eq!(strs(found), ["a"]);
 }
+
+#[test]
+fn store_creates_replaces_and_honours_conditions() {
+    use crate::command::StoreIf;
+    let f = fixture();
+    let store = |data: &str, timeout_ms, condition, return_old| Command::Store {
+        id: sid("s"),
+        data: b(data),
+        timeout_ms,
+        condition,
+        return_old,
+    };
+    assert_eq!(
+        f.run(store("x", None, StoreIf::Present, false)).unwrap(),
+        Reply::Nil,
+        "XX on a missing session"
+    );
+    assert_eq!(
+        f.run(store("a", Some(60_000), StoreIf::Absent, false))
+            .unwrap(),
+        Reply::Ok
+    );
+    assert_eq!(
+        f.run(store("b", None, StoreIf::Absent, false)).unwrap(),
+        Reply::Nil,
+        "NX on an existing one"
+    );
+    assert_eq!(
+        f.run(store("c", None, StoreIf::Always, true)).unwrap(),
+        Reply::Bulk(b("a")),
+        "GET returns the old data"
+    );
+    assert_eq!(
+        f.run(Command::Timeout {
+            id: sid("s"),
+            timeout_ms: None
+        })
+        .unwrap(),
+        Reply::Int(60),
+        "no timeout keeps it"
+    );
+    f.run(store("d", Some(5_000), StoreIf::Always, false))
+        .unwrap();
+    assert_eq!(
+        f.run(Command::PTtl { id: sid("s") }).unwrap(),
+        Reply::Int(5_000)
+    );
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("s"),
+            touch: false
+        })
+        .unwrap(),
+        Reply::Bulk(b("d"))
+    );
+}
+
+#[test]
+fn owned_locks_need_no_session_and_release_by_owner() {
+    let f = fixture();
+    let (a, b2) = (f.engine.connect(), f.engine.connect());
+    let owned = |owner: &str| Command::LockOwned {
+        id: sid("new"),
+        owner: b(owner),
+        lease_ms: Some(1000),
+    };
+    assert!(
+        matches!(f.run_as(&a, owned("host|1")).unwrap(), Reply::Int(_)),
+        "no session needed"
+    );
+    assert!(matches!(
+        f.run_as(&b2, owned("host|2")),
+        Err(Error::Locked { .. })
+    ));
+    assert_eq!(
+        f.run(Command::LockOwner { id: sid("new") }).unwrap(),
+        Reply::Bulk(b("host|1"))
+    );
+    // Someone else's secret releases nothing.
+    assert_eq!(
+        f.run(Command::UnlockOwned {
+            id: sid("new"),
+            owner: Some(b("host|2"))
+        })
+        .unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        f.run(Command::UnlockOwned {
+            id: sid("new"),
+            owner: Some(b("host|1"))
+        })
+        .unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        f.run(Command::LockOwner { id: sid("new") }).unwrap(),
+        Reply::Nil
+    );
+    // An owned lock and a native lock exclude each other.
+    f.create("new");
+    f.run_as(&a, owned("host|1")).unwrap();
+    assert!(matches!(
+        f.lock(&b2, "new", LockMode::Write, 0),
+        Err(Error::Locked { .. })
+    ));
+    // The lease ends an abandoned owned lock.
+    f.clock.advance(1000);
+    f.engine.tick();
+    assert!(f.lock(&b2, "new", LockMode::Write, 0).is_ok());
+}
