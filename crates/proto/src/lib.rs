@@ -9,6 +9,7 @@
 
 mod limits;
 pub mod native;
+pub mod redis;
 pub mod resp;
 
 pub use limits::Limits;

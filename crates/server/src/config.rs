@@ -139,6 +139,9 @@ pub struct Config {
     pub compact_min_bytes: u64,
     /// Compact once the log is this many times the last snapshot.
     pub compact_ratio: u64,
+    /// Redis-door key prefixes stripped to find the session id (phpredis's
+    /// `prefix`); a key matching none is a session whose id is the key.
+    pub redis_prefixes: Vec<String>,
     /// Idle timeout of a session created without one, seconds.
     pub default_timeout: u64,
     /// The longest idle timeout a client may set, seconds.
@@ -171,6 +174,7 @@ impl Default for Config {
             fsync: Fsync::Everysec,
             compact_min_bytes: 64 * 1024 * 1024,
             compact_ratio: 2,
+            redis_prefixes: vec!["PHPREDIS_SESSION:".into()],
             default_timeout: e.default_timeout_ms / 1000,
             max_timeout: e.max_timeout_ms / 1000,
             default_lease_ms: e.default_lease_ms,
@@ -282,6 +286,16 @@ impl Config {
             max_id_len: self.limits.max_id_len,
             max_scan_count: EngineConfig::default().max_scan_count,
         }
+    }
+
+    /// The Redis door's key mapping.
+    pub fn redis_keys(&self) -> sessiond_proto::redis::RedisKeys {
+        sessiond_proto::redis::RedisKeys::new(
+            self.redis_prefixes
+                .iter()
+                .map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()))
+                .collect(),
+        )
     }
 
     /// The codecs' part.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use sessiond_core::{ClientHandle, Engine, Error, InfoSection, Outcome, PendingLock, Reply};
 use sessiond_proto::native::{self, Request};
+use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -129,6 +130,10 @@ impl Conn {
     }
 
     async fn handle(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<Next> {
+        if native::lookup(&args[0]).is_none() && redis::is_redis_command(&args[0]) {
+            self.handle_redis(args);
+            return Ok(Next::Continue);
+        }
         let request = match native::parse(args) {
             Ok(r) => r,
             Err(e) => {
@@ -170,11 +175,7 @@ impl Conn {
             Err(e) => Err(e),
         };
         if is_write && result.is_ok() {
-            if let Some(p) = &self.shared.persist {
-                if p.fsync() == Fsync::Always {
-                    self.durable_seq = Some(p.appended());
-                }
-            }
+            self.note_write();
         }
         match result {
             Ok(Reply::Info(sections)) => {
@@ -185,6 +186,49 @@ impl Conn {
             Err(e) => encode_error(e.code(), &e.to_string(), &mut self.out),
         }
         Ok(Next::Continue)
+    }
+
+    /// A Redis-door request: its engine commands run in order, then their
+    /// results fold into one Redis reply. None of them waits (Redis-door
+    /// locks are try-once, as phpredis polls).
+    fn handle_redis(&mut self, args: Vec<bytes::Bytes>) {
+        let engine = self.shared.engine.clone();
+        let request = match redis::parse(args, &self.shared.redis_keys, self.client.id()) {
+            Ok(r) => r,
+            Err(e) => {
+                encode_error(e.code, &e.message, &mut self.out);
+                return;
+            }
+        };
+        let mut writes = false;
+        let mut results = Vec::with_capacity(request.commands.len());
+        for cmd in request.commands {
+            writes |= cmd.is_write();
+            results.push(match engine.execute(&self.client, cmd) {
+                Ok(Outcome::Reply(r)) => Ok(r),
+                Ok(Outcome::Wait(pending)) => {
+                    let outcome = engine.cancel_wait(&pending);
+                    engine.complete_wait(&pending, outcome)
+                }
+                Err(e) => Err(e),
+            });
+        }
+        if writes {
+            self.note_write();
+        }
+        match redis::render(&request.render, &self.shared.redis_keys, results) {
+            Ok(reply) => encode_reply(&reply, self.proto, &mut self.out),
+            Err((code, message)) => encode_error(code, &message, &mut self.out),
+        }
+    }
+
+    /// Under `fsync always`, the replies now pending wait for the log.
+    fn note_write(&mut self) {
+        if let Some(p) = &self.shared.persist {
+            if p.fsync() == Fsync::Always {
+                self.durable_seq = Some(p.appended());
+            }
+        }
     }
 
     /// Waits for a queued lock up to its WAIT, while watching the socket: a

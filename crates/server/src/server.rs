@@ -25,6 +25,7 @@ pub(crate) struct Shared {
     pub(crate) connected: AtomicUsize,
     pub(crate) connections_total: AtomicU64,
     pub(crate) persist: Option<Arc<Persistence>>,
+    pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
 }
 
 /// A configured server, ready to run on a listener.
@@ -103,6 +104,7 @@ impl Server {
             connected: AtomicUsize::new(0),
             connections_total: AtomicU64::new(0),
             persist: self.persist.clone(),
+            redis_keys: self.config.redis_keys(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(

@@ -1,0 +1,486 @@
+//! The Redis door: the commands phpredis's session handler sends (and the
+//! generic ones people poke with), on the native port, translated onto
+//! sessions.
+//!
+//! phpredis (`session.save_handler = redis`) sends, per request: `GET key`
+//! (or `GETEX key EX ttl`), `SETEX key ttl data`, `DEL key`, `EXISTS key`
+//! (strict mode), `EXPIRE key ttl` (lazy write); with
+//! `redis.session.locking_enabled=1` also `SET key_LOCK secret NX PX ms`
+//! (retried while it answers nil), `GET key_LOCK`, and the unlock script
+//! through `EVALSHA`, then `EVAL`. Keys map onto sessions per [`RedisKeys`];
+//! a lock key is the session's lock, shared with `SESSION.LOCK`.
+//!
+//! Redis has no sessions that never expire: `SET` without `EX`/`PX` gives a
+//! new session the default timeout and keeps an existing one's.
+
+mod keys;
+
+use bytes::Bytes;
+use sessiond_core::{Command, Error, Reply, SessionId, StoreIf};
+
+pub use keys::{glob_match, Key, RedisKeys, LOCK_SUFFIX};
+
+use crate::native::CommandError;
+
+/// The SHA1 of phpredis's session unlock script, which it sends first.
+pub const UNLOCK_SHA: &[u8] = b"b70c2384248f88e6b75b9f89241a180f856ad852";
+/// phpredis's session unlock script, which it sends when EVALSHA fails.
+pub const UNLOCK_LUA: &[u8] =
+    b"if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+
+/// Engine commands, and how their results become one Redis reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisRequest {
+    pub commands: Vec<Command>,
+    pub render: Render,
+}
+
+/// How the results of a [`RedisRequest`] become one reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Render {
+    /// The one result; a missing session reads as nil (`GET`).
+    NilIfMissing,
+    /// The one result as it is.
+    Plain,
+    /// A lock grant is `+OK`, a busy lock nil (`SET key_LOCK … NX`).
+    LockAcquired,
+    /// How many results were a success (`DEL`, `EXISTS`).
+    Count,
+    /// `:1` on success, `:0` for a missing session (`EXPIRE`).
+    OneOrZero,
+    /// A TTL, or `:-2` for a missing session.
+    Ttl,
+    /// `+string` or `+none` (`TYPE`).
+    Type,
+    /// The result of `GETEX`'s timeout change then read: the read.
+    Last,
+    /// Session ids → keys matching the pattern (`KEYS`), or a one-page
+    /// `SCAN` reply.
+    Keys { pattern: Bytes, scan: bool },
+    /// A fixed reply computed by the codec; no engine command.
+    Fixed(Reply),
+}
+
+fn err(msg: impl Into<String>) -> CommandError {
+    CommandError {
+        code: "ERR",
+        message: msg.into(),
+    }
+}
+
+fn arity(name: &str) -> CommandError {
+    err(format!(
+        "wrong number of arguments for '{}' command",
+        name.to_ascii_lowercase()
+    ))
+}
+
+fn int(v: &[u8]) -> Result<i64, CommandError> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err("value is not an integer or out of range"))
+}
+
+/// A positive expire in ms from `n` units of `unit_ms`.
+fn expire_ms(n: i64, unit_ms: u64, cmd: &str) -> Result<u64, CommandError> {
+    u64::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .and_then(|n| n.checked_mul(unit_ms))
+        .ok_or_else(|| err(format!("invalid expire time in '{cmd}' command")))
+}
+
+/// Whether `args` (name first) is a Redis command this door knows.
+pub fn is_redis_command(name: &[u8]) -> bool {
+    const NAMES: &[&str] = &[
+        "GET", "SET", "SETEX", "PSETEX", "GETEX", "DEL", "UNLINK", "EXISTS", "EXPIRE", "PEXPIRE",
+        "TTL", "PTTL", "TYPE", "KEYS", "SCAN", "DBSIZE", "FLUSHDB", "FLUSHALL", "EVAL", "EVALSHA",
+        "AUTH", "SELECT", "CLIENT", "TIME", "SCRIPT",
+    ];
+    NAMES
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Translates one Redis request (name first).
+pub fn parse(
+    args: Vec<Bytes>,
+    keys: &RedisKeys,
+    client_id: u64,
+) -> Result<RedisRequest, CommandError> {
+    let Some(name) = args.first() else {
+        return Err(err("empty command"));
+    };
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let a = &args[1..];
+    let one = |commands: Vec<Command>, render: Render| Ok(RedisRequest { commands, render });
+    let fixed = |reply: Reply| {
+        Ok(RedisRequest {
+            commands: Vec::new(),
+            render: Render::Fixed(reply),
+        })
+    };
+    match name.as_str() {
+        "GET" => {
+            let [key] = a else { return Err(arity(&name)) };
+            match keys.map(key) {
+                Key::Session(id) => one(vec![Command::GetData { id, touch: false }], Render::NilIfMissing),
+                Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Plain),
+            }
+        }
+        "GETEX" => {
+            let (key, opts) = a.split_first().ok_or_else(|| arity(&name))?;
+            let Key::Session(id) = keys.map(key) else {
+                return one(vec![Command::LockOwner { id: lock_id(keys, key) }], Render::Plain);
+            };
+            let timeout = match opts {
+                [] => None,
+                [w] if w.eq_ignore_ascii_case(b"PERSIST") => None,
+                [w, n] if w.eq_ignore_ascii_case(b"EX") => Some(expire_ms(int(n)?, 1000, "getex")?),
+                [w, n] if w.eq_ignore_ascii_case(b"PX") => Some(expire_ms(int(n)?, 1, "getex")?),
+                _ => return Err(err("syntax error")),
+            };
+            let mut commands = Vec::new();
+            if let Some(t) = timeout {
+                commands.push(Command::Timeout { id: id.clone(), timeout_ms: Some(t) });
+            }
+            commands.push(Command::GetData { id, touch: false });
+            one(commands, Render::Last)
+        }
+        "SET" => parse_set(a, keys),
+        "SETEX" | "PSETEX" => {
+            let [key, n, value] = a else { return Err(arity(&name)) };
+            let unit = if name == "SETEX" { 1000 } else { 1 };
+            let ms = expire_ms(int(n)?, unit, &name.to_ascii_lowercase())?;
+            match keys.map(key) {
+                Key::Session(id) => one(
+                    vec![Command::Store {
+                        id,
+                        data: value.clone(),
+                        timeout_ms: Some(ms),
+                        condition: StoreIf::Always,
+                        return_old: false,
+                    }],
+                    Render::Plain,
+                ),
+                Key::Lock(_) => Err(lock_key_misuse()),
+            }
+        }
+        "DEL" | "UNLINK" => {
+            if a.is_empty() {
+                return Err(arity(&name));
+            }
+            let commands = a
+                .iter()
+                .map(|k| match keys.map(k) {
+                    Key::Session(id) => Command::Destroy { id },
+                    Key::Lock(id) => Command::UnlockOwned { id, owner: None },
+                })
+                .collect();
+            one(commands, Render::Count)
+        }
+        "EXISTS" => {
+            if a.is_empty() {
+                return Err(arity(&name));
+            }
+            let commands = a
+                .iter()
+                .map(|k| match keys.map(k) {
+                    Key::Session(id) => Command::Exists { id },
+                    Key::Lock(id) => Command::LockOwner { id },
+                })
+                .collect();
+            one(commands, Render::Count)
+        }
+        "EXPIRE" | "PEXPIRE" => {
+            let [key, n, ..] = a else { return Err(arity(&name)) };
+            let unit = if name == "EXPIRE" { 1000 } else { 1 };
+            let n = int(n)?;
+            let Key::Session(id) = keys.map(key) else {
+                return fixed(Reply::Int(0));
+            };
+            if n <= 0 {
+                // Redis deletes a key given a non-positive expire.
+                return one(vec![Command::Destroy { id }], Render::OneOrZero);
+            }
+            let ms = expire_ms(n, unit, &name.to_ascii_lowercase())?;
+            one(vec![Command::Timeout { id, timeout_ms: Some(ms) }], Render::OneOrZero)
+        }
+        "TTL" | "PTTL" => {
+            let [key] = a else { return Err(arity(&name)) };
+            let Key::Session(id) = keys.map(key) else {
+                return fixed(Reply::Int(-2));
+            };
+            let cmd = if name == "TTL" { Command::Ttl { id } } else { Command::PTtl { id } };
+            one(vec![cmd], Render::Ttl)
+        }
+        "TYPE" => {
+            let [key] = a else { return Err(arity(&name)) };
+            match keys.map(key) {
+                Key::Session(id) => one(vec![Command::Exists { id }], Render::Type),
+                Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Type),
+            }
+        }
+        "KEYS" => {
+            let [pattern] = a else { return Err(arity(&name)) };
+            one(vec![Command::List { class: None }], Render::Keys { pattern: pattern.clone(), scan: false })
+        }
+        "SCAN" => {
+            let (cursor, opts) = a.split_first().ok_or_else(|| arity(&name))?;
+            int(cursor).map_err(|_| err("invalid cursor"))?;
+            let mut pattern = Bytes::from_static(b"*");
+            let mut it = opts.iter();
+            while let Some(o) = it.next() {
+                let v = it.next().ok_or_else(|| err("syntax error"))?;
+                if o.eq_ignore_ascii_case(b"MATCH") {
+                    pattern = v.clone();
+                } else if o.eq_ignore_ascii_case(b"COUNT") {
+                    if int(v)? < 1 {
+                        return Err(err("syntax error"));
+                    }
+                } else if o.eq_ignore_ascii_case(b"TYPE") {
+                    if !v.eq_ignore_ascii_case(b"string") {
+                        pattern = Bytes::new();
+                    }
+                } else {
+                    return Err(err("syntax error"));
+                }
+            }
+            // One page holds every match (SCAN may return more than COUNT);
+            // the cursor after it is 0.
+            one(vec![Command::List { class: None }], Render::Keys { pattern, scan: true })
+        }
+        "DBSIZE" => one(vec![Command::Count { class: None }], Render::Plain),
+        "FLUSHDB" | "FLUSHALL" => Err(err(
+            "FLUSHDB is refused: it would log out every user. Destroy sessions one by one (DEL, SESSION.DESTROY)",
+        )),
+        "EVALSHA" | "EVAL" => parse_unlock_script(&name, a, keys),
+        "SCRIPT" => match a.first() {
+            Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
+                a[1..].iter().map(|sha| Reply::Int(i64::from(sha.eq_ignore_ascii_case(UNLOCK_SHA)))).collect(),
+            )),
+            Some(s) if s.eq_ignore_ascii_case(b"LOAD") && a.get(1).is_some_and(|l| is_unlock_lua(l)) => {
+                fixed(Reply::Bulk(Bytes::from_static(UNLOCK_SHA)))
+            }
+            _ => Err(err("scripting is not supported: only the phpredis session unlock script is recognised")),
+        },
+        "AUTH" => match a.len() {
+            1 | 2 => Err(err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )),
+            _ => Err(arity(&name)),
+        },
+        "SELECT" => {
+            let [db] = a else { return Err(arity(&name)) };
+            // Every database number names the same sessions.
+            int(db).map_err(|_| err("value is not an integer or out of range"))?;
+            fixed(Reply::Ok)
+        }
+        "TIME" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            fixed(Reply::Array(vec![
+                Reply::bulk(now.as_secs().to_string()),
+                Reply::bulk(now.subsec_micros().to_string()),
+            ]))
+        }
+        "CLIENT" => {
+            let sub = a.first().map(|s| s.to_ascii_uppercase());
+            match sub.as_deref() {
+                Some(b"SETNAME") | Some(b"SETINFO") => fixed(Reply::Ok),
+                Some(b"GETNAME") => fixed(Reply::Nil),
+                Some(b"ID") => fixed(Reply::Int(i64::try_from(client_id).unwrap_or(i64::MAX))),
+                _ => Err(err("CLIENT supports SETNAME, GETNAME, SETINFO and ID")),
+            }
+        }
+        _ => Err(err(format!(
+            "unknown command '{}'; COMMAND lists the commands, docs/protocol.md explains them",
+            SessionId::new(args[0].clone())
+        ))),
+    }
+}
+
+fn lock_id(keys: &RedisKeys, key: &[u8]) -> SessionId {
+    match keys.map(key) {
+        Key::Session(id) | Key::Lock(id) => id,
+    }
+}
+
+fn lock_key_misuse() -> CommandError {
+    err("a *_LOCK key is a session lock: take it with SET key value NX PX ms, release it with the unlock script or DEL")
+}
+
+/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT|PXAT|KEEPTTL]`.
+fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError> {
+    let [key, value, opts @ ..] = a else {
+        return Err(arity("SET"));
+    };
+    let mut condition = StoreIf::Always;
+    let mut timeout = None;
+    let mut get = false;
+    let mut it = opts.iter();
+    while let Some(o) = it.next() {
+        let o = o.to_ascii_uppercase();
+        match o.as_slice() {
+            b"NX" if condition == StoreIf::Always => condition = StoreIf::Absent,
+            b"XX" if condition == StoreIf::Always => condition = StoreIf::Present,
+            b"GET" => get = true,
+            b"KEEPTTL" if timeout.is_none() => timeout = Some(None),
+            b"EX" | b"PX" if timeout.is_none() => {
+                let n = int(it.next().ok_or_else(|| err("syntax error"))?)?;
+                let unit = if o == b"EX" { 1000 } else { 1 };
+                timeout = Some(Some(expire_ms(n, unit, "set")?));
+            }
+            b"EXAT" | b"PXAT" if timeout.is_none() => {
+                let n = int(it.next().ok_or_else(|| err("syntax error"))?)?;
+                let at_ms = if o == b"EXAT" {
+                    n.saturating_mul(1000)
+                } else {
+                    n
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                timeout = Some(Some(expire_ms(at_ms - now, 1, "set")?));
+            }
+            _ => return Err(err("syntax error")),
+        }
+    }
+    let timeout_ms = timeout.flatten();
+    match keys.map(key) {
+        Key::Session(id) => Ok(RedisRequest {
+            commands: vec![Command::Store {
+                id,
+                data: value.clone(),
+                timeout_ms,
+                condition,
+                return_old: get,
+            }],
+            render: Render::Plain,
+        }),
+        // phpredis's lock: SET <key>_LOCK <secret> NX [PX ms].
+        Key::Lock(id) if condition == StoreIf::Absent && !get => Ok(RedisRequest {
+            commands: vec![Command::LockOwned {
+                id,
+                owner: value.clone(),
+                lease_ms: timeout_ms,
+            }],
+            render: Render::LockAcquired,
+        }),
+        Key::Lock(_) => Err(lock_key_misuse()),
+    }
+}
+
+fn is_unlock_lua(script: &[u8]) -> bool {
+    let squash = |b: &[u8]| {
+        b.iter()
+            .filter(|c| !c.is_ascii_whitespace())
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    squash(script) == squash(UNLOCK_LUA)
+}
+
+/// `EVALSHA sha 1 key secret` / `EVAL script 1 key secret`: only phpredis's
+/// unlock script ("delete the lock key if it holds my secret").
+fn parse_unlock_script(
+    name: &str,
+    a: &[Bytes],
+    keys: &RedisKeys,
+) -> Result<RedisRequest, CommandError> {
+    let [script, numkeys, rest @ ..] = a else {
+        return Err(arity(name));
+    };
+    let known = if name == "EVALSHA" {
+        script.eq_ignore_ascii_case(UNLOCK_SHA)
+    } else {
+        is_unlock_lua(script)
+    };
+    if !known {
+        return Err(if name == "EVALSHA" {
+            CommandError {
+                code: "NOSCRIPT",
+                message: "No matching script. Please use EVAL.".into(),
+            }
+        } else {
+            err("scripting is not supported: only the phpredis session unlock script is recognised")
+        });
+    }
+    let [key, secret] = rest else {
+        return Err(err("the unlock script takes one key and one argument"));
+    };
+    if int(numkeys)? != 1 {
+        return Err(err("the unlock script takes one key and one argument"));
+    }
+    let id = lock_id(keys, key);
+    Ok(RedisRequest {
+        commands: vec![Command::UnlockOwned {
+            id,
+            owner: Some(secret.clone()),
+        }],
+        render: Render::Plain,
+    })
+}
+
+/// Folds the engine's results into the Redis reply.
+pub fn render(
+    render: &Render,
+    keys: &RedisKeys,
+    results: Vec<Result<Reply, Error>>,
+) -> Result<Reply, (&'static str, String)> {
+    let fail = |e: &Error| (e.code(), e.to_string());
+    let success = |r: &Result<Reply, Error>| match r {
+        Ok(Reply::Ok | Reply::Bulk(_)) => true,
+        Ok(Reply::Int(n)) => *n > 0,
+        _ => false,
+    };
+    let missing = |e: &Error| matches!(e, Error::NoSession(_));
+    let mut results = results;
+    match render {
+        Render::Fixed(r) => Ok(r.clone()),
+        Render::Count => Ok(Reply::Int(
+            results.iter().filter(|r| success(r)).count() as i64
+        )),
+        Render::Keys { pattern, scan } => {
+            let ids = match results.pop() {
+                Some(Ok(Reply::Array(ids))) => ids,
+                Some(Err(e)) => return Err(fail(&e)),
+                _ => Vec::new(),
+            };
+            let keys: Vec<Reply> = ids
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Bulk(id) => Some(keys.key_of(&id)),
+                    _ => None,
+                })
+                .filter(|k| glob_match(pattern, k))
+                .map(Reply::Bulk)
+                .collect();
+            Ok(if *scan {
+                Reply::Array(vec![Reply::text("0"), Reply::Array(keys)])
+            } else {
+                Reply::Array(keys)
+            })
+        }
+        _ => {
+            let last = results.pop().unwrap_or(Ok(Reply::Nil));
+            match (render, last) {
+                (Render::NilIfMissing | Render::Last, Err(e)) if missing(&e) => Ok(Reply::Nil),
+                (Render::LockAcquired, Ok(_)) => Ok(Reply::Ok),
+                (Render::LockAcquired, Err(Error::Locked { .. })) => Ok(Reply::Nil),
+                (Render::OneOrZero, Ok(_)) => Ok(Reply::Int(1)),
+                (Render::OneOrZero, Err(e)) if missing(&e) => Ok(Reply::Int(0)),
+                (Render::Ttl, Err(e)) if missing(&e) => Ok(Reply::Int(-2)),
+                (Render::Type, r) => Ok(Reply::Status(if success(&r) { "string" } else { "none" })),
+                (_, Ok(r)) => Ok(r),
+                (_, Err(e)) => Err(fail(&e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+use bytes::Bytes;
+use sessiond_core::{Command, Error, LockMode, Reply, SessionId, StoreIf};
+
+use super::*;
+
+fn p(words: &[&str]) -> Result<RedisRequest, CommandError> {
+    parse(
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect(),
+        &RedisKeys::default(),
+        7,
+    )
+}
+
+fn id(s: &str) -> SessionId {
+    SessionId::new(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+#[test]
+fn phpredis_session_commands() {
+    let get = p(&["GET", "PHPREDIS_SESSION:abc"]).unwrap();
+    assert_eq!(
+        get.commands,
+        vec![Command::GetData {
+            id: id("abc"),
+            touch: false
+        }]
+    );
+    let setex = p(&["SETEX", "PHPREDIS_SESSION:abc", "1440", "a|i:1;"]).unwrap();
+    assert_eq!(
+        setex.commands,
+        vec![Command::Store {
+            id: id("abc"),
+            data: Bytes::from("a|i:1;"),
+            timeout_ms: Some(1_440_000),
+            condition: StoreIf::Always,
+            return_old: false,
+        }]
+    );
+    let lock = p(&[
+        "SET",
+        "PHPREDIS_SESSION:abc_LOCK",
+        "host|42",
+        "NX",
+        "PX",
+        "30000",
+    ])
+    .unwrap();
+    assert_eq!(
+        lock.commands,
+        vec![Command::LockOwned {
+            id: id("abc"),
+            owner: Bytes::from("host|42"),
+            lease_ms: Some(30_000)
+        }]
+    );
+    assert_eq!(lock.render, Render::LockAcquired);
+    let sha = std::str::from_utf8(UNLOCK_SHA).unwrap();
+    let unlock = p(&["EVALSHA", sha, "1", "PHPREDIS_SESSION:abc_LOCK", "host|42"]).unwrap();
+    assert_eq!(
+        unlock.commands,
+        vec![Command::UnlockOwned {
+            id: id("abc"),
+            owner: Some(Bytes::from("host|42"))
+        }]
+    );
+    let lua = std::str::from_utf8(UNLOCK_LUA).unwrap();
+    assert_eq!(
+        p(&["EVAL", lua, "1", "PHPREDIS_SESSION:abc_LOCK", "host|42"])
+            .unwrap()
+            .commands,
+        unlock.commands
+    );
+    assert_eq!(
+        p(&["EVALSHA", "0000", "1", "k", "v"]).unwrap_err().code,
+        "NOSCRIPT"
+    );
+    assert!(p(&["EVAL", "return 1", "0"]).is_err());
+}
+
+#[test]
+fn replies_render_like_redis() {
+    let keys = RedisKeys::default();
+    let missing = || Err(Error::NoSession(id("x")));
+    assert_eq!(
+        render(&Render::NilIfMissing, &keys, vec![missing()]),
+        Ok(Reply::Nil)
+    );
+    assert_eq!(
+        render(&Render::Ttl, &keys, vec![missing()]),
+        Ok(Reply::Int(-2))
+    );
+    assert_eq!(
+        render(&Render::OneOrZero, &keys, vec![missing()]),
+        Ok(Reply::Int(0))
+    );
+    assert_eq!(
+        render(&Render::OneOrZero, &keys, vec![Ok(Reply::Ok)]),
+        Ok(Reply::Int(1))
+    );
+    let locked = Err(Error::Locked {
+        id: id("x"),
+        mode: LockMode::Write,
+        waited_ms: 0,
+    });
+    assert_eq!(
+        render(&Render::LockAcquired, &keys, vec![locked]),
+        Ok(Reply::Nil)
+    );
+    assert_eq!(
+        render(&Render::LockAcquired, &keys, vec![Ok(Reply::Int(9))]),
+        Ok(Reply::Ok)
+    );
+    assert_eq!(
+        render(
+            &Render::Count,
+            &keys,
+            vec![
+                Ok(Reply::Ok),
+                missing(),
+                Ok(Reply::Int(1)),
+                Ok(Reply::Int(0))
+            ]
+        ),
+        Ok(Reply::Int(2))
+    );
+    assert_eq!(
+        render(&Render::Type, &keys, vec![Ok(Reply::Int(0))]),
+        Ok(Reply::Status("none"))
+    );
+    let ids = Ok(Reply::Array(vec![Reply::bulk("a1"), Reply::bulk("b2")]));
+    assert_eq!(
+        render(
+            &Render::Keys {
+                pattern: Bytes::from("*a*"),
+                scan: false
+            },
+            &keys,
+            vec![ids]
+        ),
+        Ok(Reply::Array(vec![Reply::bulk("PHPREDIS_SESSION:a1")]))
+    );
+}
+
+#[test]
+fn set_options_and_errors() {
+    let r = p(&["SET", "k", "v", "XX", "GET", "EX", "10"]).unwrap();
+    assert_eq!(
+        r.commands,
+        vec![Command::Store {
+            id: id("k"),
+            data: Bytes::from("v"),
+            timeout_ms: Some(10_000),
+            condition: StoreIf::Present,
+            return_old: true,
+        }]
+    );
+    assert_eq!(
+        p(&["SET", "k", "v", "NX", "XX"]).unwrap_err().message,
+        "syntax error"
+    );
+    assert_eq!(
+        p(&["SET", "k", "v", "EX", "0"]).unwrap_err().message,
+        "invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        p(&["SETEX", "k", "x", "v"]).unwrap_err().message,
+        "value is not an integer or out of range"
+    );
+    assert_eq!(
+        p(&["GET"]).unwrap_err().message,
+        "wrong number of arguments for 'get' command"
+    );
+    assert!(p(&["FLUSHDB"])
+        .unwrap_err()
+        .message
+        .starts_with("FLUSHDB is refused"));
+    assert!(p(&["AUTH", "pw"])
+        .unwrap_err()
+        .message
+        .starts_with("AUTH <password> called without any password"));
+    assert_eq!(
+        p(&["SELECT", "3"]).unwrap().render,
+        Render::Fixed(Reply::Ok)
+    );
+}

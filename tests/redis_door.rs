@@ -1,0 +1,197 @@
+//! The Redis door on the native port: the exact sequence phpredis's session
+//! handler sends, the generic commands, and one session seen through both
+//! doors.
+
+mod common;
+
+use bytes::Bytes;
+use common::TestServer;
+use sessiond_client::{Client, LockOptions, RespValue as V};
+
+async fn call(c: &mut Client, args: &[&str]) -> V {
+    match c.call(args).await {
+        Ok(v) => v,
+        Err(sessiond_client::Error::Server { code, message }) => {
+            V::Error(format!("{code} {message}"))
+        }
+        Err(e) => panic!("{args:?}: {e}"),
+    }
+}
+
+fn bulk(s: &str) -> V {
+    V::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+const KEY: &str = "PHPREDIS_SESSION:abc123";
+const LOCK: &str = "PHPREDIS_SESSION:abc123_LOCK";
+const SHA: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
+
+#[tokio::test]
+async fn the_phpredis_locking_sequence() {
+    let s = TestServer::start().await;
+    let (mut a, mut b) = (s.client().await, s.client().await);
+    // Request A: lock, read (new session: nil), write, unlock.
+    assert_eq!(
+        call(&mut a, &["SET", LOCK, "web1|100", "NX", "PX", "30000"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut a, &["GET", KEY]).await, V::Nil);
+    // Request B polls meanwhile and is refused.
+    assert_eq!(
+        call(&mut b, &["SET", LOCK, "web2|200", "NX", "PX", "30000"]).await,
+        V::Nil
+    );
+    assert_eq!(
+        call(&mut a, &["GET", LOCK]).await,
+        bulk("web1|100"),
+        "write_allowed check"
+    );
+    assert_eq!(
+        call(&mut a, &["SETEX", KEY, "1440", "user_id|i:42;"]).await,
+        V::Simple("OK".into())
+    );
+    // B's secret does not release A's lock.
+    assert_eq!(
+        call(&mut b, &["EVALSHA", SHA, "1", LOCK, "web2|200"]).await,
+        V::Int(0)
+    );
+    assert_eq!(
+        call(&mut a, &["EVALSHA", SHA, "1", LOCK, "web1|100"]).await,
+        V::Int(1)
+    );
+    // Now B gets it, reads A's write, and the session is one session for
+    // the native door too.
+    assert_eq!(
+        call(&mut b, &["SET", LOCK, "web2|200", "NX", "PX", "30000"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut b, &["GET", KEY]).await, bulk("user_id|i:42;"));
+    let mut native = s.client().await;
+    assert_eq!(
+        native.get("abc123", "user_id").await.unwrap(),
+        Some(Bytes::from("42"))
+    );
+    assert_eq!(
+        native.find("user_id", "42").await.unwrap(),
+        vec!["abc123".to_string()]
+    );
+    let busy = native
+        .lock("abc123", LockOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        busy.code(),
+        Some("LOCKED"),
+        "a phpredis lock excludes a native one"
+    );
+    assert_eq!(
+        call(&mut b, &["EVALSHA", SHA, "1", LOCK, "web2|200"]).await,
+        V::Int(1)
+    );
+    native.lock("abc123", LockOptions::default()).await.unwrap();
+    // A native destroy is seen by phpredis: the next request starts empty.
+    native.destroy("abc123").await.unwrap();
+    assert_eq!(call(&mut a, &["GET", KEY]).await, V::Nil);
+}
+
+#[tokio::test]
+async fn strict_mode_lazy_write_and_destroy() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    assert_eq!(
+        call(&mut c, &["EXISTS", KEY]).await,
+        V::Int(0),
+        "validate_sid"
+    );
+    call(&mut c, &["SETEX", KEY, "100", "x|i:1;"]).await;
+    assert_eq!(call(&mut c, &["EXISTS", KEY]).await, V::Int(1));
+    assert_eq!(
+        call(&mut c, &["EXPIRE", KEY, "200"]).await,
+        V::Int(1),
+        "update_timestamp"
+    );
+    assert_eq!(call(&mut c, &["TTL", KEY]).await, V::Int(200));
+    assert_eq!(
+        call(&mut c, &["EXPIRE", "PHPREDIS_SESSION:nope", "200"]).await,
+        V::Int(0)
+    );
+    assert_eq!(call(&mut c, &["DEL", KEY]).await, V::Int(1), "destroy");
+    assert_eq!(call(&mut c, &["DEL", KEY]).await, V::Int(0));
+    assert_eq!(call(&mut c, &["TTL", KEY]).await, V::Int(-2));
+}
+
+#[tokio::test]
+async fn generic_commands() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    assert_eq!(
+        call(&mut c, &["SET", "plain", "v1"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut c, &["SET", "plain", "v2", "NX"]).await, V::Nil);
+    assert_eq!(
+        call(&mut c, &["SET", "plain", "v3", "XX", "GET"]).await,
+        bulk("v1")
+    );
+    assert_eq!(call(&mut c, &["GET", "plain"]).await, bulk("v3"));
+    assert_eq!(
+        call(&mut c, &["PSETEX", "p", "1500", "x"]).await,
+        V::Simple("OK".into())
+    );
+    let V::Int(pttl) = call(&mut c, &["PTTL", "p"]).await else {
+        panic!()
+    };
+    assert!(pttl > 1000 && pttl <= 1500, "{pttl}");
+    assert_eq!(call(&mut c, &["GETEX", "p", "EX", "100"]).await, bulk("x"));
+    assert_eq!(call(&mut c, &["TTL", "p"]).await, V::Int(100));
+    assert_eq!(
+        call(&mut c, &["TYPE", "p"]).await,
+        V::Simple("string".into())
+    );
+    assert_eq!(
+        call(&mut c, &["TYPE", "none"]).await,
+        V::Simple("none".into())
+    );
+    assert_eq!(
+        call(&mut c, &["EXISTS", "p", "plain", "none"]).await,
+        V::Int(2)
+    );
+    assert_eq!(call(&mut c, &["DBSIZE"]).await, V::Int(2));
+    let V::Array(mut keys) = call(&mut c, &["KEYS", "*p*"]).await else {
+        panic!()
+    };
+    keys.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(
+        keys,
+        vec![bulk("PHPREDIS_SESSION:p"), bulk("PHPREDIS_SESSION:plain")]
+    );
+    let V::Array(scan) = call(&mut c, &["SCAN", "0", "MATCH", "*plain", "COUNT", "10"]).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        scan,
+        vec![bulk("0"), V::Array(vec![bulk("PHPREDIS_SESSION:plain")])]
+    );
+    assert_eq!(call(&mut c, &["SELECT", "0"]).await, V::Simple("OK".into()));
+    assert_eq!(
+        call(&mut c, &["CLIENT", "SETNAME", "php"]).await,
+        V::Simple("OK".into())
+    );
+    let V::Array(time) = call(&mut c, &["TIME"]).await else {
+        panic!()
+    };
+    assert_eq!(time.len(), 2);
+    let V::Error(e) = call(&mut c, &["FLUSHDB"]).await else {
+        panic!()
+    };
+    assert!(e.starts_with("ERR FLUSHDB is refused"), "{e}");
+    let V::Error(e) = call(&mut c, &["SETEX", "k", "0", "v"]).await else {
+        panic!()
+    };
+    assert_eq!(e, "ERR invalid expire time in 'setex' command");
+    assert_eq!(
+        call(&mut c, &["DEL", "p", "plain", "none"]).await,
+        V::Int(2)
+    );
+}
