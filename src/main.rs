@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use sessiond_server::{Config, Fsync, Listen, LogLevel, Server, ServerError, Storage};
+use sessiond_server::{Config, Doors, Fsync, Listen, LogLevel, Server, ServerError, Storage};
 
 #[derive(Parser)]
 #[command(name = "sessiond", version, about = "A session server for web farms")]
@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Verify a data directory offline (headers, records, CRCs, snapshots);
     /// exit status 1 if anything is damaged.
     Check(DataDirArgs),
@@ -43,6 +43,9 @@ struct ServeArgs {
     /// Native (RESP) listener address, or `off`.
     #[arg(long, env = "SESSIOND_LISTEN_RESP", value_parser = clap::value_parser!(Listen))]
     listen_resp: Option<Listen>,
+    /// HTTP_SessionServer line-protocol listener address, or `off` (default).
+    #[arg(long, env = "SESSIOND_LISTEN_LINE", value_parser = clap::value_parser!(Listen))]
+    listen_line: Option<Listen>,
     /// Storage: `log` (durable, in --data-dir) or `memory` (volatile).
     #[arg(long, env = "SESSIOND_STORAGE", value_parser = clap::value_parser!(Storage))]
     storage: Option<Storage>,
@@ -89,6 +92,9 @@ impl ServeArgs {
         };
         if let Some(v) = self.listen_resp {
             c.listen_resp = v;
+        }
+        if let Some(v) = self.listen_line {
+            c.listen_line = v;
         }
         if let Some(v) = self.storage {
             c.storage = v;
@@ -199,21 +205,46 @@ async fn run(config: Config) -> Result<(), ServerError> {
             "every listener is off: set --listen-resp to an address".into(),
         ));
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+    // Recover first, so "listening" means ready.
+    let (listen_line, default_timeout, shards) =
+        (config.listen_line, config.default_timeout, config.shards);
+    let server = Server::open(config)?;
+    let listener = bind(addr).await?;
+    let line = match listen_line {
+        Listen::On(a) => Some(bind(a).await?),
+        Listen::Off => None,
+    };
+    let line_addr = match &line {
+        Some(l) => l.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     tracing::info!(
         resp = %listener.local_addr()?,
-        default_timeout_s = config.default_timeout,
-        shards = config.shards,
+        line = %line_addr,
+        default_timeout_s = default_timeout,
+        shards,
         "sessiond {} listening (native RESP on {})",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?
     );
-    Server::open(config)?.run(listener, shutdown_signal()).await
+    server
+        .run_doors(
+            Doors {
+                resp: listener,
+                line,
+            },
+            shutdown_signal(),
+        )
+        .await
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Resolves on SIGINT or SIGTERM.

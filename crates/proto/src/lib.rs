@@ -8,6 +8,7 @@
 //! [`Reply`]: sessiond_core::Reply
 
 mod limits;
+pub mod line;
 pub mod native;
 pub mod redis;
 pub mod resp;

@@ -129,6 +129,8 @@ impl Default for LimitsConfig {
 pub struct Config {
     /// The native (RESP) listener.
     pub listen_resp: Listen,
+    /// The HTTP_SessionServer line-protocol listener (off by default).
+    pub listen_line: Listen,
     /// `log` (durable, the default) or `memory` (volatile).
     pub storage: Storage,
     /// Where `log` storage keeps its files.
@@ -169,6 +171,7 @@ impl Default for Config {
         let e = EngineConfig::default();
         Self {
             listen_resp: Listen::On(SocketAddr::from(([127, 0, 0, 1], 6390))),
+            listen_line: Listen::Off,
             storage: Storage::Log,
             data_dir: PathBuf::from("sessiond-data"),
             fsync: Fsync::Everysec,
@@ -221,12 +224,17 @@ impl Config {
     /// Refuses unsafe or inconsistent settings.
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |m: String| Err(ServerError::InvalidConfig(m));
-        if let Listen::On(addr) = self.listen_resp {
-            if !addr.ip().is_loopback() {
-                return bad(format!(
-                    "listen_resp = {addr} is not a loopback address. sessiond has no authentication yet, \
-                     so it only listens on 127.0.0.1 or [::1]; put a TLS tunnel or proxy in front to reach it from elsewhere"
-                ));
+        for (name, listen) in [
+            ("listen_resp", self.listen_resp),
+            ("listen_line", self.listen_line),
+        ] {
+            if let Listen::On(addr) = listen {
+                if !addr.ip().is_loopback() {
+                    return bad(format!(
+                        "{name} = {addr} is not a loopback address. sessiond has no authentication yet, \
+                         so it only listens on 127.0.0.1 or [::1]; put a TLS tunnel or proxy in front to reach it from elsewhere"
+                    ));
+                }
             }
         }
         if self.default_timeout == 0 || self.default_timeout > self.max_timeout {

@@ -7,10 +7,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use sessiond_core::{ClientHandle, Engine, Error, InfoSection, Outcome, PendingLock, Reply};
+use sessiond_core::{ClientHandle, Error, InfoSection, Outcome, PendingLock, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
@@ -19,25 +18,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::link::{await_lock, Registration};
 use crate::persist::Fsync;
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
 const FLUSH_AT: usize = 64 * 1024;
-
-/// Releases the connection's locks however the task ends.
-struct Registration {
-    engine: Arc<Engine>,
-    client: ClientHandle,
-    shared: Arc<Shared>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.engine.disconnect(&self.client);
-        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 struct Conn {
     shared: Arc<Shared>,
@@ -60,14 +46,8 @@ enum Next {
 
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let engine = shared.engine.clone();
-    let client = engine.connect();
-    shared.connected.fetch_add(1, Ordering::Relaxed);
-    let _registration = Registration {
-        engine,
-        client: client.clone(),
-        shared: shared.clone(),
-    };
+    let registration = Registration::new(&shared);
+    let client = registration.client().clone();
     let (rd, wr) = stream.into_split();
     let mut conn = Conn {
         shared,
@@ -231,38 +211,21 @@ impl Conn {
         }
     }
 
-    /// Waits for a queued lock up to its WAIT, while watching the socket: a
-    /// client that hangs up leaves the queue at once (`None`). Bytes that
-    /// arrive meanwhile (pipelined requests) are kept for later.
     async fn wait(
         &mut self,
-        mut pending: PendingLock,
+        pending: PendingLock,
     ) -> std::io::Result<Option<Result<Reply, Error>>> {
         let engine = self.shared.engine.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
-        loop {
-            let room = self.inbuf.len() < self.shared.limits.max_request_len;
-            tokio::select! {
-                outcome = &mut pending.wait => {
-                    return Ok(Some(engine.complete_wait(&pending, outcome)));
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    let outcome = engine.cancel_wait(&pending);
-                    return Ok(Some(engine.complete_wait(&pending, outcome)));
-                }
-                _ = self.stop.changed() => {
-                    let outcome = engine.cancel_wait(&pending);
-                    return Ok(Some(engine.complete_wait(&pending, outcome)));
-                }
-                n = self.rd.read_buf(&mut self.inbuf), if room => {
-                    // End of stream means the client is gone (as Redis treats
-                    // a blocked client): leave the queue now, not at WAIT's end.
-                    if !matches!(n, Ok(n) if n > 0) {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
+        let max = self.shared.limits.max_request_len;
+        await_lock(
+            &engine,
+            pending,
+            &mut self.rd,
+            &mut self.inbuf,
+            max,
+            &mut self.stop,
+        )
+        .await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

@@ -7,10 +7,12 @@
 mod config;
 mod connection;
 mod error;
+mod line;
+mod link;
 mod persist;
 mod server;
 
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use error::ServerError;
 pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
-pub use server::{run, Server};
+pub use server::{run, Doors, Server};

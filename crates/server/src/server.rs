@@ -95,6 +95,26 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
+        self.run_doors(
+            Doors {
+                resp: listener,
+                line: None,
+            },
+            shutdown,
+        )
+        .await
+    }
+
+    /// Like [`Server::run`] with every configured door's listener.
+    pub async fn run_doors(
+        self,
+        doors: Doors,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let Doors {
+            resp: listener,
+            line,
+        } = doors;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
             engine: self.engine.clone(),
@@ -131,6 +151,18 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
+                accepted = accept_maybe(line.as_ref()) => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tracing::debug!(%peer, "line-protocol connection accepted");
+                        shared.connections_total.fetch_add(1, Ordering::Relaxed);
+                        connections.spawn(crate::line::serve(stream, shared.clone(), stop_rx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
@@ -139,6 +171,7 @@ impl Server {
             "shutting down: no longer accepting"
         );
         drop(listener);
+        drop(line);
         let _ = stop_tx.send(true);
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
@@ -169,6 +202,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     Server::open(config)?.run(listener, shutdown).await
+}
+
+/// The listeners of the doors: the native RESP one, and optionally the
+/// HTTP_SessionServer line protocol.
+pub struct Doors {
+    pub resp: TcpListener,
+    pub line: Option<TcpListener>,
+}
+
+/// Accepts on `listener`, or never if there is none.
+async fn accept_maybe(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Expires sessions and leases every `tick_ms`; each round is bounded.

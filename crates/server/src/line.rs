@@ -1,0 +1,290 @@
+//! The HTTP_SessionServer line-protocol door (`--listen-line`): one
+//! connection, one open session at a time, `ok …`/`err …` reply lines.
+//! The grammar is in `sessiond_proto::line` and docs/protocol-line.md.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
+use sessiond_proto::line::{self, LineCommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::link::{await_lock, Registration};
+use crate::server::Shared;
+
+/// The session this connection has open.
+struct Opened {
+    id: SessionId,
+    key: u64,
+    write: bool,
+}
+
+/// Serves one line-protocol connection to the end.
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let registration = Registration::new(&shared);
+    let client = registration.client().clone();
+    let engine = shared.engine.clone();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::with_capacity(4096);
+    let mut open: Option<Opened> = None;
+    loop {
+        loop {
+            let cmd = match line::parse_line(&mut inbuf, &shared.limits) {
+                Ok(None) => break,
+                Ok(Some(Ok(cmd))) => cmd,
+                Ok(Some(Err(e))) => {
+                    line::err(&mut out, &e.0);
+                    continue;
+                }
+                Err(e) => {
+                    line::err(&mut out, &e.0);
+                    let _ = wr.write_all(&out).await;
+                    return;
+                }
+            };
+            if cmd == LineCommand::Quit {
+                line::ok(&mut out, None);
+                let _ = wr.write_all(&out).await;
+                return;
+            }
+            // Everything else runs against the engine; a lock wait flushes
+            // what is pending first.
+            let result = match run(&engine, &client, &mut open, cmd) {
+                Step::Done(r) => r,
+                Step::Wait(pending, write) => {
+                    if wr.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    let max = shared.limits.max_inline_len;
+                    match await_lock(&engine, pending, &mut rd, &mut inbuf, max, &mut stop).await {
+                        Ok(Some(r)) => opened(&mut open, r, write),
+                        _ => return,
+                    }
+                }
+            };
+            match result {
+                Ok(text) => line::ok(&mut out, text.as_deref()),
+                Err(message) => line::err(&mut out, &message),
+            }
+        }
+        if !out.is_empty() {
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            n = rd.read_buf(&mut inbuf) => {
+                if !matches!(n, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+type LineResult = Result<Option<Vec<u8>>, String>;
+
+enum Step {
+    Done(LineResult),
+    /// `open` is waiting for the lock (write mode or not).
+    Wait(sessiond_core::PendingLock, bool),
+}
+
+fn exec(
+    engine: &sessiond_core::Engine,
+    client: &sessiond_core::ClientHandle,
+    cmd: Command,
+) -> Result<Reply, String> {
+    match engine.execute(client, cmd) {
+        Ok(Outcome::Reply(r)) => Ok(r),
+        Ok(Outcome::Wait(p)) => {
+            let outcome = engine.cancel_wait(&p);
+            engine.complete_wait(&p, outcome).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Records a granted `open`.
+fn opened(open: &mut Option<Opened>, r: Result<Reply, Error>, write: bool) -> LineResult {
+    match r {
+        Ok(Reply::Int(key)) => {
+            // The grant names the session; a REGENERATE while we waited is
+            // followed by the engine, but the wait reply carries only the key.
+            if let Some(o) = open.as_mut() {
+                o.key = u64::try_from(key).unwrap_or(0);
+                o.write = write;
+            }
+            Ok(None)
+        }
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(e) => {
+            *open = None;
+            Err(e.to_string())
+        }
+    }
+}
+
+fn run(
+    engine: &sessiond_core::Engine,
+    client: &sessiond_core::ClientHandle,
+    open: &mut Option<Opened>,
+    cmd: LineCommand,
+) -> Step {
+    let cfg = engine.config();
+    let lock = |id: SessionId, write: bool, wait_ms: u64| Command::Lock {
+        id,
+        mode: if write {
+            LockMode::Write
+        } else {
+            LockMode::Read
+        },
+        wait_ms,
+        // The lock lasts as long as the connection holds it open.
+        lease_ms: Some(cfg.max_lease_ms),
+    };
+    let need = |open: &Option<Opened>, write: bool| -> Result<(SessionId, u64), String> {
+        match open {
+            None => Err("no session is open: use new or open <id>".into()),
+            Some(o) if write && !o.write => {
+                Err("the session is open read-only: open it with w to change it".into())
+            }
+            Some(o) => Ok((o.id.clone(), o.key)),
+        }
+    };
+    let close_open = |open: &mut Option<Opened>| {
+        if let Some(o) = open.take() {
+            let _ = exec(
+                engine,
+                client,
+                Command::Unlock {
+                    id: o.id,
+                    key: o.key,
+                },
+            );
+        }
+    };
+    Step::Done(match cmd {
+        LineCommand::New => {
+            close_open(open);
+            let id = match exec(
+                engine,
+                client,
+                Command::Uniq {
+                    len: None,
+                    class: None,
+                    data: None,
+                    timeout_ms: None,
+                },
+            ) {
+                Ok(Reply::Bulk(id)) => SessionId::new(id),
+                Ok(other) => return Step::Done(Err(format!("unexpected reply {other:?}"))),
+                Err(e) => return Step::Done(Err(e)),
+            };
+            match exec(engine, client, lock(id.clone(), true, 0)) {
+                Ok(Reply::Int(key)) => {
+                    let text = id.as_bytes().to_vec();
+                    *open = Some(Opened {
+                        id,
+                        key: u64::try_from(key).unwrap_or(0),
+                        write: true,
+                    });
+                    Ok(Some(text))
+                }
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(e) => Err(e),
+            }
+        }
+        LineCommand::Open { id, write } => {
+            close_open(open);
+            let id = SessionId::new(id);
+            match engine.execute(client, lock(id.clone(), write, cfg.max_wait_ms)) {
+                Ok(Outcome::Reply(r)) => {
+                    *open = Some(Opened { id, key: 0, write });
+                    opened(open, Ok(r), write)
+                }
+                Ok(Outcome::Wait(p)) => {
+                    *open = Some(Opened { id, key: 0, write });
+                    return Step::Wait(p, write);
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        LineCommand::Put { name, value } => need(open, true)
+            .and_then(|(id, _)| exec(engine, client, Command::Set { id, name, value }))
+            .map(|_| None),
+        LineCommand::Get { name } => need(open, false).and_then(|(id, _)| {
+            match exec(
+                engine,
+                client,
+                Command::Get {
+                    id,
+                    name: name.clone(),
+                    default: None,
+                },
+            )? {
+                Reply::Bulk(v) => Ok(Some(line::escape(&v))),
+                _ => Err(format!("no variable '{}'", String::from_utf8_lossy(&name))),
+            }
+        }),
+        LineCommand::Remove { name } => need(open, true)
+            .and_then(|(id, _)| exec(engine, client, Command::Del { id, name }))
+            .map(|_| None),
+        LineCommand::GetAll => need(open, false).and_then(|(id, _)| {
+            match exec(engine, client, Command::GetAll { id })? {
+                Reply::Map(pairs) => {
+                    let pairs = pairs.into_iter().filter_map(|(k, v)| match (k, v) {
+                        (Reply::Bulk(k), Reply::Bulk(v)) => Some((k, v)),
+                        _ => None,
+                    });
+                    let q = line::query_encode(pairs);
+                    Ok((!q.is_empty()).then_some(q))
+                }
+                other => Err(format!("unexpected reply {other:?}")),
+            }
+        }),
+        LineCommand::PutAll { pairs } => need(open, true)
+            .and_then(|(id, _)| exec(engine, client, Command::SetAll { id, pairs }))
+            .map(|_| None),
+        LineCommand::Commit => need(open, true).and_then(|(id, key)| {
+            exec(engine, client, Command::Commit { id, key })?;
+            if let Some(o) = open.as_mut() {
+                o.write = false;
+            }
+            Ok(None)
+        }),
+        LineCommand::RegenerateId => need(open, true).and_then(|(id, _)| {
+            match exec(engine, client, Command::Regenerate { id, new_id: None })? {
+                Reply::Bulk(new) => {
+                    if let Some(o) = open.as_mut() {
+                        o.id = SessionId::new(new.clone());
+                    }
+                    Ok(Some(new.to_vec()))
+                }
+                other => Err(format!("unexpected reply {other:?}")),
+            }
+        }),
+        LineCommand::Close => match open.take() {
+            None => Err("no session is open".into()),
+            Some(o) => exec(
+                engine,
+                client,
+                Command::Unlock {
+                    id: o.id,
+                    key: o.key,
+                },
+            )
+            .map(|_| None),
+        },
+        LineCommand::Quit => Ok(None),
+    })
+}

@@ -1,0 +1,82 @@
+//! What every door's connection shares: registering with the engine (so a
+//! connection's locks are released however it ends), and waiting for a
+//! queued lock while still watching the socket.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sessiond_core::{ClientHandle, Engine, Error, PendingLock, Reply};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::watch;
+
+use crate::server::Shared;
+
+/// A connection's place in the engine; dropping it releases its locks.
+pub(crate) struct Registration {
+    engine: Arc<Engine>,
+    client: ClientHandle,
+    shared: Arc<Shared>,
+}
+
+impl Registration {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        let engine = shared.engine.clone();
+        let client = engine.connect();
+        shared.connected.fetch_add(1, Ordering::Relaxed);
+        Self {
+            engine,
+            client,
+            shared: shared.clone(),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &ClientHandle {
+        &self.client
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.engine.disconnect(&self.client);
+        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits for a queued lock up to its WAIT, while watching the socket: a
+/// client that hangs up leaves the queue at once (`None`), as Redis treats a
+/// blocked client. Bytes that arrive meanwhile (pipelined requests) are kept
+/// in `inbuf`, up to `max_buffer`. Shutdown ends the wait with an answer.
+pub(crate) async fn await_lock(
+    engine: &Engine,
+    mut pending: PendingLock,
+    rd: &mut OwnedReadHalf,
+    inbuf: &mut BytesMut,
+    max_buffer: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<Option<Result<Reply, Error>>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
+    loop {
+        let room = inbuf.len() < max_buffer;
+        tokio::select! {
+            outcome = &mut pending.wait => {
+                return Ok(Some(engine.complete_wait(&pending, outcome)));
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let outcome = engine.cancel_wait(&pending);
+                return Ok(Some(engine.complete_wait(&pending, outcome)));
+            }
+            _ = stop.changed() => {
+                let outcome = engine.cancel_wait(&pending);
+                return Ok(Some(engine.complete_wait(&pending, outcome)));
+            }
+            n = rd.read_buf(inbuf), if room => {
+                if !matches!(n, Ok(n) if n > 0) {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
