@@ -135,6 +135,17 @@ impl Reader<'_> {
         }
     }
 
+    /// `<count>:{<key><value>…}` of arrays and objects.
+    fn members(&mut self, depth: usize) -> Option<()> {
+        let count = self.number(b':')?;
+        self.expect(b'{')?;
+        for _ in 0..count {
+            self.key()?;
+            self.value(depth + 1)?;
+        }
+        self.expect(b'}')
+    }
+
     /// One value; returns how it is shown.
     fn value(&mut self, depth: usize) -> Option<Bytes> {
         if depth > MAX_DEPTH {
@@ -178,26 +189,14 @@ impl Reader<'_> {
                 Some(Bytes::copy_from_slice(&self.buf[start..self.pos]))
             }
             b'a' => {
-                let count = self.number(b':')?;
-                self.expect(b'{')?;
-                for _ in 0..count {
-                    self.key()?;
-                    self.value(depth + 1)?;
-                }
-                self.expect(b'}')?;
+                self.members(depth)?;
                 Some(Bytes::copy_from_slice(&self.buf[start..self.pos]))
             }
             b'O' => {
                 let len = self.number(b':')?;
                 self.quoted(len)?;
                 self.expect(b':')?;
-                let count = self.number(b':')?;
-                self.expect(b'{')?;
-                for _ in 0..count {
-                    self.key()?;
-                    self.value(depth + 1)?;
-                }
-                self.expect(b'}')?;
+                self.members(depth)?;
                 Some(Bytes::copy_from_slice(&self.buf[start..self.pos]))
             }
             b'C' => {
