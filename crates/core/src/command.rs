@@ -205,46 +205,4 @@ impl Command {
             | Command::ServerInfo => false,
         }
     }
-
-    /// The command's name, for logs and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Create { .. } => "create",
-            Command::Uniq { .. } => "uniq",
-            Command::Destroy { .. } => "destroy",
-            Command::Exists { .. } => "exists",
-            Command::Info { .. } => "info",
-            Command::Count { .. } => "count",
-            Command::List { .. } => "list",
-            Command::Scan { .. } => "scan",
-            Command::Get { .. } => "get",
-            Command::Set { .. } => "set",
-            Command::Del { .. } => "del",
-            Command::GetAll { .. } => "getall",
-            Command::SetAll { .. } => "setall",
-            Command::GetData { .. } => "getdata",
-            Command::SetData { .. } => "setdata",
-            Command::Store { .. } => "store",
-            Command::Inc { .. } => "inc",
-            Command::Find { .. } => "find",
-            Command::ListVar { .. } => "listvar",
-            Command::Timeout { .. } => "timeout",
-            Command::Ttl { .. } => "ttl",
-            Command::PTtl { .. } => "pttl",
-            Command::Touch { .. } => "touch",
-            Command::Lock { .. } => "lock",
-            Command::Unlock { .. } => "unlock",
-            Command::LockOwned { .. } => "lockowned",
-            Command::UnlockOwned { .. } => "unlockowned",
-            Command::LockOwner { .. } => "lockowner",
-            Command::Commit { .. } => "commit",
-            Command::Open { .. } => "open",
-            Command::Close { .. } => "close",
-            Command::Regenerate { .. } => "regenerate",
-            Command::RandStr { .. } => "randstr",
-            Command::Ping { .. } => "ping",
-            Command::Echo { .. } => "echo",
-            Command::ServerInfo => "serverinfo",
-        }
-    }
 }

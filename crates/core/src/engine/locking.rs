@@ -49,6 +49,19 @@ pub(super) struct LockAsk {
     pub(super) require_session: bool,
 }
 
+impl LockAsk {
+    /// A native request: `SESSION.LOCK`/`OPEN`, on an existing session.
+    pub(super) fn native(mode: LockMode, wait_ms: u64, lease_ms: Option<u64>) -> Self {
+        Self {
+            mode,
+            wait_ms,
+            lease_ms,
+            owner: None,
+            require_session: true,
+        }
+    }
+}
+
 impl Engine {
     pub(super) fn lock(
         &self,

@@ -369,13 +369,7 @@ impl Engine {
                 wait_ms,
                 lease_ms,
             } => {
-                let ask = LockAsk {
-                    mode,
-                    wait_ms,
-                    lease_ms,
-                    owner: None,
-                    require_session: true,
-                };
+                let ask = LockAsk::native(mode, wait_ms, lease_ms);
                 return self.lock(client, id, ask, AfterGrant::Key, now);
             }
             Command::LockOwned {
@@ -394,7 +388,6 @@ impl Engine {
             }
             Command::UnlockOwned { id, owner } => self.unlock_owned(&id, owner.as_deref(), now),
             Command::LockOwner { id } => self.lock_owner(&id, now),
-
             Command::Unlock { id, key } => self.unlock(&id, key, now)?,
             Command::Commit { id, key } => self.commit(&id, key, now)?,
             Command::Open {
@@ -407,13 +400,7 @@ impl Engine {
                 if create {
                     self.create_if_missing(&id, now)?;
                 }
-                let ask = LockAsk {
-                    mode,
-                    wait_ms,
-                    lease_ms,
-                    owner: None,
-                    require_session: true,
-                };
+                let ask = LockAsk::native(mode, wait_ms, lease_ms);
                 return self.lock(client, id, ask, AfterGrant::Open { create }, now);
             }
             Command::Close {

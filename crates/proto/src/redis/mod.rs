@@ -38,7 +38,8 @@ pub struct RedisRequest {
 /// How the results of a [`RedisRequest`] become one reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Render {
-    /// The one result; a missing session reads as nil (`GET`).
+    /// The last result; a missing session reads as nil (`GET`, and
+    /// `GETEX` after its timeout change).
     NilIfMissing,
     /// The one result as it is.
     Plain,
@@ -52,8 +53,6 @@ pub enum Render {
     Ttl,
     /// `+string` or `+none` (`TYPE`).
     Type,
-    /// The result of `GETEX`'s timeout change then read: the read.
-    Last,
     /// Session ids → keys matching the pattern (`KEYS`), or a one-page
     /// `SCAN` reply.
     Keys { pattern: Bytes, scan: bool },
@@ -146,7 +145,7 @@ pub fn parse(
                 commands.push(Command::Timeout { id: id.clone(), timeout_ms: Some(t) });
             }
             commands.push(Command::GetData { id, touch: false });
-            one(commands, Render::Last)
+            one(commands, Render::NilIfMissing)
         }
         "SET" => parse_set(a, keys),
         "SETEX" | "PSETEX" => {
@@ -468,7 +467,7 @@ pub fn render(
         _ => {
             let last = results.pop().unwrap_or(Ok(Reply::Nil));
             match (render, last) {
-                (Render::NilIfMissing | Render::Last, Err(e)) if missing(&e) => Ok(Reply::Nil),
+                (Render::NilIfMissing, Err(e)) if missing(&e) => Ok(Reply::Nil),
                 (Render::LockAcquired, Ok(_)) => Ok(Reply::Ok),
                 (Render::LockAcquired, Err(Error::Locked { .. })) => Ok(Reply::Nil),
                 (Render::OneOrZero, Ok(_)) => Ok(Reply::Int(1)),

@@ -68,7 +68,6 @@ pub struct RecoveryReport {
     pub snapshot_generation: Option<u64>,
     pub snapshot_sessions: u64,
     pub log_records: u64,
-    pub dropped_records_note: Vec<String>,
     pub truncated_bytes: u64,
     pub live_sessions: usize,
     pub millis: u128,
@@ -155,11 +154,6 @@ impl Persistence {
     /// Resolves once every record up to `seq` is durable per the policy.
     pub async fn wait_durable(&self, seq: u64) {
         self.writer.wait_durable(seq).await;
-    }
-
-    /// Bytes in the current log file.
-    pub fn log_bytes(&self) -> u64 {
-        self.writer.file_bytes()
     }
 
     fn needs_compaction(&self) -> bool {
@@ -283,9 +277,6 @@ pub fn recover(
                 damage = r.damage.as_deref().unwrap_or("no end marker"),
                 "snapshot is damaged; trying an older one"
             );
-            report
-                .dropped_records_note
-                .push(format!("{} unreadable", p.display()));
             continue;
         }
         read_frames(&p, SNAPSHOT_MAGIC, |rec| {
@@ -340,10 +331,6 @@ pub fn recover(
                 "log ends in a damaged record; keeping everything before it"
             );
             report.truncated_bytes += dropped;
-            report.dropped_records_note.push(format!(
-                "{}: {damage}, {dropped} bytes dropped",
-                p.display()
-            ));
             if repair && i + 1 == logs.len() {
                 let f = OpenOptions::new()
                     .write(true)
