@@ -110,11 +110,16 @@ impl Conn {
     }
 
     async fn handle(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<Next> {
-        if native::lookup(&args[0]).is_none() && redis::is_redis_command(&args[0]) {
-            self.handle_redis(args);
-            return Ok(Next::Continue);
-        }
-        let request = match native::parse(args) {
+        // One look-up decides the door: native, Redis, or unknown.
+        let parsed = match native::lookup(&args[0]) {
+            Some(spec) => native::parse_command(spec, args.into_iter().skip(1).collect()),
+            None if redis::is_redis_command(&args[0]) => {
+                self.handle_redis(args);
+                return Ok(Next::Continue);
+            }
+            None => native::parse(args),
+        };
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => {
                 encode_error(e.code, &e.message, &mut self.out);

@@ -57,7 +57,12 @@ pub fn parse(args: Vec<Bytes>) -> Result<Request> {
             printable(&name)
         )));
     };
-    let rest: Vec<Bytes> = it.collect();
+    parse_command(spec, it.collect())
+}
+
+/// Translates a request whose command `spec` is already looked up; `rest`
+/// are the arguments after the name.
+pub fn parse_command(spec: &'static CommandSpec, rest: Vec<Bytes>) -> Result<Request> {
     let n = rest.len() as i64 + 1;
     if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         return Err(CommandError::new(format!(
