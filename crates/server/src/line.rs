@@ -118,8 +118,10 @@ fn exec(
 fn opened(open: &mut Option<Opened>, r: Result<Reply, Error>, write: bool) -> LineResult {
     match r {
         Ok(Reply::Int(key)) => {
-            // The grant names the session; a REGENERATE while we waited is
-            // followed by the engine, but the wait reply carries only the key.
+            // Known gap: if another connection REGENERATEs the session while
+            // this one waits, the grant is for the new id but the reply holds
+            // only the key, so this connection keeps the old id (its writes
+            // then fail with NOSESSION; closing the connection frees the lock).
             if let Some(o) = open.as_mut() {
                 o.key = u64::try_from(key).unwrap_or(0);
                 o.write = write;
