@@ -68,16 +68,44 @@ pub enum Command {
     /// Replace the unstructured blob.
     SetData { id: SessionId, data: Bytes },
     /// Store a blob, creating the session if need be (Redis `SET`/`SETEX`,
-    /// memcached `set`/`add`/`replace`). `timeout_ms` None keeps an
-    /// existing session's timeout (a new one gets the default). Answers OK,
-    /// or nil when `condition` is not met; with `return_old`, the previous
-    /// data (or nil) instead.
+    /// memcached `set`/`add`/`replace`/`cas`). `timeout_ms` None keeps an
+    /// existing session's timeout (a new one gets the default); `flags`
+    /// None keeps its flags (a new one gets 0). Answers per `reply`, or nil
+    /// when `condition` is not met. `StoreIf::Version` on a missing session
+    /// is `NoSession`.
     Store {
         id: SessionId,
         data: Bytes,
         timeout_ms: Option<u64>,
+        flags: Option<u32>,
         condition: StoreIf,
-        return_old: bool,
+        reply: StoreReply,
+    },
+    /// Add to the end (or, with `front`, the start) of an existing blob
+    /// (memcached `append`/`prepend`). Answers the new version, or nil when
+    /// the session does not exist.
+    Append {
+        id: SessionId,
+        data: Bytes,
+        front: bool,
+    },
+    /// The blob, flags and version (memcached `get`/`gets`), as
+    /// `[data, flags, version]`; with `timeout_ms`, the timeout is set too
+    /// (memcached `gat`). Does not refresh the session otherwise.
+    Item {
+        id: SessionId,
+        timeout_ms: Option<u64>,
+    },
+    /// Treat the blob as an unsigned 64-bit decimal and add or subtract
+    /// `delta` (memcached `incr`/`decr`: incr wraps, decr stops at 0).
+    /// Answers `[new value as text, version]`. A missing session is
+    /// `NoSession`, unless `initial` says to create it with that value (and
+    /// timeout).
+    IncrData {
+        id: SessionId,
+        delta: u64,
+        decr: bool,
+        initial: Option<(u64, Option<u64>)>,
     },
     /// Add `by` to an integer variable (absent counts as 0); returns the sum.
     Inc { id: SessionId, name: Bytes, by: i64 },
@@ -159,6 +187,19 @@ pub enum StoreIf {
     Absent,
     /// Only if it exists (Redis `XX`, memcached `replace`).
     Present,
+    /// Only if it exists at this version (memcached `cas`).
+    Version(u64),
+}
+
+/// What `Command::Store` answers when it stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreReply {
+    /// OK.
+    Ok,
+    /// The previous data, or nil (Redis `SET … GET`); also when not stored.
+    Old,
+    /// The new version (the memcached CAS) as an integer.
+    Version,
 }
 
 impl Command {
@@ -175,9 +216,13 @@ impl Command {
             | Command::SetAll { .. }
             | Command::SetData { .. }
             | Command::Store { .. }
+            | Command::Append { .. }
+            | Command::IncrData { .. }
             | Command::Inc { .. }
             | Command::Regenerate { .. } => true,
-            Command::Timeout { timeout_ms, .. } => timeout_ms.is_some(),
+            Command::Timeout { timeout_ms, .. } | Command::Item { timeout_ms, .. } => {
+                timeout_ms.is_some()
+            }
             Command::Open { create, .. } => *create,
             Command::Close { data, sets, .. } => data.is_some() || !sets.is_empty(),
             Command::Exists { .. }

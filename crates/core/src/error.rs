@@ -36,6 +36,10 @@ pub enum Error {
     /// `INC` on a variable that is not a decimal integer.
     #[error("variable '{name}' of session '{id}' is not an integer")]
     NotInteger { id: SessionId, name: String },
+    /// `INCRDATA` (memcached `incr`/`decr`) on data that is not an unsigned
+    /// decimal number.
+    #[error("the data of session '{0}' is not an unsigned decimal number")]
+    NotNumeric(SessionId),
     /// `INC` would leave the 64-bit signed range.
     #[error("increment of variable '{name}' of session '{id}' would overflow")]
     Overflow { id: SessionId, name: String },
@@ -63,7 +67,10 @@ impl Error {
             Error::Locked { .. } => "LOCKED",
             Error::StaleKey { .. } => "STALEKEY",
             Error::ReadOnlyLock { .. } => "READONLY",
-            Error::NotInteger { .. } | Error::Overflow { .. } | Error::InvalidArgument(_) => "ERR",
+            Error::NotInteger { .. }
+            | Error::NotNumeric(_)
+            | Error::Overflow { .. }
+            | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } => "LIMIT",
             Error::Random(_) => "ERR",
         }

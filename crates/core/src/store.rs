@@ -235,6 +235,18 @@ impl Shard {
         true
     }
 
+    /// Sets the client flags (memcached's); logged, as a whole session, only
+    /// when they change (they rarely do).
+    pub(crate) fn write_flags(&mut self, id: &SessionId, flags: u32) {
+        if self.sessions.get(id).is_none_or(|s| s.flags == flags) {
+            return;
+        }
+        if let Some(mut s) = self.take(id) {
+            s.flags = flags;
+            self.insert(id.clone(), s);
+        }
+    }
+
     /// Sets the idle timeout, counted from `now`. Logged.
     pub(crate) fn write_timeout(&mut self, id: &SessionId, timeout_ms: u64, now: u64) {
         let Some(s) = self.sessions.get_mut(id) else {

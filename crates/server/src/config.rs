@@ -293,6 +293,7 @@ impl Config {
             max_wait_ms: self.max_wait_ms,
             max_id_len: self.limits.max_id_len,
             max_scan_count: EngineConfig::default().max_scan_count,
+            max_data_len: self.limits.max_bulk_len,
         }
     }
 

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{check_random_len, Engine};
-use crate::command::StoreIf;
+use crate::command::{StoreIf, StoreReply};
 use crate::error::Error;
 use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
 use crate::reply::Reply;
@@ -162,40 +162,141 @@ impl Engine {
     pub(super) fn store(
         &self,
         id: SessionId,
-        data: Bytes,
-        timeout_ms: Option<u64>,
+        new: Stored,
         condition: StoreIf,
-        return_old: bool,
+        reply: StoreReply,
         now: u64,
     ) -> Result<Reply, Error> {
         self.check_id(&id)?;
-        let timeout = timeout_ms
+        let timeout = new
+            .timeout_ms
             .map(|t| self.timeout_or_default(Some(t)))
             .transpose()?;
         let mut shard = self.store.lock(&id);
-        let old = shard.live(&id, now).map(|s| s.data.clone());
-        let stored = match condition {
-            StoreIf::Always => true,
-            StoreIf::Absent => old.is_none(),
-            StoreIf::Present => old.is_some(),
+        let old = shard.live(&id, now).map(|s| (s.data.clone(), s.version));
+        let stored = match (condition, &old) {
+            (StoreIf::Always, _) => true,
+            (StoreIf::Absent, old) => old.is_none(),
+            (StoreIf::Present, old) => old.is_some(),
+            (StoreIf::Version(_), None) => return Err(Error::NoSession(id)),
+            (StoreIf::Version(v), Some((_, version))) => v == *version,
         };
         if stored {
             if old.is_some() {
-                shard.write_data(&id, data, now, &self.next_version);
+                shard.write_data(&id, new.data, now, &self.next_version);
                 if let Some(t) = timeout {
                     shard.write_timeout(&id, t, now);
                 }
+                if let Some(f) = new.flags {
+                    shard.write_flags(&id, f);
+                }
             } else {
                 let timeout = timeout.unwrap_or(self.config.default_timeout_ms);
-                let session = self.new_session(None, Some(data), timeout, now);
-                shard.insert(id, session);
+                let mut session = self.new_session(None, Some(new.data), timeout, now);
+                session.flags = new.flags.unwrap_or(0);
+                shard.insert(id.clone(), session);
             }
         }
-        Ok(match (return_old, stored) {
-            (true, _) => old.map_or(Reply::Nil, Reply::Bulk),
-            (false, true) => Reply::Ok,
-            (false, false) => Reply::Nil,
+        Ok(match (reply, stored) {
+            (StoreReply::Old, _) => old.map_or(Reply::Nil, |(data, _)| Reply::Bulk(data)),
+            (_, false) => Reply::Nil,
+            (StoreReply::Ok, true) => Reply::Ok,
+            (StoreReply::Version, true) => Reply::Int(version_int(&shard, &id)),
         })
+    }
+
+    pub(super) fn append(
+        &self,
+        id: &SessionId,
+        data: Bytes,
+        front: bool,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let Some(s) = shard.live(id, now) else {
+            return Ok(Reply::Nil);
+        };
+        let len = s.data.len().saturating_add(data.len());
+        if len > self.config.max_data_len {
+            return Err(Error::LimitExceeded {
+                what: "the data size in bytes",
+                got: len as u64,
+                limit: self.config.max_data_len as u64,
+            });
+        }
+        let mut joined = Vec::with_capacity(len);
+        if front {
+            joined.extend_from_slice(&data);
+            joined.extend_from_slice(&s.data);
+        } else {
+            joined.extend_from_slice(&s.data);
+            joined.extend_from_slice(&data);
+        }
+        shard.write_data(id, Bytes::from(joined), now, &self.next_version);
+        Ok(Reply::Int(version_int(&shard, id)))
+    }
+
+    pub(super) fn item(
+        &self,
+        id: &SessionId,
+        timeout_ms: Option<u64>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let timeout = timeout_ms
+            .map(|t| self.timeout_or_default(Some(t)))
+            .transpose()?;
+        let mut shard = self.store.lock(id);
+        Self::alive(&mut shard, id, now)?;
+        if let Some(t) = timeout {
+            shard.write_timeout(id, t, now);
+        }
+        let s = Self::alive(&mut shard, id, now)?;
+        Ok(Reply::Array(vec![
+            Reply::Bulk(s.data.clone()),
+            Reply::Int(i64::from(s.flags)),
+            Reply::Int(i64::try_from(s.version).unwrap_or(i64::MAX)),
+        ]))
+    }
+
+    pub(super) fn incr_data(
+        &self,
+        id: SessionId,
+        delta: u64,
+        decr: bool,
+        initial: Option<(u64, Option<u64>)>,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        self.check_id(&id)?;
+        let mut shard = self.store.lock(&id);
+        let Some(s) = shard.live(&id, now) else {
+            let Some((value, timeout_ms)) = initial else {
+                return Err(Error::NoSession(id));
+            };
+            let timeout = self.timeout_or_default(timeout_ms)?;
+            let text = Bytes::from(value.to_string());
+            let session = self.new_session(None, Some(text.clone()), timeout, now);
+            shard.insert(id.clone(), session);
+            return Ok(Reply::Array(vec![
+                Reply::Bulk(text),
+                Reply::Int(version_int(&shard, &id)),
+            ]));
+        };
+        let old_len = s.data.len();
+        let current = parse_counter(&s.data).ok_or_else(|| Error::NotNumeric(id.clone()))?;
+        let value = if decr {
+            current.saturating_sub(delta)
+        } else {
+            current.wrapping_add(delta)
+        };
+        let text = value.to_string();
+        // Like memcached, a shorter number is padded with spaces to the old
+        // length (memcached rewrites the item in place).
+        let stored = format!("{text:<old_len$}");
+        shard.write_data(&id, Bytes::from(stored), now, &self.next_version);
+        Ok(Reply::Array(vec![
+            Reply::Bulk(Bytes::from(text)),
+            Reply::Int(version_int(&shard, &id)),
+        ]))
     }
 
     pub(super) fn inc(
@@ -382,4 +483,33 @@ fn move_session(
     target.insert(new_id.clone(), session);
     target.log_removed(id);
     Ok(())
+}
+
+/// What `Command::Store` writes.
+pub(super) struct Stored {
+    pub(super) data: Bytes,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) flags: Option<u32>,
+}
+
+/// A session's version as a reply integer (0 if it is gone).
+fn version_int(shard: &Shard, id: &SessionId) -> i64 {
+    shard
+        .sessions
+        .get(id)
+        .map_or(0, |s| i64::try_from(s.version).unwrap_or(i64::MAX))
+}
+
+/// An unsigned decimal counter as memcached reads one: digits, then
+/// nothing but whitespace (the padding a shorter `decr` result leaves).
+fn parse_counter(data: &[u8]) -> Option<u64> {
+    let end = data
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let digits = &data[..end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }

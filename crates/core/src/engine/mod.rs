@@ -24,6 +24,7 @@ use crate::reply::Reply;
 use crate::session::Session;
 use crate::store::{Shard, Store};
 
+use data::Stored;
 use locking::LockAsk;
 pub use locking::{AfterGrant, PendingLock};
 
@@ -47,6 +48,8 @@ pub struct EngineConfig {
     pub max_id_len: usize,
     /// The largest page `SCAN` returns.
     pub max_scan_count: usize,
+    /// The largest data blob a command may build (memcached `append`).
+    pub max_data_len: usize,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             max_wait_ms: 600_000,
             max_id_len: 256,
             max_scan_count: 10_000,
+            max_data_len: 16 * 1024 * 1024,
         }
     }
 }
@@ -353,9 +357,25 @@ impl Engine {
                 id,
                 data,
                 timeout_ms,
+                flags,
                 condition,
-                return_old,
-            } => self.store(id, data, timeout_ms, condition, return_old, now)?,
+                reply,
+            } => {
+                let stored = Stored {
+                    data,
+                    timeout_ms,
+                    flags,
+                };
+                self.store(id, stored, condition, reply, now)?
+            }
+            Command::Append { id, data, front } => self.append(&id, data, front, now)?,
+            Command::Item { id, timeout_ms } => self.item(&id, timeout_ms, now)?,
+            Command::IncrData {
+                id,
+                delta,
+                decr,
+                initial,
+            } => self.incr_data(id, delta, decr, initial, now)?,
             Command::Inc { id, name, by } => self.inc(&id, name, by, now)?,
             Command::Find { name, value } => self.find(&name, &value, now),
             Command::ListVar { name } => self.list_var(&name, now),

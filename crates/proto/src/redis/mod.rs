@@ -16,7 +16,7 @@
 mod keys;
 
 use bytes::Bytes;
-use sessiond_core::{Command, Error, Reply, SessionId, StoreIf};
+use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
 
 pub use keys::{glob_match, Key, RedisKeys, LOCK_SUFFIX};
 
@@ -159,7 +159,8 @@ pub fn parse(
                         data: value.clone(),
                         timeout_ms: Some(ms),
                         condition: StoreIf::Always,
-                        return_old: false,
+                        flags: None,
+                        reply: StoreReply::Ok,
                     }],
                     Render::Plain,
                 ),
@@ -356,7 +357,8 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
                 data: value.clone(),
                 timeout_ms,
                 condition,
-                return_old: get,
+                flags: None,
+                reply: if get { StoreReply::Old } else { StoreReply::Ok },
             }],
             render: Render::Plain,
         }),

@@ -1,5 +1,5 @@
 use bytes::Bytes;
-use sessiond_core::{Command, Error, LockMode, Reply, SessionId, StoreIf};
+use sessiond_core::{Command, Error, LockMode, Reply, SessionId, StoreIf, StoreReply};
 
 use super::*;
 
@@ -36,7 +36,8 @@ fn phpredis_session_commands() {
             data: Bytes::from("a|i:1;"),
             timeout_ms: Some(1_440_000),
             condition: StoreIf::Always,
-            return_old: false,
+            flags: None,
+            reply: StoreReply::Ok,
         }]
     );
     let lock = p(&[
@@ -154,7 +155,8 @@ fn set_options_and_errors() {
             data: Bytes::from("v"),
             timeout_ms: Some(10_000),
             condition: StoreIf::Present,
-            return_old: true,
+            flags: None,
+            reply: StoreReply::Old,
         }]
     );
     assert_eq!(
