@@ -9,6 +9,7 @@
 
 mod limits;
 pub mod line;
+pub mod memcache;
 pub mod native;
 pub mod redis;
 pub mod resp;

@@ -1,0 +1,323 @@
+use bytes::{Bytes, BytesMut};
+use sessiond_core::SessionId;
+
+use super::*;
+use crate::redis::Key;
+
+fn limits() -> Limits {
+    Limits {
+        max_bulk_len: 100,
+        ..Limits::default()
+    }
+}
+
+fn text(input: &[u8]) -> (Vec<Parsed>, BytesMut) {
+    let mut buf = BytesMut::from(input);
+    let mut out = Vec::new();
+    while let Some(p) = parse(&mut buf, Protocol::Text, &limits()).unwrap() {
+        out.push(p);
+    }
+    (out, buf)
+}
+
+fn op(p: &Parsed) -> &Op {
+    match p {
+        Parsed::Request(r) => &r.op,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn render(answer: &Answer, meta: &Meta) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode(answer, meta, &mut out);
+    out.to_vec()
+}
+
+#[test]
+fn text_commands_parse() {
+    let (parsed, rest) = text(
+        b"get a b\r\ngets c\r\ngat 10 d\r\nset k 5 60 3\r\nabc\r\ncas k 0 0 1 77 noreply\r\nx\r\n\
+          delete k\r\ndelete k 0 noreply\r\nincr n 5\r\ndecr n 2\r\ntouch k 30\r\nflush_all\r\n\
+          version\r\nverbosity 1\r\nstats\r\nstats settings\r\nquit\r\nappend k 0 0 2\r\nzz\r\n",
+    );
+    assert!(rest.is_empty());
+    let ops: Vec<&Op> = parsed.iter().map(op).collect();
+    assert_eq!(
+        ops[0],
+        &Op::Get {
+            keys: vec![b("a"), b("b")],
+            touch: None
+        }
+    );
+    assert_eq!(
+        ops[2],
+        &Op::Get {
+            keys: vec![b("d")],
+            touch: Some(10)
+        }
+    );
+    assert_eq!(
+        ops[3],
+        &Op::Store {
+            kind: StoreKind::Set,
+            key: b("k"),
+            flags: 5,
+            exptime: 60,
+            data: b("abc")
+        }
+    );
+    assert!(matches!(
+        ops[4],
+        Op::Store {
+            kind: StoreKind::Cas(77),
+            ..
+        }
+    ));
+    let Parsed::Request(cas) = &parsed[4] else {
+        unreachable!()
+    };
+    assert!(cas.meta.quiet, "noreply");
+    assert_eq!(ops[5], &Op::Delete { key: b("k") });
+    assert_eq!(
+        ops[7],
+        &Op::Incr {
+            key: b("n"),
+            delta: 5,
+            decr: false,
+            initial: None
+        }
+    );
+    assert_eq!(
+        ops[9],
+        &Op::Touch {
+            key: b("k"),
+            exptime: 30
+        }
+    );
+    assert_eq!(ops[10], &Op::FlushAll);
+    assert_eq!(ops[11], &Op::Version);
+    assert_eq!(ops[13], &Op::Stats { group: None });
+    assert_eq!(ops[15], &Op::Quit);
+    assert!(matches!(
+        ops[16],
+        Op::Store {
+            kind: StoreKind::Append,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_request_split_anywhere_waits_for_the_rest() {
+    let whole = b"set k 0 0 5\r\nhello\r\nget k\r\n";
+    for cut in 0..whole.len() {
+        let mut buf = BytesMut::from(&whole[..cut]);
+        let mut got = Vec::new();
+        while let Some(p) = parse(&mut buf, Protocol::Text, &limits()).unwrap() {
+            got.push(p);
+        }
+        buf.extend_from_slice(&whole[cut..]);
+        while let Some(p) = parse(&mut buf, Protocol::Text, &limits()).unwrap() {
+            got.push(p);
+        }
+        assert_eq!(got.len(), 2, "cut at {cut}");
+        assert!(matches!(op(&got[0]), Op::Store { data, .. } if data == "hello"));
+    }
+}
+
+#[test]
+fn text_errors_are_answered_and_the_stream_goes_on() {
+    let (parsed, rest) =
+        text(b"bogus\r\nset k x 0 1\r\nget\r\nincr n -1\r\nset k 0 0 2\r\nabc\r\nget k\r\n");
+    assert!(rest.is_empty());
+    let statuses: Vec<Status> = parsed
+        .iter()
+        .filter_map(|p| match p {
+            Parsed::Refused { status, .. } => Some(*status),
+            Parsed::Request(_) => None,
+        })
+        .collect();
+    // bogus; bad flags; get with no key; bad delta; a data block not ending
+    // in CRLF (its last byte, a lone LF, is then an empty command line).
+    assert_eq!(
+        statuses,
+        vec![
+            Status::UnknownCommand,
+            Status::Invalid,
+            Status::UnknownCommand,
+            Status::Invalid,
+            Status::Invalid,
+            Status::UnknownCommand
+        ]
+    );
+    assert!(matches!(op(parsed.last().unwrap()), Op::Get { .. }));
+}
+
+#[test]
+fn oversized_values_are_refused_and_skipped() {
+    let mut buf = BytesMut::from(&b"set k 0 0 1000\r\nabc"[..]);
+    let p = parse(&mut buf, Protocol::Text, &limits()).unwrap().unwrap();
+    let Parsed::Refused { status, skip, .. } = p else {
+        panic!("{p:?}")
+    };
+    assert_eq!(status, Status::TooLarge);
+    assert_eq!(skip, 1002 - 3);
+    assert!(buf.is_empty());
+    let mut long = BytesMut::from(&[b'x'; 70_000][..]);
+    assert!(parse(&mut long, Protocol::Text, &Limits::default()).is_err());
+}
+
+#[test]
+fn text_replies() {
+    let meta = Meta::text();
+    let hit = Hit {
+        key: b("k"),
+        flags: 3,
+        cas: 9,
+        data: b("abc"),
+    };
+    assert_eq!(
+        render(&Answer::Hits(vec![hit.clone()]), &meta),
+        b"VALUE k 3 3\r\nabc\r\nEND\r\n"
+    );
+    let gets = Meta {
+        show_cas: true,
+        ..meta
+    };
+    assert_eq!(
+        render(&Answer::Hits(vec![hit]), &gets),
+        b"VALUE k 3 3 9\r\nabc\r\nEND\r\n"
+    );
+    assert_eq!(render(&Answer::Stored { cas: 1 }, &meta), b"STORED\r\n");
+    assert_eq!(
+        render(&Answer::Fail(Status::NotStored, String::new()), &meta),
+        b"NOT_STORED\r\n"
+    );
+    assert_eq!(
+        render(&Answer::Number { value: 12, cas: 1 }, &meta),
+        b"12\r\n"
+    );
+    let quiet = Meta {
+        quiet: true,
+        ..meta
+    };
+    assert!(render(&Answer::Stored { cas: 1 }, &quiet).is_empty());
+    assert_eq!(
+        render(&Answer::Fail(Status::Invalid, "bad".into()), &quiet),
+        b"CLIENT_ERROR bad\r\n"
+    );
+}
+
+fn bin(opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Request {
+    let mut buf = BytesMut::from(&binary_request(opcode, 7, 0, extras, key, value)[..]);
+    match parse(&mut buf, Protocol::Binary, &limits())
+        .unwrap()
+        .unwrap()
+    {
+        Parsed::Request(r) => {
+            assert!(buf.is_empty());
+            r
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn binary_requests_parse() {
+    let mut extras = Vec::new();
+    extras.extend_from_slice(&5u32.to_be_bytes());
+    extras.extend_from_slice(&60u32.to_be_bytes());
+    let set = bin(0x11, &extras, b"k", b"v");
+    assert_eq!(
+        set.op,
+        Op::Store {
+            kind: StoreKind::Set,
+            key: b("k"),
+            flags: 5,
+            exptime: 60,
+            data: b("v")
+        }
+    );
+    assert!(set.meta.quiet);
+    assert_eq!(set.meta.opaque, 7);
+    let getk = bin(0x0c, &[], b"k", b"");
+    assert!(getk.meta.with_key && !getk.meta.quiet);
+    let mut incr = Vec::new();
+    incr.extend_from_slice(&3u64.to_be_bytes());
+    incr.extend_from_slice(&10u64.to_be_bytes());
+    incr.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        bin(0x05, &incr, b"n", b"").op,
+        Op::Incr {
+            key: b("n"),
+            delta: 3,
+            decr: false,
+            initial: None
+        }
+    );
+    // A get with extras is refused, not run.
+    let mut buf = BytesMut::from(&binary_request(0x00, 1, 0, &[0; 4], b"k", b"")[..]);
+    assert!(matches!(
+        parse(&mut buf, Protocol::Binary, &limits()).unwrap(),
+        Some(Parsed::Refused {
+            status: Status::Invalid,
+            ..
+        })
+    ));
+    // Bad magic ends the connection.
+    let mut buf = BytesMut::from(&[0x81u8; 24][..]);
+    assert!(parse(&mut buf, Protocol::Binary, &limits()).is_err());
+}
+
+#[test]
+fn binary_replies_and_quiet_rules() {
+    let getq = bin(0x09, &[], b"k", b"").meta;
+    assert!(render(&Answer::Fail(Status::NotFound, String::new()), &getq).is_empty());
+    let hit = Hit {
+        key: b("k"),
+        flags: 1,
+        cas: 5,
+        data: b("v"),
+    };
+    let out = render(&Answer::Hits(vec![hit]), &getq);
+    assert_eq!(out[0], 0x81);
+    assert_eq!(out[1], 0x09);
+    assert_eq!(out[4], 4, "flags in the extras");
+    assert_eq!(&out[12..16], &7u32.to_be_bytes(), "opaque echoed");
+    assert_eq!(&out[16..24], &5u64.to_be_bytes());
+    assert_eq!(&out[24..], &[0, 0, 0, 1, b'v']);
+    let setq = bin(0x11, &[0; 8], b"k", b"v").meta;
+    assert!(render(&Answer::Stored { cas: 2 }, &setq).is_empty());
+    let fail = render(&Answer::Fail(Status::Exists, String::new()), &setq);
+    assert_eq!(&fail[6..8], &2u16.to_be_bytes());
+    assert_eq!(&fail[24..], b"Data exists for key.");
+}
+
+#[test]
+fn exptimes_read_like_memcached() {
+    let now = 1_800_000_000;
+    assert_eq!(expiry(0, now), Expiry::Default);
+    assert_eq!(expiry(-1, now), Expiry::Past);
+    assert_eq!(expiry(1440, now), Expiry::InMs(1_440_000));
+    assert_eq!(expiry(now + 60, now), Expiry::InMs(60_000));
+    assert_eq!(
+        expiry(2_678_400, now),
+        Expiry::Past,
+        "31 days is a Unix time in 1970"
+    );
+}
+
+#[test]
+fn keys_map_to_sessions_and_locks() {
+    let keys = McKeys::default();
+    let sid = |s: &str| SessionId::new(b(s));
+    assert_eq!(keys.map(b"memc.sess.key.abc"), Key::Session(sid("abc")));
+    assert_eq!(keys.map(b"memc.sess.key.lock.abc"), Key::Lock(sid("abc")));
+    assert_eq!(keys.map(b"plain"), Key::Session(sid("plain")));
+    assert_eq!(keys.map(b"lock.x"), Key::Lock(sid("x")));
+    assert_eq!(keys.map(b"lock."), Key::Session(sid("lock.")));
+}

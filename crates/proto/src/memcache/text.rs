@@ -1,0 +1,355 @@
+//! memcached's text protocol: a command line, then (for storage commands)
+//! a data block of the announced length and `\r\n`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{
+    put_line, Answer, FrameError, Meta, Op, Parsed, Protocol, Request, Status, StoreKind,
+    MAX_KEY_LEN,
+};
+use crate::Limits;
+
+const BAD_FORMAT: &str = "bad command line format";
+
+fn refused(status: Status, message: &str, quiet: bool) -> Parsed {
+    Parsed::Refused {
+        meta: Meta {
+            quiet,
+            ..Meta::text()
+        },
+        status,
+        message: message.to_string(),
+        skip: 0,
+    }
+}
+
+fn num<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
+    std::str::from_utf8(t).ok()?.parse().ok()
+}
+
+fn key(t: &[u8]) -> Option<Bytes> {
+    (t.len() <= MAX_KEY_LEN && t.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80))
+        .then(|| Bytes::copy_from_slice(t))
+}
+
+pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed>, FrameError> {
+    let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
+    let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limits.max_inline_len {
+            return Err(FrameError {
+                protocol: Protocol::Text,
+                message: format!("line longer than {} bytes", limits.max_inline_len),
+            });
+        }
+        return Ok(None);
+    };
+    let end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let tokens: Vec<&[u8]> = buf[..end]
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tokens.len() > limits.max_args {
+        buf.advance(nl + 1);
+        return Ok(Some(refused(Status::Invalid, "too many tokens", false)));
+    }
+    let (name, args) = match tokens.split_first() {
+        Some((name, args)) => (name.to_ascii_lowercase(), args),
+        None => (Vec::new(), &[][..]),
+    };
+    // A trailing `noreply` silences the reply of the commands that take it.
+    let (args, noreply) = match args.split_last() {
+        Some((last, rest)) if *last == b"noreply" => (rest, true),
+        _ => (args, false),
+    };
+    let storage = match name.as_slice() {
+        b"set" => Some(StoreKind::Set),
+        b"add" => Some(StoreKind::Add),
+        b"replace" => Some(StoreKind::Replace),
+        b"append" => Some(StoreKind::Append),
+        b"prepend" => Some(StoreKind::Prepend),
+        b"cas" => Some(StoreKind::Cas(0)),
+        _ => None,
+    };
+    if let Some(kind) = storage {
+        let header = storage_header(kind, args);
+        return Ok(read_block(buf, nl, header, noreply, limits));
+    }
+    let parsed = parse_line(&name, args, noreply);
+    buf.advance(nl + 1);
+    Ok(Some(parsed))
+}
+
+/// A command without a data block.
+fn parse_line(name: &[u8], args: &[&[u8]], noreply: bool) -> Parsed {
+    let meta = Meta {
+        quiet: noreply,
+        ..Meta::text()
+    };
+    let request = |op| Parsed::Request(Request { op, meta });
+    let bad = || refused(Status::Invalid, BAD_FORMAT, noreply);
+    match name {
+        b"get" | b"gets" => {
+            let Some(keys) = args.iter().map(|k| key(k)).collect::<Option<Vec<_>>>() else {
+                return bad();
+            };
+            if keys.is_empty() || noreply {
+                return refused(Status::UnknownCommand, "", false);
+            }
+            Parsed::Request(Request {
+                op: Op::Get { keys, touch: None },
+                meta: Meta {
+                    show_cas: name == b"gets",
+                    ..Meta::text()
+                },
+            })
+        }
+        b"gat" | b"gats" => {
+            let Some((exptime, keys)) = args.split_first() else {
+                return refused(Status::UnknownCommand, "", false);
+            };
+            let (Some(exptime), Some(keys)) = (
+                num::<i64>(exptime),
+                keys.iter().map(|k| key(k)).collect::<Option<Vec<_>>>(),
+            ) else {
+                return bad();
+            };
+            if keys.is_empty() {
+                return refused(Status::UnknownCommand, "", false);
+            }
+            Parsed::Request(Request {
+                op: Op::Get {
+                    keys,
+                    touch: Some(exptime),
+                },
+                meta: Meta {
+                    show_cas: name == b"gats",
+                    ..Meta::text()
+                },
+            })
+        }
+        b"delete" => match args {
+            [k] => key(k).map_or_else(bad, |key| request(Op::Delete { key })),
+            [k, zero] if *zero == b"0" => {
+                key(k).map_or_else(bad, |key| request(Op::Delete { key }))
+            }
+            _ => refused(
+                Status::Invalid,
+                "bad command line format.  Usage: delete <key> [noreply]",
+                noreply,
+            ),
+        },
+        b"incr" | b"decr" => match args {
+            [k, delta] => {
+                let Some(key) = key(k) else { return bad() };
+                let Some(delta) = num::<u64>(delta) else {
+                    return refused(Status::Invalid, "invalid numeric delta argument", noreply);
+                };
+                request(Op::Incr {
+                    key,
+                    delta,
+                    decr: name == b"decr",
+                    initial: None,
+                })
+            }
+            _ => refused(Status::UnknownCommand, "", false),
+        },
+        b"touch" => match args {
+            [k, exptime] => match (key(k), num::<i64>(exptime)) {
+                (Some(key), Some(exptime)) => request(Op::Touch { key, exptime }),
+                _ => refused(Status::Invalid, "invalid exptime argument", noreply),
+            },
+            _ => refused(Status::UnknownCommand, "", false),
+        },
+        b"flush_all" => match args {
+            [] => request(Op::FlushAll),
+            [delay] if num::<i64>(delay).is_some() => request(Op::FlushAll),
+            _ => bad(),
+        },
+        b"verbosity" => match args {
+            [level] if num::<u32>(level).is_some() => request(Op::Verbosity),
+            _ => refused(Status::UnknownCommand, "", false),
+        },
+        b"version" if args.is_empty() => request(Op::Version),
+        b"quit" if args.is_empty() => request(Op::Quit),
+        b"stats" => match args {
+            [] => request(Op::Stats { group: None }),
+            [group] => request(Op::Stats {
+                group: Some(Bytes::copy_from_slice(group)),
+            }),
+            _ => refused(Status::UnknownCommand, "", false),
+        },
+        _ => refused(Status::UnknownCommand, "", false),
+    }
+}
+
+/// The fields of a storage command line.
+struct StoreHeader {
+    kind: StoreKind,
+    key: Bytes,
+    flags: u32,
+    exptime: i64,
+    len: usize,
+}
+
+/// `<cmd> <key> <flags> <exptime> <bytes> [<cas>]` (after `noreply` is off).
+fn storage_header(kind: StoreKind, args: &[&[u8]]) -> Option<StoreHeader> {
+    let cas = matches!(kind, StoreKind::Cas(_));
+    if args.len() != if cas { 5 } else { 4 } {
+        return None;
+    }
+    Some(StoreHeader {
+        kind: if cas {
+            StoreKind::Cas(num(args[4])?)
+        } else {
+            kind
+        },
+        key: key(args[0])?,
+        flags: num(args[1])?,
+        exptime: num(args[2])?,
+        len: num(args[3])?,
+    })
+}
+
+/// The data block after a storage command line ending at `nl`.
+fn read_block(
+    buf: &mut BytesMut,
+    nl: usize,
+    header: Option<StoreHeader>,
+    noreply: bool,
+    limits: &Limits,
+) -> Option<Parsed> {
+    let Some(h) = header else {
+        buf.advance(nl + 1);
+        return Some(refused(Status::Invalid, BAD_FORMAT, noreply));
+    };
+    let meta = Meta {
+        quiet: noreply,
+        ..Meta::text()
+    };
+    let block = h.len.saturating_add(2);
+    if h.len > limits.max_bulk_len {
+        // Too large: answer at once and discard the data as it arrives.
+        let here = (buf.len() - (nl + 1)).min(block);
+        buf.advance(nl + 1 + here);
+        return Some(Parsed::Refused {
+            meta,
+            status: Status::TooLarge,
+            message: String::new(),
+            skip: block - here,
+        });
+    }
+    if buf.len() < nl + 1 + block {
+        return None;
+    }
+    buf.advance(nl + 1);
+    let mut data = buf.split_to(block);
+    if &data[h.len..] != b"\r\n" {
+        return Some(refused(Status::Invalid, "bad data chunk", noreply));
+    }
+    data.truncate(h.len);
+    Some(Parsed::Request(Request {
+        op: Op::Store {
+            kind: h.kind,
+            key: h.key,
+            flags: h.flags,
+            exptime: h.exptime,
+            data: data.freeze(),
+        },
+        meta,
+    }))
+}
+
+pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
+    if meta.quiet && quiet_drops(answer) {
+        return;
+    }
+    match answer {
+        Answer::Hits(hits) => {
+            for h in hits {
+                let (flags, len, cas) = (
+                    h.flags.to_string(),
+                    h.data.len().to_string(),
+                    h.cas.to_string(),
+                );
+                if meta.show_cas {
+                    put_line(
+                        out,
+                        &[
+                            b"VALUE ",
+                            &h.key,
+                            b" ",
+                            flags.as_bytes(),
+                            b" ",
+                            len.as_bytes(),
+                            b" ",
+                            cas.as_bytes(),
+                        ],
+                    );
+                } else {
+                    put_line(
+                        out,
+                        &[
+                            b"VALUE ",
+                            &h.key,
+                            b" ",
+                            flags.as_bytes(),
+                            b" ",
+                            len.as_bytes(),
+                        ],
+                    );
+                }
+                out.put_slice(&h.data);
+                out.put_slice(b"\r\n");
+            }
+            out.put_slice(b"END\r\n");
+        }
+        Answer::Stored { .. } => out.put_slice(b"STORED\r\n"),
+        Answer::Deleted => out.put_slice(b"DELETED\r\n"),
+        Answer::Touched => out.put_slice(b"TOUCHED\r\n"),
+        Answer::Number { value, .. } => put_line(out, &[value.to_string().as_bytes()]),
+        Answer::Ok => out.put_slice(b"OK\r\n"),
+        Answer::Version(v) => put_line(out, &[b"VERSION ", v.as_bytes()]),
+        Answer::Stats(stats) => {
+            for (name, value) in stats {
+                put_line(out, &[b"STAT ", name.as_bytes(), b" ", value.as_bytes()]);
+            }
+            out.put_slice(b"END\r\n");
+        }
+        Answer::Fail(status, message) => match status {
+            Status::NotFound => out.put_slice(b"NOT_FOUND\r\n"),
+            Status::Exists => out.put_slice(b"EXISTS\r\n"),
+            Status::NotStored => out.put_slice(b"NOT_STORED\r\n"),
+            Status::TooLarge => out.put_slice(b"SERVER_ERROR object too large for cache\r\n"),
+            Status::NonNumeric => {
+                out.put_slice(b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+            }
+            Status::UnknownCommand => out.put_slice(b"ERROR\r\n"),
+            Status::Invalid => put_line(out, &[b"CLIENT_ERROR ", one_line(message).as_bytes()]),
+            Status::ServerError => put_line(out, &[b"SERVER_ERROR ", one_line(message).as_bytes()]),
+        },
+    }
+}
+
+/// What `noreply` leaves out: every ordinary outcome; errors still show, as
+/// in memcached.
+fn quiet_drops(answer: &Answer) -> bool {
+    !matches!(
+        answer,
+        Answer::Fail(
+            Status::Invalid
+                | Status::TooLarge
+                | Status::NonNumeric
+                | Status::UnknownCommand
+                | Status::ServerError,
+            _
+        )
+    )
+}
+
+fn one_line(message: &str) -> String {
+    message.replace(['\r', '\n'], " ")
+}
