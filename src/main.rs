@@ -46,6 +46,9 @@ struct ServeArgs {
     /// HTTP_SessionServer line-protocol listener address, or `off` (default).
     #[arg(long, env = "SESSIOND_LISTEN_LINE", value_parser = clap::value_parser!(Listen))]
     listen_line: Option<Listen>,
+    /// memcached (text and binary) listener address, or `off`.
+    #[arg(long, env = "SESSIOND_LISTEN_MEMCACHE", value_parser = clap::value_parser!(Listen))]
+    listen_memcache: Option<Listen>,
     /// Storage: `log` (durable, in --data-dir) or `memory` (volatile).
     #[arg(long, env = "SESSIOND_STORAGE", value_parser = clap::value_parser!(Storage))]
     storage: Option<Storage>,
@@ -79,6 +82,9 @@ struct ServeArgs {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, env = "SESSIOND_LOG_LEVEL", value_parser = clap::value_parser!(LogLevel))]
     log_level: Option<LogLevel>,
+    /// Let Redis FLUSHDB and memcached flush_all destroy every session.
+    #[arg(long, env = "SESSIOND_ALLOW_FLUSH")]
+    allow_flush: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -95,6 +101,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.listen_line {
             c.listen_line = v;
+        }
+        if let Some(v) = self.listen_memcache {
+            c.listen_memcache = v;
+        }
+        if self.allow_flush {
+            c.allow_flush = true;
         }
         if let Some(v) = self.storage {
             c.storage = v;
@@ -206,21 +218,25 @@ async fn run(config: Config) -> Result<(), ServerError> {
         ));
     };
     // Recover first, so "listening" means ready.
-    let (listen_line, default_timeout, shards) =
-        (config.listen_line, config.default_timeout, config.shards);
+    let (listen_line, listen_memcache, default_timeout, shards) = (
+        config.listen_line,
+        config.listen_memcache,
+        config.default_timeout,
+        config.shards,
+    );
     let server = Server::open(config)?;
     let listener = bind(addr).await?;
-    let line = match listen_line {
-        Listen::On(a) => Some(bind(a).await?),
-        Listen::Off => None,
-    };
-    let line_addr = match &line {
-        Some(l) => l.local_addr()?.to_string(),
+    let line = bind_maybe(listen_line).await?;
+    let memcache = bind_maybe(listen_memcache).await?;
+    let shown = |l: &Option<tokio::net::TcpListener>| match l.as_ref().map(|l| l.local_addr()) {
+        Some(Ok(a)) => a.to_string(),
+        Some(Err(_)) => "?".into(),
         None => "off".into(),
     };
     tracing::info!(
         resp = %listener.local_addr()?,
-        line = %line_addr,
+        line = %shown(&line),
+        memcache = %shown(&memcache),
         default_timeout_s = default_timeout,
         shards,
         "sessiond {} listening (native RESP on {})",
@@ -232,6 +248,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
             Doors {
                 resp: listener,
                 line,
+                memcache,
             },
             shutdown_signal(),
         )
@@ -245,6 +262,13 @@ async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, Ser
             addr: addr.to_string(),
             source,
         })
+}
+
+async fn bind_maybe(listen: Listen) -> Result<Option<tokio::net::TcpListener>, ServerError> {
+    match listen {
+        Listen::On(a) => Ok(Some(bind(a).await?)),
+        Listen::Off => Ok(None),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,78 +1,119 @@
 //! Real PHP against a real sessiond: PHP's own session machinery with the
-//! phpredis save handler (`session.save_handler = redis`), run as separate
-//! `php` processes the way web requests are.
+//! save handlers PHP already ships — phpredis (`session.save_handler =
+//! redis`) and php-memcached (`session.save_handler = memcached`, over its
+//! default binary protocol and over text) — run as separate `php` processes
+//! the way web requests are.
 //!
-//! Needs `php` with the redis extension (Debian: php-cli php-redis); CI
-//! installs them and requires them, elsewhere the tests skip when absent.
+//! Needs `php` with the redis and memcached extensions (Debian: php-cli
+//! php-redis php-memcached); CI installs them and requires them, elsewhere
+//! the tests skip when absent.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::process::Command;
 
 use common::TestServer;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/session_cli.php");
 
-/// Whether php with the redis extension is here; in CI it must be.
-fn php_redis_available() -> bool {
+/// A save handler and how it reaches the server.
+#[derive(Clone, Copy, Debug)]
+enum Handler {
+    Redis(SocketAddr),
+    Memcached { addr: SocketAddr, binary: bool },
+}
+
+impl Handler {
+    fn redis(s: &TestServer) -> Self {
+        Handler::Redis(s.addr)
+    }
+
+    fn memcached(s: &TestServer, binary: bool) -> Self {
+        Handler::Memcached {
+            addr: s.memcache,
+            binary,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Handler::Redis(_) => "redis",
+            Handler::Memcached { .. } => "memcached",
+        }
+    }
+
+    /// The php.ini settings, locking on in both.
+    fn ini(self) -> Vec<String> {
+        match self {
+            Handler::Redis(addr) => vec![
+                "session.save_handler=redis".into(),
+                format!("session.save_path=tcp://{addr}"),
+                "redis.session.locking_enabled=1".into(),
+                // Poll every 2 ms and never give up, so contention cannot
+                // drop an increment; sessiond answers each try at once.
+                "redis.session.lock_retries=-1".into(),
+                "redis.session.lock_wait_time=2000".into(),
+            ],
+            Handler::Memcached { addr, binary } => vec![
+                "session.save_handler=memcached".into(),
+                format!("session.save_path={addr}"),
+                "memcached.sess_locking=1".into(),
+                format!("memcached.sess_binary_protocol={}", u8::from(binary)),
+                // Poll every 2 ms, long enough that contention cannot make
+                // session_start give up.
+                "memcached.sess_lock_wait_min=2".into(),
+                "memcached.sess_lock_wait_max=2".into(),
+                "memcached.sess_lock_retries=100000".into(),
+            ],
+        }
+    }
+}
+
+/// Whether php with the handler's extension is here; in CI it must be.
+fn available(handler: Handler) -> bool {
+    let ext = handler.extension();
     let ok = Command::new("php")
-        .args(["-r", "exit(extension_loaded('redis') ? 0 : 1);"])
+        .args(["-r", &format!("exit(extension_loaded('{ext}') ? 0 : 1);")])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok || std::env::var_os("CI").is_none(),
-        "CI needs php-cli and php-redis"
+        "CI needs php-cli and php-{ext}"
     );
     ok
 }
 
-fn php_redis(port: u16, args: &[&str]) -> String {
-    let out = Command::new("php")
-        .args([
-            "-d",
-            "session.save_handler=redis",
-            "-d",
-            &format!("session.save_path=tcp://127.0.0.1:{port}"),
-            "-d",
-            "session.use_strict_mode=1",
-            "-d",
-            "session.gc_maxlifetime=600",
-            "-d",
-            "redis.session.locking_enabled=1",
-            // Poll every 2 ms and never give up, so contention cannot drop an
-            // increment; sessiond answers each try at once either way.
-            "-d",
-            "redis.session.lock_retries=-1",
-            "-d",
-            "redis.session.lock_wait_time=2000",
-            SCRIPT,
-        ])
-        .args(args)
-        .output()
-        .expect("run php");
+fn php(handler: Handler, args: &[&str]) -> String {
+    php_with(handler, 600, args)
+}
+
+/// `php` with `session.gc_maxlifetime` set to `lifetime_s`.
+fn php_with(handler: Handler, lifetime_s: u32, args: &[&str]) -> String {
+    let mut cmd = Command::new("php");
+    let mut ini = handler.ini();
+    ini.push("session.use_strict_mode=1".into());
+    ini.push(format!("session.gc_maxlifetime={lifetime_s}"));
+    for setting in &ini {
+        cmd.args(["-d", setting]);
+    }
+    let out = cmd.arg(SCRIPT).args(args).output().expect("run php");
     assert!(
         out.status.success(),
-        "php {args:?}: {}{}",
+        "php {handler:?} {args:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phpredis_sessions_survive_across_processes_and_doors() {
-    if !php_redis_available() {
-        return;
-    }
-    let s = TestServer::start().await;
-    let port = s.addr.port();
+/// Persistence across processes, strict mode, the native view of the same
+/// session, regenerate, and destroy from both sides.
+async fn sessions_survive_across_processes_and_doors(s: &TestServer, h: Handler) {
     // Strict mode: an id the server does not know is replaced by a new one.
-    let id = php_redis(
-        port,
-        &["write", "unknownid0000000000000000", "user_id", "42"],
-    );
+    let id = php(h, &["write", "unknownid0000000000000000", "user_id", "42"]);
     assert_ne!(id, "unknownid0000000000000000");
-    assert_eq!(php_redis(port, &["read", &id, "user_id"]), "42");
+    assert_eq!(php(h, &["read", &id, "user_id"]), "42");
 
     // The same session through the native door.
     let mut c = s.client().await;
@@ -85,46 +126,119 @@ async fn phpredis_sessions_survive_across_processes_and_doors() {
     // Regenerate: the old id is gone, the data moved.
     let new = tokio::task::spawn_blocking({
         let id = id.clone();
-        move || php_redis(port, &["regenerate", &id])
+        move || php(h, &["regenerate", &id])
     })
     .await
     .unwrap();
     assert_ne!(new, id);
-    assert_eq!(php_redis(port, &["read", &new, "user_id"]), "42");
+    assert_eq!(php(h, &["read", &new, "user_id"]), "42");
     assert!(!c.exists(&id).await.unwrap());
 
     // A native destroy logs the user out of PHP.
     c.destroy(&new).await.unwrap();
     assert_ne!(
-        php_redis(port, &["start", &new]),
+        php(h, &["start", &new]),
         new,
         "strict mode drops the destroyed id"
     );
 
     // session_destroy from PHP.
-    let id = php_redis(port, &["write", "x", "k", "v"]);
-    php_redis(port, &["destroy", &id]);
+    let id = php(h, &["write", "x", "k", "v"]);
+    php(h, &["destroy", &id]);
     assert!(!c.exists(&id).await.unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_php_processes_increment_exactly_400_times() {
-    if !php_redis_available() {
-        return;
-    }
-    let s = TestServer::start().await;
-    let port = s.addr.port();
-    let id = php_redis(port, &["write", "seed", "n", "0"]);
+/// `session.gc_maxlifetime` becomes the session's timeout: past it, the
+/// session is gone and strict mode hands out a new id.
+async fn sessions_expire_after_gc_maxlifetime(s: &TestServer, h: Handler) {
+    let id = php_with(h, 1, &["write", "x", "k", "v"]);
+    let mut c = s.client().await;
+    assert!(c.exists(&id).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    assert!(!c.exists(&id).await.unwrap(), "expired after 1 s idle");
+    assert_ne!(php_with(h, 1, &["start", &id]), id);
+}
+
+/// 8 processes x 50 locked read-modify-writes of one session.
+async fn eight_processes_increment_exactly_400_times(s: &TestServer, h: Handler) {
+    let id = php(h, &["write", "seed", "n", "0"]);
     let workers: Vec<_> = (0..8)
         .map(|_| {
             let id = id.clone();
-            std::thread::spawn(move || php_redis(port, &["incr", &id, "50"]))
+            std::thread::spawn(move || php(h, &["incr", &id, "50"]))
         })
         .collect();
     for w in workers {
         assert_eq!(w.join().unwrap(), "done");
     }
-    assert_eq!(php_redis(port, &["read", &id, "n"]), "400");
+    assert_eq!(php(h, &["read", &id, "n"]), "400");
     let mut c = s.client().await;
     assert_eq!(c.get(&id, "n").await.unwrap().as_deref(), Some(&b"400"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phpredis_sessions_survive_across_processes_and_doors() {
+    let s = TestServer::start().await;
+    let h = Handler::redis(&s);
+    if available(h) {
+        sessions_survive_across_processes_and_doors(&s, h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_after_gc_maxlifetime_with_both_handlers() {
+    let s = TestServer::start().await;
+    for h in [
+        Handler::redis(&s),
+        Handler::memcached(&s, true),
+        Handler::memcached(&s, false),
+    ] {
+        if available(h) {
+            sessions_expire_after_gc_maxlifetime(&s, h).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phpredis_eight_processes_increment_exactly_400_times() {
+    let s = TestServer::start().await;
+    let h = Handler::redis(&s);
+    if available(h) {
+        eight_processes_increment_exactly_400_times(&s, h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_memcached_sessions_survive_across_processes_and_doors() {
+    let s = TestServer::start().await;
+    for binary in [true, false] {
+        let h = Handler::memcached(&s, binary);
+        if available(h) {
+            sessions_survive_across_processes_and_doors(&s, h).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_memcached_eight_processes_increment_exactly_400_times() {
+    let s = TestServer::start().await;
+    let h = Handler::memcached(&s, true);
+    if available(h) {
+        eight_processes_increment_exactly_400_times(&s, h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_through_phpredis_and_php_memcached() {
+    let s = TestServer::start().await;
+    let (r, m) = (Handler::redis(&s), Handler::memcached(&s, true));
+    if !(available(r) && available(m)) {
+        return;
+    }
+    // Each handler names the session by its own key prefix; both strip to
+    // the same id.
+    let id = php(r, &["write", "x", "from", "redis"]);
+    assert_eq!(php(m, &["read", &id, "from"]), "redis");
+    php(m, &["write", &id, "from", "memcached"]);
+    assert_eq!(php(r, &["read", &id, "from"]), "memcached");
 }

@@ -6,13 +6,15 @@ pub mod process;
 
 use std::net::SocketAddr;
 
-use sessiond_server::{Config, Server, Storage};
+use sessiond_server::{Config, Doors, Server, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A running server; stops when dropped or by `stop()`.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The memcached door.
+    pub memcache: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -32,11 +34,20 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let memcache_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let memcache = memcache_listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let doors = Doors {
+                resp: listener,
+                line: None,
+                memcache: Some(memcache_listener),
+            };
             Server::open(config)
                 .expect("open")
-                .run(listener, async {
+                .run_doors(doors, async {
                     let _ = rx.await;
                 })
                 .await
@@ -44,6 +55,7 @@ impl TestServer {
         });
         Self {
             addr,
+            memcache,
             stop: Some(tx),
             task: Some(task),
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sessiond");
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,12 +16,20 @@ fn free_port() -> u16 {
 }
 
 /// Starts `sessiond serve --listen-resp <free port> <extra…>` and waits for
-/// its start-up line; stderr keeps being drained so it never blocks.
+/// its start-up line; stderr keeps being drained so it never blocks. The
+/// memcached door is off unless `extra` sets it (its default port is fixed,
+/// and tests run in parallel).
 pub fn start_binary(extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let memcache: &[&str] = if extra.contains(&"--listen-memcache") {
+        &[]
+    } else {
+        &["--listen-memcache", "off"]
+    };
     let mut child = Command::new(BIN)
         .args(["serve", "--listen-resp", &listen])
+        .args(memcache)
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -176,6 +176,9 @@ pub enum Command {
     Echo { message: Bytes },
     /// Engine statistics.
     ServerInfo,
+    /// Destroy every session (Redis `FLUSHDB`, memcached `flush_all`);
+    /// refused unless the engine allows it. Answers how many went.
+    FlushAll,
 }
 
 /// When `Command::Store` stores.
@@ -219,7 +222,8 @@ impl Command {
             | Command::Append { .. }
             | Command::IncrData { .. }
             | Command::Inc { .. }
-            | Command::Regenerate { .. } => true,
+            | Command::Regenerate { .. }
+            | Command::FlushAll => true,
             Command::Timeout { timeout_ms, .. } | Command::Item { timeout_ms, .. } => {
                 timeout_ms.is_some()
             }

@@ -131,6 +131,8 @@ pub struct Config {
     pub listen_resp: Listen,
     /// The HTTP_SessionServer line-protocol listener (off by default).
     pub listen_line: Listen,
+    /// The memcached (text and binary) listener.
+    pub listen_memcache: Listen,
     /// `log` (durable, the default) or `memory` (volatile).
     pub storage: Storage,
     /// Where `log` storage keeps its files.
@@ -144,6 +146,13 @@ pub struct Config {
     /// Redis-door key prefixes stripped to find the session id (phpredis's
     /// `prefix`); a key matching none is a session whose id is the key.
     pub redis_prefixes: Vec<String>,
+    /// memcached-door key prefixes stripped to find the session id
+    /// (php-memcached's `memcached.sess_prefix`); after one, `lock.<id>` is
+    /// the session's lock.
+    pub memcache_prefixes: Vec<String>,
+    /// Whether Redis `FLUSHDB`/`FLUSHALL` and memcached `flush_all` may
+    /// destroy every session (off: they are refused with an error).
+    pub allow_flush: bool,
     /// Idle timeout of a session created without one, seconds.
     pub default_timeout: u64,
     /// The longest idle timeout a client may set, seconds.
@@ -172,12 +181,15 @@ impl Default for Config {
         Self {
             listen_resp: Listen::On(SocketAddr::from(([127, 0, 0, 1], 6390))),
             listen_line: Listen::Off,
+            listen_memcache: Listen::On(SocketAddr::from(([127, 0, 0, 1], 11212))),
             storage: Storage::Log,
             data_dir: PathBuf::from("sessiond-data"),
             fsync: Fsync::Everysec,
             compact_min_bytes: 64 * 1024 * 1024,
             compact_ratio: 2,
             redis_prefixes: vec!["PHPREDIS_SESSION:".into()],
+            memcache_prefixes: vec!["memc.sess.key.".into()],
+            allow_flush: false,
             default_timeout: e.default_timeout_ms / 1000,
             max_timeout: e.max_timeout_ms / 1000,
             default_lease_ms: e.default_lease_ms,
@@ -227,6 +239,7 @@ impl Config {
         for (name, listen) in [
             ("listen_resp", self.listen_resp),
             ("listen_line", self.listen_line),
+            ("listen_memcache", self.listen_memcache),
         ] {
             if let Listen::On(addr) = listen {
                 if !addr.ip().is_loopback() {
@@ -294,6 +307,7 @@ impl Config {
             max_id_len: self.limits.max_id_len,
             max_scan_count: EngineConfig::default().max_scan_count,
             max_data_len: self.limits.max_bulk_len,
+            allow_flush: self.allow_flush,
         }
     }
 
@@ -301,6 +315,16 @@ impl Config {
     pub fn redis_keys(&self) -> sessiond_proto::redis::RedisKeys {
         sessiond_proto::redis::RedisKeys::new(
             self.redis_prefixes
+                .iter()
+                .map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// The memcached door's key mapping.
+    pub fn memcache_keys(&self) -> sessiond_proto::memcache::McKeys {
+        sessiond_proto::memcache::McKeys::new(
+            self.memcache_prefixes
                 .iter()
                 .map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()))
                 .collect(),

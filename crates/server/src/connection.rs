@@ -18,8 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, Registration};
-use crate::persist::Fsync;
+use crate::link::{await_lock, DurableMark, Registration};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -35,7 +34,7 @@ struct Conn {
     proto: Protocol,
     stop: watch::Receiver<bool>,
     /// Under `fsync always`: the log record the pending replies wait for.
-    durable_seq: Option<u64>,
+    durable: DurableMark,
 }
 
 /// What a request tells the loop to do next.
@@ -58,7 +57,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
         out: BytesMut::with_capacity(16 * 1024),
         proto: Protocol::Resp2,
         stop,
-        durable_seq: None,
+        durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -209,11 +208,7 @@ impl Conn {
 
     /// Under `fsync always`, the replies now pending wait for the log.
     fn note_write(&mut self) {
-        if let Some(p) = &self.shared.persist {
-            if p.fsync() == Fsync::Always {
-                self.durable_seq = Some(p.appended());
-            }
-        }
+        self.durable.note(&self.shared);
     }
 
     async fn wait(
@@ -234,10 +229,8 @@ impl Conn {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if let (Some(seq), Some(p)) = (self.durable_seq.take(), &self.shared.persist) {
-            // Group commit: one wait covers every write in this batch.
-            p.wait_durable(seq).await;
-        }
+        // Group commit: one wait covers every write in this batch.
+        self.durable.wait(&self.shared).await;
         if !self.out.is_empty() {
             self.wr.write_all(&self.out).await?;
             self.out.clear();

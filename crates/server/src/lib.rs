@@ -9,6 +9,7 @@ mod connection;
 mod error;
 mod line;
 mod link;
+mod memcache;
 mod persist;
 mod server;
 

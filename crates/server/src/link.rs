@@ -80,3 +80,26 @@ pub(crate) async fn await_lock(
         }
     }
 }
+
+/// Under `fsync always`, the log record that the replies now pending must
+/// wait for before they are sent (group commit: one wait per batch).
+#[derive(Default)]
+pub(crate) struct DurableMark(Option<u64>);
+
+impl DurableMark {
+    /// A write succeeded: its reply waits for the log.
+    pub(crate) fn note(&mut self, shared: &Shared) {
+        if let Some(p) = &shared.persist {
+            if p.fsync() == crate::persist::Fsync::Always {
+                self.0 = Some(p.appended());
+            }
+        }
+    }
+
+    /// Waits until every noted write is durable.
+    pub(crate) async fn wait(&mut self, shared: &Shared) {
+        if let (Some(seq), Some(p)) = (self.0.take(), &shared.persist) {
+            p.wait_durable(seq).await;
+        }
+    }
+}

@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) connections_total: AtomicU64,
     pub(crate) persist: Option<Arc<Persistence>>,
     pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
+    pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
+    pub(crate) memcache_stats: crate::memcache::McStats,
 }
 
 /// A configured server, ready to run on a listener.
@@ -99,6 +101,7 @@ impl Server {
             Doors {
                 resp: listener,
                 line: None,
+                memcache: None,
             },
             shutdown,
         )
@@ -114,6 +117,7 @@ impl Server {
         let Doors {
             resp: listener,
             line,
+            memcache,
         } = doors;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -125,6 +129,8 @@ impl Server {
             connections_total: AtomicU64::new(0),
             persist: self.persist.clone(),
             redis_keys: self.config.redis_keys(),
+            memcache_keys: self.config.memcache_keys(),
+            memcache_stats: crate::memcache::McStats::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
@@ -137,32 +143,21 @@ impl Server {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        // Small request/response exchanges: don't let Nagle hold replies.
-                        let _ = stream.set_nodelay(true);
-                        tracing::debug!(%peer, "connection accepted");
-                        shared.connections_total.fetch_add(1, Ordering::Relaxed);
+                accepted = listener.accept() => {
+                    if let Some(stream) = admit(accepted, "native", &shared).await {
                         connections.spawn(connection::serve(stream, shared.clone(), stop_rx.clone()));
                     }
-                    Err(e) => {
-                        // Out of file descriptors and the like: say so, back off, go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                accepted = accept_maybe(line.as_ref()) => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        tracing::debug!(%peer, "line-protocol connection accepted");
-                        shared.connections_total.fetch_add(1, Ordering::Relaxed);
+                }
+                accepted = accept_maybe(line.as_ref()) => {
+                    if let Some(stream) = admit(accepted, "line-protocol", &shared).await {
                         connections.spawn(crate::line::serve(stream, shared.clone(), stop_rx.clone()));
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                accepted = accept_maybe(memcache.as_ref()) => {
+                    if let Some(stream) = admit(accepted, "memcached", &shared).await {
+                        connections.spawn(crate::memcache::serve(stream, shared.clone(), stop_rx.clone()));
                     }
-                },
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
@@ -172,6 +167,7 @@ impl Server {
         );
         drop(listener);
         drop(line);
+        drop(memcache);
         let _ = stop_tx.send(true);
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
@@ -205,10 +201,34 @@ pub async fn run(
 }
 
 /// The listeners of the doors: the native RESP one, and optionally the
-/// HTTP_SessionServer line protocol.
+/// HTTP_SessionServer line protocol and memcached's protocols.
 pub struct Doors {
     pub resp: TcpListener,
     pub line: Option<TcpListener>,
+    pub memcache: Option<TcpListener>,
+}
+
+/// A new connection, ready to serve; on an accept error (out of file
+/// descriptors and the like) says so, backs off and yields nothing.
+async fn admit(
+    accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    door: &'static str,
+    shared: &Shared,
+) -> Option<tokio::net::TcpStream> {
+    match accepted {
+        Ok((stream, peer)) => {
+            // Small request/response exchanges: don't let Nagle hold replies.
+            let _ = stream.set_nodelay(true);
+            tracing::debug!(%peer, door, "connection accepted");
+            shared.connections_total.fetch_add(1, Ordering::Relaxed);
+            Some(stream)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, door, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
 }
 
 /// Accepts on `listener`, or never if there is none.

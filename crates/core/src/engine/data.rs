@@ -87,6 +87,27 @@ impl Engine {
         Ok(Reply::Ok)
     }
 
+    pub(super) fn flush_all(&self) -> Result<Reply, Error> {
+        if !self.config.allow_flush {
+            return Err(Error::InvalidArgument(
+                "flushing every session is disabled: it would log out every user. \
+                 Destroy sessions one by one, or set allow_flush = true"
+                    .into(),
+            ));
+        }
+        let mut gone = 0i64;
+        for i in 0..self.store.len() {
+            let mut shard = self.store.lock_at(i);
+            let ids: Vec<SessionId> = shard.sessions.keys().cloned().collect();
+            for id in ids {
+                if shard.destroy(&id).is_some() {
+                    gone += 1;
+                }
+            }
+        }
+        Ok(Reply::Int(gone))
+    }
+
     pub(super) fn exists(&self, id: &SessionId, now: u64) -> Reply {
         Reply::Int(i64::from(self.store.lock(id).live(id, now).is_some()))
     }

@@ -50,6 +50,10 @@ pub struct EngineConfig {
     pub max_scan_count: usize,
     /// The largest data blob a command may build (memcached `append`).
     pub max_data_len: usize,
+    /// Whether `FlushAll` (Redis `FLUSHDB`, memcached `flush_all`) may
+    /// destroy every session. Off by default: one stray command would log
+    /// out every user.
+    pub allow_flush: bool,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
             max_id_len: 256,
             max_scan_count: 10_000,
             max_data_len: 16 * 1024 * 1024,
+            allow_flush: false,
         }
     }
 }
@@ -368,6 +373,7 @@ impl Engine {
                 };
                 self.store(id, stored, condition, reply, now)?
             }
+            Command::FlushAll => self.flush_all()?,
             Command::Append { id, data, front } => self.append(&id, data, front, now)?,
             Command::Item { id, timeout_ms } => self.item(&id, timeout_ms, now)?,
             Command::IncrData {

@@ -60,9 +60,25 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         Some((name, args)) => (name.to_ascii_lowercase(), args),
         None => (Vec::new(), &[][..]),
     };
-    // A trailing `noreply` silences the reply of the commands that take it.
+    // A trailing `noreply` silences the reply of the commands that take it
+    // (and is an argument like any other to those that do not).
+    let takes_noreply = matches!(
+        name.as_slice(),
+        b"set"
+            | b"add"
+            | b"replace"
+            | b"append"
+            | b"prepend"
+            | b"cas"
+            | b"delete"
+            | b"incr"
+            | b"decr"
+            | b"touch"
+            | b"flush_all"
+            | b"verbosity"
+    );
     let (args, noreply) = match args.split_last() {
-        Some((last, rest)) if *last == b"noreply" => (rest, true),
+        Some((last, rest)) if takes_noreply && *last == b"noreply" => (rest, true),
         _ => (args, false),
     };
     let storage = match name.as_slice() {
@@ -111,15 +127,12 @@ fn parse_line(name: &[u8], args: &[&[u8]], noreply: bool) -> Parsed {
             let Some((exptime, keys)) = args.split_first() else {
                 return refused(Status::UnknownCommand, "", false);
             };
-            let (Some(exptime), Some(keys)) = (
-                num::<i64>(exptime),
-                keys.iter().map(|k| key(k)).collect::<Option<Vec<_>>>(),
-            ) else {
+            let Some(exptime) = num::<i64>(exptime) else {
+                return refused(Status::Invalid, "invalid exptime argument", false);
+            };
+            let Some(keys) = keys.iter().map(|k| key(k)).collect::<Option<Vec<_>>>() else {
                 return bad();
             };
-            if keys.is_empty() {
-                return refused(Status::UnknownCommand, "", false);
-            }
             Parsed::Request(Request {
                 op: Op::Get {
                     keys,
@@ -136,6 +149,7 @@ fn parse_line(name: &[u8], args: &[&[u8]], noreply: bool) -> Parsed {
             [k, zero] if *zero == b"0" => {
                 key(k).map_or_else(bad, |key| request(Op::Delete { key }))
             }
+            [] | [_, _, _, ..] => refused(Status::UnknownCommand, "", false),
             _ => refused(
                 Status::Invalid,
                 "bad command line format.  Usage: delete <key> [noreply]",
@@ -167,14 +181,18 @@ fn parse_line(name: &[u8], args: &[&[u8]], noreply: bool) -> Parsed {
         b"flush_all" => match args {
             [] => request(Op::FlushAll),
             [delay] if num::<i64>(delay).is_some() => request(Op::FlushAll),
-            _ => bad(),
+            _ => refused(Status::Invalid, "invalid exptime argument", noreply),
         },
+        // Like memcached: the level is not checked, and a lone `noreply`
+        // is a silent no-op.
         b"verbosity" => match args {
-            [level] if num::<u32>(level).is_some() => request(Op::Verbosity),
+            [_] => request(Op::Verbosity),
+            [] if noreply => request(Op::Verbosity),
             _ => refused(Status::UnknownCommand, "", false),
         },
-        b"version" if args.is_empty() => request(Op::Version),
-        b"quit" if args.is_empty() => request(Op::Quit),
+        // Like memcached, both ignore anything after the command.
+        b"version" => request(Op::Version),
+        b"quit" => request(Op::Quit),
         b"stats" => match args {
             [] => request(Op::Stats { group: None }),
             [group] => request(Op::Stats {

@@ -56,6 +56,8 @@ pub enum Render {
     /// Session ids → keys matching the pattern (`KEYS`), or a one-page
     /// `SCAN` reply.
     Keys { pattern: Bytes, scan: bool },
+    /// `+OK` once the flush ran (`FLUSHDB`).
+    Flushed,
     /// A fixed reply computed by the codec; no engine command.
     Fixed(Reply),
 }
@@ -252,9 +254,13 @@ pub fn parse(
             one(vec![Command::List { class: None }], Render::Keys { pattern, scan: true })
         }
         "DBSIZE" => one(vec![Command::Count { class: None }], Render::Plain),
-        "FLUSHDB" | "FLUSHALL" => Err(err(
-            "FLUSHDB is refused: it would log out every user. Destroy sessions one by one (DEL, SESSION.DESTROY)",
-        )),
+        "FLUSHDB" | "FLUSHALL" => match a {
+            [] => one(vec![Command::FlushAll], Render::Flushed),
+            [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {
+                one(vec![Command::FlushAll], Render::Flushed)
+            }
+            _ => Err(err("syntax error")),
+        },
         "EVALSHA" | "EVAL" => parse_unlock_script(&name, a, keys),
         "SCRIPT" => match a.first() {
             Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
@@ -442,6 +448,10 @@ pub fn render(
     let mut results = results;
     match render {
         Render::Fixed(r) => Ok(r.clone()),
+        Render::Flushed => match results.pop() {
+            Some(Err(e)) => Err(fail(&e)),
+            _ => Ok(Reply::Ok),
+        },
         Render::Count => Ok(Reply::Int(
             results.iter().filter(|r| success(r)).count() as i64
         )),

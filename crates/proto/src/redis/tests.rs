@@ -175,10 +175,11 @@ fn set_options_and_errors() {
         p(&["GET"]).unwrap_err().message,
         "wrong number of arguments for 'get' command"
     );
-    assert!(p(&["FLUSHDB"])
-        .unwrap_err()
-        .message
-        .starts_with("FLUSHDB is refused"));
+    assert_eq!(
+        p(&["FLUSHDB", "ASYNC"]).unwrap().commands,
+        vec![Command::FlushAll]
+    );
+    assert_eq!(p(&["FLUSHALL", "NOW"]).unwrap_err().message, "syntax error");
     assert!(p(&["AUTH", "pw"])
         .unwrap_err()
         .message

@@ -1,0 +1,522 @@
+//! The memcached door (`--listen-memcache`): memcached's text and binary
+//! protocols onto sessions, for php-memcached's session handler and every
+//! stock memcached client. The codecs are in `sessiond_proto::memcache`;
+//! this file runs requests against the engine.
+//!
+//! An item is a session (value = data, exptime = timeout, CAS = version,
+//! flags kept); `lock.<id>` is the session's lock: `add` takes it (try once:
+//! php-memcached polls), `delete` releases it, `get` shows its holder's
+//! value. Locks taken here are released if the connection closes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use sessiond_core::{ClientHandle, Command, Error, Outcome, Reply, SessionId, StoreIf, StoreReply};
+use sessiond_proto::memcache::{
+    self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
+};
+use sessiond_proto::redis::Key;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::link::{DurableMark, Registration};
+use crate::server::Shared;
+
+/// Replies are written once this much is pending, even mid-pipeline.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// The memcached-style counters `stats` reports.
+#[derive(Default)]
+pub(crate) struct McStats {
+    cmd_get: AtomicU64,
+    get_hits: AtomicU64,
+    get_misses: AtomicU64,
+    cmd_set: AtomicU64,
+    cmd_touch: AtomicU64,
+    delete_hits: AtomicU64,
+    delete_misses: AtomicU64,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    client: ClientHandle,
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    inbuf: BytesMut,
+    out: BytesMut,
+    protocol: Option<Protocol>,
+    /// Bytes of a refused (oversized) value still to discard.
+    skip: usize,
+    stop: watch::Receiver<bool>,
+    durable: DurableMark,
+}
+
+/// Serves one memcached connection to the end.
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let registration = Registration::new(&shared);
+    let client = registration.client().clone();
+    let (rd, wr) = stream.into_split();
+    let mut conn = Conn {
+        shared,
+        client,
+        rd,
+        wr,
+        inbuf: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::with_capacity(16 * 1024),
+        protocol: None,
+        skip: 0,
+        stop,
+        durable: DurableMark::default(),
+    };
+    if let Err(e) = conn.run().await {
+        tracing::debug!(error = %e, "memcached connection ended with an error");
+    }
+}
+
+/// What the loop does after a batch.
+enum Next {
+    Continue,
+    Close,
+}
+
+impl Conn {
+    async fn run(&mut self) -> std::io::Result<()> {
+        loop {
+            let next = self.drain().await?;
+            self.flush().await?;
+            if matches!(next, Next::Close) || *self.stop.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                n = self.rd.read_buf(&mut self.inbuf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = self.stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Answers every whole request in the input buffer.
+    async fn drain(&mut self) -> std::io::Result<Next> {
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(self.inbuf.len());
+                self.inbuf.advance(n);
+                self.skip -= n;
+                if self.skip > 0 {
+                    return Ok(Next::Continue);
+                }
+            }
+            let Some(&first) = self.inbuf.first() else {
+                return Ok(Next::Continue);
+            };
+            let protocol = *self.protocol.get_or_insert(Protocol::detect(first));
+            let parsed = match memcache::parse(&mut self.inbuf, protocol, &self.shared.limits) {
+                Ok(None) => return Ok(Next::Continue),
+                Ok(Some(p)) => p,
+                Err(e) => {
+                    memcache::encode_frame_error(&e, &mut self.out);
+                    return Ok(Next::Close);
+                }
+            };
+            match parsed {
+                Parsed::Refused {
+                    meta,
+                    status,
+                    message,
+                    skip,
+                } => {
+                    memcache::encode(&Answer::Fail(status, message), &meta, &mut self.out);
+                    self.skip = skip;
+                }
+                Parsed::Request(req) if req.op == Op::Quit => {
+                    if protocol == Protocol::Binary {
+                        memcache::encode(&Answer::Ok, &req.meta, &mut self.out);
+                    }
+                    return Ok(Next::Close);
+                }
+                Parsed::Request(req) => {
+                    tracing::trace!(op = ?req.op, "memcached request");
+                    let answer = self.answer(req.op, &req.meta);
+                    memcache::encode(&answer, &req.meta, &mut self.out);
+                }
+            }
+            if self.out.len() >= FLUSH_AT {
+                self.flush().await?;
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.durable.wait(&self.shared).await;
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Runs one engine command; a write that succeeded makes the pending
+    /// replies wait for the log under `fsync always`.
+    fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
+        let is_write = cmd.is_write();
+        let engine = &self.shared.engine;
+        let result = match engine.execute(&self.client, cmd) {
+            Ok(Outcome::Reply(r)) => Ok(r),
+            Ok(Outcome::Wait(pending)) => {
+                let outcome = engine.cancel_wait(&pending);
+                engine.complete_wait(&pending, outcome)
+            }
+            Err(e) => Err(e),
+        };
+        if is_write && result.is_ok() {
+            self.durable.note(&self.shared);
+        }
+        result
+    }
+
+    fn stats(&self) -> &McStats {
+        &self.shared.memcache_stats
+    }
+
+    fn answer(&mut self, op: Op, meta: &Meta) -> Answer {
+        let binary = meta.protocol == Protocol::Binary;
+        match op {
+            Op::Get { keys, touch } => self.get(keys, touch, binary),
+            Op::Store {
+                kind,
+                key,
+                flags,
+                exptime,
+                data,
+            } => {
+                self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
+                match self.shared.memcache_keys.map(&key) {
+                    Key::Session(id) => self.store(id, kind, flags, exptime, data, binary),
+                    Key::Lock(id) => self.take_lock(id, kind, exptime, data, binary),
+                }
+            }
+            Op::Delete { key } => {
+                let answer = match self.shared.memcache_keys.map(&key) {
+                    Key::Session(id) => match self.exec(Command::Destroy { id }) {
+                        Ok(_) => Answer::Deleted,
+                        Err(e) => failure(&e),
+                    },
+                    Key::Lock(id) => match self.exec(Command::UnlockOwned { id, owner: None }) {
+                        Ok(Reply::Int(1)) => Answer::Deleted,
+                        Ok(_) => not_found(),
+                        Err(e) => failure(&e),
+                    },
+                };
+                let counter = if answer == Answer::Deleted {
+                    &self.stats().delete_hits
+                } else {
+                    &self.stats().delete_misses
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                answer
+            }
+            Op::Incr {
+                key,
+                delta,
+                decr,
+                initial,
+            } => {
+                let Key::Session(id) = self.shared.memcache_keys.map(&key) else {
+                    return lock_key_refused();
+                };
+                let initial = match initial.map(|(v, e)| (v, expiry(e, now_unix()))) {
+                    None | Some((_, Expiry::Past)) => None,
+                    Some((v, Expiry::Default)) => Some((v, None)),
+                    Some((v, Expiry::InMs(ms))) => Some((v, Some(ms))),
+                };
+                let cmd = Command::IncrData {
+                    id,
+                    delta,
+                    decr,
+                    initial,
+                };
+                match self.exec(cmd) {
+                    Ok(Reply::Array(v)) => match &v[..] {
+                        [Reply::Bulk(text), Reply::Int(cas)] => Answer::Number {
+                            value: std::str::from_utf8(text)
+                                .ok()
+                                .and_then(|t| t.parse().ok())
+                                .unwrap_or(0),
+                            cas: cas.unsigned_abs(),
+                        },
+                        _ => unexpected(),
+                    },
+                    Ok(_) => unexpected(),
+                    Err(e) => failure(&e),
+                }
+            }
+            Op::Touch { key, exptime } => {
+                self.stats().cmd_touch.fetch_add(1, Ordering::Relaxed);
+                let Key::Session(id) = self.shared.memcache_keys.map(&key) else {
+                    return lock_key_refused();
+                };
+                let cmd = match expiry(exptime, now_unix()) {
+                    Expiry::Default => Command::Touch { id },
+                    Expiry::InMs(ms) => Command::Timeout {
+                        id,
+                        timeout_ms: Some(ms),
+                    },
+                    Expiry::Past => Command::Destroy { id },
+                };
+                match self.exec(cmd) {
+                    Ok(_) => Answer::Touched,
+                    Err(e) => failure(&e),
+                }
+            }
+            Op::FlushAll => match self.exec(Command::FlushAll) {
+                Ok(_) => Answer::Ok,
+                Err(e) => failure(&e),
+            },
+            Op::Version => Answer::Version(version()),
+            Op::Stats { group } => match group.as_deref() {
+                None => Answer::Stats(self.general_stats()),
+                Some(b"settings" | b"items" | b"slabs" | b"sizes" | b"conns") => {
+                    Answer::Stats(Vec::new())
+                }
+                Some(_) => Answer::Fail(Status::UnknownCommand, String::new()),
+            },
+            Op::Verbosity | Op::Noop | Op::Quit => Answer::Ok,
+            Op::Sasl => Answer::Fail(
+                Status::UnknownCommand,
+                "SASL authentication is not available: sessiond has no users yet".into(),
+            ),
+        }
+    }
+
+    fn get(&mut self, keys: Vec<Bytes>, touch: Option<i64>, binary: bool) -> Answer {
+        let mut hits = Vec::with_capacity(keys.len());
+        for key in keys {
+            self.stats().cmd_get.fetch_add(1, Ordering::Relaxed);
+            if touch.is_some() {
+                self.stats().cmd_touch.fetch_add(1, Ordering::Relaxed);
+            }
+            let found = match self.shared.memcache_keys.map(&key) {
+                Key::Session(id) => self.get_session(id, touch),
+                Key::Lock(id) => match self.exec(Command::LockOwner { id }) {
+                    Ok(Reply::Bulk(owner)) => Ok(Some((owner, 0, 0))),
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            };
+            match found {
+                Ok(Some((data, flags, cas))) => {
+                    self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
+                    hits.push(Hit {
+                        key,
+                        flags,
+                        cas,
+                        data,
+                    });
+                }
+                Ok(None) => {
+                    self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => return failure(&e),
+            }
+        }
+        if binary && hits.is_empty() {
+            return not_found();
+        }
+        Answer::Hits(hits)
+    }
+
+    /// A session's data, flags and version, or None if it does not exist.
+    fn get_session(
+        &mut self,
+        id: SessionId,
+        touch: Option<i64>,
+    ) -> Result<Option<(Bytes, u32, u64)>, Error> {
+        let timeout_ms = match touch.map(|e| expiry(e, now_unix())) {
+            None | Some(Expiry::Default) => None,
+            Some(Expiry::InMs(ms)) => Some(ms),
+            Some(Expiry::Past) => {
+                return match self.exec(Command::Destroy { id }) {
+                    Ok(_) | Err(Error::NoSession(_)) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+        };
+        match self.exec(Command::Item { id, timeout_ms }) {
+            Ok(Reply::Array(v)) => match &v[..] {
+                [Reply::Bulk(data), Reply::Int(flags), Reply::Int(version)] => Ok(Some((
+                    data.clone(),
+                    u32::try_from(*flags).unwrap_or(0),
+                    version.unsigned_abs(),
+                ))),
+                _ => Ok(None),
+            },
+            Ok(_) | Err(Error::NoSession(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn store(
+        &mut self,
+        id: SessionId,
+        kind: StoreKind,
+        flags: u32,
+        exptime: i64,
+        data: Bytes,
+        binary: bool,
+    ) -> Answer {
+        let expiry = expiry(exptime, now_unix());
+        let timeout_ms = match expiry {
+            Expiry::InMs(ms) => Some(ms),
+            Expiry::Default | Expiry::Past => None,
+        };
+        let (cmd, missing) = match kind {
+            StoreKind::Append | StoreKind::Prepend => (
+                Command::Append {
+                    id: id.clone(),
+                    data,
+                    front: kind == StoreKind::Prepend,
+                },
+                Status::NotStored,
+            ),
+            _ => {
+                let (condition, missing) = match kind {
+                    StoreKind::Add if binary => (StoreIf::Absent, Status::Exists),
+                    StoreKind::Add => (StoreIf::Absent, Status::NotStored),
+                    StoreKind::Replace if binary => (StoreIf::Present, Status::NotFound),
+                    StoreKind::Replace => (StoreIf::Present, Status::NotStored),
+                    StoreKind::Cas(v) => (StoreIf::Version(v), Status::Exists),
+                    _ => (StoreIf::Always, Status::NotStored),
+                };
+                let cmd = Command::Store {
+                    id: id.clone(),
+                    data,
+                    timeout_ms,
+                    flags: Some(flags),
+                    condition,
+                    reply: StoreReply::Version,
+                };
+                (cmd, missing)
+            }
+        };
+        let answer = match self.exec(cmd) {
+            Ok(Reply::Int(cas)) => Answer::Stored {
+                cas: cas.unsigned_abs(),
+            },
+            Ok(_) => Answer::Fail(missing, String::new()),
+            Err(e) => failure(&e),
+        };
+        if expiry == Expiry::Past && matches!(answer, Answer::Stored { .. }) {
+            // Stored, and already past its time: gone at once.
+            if let Err(e) = self.exec(Command::Destroy { id }) {
+                return failure(&e);
+            }
+        }
+        answer
+    }
+
+    /// `add lock.<id> <value>`: take the session's lock, naming the holder
+    /// by the value; `set` does the same (a held lock is never overwritten).
+    fn take_lock(
+        &mut self,
+        id: SessionId,
+        kind: StoreKind,
+        exptime: i64,
+        owner: Bytes,
+        binary: bool,
+    ) -> Answer {
+        if !matches!(kind, StoreKind::Add | StoreKind::Set) {
+            return Answer::Fail(Status::NotStored, String::new());
+        }
+        let lease_ms = match expiry(exptime, now_unix()) {
+            Expiry::Default => None,
+            Expiry::InMs(ms) => Some(ms.min(self.shared.engine.config().max_lease_ms)),
+            Expiry::Past => return Answer::Fail(Status::NotStored, String::new()),
+        };
+        match self.exec(Command::LockOwned {
+            id,
+            owner,
+            lease_ms,
+        }) {
+            Ok(Reply::Int(key)) => Answer::Stored {
+                cas: key.unsigned_abs(),
+            },
+            Ok(_) => unexpected(),
+            Err(Error::Locked { .. }) if binary => Answer::Fail(Status::Exists, String::new()),
+            Err(Error::Locked { .. }) => Answer::Fail(Status::NotStored, String::new()),
+            Err(e) => failure(&e),
+        }
+    }
+
+    fn general_stats(&self) -> Vec<(String, String)> {
+        let s = &self.shared;
+        let st = self.stats();
+        let now = now_unix();
+        let uptime = s.started.elapsed().as_secs();
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        vec![
+            ("pid".into(), std::process::id().to_string()),
+            ("uptime".into(), uptime.to_string()),
+            ("time".into(), now.to_string()),
+            ("version".into(), version()),
+            ("pointer_size".into(), (usize::BITS).to_string()),
+            (
+                "curr_connections".into(),
+                s.connected.load(Ordering::Relaxed).to_string(),
+            ),
+            ("total_connections".into(), n(&s.connections_total)),
+            ("cmd_get".into(), n(&st.cmd_get)),
+            ("cmd_set".into(), n(&st.cmd_set)),
+            ("cmd_touch".into(), n(&st.cmd_touch)),
+            ("get_hits".into(), n(&st.get_hits)),
+            ("get_misses".into(), n(&st.get_misses)),
+            ("delete_hits".into(), n(&st.delete_hits)),
+            ("delete_misses".into(), n(&st.delete_misses)),
+            ("curr_items".into(), s.engine.session_count().to_string()),
+        ]
+    }
+}
+
+/// What `version` reports: a memcached version clients can parse, then ours.
+fn version() -> String {
+    format!("1.6.0 sessiond-{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn not_found() -> Answer {
+    Answer::Fail(Status::NotFound, String::new())
+}
+
+fn lock_key_refused() -> Answer {
+    Answer::Fail(
+        Status::Invalid,
+        "a lock.<id> key takes only add, get and delete".into(),
+    )
+}
+
+fn unexpected() -> Answer {
+    Answer::Fail(Status::ServerError, "unexpected engine reply".into())
+}
+
+/// An engine error in memcached's terms.
+fn failure(e: &Error) -> Answer {
+    match e {
+        Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => not_found(),
+        Error::NotNumeric(_) => Answer::Fail(Status::NonNumeric, String::new()),
+        Error::Locked { .. } => Answer::Fail(Status::Exists, String::new()),
+        Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
+            Answer::Fail(Status::Invalid, e.to_string())
+        }
+        _ => Answer::Fail(Status::ServerError, e.to_string()),
+    }
+}
