@@ -246,13 +246,13 @@ async fn lock_keys_are_the_session_lock() {
         text(&mut m, "get lock.s\r\n", "END\r\n").await,
         "VALUE lock.s 0 1\r\n1\r\nEND\r\n"
     );
-    let err = c.lock("s", try_once.clone()).await.unwrap_err().to_string();
+    let err = c.lock("s", try_once).await.unwrap_err().to_string();
     assert!(err.starts_with("LOCKED"), "{err}");
     assert_eq!(
         text(&mut m, "delete lock.s\r\n", "\r\n").await,
         "DELETED\r\n"
     );
-    let key = c.lock("s", try_once.clone()).await.unwrap();
+    let key = c.lock("s", try_once).await.unwrap();
     assert_eq!(
         text(&mut m, "add lock.s 0 0 1\r\n1\r\n", "\r\n").await,
         "NOT_STORED\r\n"
