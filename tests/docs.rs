@@ -35,3 +35,28 @@ fn readme_has_the_two_setup_commands() {
         ".ci/run runs the README's test command"
     );
 }
+
+#[test]
+fn readme_configuration_example_is_the_default() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Configuration")
+        .nth(1)
+        .expect("a Configuration section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|t| t.split("```").next())
+        .expect("a toml block");
+    let parsed = sessiond_server::Config::from_toml(toml).expect("the README's TOML parses");
+    assert_eq!(parsed, sessiond_server::Config::default());
+    // Every setting is shown, not just left to its default.
+    for line in sessiond_server::Config::default().to_toml().lines() {
+        if let Some((key, _)) = line.split_once(" = ") {
+            assert!(
+                toml.lines().any(|l| l.starts_with(&format!("{key} ="))),
+                "the README's configuration example lacks `{key}`"
+            );
+        }
+    }
+}
