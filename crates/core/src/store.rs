@@ -247,11 +247,17 @@ impl Shard {
         }
     }
 
-    /// Sets the idle timeout, counted from `now`. Logged.
+    /// Sets the idle timeout, counted from `now`. Logged; setting the
+    /// timeout it already has only touches (PHP handlers resend it on every
+    /// request).
     pub(crate) fn write_timeout(&mut self, id: &SessionId, timeout_ms: u64, now: u64) {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        if s.timeout_ms == timeout_ms {
+            self.touch(id, now);
+            return;
+        }
         s.timeout_ms = timeout_ms;
         s.accessed_ms = now;
         s.logged_ms = now;

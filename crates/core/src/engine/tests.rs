@@ -1273,6 +1273,12 @@ fn identical_rewrites_do_not_grow_the_log() {
         })
         .unwrap();
         f.set("s", "a", "1");
+        // PHP handlers resend the same timeout on every request.
+        f.run(Command::Timeout {
+            id: sid("s"),
+            timeout_ms: Some(1_440_000),
+        })
+        .unwrap();
     }
     assert_eq!(
         log.records.lock().len(),
