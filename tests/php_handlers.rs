@@ -1,7 +1,8 @@
 //! Real PHP against a real sessiond: PHP's own session machinery with the
 //! save handlers PHP already ships — phpredis (`session.save_handler =
 //! redis`) and php-memcached (`session.save_handler = memcached`, over its
-//! default binary protocol and over text) — run as separate `php` processes
+//! default binary protocol and over text) — and with our pure-PHP
+//! `Sessiond\SessionHandler` (clients/php), run as separate `php` processes
 //! the way web requests are.
 //!
 //! Needs `php` with the redis and memcached extensions (Debian: php-cli
@@ -16,12 +17,21 @@ use std::process::Command;
 use common::TestServer;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/session_cli.php");
+const REGISTER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/clients/php/tests/register_handler.php"
+);
 
 /// A save handler and how it reaches the server.
 #[derive(Clone, Copy, Debug)]
 enum Handler {
     Redis(SocketAddr),
-    Memcached { addr: SocketAddr, binary: bool },
+    Memcached {
+        addr: SocketAddr,
+        binary: bool,
+    },
+    /// `Sessiond\SessionHandler` over the native door.
+    Native(SocketAddr),
 }
 
 impl Handler {
@@ -36,10 +46,16 @@ impl Handler {
         }
     }
 
+    fn native(s: &TestServer) -> Self {
+        Handler::Native(s.addr)
+    }
+
+    /// The PHP extension the handler needs (ours needs none beyond php-cli).
     fn extension(self) -> &'static str {
         match self {
             Handler::Redis(_) => "redis",
             Handler::Memcached { .. } => "memcached",
+            Handler::Native(_) => "standard",
         }
     }
 
@@ -66,6 +82,8 @@ impl Handler {
                 "memcached.sess_lock_wait_max=2".into(),
                 "memcached.sess_lock_retries=100000".into(),
             ],
+            // Locking is built in: the server queues the request.
+            Handler::Native(_) => vec![format!("auto_prepend_file={REGISTER}")],
         }
     }
 }
@@ -96,6 +114,9 @@ fn php_with(handler: Handler, lifetime_s: u32, args: &[&str]) -> String {
     ini.push(format!("session.gc_maxlifetime={lifetime_s}"));
     for setting in &ini {
         cmd.args(["-d", setting]);
+    }
+    if let Handler::Native(addr) = handler {
+        cmd.env("SESSIOND_ADDRESS", format!("tcp://{addr}"));
     }
     let out = cmd.arg(SCRIPT).args(args).output().expect("run php");
     assert!(
@@ -186,12 +207,13 @@ async fn phpredis_sessions_survive_across_processes_and_doors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_expire_after_gc_maxlifetime_with_both_handlers() {
+async fn sessions_expire_after_gc_maxlifetime_with_every_handler() {
     let s = TestServer::start().await;
     for h in [
         Handler::redis(&s),
         Handler::memcached(&s, true),
         Handler::memcached(&s, false),
+        Handler::native(&s),
     ] {
         if available(h) {
             sessions_expire_after_gc_maxlifetime(&s, h).await;
@@ -229,7 +251,25 @@ async fn php_memcached_eight_processes_increment_exactly_400_times() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_session_through_phpredis_and_php_memcached() {
+async fn php_client_handler_sessions_survive_across_processes_and_doors() {
+    let s = TestServer::start().await;
+    let h = Handler::native(&s);
+    if available(h) {
+        sessions_survive_across_processes_and_doors(&s, h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_client_handler_eight_processes_increment_exactly_400_times() {
+    let s = TestServer::start().await;
+    let h = Handler::native(&s);
+    if available(h) {
+        eight_processes_increment_exactly_400_times(&s, h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_through_every_php_handler() {
     let s = TestServer::start().await;
     let (r, m) = (Handler::redis(&s), Handler::memcached(&s, true));
     if !(available(r) && available(m)) {
@@ -241,4 +281,7 @@ async fn one_session_through_phpredis_and_php_memcached() {
     assert_eq!(php(m, &["read", &id, "from"]), "redis");
     php(m, &["write", &id, "from", "memcached"]);
     assert_eq!(php(r, &["read", &id, "from"]), "memcached");
+    let n = Handler::native(&s);
+    php(n, &["write", &id, "from", "sessiond"]);
+    assert_eq!(php(m, &["read", &id, "from"]), "sessiond");
 }
