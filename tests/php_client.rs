@@ -61,3 +61,63 @@ async fn every_msession_function_works_end_to_end() {
         Some(&b"3"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_sessions_import_without_logging_anyone_out() {
+    if !php_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    // PHP's "2;/path" layout: two levels of one-character directories.
+    let dir = common::TempDir::new("php-files");
+    let nested = dir.0.join("a").join("b");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("sess_abc123"), "user_id|i:42;").unwrap();
+    std::fs::write(dir.0.join("sess_top"), "").unwrap();
+    std::fs::write(dir.0.join("not_a_session"), "x").unwrap();
+    let old = dir.0.join("sess_stale");
+    std::fs::write(&old, "user_id|i:7;").unwrap();
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let import = |addr: String, path: std::path::PathBuf| {
+        let out = Command::new("php")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/clients/php/tools/import_files.php"
+            ))
+            .arg(path)
+            .arg(addr)
+            .arg("1440")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let addr = format!("tcp://{}", s.addr);
+    let (a, p) = (addr.clone(), dir.0.clone());
+    let first = tokio::task::spawn_blocking(move || import(a, p))
+        .await
+        .unwrap();
+    assert_eq!(first, "imported 2, already present 0, expired 1, failed 0");
+    let mut c = s.client().await;
+    assert_eq!(
+        c.get("abc123", "user_id").await.unwrap().as_deref(),
+        Some(&b"42"[..])
+    );
+    assert!(c.exists("top").await.unwrap());
+    assert!(!c.exists("stale").await.unwrap());
+    // Idempotent: a second run changes nothing.
+    let p = dir.0.clone();
+    let again = tokio::task::spawn_blocking(move || import(addr, p))
+        .await
+        .unwrap();
+    assert_eq!(again, "imported 0, already present 2, expired 1, failed 0");
+}
