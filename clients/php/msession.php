@@ -12,8 +12,9 @@
  * returns false (or null where the extension did). Nothing is defined if
  * the real extension is loaded.
  *
- * msession_listvar() returns the sessions having the variable as
- * [session id => value] — every session, even when several share a value.
+ * msession_listvar() returns, as documented, [value => session id] for the
+ * sessions having the variable: sessions sharing a value appear once per
+ * value (msession_find() lists them all).
  * msession_uniq() never makes an id shorter than 22 characters (128 bits).
  * msession_plugin() has no plugins to call: it warns and returns false.
  */
@@ -128,10 +129,23 @@ if (!function_exists('msession_connect')) {
         return MSessionConnection::run(__FUNCTION__, fn ($c) => $c->list());
     }
 
-    /** Every session having a variable `name`, as session id => value. */
+    /**
+     * The sessions having a variable `name`, as documented: value => session
+     * id (one session per value; msession_find() lists every session of a
+     * value). Sorted by session id, so which one a shared value shows is
+     * stable.
+     */
     function msession_listvar($name)
     {
-        return MSessionConnection::run(__FUNCTION__, fn ($c) => $c->listVar((string) $name));
+        return MSessionConnection::run(__FUNCTION__, function ($c) use ($name) {
+            $bySession = $c->listVar((string) $name);
+            ksort($bySession, SORT_STRING);
+            $byValue = [];
+            foreach ($bySession as $session => $value) {
+                $byValue[$value] ??= (string) $session;
+            }
+            return $byValue;
+        });
     }
 
     /**

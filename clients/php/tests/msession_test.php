@@ -28,9 +28,12 @@ same(['cart' => '3', 'user' => '42'], msession_get_array('legacy2'), 'get_array'
 $found = msession_find('user', '42');
 sort($found);
 same(['legacy1', 'legacy2'], $found, 'find');
-$listed = msession_listvar('user');
+msession_set('legacy2', 'role', 'admin');
+msession_set('legacy1', 'role', 'editor');
+$listed = msession_listvar('role');
 ksort($listed);
-same(['legacy1' => '42', 'legacy2' => '42'], $listed, 'listvar: every session, even sharing a value');
+same(['admin' => 'legacy2', 'editor' => 'legacy1'], $listed, 'listvar: value => session');
+same(['42' => 'legacy1'], msession_listvar('user'), 'listvar: a shared value shows one session');
 
 same('1', msession_inc('legacy1', 'visits'), 'inc from nothing');
 same('2', msession_inc('legacy1', 'visits'), 'inc');
