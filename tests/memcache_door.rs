@@ -133,6 +133,9 @@ async fn text_protocol_items_are_sessions() {
         "TOUCHED\r\n"
     );
     assert_eq!(c.timeout("abc").await.unwrap(), 100);
+    // exptime 0 (memcached's "never") is the default session timeout.
+    assert_eq!(text(&mut m, "touch abc 0\r\n", "\r\n").await, "TOUCHED\r\n");
+    assert_eq!(c.timeout("abc").await.unwrap(), 1440);
     assert_eq!(
         text(&mut m, "delete abc\r\ndelete abc\r\n", "NOT_FOUND\r\n").await,
         "DELETED\r\nNOT_FOUND\r\n"

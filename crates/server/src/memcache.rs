@@ -180,6 +180,16 @@ impl Conn {
         result
     }
 
+    /// The session timeout an exptime sets: exptime 0 (memcached's "never")
+    /// is the default session timeout. None when already past.
+    fn timeout_of(&self, e: Expiry) -> Option<u64> {
+        match e {
+            Expiry::Default => Some(self.shared.engine.config().default_timeout_ms),
+            Expiry::InMs(ms) => Some(ms),
+            Expiry::Past => None,
+        }
+    }
+
     fn stats(&self) -> &McStats {
         &self.shared.memcache_stats
     }
@@ -261,13 +271,12 @@ impl Conn {
                 let Key::Session(id) = self.shared.memcache_keys.map(&key) else {
                     return lock_key_refused();
                 };
-                let cmd = match expiry(exptime, now_unix()) {
-                    Expiry::Default => Command::Touch { id },
-                    Expiry::InMs(ms) => Command::Timeout {
+                let cmd = match self.timeout_of(expiry(exptime, now_unix())) {
+                    Some(ms) => Command::Timeout {
                         id,
                         timeout_ms: Some(ms),
                     },
-                    Expiry::Past => Command::Destroy { id },
+                    None => Command::Destroy { id },
                 };
                 match self.exec(cmd) {
                     Ok(_) => Answer::Touched,
@@ -338,8 +347,8 @@ impl Conn {
         touch: Option<i64>,
     ) -> Result<Option<(Bytes, u32, u64)>, Error> {
         let timeout_ms = match touch.map(|e| expiry(e, now_unix())) {
-            None | Some(Expiry::Default) => None,
-            Some(Expiry::InMs(ms)) => Some(ms),
+            None => None,
+            Some(e @ (Expiry::Default | Expiry::InMs(_))) => self.timeout_of(e),
             Some(Expiry::Past) => {
                 return match self.exec(Command::Destroy { id }) {
                     Ok(_) | Err(Error::NoSession(_)) => Ok(None),
@@ -371,10 +380,7 @@ impl Conn {
         binary: bool,
     ) -> Answer {
         let expiry = expiry(exptime, now_unix());
-        let timeout_ms = match expiry {
-            Expiry::InMs(ms) => Some(ms),
-            Expiry::Default | Expiry::Past => None,
-        };
+        let timeout_ms = self.timeout_of(expiry);
         let (cmd, missing) = match kind {
             StoreKind::Append | StoreKind::Prepend => (
                 Command::Append {

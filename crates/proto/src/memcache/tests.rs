@@ -321,3 +321,50 @@ fn keys_map_to_sessions_and_locks() {
     assert_eq!(keys.map(b"lock.x"), Key::Lock(sid("x")));
     assert_eq!(keys.map(b"lock."), Key::Session(sid("lock.")));
 }
+
+/// Feeds random inputs to a parser: it never panics, and every request it
+/// returns consumed bytes (so a connection loop always makes progress).
+fn fuzz(protocol: Protocol, alphabet: &[u8], seed: u64, rounds: usize) {
+    let mut state = seed;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let limits = limits();
+    for _ in 0..rounds {
+        let len = (next() % 64) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let mut buf = BytesMut::from(&bytes[..]);
+        loop {
+            let before = buf.len();
+            match parse(&mut buf, protocol, &limits) {
+                Ok(Some(_)) => assert!(buf.len() < before || before == 0, "{bytes:?}"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn random_text_never_panics_and_always_progresses() {
+    fuzz(
+        Protocol::Text,
+        b"set get gat cas incr delete touch noreply 0123456789 -\r\n\x00\xff",
+        0x9E37_79B9_7F4A_7C15,
+        30_000,
+    );
+}
+
+#[test]
+fn random_binary_never_panics_and_always_progresses() {
+    // Header-shaped bytes: the magic, small lengths, and every opcode.
+    let alphabet: Vec<u8> = [0x80u8, 0x81, 0, 0, 0, 1, 4, 8, 20, 24, 0xff]
+        .into_iter()
+        .chain(0..0x26)
+        .collect();
+    fuzz(Protocol::Binary, &alphabet, 0x2545_F491_4F6C_DD1D, 30_000);
+}
