@@ -13,12 +13,12 @@ use sessiond_core::{ClientHandle, Error, InfoSection, Outcome, PendingLock, Repl
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, DurableMark, Registration};
+use crate::link::{await_lock, read_more, DurableMark, Registration};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -72,16 +72,8 @@ impl Conn {
                 return Ok(());
             }
             self.flush().await?;
-            if *self.stop.borrow() {
+            if !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop).await? {
                 return Ok(());
-            }
-            tokio::select! {
-                n = self.rd.read_buf(&mut self.inbuf) => {
-                    if n? == 0 {
-                        return Ok(());
-                    }
-                }
-                _ = self.stop.changed() => return Ok(()),
             }
         }
     }

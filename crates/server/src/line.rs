@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, Registration};
+use crate::link::{await_lock, read_more, Registration};
 use crate::server::Shared;
 
 /// The session this connection has open.
@@ -77,16 +77,8 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
             }
             out.clear();
         }
-        if *stop.borrow() {
+        if !matches!(read_more(&mut rd, &mut inbuf, &mut stop).await, Ok(true)) {
             return;
-        }
-        tokio::select! {
-            n = rd.read_buf(&mut inbuf) => {
-                if !matches!(n, Ok(n) if n > 0) {
-                    return;
-                }
-            }
-            _ = stop.changed() => return,
         }
     }
 }

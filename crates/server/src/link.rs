@@ -103,3 +103,19 @@ impl DurableMark {
         }
     }
 }
+
+/// Waits for more bytes from the client. False when the connection is over:
+/// the client closed it, or the server is stopping.
+pub(crate) async fn read_more(
+    rd: &mut OwnedReadHalf,
+    inbuf: &mut BytesMut,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<bool> {
+    if *stop.borrow() {
+        return Ok(false);
+    }
+    tokio::select! {
+        n = rd.read_buf(inbuf) => Ok(n? > 0),
+        _ = stop.changed() => Ok(false),
+    }
+}

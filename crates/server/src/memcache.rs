@@ -17,12 +17,12 @@ use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
 use sessiond_proto::redis::Key;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{DurableMark, Registration};
+use crate::link::{read_more, DurableMark, Registration};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -87,16 +87,10 @@ impl Conn {
         loop {
             let next = self.drain().await?;
             self.flush().await?;
-            if matches!(next, Next::Close) || *self.stop.borrow() {
+            if matches!(next, Next::Close)
+                || !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop).await?
+            {
                 return Ok(());
-            }
-            tokio::select! {
-                n = self.rd.read_buf(&mut self.inbuf) => {
-                    if n? == 0 {
-                        return Ok(());
-                    }
-                }
-                _ = self.stop.changed() => return Ok(()),
             }
         }
     }

@@ -293,32 +293,18 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
                     h.data.len().to_string(),
                     h.cas.to_string(),
                 );
+                let header: [&[u8]; 6] = [
+                    b"VALUE ",
+                    &h.key,
+                    b" ",
+                    flags.as_bytes(),
+                    b" ",
+                    len.as_bytes(),
+                ];
                 if meta.show_cas {
-                    put_line(
-                        out,
-                        &[
-                            b"VALUE ",
-                            &h.key,
-                            b" ",
-                            flags.as_bytes(),
-                            b" ",
-                            len.as_bytes(),
-                            b" ",
-                            cas.as_bytes(),
-                        ],
-                    );
+                    put_line(out, &[&header[..], &[b" ", cas.as_bytes()]].concat());
                 } else {
-                    put_line(
-                        out,
-                        &[
-                            b"VALUE ",
-                            &h.key,
-                            b" ",
-                            flags.as_bytes(),
-                            b" ",
-                            len.as_bytes(),
-                        ],
-                    );
+                    put_line(out, &header);
                 }
                 out.put_slice(&h.data);
                 out.put_slice(b"\r\n");
