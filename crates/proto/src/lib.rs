@@ -11,6 +11,7 @@ mod limits;
 pub mod line;
 pub mod memcache;
 pub mod native;
+mod prefixes;
 pub mod redis;
 pub mod resp;
 

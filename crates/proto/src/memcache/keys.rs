@@ -5,15 +5,16 @@
 use bytes::Bytes;
 use sessiond_core::SessionId;
 
+use crate::prefixes::Prefixes;
 use crate::redis::Key;
 
 /// What php-memcached puts before a session id to name its lock.
 pub const LOCK_PREFIX: &[u8] = b"lock.";
 
-/// The key prefixes of the memcached door, longest match first.
+/// How the memcached door reads keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McKeys {
-    prefixes: Vec<Bytes>,
+    prefixes: Prefixes,
 }
 
 impl Default for McKeys {
@@ -24,23 +25,21 @@ impl Default for McKeys {
 
 impl McKeys {
     /// Prefixes in any order; the longest that matches wins.
-    pub fn new(mut prefixes: Vec<Bytes>) -> Self {
-        prefixes.retain(|p| !p.is_empty());
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        Self { prefixes }
+    pub fn new(prefixes: Vec<Bytes>) -> Self {
+        Self {
+            prefixes: Prefixes::new(prefixes),
+        }
     }
 
     /// The session (or lock) a key names. A key that matches no prefix is a
     /// session whose id is the whole key (or, after `lock.`, its lock).
-    pub fn map(&self, key: &[u8]) -> Key {
-        let rest = self
-            .prefixes
-            .iter()
-            .find_map(|p| key.strip_prefix(&p[..]))
-            .unwrap_or(key);
+    pub fn map(&self, key: &Bytes) -> Key {
+        let rest = self.prefixes.strip(key);
         match rest.strip_prefix(LOCK_PREFIX) {
-            Some(id) if !id.is_empty() => Key::Lock(SessionId::new(Bytes::copy_from_slice(id))),
-            _ => Key::Session(SessionId::new(Bytes::copy_from_slice(rest))),
+            Some(id) if !id.is_empty() => {
+                Key::Lock(SessionId::new(rest.slice(LOCK_PREFIX.len()..)))
+            }
+            _ => Key::Session(SessionId::new(rest)),
         }
     }
 }

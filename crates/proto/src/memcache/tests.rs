@@ -315,11 +315,14 @@ fn exptimes_read_like_memcached() {
 fn keys_map_to_sessions_and_locks() {
     let keys = McKeys::default();
     let sid = |s: &str| SessionId::new(b(s));
-    assert_eq!(keys.map(b"memc.sess.key.abc"), Key::Session(sid("abc")));
-    assert_eq!(keys.map(b"memc.sess.key.lock.abc"), Key::Lock(sid("abc")));
-    assert_eq!(keys.map(b"plain"), Key::Session(sid("plain")));
-    assert_eq!(keys.map(b"lock.x"), Key::Lock(sid("x")));
-    assert_eq!(keys.map(b"lock."), Key::Session(sid("lock.")));
+    assert_eq!(keys.map(&b("memc.sess.key.abc")), Key::Session(sid("abc")));
+    assert_eq!(
+        keys.map(&b("memc.sess.key.lock.abc")),
+        Key::Lock(sid("abc"))
+    );
+    assert_eq!(keys.map(&b("plain")), Key::Session(sid("plain")));
+    assert_eq!(keys.map(&b("lock.x")), Key::Lock(sid("x")));
+    assert_eq!(keys.map(&b("lock.")), Key::Session(sid("lock.")));
 }
 
 /// Feeds random inputs to a parser: it never panics, and every request it

@@ -5,10 +5,12 @@
 use bytes::Bytes;
 use sessiond_core::SessionId;
 
-/// The key prefixes of the Redis door, longest match first.
+use crate::prefixes::Prefixes;
+
+/// How the Redis door reads keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisKeys {
-    prefixes: Vec<Bytes>,
+    prefixes: Prefixes,
 }
 
 impl Default for RedisKeys {
@@ -17,12 +19,13 @@ impl Default for RedisKeys {
     }
 }
 
-/// What a Redis key names.
+/// What a door's key names (the Redis and memcached doors alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     /// A session's data.
     Session(SessionId),
-    /// A session's lock (phpredis's `<key>_LOCK`).
+    /// A session's lock (phpredis's `<key>_LOCK`, php-memcached's
+    /// `lock.<id>`).
     Lock(SessionId),
 }
 
@@ -31,39 +34,30 @@ pub const LOCK_SUFFIX: &[u8] = b"_LOCK";
 
 impl RedisKeys {
     /// Prefixes in any order; the longest that matches wins.
-    pub fn new(mut prefixes: Vec<Bytes>) -> Self {
-        prefixes.retain(|p| !p.is_empty());
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        Self { prefixes }
+    pub fn new(prefixes: Vec<Bytes>) -> Self {
+        Self {
+            prefixes: Prefixes::new(prefixes),
+        }
     }
 
     /// The session (or lock) a key names. A key that matches no prefix is a
     /// session whose id is the whole key.
-    pub fn map(&self, key: &[u8]) -> Key {
-        let id = self
-            .prefixes
-            .iter()
-            .find_map(|p| key.strip_prefix(&p[..]))
-            .unwrap_or(key);
+    pub fn map(&self, key: &Bytes) -> Key {
+        let id = self.prefixes.strip(key);
         match id.strip_suffix(LOCK_SUFFIX) {
-            Some(base) if !base.is_empty() => {
-                Key::Lock(SessionId::new(Bytes::copy_from_slice(base)))
-            }
-            _ => Key::Session(SessionId::new(Bytes::copy_from_slice(id))),
+            Some(base) if !base.is_empty() => Key::Lock(SessionId::new(id.slice(..base.len()))),
+            _ => Key::Session(SessionId::new(id)),
         }
     }
 
-    /// The key a session is listed under by `KEYS` and `SCAN`: the first
+    /// The key a session is listed under by `KEYS` and `SCAN`: the longest
     /// configured prefix and the id, which maps back to the same session.
     pub fn key_of(&self, id: &[u8]) -> Bytes {
-        let mut k = Vec::with_capacity(self.longest_first_prefix().len() + id.len());
-        k.extend_from_slice(self.longest_first_prefix());
+        let prefix = self.prefixes.longest();
+        let mut k = Vec::with_capacity(prefix.len() + id.len());
+        k.extend_from_slice(prefix);
         k.extend_from_slice(id);
         Bytes::from(k)
-    }
-
-    fn longest_first_prefix(&self) -> &[u8] {
-        self.prefixes.first().map_or(&[][..], |p| &p[..])
     }
 }
 
@@ -160,25 +154,25 @@ mod tests {
     fn keys_map_to_sessions_and_locks() {
         let k = RedisKeys::default();
         assert_eq!(
-            k.map(b"PHPREDIS_SESSION:abc"),
+            k.map(&Bytes::from_static(b"PHPREDIS_SESSION:abc")),
             Key::Session(SessionId::new(Bytes::from("abc")))
         );
         assert_eq!(
-            k.map(b"PHPREDIS_SESSION:abc_LOCK"),
+            k.map(&Bytes::from_static(b"PHPREDIS_SESSION:abc_LOCK")),
             Key::Lock(SessionId::new(Bytes::from("abc")))
         );
         assert_eq!(
-            k.map(b"plain"),
+            k.map(&Bytes::from_static(b"plain")),
             Key::Session(SessionId::new(Bytes::from("plain")))
         );
         assert_eq!(
-            k.map(b"_LOCK"),
+            k.map(&Bytes::from_static(b"_LOCK")),
             Key::Session(SessionId::new(Bytes::from("_LOCK")))
         );
         assert_eq!(k.key_of(b"abc"), Bytes::from("PHPREDIS_SESSION:abc"));
         let custom = RedisKeys::new(vec![Bytes::from("a:"), Bytes::from("a:b:")]);
         assert_eq!(
-            custom.map(b"a:b:x"),
+            custom.map(&Bytes::from_static(b"a:b:x")),
             Key::Session(SessionId::new(Bytes::from("x"))),
             "longest prefix wins"
         );

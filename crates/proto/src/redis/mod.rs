@@ -308,7 +308,7 @@ pub fn parse(
     }
 }
 
-fn lock_id(keys: &RedisKeys, key: &[u8]) -> SessionId {
+fn lock_id(keys: &RedisKeys, key: &Bytes) -> SessionId {
     match keys.map(key) {
         Key::Session(id) | Key::Lock(id) => id,
     }
