@@ -180,14 +180,7 @@ impl Conn {
         let mut results = Vec::with_capacity(request.commands.len());
         for cmd in request.commands {
             writes |= cmd.is_write();
-            results.push(match engine.execute(&self.client, cmd) {
-                Ok(Outcome::Reply(r)) => Ok(r),
-                Ok(Outcome::Wait(pending)) => {
-                    let outcome = engine.cancel_wait(&pending);
-                    engine.complete_wait(&pending, outcome)
-                }
-                Err(e) => Err(e),
-            });
+            results.push(engine.execute_now(&self.client, cmd));
         }
         if writes {
             self.note_write();

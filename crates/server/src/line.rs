@@ -8,10 +8,11 @@ use bytes::BytesMut;
 use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, Registration};
+use crate::link::{await_lock, read_more, DurableMark, Registration};
 use crate::server::Shared;
 
 /// The session this connection has open.
@@ -30,6 +31,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
     let mut inbuf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(4096);
     let mut open: Option<Opened> = None;
+    let mut durable = DurableMark::default();
     loop {
         loop {
             let cmd = match line::parse_line(&mut inbuf, &shared.limits) {
@@ -41,24 +43,24 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
                 }
                 Err(e) => {
                     line::err(&mut out, &e.0);
-                    let _ = wr.write_all(&out).await;
+                    let _ = send(&mut wr, &mut out, &mut durable, &shared).await;
                     return;
                 }
             };
             if cmd == LineCommand::Quit {
                 line::ok(&mut out, None);
-                let _ = wr.write_all(&out).await;
+                let _ = send(&mut wr, &mut out, &mut durable, &shared).await;
                 return;
             }
+            let writes = cmd.writes();
             // Everything else runs against the engine; a lock wait flushes
             // what is pending first.
             let result = match run(&engine, &client, &mut open, cmd) {
                 Step::Done(r) => r,
                 Step::Wait(pending, write) => {
-                    if wr.write_all(&out).await.is_err() {
+                    if !send(&mut wr, &mut out, &mut durable, &shared).await {
                         return;
                     }
-                    out.clear();
                     let max = shared.limits.max_inline_len;
                     match await_lock(&engine, pending, &mut rd, &mut inbuf, max, &mut stop).await {
                         Ok(Some(r)) => opened(&mut open, r, write),
@@ -66,21 +68,38 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
                     }
                 }
             };
+            if writes && result.is_ok() {
+                durable.note(&shared);
+            }
             match result {
                 Ok(text) => line::ok(&mut out, text.as_deref()),
                 Err(message) => line::err(&mut out, &message),
             }
         }
-        if !out.is_empty() {
-            if wr.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
+        if !send(&mut wr, &mut out, &mut durable, &shared).await {
+            return;
         }
         if !matches!(read_more(&mut rd, &mut inbuf, &mut stop).await, Ok(true)) {
             return;
         }
     }
+}
+
+/// Writes the pending replies, once (under `fsync always`) the writes they
+/// acknowledge are on disk. False if the client is gone.
+async fn send(
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    durable: &mut DurableMark,
+    shared: &Shared,
+) -> bool {
+    durable.wait(shared).await;
+    if out.is_empty() {
+        return true;
+    }
+    let sent = wr.write_all(out).await.is_ok();
+    out.clear();
+    sent
 }
 
 type LineResult = Result<Option<Vec<u8>>, String>;
@@ -96,14 +115,7 @@ fn exec(
     client: &sessiond_core::ClientHandle,
     cmd: Command,
 ) -> Result<Reply, String> {
-    match engine.execute(client, cmd) {
-        Ok(Outcome::Reply(r)) => Ok(r),
-        Ok(Outcome::Wait(p)) => {
-            let outcome = engine.cancel_wait(&p);
-            engine.complete_wait(&p, outcome).map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
-    }
+    engine.execute_now(client, cmd).map_err(|e| e.to_string())
 }
 
 /// Records a granted `open`.

@@ -64,14 +64,8 @@ pub(crate) async fn await_lock(
             outcome = &mut pending.wait => {
                 return Ok(Some(engine.complete_wait(&pending, outcome)));
             }
-            () = tokio::time::sleep_until(deadline) => {
-                let outcome = engine.cancel_wait(&pending);
-                return Ok(Some(engine.complete_wait(&pending, outcome)));
-            }
-            _ = stop.changed() => {
-                let outcome = engine.cancel_wait(&pending);
-                return Ok(Some(engine.complete_wait(&pending, outcome)));
-            }
+            () = tokio::time::sleep_until(deadline) => return Ok(Some(engine.give_up(&pending))),
+            _ = stop.changed() => return Ok(Some(engine.give_up(&pending))),
             n = rd.read_buf(inbuf), if room => {
                 if !matches!(n, Ok(n) if n > 0) {
                     return Ok(None);

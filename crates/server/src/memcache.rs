@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use sessiond_core::{ClientHandle, Command, Error, Outcome, Reply, SessionId, StoreIf, StoreReply};
+use sessiond_core::{ClientHandle, Command, Error, Reply, SessionId, StoreIf, StoreReply};
 use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
@@ -159,15 +159,7 @@ impl Conn {
     /// replies wait for the log under `fsync always`.
     fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
         let is_write = cmd.is_write();
-        let engine = &self.shared.engine;
-        let result = match engine.execute(&self.client, cmd) {
-            Ok(Outcome::Reply(r)) => Ok(r),
-            Ok(Outcome::Wait(pending)) => {
-                let outcome = engine.cancel_wait(&pending);
-                engine.complete_wait(&pending, outcome)
-            }
-            Err(e) => Err(e),
-        };
+        let result = self.shared.engine.execute_now(&self.client, cmd);
         if is_write && result.is_ok() {
             self.durable.note(&self.shared);
         }

@@ -172,6 +172,14 @@ impl Engine {
         reply
     }
 
+    /// Ends a queued request now (its wait ran out, or the server is
+    /// stopping) and answers it: the grant if one came in the meantime,
+    /// else `Locked`.
+    pub fn give_up(&self, pending: &PendingLock) -> Result<Reply, Error> {
+        let outcome = self.cancel_wait(pending);
+        self.complete_wait(pending, outcome)
+    }
+
     /// Gives up a queued request whose wait ran out. If it was granted in the
     /// meantime the grant wins and is returned; otherwise `Locked`.
     pub fn cancel_wait(&self, pending: &PendingLock) -> Result<Grant, Error> {

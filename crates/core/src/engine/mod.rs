@@ -322,6 +322,16 @@ impl Engine {
         self.store.len()
     }
 
+    /// Runs a command that must not wait: a lock request that would queue
+    /// is withdrawn at once (the try-once locks of the Redis, memcached and
+    /// line doors' non-waiting commands).
+    pub fn execute_now(&self, client: &ClientHandle, cmd: Command) -> Result<Reply, Error> {
+        match self.execute(client, cmd)? {
+            Outcome::Reply(r) => Ok(r),
+            Outcome::Wait(pending) => self.give_up(&pending),
+        }
+    }
+
     /// Runs one command for `client`.
     pub fn execute(&self, client: &ClientHandle, cmd: Command) -> Result<Outcome, Error> {
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
