@@ -224,6 +224,17 @@ async fn binary_quiet_gets_answer_only_hits() {
     assert_eq!(&got[32 + 12..32 + 16], &4u32.to_be_bytes());
     let mut c = s.client().await;
     assert_eq!(&c.get_data("a").await.unwrap()[..], b"one");
+    // SASL waits for users (issue 6): answered "Unknown command", and the
+    // connection goes on.
+    m.write_all(&binary_request(0x20, 9, 0, &[], b"", b""))
+        .await
+        .unwrap();
+    let mut head = [0u8; 24];
+    m.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head[6..8], &0x0081u16.to_be_bytes());
+    let mut body = vec![0u8; u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize];
+    m.read_exact(&mut body).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("SASL"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,6 +259,15 @@ async fn lock_keys_are_the_session_lock() {
     assert_eq!(
         text(&mut m, "get lock.s\r\n", "END\r\n").await,
         "VALUE lock.s 0 1\r\n1\r\nEND\r\n"
+    );
+    // set takes the lock like add: a held lock is never overwritten.
+    assert_eq!(
+        text(&mut m, "set lock.s 0 0 1\r\n2\r\n", "\r\n").await,
+        "NOT_STORED\r\n"
+    );
+    assert_eq!(
+        text(&mut m, "incr lock.s 1\r\n", "\r\n").await,
+        "CLIENT_ERROR a lock.<id> key takes only add, get and delete\r\n"
     );
     let err = c.lock("s", try_once).await.unwrap_err().to_string();
     assert!(err.starts_with("LOCKED"), "{err}");
