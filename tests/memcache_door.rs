@@ -327,15 +327,10 @@ async fn items_survive_a_restart_with_their_flags() {
 
 /// Whether a libmemcached tool is here; in CI it must be.
 fn tool_available(name: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "CI needs {name} (libmemcached-tools)"
-    );
-    ok
+    common::process::tool_available(
+        Command::new("sh").args(["-c", &format!("command -v {name}")]),
+        &format!("{name} (libmemcached-tools)"),
+    )
 }
 
 #[test]

@@ -59,3 +59,16 @@ pub fn signal(child: &Child, sig: &str) {
         .success();
     assert!(ok, "kill {sig}");
 }
+
+/// Whether an external tool the tests drive works here (`probe` runs and
+/// exits 0). CI installs every one, so there a missing tool fails the test
+/// rather than skipping it.
+pub fn tool_available(probe: &mut Command, what: &str) -> bool {
+    let ok = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok || std::env::var_os("CI").is_none(), "CI needs {what}");
+    ok
+}
