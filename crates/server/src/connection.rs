@@ -138,7 +138,7 @@ impl Conn {
                 return Ok(Next::Continue);
             }
         };
-        let is_write = cmd.is_write();
+        let before = DurableMark::before(&self.shared, cmd.is_write());
         let result = match self.shared.engine.execute(&self.client, cmd) {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
@@ -150,9 +150,7 @@ impl Conn {
             }
             Err(e) => Err(e),
         };
-        if is_write && result.is_ok() {
-            self.note_write();
-        }
+        self.durable.after(&self.shared, before);
         match result {
             Ok(Reply::Info(sections)) => {
                 let reply = Reply::Info(self.info(sections));
@@ -176,24 +174,18 @@ impl Conn {
                 return;
             }
         };
-        let mut writes = false;
-        let mut results = Vec::with_capacity(request.commands.len());
-        for cmd in request.commands {
-            writes |= cmd.is_write();
-            results.push(engine.execute_now(&self.client, cmd));
-        }
-        if writes {
-            self.note_write();
-        }
+        let writes = request.commands.iter().any(|c| c.is_write());
+        let before = DurableMark::before(&self.shared, writes);
+        let results: Vec<_> = request
+            .commands
+            .into_iter()
+            .map(|cmd| engine.execute_now(&self.client, cmd))
+            .collect();
+        self.durable.after(&self.shared, before);
         match redis::render(&request.render, &self.shared.redis_keys, results) {
             Ok(reply) => encode_reply(&reply, self.proto, &mut self.out),
             Err((code, message)) => encode_error(code, &message, &mut self.out),
         }
-    }
-
-    /// Under `fsync always`, the replies now pending wait for the log.
-    fn note_write(&mut self) {
-        self.durable.note(&self.shared);
     }
 
     async fn wait(

@@ -52,7 +52,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
                 let _ = send(&mut wr, &mut out, &mut durable, &shared).await;
                 return;
             }
-            let writes = cmd.writes();
+            let before = DurableMark::before(&shared, cmd.writes());
             // Everything else runs against the engine; a lock wait flushes
             // what is pending first.
             let result = match run(&engine, &client, &mut open, cmd) {
@@ -68,9 +68,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
                     }
                 }
             };
-            if writes && result.is_ok() {
-                durable.note(&shared);
-            }
+            durable.after(&shared, before);
             match result {
                 Ok(text) => line::ok(&mut out, text.as_deref()),
                 Err(message) => line::err(&mut out, &message),

@@ -76,16 +76,30 @@ pub(crate) async fn await_lock(
 }
 
 /// Under `fsync always`, the log record that the replies now pending must
-/// wait for before they are sent (group commit: one wait per batch).
+/// wait for before they are sent (group commit: one wait per batch). Only a
+/// command that appended a record makes them wait: a write that changed
+/// nothing (PHP resending an unchanged session or timeout) answers at once.
 #[derive(Default)]
 pub(crate) struct DurableMark(Option<u64>);
 
 impl DurableMark {
-    /// A write succeeded: its reply waits for the log.
-    pub(crate) fn note(&mut self, shared: &Shared) {
-        if let Some(p) = &shared.persist {
-            if p.fsync() == crate::persist::Fsync::Always {
-                self.0 = Some(p.appended());
+    /// Before running a command that may write: where the log stands
+    /// (`None` unless the policy is `always`).
+    pub(crate) fn before(shared: &Shared, may_write: bool) -> Option<u64> {
+        match &shared.persist {
+            Some(p) if may_write && p.fsync() == crate::persist::Fsync::Always => {
+                Some(p.appended())
+            }
+            _ => None,
+        }
+    }
+
+    /// After it ran: if the log grew, the pending replies wait for it.
+    pub(crate) fn after(&mut self, shared: &Shared, before: Option<u64>) {
+        if let (Some(before), Some(p)) = (before, &shared.persist) {
+            let now = p.appended();
+            if now > before {
+                self.0 = Some(now);
             }
         }
     }

@@ -155,14 +155,12 @@ impl Conn {
         Ok(())
     }
 
-    /// Runs one engine command; a write that succeeded makes the pending
+    /// Runs one engine command; one that logged a change makes the pending
     /// replies wait for the log under `fsync always`.
     fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let is_write = cmd.is_write();
+        let before = DurableMark::before(&self.shared, cmd.is_write());
         let result = self.shared.engine.execute_now(&self.client, cmd);
-        if is_write && result.is_ok() {
-            self.durable.note(&self.shared);
-        }
+        self.durable.after(&self.shared, before);
         result
     }
 
