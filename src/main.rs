@@ -24,6 +24,33 @@ enum Cmd {
     /// Write every live session of a data directory as JSON lines to
     /// standard output (inspection, backup). Changes nothing on disk.
     Dump(DataDirArgs),
+    /// Load generator: drive sessiond, Redis or memcached with session
+    /// workloads and report transactions/s and latency (BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Run one workload against one server.
+    Run {
+        #[command(flatten)]
+        args: Box<sessiond_bench::RunArgs>,
+        /// Print the report as one line of JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Runtime worker threads of the generator.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// A loopback echo server: the machine's ceiling for round trips.
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:6391")]
+        listen: std::net::SocketAddr,
+        /// Runtime worker threads (default: one per core, as sessiond).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 #[derive(Args)]
@@ -162,6 +189,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Bench(cmd) => bench(cmd),
         Cmd::Dump(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             match sessiond_server::dump(&args.data_dir, &mut out) {
@@ -172,6 +200,54 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("sessiond: {e}");
                     ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn bench(cmd: BenchCmd) -> ExitCode {
+    let threads = match &cmd {
+        BenchCmd::Run { threads, .. } => Some(*threads),
+        BenchCmd::EchoServer { threads, .. } => *threads,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cmd {
+        BenchCmd::Run { args, json, .. } => match runtime.block_on(sessiond_bench::run(&args)) {
+            Ok(report) => {
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{}", report.table());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sessiond bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        BenchCmd::EchoServer { listen, .. } => {
+            let served = runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                eprintln!("sessiond bench: echo server on {}", listener.local_addr()?);
+                sessiond_bench::echo::serve(listener).await
+            });
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sessiond bench echo-server: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

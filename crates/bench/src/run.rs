@@ -1,0 +1,392 @@
+//! The driver: preload, connections, warm-up, the measured window, and the
+//! merge of every connection's counts into one [`Report`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::histogram::Histogram;
+use crate::keys::{KeyChooser, Popularity};
+use crate::report::{Latency, Report};
+use crate::wire::{Conn, Proto};
+use crate::workload::{Cycle, Outcome, Polling, Worker, Workload};
+use crate::BenchError;
+
+/// Everything a run is made of (the `sessiond bench run` flags).
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct RunArgs {
+    /// What to run.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub workload: Workload,
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:6390")]
+    pub addr: String,
+    /// Protocol for `raw` and `load` (default resp) and for the memcached
+    /// cycle (default memcache-binary, as php-memcached).
+    #[arg(long, value_enum)]
+    pub proto: Option<Proto>,
+    /// The cycle `contend` repeats.
+    #[arg(long, value_enum, default_value = "native")]
+    pub cycle: Cycle,
+    /// A name for the system under test, carried into the report.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 50)]
+    pub conns: usize,
+    /// Requests per write on each connection (`raw` only).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Open loop: transactions per second in all, at evenly spaced times
+    /// (latency counts from when each was due). Default: closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seed of the key choice (each connection derives its own).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of sessions (default 10,000; 5 for `contend`).
+    #[arg(long)]
+    pub keys: Option<u64>,
+    /// Which sessions are hot: uniform, zipf, zipf:S.
+    #[arg(long, default_value = "uniform")]
+    pub popularity: String,
+    /// Session data size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Reads:writes of `raw`.
+    #[arg(long, default_value = "1:1")]
+    pub mix: String,
+    /// Lock polling: first sleep between tries, in µs (default the
+    /// imitated extension's: phpredis 20000, php-memcached 150000).
+    #[arg(long)]
+    pub lock_wait_us: Option<u64>,
+    /// Lock polling: longest sleep, in µs (php-memcached doubles up to it).
+    #[arg(long)]
+    pub lock_wait_max_us: Option<u64>,
+    /// Lock polling: retries (default phpredis 100, php-memcached 5).
+    #[arg(long)]
+    pub lock_retries: Option<u32>,
+    /// Do not write every session before the run (reads then miss).
+    #[arg(long)]
+    pub no_preload: bool,
+}
+
+impl RunArgs {
+    /// The cycle a workload runs, if it is one.
+    fn cycle_kind(&self) -> Option<Cycle> {
+        match self.workload {
+            Workload::CycleRedis => Some(Cycle::Redis),
+            Workload::CycleMemcache => Some(Cycle::Memcache),
+            Workload::CycleNative => Some(Cycle::Native),
+            Workload::Contend => Some(self.cycle),
+            Workload::Raw | Workload::Load => None,
+        }
+    }
+
+    fn resolved_proto(&self) -> Result<Proto, BenchError> {
+        let bad = |why: &str| Err(BenchError::Options(why.to_string()));
+        match (self.cycle_kind(), self.proto) {
+            (None, p) => Ok(p.unwrap_or(Proto::Resp)),
+            (Some(Cycle::Memcache), None) => Ok(Proto::MemcacheBinary),
+            (Some(Cycle::Memcache), Some(p @ (Proto::MemcacheBinary | Proto::MemcacheText))) => {
+                Ok(p)
+            }
+            (Some(Cycle::Memcache), Some(_)) => {
+                bad("the memcached cycle speaks memcache-text or memcache-binary")
+            }
+            (Some(_), None | Some(Proto::Resp)) => Ok(Proto::Resp),
+            (Some(_), Some(_)) => bad("the Redis and native cycles speak resp"),
+        }
+    }
+
+    fn polling(&self) -> Polling {
+        let base = match self.cycle_kind() {
+            Some(Cycle::Memcache) => Polling::PHP_MEMCACHED,
+            _ => Polling::PHPREDIS,
+        };
+        let wait_min_us = self.lock_wait_us.unwrap_or(base.wait_min_us);
+        Polling {
+            wait_min_us,
+            wait_max_us: self
+                .lock_wait_max_us
+                .unwrap_or(if self.lock_wait_us.is_some() {
+                    wait_min_us
+                } else {
+                    base.wait_max_us
+                }),
+            retries: self.lock_retries.unwrap_or(base.retries),
+        }
+    }
+
+    fn keys(&self) -> u64 {
+        self.keys.unwrap_or(if self.workload == Workload::Contend {
+            5
+        } else {
+            10_000
+        })
+    }
+
+    fn mix(&self) -> Result<(u32, u32), BenchError> {
+        let bad = || BenchError::Options(format!("--mix is READS:WRITES, not {:?}", self.mix));
+        let (r, w) = self.mix.split_once(':').ok_or_else(bad)?;
+        let (r, w): (u32, u32) = (r.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
+        if r + w == 0 {
+            return Err(bad());
+        }
+        Ok((r, w))
+    }
+
+    fn addr(&self) -> Result<SocketAddr, BenchError> {
+        self.addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| BenchError::Options(format!("{} resolves to no address", self.addr)))
+    }
+}
+
+/// One connection's counts.
+#[derive(Default)]
+struct ConnStats {
+    latency: Histogram,
+    lock_wait: Histogram,
+    transactions: u64,
+    requests: u64,
+    lock_failures: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs the workload and reports it.
+pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
+    let proto = args.resolved_proto()?;
+    let addr = args.addr()?;
+    let popularity: Popularity = args.popularity.parse().map_err(BenchError::Options)?;
+    let mix = args.mix()?;
+    let cycle = args.cycle_kind();
+    if args.conns == 0 || args.pipeline == 0 {
+        return Err(BenchError::Options(
+            "--conns and --pipeline must be at least 1".into(),
+        ));
+    }
+    if args.pipeline > 1 && args.workload != Workload::Raw && args.workload != Workload::Load {
+        return Err(BenchError::Options(
+            "--pipeline applies to raw and load only (a cycle waits for each reply)".into(),
+        ));
+    }
+    if proto == Proto::Echo && args.workload != Workload::Raw {
+        return Err(BenchError::Options(
+            "the echo ceiling runs the raw workload only".into(),
+        ));
+    }
+    if !(args.duration > 0.0 && args.warmup >= 0.0) {
+        return Err(BenchError::Options(
+            "--duration must be positive, --warmup not negative".into(),
+        ));
+    }
+    let keys = KeyChooser::new(args.keys(), popularity);
+    let polling = args.polling();
+    let n_keys = args.keys();
+
+    if args.workload == Workload::Load || (!args.no_preload && proto != Proto::Echo) {
+        let started = Instant::now();
+        preload(args, addr, proto, cycle, n_keys).await?;
+        if args.workload == Workload::Load {
+            let secs = started.elapsed().as_secs_f64();
+            return Ok(Report::load(args, proto, n_keys, secs));
+        }
+    }
+
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(args.warmup);
+    let end = warm_end + Duration::from_secs_f64(args.duration);
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.conns as f64 / r.max(1e-9)));
+    let mut tasks = Vec::with_capacity(args.conns);
+    for n in 0..args.conns {
+        let conn = Conn::connect(addr, proto).await?;
+        let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n as u64 + 1);
+        let worker = Worker::new(conn, seed, keys.clone(), args.size, mix, polling, n);
+        let depth = args.pipeline;
+        // Open loop: connections start staggered across one interval.
+        let first = interval.map(|i| start + i.mul_f64(n as f64 / args.conns as f64));
+        tasks.push(tokio::spawn(drive(
+            worker, cycle, depth, first, interval, warm_end, end,
+        )));
+    }
+    let mut all = ConnStats::default();
+    let mut closed = 0;
+    for t in tasks {
+        let s = t
+            .await
+            .map_err(|e| BenchError::Io(std::io::Error::other(e.to_string())))?;
+        all.latency.merge(&s.latency);
+        all.lock_wait.merge(&s.lock_wait);
+        all.transactions += s.transactions;
+        all.requests += s.requests;
+        all.lock_failures += s.lock_failures;
+        all.errors += s.errors;
+        if s.first_error.is_some() {
+            closed += 1;
+            if all.first_error.is_none() {
+                all.first_error = s.first_error;
+            }
+        }
+    }
+    if closed == args.conns {
+        return Err(BenchError::Reply(format!(
+            "every connection failed; the first: {}",
+            all.first_error.unwrap_or_default()
+        )));
+    }
+    Ok(Report {
+        workload: args.workload,
+        cycle,
+        proto,
+        label: args.label.clone(),
+        addr: args.addr.clone(),
+        conns: args.conns,
+        pipeline: args.pipeline,
+        rate: args.rate,
+        size: args.size,
+        keys: n_keys,
+        popularity: args.popularity.clone(),
+        seconds: args.duration,
+        transactions: all.transactions,
+        requests: all.requests,
+        tx_per_s: all.transactions as f64 / args.duration,
+        req_per_s: all.requests as f64 / args.duration,
+        latency_us: Latency::of(&all.latency),
+        lock_wait_us: cycle.map(|_| Latency::of(&all.lock_wait)),
+        lock_failures: all.lock_failures,
+        errors: all.errors,
+        failed_connections: closed,
+        first_error: all.first_error,
+        polling: matches!(cycle, Some(Cycle::Redis | Cycle::Memcache)).then_some(polling),
+    })
+}
+
+/// Writes every session once over a few connections, 64 per write.
+async fn preload(
+    args: &RunArgs,
+    addr: SocketAddr,
+    proto: Proto,
+    cycle: Option<Cycle>,
+    n_keys: u64,
+) -> Result<(), BenchError> {
+    let loaders = args.conns.clamp(1, 4) as u64;
+    let per = n_keys.div_ceil(loaders);
+    let mut tasks = Vec::new();
+    for l in 0..loaders {
+        let conn = Conn::connect(addr, proto).await?;
+        let mut w = Worker::new(
+            conn,
+            0,
+            KeyChooser::new(1, Popularity::Uniform),
+            args.size,
+            (1, 1),
+            Polling::PHPREDIS,
+            l as usize,
+        );
+        let (from, to) = (l * per, ((l + 1) * per).min(n_keys));
+        tasks.push(tokio::spawn(
+            async move { w.load(from, to, 64, cycle).await },
+        ));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| BenchError::Io(std::io::Error::other(e.to_string())))??;
+    }
+    Ok(())
+}
+
+/// One connection's loop until `end`; counts only what starts after
+/// `warm_end` and finishes by `end`.
+async fn drive(
+    mut w: Worker,
+    cycle: Option<Cycle>,
+    depth: usize,
+    mut due: Option<Instant>,
+    interval: Option<Duration>,
+    warm_end: Instant,
+    end: Instant,
+) -> ConnStats {
+    let mut s = ConnStats::default();
+    loop {
+        let t0 = match (due, interval) {
+            (Some(d), Some(i)) => {
+                if d >= end {
+                    break;
+                }
+                tokio::time::sleep_until(d).await;
+                due = Some(d + i);
+                d // latency counts from when it was due
+            }
+            _ => Instant::now(),
+        };
+        if t0 >= end {
+            break;
+        }
+        let result = match cycle {
+            None => w.raw_batch(depth).await.map(|errors| {
+                (
+                    Outcome::Done {
+                        lock_wait: None,
+                        requests: depth as u32,
+                    },
+                    errors,
+                )
+            }),
+            Some(c) => w.cycle(c).await.map(|o| (o, 0)),
+        };
+        let t1 = Instant::now();
+        let counted = t0 >= warm_end && t1 <= end;
+        match result {
+            Ok((outcome, errors)) if counted => {
+                s.errors += u64::from(errors);
+                match outcome {
+                    Outcome::Done {
+                        lock_wait,
+                        requests,
+                    } => {
+                        let ns = (t1 - t0).as_nanos() as u64;
+                        for _ in 0..depth {
+                            s.latency.record(ns);
+                        }
+                        if let Some(lw) = lock_wait {
+                            s.lock_wait.record(lw.as_nanos() as u64);
+                        }
+                        s.transactions += depth as u64;
+                        s.requests += u64::from(requests);
+                    }
+                    Outcome::LockFailed { requests } => {
+                        s.lock_failures += 1;
+                        s.requests += u64::from(requests);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(BenchError::Reply(e)) => {
+                // The server answered wrongly: count it and end this
+                // connection, whose replies may now be out of step.
+                if counted {
+                    s.errors += 1;
+                }
+                s.first_error.get_or_insert(e);
+                break;
+            }
+            Err(e) => {
+                s.first_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    s
+}
