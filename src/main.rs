@@ -103,6 +103,9 @@ struct ServeArgs {
     /// Number of store shards.
     #[arg(long, env = "SESSIOND_SHARDS")]
     shards: Option<usize>,
+    /// Runtime worker threads (0: one per core).
+    #[arg(long, env = "SESSIOND_THREADS")]
+    threads: Option<usize>,
     /// Largest single value (session data, a variable), in bytes.
     #[arg(long, env = "SESSIOND_MAX_VALUE_BYTES")]
     max_value_bytes: Option<usize>,
@@ -161,6 +164,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.shards {
             c.shards = v;
+        }
+        if let Some(v) = self.threads {
+            c.threads = v;
         }
         if let Some(v) = self.max_value_bytes {
             c.limits.max_bulk_len = v;
@@ -267,10 +273,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        builder.worker_threads(config.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sessiond: cannot start the async runtime: {e}");

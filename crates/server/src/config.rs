@@ -165,6 +165,8 @@ pub struct Config {
     pub max_wait_ms: u64,
     /// Store shards (more shards, less contention between cores).
     pub shards: usize,
+    /// Worker threads of the async runtime; 0 means one per core.
+    pub threads: usize,
     /// How often expiry and lease upkeep runs, ms.
     pub tick_ms: u64,
     /// On shutdown, how long to let connections finish, ms.
@@ -196,6 +198,7 @@ impl Default for Config {
             max_lease_ms: e.max_lease_ms,
             max_wait_ms: e.max_wait_ms,
             shards: e.shards,
+            threads: 0,
             tick_ms: 10,
             shutdown_grace_ms: 5_000,
             log_level: LogLevel::Info,
@@ -267,6 +270,9 @@ impl Config {
                 "shards = {} must be between 1 and 65536",
                 self.shards
             ));
+        }
+        if self.threads > 1024 {
+            return bad(format!("threads = {} must be at most 1024", self.threads));
         }
         if self.tick_ms == 0 || self.tick_ms > 1000 {
             return bad(format!(
