@@ -6,7 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,12 @@ const LOCKED_RECHECK_MS: u64 = 1000;
 #[derive(Debug)]
 pub(crate) struct Shard {
     journal: Arc<Journal>,
-    pub(crate) sessions: BTreeMap<SessionId, Session>,
+    /// The sessions by id: a hash map, as every request looks one up.
+    /// Boxed so the table's empty slots stay small (it is at most 7/8 full).
+    pub(crate) sessions: HashMap<SessionId, Box<Session>>,
+    /// The same ids in order, for `SCAN` cursors and `LIST`; changed only
+    /// when a session is created or removed.
+    pub(crate) order: BTreeSet<SessionId>,
     pub(crate) locks: HashMap<SessionId, LockState>,
     pub(crate) vars: VarIndex,
     /// The same for the entries of PHP-encoded data.
@@ -44,7 +49,8 @@ impl Shard {
     fn new(journal: Arc<Journal>) -> Self {
         Self {
             journal,
-            sessions: BTreeMap::new(),
+            sessions: HashMap::new(),
+            order: BTreeSet::new(),
             locks: HashMap::new(),
             vars: VarIndex::default(),
             php_vars: VarIndex::default(),
@@ -73,12 +79,14 @@ impl Shard {
         }
         session.queued_ms = session.deadline_ms();
         self.expiry.push(Reverse((session.queued_ms, id.clone())));
-        self.sessions.insert(id, session);
+        self.order.insert(id.clone());
+        self.sessions.insert(id, Box::new(session));
     }
 
     /// Takes a session out with its indexes. Its lock state is left alone.
     pub(crate) fn take(&mut self, id: &SessionId) -> Option<Session> {
-        let session = self.sessions.remove(id)?;
+        let session = *self.sessions.remove(id)?;
+        self.order.remove(id);
         for (name, value) in &session.vars {
             self.vars.remove(name, value, id);
         }
@@ -282,7 +290,7 @@ impl Shard {
             self.destroy(id);
             return None;
         }
-        self.sessions.get_mut(id)
+        self.sessions.get_mut(id).map(|s| &mut **s)
     }
 
     /// Whether the session is alive at `now`, without removing anything.

@@ -77,8 +77,8 @@ impl Engine {
             match class {
                 None => ids.extend(
                     shard
-                        .sessions
-                        .keys()
+                        .order
+                        .iter()
                         .filter(|id| shard.is_live(id, now))
                         .map(|id| Reply::Bulk(id.to_bytes())),
                 ),
@@ -115,7 +115,8 @@ impl Engine {
             };
             let mut last = None;
             let mut full = false;
-            for (id, s) in shard.sessions.range((start, Bound::Unbounded)) {
+            let in_order = shard.order.range((start, Bound::Unbounded));
+            for (id, s) in in_order.filter_map(|id| shard.sessions.get(id).map(|s| (id, s))) {
                 if page.len() >= count {
                     full = true;
                     break;

@@ -306,7 +306,7 @@ impl Engine {
         shard
             .sessions
             .iter()
-            .map(|(id, s)| (id.clone(), s.clone()))
+            .map(|(id, s)| (id.clone(), Session::clone(s)))
             .collect()
     }
 
