@@ -124,7 +124,10 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         return Ok(None);
     }
     buf.advance(HEADER);
-    let mut body = buf.split_to(body_len).freeze();
+    // A copy of exactly the body, not a slice of the connection's buffer:
+    // a stored value would otherwise keep that whole buffer alive.
+    let mut body = Bytes::copy_from_slice(&buf[..body_len]);
+    buf.advance(body_len);
     let extras = body.split_to(extras_len);
     let key = body.split_to(key_len);
     let value = body;

@@ -371,3 +371,32 @@ fn random_binary_never_panics_and_always_progresses() {
         .collect();
     fuzz(Protocol::Binary, &alphabet, 0x2545_F491_4F6C_DD1D, 30_000);
 }
+
+/// A stored value must own exactly its bytes: a slice of the connection's
+/// read buffer would keep the whole buffer alive for as long as the session.
+#[test]
+fn stored_values_do_not_keep_the_read_buffer_alive() {
+    let mut text_in = BytesMut::with_capacity(64 * 1024);
+    text_in.extend_from_slice(b"set k 0 0 3\r\nabc\r\n");
+    let mut binary_in = BytesMut::with_capacity(64 * 1024);
+    binary_in.extend_from_slice(&[0x80, 0x01, 0, 1, 8, 0, 0, 0, 0, 0, 0, 12]);
+    binary_in.extend_from_slice(&[0; 12]);
+    binary_in.extend_from_slice(&[0; 8]);
+    binary_in.extend_from_slice(b"kabc");
+    for (mut buf, proto) in [(text_in, Protocol::Text), (binary_in, Protocol::Binary)] {
+        let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+        let parsed = parse(&mut buf, proto, &limits())
+            .unwrap()
+            .expect("one request");
+        match op(&parsed) {
+            Op::Store { data, .. } => {
+                assert_eq!(&data[..], b"abc");
+                assert!(
+                    !range.contains(&(data.as_ptr() as usize)),
+                    "{proto:?} value shares the buffer"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -264,18 +264,21 @@ fn read_block(
         return None;
     }
     buf.advance(nl + 1);
-    let mut data = buf.split_to(block);
-    if &data[h.len..] != b"\r\n" {
+    if &buf[h.len..block] != b"\r\n" {
+        buf.advance(block);
         return Some(refused(Status::Invalid, "bad data chunk", noreply));
     }
-    data.truncate(h.len);
+    // A copy of exactly the value, not a slice of the connection's buffer:
+    // a stored value would otherwise keep that whole buffer alive.
+    let data = Bytes::copy_from_slice(&buf[..h.len]);
+    buf.advance(block);
     Some(Parsed::Request(Request {
         op: Op::Store {
             kind: h.kind,
             key: h.key,
             flags: h.flags,
             exptime: h.exptime,
-            data: data.freeze(),
+            data,
         },
         meta,
     }))
