@@ -11,7 +11,10 @@
 # --fsync always, redis AOF appendfsync always), then everysec. memcached
 # has no persistence and runs in the first part only. The generator runs on
 # GEN_THREADS runtime threads (default 1) and the servers share the rest of
-# the machine. An echo server driven the same way gives the ceiling.
+# the machine: on 2 cores that is one core each, so sessiond runs with
+# SD_THREADS=1 (its single-threaded runtime), as Redis runs one thread;
+# SD_THREADS=0 gives it one thread per core. An echo server driven the same
+# way gives the ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -19,7 +22,7 @@ SECS=${SECS:-4}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-50}
 GEN_THREADS=${GEN_THREADS:-1}
-SD_THREADS=${SD_THREADS:-}
+SD_THREADS=${SD_THREADS:-1}
 RSS_KEYS=${RSS_KEYS:-1000000}
 OUT=${OUT:-BENCHMARKS.md}
 BASE=${BASE:-17000}
@@ -161,6 +164,6 @@ elapsed=$(($(date +%s) - started))
 machine="$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r)"
 versions="sessiond $($B --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(redis-server --version | awk '{print $1, $3}' | tr -d 'v='), $(memcached -V), $(rustc --version | awk '{print $1, $2}')"
 python3 bench/report.py "$results" "$OUT" "$machine" "$versions" \
-  "ROUNDS=$ROUNDS SECS=$SECS WARMUP=$WARMUP CONNS=$CONNS GEN_THREADS=$GEN_THREADS SD_THREADS=${SD_THREADS:-default} bench/compare.sh" "$elapsed"
+  "ROUNDS=$ROUNDS SECS=$SECS WARMUP=$WARMUP CONNS=$CONNS GEN_THREADS=$GEN_THREADS SD_THREADS=$SD_THREADS bench/compare.sh" "$elapsed"
 cp "$results" "${RESULTS_COPY:-bench/last-results.jsonl}"
 echo "compare.sh: done in ${elapsed}s; results in $OUT" >&2

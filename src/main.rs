@@ -273,8 +273,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log_level);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
+    // One thread: the single-threaded scheduler, which skips the
+    // multi-threaded one's work-stealing and cross-thread wake-ups.
+    let mut builder = if config.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.threads > 1 {
         builder.worker_threads(config.threads);
     }
     let runtime = match builder.enable_all().build() {

@@ -144,3 +144,40 @@ fn refuses_non_loopback_and_unknown_keys_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `default_timeot`"), "{err}");
 }
+
+/// `--threads 1` runs the single-threaded runtime: a client waiting in the
+/// lock queue must not stop the one thread from serving the holder, and the
+/// waiter gets the lock when the holder closes.
+#[tokio::test]
+async fn one_runtime_thread_serves_a_waiter_and_the_holder() {
+    use sessiond_client::{Client, LockOptions};
+    let (mut child, port) = start(&["--threads", "1"]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut holder = Client::connect(&addr).await.expect("connect");
+    let mut waiter = Client::connect(&addr).await.expect("connect");
+    let create = LockOptions {
+        create: true,
+        ..LockOptions::default()
+    };
+    let held = holder.open("t1", create).await.expect("open");
+    let waiting = tokio::spawn(async move {
+        let opts = LockOptions {
+            wait_ms: 5_000,
+            ..LockOptions::default()
+        };
+        let got = waiter.open("t1", opts).await.expect("queued open");
+        (got, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the waiter must queue");
+    let closed_at = Instant::now();
+    holder
+        .close("t1", held.key, Some(b"written"), &[])
+        .await
+        .expect("close");
+    let (got, at) = waiting.await.expect("task");
+    assert_eq!(&got.data[..], b"written");
+    assert!(at.duration_since(closed_at) < Duration::from_secs(1));
+    sigterm(&child);
+    assert!(child.wait().expect("wait").success());
+}

@@ -82,10 +82,20 @@ impl Polling {
     };
 }
 
-/// The id of session `n`: 26 characters, like PHP's default ids.
+/// The id of session `n`: 26 characters of `[0-9a-z]` that look random,
+/// as PHP's ids do (a server keeping ids in order must not be flattered by
+/// ids sharing long prefixes). The first 13 characters encode a bijection
+/// of `n`, so ids of different sessions never collide.
 pub fn session_id(n: u64, out: &mut Vec<u8>) {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     out.clear();
-    out.extend_from_slice(format!("bench{n:021}").as_bytes());
+    for half in [n, !n] {
+        let mut v = crate::keys::Rng::new(half).next_u64();
+        for _ in 0..13 {
+            out.push(ALPHABET[(v % 36) as usize]);
+            v /= 36;
+        }
+    }
 }
 
 /// How one transaction went.
@@ -115,6 +125,8 @@ pub struct Worker {
     id: Vec<u8>,
     key: Vec<u8>,
     lock: Vec<u8>,
+    /// Writes so far, stamped into the value.
+    stamp: u64,
 }
 
 fn unexpected(what: &str, f: &Frame) -> BenchError {
@@ -149,6 +161,7 @@ impl Worker {
             id: Vec::new(),
             key: Vec::new(),
             lock: Vec::new(),
+            stamp: (n as u64) << 40,
         }
     }
 
@@ -191,7 +204,21 @@ impl Worker {
         }
     }
 
+    /// Makes the value differ from every earlier write (a session changes
+    /// on each request: a counter, a timestamp), so no server can skip the
+    /// write as an identical rewrite. The first 16 bytes count writes.
+    fn stamp(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        let n = self.value.len().min(16);
+        let mut v = self.stamp;
+        for b in self.value[..n].iter_mut().rev() {
+            *b = b"0123456789abcdef"[(v & 15) as usize];
+            v >>= 4;
+        }
+    }
+
     fn push_set(&mut self) {
+        self.stamp();
         match self.conn.proto() {
             Proto::Resp | Proto::Echo => self.conn.push_resp(&[b"SET", &self.key, &self.value]),
             Proto::MemcacheText | Proto::MemcacheBinary => {
@@ -305,6 +332,7 @@ impl Worker {
             f => return Err(unexpected("GET", &f)),
         }
         let ttl = SESSION_TTL.to_string();
+        self.stamp();
         self.conn
             .push_resp(&[b"SETEX", &self.key, ttl.as_bytes(), &self.value]);
         match self.conn.call().await? {
@@ -353,6 +381,7 @@ impl Worker {
             Frame::Value(_) | Frame::Miss => {}
             f => return Err(unexpected("get", &f)),
         }
+        self.stamp();
         self.conn
             .push_mc_store(false, &self.key, &self.value, SESSION_TTL);
         match self.conn.call().await? {
@@ -383,6 +412,7 @@ impl Worker {
         };
         let lock_wait = t0.elapsed();
         let key = key.to_string();
+        self.stamp();
         self.conn.push_resp(&[
             b"SESSION.CLOSE",
             &self.id,
@@ -396,6 +426,25 @@ impl Worker {
                 requests: 2,
             }),
             f => Err(unexpected("SESSION.CLOSE", &f)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_php_like_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        let mut id = Vec::new();
+        for n in 0..100_000 {
+            session_id(n, &mut id);
+            assert_eq!(id.len(), 26);
+            assert!(id
+                .iter()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+            assert!(seen.insert(id.clone()), "duplicate id for {n}");
         }
     }
 }
