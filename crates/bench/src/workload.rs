@@ -300,30 +300,40 @@ impl Worker {
         tokio::time::sleep(Duration::from_micros(us)).await;
     }
 
-    async fn cycle_redis(&mut self) -> Result<Outcome, BenchError> {
-        let t0 = Instant::now();
-        let mut requests = 0;
-        let px = (LOCK_TTL_S * 1000).to_string();
+    /// Polls for a lock as phpredis and php-memcached do: sends what
+    /// `push` queues, and while the server answers "taken" sleeps and tries
+    /// again, up to the client's retries. Returns whether the lock was had
+    /// and the round trips it took.
+    async fn poll_lock(
+        &mut self,
+        push: fn(&mut Self),
+        what: &str,
+    ) -> Result<(bool, u32), BenchError> {
         let mut attempt = 0;
         loop {
-            self.conn.push_resp(&[
-                b"SET",
-                &self.lock,
-                &self.secret,
-                b"NX",
-                b"PX",
-                px.as_bytes(),
-            ]);
-            requests += 1;
+            push(self);
             match self.conn.call().await? {
-                Frame::Ok => break,
+                Frame::Ok => return Ok((true, attempt + 1)),
                 Frame::Miss if attempt < self.polling.retries => {
                     self.poll_sleep(attempt).await;
                     attempt += 1;
                 }
-                Frame::Miss => return Ok(Outcome::LockFailed { requests }),
-                f => return Err(unexpected("SET NX (lock)", &f)),
+                Frame::Miss => return Ok((false, attempt + 1)),
+                f => return Err(unexpected(what, &f)),
             }
+        }
+    }
+
+    async fn cycle_redis(&mut self) -> Result<Outcome, BenchError> {
+        let t0 = Instant::now();
+        let push = |w: &mut Self| {
+            let px = (LOCK_TTL_S * 1000).to_string();
+            w.conn
+                .push_resp(&[b"SET", &w.lock, &w.secret, b"NX", b"PX", px.as_bytes()]);
+        };
+        let (locked, mut requests) = self.poll_lock(push, "SET NX (lock)").await?;
+        if !locked {
+            return Ok(Outcome::LockFailed { requests });
         }
         let lock_wait = t0.elapsed();
         self.conn.push_resp(&[b"GET", &self.key]);
@@ -360,20 +370,10 @@ impl Worker {
 
     async fn cycle_memcache(&mut self) -> Result<Outcome, BenchError> {
         let t0 = Instant::now();
-        let mut requests = 0;
-        let mut attempt = 0;
-        loop {
-            self.conn.push_mc_store(true, &self.lock, b"1", LOCK_TTL_S);
-            requests += 1;
-            match self.conn.call().await? {
-                Frame::Ok => break,
-                Frame::Miss if attempt < self.polling.retries => {
-                    self.poll_sleep(attempt).await;
-                    attempt += 1;
-                }
-                Frame::Miss => return Ok(Outcome::LockFailed { requests }),
-                f => return Err(unexpected("add (lock)", &f)),
-            }
+        let push = |w: &mut Self| w.conn.push_mc_store(true, &w.lock, b"1", LOCK_TTL_S);
+        let (locked, mut requests) = self.poll_lock(push, "add (lock)").await?;
+        if !locked {
+            return Ok(Outcome::LockFailed { requests });
         }
         let lock_wait = t0.elapsed();
         self.conn.push_mc_get(&self.key);
