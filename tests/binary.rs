@@ -181,3 +181,83 @@ async fn one_runtime_thread_serves_a_waiter_and_the_holder() {
     sigterm(&child);
     assert!(child.wait().expect("wait").success());
 }
+
+/// The README's `sessiond bench` commands through the binary: a run against
+/// a server prints one JSON line, and the echo server answers the raw
+/// workload.
+#[test]
+fn bench_runs_against_the_server_and_the_echo_ceiling() {
+    let (mut child, port) = start(&[]);
+    let json_field = |out: &str, name: &str| -> f64 {
+        let at = out
+            .find(&format!("\"{name}\":"))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        let rest = &out[at + name.len() + 3..];
+        let end = rest.find([',', '}']).expect("end of value");
+        rest[..end]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} in {out}"))
+    };
+    let bench = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args([
+                "bench",
+                "run",
+                "--json",
+                "--duration",
+                "0.3",
+                "--warmup",
+                "0",
+                "--conns",
+                "4",
+            ])
+            .args(args)
+            .output()
+            .expect("bench");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(json_field(&stdout, "transactions") > 0.0, "{stdout}");
+        assert_eq!(json_field(&stdout, "errors"), 0.0, "{stdout}");
+        stdout
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let out = bench(&["--workload", "cycle-native", "--addr", &addr]);
+    assert!(out.contains("\"lock_wait_us\":{"), "{out}");
+
+    let echo_port = common::process::free_port().to_string();
+    let listen = format!("127.0.0.1:{echo_port}");
+    let mut echo = Command::new(BIN)
+        .args(["bench", "echo-server", "--listen", &listen])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("echo server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "echo server did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bench(&["--workload", "raw", "--proto", "echo", "--addr", &listen]);
+    // A workload the echo server cannot serve is refused, not run.
+    let refused = Command::new(BIN)
+        .args([
+            "bench",
+            "run",
+            "--workload",
+            "cycle-redis",
+            "--proto",
+            "echo",
+            "--addr",
+            &listen,
+        ])
+        .output()
+        .expect("bench");
+    assert!(!refused.status.success());
+    let _ = echo.kill();
+    let _ = echo.wait();
+    sigterm(&child);
+    assert!(child.wait().expect("wait").success());
+}

@@ -120,13 +120,12 @@ impl Conn {
 
     /// Queues `set` (`add` when `add`) of a value with flags 0.
     pub fn push_mc_store(&mut self, add: bool, key: &[u8], value: &[u8], exptime: u32) {
+        self.traced(if add { "add" } else { "set" });
         if self.proto == Proto::MemcacheBinary {
-            self.traced(if add { "add" } else { "set" });
             let mut extras = [0u8; 8];
             extras[4..].copy_from_slice(&exptime.to_be_bytes());
             self.push_binary(if add { 0x02 } else { 0x01 }, key, &extras, value);
         } else {
-            self.traced(if add { "add" } else { "set" });
             self.out
                 .extend_from_slice(if add { b"add " } else { b"set " });
             self.out.extend_from_slice(key);
