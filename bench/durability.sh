@@ -6,9 +6,10 @@
 #
 # For each fsync policy (always, everysec): sessiond with --fsync P and
 # redis-server with --appendonly yes --appendfsync P, both on loopback with
-# fresh data directories; the load is examples/write_throughput.rs (closed
-# loop, CONNS connections, SIZE-byte values over 10,000 sessions). Prints a
-# Markdown table of medians (min–max) and the sessiond/Redis ratio.
+# fresh data directories; the load is `sessiond bench run --workload raw
+# --mix 0:1` (closed loop, CONNS connections, each writing SIZE-byte values
+# with `SET` to 10,000 sessions — the same command to both servers). Prints
+# a Markdown table of medians (min–max) and the sessiond/Redis ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -21,8 +22,7 @@ REDIS_PORT=${REDIS_PORT:-16379}
 if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
-cargo build --release --quiet --bin sessiond --example write_throughput
-gen=target/release/examples/write_throughput
+cargo build --release --quiet --bin sessiond
 work=$(mktemp -d)
 results="$work/results.jsonl"
 pids=()
@@ -44,8 +44,10 @@ for policy in always everysec; do
     order="sessiond redis"; [ $((round % 2)) -eq 0 ] && order="redis sessiond"
     for t in $order; do
       port=$SD_PORT; [ "$t" = redis ] && port=$REDIS_PORT
-      line=$("$gen" "$t" "127.0.0.1:$port" --conns "$CONNS" --secs "$SECS" --size "$SIZE")
-      echo "{\"policy\":\"$policy\",\"round\":$round,${line#\{}" | tee -a "$results" >&2
+      line=$(target/release/sessiond bench run --json --workload raw --mix 0:1 --addr "127.0.0.1:$port" \
+        --conns "$CONNS" --duration "$SECS" --size "$SIZE" --label "$t")
+      echo "{\"policy\":\"$policy\",\"round\":$round,\"target\":\"$t\",${line#\{}" >>"$results"
+      echo "$policy $t $(echo "$line" | grep -o '"tx_per_s":[0-9.]*')" >&2
     done
   done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -62,10 +64,10 @@ for policy in ("always", "everysec"):
     med = {}
     for t in ("sessiond", "redis"):
         r = [x for x in rows if x["policy"] == policy and x["target"] == t]
-        w = [x["writes_per_s"] for x in r]
+        w = [x["tx_per_s"] for x in r]
         med[t] = statistics.median(w)
-        p50 = statistics.median(x["p50_us"] for x in r)
-        p99 = statistics.median(x["p99_us"] for x in r)
+        p50 = statistics.median(x["latency_us"]["p50"] for x in r)
+        p99 = statistics.median(x["latency_us"]["p99"] for x in r)
         ratio = f'{med["sessiond"] / med["redis"]:.2f}' if t == "redis" else ""
         print(f"| {policy} | {t} | {med[t]:,.0f} ({min(w):,.0f}–{max(w):,.0f}) | {p50:.0f} | {p99:.0f} | {ratio} |")
 PY
