@@ -64,8 +64,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut c = Client::connect(addr).await?;
             let mut samples = Vec::new();
             let mut state = 0x2545_F491_4F6C_DD1D ^ (t + 1);
-            let value = vec![b'w'; 1024];
+            let mut value = vec![b'w'; 1024];
+            let mut written = 0u64;
             while start.elapsed() < run_for {
+                // A different value every time: an identical rewrite is
+                // answered without a log record and would measure nothing.
+                written += 1;
+                value[..16].copy_from_slice(format!("{t:04}{written:012}").as_bytes());
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
