@@ -54,7 +54,9 @@ fn php_encoding(data: &[u8]) -> Option<Vec<(Bytes, Bytes)>> {
     let mut vars = Vec::new();
     while r.pos < data.len() {
         let rest = &data[r.pos..];
-        let bar = rest.iter().position(|&b| b == b'|')?;
+        // Most non-PHP blobs have no `|` at all: find that out at memchr
+        // speed, as every session write comes through here.
+        let bar = memchr::memchr(b'|', rest)?;
         if bar == 0 {
             return None;
         }
@@ -83,7 +85,7 @@ impl Reader<'_> {
     /// Bytes up to (not including) `end`, which is consumed.
     fn until(&mut self, end: u8) -> Option<&[u8]> {
         let rest = &self.buf[self.pos..];
-        let at = rest.iter().position(|&b| b == end)?;
+        let at = memchr::memchr(end, rest)?;
         self.pos += at + 1;
         Some(&rest[..at])
     }

@@ -122,17 +122,8 @@ impl Shard {
     /// ms), so reads do not turn into writes; after a restart a session may
     /// therefore expire up to that much early.
     pub(crate) fn touch(&mut self, id: &SessionId, now: u64) {
-        let Some(s) = self.sessions.get_mut(id) else {
-            return;
-        };
-        s.accessed_ms = now;
-        let every = (s.timeout_ms / 16).max(100);
-        if now.saturating_sub(s.logged_ms) >= every {
-            s.logged_ms = now;
-            self.journal.record(|| Mutation::Touch {
-                id: id.clone(),
-                accessed_ms: now,
-            });
+        if let Some(s) = self.sessions.get_mut(id) {
+            touch_session(s, &self.journal, id, now);
         }
     }
 
@@ -178,11 +169,13 @@ impl Shard {
         now: u64,
         versions: &AtomicU64,
     ) {
+        // One look-up: the session, the journal and the index are
+        // borrowed side by side.
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
         if s.data == data {
-            self.touch(id, now);
+            touch_session(s, &self.journal, id, now);
             return;
         }
         let version = versions.fetch_add(1, Ordering::Relaxed);
@@ -195,24 +188,13 @@ impl Shard {
             version,
             accessed_ms: now,
         });
-        self.replace_data(id, data);
+        swap_data(s, &mut self.php_vars, id, data);
     }
 
     /// Replaces the data blob and re-reads its PHP entries into the index.
     pub(crate) fn replace_data(&mut self, id: &SessionId, data: Bytes) {
-        let Some(s) = self.sessions.get_mut(id) else {
-            return;
-        };
-        let php = crate::php::session_vars(&data).unwrap_or_default();
-        s.data = data;
-        let old = std::mem::replace(&mut s.php, php);
-        for (name, value) in &old {
-            self.php_vars.remove(name, value, id);
-        }
-        if let Some(s) = self.sessions.get(id) {
-            for (name, value) in &s.php {
-                self.php_vars.insert(name, value, id);
-            }
+        if let Some(s) = self.sessions.get_mut(id) {
+            swap_data(s, &mut self.php_vars, id, data);
         }
     }
 
@@ -291,6 +273,14 @@ impl Shard {
             return None;
         }
         self.sessions.get_mut(id).map(|s| &mut **s)
+    }
+
+    /// [`Shard::live`], and marks the session read ([`Shard::touch`]).
+    pub(crate) fn live_touched(&mut self, id: &SessionId, now: u64) -> Option<&mut Session> {
+        self.live(id, now)?;
+        let s = self.sessions.get_mut(id)?;
+        touch_session(s, &self.journal, id, now);
+        Some(s)
     }
 
     /// Whether the session is alive at `now`, without removing anything.
@@ -449,5 +439,32 @@ impl Store {
 
     pub(crate) fn lock_at(&self, index: usize) -> MutexGuard<'_, Shard> {
         self.shards[index].lock()
+    }
+}
+
+/// [`Shard::touch`] on a session already looked up.
+fn touch_session(s: &mut Session, journal: &Journal, id: &SessionId, now: u64) {
+    s.accessed_ms = now;
+    let every = (s.timeout_ms / 16).max(100);
+    if now.saturating_sub(s.logged_ms) >= every {
+        s.logged_ms = now;
+        journal.record(|| Mutation::Touch {
+            id: id.clone(),
+            accessed_ms: now,
+        });
+    }
+}
+
+/// Puts `data` in place and moves the session's PHP entries in the index
+/// from the old blob's to the new one's.
+fn swap_data(s: &mut Session, php_vars: &mut VarIndex, id: &SessionId, data: Bytes) {
+    let php = crate::php::session_vars(&data).unwrap_or_default();
+    s.data = data;
+    let old = std::mem::replace(&mut s.php, php);
+    for (name, value) in &old {
+        php_vars.remove(name, value, id);
+    }
+    for (name, value) in &s.php {
+        php_vars.insert(name, value, id);
     }
 }

@@ -15,15 +15,12 @@ impl Prefixes {
         Self(prefixes)
     }
 
-    /// `key` without the longest prefix it starts with (all of it if none),
-    /// sharing `key`'s memory.
-    pub fn strip(&self, key: &Bytes) -> Bytes {
-        let rest = self
-            .0
+    /// `key` without the longest prefix it starts with (all of it if none).
+    pub fn strip<'a>(&self, key: &'a [u8]) -> &'a [u8] {
+        self.0
             .iter()
             .find_map(|p| key.strip_prefix(&p[..]))
-            .unwrap_or(key);
-        key.slice_ref(rest)
+            .unwrap_or(key)
     }
 
     /// The longest prefix (empty if there is none): what listings put back

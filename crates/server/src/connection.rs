@@ -18,7 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, DurableMark, Registration};
+use crate::link::{await_lock, read_more, DurableMark, Registration, Stop};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -32,7 +32,7 @@ struct Conn {
     inbuf: BytesMut,
     out: BytesMut,
     proto: Protocol,
-    stop: watch::Receiver<bool>,
+    stop: Stop,
     /// Under `fsync always`: the log record the pending replies wait for.
     durable: DurableMark,
 }
@@ -56,7 +56,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
         inbuf: BytesMut::with_capacity(16 * 1024),
         out: BytesMut::with_capacity(16 * 1024),
         proto: Protocol::Resp2,
-        stop,
+        stop: Stop::new(stop),
         durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {

@@ -12,7 +12,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, DurableMark, Registration};
+use crate::link::{await_lock, read_more, DurableMark, Registration, Stop};
 use crate::server::Shared;
 
 /// The session this connection has open.
@@ -23,7 +23,8 @@ struct Opened {
 }
 
 /// Serves one line-protocol connection to the end.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut stop = Stop::new(stop);
     let registration = Registration::new(&shared);
     let client = registration.client().clone();
     let engine = shared.engine.clone();

@@ -2,6 +2,8 @@
 //! connection's locks are released however it ends), and waiting for a
 //! queued lock while still watching the socket.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +57,7 @@ pub(crate) async fn await_lock(
     rd: &mut OwnedReadHalf,
     inbuf: &mut BytesMut,
     max_buffer: usize,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Stop,
 ) -> std::io::Result<Option<Result<Reply, Error>>> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
     loop {
@@ -65,7 +67,7 @@ pub(crate) async fn await_lock(
                 return Ok(Some(engine.complete_wait(&pending, outcome)));
             }
             () = tokio::time::sleep_until(deadline) => return Ok(Some(engine.give_up(&pending))),
-            _ = stop.changed() => return Ok(Some(engine.give_up(&pending))),
+            () = stop.wait() => return Ok(Some(engine.give_up(&pending))),
             n = rd.read_buf(inbuf), if room => {
                 if !matches!(n, Ok(n) if n > 0) {
                     return Ok(None);
@@ -117,13 +119,47 @@ impl DurableMark {
 pub(crate) async fn read_more(
     rd: &mut OwnedReadHalf,
     inbuf: &mut BytesMut,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Stop,
 ) -> std::io::Result<bool> {
-    if *stop.borrow() {
+    if stop.stopped() {
         return Ok(false);
     }
     tokio::select! {
         n = rd.read_buf(inbuf) => Ok(n? > 0),
-        _ = stop.changed() => Ok(false),
+        () = stop.wait() => Ok(false),
+    }
+}
+
+/// The server's stop signal, as a connection sees it: one long-lived
+/// future, so waiting on it between reads costs no new registration with
+/// the channel each time.
+pub(crate) struct Stop {
+    fired: bool,
+    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Stop {
+    pub(crate) fn new(mut rx: watch::Receiver<bool>) -> Self {
+        let fired = *rx.borrow_and_update();
+        Self {
+            fired,
+            // A dropped sender counts as a stop, as the server is gone.
+            signal: Box::pin(async move {
+                let _ = rx.wait_for(|stopping| *stopping).await;
+            }),
+        }
+    }
+
+    /// Whether the server is stopping (as far as seen so far).
+    pub(crate) fn stopped(&self) -> bool {
+        self.fired
+    }
+
+    /// Resolves once the server is stopping; at once if it already is.
+    pub(crate) async fn wait(&mut self) {
+        if !self.fired {
+            self.signal.as_mut().await;
+            self.fired = true;
+        }
     }
 }

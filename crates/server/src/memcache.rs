@@ -22,7 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{read_more, DurableMark, Registration};
+use crate::link::{read_more, DurableMark, Registration, Stop};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -50,7 +50,7 @@ struct Conn {
     protocol: Option<Protocol>,
     /// Bytes of a refused (oversized) value still to discard.
     skip: usize,
-    stop: watch::Receiver<bool>,
+    stop: Stop,
     durable: DurableMark,
 }
 
@@ -68,7 +68,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
         out: BytesMut::with_capacity(16 * 1024),
         protocol: None,
         skip: 0,
-        stop,
+        stop: Stop::new(stop),
         durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {

@@ -119,6 +119,17 @@ impl Engine {
             .ok_or_else(|| Error::NoSession(id.clone()))
     }
 
+    /// [`Self::alive`], marked read.
+    fn alive_touched<'a>(
+        shard: &'a mut Shard,
+        id: &SessionId,
+        now: u64,
+    ) -> Result<&'a mut Session, Error> {
+        shard
+            .live_touched(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))
+    }
+
     pub(super) fn get(
         &self,
         id: &SessionId,
@@ -127,13 +138,11 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = Self::alive(&mut shard, id, now)?;
-        let reply = match session.var(name) {
+        let session = Self::alive_touched(&mut shard, id, now)?;
+        Ok(match session.var(name) {
             Some(v) => Reply::Bulk(v.clone()),
             None => default.map_or(Reply::Nil, Reply::Bulk),
-        };
-        shard.touch(id, now);
-        Ok(reply)
+        })
     }
 
     /// `SET` and `SETALL`: every pair or none (they run under one shard lock
@@ -159,18 +168,17 @@ impl Engine {
 
     pub(super) fn get_all(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let reply = all_vars_reply(Self::alive(&mut shard, id, now)?);
-        shard.touch(id, now);
-        Ok(reply)
+        Ok(all_vars_reply(Self::alive_touched(&mut shard, id, now)?))
     }
 
     pub(super) fn get_data(&self, id: &SessionId, touch: bool, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let data = Self::alive(&mut shard, id, now)?.data.clone();
-        if touch {
-            shard.touch(id, now);
-        }
-        Ok(Reply::Bulk(data))
+        let session = if touch {
+            Self::alive_touched(&mut shard, id, now)?
+        } else {
+            Self::alive(&mut shard, id, now)?
+        };
+        Ok(Reply::Bulk(session.data.clone()))
     }
 
     pub(super) fn set_data(&self, id: &SessionId, data: Bytes, now: u64) -> Result<Reply, Error> {
@@ -387,8 +395,7 @@ impl Engine {
 
     pub(super) fn touch(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        Self::alive(&mut shard, id, now)?;
-        shard.touch(id, now);
+        Self::alive_touched(&mut shard, id, now)?;
         Ok(Reply::Ok)
     }
 

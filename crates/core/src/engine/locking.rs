@@ -89,9 +89,7 @@ impl Engine {
         }
         let mut guard = self.store.lock(&id);
         let shard = &mut *guard;
-        if shard.live(&id, now).is_some() {
-            shard.touch(&id, now);
-        } else if require_session {
+        if shard.live_touched(&id, now).is_none() && require_session {
             return Err(Error::NoSession(id.clone()));
         }
         let Shard { locks, leases, .. } = shard;

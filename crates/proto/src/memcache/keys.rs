@@ -36,10 +36,8 @@ impl McKeys {
     pub fn map(&self, key: &Bytes) -> Key {
         let rest = self.prefixes.strip(key);
         match rest.strip_prefix(LOCK_PREFIX) {
-            Some(id) if !id.is_empty() => {
-                Key::Lock(SessionId::new(rest.slice(LOCK_PREFIX.len()..)))
-            }
-            _ => Key::Session(SessionId::new(rest)),
+            Some(id) if !id.is_empty() => Key::Lock(SessionId::copy_from_slice(id)),
+            _ => Key::Session(SessionId::copy_from_slice(rest)),
         }
     }
 }

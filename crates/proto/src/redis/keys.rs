@@ -45,8 +45,8 @@ impl RedisKeys {
     pub fn map(&self, key: &Bytes) -> Key {
         let id = self.prefixes.strip(key);
         match id.strip_suffix(LOCK_SUFFIX) {
-            Some(base) if !base.is_empty() => Key::Lock(SessionId::new(id.slice(..base.len()))),
-            _ => Key::Session(SessionId::new(id)),
+            Some(base) if !base.is_empty() => Key::Lock(SessionId::copy_from_slice(base)),
+            _ => Key::Session(SessionId::copy_from_slice(id)),
         }
     }
 

@@ -113,7 +113,17 @@ pub fn parse(
     let Some(name) = args.first() else {
         return Err(err("empty command"));
     };
-    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    // Upper-cased on the stack: every name this door knows is short ASCII,
+    // and anything else is no command of its own.
+    let mut upper = [0u8; 16];
+    let name = match upper.get_mut(..name.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(name);
+            slot.make_ascii_uppercase();
+            std::str::from_utf8(slot).unwrap_or("")
+        }
+        None => "",
+    };
     let a = &args[1..];
     let one = |commands: Vec<Command>, render: Render| Ok(RedisRequest { commands, render });
     let fixed = |reply: Reply| {
@@ -122,16 +132,16 @@ pub fn parse(
             render: Render::Fixed(reply),
         })
     };
-    match name.as_str() {
+    match name {
         "GET" => {
-            let [key] = a else { return Err(arity(&name)) };
+            let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
                 Key::Session(id) => one(vec![Command::GetData { id, touch: false }], Render::NilIfMissing),
                 Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Plain),
             }
         }
         "GETEX" => {
-            let (key, opts) = a.split_first().ok_or_else(|| arity(&name))?;
+            let (key, opts) = a.split_first().ok_or_else(|| arity(name))?;
             let Key::Session(id) = keys.map(key) else {
                 return one(vec![Command::LockOwner { id: lock_id(keys, key) }], Render::Plain);
             };
@@ -151,7 +161,7 @@ pub fn parse(
         }
         "SET" => parse_set(a, keys),
         "SETEX" | "PSETEX" => {
-            let [key, n, value] = a else { return Err(arity(&name)) };
+            let [key, n, value] = a else { return Err(arity(name)) };
             let unit = if name == "SETEX" { 1000 } else { 1 };
             let ms = expire_ms(int(n)?, unit, &name.to_ascii_lowercase())?;
             match keys.map(key) {
@@ -171,7 +181,7 @@ pub fn parse(
         }
         "DEL" | "UNLINK" => {
             if a.is_empty() {
-                return Err(arity(&name));
+                return Err(arity(name));
             }
             let commands = a
                 .iter()
@@ -184,7 +194,7 @@ pub fn parse(
         }
         "EXISTS" => {
             if a.is_empty() {
-                return Err(arity(&name));
+                return Err(arity(name));
             }
             let commands = a
                 .iter()
@@ -196,7 +206,7 @@ pub fn parse(
             one(commands, Render::Count)
         }
         "EXPIRE" | "PEXPIRE" => {
-            let [key, n, ..] = a else { return Err(arity(&name)) };
+            let [key, n, ..] = a else { return Err(arity(name)) };
             let unit = if name == "EXPIRE" { 1000 } else { 1 };
             let n = int(n)?;
             let Key::Session(id) = keys.map(key) else {
@@ -210,7 +220,7 @@ pub fn parse(
             one(vec![Command::Timeout { id, timeout_ms: Some(ms) }], Render::OneOrZero)
         }
         "TTL" | "PTTL" => {
-            let [key] = a else { return Err(arity(&name)) };
+            let [key] = a else { return Err(arity(name)) };
             let Key::Session(id) = keys.map(key) else {
                 return fixed(Reply::Int(-2));
             };
@@ -218,18 +228,18 @@ pub fn parse(
             one(vec![cmd], Render::Ttl)
         }
         "TYPE" => {
-            let [key] = a else { return Err(arity(&name)) };
+            let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
                 Key::Session(id) => one(vec![Command::Exists { id }], Render::Type),
                 Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Type),
             }
         }
         "KEYS" => {
-            let [pattern] = a else { return Err(arity(&name)) };
+            let [pattern] = a else { return Err(arity(name)) };
             one(vec![Command::List { class: None }], Render::Keys { pattern: pattern.clone(), scan: false })
         }
         "SCAN" => {
-            let (cursor, opts) = a.split_first().ok_or_else(|| arity(&name))?;
+            let (cursor, opts) = a.split_first().ok_or_else(|| arity(name))?;
             int(cursor).map_err(|_| err("invalid cursor"))?;
             let mut pattern = Bytes::from_static(b"*");
             let mut it = opts.iter();
@@ -261,7 +271,7 @@ pub fn parse(
             }
             _ => Err(err("syntax error")),
         },
-        "EVALSHA" | "EVAL" => parse_unlock_script(&name, a, keys),
+        "EVALSHA" | "EVAL" => parse_unlock_script(name, a, keys),
         "SCRIPT" => match a.first() {
             Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
                 a[1..].iter().map(|sha| Reply::Int(i64::from(sha.eq_ignore_ascii_case(UNLOCK_SHA)))).collect(),
@@ -275,10 +285,10 @@ pub fn parse(
             1 | 2 => Err(err(
                 "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             )),
-            _ => Err(arity(&name)),
+            _ => Err(arity(name)),
         },
         "SELECT" => {
-            let [db] = a else { return Err(arity(&name)) };
+            let [db] = a else { return Err(arity(name)) };
             // Every database number names the same sessions.
             int(db).map_err(|_| err("value is not an integer or out of range"))?;
             fixed(Reply::Ok)
