@@ -8,12 +8,8 @@ use bytes::Bytes;
 /// expiry (`accessed + timeout`).
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// An application-chosen class (msession's `classname`), for COUNT/LIST.
-    pub class: Option<Bytes>,
     /// The unstructured blob: msession `set_data`, PHP's serialized `$_SESSION`.
     pub data: Bytes,
-    /// Per-variable fields: msession `set`/`get`, HTTP_SessionServer `put`/`get`.
-    pub vars: BTreeMap<Bytes, Bytes>,
     /// Opaque client flags (the memcached item flags).
     pub flags: u32,
     /// When the session was created, ms since the epoch.
@@ -29,17 +25,36 @@ pub struct Session {
     /// The last `accessed_ms` written to the log; reads log a touch only
     /// when it has fallen behind by a fair part of the timeout.
     pub(crate) logged_ms: u64,
+    /// Class, variables and PHP entries: most sessions (a blob under a
+    /// key) have none, so they cost one pointer until one is set.
+    extra: Option<Box<Extra>>,
+}
+
+/// The parts of a session that many sessions never use.
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    /// An application-chosen class (msession's `classname`), for COUNT/LIST.
+    class: Option<Bytes>,
+    /// Per-variable fields: msession `set`/`get`, HTTP_SessionServer `put`/`get`.
+    vars: BTreeMap<Bytes, Bytes>,
     /// The top-level `$_SESSION` entries when `data` is a PHP session
     /// (derived from `data`, never stored on its own).
-    pub(crate) php: Vec<(Bytes, Bytes)>,
+    php: Vec<(Bytes, Bytes)>,
 }
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.class.is_none() && self.vars.is_empty() && self.php.is_empty()
+    }
+}
+
+/// What [`Session::vars`] lends out for a session without variables.
+static NO_VARS: BTreeMap<Bytes, Bytes> = BTreeMap::new();
 
 impl Session {
     pub(crate) fn new(now: u64, timeout_ms: u64, version: u64) -> Self {
         Self {
-            class: None,
             data: Bytes::new(),
-            vars: BTreeMap::new(),
             flags: 0,
             created_ms: now,
             accessed_ms: now,
@@ -47,7 +62,7 @@ impl Session {
             version,
             queued_ms: now.saturating_add(timeout_ms),
             logged_ms: now,
-            php: Vec::new(),
+            extra: None,
         }
     }
 
@@ -68,10 +83,8 @@ impl Session {
         timeout_ms: u64,
         version: u64,
     ) -> Self {
-        Self {
-            class,
+        let mut s = Self {
             data,
-            vars,
             flags,
             created_ms,
             accessed_ms,
@@ -79,24 +92,77 @@ impl Session {
             version,
             queued_ms: accessed_ms.saturating_add(timeout_ms),
             logged_ms: accessed_ms,
-            php: Vec::new(),
+            extra: None,
+        };
+        s.set_class(class);
+        if !vars.is_empty() {
+            *s.vars_mut() = vars;
+        }
+        s
+    }
+
+    /// The session's class, if it has one.
+    pub fn class(&self) -> Option<&Bytes> {
+        self.extra.as_ref()?.class.as_ref()
+    }
+
+    /// The explicitly set variables.
+    pub fn vars(&self) -> &BTreeMap<Bytes, Bytes> {
+        self.extra.as_ref().map_or(&NO_VARS, |e| &e.vars)
+    }
+
+    /// The PHP entries of `data` (empty unless it is a PHP session).
+    pub(crate) fn php(&self) -> &[(Bytes, Bytes)] {
+        self.extra.as_ref().map_or(&[], |e| &e.php)
+    }
+
+    pub(crate) fn set_class(&mut self, class: Option<Bytes>) {
+        if class.is_some() || self.extra.is_some() {
+            self.extra_mut().class = class;
+            self.shrink();
+        }
+    }
+
+    /// The variables, to change. Call [`Self::shrink`] after removing any.
+    pub(crate) fn vars_mut(&mut self) -> &mut BTreeMap<Bytes, Bytes> {
+        &mut self.extra_mut().vars
+    }
+
+    /// Puts in the PHP entries of new data; returns the old ones.
+    pub(crate) fn replace_php(&mut self, php: Vec<(Bytes, Bytes)>) -> Vec<(Bytes, Bytes)> {
+        if php.is_empty() && self.extra.is_none() {
+            return php;
+        }
+        let old = std::mem::replace(&mut self.extra_mut().php, php);
+        self.shrink();
+        old
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Lets go of the extra parts once nothing is left in them.
+    pub(crate) fn shrink(&mut self) {
+        if self.extra.as_ref().is_some_and(|e| e.is_empty()) {
+            self.extra = None;
         }
     }
 
     /// A variable: one set explicitly, else a top-level entry of PHP-encoded
     /// data.
     pub fn var(&self, name: &[u8]) -> Option<&Bytes> {
-        self.vars
+        self.vars()
             .get(name)
-            .or_else(|| self.php.iter().find(|(k, _)| k == name).map(|(_, v)| v))
+            .or_else(|| self.php().iter().find(|(k, _)| k == name).map(|(_, v)| v))
     }
 
     /// Every variable: the explicit ones, then PHP entries they do not shadow.
     pub fn all_vars(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.vars.iter().chain(
-            self.php
+        self.vars().iter().chain(
+            self.php()
                 .iter()
-                .filter(|(k, _)| !self.vars.contains_key(k))
+                .filter(|(k, _)| !self.vars().contains_key(k))
                 .map(|(k, v)| (k, v)),
         )
     }
@@ -111,9 +177,9 @@ impl Session {
 /// and the log is not part of a session's value.
 impl PartialEq for Session {
     fn eq(&self, o: &Self) -> bool {
-        self.class == o.class
+        self.class() == o.class()
             && self.data == o.data
-            && self.vars == o.vars
+            && self.vars() == o.vars()
             && self.flags == o.flags
             && self.created_ms == o.created_ms
             && self.accessed_ms == o.accessed_ms
@@ -123,3 +189,31 @@ impl PartialEq for Session {
 }
 
 impl Eq for Session {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_session_stays_small_and_gives_back_its_extra_parts() {
+        // The common session (a blob under a key) is what a million-session
+        // store is made of: keep it within two cache lines.
+        assert!(std::mem::size_of::<Session>() <= 96);
+        let mut s = Session::new(0, 1000, 1);
+        assert!(s.extra.is_none() && s.vars().is_empty() && s.class().is_none());
+        s.vars_mut().insert(Bytes::from("a"), Bytes::from("1"));
+        s.set_class(Some(Bytes::from("shop")));
+        assert_eq!(s.var(b"a"), Some(&Bytes::from("1")));
+        assert_eq!(s.class(), Some(&Bytes::from("shop")));
+        s.vars_mut().clear();
+        s.shrink();
+        assert!(s.extra.is_some(), "the class still needs it");
+        s.set_class(None);
+        assert!(s.extra.is_none());
+        let php = vec![(Bytes::from("user"), Bytes::from("i:42;"))];
+        assert!(s.replace_php(php.clone()).is_empty());
+        assert_eq!(s.var(b"user"), Some(&Bytes::from("i:42;")));
+        assert_eq!(s.replace_php(Vec::new()), php);
+        assert!(s.extra.is_none());
+    }
+}

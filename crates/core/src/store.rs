@@ -67,14 +67,14 @@ impl Shard {
             id: id.clone(),
             session: session.clone(),
         });
-        for (name, value) in &session.vars {
+        for (name, value) in session.vars() {
             self.vars.insert(name, value, &id);
         }
-        session.php = crate::php::session_vars(&session.data).unwrap_or_default();
-        for (name, value) in &session.php {
+        session.replace_php(crate::php::session_vars(&session.data).unwrap_or_default());
+        for (name, value) in session.php() {
             self.php_vars.insert(name, value, &id);
         }
-        if let Some(class) = &session.class {
+        if let Some(class) = session.class() {
             self.classes.insert(class, &id);
         }
         session.queued_ms = session.deadline_ms();
@@ -87,13 +87,13 @@ impl Shard {
     pub(crate) fn take(&mut self, id: &SessionId) -> Option<Session> {
         let session = *self.sessions.remove(id)?;
         self.order.remove(id);
-        for (name, value) in &session.vars {
+        for (name, value) in session.vars() {
             self.vars.remove(name, value, id);
         }
-        for (name, value) in &session.php {
+        for (name, value) in session.php() {
             self.php_vars.remove(name, value, id);
         }
-        if let Some(class) = &session.class {
+        if let Some(class) = session.class() {
             self.classes.remove(class, id);
         }
         Some(session)
@@ -138,7 +138,7 @@ impl Shard {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
-        if pairs.iter().all(|(n, v)| s.vars.get(n) == Some(v)) {
+        if pairs.iter().all(|(n, v)| s.vars().get(n) == Some(v)) {
             self.touch(id, now);
             return;
         }
@@ -308,7 +308,7 @@ impl Shard {
             return;
         };
         self.vars.insert(&name, &value, id);
-        if let Some(old) = session.vars.insert(name.clone(), value.clone()) {
+        if let Some(old) = session.vars_mut().insert(name.clone(), value.clone()) {
             if old != value {
                 self.vars.remove(&name, &old, id);
             }
@@ -320,7 +320,9 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(id) else {
             return false;
         };
-        match session.vars.remove(name) {
+        let removed = session.vars_mut().remove(name);
+        session.shrink();
+        match removed {
             Some(old) => {
                 self.vars.remove(name, &old, id);
                 true
@@ -460,11 +462,11 @@ fn touch_session(s: &mut Session, journal: &Journal, id: &SessionId, now: u64) {
 fn swap_data(s: &mut Session, php_vars: &mut VarIndex, id: &SessionId, data: Bytes) {
     let php = crate::php::session_vars(&data).unwrap_or_default();
     s.data = data;
-    let old = std::mem::replace(&mut s.php, php);
+    let old = s.replace_php(php);
     for (name, value) in &old {
         php_vars.remove(name, value, id);
     }
-    for (name, value) in &s.php {
+    for (name, value) in s.php() {
         php_vars.insert(name, value, id);
     }
 }

@@ -337,7 +337,7 @@ impl Engine {
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
-        let current = match session.vars.get(&name) {
+        let current = match session.vars().get(&name) {
             None => 0,
             Some(v) => parse_i64(v).ok_or_else(|| Error::NotInteger {
                 id: id.clone(),

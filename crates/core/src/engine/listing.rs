@@ -23,7 +23,7 @@ impl Engine {
             .ok_or_else(|| Error::NoSession(id.clone()))?;
         let mut fields = vec![
             ("id", Reply::Bulk(id.to_bytes())),
-            ("class", s.class.clone().map_or(Reply::Nil, Reply::Bulk)),
+            ("class", s.class().cloned().map_or(Reply::Nil, Reply::Bulk)),
             ("created", Reply::Int(secs(s.created_ms))),
             ("accessed", Reply::Int(secs(s.accessed_ms))),
             ("timeout", Reply::Int(secs(s.timeout_ms))),
@@ -32,7 +32,7 @@ impl Engine {
                 "version",
                 Reply::Int(i64::try_from(s.version).unwrap_or(i64::MAX)),
             ),
-            ("vars", Reply::Int(s.vars.len() as i64)),
+            ("vars", Reply::Int(s.vars().len() as i64)),
             ("data_bytes", Reply::Int(s.data.len() as i64)),
         ];
         let (mode, holders, waiters) = match shard.locks.get(id) {
@@ -122,7 +122,7 @@ impl Engine {
                     break;
                 }
                 last = Some(id.clone());
-                let class_ok = class.is_none_or(|c| s.class.as_deref() == Some(c));
+                let class_ok = class.is_none_or(|c| s.class().map(|b| &b[..]) == Some(c));
                 if class_ok && shard.is_live(id, now) {
                     page.push(Reply::Bulk(id.to_bytes()));
                 }
@@ -228,7 +228,7 @@ fn has_explicit(shard: &crate::store::Shard, id: &SessionId, name: &[u8]) -> boo
     shard
         .sessions
         .get(id)
-        .is_some_and(|s| s.vars.contains_key(name))
+        .is_some_and(|s| s.vars().contains_key(name))
 }
 
 fn format_cursor(shard: usize, last: &SessionId) -> String {

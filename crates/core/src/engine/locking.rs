@@ -368,7 +368,7 @@ fn grant_reply(
             let reply = Reply::Array(vec![
                 key,
                 Reply::Bulk(session.data.clone()),
-                vars_reply(&session.vars),
+                vars_reply(session.vars()),
             ]);
             shard.touch(&grant.id, now);
             Ok(reply)

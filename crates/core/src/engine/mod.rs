@@ -504,7 +504,7 @@ impl Engine {
         now: u64,
     ) -> Session {
         let mut s = Session::new(now, timeout_ms, self.version());
-        s.class = class;
+        s.set_class(class);
         s.data = data.unwrap_or_default();
         s
     }

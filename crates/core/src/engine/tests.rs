@@ -1235,8 +1235,8 @@ fn replaying_the_log_rebuilds_the_same_state() {
         for (id, a) in &before {
             let r = &after[id];
             assert_eq!(
-                (&a.data, &a.vars, a.version, a.timeout_ms, &a.class),
-                (&r.data, &r.vars, r.version, r.timeout_ms, &r.class),
+                (&a.data, a.vars(), a.version, a.timeout_ms, a.class()),
+                (&r.data, r.vars(), r.version, r.timeout_ms, r.class()),
                 "{id}"
             );
             let slack = (a.timeout_ms / 16).max(100);

@@ -89,7 +89,7 @@ fn session_json(id: &SessionId, s: &Session, out: &mut String) {
     out.push_str("{\"id\":");
     json_bytes(id.as_bytes(), out);
     out.push_str(",\"class\":");
-    match &s.class {
+    match s.class() {
         Some(c) => json_bytes(c, out),
         None => out.push_str("null"),
     }
@@ -100,7 +100,7 @@ fn session_json(id: &SessionId, s: &Session, out: &mut String) {
     );
     json_bytes(&s.data, out);
     out.push_str(",\"vars\":{");
-    for (i, (k, v)) in s.vars.iter().enumerate() {
+    for (i, (k, v)) in s.vars().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -97,7 +97,7 @@ fn encode_payload(record: &Record, out: &mut Vec<u8>) {
         Mutation::Put { id, session: s } => {
             out.put_u8(PUT);
             put_bytes(out, id.as_bytes());
-            match &s.class {
+            match s.class() {
                 Some(c) => {
                     out.put_u8(1);
                     put_bytes(out, c);
@@ -105,8 +105,8 @@ fn encode_payload(record: &Record, out: &mut Vec<u8>) {
                 None => out.put_u8(0),
             }
             put_bytes(out, &s.data);
-            out.put_u32_le(u32::try_from(s.vars.len()).unwrap_or(u32::MAX));
-            for (n, v) in &s.vars {
+            out.put_u32_le(u32::try_from(s.vars().len()).unwrap_or(u32::MAX));
+            for (n, v) in s.vars() {
                 put_bytes(out, n);
                 put_bytes(out, v);
             }
