@@ -94,7 +94,7 @@ impl FromStr for LogLevel {
     }
 }
 
-/// Hard limits on one request (see [`Limits`]).
+/// Hard limits on one request (see [`Limits`]) and on connections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -108,6 +108,16 @@ pub struct LimitsConfig {
     pub max_request_len: usize,
     /// Longest session id, bytes.
     pub max_id_len: usize,
+    /// Most connections open at once, over every door.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Close a connection with no request under way for this long,
+    /// seconds; 0 never does (PHP's persistent connections sit idle).
+    pub idle_timeout: u64,
+    /// Close a connection whose request is not all there, or whose replies
+    /// it does not read, for this long, ms (slow or stuck clients).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -119,6 +129,10 @@ impl Default for LimitsConfig {
             max_args: l.max_args,
             max_request_len: l.max_request_len,
             max_id_len: EngineConfig::default().max_id_len,
+            max_connections: 10_000,
+            max_connections_per_ip: 2_000,
+            idle_timeout: 0,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -290,7 +304,29 @@ impl Config {
                 l.max_request_len, l.max_bulk_len
             ));
         }
+        if l.max_connections == 0 || l.max_connections_per_ip == 0 {
+            return bad(
+                "limits.max_connections and limits.max_connections_per_ip must be at least 1"
+                    .into(),
+            );
+        }
+        if l.request_timeout_ms < 100 {
+            return bad(format!(
+                "limits.request_timeout_ms = {} must be at least 100",
+                l.request_timeout_ms
+            ));
+        }
         Ok(())
+    }
+
+    /// How long a connection may sit idle, and wait for the rest of a
+    /// request or for its client to read.
+    pub(crate) fn connection_timeouts(&self) -> crate::link::Timeouts {
+        crate::link::Timeouts {
+            idle: (self.limits.idle_timeout > 0)
+                .then(|| std::time::Duration::from_secs(self.limits.idle_timeout)),
+            request: std::time::Duration::from_millis(self.limits.request_timeout_ms),
+        }
     }
 
     /// When to compact the log.

@@ -13,12 +13,11 @@ use sessiond_core::{ClientHandle, Error, InfoSection, Outcome, PendingLock, Repl
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, DurableMark, Registration, Stop};
+use crate::link::{await_lock, read_more, write_all, DurableMark, Registration, Stop, Watchdog};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -33,6 +32,7 @@ struct Conn {
     out: BytesMut,
     proto: Protocol,
     stop: Stop,
+    dog: Watchdog,
     /// Under `fsync always`: the log record the pending replies wait for.
     durable: DurableMark,
 }
@@ -48,6 +48,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
     let registration = Registration::new(&shared);
     let client = registration.client().clone();
     let (rd, wr) = stream.into_split();
+    let shared_timeouts = shared.timeouts;
     let mut conn = Conn {
         shared,
         client,
@@ -57,6 +58,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
         out: BytesMut::with_capacity(16 * 1024),
         proto: Protocol::Resp2,
         stop: Stop::new(stop),
+        dog: Watchdog::new(shared_timeouts),
         durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {
@@ -72,7 +74,7 @@ impl Conn {
                 return Ok(());
             }
             self.flush().await?;
-            if !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop).await? {
+            if !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop, &mut self.dog).await? {
                 return Ok(());
             }
         }
@@ -209,7 +211,7 @@ impl Conn {
         // Group commit: one wait covers every write in this batch.
         self.durable.wait(&self.shared).await;
         if !self.out.is_empty() {
-            self.wr.write_all(&self.out).await?;
+            write_all(&mut self.wr, &self.out, &mut self.dog).await?;
             self.out.clear();
         }
         Ok(())
@@ -261,6 +263,10 @@ impl Conn {
                     (
                         "total_connections_received",
                         s.connections_total.load(Ordering::Relaxed).to_string(),
+                    ),
+                    (
+                        "rejected_connections",
+                        s.admission.rejected.load(Ordering::Relaxed).to_string(),
                     ),
                 ],
             },

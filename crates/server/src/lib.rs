@@ -4,6 +4,7 @@
 //! Tests and the binary run the same path: bind a listener, then
 //! [`run`] (or [`Server::run`]) until a shutdown future resolves.
 
+mod admission;
 mod config;
 mod connection;
 mod error;

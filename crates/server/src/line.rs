@@ -7,12 +7,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, DurableMark, Registration, Stop};
+use crate::link::{await_lock, read_more, write_all, DurableMark, Registration, Stop, Watchdog};
 use crate::server::Shared;
 
 /// The session this connection has open.
@@ -22,9 +21,13 @@ struct Opened {
     write: bool,
 }
 
+/// Replies are written once this much is pending, even mid-batch.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// Serves one line-protocol connection to the end.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut stop = Stop::new(stop);
+    let mut dog = Watchdog::new(shared.timeouts);
     let registration = Registration::new(&shared);
     let client = registration.client().clone();
     let engine = shared.engine.clone();
@@ -44,13 +47,13 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
                 }
                 Err(e) => {
                     line::err(&mut out, &e.0);
-                    let _ = send(&mut wr, &mut out, &mut durable, &shared).await;
+                    let _ = send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await;
                     return;
                 }
             };
             if cmd == LineCommand::Quit {
                 line::ok(&mut out, None);
-                let _ = send(&mut wr, &mut out, &mut durable, &shared).await;
+                let _ = send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await;
                 return;
             }
             let before = DurableMark::before(&shared, cmd.writes());
@@ -59,7 +62,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
             let result = match run(&engine, &client, &mut open, cmd) {
                 Step::Done(r) => r,
                 Step::Wait(pending, write) => {
-                    if !send(&mut wr, &mut out, &mut durable, &shared).await {
+                    if !send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await {
                         return;
                     }
                     let max = shared.limits.max_inline_len;
@@ -74,11 +77,21 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
                 Ok(text) => line::ok(&mut out, text.as_deref()),
                 Err(message) => line::err(&mut out, &message),
             }
+            // Many buffered requests with large replies: write as we go
+            // rather than holding them all.
+            if out.len() >= FLUSH_AT
+                && !send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await
+            {
+                return;
+            }
         }
-        if !send(&mut wr, &mut out, &mut durable, &shared).await {
+        if !send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await {
             return;
         }
-        if !matches!(read_more(&mut rd, &mut inbuf, &mut stop).await, Ok(true)) {
+        if !matches!(
+            read_more(&mut rd, &mut inbuf, &mut stop, &mut dog).await,
+            Ok(true)
+        ) {
             return;
         }
     }
@@ -91,12 +104,13 @@ async fn send(
     out: &mut BytesMut,
     durable: &mut DurableMark,
     shared: &Shared,
+    dog: &mut Watchdog,
 ) -> bool {
     durable.wait(shared).await;
     if out.is_empty() {
         return true;
     }
-    let sent = wr.write_all(out).await.is_ok();
+    let sent = write_all(wr, out, dog).await.is_ok();
     out.clear();
     sent
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sessiond_core::{ClientHandle, Engine, Error, PendingLock, Reply};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::server::Shared;
 
@@ -115,18 +116,111 @@ impl DurableMark {
 }
 
 /// Waits for more bytes from the client. False when the connection is over:
-/// the client closed it, or the server is stopping.
+/// the client closed it, or the server is stopping. An error of kind
+/// `TimedOut` when the client let a timeout of `dog` pass.
 pub(crate) async fn read_more(
     rd: &mut OwnedReadHalf,
     inbuf: &mut BytesMut,
     stop: &mut Stop,
+    dog: &mut Watchdog,
 ) -> std::io::Result<bool> {
     if stop.stopped() {
         return Ok(false);
     }
-    tokio::select! {
+    let (due, what) = dog.read_deadline(inbuf.len());
+    let read = tokio::select! {
         n = rd.read_buf(inbuf) => Ok(n? > 0),
         () = stop.wait() => Ok(false),
+        () = dog.until(due) => Err(timed_out(what)),
+    };
+    dog.len_after_read = inbuf.len();
+    read
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} timeout: the connection is closed"),
+    )
+}
+
+/// Writes all of `out`, unless the client leaves it unread past the
+/// request timeout (an error of kind `TimedOut`).
+pub(crate) async fn write_all(
+    wr: &mut OwnedWriteHalf,
+    out: &[u8],
+    dog: &mut Watchdog,
+) -> std::io::Result<()> {
+    let due = Some(Instant::now() + dog.timeouts.request);
+    tokio::select! {
+        r = wr.write_all(out) => r,
+        () = dog.until(due) => Err(timed_out("request")),
+    }
+}
+
+/// How long a connection may wait for its client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// With no request under way; `None`: for ever.
+    pub(crate) idle: Option<Duration>,
+    /// For the rest of a request, or for the client to read its replies.
+    pub(crate) request: Duration,
+}
+
+/// A connection's [`Timeouts`] on one timer, moved lazily: a busy
+/// connection reads the clock on each wait but re-arms the timer only when
+/// it fires early or must fire sooner.
+pub(crate) struct Watchdog {
+    timeouts: Timeouts,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the partial request at the front of the buffer began arriving.
+    partial_since: Option<Instant>,
+    /// The buffer's length after the last read: answering requests only
+    /// ever takes whole ones off it, so a shorter buffer at the next read
+    /// means any partial request there is a new one.
+    len_after_read: usize,
+}
+
+impl Watchdog {
+    pub(crate) fn new(timeouts: Timeouts) -> Self {
+        Self {
+            timeouts,
+            // Far enough never to fire before it is first moved.
+            timer: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
+            partial_since: None,
+            len_after_read: 0,
+        }
+    }
+
+    /// The deadline for the next read, with a buffer holding `buffered`
+    /// bytes of a partial request, and which timeout it is.
+    fn read_deadline(&mut self, buffered: usize) -> (Option<Instant>, &'static str) {
+        let now = Instant::now();
+        if buffered == 0 {
+            self.partial_since = None;
+            return (self.timeouts.idle.map(|t| now + t), "idle");
+        }
+        if buffered < self.len_after_read {
+            self.partial_since = None;
+        }
+        let since = *self.partial_since.get_or_insert(now);
+        (Some(since + self.timeouts.request), "request")
+    }
+
+    /// Resolves at `due` (never for `None`).
+    async fn until(&mut self, due: Option<Instant>) {
+        let Some(due) = due else {
+            return std::future::pending().await;
+        };
+        loop {
+            if self.timer.is_elapsed() || self.timer.deadline() > due {
+                self.timer.as_mut().reset(due);
+            }
+            self.timer.as_mut().await;
+            if Instant::now() >= due {
+                return;
+            }
+        }
     }
 }
 

@@ -17,12 +17,11 @@ use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
 use sessiond_proto::redis::Key;
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{read_more, DurableMark, Registration, Stop};
+use crate::link::{read_more, write_all, DurableMark, Registration, Stop, Watchdog};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -51,6 +50,7 @@ struct Conn {
     /// Bytes of a refused (oversized) value still to discard.
     skip: usize,
     stop: Stop,
+    dog: Watchdog,
     durable: DurableMark,
 }
 
@@ -59,6 +59,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
     let registration = Registration::new(&shared);
     let client = registration.client().clone();
     let (rd, wr) = stream.into_split();
+    let timeouts = shared.timeouts;
     let mut conn = Conn {
         shared,
         client,
@@ -69,6 +70,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
         protocol: None,
         skip: 0,
         stop: Stop::new(stop),
+        dog: Watchdog::new(timeouts),
         durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {
@@ -88,7 +90,7 @@ impl Conn {
             let next = self.drain().await?;
             self.flush().await?;
             if matches!(next, Next::Close)
-                || !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop).await?
+                || !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop, &mut self.dog).await?
             {
                 return Ok(());
             }
@@ -149,7 +151,7 @@ impl Conn {
     async fn flush(&mut self) -> std::io::Result<()> {
         self.durable.wait(&self.shared).await;
         if !self.out.is_empty() {
-            self.wr.write_all(&self.out).await?;
+            write_all(&mut self.wr, &self.out, &mut self.dog).await?;
             self.out.clear();
         }
         Ok(())

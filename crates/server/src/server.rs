@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::admission::{Admission, Permit};
 use crate::config::Config;
 use crate::connection;
 use crate::error::ServerError;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
     pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
     pub(crate) memcache_stats: crate::memcache::McStats,
+    pub(crate) timeouts: crate::link::Timeouts,
+    pub(crate) admission: Arc<Admission>,
 }
 
 /// A configured server, ready to run on a listener.
@@ -131,6 +134,11 @@ impl Server {
             redis_keys: self.config.redis_keys(),
             memcache_keys: self.config.memcache_keys(),
             memcache_stats: crate::memcache::McStats::default(),
+            timeouts: self.config.connection_timeouts(),
+            admission: Arc::new(Admission::new(
+                self.config.limits.max_connections,
+                self.config.limits.max_connections_per_ip,
+            )),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
@@ -144,18 +152,21 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => {
-                    if let Some(stream) = admit(accepted, "native", &shared).await {
-                        connections.spawn(connection::serve(stream, shared.clone(), stop_rx.clone()));
+                    if let Some((stream, permit)) = admit(accepted, Door::Native, &shared).await {
+                        let serve = connection::serve(stream, shared.clone(), stop_rx.clone());
+                        connections.spawn(holding(permit, serve));
                     }
                 }
                 accepted = accept_maybe(line.as_ref()) => {
-                    if let Some(stream) = admit(accepted, "line-protocol", &shared).await {
-                        connections.spawn(crate::line::serve(stream, shared.clone(), stop_rx.clone()));
+                    if let Some((stream, permit)) = admit(accepted, Door::Line, &shared).await {
+                        let serve = crate::line::serve(stream, shared.clone(), stop_rx.clone());
+                        connections.spawn(holding(permit, serve));
                     }
                 }
                 accepted = accept_maybe(memcache.as_ref()) => {
-                    if let Some(stream) = admit(accepted, "memcached", &shared).await {
-                        connections.spawn(crate::memcache::serve(stream, shared.clone(), stop_rx.clone()));
+                    if let Some((stream, permit)) = admit(accepted, Door::Memcache, &shared).await {
+                        let serve = crate::memcache::serve(stream, shared.clone(), stop_rx.clone());
+                        connections.spawn(holding(permit, serve));
                     }
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -208,27 +219,72 @@ pub struct Doors {
     pub memcache: Option<TcpListener>,
 }
 
-/// A new connection, ready to serve; on an accept error (out of file
-/// descriptors and the like) says so, backs off and yields nothing.
+/// Which listener a connection came in by.
+#[derive(Debug, Clone, Copy)]
+enum Door {
+    Native,
+    Line,
+    Memcache,
+}
+
+impl Door {
+    fn name(self) -> &'static str {
+        match self {
+            Door::Native => "native",
+            Door::Line => "line-protocol",
+            Door::Memcache => "memcached",
+        }
+    }
+
+    /// A refusal in this door's error idiom, for a client about to be cut off.
+    fn refusal(self, message: &str) -> String {
+        match self {
+            Door::Native => format!("-ERR {message}\r\n"),
+            Door::Line => format!("err {message}\r\n"),
+            Door::Memcache => format!("SERVER_ERROR {message}\r\n"),
+        }
+    }
+}
+
+/// A new connection with its place under the connection limits, ready to
+/// serve. Over a limit, the client is told so and the connection closed;
+/// on an accept error (out of file descriptors and the like) says so,
+/// backs off and yields nothing.
 async fn admit(
     accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
-    door: &'static str,
+    door: Door,
     shared: &Shared,
-) -> Option<tokio::net::TcpStream> {
+) -> Option<(tokio::net::TcpStream, Permit)> {
     match accepted {
         Ok((stream, peer)) => {
+            let permit = match shared.admission.admit(peer.ip()) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    // Best effort, never waiting: the socket's buffer is
+                    // empty, so a short line goes out whole.
+                    let _ = stream.try_write(door.refusal(refusal.message()).as_bytes());
+                    tracing::debug!(%peer, door = door.name(), reason = refusal.message(), "connection refused");
+                    return None;
+                }
+            };
             // Small request/response exchanges: don't let Nagle hold replies.
             let _ = stream.set_nodelay(true);
-            tracing::debug!(%peer, door, "connection accepted");
+            tracing::debug!(%peer, door = door.name(), "connection accepted");
             shared.connections_total.fetch_add(1, Ordering::Relaxed);
-            Some(stream)
+            Some((stream, permit))
         }
         Err(e) => {
-            tracing::warn!(error = %e, door, "accept failed");
+            tracing::warn!(error = %e, door = door.name(), "accept failed");
             tokio::time::sleep(Duration::from_millis(50)).await;
             None
         }
     }
+}
+
+/// Runs a connection, keeping its place under the limits until it ends.
+async fn holding(permit: Permit, serve: impl Future<Output = ()>) {
+    serve.await;
+    drop(permit);
 }
 
 /// Accepts on `listener`, or never if there is none.
