@@ -8,33 +8,23 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
-use sessiond_core::{ClientHandle, Error, InfoSection, Outcome, PendingLock, Reply};
+use bytes::BufMut;
+use sessiond_core::{InfoSection, Outcome, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, write_all, DurableMark, Registration, Stop, Watchdog};
+use crate::link::{DurableMark, Link};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
 const FLUSH_AT: usize = 64 * 1024;
 
 struct Conn {
-    shared: Arc<Shared>,
-    client: ClientHandle,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
-    inbuf: BytesMut,
-    out: BytesMut,
+    link: Link,
     proto: Protocol,
-    stop: Stop,
-    dog: Watchdog,
-    /// Under `fsync always`: the log record the pending replies wait for.
-    durable: DurableMark,
 }
 
 /// What a request tells the loop to do next.
@@ -45,21 +35,9 @@ enum Next {
 
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let registration = Registration::new(&shared);
-    let client = registration.client().clone();
-    let (rd, wr) = stream.into_split();
-    let shared_timeouts = shared.timeouts;
     let mut conn = Conn {
-        shared,
-        client,
-        rd,
-        wr,
-        inbuf: BytesMut::with_capacity(16 * 1024),
-        out: BytesMut::with_capacity(16 * 1024),
+        link: Link::new(stream, shared, stop, 16 * 1024),
         proto: Protocol::Resp2,
-        stop: Stop::new(stop),
-        dog: Watchdog::new(shared_timeouts),
-        durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -70,11 +48,11 @@ impl Conn {
     async fn run(&mut self) -> std::io::Result<()> {
         loop {
             if let Next::Close = self.drain_requests().await? {
-                self.flush().await?;
+                self.link.flush().await?;
                 return Ok(());
             }
-            self.flush().await?;
-            if !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop, &mut self.dog).await? {
+            self.link.flush().await?;
+            if !self.link.read_more().await? {
                 return Ok(());
             }
         }
@@ -83,21 +61,21 @@ impl Conn {
     /// Answers every whole request in the input buffer.
     async fn drain_requests(&mut self) -> std::io::Result<Next> {
         loop {
-            let args = match parse_request(&mut self.inbuf, &self.shared.limits) {
+            let args = match parse_request(&mut self.link.inbuf, &self.link.shared.limits) {
                 Ok(None) => return Ok(Next::Continue),
                 Ok(Some(args)) if args.is_empty() => continue,
                 Ok(Some(args)) => args,
                 Err(e) => {
                     // The stream cannot be trusted past a framing error.
-                    encode_error("ERR", &e.to_string(), &mut self.out);
+                    encode_error("ERR", &e.to_string(), &mut self.link.out);
                     return Ok(Next::Close);
                 }
             };
             if let Next::Close = self.handle(args).await? {
                 return Ok(Next::Close);
             }
-            if self.out.len() >= FLUSH_AT {
-                self.flush().await?;
+            if self.link.out.len() >= FLUSH_AT {
+                self.link.flush().await?;
             }
         }
     }
@@ -115,14 +93,14 @@ impl Conn {
         let request = match parsed {
             Ok(r) => r,
             Err(e) => {
-                encode_error(e.code, &e.message, &mut self.out);
+                encode_error(e.code, &e.message, &mut self.link.out);
                 return Ok(Next::Continue);
             }
         };
         let cmd = match request {
             Request::Engine(cmd) => cmd,
             Request::Quit => {
-                self.out.put_slice(b"+OK\r\n");
+                self.link.out.put_slice(b"+OK\r\n");
                 return Ok(Next::Close);
             }
             Request::Hello { protover } => {
@@ -132,34 +110,35 @@ impl Conn {
                     None => {}
                 }
                 let reply = self.hello();
-                encode_reply(&reply, self.proto, &mut self.out);
+                encode_reply(&reply, self.proto, &mut self.link.out);
                 return Ok(Next::Continue);
             }
             Request::Reply(reply) => {
-                encode_reply(&reply, self.proto, &mut self.out);
+                encode_reply(&reply, self.proto, &mut self.link.out);
                 return Ok(Next::Continue);
             }
         };
-        let before = DurableMark::before(&self.shared, cmd.is_write());
-        let result = match self.shared.engine.execute(&self.client, cmd) {
+        let before = DurableMark::before(&self.link.shared, cmd.is_write());
+        let result = match self.link.shared.engine.execute(self.link.client(), cmd) {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
-                self.flush().await?;
-                match self.wait(pending).await? {
+                self.link.flush().await?;
+                let max = self.link.shared.limits.max_request_len;
+                match self.link.await_lock(pending, max).await? {
                     Some(result) => result,
                     None => return Ok(Next::Close),
                 }
             }
             Err(e) => Err(e),
         };
-        self.durable.after(&self.shared, before);
+        self.link.durable.after(&self.link.shared, before);
         match result {
             Ok(Reply::Info(sections)) => {
                 let reply = Reply::Info(self.info(sections));
-                encode_reply(&reply, self.proto, &mut self.out);
+                encode_reply(&reply, self.proto, &mut self.link.out);
             }
-            Ok(reply) => encode_reply(&reply, self.proto, &mut self.out),
-            Err(e) => encode_error(e.code(), &e.to_string(), &mut self.out),
+            Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
+            Err(e) => encode_error(e.code(), &e.to_string(), &mut self.link.out),
         }
         Ok(Next::Continue)
     }
@@ -168,53 +147,27 @@ impl Conn {
     /// results fold into one Redis reply. None of them waits (Redis-door
     /// locks are try-once, as phpredis polls).
     fn handle_redis(&mut self, args: Vec<bytes::Bytes>) {
-        let engine = self.shared.engine.clone();
-        let request = match redis::parse(args, &self.shared.redis_keys, self.client.id()) {
-            Ok(r) => r,
-            Err(e) => {
-                encode_error(e.code, &e.message, &mut self.out);
-                return;
-            }
-        };
+        let engine = self.link.shared.engine.clone();
+        let request =
+            match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
+                Ok(r) => r,
+                Err(e) => {
+                    encode_error(e.code, &e.message, &mut self.link.out);
+                    return;
+                }
+            };
         let writes = request.commands.iter().any(|c| c.is_write());
-        let before = DurableMark::before(&self.shared, writes);
+        let before = DurableMark::before(&self.link.shared, writes);
         let results: Vec<_> = request
             .commands
             .into_iter()
-            .map(|cmd| engine.execute_now(&self.client, cmd))
+            .map(|cmd| engine.execute_now(self.link.client(), cmd))
             .collect();
-        self.durable.after(&self.shared, before);
-        match redis::render(&request.render, &self.shared.redis_keys, results) {
-            Ok(reply) => encode_reply(&reply, self.proto, &mut self.out),
-            Err((code, message)) => encode_error(code, &message, &mut self.out),
+        self.link.durable.after(&self.link.shared, before);
+        match redis::render(&request.render, &self.link.shared.redis_keys, results) {
+            Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
+            Err((code, message)) => encode_error(code, &message, &mut self.link.out),
         }
-    }
-
-    async fn wait(
-        &mut self,
-        pending: PendingLock,
-    ) -> std::io::Result<Option<Result<Reply, Error>>> {
-        let engine = self.shared.engine.clone();
-        let max = self.shared.limits.max_request_len;
-        await_lock(
-            &engine,
-            pending,
-            &mut self.rd,
-            &mut self.inbuf,
-            max,
-            &mut self.stop,
-        )
-        .await
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        // Group commit: one wait covers every write in this batch.
-        self.durable.wait(&self.shared).await;
-        if !self.out.is_empty() {
-            write_all(&mut self.wr, &self.out, &mut self.dog).await?;
-            self.out.clear();
-        }
-        Ok(())
     }
 
     fn hello(&self) -> Reply {
@@ -229,7 +182,7 @@ impl Conn {
             field("proto", Reply::Int(proto)),
             field(
                 "id",
-                Reply::Int(i64::try_from(self.client.id()).unwrap_or(i64::MAX)),
+                Reply::Int(i64::try_from(self.link.client().id()).unwrap_or(i64::MAX)),
             ),
             field("mode", Reply::text("standalone")),
             field("role", Reply::text("master")),
@@ -239,7 +192,7 @@ impl Conn {
 
     /// The engine's INFO sections, with the server's own in front.
     fn info(&self, engine_sections: Vec<InfoSection>) -> Vec<InfoSection> {
-        let s = &self.shared;
+        let s = &self.link.shared;
         let mut sections = vec![
             InfoSection {
                 name: "Server",

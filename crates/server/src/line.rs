@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{await_lock, read_more, write_all, DurableMark, Registration, Stop, Watchdog};
+use crate::link::{DurableMark, Link};
 use crate::server::Shared;
 
 /// The session this connection has open.
@@ -26,93 +24,61 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// Serves one line-protocol connection to the end.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut stop = Stop::new(stop);
-    let mut dog = Watchdog::new(shared.timeouts);
-    let registration = Registration::new(&shared);
-    let client = registration.client().clone();
-    let engine = shared.engine.clone();
-    let (mut rd, mut wr) = stream.into_split();
-    let mut inbuf = BytesMut::with_capacity(4096);
-    let mut out = BytesMut::with_capacity(4096);
+    let mut link = Link::new(stream, shared, stop, 4096);
+    let client = link.client().clone();
+    let engine = link.shared.engine.clone();
     let mut open: Option<Opened> = None;
-    let mut durable = DurableMark::default();
     loop {
         loop {
-            let cmd = match line::parse_line(&mut inbuf, &shared.limits) {
+            let cmd = match line::parse_line(&mut link.inbuf, &link.shared.limits) {
                 Ok(None) => break,
                 Ok(Some(Ok(cmd))) => cmd,
                 Ok(Some(Err(e))) => {
-                    line::err(&mut out, &e.0);
+                    line::err(&mut link.out, &e.0);
                     continue;
                 }
                 Err(e) => {
-                    line::err(&mut out, &e.0);
-                    let _ = send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await;
+                    line::err(&mut link.out, &e.0);
+                    let _ = link.flush().await;
                     return;
                 }
             };
             if cmd == LineCommand::Quit {
-                line::ok(&mut out, None);
-                let _ = send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await;
+                line::ok(&mut link.out, None);
+                let _ = link.flush().await;
                 return;
             }
-            let before = DurableMark::before(&shared, cmd.writes());
+            let before = DurableMark::before(&link.shared, cmd.writes());
             // Everything else runs against the engine; a lock wait flushes
             // what is pending first.
             let result = match run(&engine, &client, &mut open, cmd) {
                 Step::Done(r) => r,
                 Step::Wait(pending, write) => {
-                    if !send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await {
+                    if link.flush().await.is_err() {
                         return;
                     }
-                    let max = shared.limits.max_inline_len;
-                    match await_lock(&engine, pending, &mut rd, &mut inbuf, max, &mut stop).await {
+                    let max = link.shared.limits.max_inline_len;
+                    match link.await_lock(pending, max).await {
                         Ok(Some(r)) => opened(&mut open, r, write),
                         _ => return,
                     }
                 }
             };
-            durable.after(&shared, before);
+            link.durable.after(&link.shared, before);
             match result {
-                Ok(text) => line::ok(&mut out, text.as_deref()),
-                Err(message) => line::err(&mut out, &message),
+                Ok(text) => line::ok(&mut link.out, text.as_deref()),
+                Err(message) => line::err(&mut link.out, &message),
             }
             // Many buffered requests with large replies: write as we go
             // rather than holding them all.
-            if out.len() >= FLUSH_AT
-                && !send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await
-            {
+            if link.out.len() >= FLUSH_AT && link.flush().await.is_err() {
                 return;
             }
         }
-        if !send(&mut wr, &mut out, &mut durable, &shared, &mut dog).await {
-            return;
-        }
-        if !matches!(
-            read_more(&mut rd, &mut inbuf, &mut stop, &mut dog).await,
-            Ok(true)
-        ) {
+        if link.flush().await.is_err() || !matches!(link.read_more().await, Ok(true)) {
             return;
         }
     }
-}
-
-/// Writes the pending replies, once (under `fsync always`) the writes they
-/// acknowledge are on disk. False if the client is gone.
-async fn send(
-    wr: &mut OwnedWriteHalf,
-    out: &mut BytesMut,
-    durable: &mut DurableMark,
-    shared: &Shared,
-    dog: &mut Watchdog,
-) -> bool {
-    durable.wait(shared).await;
-    if out.is_empty() {
-        return true;
-    }
-    let sent = write_all(wr, out, dog).await.is_ok();
-    out.clear();
-    sent
 }
 
 type LineResult = Result<Option<Vec<u8>>, String>;

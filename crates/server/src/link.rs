@@ -1,6 +1,8 @@
-//! What every door's connection shares: registering with the engine (so a
-//! connection's locks are released however it ends), and waiting for a
-//! queued lock while still watching the socket.
+//! What every door's connection shares ([`Link`]): registering with the
+//! engine (so a connection's locks are released however it ends), reading
+//! and writing under the stop signal and the connection timeouts, group
+//! commit of replies under `fsync always`, and waiting for a queued lock
+//! while still watching the socket.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,20 +14,21 @@ use bytes::BytesMut;
 use sessiond_core::{ClientHandle, Engine, Error, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::server::Shared;
 
 /// A connection's place in the engine; dropping it releases its locks.
-pub(crate) struct Registration {
+struct Registration {
     engine: Arc<Engine>,
     client: ClientHandle,
     shared: Arc<Shared>,
 }
 
 impl Registration {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+    fn new(shared: &Arc<Shared>) -> Self {
         let engine = shared.engine.clone();
         let client = engine.connect();
         shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -36,7 +39,7 @@ impl Registration {
         }
     }
 
-    pub(crate) fn client(&self) -> &ClientHandle {
+    fn client(&self) -> &ClientHandle {
         &self.client
     }
 }
@@ -48,30 +51,110 @@ impl Drop for Registration {
     }
 }
 
-/// Waits for a queued lock up to its WAIT, while watching the socket: a
-/// client that hangs up leaves the queue at once (`None`), as Redis treats a
-/// blocked client. Bytes that arrive meanwhile (pipelined requests) are kept
-/// in `inbuf`, up to `max_buffer`. Shutdown ends the wait with an answer.
-pub(crate) async fn await_lock(
-    engine: &Engine,
-    mut pending: PendingLock,
-    rd: &mut OwnedReadHalf,
-    inbuf: &mut BytesMut,
-    max_buffer: usize,
-    stop: &mut Stop,
-) -> std::io::Result<Option<Result<Reply, Error>>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
-    loop {
-        let room = inbuf.len() < max_buffer;
+/// What every door's connection holds: its place in the engine, the two
+/// halves of the socket, the buffers, the stop signal, the timeouts and
+/// the durability mark of the replies pending.
+pub(crate) struct Link {
+    pub(crate) shared: Arc<Shared>,
+    registration: Registration,
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    /// Bytes read and not yet answered.
+    pub(crate) inbuf: BytesMut,
+    /// Replies not yet written.
+    pub(crate) out: BytesMut,
+    stop: Stop,
+    dog: Watchdog,
+    /// Under `fsync always`: the log record the pending replies wait for.
+    pub(crate) durable: DurableMark,
+}
+
+impl Link {
+    /// Registers a new connection; `capacity` sizes its buffers.
+    pub(crate) fn new(
+        stream: TcpStream,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+        capacity: usize,
+    ) -> Self {
+        let (rd, wr) = stream.into_split();
+        Self {
+            registration: Registration::new(&shared),
+            dog: Watchdog::new(shared.timeouts),
+            shared,
+            rd,
+            wr,
+            inbuf: BytesMut::with_capacity(capacity),
+            out: BytesMut::with_capacity(capacity),
+            stop: Stop::new(stop),
+            durable: DurableMark::default(),
+        }
+    }
+
+    /// This connection as the engine knows it.
+    pub(crate) fn client(&self) -> &ClientHandle {
+        self.registration.client()
+    }
+
+    /// Waits for more bytes from the client. False when the connection is
+    /// over: the client closed it, or the server is stopping. An error of
+    /// kind `TimedOut` when the client let a timeout pass.
+    pub(crate) async fn read_more(&mut self) -> std::io::Result<bool> {
+        if self.stop.stopped() {
+            return Ok(false);
+        }
+        let (due, what) = self.dog.read_deadline(self.inbuf.len());
+        let read = tokio::select! {
+            n = self.rd.read_buf(&mut self.inbuf) => Ok(n? > 0),
+            () = self.stop.wait() => Ok(false),
+            () = self.dog.until(due) => Err(timed_out(what)),
+        };
+        self.dog.len_after_read = self.inbuf.len();
+        read
+    }
+
+    /// Writes the pending replies, once (under `fsync always`) the writes
+    /// they acknowledge are on disk (group commit: one wait per batch).
+    /// An error of kind `TimedOut` if the client leaves them unread past
+    /// the request timeout.
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        self.durable.wait(&self.shared).await;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let due = Some(Instant::now() + self.dog.timeouts.request);
         tokio::select! {
-            outcome = &mut pending.wait => {
-                return Ok(Some(engine.complete_wait(&pending, outcome)));
-            }
-            () = tokio::time::sleep_until(deadline) => return Ok(Some(engine.give_up(&pending))),
-            () = stop.wait() => return Ok(Some(engine.give_up(&pending))),
-            n = rd.read_buf(inbuf), if room => {
-                if !matches!(n, Ok(n) if n > 0) {
-                    return Ok(None);
+            r = self.wr.write_all(&self.out) => r?,
+            () = self.dog.until(due) => return Err(timed_out("request")),
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Waits for a queued lock up to its WAIT, while watching the socket:
+    /// a client that hangs up leaves the queue at once (`None`), as Redis
+    /// treats a blocked client. Bytes that arrive meanwhile (pipelined
+    /// requests) are kept, up to `max_buffer`. Shutdown ends the wait with
+    /// an answer.
+    pub(crate) async fn await_lock(
+        &mut self,
+        mut pending: PendingLock,
+        max_buffer: usize,
+    ) -> std::io::Result<Option<Result<Reply, Error>>> {
+        let engine = &self.shared.engine;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
+        loop {
+            let room = self.inbuf.len() < max_buffer;
+            tokio::select! {
+                outcome = &mut pending.wait => {
+                    return Ok(Some(engine.complete_wait(&pending, outcome)));
+                }
+                () = tokio::time::sleep_until(deadline) => return Ok(Some(engine.give_up(&pending))),
+                () = self.stop.wait() => return Ok(Some(engine.give_up(&pending))),
+                n = self.rd.read_buf(&mut self.inbuf), if room => {
+                    if !matches!(n, Ok(n) if n > 0) {
+                        return Ok(None);
+                    }
                 }
             }
         }
@@ -115,47 +198,11 @@ impl DurableMark {
     }
 }
 
-/// Waits for more bytes from the client. False when the connection is over:
-/// the client closed it, or the server is stopping. An error of kind
-/// `TimedOut` when the client let a timeout of `dog` pass.
-pub(crate) async fn read_more(
-    rd: &mut OwnedReadHalf,
-    inbuf: &mut BytesMut,
-    stop: &mut Stop,
-    dog: &mut Watchdog,
-) -> std::io::Result<bool> {
-    if stop.stopped() {
-        return Ok(false);
-    }
-    let (due, what) = dog.read_deadline(inbuf.len());
-    let read = tokio::select! {
-        n = rd.read_buf(inbuf) => Ok(n? > 0),
-        () = stop.wait() => Ok(false),
-        () = dog.until(due) => Err(timed_out(what)),
-    };
-    dog.len_after_read = inbuf.len();
-    read
-}
-
 fn timed_out(what: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         format!("{what} timeout: the connection is closed"),
     )
-}
-
-/// Writes all of `out`, unless the client leaves it unread past the
-/// request timeout (an error of kind `TimedOut`).
-pub(crate) async fn write_all(
-    wr: &mut OwnedWriteHalf,
-    out: &[u8],
-    dog: &mut Watchdog,
-) -> std::io::Result<()> {
-    let due = Some(Instant::now() + dog.timeouts.request);
-    tokio::select! {
-        r = wr.write_all(out) => r,
-        () = dog.until(due) => Err(timed_out("request")),
-    }
 }
 
 /// How long a connection may wait for its client.
@@ -170,7 +217,7 @@ pub(crate) struct Timeouts {
 /// A connection's [`Timeouts`] on one timer, moved lazily: a busy
 /// connection reads the clock on each wait but re-arms the timer only when
 /// it fires early or must fire sooner.
-pub(crate) struct Watchdog {
+struct Watchdog {
     timeouts: Timeouts,
     timer: Pin<Box<tokio::time::Sleep>>,
     /// When the partial request at the front of the buffer began arriving.
@@ -182,7 +229,7 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    pub(crate) fn new(timeouts: Timeouts) -> Self {
+    fn new(timeouts: Timeouts) -> Self {
         Self {
             timeouts,
             // Far enough never to fire before it is first moved.
@@ -227,13 +274,13 @@ impl Watchdog {
 /// The server's stop signal, as a connection sees it: one long-lived
 /// future, so waiting on it between reads costs no new registration with
 /// the channel each time.
-pub(crate) struct Stop {
+struct Stop {
     fired: bool,
     signal: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Stop {
-    pub(crate) fn new(mut rx: watch::Receiver<bool>) -> Self {
+    fn new(mut rx: watch::Receiver<bool>) -> Self {
         let fired = *rx.borrow_and_update();
         Self {
             fired,
@@ -245,12 +292,12 @@ impl Stop {
     }
 
     /// Whether the server is stopping (as far as seen so far).
-    pub(crate) fn stopped(&self) -> bool {
+    fn stopped(&self) -> bool {
         self.fired
     }
 
     /// Resolves once the server is stopping; at once if it already is.
-    pub(crate) async fn wait(&mut self) {
+    async fn wait(&mut self) {
         if !self.fired {
             self.signal.as_mut().await;
             self.fired = true;

@@ -11,17 +11,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use sessiond_core::{ClientHandle, Command, Error, Reply, SessionId, StoreIf, StoreReply};
+use bytes::{Buf, Bytes};
+use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
 use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
 use sessiond_proto::redis::Key;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{read_more, write_all, DurableMark, Registration, Stop, Watchdog};
+use crate::link::{DurableMark, Link};
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -40,38 +39,18 @@ pub(crate) struct McStats {
 }
 
 struct Conn {
-    shared: Arc<Shared>,
-    client: ClientHandle,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
-    inbuf: BytesMut,
-    out: BytesMut,
+    link: Link,
     protocol: Option<Protocol>,
     /// Bytes of a refused (oversized) value still to discard.
     skip: usize,
-    stop: Stop,
-    dog: Watchdog,
-    durable: DurableMark,
 }
 
 /// Serves one memcached connection to the end.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let registration = Registration::new(&shared);
-    let client = registration.client().clone();
-    let (rd, wr) = stream.into_split();
-    let timeouts = shared.timeouts;
     let mut conn = Conn {
-        shared,
-        client,
-        rd,
-        wr,
-        inbuf: BytesMut::with_capacity(16 * 1024),
-        out: BytesMut::with_capacity(16 * 1024),
+        link: Link::new(stream, shared, stop, 16 * 1024),
         protocol: None,
         skip: 0,
-        stop: Stop::new(stop),
-        dog: Watchdog::new(timeouts),
-        durable: DurableMark::default(),
     };
     if let Err(e) = conn.run().await {
         tracing::debug!(error = %e, "memcached connection ended with an error");
@@ -88,10 +67,8 @@ impl Conn {
     async fn run(&mut self) -> std::io::Result<()> {
         loop {
             let next = self.drain().await?;
-            self.flush().await?;
-            if matches!(next, Next::Close)
-                || !read_more(&mut self.rd, &mut self.inbuf, &mut self.stop, &mut self.dog).await?
-            {
+            self.link.flush().await?;
+            if matches!(next, Next::Close) || !self.link.read_more().await? {
                 return Ok(());
             }
         }
@@ -101,25 +78,26 @@ impl Conn {
     async fn drain(&mut self) -> std::io::Result<Next> {
         loop {
             if self.skip > 0 {
-                let n = self.skip.min(self.inbuf.len());
-                self.inbuf.advance(n);
+                let n = self.skip.min(self.link.inbuf.len());
+                self.link.inbuf.advance(n);
                 self.skip -= n;
                 if self.skip > 0 {
                     return Ok(Next::Continue);
                 }
             }
-            let Some(&first) = self.inbuf.first() else {
+            let Some(&first) = self.link.inbuf.first() else {
                 return Ok(Next::Continue);
             };
             let protocol = *self.protocol.get_or_insert(Protocol::detect(first));
-            let parsed = match memcache::parse(&mut self.inbuf, protocol, &self.shared.limits) {
-                Ok(None) => return Ok(Next::Continue),
-                Ok(Some(p)) => p,
-                Err(e) => {
-                    memcache::encode_frame_error(&e, &mut self.out);
-                    return Ok(Next::Close);
-                }
-            };
+            let parsed =
+                match memcache::parse(&mut self.link.inbuf, protocol, &self.link.shared.limits) {
+                    Ok(None) => return Ok(Next::Continue),
+                    Ok(Some(p)) => p,
+                    Err(e) => {
+                        memcache::encode_frame_error(&e, &mut self.link.out);
+                        return Ok(Next::Close);
+                    }
+                };
             match parsed {
                 Parsed::Refused {
                     meta,
@@ -127,42 +105,33 @@ impl Conn {
                     message,
                     skip,
                 } => {
-                    memcache::encode(&Answer::Fail(status, message), &meta, &mut self.out);
+                    memcache::encode(&Answer::Fail(status, message), &meta, &mut self.link.out);
                     self.skip = skip;
                 }
                 Parsed::Request(req) if req.op == Op::Quit => {
                     if protocol == Protocol::Binary {
-                        memcache::encode(&Answer::Ok, &req.meta, &mut self.out);
+                        memcache::encode(&Answer::Ok, &req.meta, &mut self.link.out);
                     }
                     return Ok(Next::Close);
                 }
                 Parsed::Request(req) => {
                     tracing::trace!(op = ?req.op, "memcached request");
                     let answer = self.answer(req.op, &req.meta);
-                    memcache::encode(&answer, &req.meta, &mut self.out);
+                    memcache::encode(&answer, &req.meta, &mut self.link.out);
                 }
             }
-            if self.out.len() >= FLUSH_AT {
-                self.flush().await?;
+            if self.link.out.len() >= FLUSH_AT {
+                self.link.flush().await?;
             }
         }
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        self.durable.wait(&self.shared).await;
-        if !self.out.is_empty() {
-            write_all(&mut self.wr, &self.out, &mut self.dog).await?;
-            self.out.clear();
-        }
-        Ok(())
     }
 
     /// Runs one engine command; one that logged a change makes the pending
     /// replies wait for the log under `fsync always`.
     fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let before = DurableMark::before(&self.shared, cmd.is_write());
-        let result = self.shared.engine.execute_now(&self.client, cmd);
-        self.durable.after(&self.shared, before);
+        let before = DurableMark::before(&self.link.shared, cmd.is_write());
+        let result = self.link.shared.engine.execute_now(self.link.client(), cmd);
+        self.link.durable.after(&self.link.shared, before);
         result
     }
 
@@ -170,14 +139,14 @@ impl Conn {
     /// is the default session timeout. None when already past.
     fn timeout_of(&self, e: Expiry) -> Option<u64> {
         match e {
-            Expiry::Default => Some(self.shared.engine.config().default_timeout_ms),
+            Expiry::Default => Some(self.link.shared.engine.config().default_timeout_ms),
             Expiry::InMs(ms) => Some(ms),
             Expiry::Past => None,
         }
     }
 
     fn stats(&self) -> &McStats {
-        &self.shared.memcache_stats
+        &self.link.shared.memcache_stats
     }
 
     fn answer(&mut self, op: Op, meta: &Meta) -> Answer {
@@ -192,13 +161,13 @@ impl Conn {
                 data,
             } => {
                 self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
-                match self.shared.memcache_keys.map(&key) {
+                match self.link.shared.memcache_keys.map(&key) {
                     Key::Session(id) => self.store(id, kind, flags, exptime, data, binary),
                     Key::Lock(id) => self.take_lock(id, kind, exptime, data, binary),
                 }
             }
             Op::Delete { key } => {
-                let answer = match self.shared.memcache_keys.map(&key) {
+                let answer = match self.link.shared.memcache_keys.map(&key) {
                     Key::Session(id) => match self.exec(Command::Destroy { id }) {
                         Ok(_) => Answer::Deleted,
                         Err(e) => failure(&e),
@@ -223,7 +192,7 @@ impl Conn {
                 decr,
                 initial,
             } => {
-                let Key::Session(id) = self.shared.memcache_keys.map(&key) else {
+                let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
                     return lock_key_refused();
                 };
                 let initial = match initial.map(|(v, e)| (v, expiry(e, now_unix()))) {
@@ -254,7 +223,7 @@ impl Conn {
             }
             Op::Touch { key, exptime } => {
                 self.stats().cmd_touch.fetch_add(1, Ordering::Relaxed);
-                let Key::Session(id) = self.shared.memcache_keys.map(&key) else {
+                let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
                     return lock_key_refused();
                 };
                 let cmd = match self.timeout_of(expiry(exptime, now_unix())) {
@@ -296,7 +265,7 @@ impl Conn {
             if touch.is_some() {
                 self.stats().cmd_touch.fetch_add(1, Ordering::Relaxed);
             }
-            let found = match self.shared.memcache_keys.map(&key) {
+            let found = match self.link.shared.memcache_keys.map(&key) {
                 Key::Session(id) => self.get_session(id, touch),
                 Key::Lock(id) => match self.exec(Command::LockOwner { id }) {
                     Ok(Reply::Bulk(owner)) => Ok(Some((owner, 0, 0))),
@@ -427,7 +396,7 @@ impl Conn {
         }
         let lease_ms = match expiry(exptime, now_unix()) {
             Expiry::Default => None,
-            Expiry::InMs(ms) => Some(ms.min(self.shared.engine.config().max_lease_ms)),
+            Expiry::InMs(ms) => Some(ms.min(self.link.shared.engine.config().max_lease_ms)),
             Expiry::Past => return Answer::Fail(Status::NotStored, String::new()),
         };
         match self.exec(Command::LockOwned {
@@ -446,7 +415,7 @@ impl Conn {
     }
 
     fn general_stats(&self) -> Vec<(String, String)> {
-        let s = &self.shared;
+        let s = &self.link.shared;
         let st = self.stats();
         let now = now_unix();
         let uptime = s.started.elapsed().as_secs();
