@@ -267,9 +267,7 @@ impl Shard {
     /// spot, so no reader ever sees a session past its deadline — unless it
     /// is locked: a held lock keeps its session alive until released.
     pub(crate) fn live(&mut self, id: &SessionId, now: u64) -> Option<&mut Session> {
-        let expired = self.sessions.get(id)?.deadline_ms() <= now;
-        if expired && !self.is_locked(id) {
-            self.destroy(id);
+        if !self.keep_if_live(id, now) {
             return None;
         }
         self.sessions.get_mut(id).map(|s| &mut **s)
@@ -277,10 +275,26 @@ impl Shard {
 
     /// [`Shard::live`], and marks the session read ([`Shard::touch`]).
     pub(crate) fn live_touched(&mut self, id: &SessionId, now: u64) -> Option<&mut Session> {
-        self.live(id, now)?;
+        if !self.keep_if_live(id, now) {
+            return None;
+        }
         let s = self.sessions.get_mut(id)?;
         touch_session(s, &self.journal, id, now);
         Some(s)
+    }
+
+    /// Whether `id` is a live session; an expired, unlocked one is removed.
+    /// (The caller's second look-up could go once the borrow checker lets
+    /// a reference be returned from one branch only.)
+    fn keep_if_live(&mut self, id: &SessionId, now: u64) -> bool {
+        let Some(s) = self.sessions.get(id) else {
+            return false;
+        };
+        if s.deadline_ms() <= now && !self.is_locked(id) {
+            self.destroy(id);
+            return false;
+        }
+        true
     }
 
     /// Whether the session is alive at `now`, without removing anything.

@@ -234,13 +234,19 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+    /// A length-prefixed field, borrowed from the record.
+    fn field(&mut self) -> Result<&[u8], RecordError> {
         let n = self.u32()? as usize;
-        Ok(Bytes::copy_from_slice(self.take(n)?))
+        self.take(n)
     }
 
+    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+        self.field().map(Bytes::copy_from_slice)
+    }
+
+    /// An id, copied once (inline when short) rather than through `Bytes`.
     fn id(&mut self) -> Result<SessionId, RecordError> {
-        self.bytes().map(SessionId::new)
+        self.field().map(SessionId::copy_from_slice)
     }
 
     fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, RecordError> {
