@@ -24,6 +24,9 @@ enum Cmd {
     /// Write every live session of a data directory as JSON lines to
     /// standard output (inspection, backup). Changes nothing on disk.
     Dump(DataDirArgs),
+    /// Read a password (one line) on standard input and print its Argon2id
+    /// hash, for a `[[users]]` entry's `password_hash`.
+    Passwd,
     /// Load generator: drive sessiond, Redis or memcached with session
     /// workloads and report transactions/s and latency (BENCHMARKS.md).
     #[command(subcommand)]
@@ -196,6 +199,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bench(cmd) => bench(cmd),
+        Cmd::Passwd => passwd(),
         Cmd::Dump(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             match sessiond_server::dump(&args.data_dir, &mut out) {
@@ -208,6 +212,34 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+fn passwd() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("password (shown as typed; pipe it in to keep it off the screen): ");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("sessiond: cannot read the password: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("sessiond: the password is empty; give one on standard input");
+        return ExitCode::from(2);
+    }
+    match sessiond_server::hash_password(password.as_bytes()) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod wire;
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The memcached door.
     pub memcache: SocketAddr,
+    /// The HTTP_SessionServer line-protocol door.
+    pub line: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -38,11 +41,15 @@ impl TestServer {
             .await
             .expect("bind");
         let memcache = memcache_listener.local_addr().expect("addr");
+        let line_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let line = line_listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let doors = Doors {
                 resp: listener,
-                line: None,
+                line: Some(line_listener),
                 memcache: Some(memcache_listener),
             };
             Server::open(config)
@@ -56,6 +63,7 @@ impl TestServer {
         Self {
             addr,
             memcache,
+            line,
             stop: Some(tx),
             task: Some(task),
         }

@@ -96,6 +96,12 @@ impl Client {
         }
     }
 
+    /// `AUTH user password`: logs in, on a server with users. From then on
+    /// this connection works in the user's tenant with the user's role.
+    pub async fn auth(&mut self, user: &str, password: &str) -> Result<(), Error> {
+        ok(self.call(&["AUTH", user, password]).await?)
+    }
+
     /// `PING`: true on PONG.
     pub async fn ping(&mut self) -> Result<bool, Error> {
         Ok(matches!(self.call(&["PING"]).await?, Value::Simple(s) if s == "PONG"))

@@ -205,7 +205,96 @@ pub enum StoreReply {
     Version,
 }
 
+/// What a command needs of the user who sends it: the server lets a role
+/// run the commands of its level and those below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Reads sessions (and refreshes their expiry), or takes a shared lock.
+    Read,
+    /// Creates, changes or destroys sessions, or takes an exclusive lock.
+    Write,
+    /// Acts on every session of the tenant at once (`FLUSHALL`).
+    Admin,
+}
+
+impl Access {
+    /// How a refusal names what was refused.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Access::Read => "reading sessions",
+            Access::Write => "changing sessions or taking exclusive locks",
+            Access::Admin => "administrative commands",
+        }
+    }
+}
+
 impl Command {
+    /// The access level the command needs.
+    pub fn access(&self) -> Access {
+        match self {
+            Command::FlushAll => Access::Admin,
+            Command::Create { .. }
+            | Command::Uniq { .. }
+            | Command::Destroy { .. }
+            | Command::Set { .. }
+            | Command::Del { .. }
+            | Command::SetAll { .. }
+            | Command::SetData { .. }
+            | Command::Store { .. }
+            | Command::Append { .. }
+            | Command::IncrData { .. }
+            | Command::Inc { .. }
+            | Command::LockOwned { .. }
+            | Command::UnlockOwned { .. }
+            | Command::Regenerate { .. } => Access::Write,
+            Command::Timeout { timeout_ms, .. } | Command::Item { timeout_ms, .. } => {
+                if timeout_ms.is_some() {
+                    Access::Write
+                } else {
+                    Access::Read
+                }
+            }
+            Command::Lock { mode, .. } => match mode {
+                LockMode::Write => Access::Write,
+                LockMode::Read => Access::Read,
+            },
+            Command::Open { mode, create, .. } => {
+                if *create || *mode == LockMode::Write {
+                    Access::Write
+                } else {
+                    Access::Read
+                }
+            }
+            Command::Close { data, sets, .. } => {
+                if data.is_some() || !sets.is_empty() {
+                    Access::Write
+                } else {
+                    Access::Read
+                }
+            }
+            Command::Exists { .. }
+            | Command::Info { .. }
+            | Command::Count { .. }
+            | Command::List { .. }
+            | Command::Scan { .. }
+            | Command::Get { .. }
+            | Command::GetAll { .. }
+            | Command::GetData { .. }
+            | Command::Find { .. }
+            | Command::ListVar { .. }
+            | Command::Ttl { .. }
+            | Command::PTtl { .. }
+            | Command::Touch { .. }
+            | Command::Unlock { .. }
+            | Command::LockOwner { .. }
+            | Command::Commit { .. }
+            | Command::RandStr { .. }
+            | Command::Ping { .. }
+            | Command::Echo { .. }
+            | Command::ServerInfo => Access::Read,
+        }
+    }
+
     /// Whether the command changes what is stored, so that under
     /// `fsync always` its reply waits for the disk. Reads only refresh
     /// expiry, which need not wait.

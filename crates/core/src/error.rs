@@ -56,6 +56,15 @@ pub enum Error {
     /// The operating system's random source failed.
     #[error("the OS random source failed: {0}")]
     Random(String),
+    /// The connection has not authenticated, and the server has users.
+    #[error("authentication required: authenticate with a user and password first")]
+    NotAuthenticated,
+    /// The user's role does not allow the command.
+    #[error("this user's role ({role}) does not allow {what}")]
+    NotPermitted {
+        role: &'static str,
+        what: &'static str,
+    },
 }
 
 impl Error {
@@ -73,6 +82,8 @@ impl Error {
             | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } => "LIMIT",
             Error::Random(_) => "ERR",
+            Error::NotAuthenticated => "NOAUTH",
+            Error::NotPermitted { .. } => "NOPERM",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! commit                   -> ok            keep reading, let other readers in (write → read)
 //! regenerate_id            -> ok <newid>    rename the open session (write mode)
 //! close                    -> ok            release the session
+//! auth <user> <password>   -> ok            log in (servers with users); the password is the rest of the line
 //! quit                     -> ok            and the connection closes
 //! ```
 //!
@@ -28,15 +29,32 @@ use crate::Limits;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineCommand {
     New,
-    Open { id: Bytes, write: bool },
-    Put { name: Bytes, value: Bytes },
-    Get { name: Bytes },
-    Remove { name: Bytes },
+    Open {
+        id: Bytes,
+        write: bool,
+    },
+    Put {
+        name: Bytes,
+        value: Bytes,
+    },
+    Get {
+        name: Bytes,
+    },
+    Remove {
+        name: Bytes,
+    },
     GetAll,
-    PutAll { pairs: Vec<(Bytes, Bytes)> },
+    PutAll {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
     Commit,
     RegenerateId,
     Close,
+    /// Log in; the password is percent-decoded like a value.
+    Auth {
+        user: Bytes,
+        password: Bytes,
+    },
     Quit,
 }
 
@@ -132,11 +150,21 @@ fn command(line: &[u8]) -> Result<LineCommand, LineError> {
         "commit" => LineCommand::Commit,
         "regenerate_id" => LineCommand::RegenerateId,
         "close" => LineCommand::Close,
+        "auth" => {
+            let (user, password) = split_word(rest);
+            if user.is_empty() || password.is_empty() {
+                return Err(need("auth <user> <password>"));
+            }
+            LineCommand::Auth {
+                user: Bytes::copy_from_slice(user),
+                password: unescape(password),
+            }
+        }
         "quit" | "exit" => LineCommand::Quit,
         "" => return Err(LineError("empty line".into())),
         _ => {
             return Err(LineError(format!(
-                "unknown command '{}'; try new, open, put, get, remove, get_all, put_all, commit, regenerate_id, close, quit",
+                "unknown command '{}'; try new, open, put, get, remove, get_all, put_all, commit, regenerate_id, close, auth, quit",
                 String::from_utf8_lossy(&word[..word.len().min(32)])
             )))
         }
@@ -294,6 +322,14 @@ mod tests {
         );
         assert!(one("open\r\n").is_err());
         assert!(one("fly away\r\n").is_err());
+        assert_eq!(
+            one("auth shop pass word%25\r\n"),
+            Ok(LineCommand::Auth {
+                user: Bytes::from("shop"),
+                password: Bytes::from("pass word%")
+            })
+        );
+        assert!(one("auth shop\r\n").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sessiond_core::EngineConfig;
 use sessiond_proto::Limits;
 
+use crate::auth::UserConfig;
 use crate::error::ServerError;
 use crate::persist::{CompactionPolicy, Fsync, Storage};
 
@@ -118,6 +119,12 @@ pub struct LimitsConfig {
     /// Close a connection whose request is not all there, or whose replies
     /// it does not read, for this long, ms (slow or stuck clients).
     pub request_timeout_ms: u64,
+    /// Failed logins one client address may make per
+    /// `auth_failure_window`; past that, its logins are refused unchecked
+    /// until the window ends.
+    pub max_auth_failures: u32,
+    /// The window of `max_auth_failures`, seconds.
+    pub auth_failure_window: u64,
 }
 
 impl Default for LimitsConfig {
@@ -133,6 +140,8 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 2_000,
             idle_timeout: 0,
             request_timeout_ms: 30_000,
+            max_auth_failures: 10,
+            auth_failure_window: 60,
         }
     }
 }
@@ -189,6 +198,9 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// Who may log in (`[[users]]`). None: no logins, and listeners on
+    /// loopback only. Any: every connection must log in first.
+    pub users: Vec<UserConfig>,
 }
 
 impl Default for Config {
@@ -217,6 +229,7 @@ impl Default for Config {
             shutdown_grace_ms: 5_000,
             log_level: LogLevel::Info,
             limits: LimitsConfig::default(),
+            users: Vec::new(),
         }
     }
 }
@@ -259,14 +272,16 @@ impl Config {
             ("listen_memcache", self.listen_memcache),
         ] {
             if let Listen::On(addr) = listen {
-                if !addr.ip().is_loopback() {
+                if !addr.ip().is_loopback() && self.users.is_empty() {
                     return bad(format!(
-                        "{name} = {addr} is not a loopback address. sessiond has no authentication yet, \
-                         so it only listens on 127.0.0.1 or [::1]; put a TLS tunnel or proxy in front to reach it from elsewhere"
+                        "{name} = {addr} is not a loopback address, and no users are configured: \
+                         without users anyone who reaches the port reads every session, so sessiond only listens on 127.0.0.1 or [::1]. \
+                         Add a [[users]] entry (make its password_hash with `sessiond passwd`; see docs/security.md) to listen elsewhere"
                     ));
                 }
             }
         }
+        self.validate_users()?;
         if self.default_timeout == 0 || self.default_timeout > self.max_timeout {
             return bad(format!(
                 "default_timeout = {} must be between 1 and max_timeout = {}",
@@ -310,6 +325,11 @@ impl Config {
                     .into(),
             );
         }
+        if l.max_auth_failures == 0 || l.auth_failure_window == 0 {
+            return bad(
+                "limits.max_auth_failures and limits.auth_failure_window must be at least 1".into(),
+            );
+        }
         if l.request_timeout_ms < 100 {
             return bad(format!(
                 "limits.request_timeout_ms = {} must be at least 100",
@@ -317,6 +337,56 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_users(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::InvalidConfig(m));
+        let mut names = std::collections::HashSet::new();
+        for u in &self.users {
+            if !crate::auth::valid_user_name(&u.name) {
+                return bad(format!(
+                    "user name '{}' must be 1 to 64 letters, digits or _ . @ -",
+                    u.name
+                ));
+            }
+            if !names.insert(u.name.as_str()) {
+                return bad(format!("user '{}' is configured twice", u.name));
+            }
+            if !crate::auth::valid_tenant_name(&u.tenant) {
+                return bad(format!(
+                    "tenant '{}' of user '{}' must be 1 to 64 lower-case letters, digits, _ or -",
+                    u.tenant, u.name
+                ));
+            }
+            if let Err(e) = crate::auth::check_hash(&u.password_hash) {
+                return bad(format!(
+                    "password_hash of user '{}': {e}; make one with `sessiond passwd`",
+                    u.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenants users work in, the default one first.
+    pub fn tenant_names(&self) -> Vec<String> {
+        let mut names = vec![crate::auth::DEFAULT_TENANT.to_string()];
+        for u in &self.users {
+            if !names.contains(&u.tenant) {
+                names.push(u.tenant.clone());
+            }
+        }
+        names
+    }
+
+    /// Where a tenant's files are: the default tenant's in `data_dir`
+    /// itself, every other one's in `data_dir/tenants/<name>`.
+    pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        if tenant == crate::auth::DEFAULT_TENANT {
+            self.data_dir.clone()
+        } else {
+            self.data_dir.join("tenants").join(tenant)
+        }
     }
 
     /// How long a connection may sit idle, and wait for the rest of a
@@ -404,5 +474,46 @@ mod tests {
         let c = Config::from_toml("listen_resp = \"off\"\n[limits]\nmax_bulk_len = 10").unwrap();
         assert_eq!(c.listen_resp, Listen::Off);
         assert_eq!(c.limits.max_bulk_len, 10);
+    }
+
+    #[test]
+    fn users_open_other_addresses_and_are_checked() {
+        let hash = crate::auth::hash_password(b"pw").unwrap();
+        let user = |name: &str, tenant: &str, hash: &str| {
+            format!(
+                "[[users]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\ntenant = \"{tenant}\"\n"
+            )
+        };
+        let text = format!(
+            "listen_resp = \"0.0.0.0:6390\"\n{}{}",
+            user("shop", "shop", &hash),
+            user("ro", "default", &hash)
+        );
+        let c = Config::from_toml(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.users[1].role, crate::auth::Role::Readwrite);
+        assert_eq!(c.tenant_names(), ["default", "shop"]);
+        assert_eq!(
+            c.tenant_dir("shop"),
+            c.data_dir.join("tenants").join("shop")
+        );
+        assert_eq!(c.tenant_dir("default"), c.data_dir);
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        for (bad, says) in [
+            (user("a b", "t", &hash), "user name"),
+            (user("u", "../etc", &hash), "tenant"),
+            (user("u", "t", "plaintext"), "sessiond passwd"),
+            (
+                format!("{}{}", user("u", "t", &hash), user("u", "x", &hash)),
+                "twice",
+            ),
+        ] {
+            let err = Config::from_toml(&bad)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

@@ -16,7 +16,8 @@ use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{DurableMark, Link};
+use crate::auth::Refused;
+use crate::link::Link;
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -81,6 +82,10 @@ impl Conn {
     }
 
     async fn handle(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<Next> {
+        if !self.link.authenticated() && !opens_session(&args[0]) {
+            encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
+            return Ok(Next::Continue);
+        }
         // One look-up decides the door: native, Redis, or unknown.
         let parsed = match native::lookup(&args[0]) {
             Some(spec) => native::parse_command(spec, args.into_iter().skip(1).collect()),
@@ -103,7 +108,27 @@ impl Conn {
                 self.link.out.put_slice(b"+OK\r\n");
                 return Ok(Next::Close);
             }
-            Request::Hello { protover } => {
+            Request::Auth { user, password } => {
+                match self.link.login(user.as_deref(), &password).await {
+                    Ok(_) => self.link.out.put_slice(b"+OK\r\n"),
+                    Err(refused) => login_refused(&refused, user.is_none(), &mut self.link.out),
+                }
+                return Ok(Next::Continue);
+            }
+            Request::Hello { protover, auth } => {
+                if let Some((user, password)) = auth {
+                    if let Err(refused) = self.link.login(Some(&user), &password).await {
+                        login_refused(&refused, false, &mut self.link.out);
+                        return Ok(Next::Continue);
+                    }
+                } else if !self.link.authenticated() {
+                    encode_error(
+                        "NOAUTH",
+                        "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+                        &mut self.link.out,
+                    );
+                    return Ok(Next::Continue);
+                }
                 match protover {
                     Some(3) => self.proto = Protocol::Resp3,
                     Some(_) => self.proto = Protocol::Resp2,
@@ -118,8 +143,8 @@ impl Conn {
                 return Ok(Next::Continue);
             }
         };
-        let before = DurableMark::before(&self.link.shared, cmd.is_write());
-        let result = match self.link.shared.engine.execute(self.link.client(), cmd) {
+        let before = self.link.durable_before(cmd.is_write());
+        let result = match self.link.execute(cmd) {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
                 self.link.flush().await?;
@@ -131,7 +156,7 @@ impl Conn {
             }
             Err(e) => Err(e),
         };
-        self.link.durable.after(&self.link.shared, before);
+        self.link.durable_after(before);
         match result {
             Ok(Reply::Info(sections)) => {
                 let reply = Reply::Info(self.info(sections));
@@ -147,7 +172,6 @@ impl Conn {
     /// results fold into one Redis reply. None of them waits (Redis-door
     /// locks are try-once, as phpredis polls).
     fn handle_redis(&mut self, args: Vec<bytes::Bytes>) {
-        let engine = self.link.shared.engine.clone();
         let request =
             match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
                 Ok(r) => r,
@@ -156,14 +180,24 @@ impl Conn {
                     return;
                 }
             };
+        // All or nothing: the reply folds every command's result, so one
+        // refusal refuses the request.
+        if let Some(e) = request
+            .commands
+            .iter()
+            .find_map(|c| self.link.permit(c).err())
+        {
+            encode_error(e.code(), &e.to_string(), &mut self.link.out);
+            return;
+        }
         let writes = request.commands.iter().any(|c| c.is_write());
-        let before = DurableMark::before(&self.link.shared, writes);
+        let before = self.link.durable_before(writes);
         let results: Vec<_> = request
             .commands
             .into_iter()
-            .map(|cmd| engine.execute_now(self.link.client(), cmd))
+            .map(|cmd| self.link.execute_now(cmd))
             .collect();
-        self.link.durable.after(&self.link.shared, before);
+        self.link.durable_after(before);
         match redis::render(&request.render, &self.link.shared.redis_keys, results) {
             Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
             Err((code, message)) => encode_error(code, &message, &mut self.link.out),
@@ -221,10 +255,38 @@ impl Conn {
                         "rejected_connections",
                         s.admission.rejected.load(Ordering::Relaxed).to_string(),
                     ),
+                    ("acl_access_denied_auth", s.auth.refusals().0.to_string()),
+                    ("auth_throttled", s.auth.refusals().1.to_string()),
+                    ("tenant", self.link.tenant_name().to_string()),
                 ],
             },
         ];
         sections.extend(engine_sections);
         sections
+    }
+}
+
+/// Whether a client that has not logged in may send this command: the
+/// ones that log in, and QUIT.
+fn opens_session(name: &[u8]) -> bool {
+    [&b"AUTH"[..], b"HELLO", b"QUIT"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// A refused login, in Redis's words where Redis has them.
+fn login_refused(refused: &Refused, bare_auth: bool, out: &mut bytes::BytesMut) {
+    match refused {
+        Refused::Wrong => encode_error(
+            "WRONGPASS",
+            "invalid username-password pair or user is disabled.",
+            out,
+        ),
+        Refused::NoUsers if bare_auth => encode_error(
+            "ERR",
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            out,
+        ),
+        other => encode_error("ERR", &other.message(), out),
     }
 }

@@ -5,6 +5,7 @@
 //! [`run`] (or [`Server::run`]) until a shutdown future resolves.
 
 mod admission;
+mod auth;
 mod config;
 mod connection;
 mod error;
@@ -13,8 +14,13 @@ mod link;
 mod memcache;
 mod persist;
 mod server;
+mod tenant;
 
+pub use auth::{
+    check_hash, hash_password, HashError, Role, UserConfig, DEFAULT_TENANT, DEFAULT_USER,
+};
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use error::ServerError;
 pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
 pub use server::{run, Doors, Server};
+pub use tenant::Tenant;

@@ -9,7 +9,7 @@ use sessiond_proto::line::{self, LineCommand};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{DurableMark, Link};
+use crate::link::Link;
 use crate::server::Shared;
 
 /// The session this connection has open.
@@ -25,8 +25,6 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Serves one line-protocol connection to the end.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut link = Link::new(stream, shared, stop, 4096);
-    let client = link.client().clone();
-    let engine = link.shared.engine.clone();
     let mut open: Option<Opened> = None;
     loop {
         loop {
@@ -48,10 +46,25 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
                 let _ = link.flush().await;
                 return;
             }
-            let before = DurableMark::before(&link.shared, cmd.writes());
+            if let LineCommand::Auth { user, password } = cmd {
+                // Whatever happens, the open session is given up first: a
+                // new login may work in another tenant.
+                if let Some(o) = open.take() {
+                    let _ = link.execute_now(Command::Unlock {
+                        id: o.id,
+                        key: o.key,
+                    });
+                }
+                match link.login(Some(&user), &password).await {
+                    Ok(_) => line::ok(&mut link.out, None),
+                    Err(refused) => line::err(&mut link.out, &refused.message()),
+                }
+                continue;
+            }
+            let before = link.durable_before(cmd.writes());
             // Everything else runs against the engine; a lock wait flushes
             // what is pending first.
-            let result = match run(&engine, &client, &mut open, cmd) {
+            let result = match run(&link, &mut open, cmd) {
                 Step::Done(r) => r,
                 Step::Wait(pending, write) => {
                     if link.flush().await.is_err() {
@@ -64,7 +77,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::R
                     }
                 }
             };
-            link.durable.after(&link.shared, before);
+            link.durable_after(before);
             match result {
                 Ok(text) => line::ok(&mut link.out, text.as_deref()),
                 Err(message) => line::err(&mut link.out, &message),
@@ -89,12 +102,8 @@ enum Step {
     Wait(sessiond_core::PendingLock, bool),
 }
 
-fn exec(
-    engine: &sessiond_core::Engine,
-    client: &sessiond_core::ClientHandle,
-    cmd: Command,
-) -> Result<Reply, String> {
-    engine.execute_now(client, cmd).map_err(|e| e.to_string())
+fn exec(link: &Link, cmd: Command) -> Result<Reply, String> {
+    link.execute_now(cmd).map_err(|e| e.to_string())
 }
 
 /// Records a granted `open`.
@@ -119,13 +128,8 @@ fn opened(open: &mut Option<Opened>, r: Result<Reply, Error>, write: bool) -> Li
     }
 }
 
-fn run(
-    engine: &sessiond_core::Engine,
-    client: &sessiond_core::ClientHandle,
-    open: &mut Option<Opened>,
-    cmd: LineCommand,
-) -> Step {
-    let cfg = engine.config();
+fn run(link: &Link, open: &mut Option<Opened>, cmd: LineCommand) -> Step {
+    let cfg = link.engine().config();
     let lock = |id: SessionId, write: bool, wait_ms: u64| Command::Lock {
         id,
         mode: if write {
@@ -149,8 +153,7 @@ fn run(
     let close_open = |open: &mut Option<Opened>| {
         if let Some(o) = open.take() {
             let _ = exec(
-                engine,
-                client,
+                link,
                 Command::Unlock {
                     id: o.id,
                     key: o.key,
@@ -162,8 +165,7 @@ fn run(
         LineCommand::New => {
             close_open(open);
             let id = match exec(
-                engine,
-                client,
+                link,
                 Command::Uniq {
                     len: None,
                     class: None,
@@ -175,7 +177,7 @@ fn run(
                 Ok(other) => return Step::Done(Err(format!("unexpected reply {other:?}"))),
                 Err(e) => return Step::Done(Err(e)),
             };
-            match exec(engine, client, lock(id.clone(), true, 0)) {
+            match exec(link, lock(id.clone(), true, 0)) {
                 Ok(Reply::Int(key)) => {
                     let text = id.as_bytes().to_vec();
                     *open = Some(Opened {
@@ -192,7 +194,7 @@ fn run(
         LineCommand::Open { id, write } => {
             close_open(open);
             let id = SessionId::new(id);
-            match engine.execute(client, lock(id.clone(), write, cfg.max_wait_ms)) {
+            match link.execute(lock(id.clone(), write, cfg.max_wait_ms)) {
                 Ok(Outcome::Reply(r)) => {
                     *open = Some(Opened { id, key: 0, write });
                     opened(open, Ok(r), write)
@@ -205,12 +207,11 @@ fn run(
             }
         }
         LineCommand::Put { name, value } => need(open, true)
-            .and_then(|(id, _)| exec(engine, client, Command::Set { id, name, value }))
+            .and_then(|(id, _)| exec(link, Command::Set { id, name, value }))
             .map(|_| None),
         LineCommand::Get { name } => need(open, false).and_then(|(id, _)| {
             match exec(
-                engine,
-                client,
+                link,
                 Command::Get {
                     id,
                     name: name.clone(),
@@ -222,10 +223,10 @@ fn run(
             }
         }),
         LineCommand::Remove { name } => need(open, true)
-            .and_then(|(id, _)| exec(engine, client, Command::Del { id, name }))
+            .and_then(|(id, _)| exec(link, Command::Del { id, name }))
             .map(|_| None),
-        LineCommand::GetAll => need(open, false).and_then(|(id, _)| {
-            match exec(engine, client, Command::GetAll { id })? {
+        LineCommand::GetAll => {
+            need(open, false).and_then(|(id, _)| match exec(link, Command::GetAll { id })? {
                 Reply::Map(pairs) => {
                     let pairs = pairs.into_iter().filter_map(|(k, v)| match (k, v) {
                         (Reply::Bulk(k), Reply::Bulk(v)) => Some((k, v)),
@@ -235,20 +236,20 @@ fn run(
                     Ok((!q.is_empty()).then_some(q))
                 }
                 other => Err(format!("unexpected reply {other:?}")),
-            }
-        }),
+            })
+        }
         LineCommand::PutAll { pairs } => need(open, true)
-            .and_then(|(id, _)| exec(engine, client, Command::SetAll { id, pairs }))
+            .and_then(|(id, _)| exec(link, Command::SetAll { id, pairs }))
             .map(|_| None),
         LineCommand::Commit => need(open, true).and_then(|(id, key)| {
-            exec(engine, client, Command::Commit { id, key })?;
+            exec(link, Command::Commit { id, key })?;
             if let Some(o) = open.as_mut() {
                 o.write = false;
             }
             Ok(None)
         }),
         LineCommand::RegenerateId => need(open, true).and_then(|(id, _)| {
-            match exec(engine, client, Command::Regenerate { id, new_id: None })? {
+            match exec(link, Command::Regenerate { id, new_id: None })? {
                 Reply::Bulk(new) => {
                     if let Some(o) = open.as_mut() {
                         o.id = SessionId::new(new.clone());
@@ -261,8 +262,7 @@ fn run(
         LineCommand::Close => match open.take() {
             None => Err("no session is open".into()),
             Some(o) => exec(
-                engine,
-                client,
+                link,
                 Command::Unlock {
                     id: o.id,
                     key: o.key,
@@ -270,6 +270,6 @@ fn run(
             )
             .map(|_| None),
         },
-        LineCommand::Quit => Ok(None),
+        LineCommand::Quit | LineCommand::Auth { .. } => Ok(None),
     })
 }

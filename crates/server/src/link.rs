@@ -11,16 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sessiond_core::{ClientHandle, Engine, Error, PendingLock, Reply};
+use std::net::IpAddr;
+
+use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::auth::{Login, Refused, Role};
+use crate::persist::Persistence;
 use crate::server::Shared;
+use crate::tenant::Tenant;
 
-/// A connection's place in the engine; dropping it releases its locks.
+/// A connection's place in its tenant's engine; dropping it releases its
+/// locks.
 struct Registration {
     engine: Arc<Engine>,
     client: ClientHandle,
@@ -28,8 +34,8 @@ struct Registration {
 }
 
 impl Registration {
-    fn new(shared: &Arc<Shared>) -> Self {
-        let engine = shared.engine.clone();
+    fn new(shared: &Arc<Shared>, tenant: &Tenant) -> Self {
+        let engine = tenant.engine().clone();
         let client = engine.connect();
         shared.connected.fetch_add(1, Ordering::Relaxed);
         Self {
@@ -56,6 +62,12 @@ impl Drop for Registration {
 /// the durability mark of the replies pending.
 pub(crate) struct Link {
     pub(crate) shared: Arc<Shared>,
+    /// The tenant whose sessions the connection works on.
+    tenant: Arc<Tenant>,
+    /// What the connection may do; None until it logs in.
+    role: Option<Role>,
+    /// The client's address (failed logins are counted per address).
+    peer: IpAddr,
     registration: Registration,
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
@@ -66,7 +78,7 @@ pub(crate) struct Link {
     stop: Stop,
     dog: Watchdog,
     /// Under `fsync always`: the log record the pending replies wait for.
-    pub(crate) durable: DurableMark,
+    durable: DurableMark,
 }
 
 impl Link {
@@ -77,9 +89,19 @@ impl Link {
         stop: watch::Receiver<bool>,
         capacity: usize,
     ) -> Self {
+        let peer = stream
+            .peer_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let (rd, wr) = stream.into_split();
+        let tenant = shared.tenants.default_tenant().clone();
+        // Without users every connection may do everything, in the default
+        // tenant; with users, nothing until it logs in.
+        let role = (!shared.auth.required()).then_some(Role::Admin);
         Self {
-            registration: Registration::new(&shared),
+            registration: Registration::new(&shared, &tenant),
+            tenant,
+            role,
+            peer,
             dog: Watchdog::new(shared.timeouts),
             shared,
             rd,
@@ -94,6 +116,86 @@ impl Link {
     /// This connection as the engine knows it.
     pub(crate) fn client(&self) -> &ClientHandle {
         self.registration.client()
+    }
+
+    /// The engine of the connection's tenant.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        self.tenant.engine()
+    }
+
+    /// The name of the connection's tenant.
+    pub(crate) fn tenant_name(&self) -> &str {
+        self.tenant.name()
+    }
+
+    /// Whether the connection may run commands (it logged in, or the
+    /// server has no users).
+    pub(crate) fn authenticated(&self) -> bool {
+        self.role.is_some()
+    }
+
+    /// Refuses `cmd` unless the connection's role allows it.
+    pub(crate) fn permit(&self, cmd: &Command) -> Result<(), Error> {
+        let Some(role) = self.role else {
+            return Err(Error::NotAuthenticated);
+        };
+        let access = cmd.access();
+        if role.permits(access) {
+            Ok(())
+        } else {
+            Err(Error::NotPermitted {
+                role: role.name(),
+                what: access.describe(),
+            })
+        }
+    }
+
+    /// Runs `cmd` on the tenant's engine, if the role allows it; a lock
+    /// request may come back as a wait.
+    pub(crate) fn execute(&self, cmd: Command) -> Result<Outcome, Error> {
+        self.permit(&cmd)?;
+        self.engine().execute(self.client(), cmd)
+    }
+
+    /// Runs `cmd` once, never waiting, if the role allows it.
+    pub(crate) fn execute_now(&self, cmd: Command) -> Result<Reply, Error> {
+        self.permit(&cmd)?;
+        self.engine().execute_now(self.client(), cmd)
+    }
+
+    /// Logs in as `user` (None: the default user). On success the
+    /// connection works in the user's tenant with the user's role; moving
+    /// to another tenant gives up whatever it held in the old one.
+    pub(crate) async fn login(
+        &mut self,
+        user: Option<&[u8]>,
+        password: &[u8],
+    ) -> Result<Login, Refused> {
+        let login = self.shared.auth.login(self.peer, user, password).await?;
+        let Some(tenant) = self.shared.tenants.get(&login.tenant).cloned() else {
+            // Config validation opens every user's tenant.
+            return Err(Refused::Wrong);
+        };
+        if !Arc::ptr_eq(&tenant, &self.tenant) {
+            // Replies pending on the old tenant's log wait for it first.
+            self.durable.wait(self.tenant.persistence()).await;
+            self.registration = Registration::new(&self.shared, &tenant);
+            self.tenant = tenant;
+        }
+        self.role = Some(login.role);
+        tracing::debug!(user = %login.user, tenant = %login.tenant, role = login.role.name(), "logged in");
+        Ok(login)
+    }
+
+    /// Before running a command that may write: where the tenant's log
+    /// stands (see [`DurableMark`]).
+    pub(crate) fn durable_before(&self, may_write: bool) -> Option<u64> {
+        DurableMark::before(self.tenant.persistence(), may_write)
+    }
+
+    /// After it ran: the pending replies wait for what it logged.
+    pub(crate) fn durable_after(&mut self, before: Option<u64>) {
+        self.durable.after(self.tenant.persistence(), before);
     }
 
     /// Waits for more bytes from the client. False when the connection is
@@ -118,7 +220,7 @@ impl Link {
     /// An error of kind `TimedOut` if the client leaves them unread past
     /// the request timeout.
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
-        self.durable.wait(&self.shared).await;
+        self.durable.wait(self.tenant.persistence()).await;
         if self.out.is_empty() {
             return Ok(());
         }
@@ -141,7 +243,7 @@ impl Link {
         mut pending: PendingLock,
         max_buffer: usize,
     ) -> std::io::Result<Option<Result<Reply, Error>>> {
-        let engine = &self.shared.engine;
+        let engine = self.tenant.engine().clone();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
         loop {
             let room = self.inbuf.len() < max_buffer;
@@ -171,8 +273,8 @@ pub(crate) struct DurableMark(Option<u64>);
 impl DurableMark {
     /// Before running a command that may write: where the log stands
     /// (`None` unless the policy is `always`).
-    pub(crate) fn before(shared: &Shared, may_write: bool) -> Option<u64> {
-        match &shared.persist {
+    fn before(persist: Option<&Arc<Persistence>>, may_write: bool) -> Option<u64> {
+        match persist {
             Some(p) if may_write && p.fsync() == crate::persist::Fsync::Always => {
                 Some(p.appended())
             }
@@ -181,8 +283,8 @@ impl DurableMark {
     }
 
     /// After it ran: if the log grew, the pending replies wait for it.
-    pub(crate) fn after(&mut self, shared: &Shared, before: Option<u64>) {
-        if let (Some(before), Some(p)) = (before, &shared.persist) {
+    fn after(&mut self, persist: Option<&Arc<Persistence>>, before: Option<u64>) {
+        if let (Some(before), Some(p)) = (before, persist) {
             let now = p.appended();
             if now > before {
                 self.0 = Some(now);
@@ -191,8 +293,8 @@ impl DurableMark {
     }
 
     /// Waits until every noted write is durable.
-    pub(crate) async fn wait(&mut self, shared: &Shared) {
-        if let (Some(seq), Some(p)) = (self.0.take(), &shared.persist) {
+    async fn wait(&mut self, persist: Option<&Arc<Persistence>>) {
+        if let (Some(seq), Some(p)) = (self.0.take(), persist) {
             p.wait_durable(seq).await;
         }
     }

@@ -20,7 +20,8 @@ use sessiond_proto::redis::Key;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::link::{DurableMark, Link};
+use crate::auth::Refused;
+use crate::link::Link;
 use crate::server::Shared;
 
 /// Replies are written once this much is pending, even mid-pipeline.
@@ -116,7 +117,13 @@ impl Conn {
                 }
                 Parsed::Request(req) => {
                     tracing::trace!(op = ?req.op, "memcached request");
-                    let answer = self.answer(req.op, &req.meta);
+                    let answer = match req.op {
+                        Op::SaslList | Op::SaslAuth { .. } | Op::SaslStep => {
+                            self.sasl(req.op).await
+                        }
+                        op if !self.link.authenticated() => self.login_first(op, protocol).await,
+                        op => self.answer(op, &req.meta),
+                    };
                     memcache::encode(&answer, &req.meta, &mut self.link.out);
                 }
             }
@@ -126,12 +133,73 @@ impl Conn {
         }
     }
 
+    /// Binary SASL: `PLAIN` is the one mechanism.
+    async fn sasl(&mut self, op: Op) -> Answer {
+        if !self.link.shared.auth.required() {
+            return Answer::Fail(
+                Status::UnknownCommand,
+                "SASL is off: this server has no users".into(),
+            );
+        }
+        match op {
+            Op::SaslList => Answer::Sasl("PLAIN"),
+            Op::SaslAuth { mechanism, token } if mechanism.as_ref() == b"PLAIN" => {
+                // authzid NUL authcid NUL password; the authzid is ignored.
+                let mut parts = token.splitn(3, |&b| b == 0);
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(_), Some(user), Some(password)) => {
+                        match self.link.login(Some(user), password).await {
+                            Ok(_) => Answer::Sasl("Authenticated"),
+                            Err(refused) => auth_failure(&refused),
+                        }
+                    }
+                    _ => Answer::Fail(
+                        Status::AuthError,
+                        "a PLAIN token is authzid NUL user NUL password".into(),
+                    ),
+                }
+            }
+            Op::SaslAuth { .. } => {
+                Answer::Fail(Status::AuthError, "the only SASL mechanism is PLAIN".into())
+            }
+            _ => Answer::Fail(Status::AuthError, "PLAIN has no further steps".into()),
+        }
+    }
+
+    /// A request before logging in. The text protocol logs in as memcached
+    /// does (`-Y`): a `set` of any key whose value is `<user> <password>`.
+    /// Anything else is refused.
+    async fn login_first(&mut self, op: Op, protocol: Protocol) -> Answer {
+        match op {
+            Op::Store {
+                kind: StoreKind::Set,
+                data,
+                ..
+            } if protocol == Protocol::Text => {
+                let token = data.strip_suffix(b"\n").unwrap_or(&data);
+                let token = token.strip_suffix(b"\r").unwrap_or(token);
+                let Some(space) = token.iter().position(|&b| b == b' ') else {
+                    return Answer::Fail(
+                        Status::AuthError,
+                        "bad authentication token format".into(),
+                    );
+                };
+                let (user, password) = (&token[..space], &token[space + 1..]);
+                match self.link.login(Some(user), password).await {
+                    Ok(_) => Answer::Stored { cas: 0 },
+                    Err(refused) => auth_failure(&refused),
+                }
+            }
+            _ => Answer::Fail(Status::AuthError, "unauthenticated".into()),
+        }
+    }
+
     /// Runs one engine command; one that logged a change makes the pending
     /// replies wait for the log under `fsync always`.
     fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let before = DurableMark::before(&self.link.shared, cmd.is_write());
-        let result = self.link.shared.engine.execute_now(self.link.client(), cmd);
-        self.link.durable.after(&self.link.shared, before);
+        let before = self.link.durable_before(cmd.is_write());
+        let result = self.link.execute_now(cmd);
+        self.link.durable_after(before);
         result
     }
 
@@ -139,7 +207,7 @@ impl Conn {
     /// is the default session timeout. None when already past.
     fn timeout_of(&self, e: Expiry) -> Option<u64> {
         match e {
-            Expiry::Default => Some(self.link.shared.engine.config().default_timeout_ms),
+            Expiry::Default => Some(self.link.engine().config().default_timeout_ms),
             Expiry::InMs(ms) => Some(ms),
             Expiry::Past => None,
         }
@@ -251,10 +319,10 @@ impl Conn {
                 Some(_) => Answer::Fail(Status::UnknownCommand, String::new()),
             },
             Op::Verbosity | Op::Noop | Op::Quit => Answer::Ok,
-            Op::Sasl => Answer::Fail(
-                Status::UnknownCommand,
-                "SASL authentication is not available: sessiond has no users yet".into(),
-            ),
+            // Answered before this, in `sasl`.
+            Op::SaslList | Op::SaslAuth { .. } | Op::SaslStep => {
+                Answer::Fail(Status::UnknownCommand, String::new())
+            }
         }
     }
 
@@ -396,7 +464,7 @@ impl Conn {
         }
         let lease_ms = match expiry(exptime, now_unix()) {
             Expiry::Default => None,
-            Expiry::InMs(ms) => Some(ms.min(self.link.shared.engine.config().max_lease_ms)),
+            Expiry::InMs(ms) => Some(ms.min(self.link.engine().config().max_lease_ms)),
             Expiry::Past => return Answer::Fail(Status::NotStored, String::new()),
         };
         match self.exec(Command::LockOwned {
@@ -438,7 +506,10 @@ impl Conn {
             ("get_misses".into(), n(&st.get_misses)),
             ("delete_hits".into(), n(&st.delete_hits)),
             ("delete_misses".into(), n(&st.delete_misses)),
-            ("curr_items".into(), s.engine.session_count().to_string()),
+            (
+                "curr_items".into(),
+                self.link.engine().session_count().to_string(),
+            ),
         ]
     }
 }
@@ -452,6 +523,15 @@ fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A failed login, in memcached's words where it has them.
+fn auth_failure(refused: &Refused) -> Answer {
+    let message = match refused {
+        Refused::Wrong => "authentication failure".into(),
+        other => other.message(),
+    };
+    Answer::Fail(Status::AuthError, message)
 }
 
 fn not_found() -> Answer {
@@ -473,6 +553,8 @@ fn unexpected() -> Answer {
 fn failure(e: &Error) -> Answer {
     match e {
         Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => not_found(),
+        Error::NotAuthenticated => Answer::Fail(Status::AuthError, "unauthenticated".into()),
+        Error::NotPermitted { .. } => Answer::Fail(Status::AuthError, e.to_string()),
         Error::NotNumeric(_) => Answer::Fail(Status::NonNumeric, String::new()),
         Error::Locked { .. } => Answer::Fail(Status::Exists, String::new()),
         Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {

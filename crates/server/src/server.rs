@@ -12,20 +12,22 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::admission::{Admission, Permit};
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
 use crate::error::ServerError;
-use crate::persist::{Persistence, Storage};
+use crate::persist::Persistence;
+use crate::tenant::{Tenant, Tenants};
 
 /// What every connection shares.
 pub(crate) struct Shared {
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) tenants: Arc<Tenants>,
+    pub(crate) auth: Auth,
     pub(crate) limits: Limits,
     pub(crate) started: Instant,
     pub(crate) port: u16,
     pub(crate) connected: AtomicUsize,
     pub(crate) connections_total: AtomicU64,
-    pub(crate) persist: Option<Arc<Persistence>>,
     pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
     pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
     pub(crate) memcache_stats: crate::memcache::McStats,
@@ -36,8 +38,7 @@ pub(crate) struct Shared {
 /// A configured server, ready to run on a listener.
 pub struct Server {
     config: Config,
-    engine: Arc<Engine>,
-    persist: Option<Arc<Persistence>>,
+    tenants: Arc<Tenants>,
 }
 
 impl Server {
@@ -48,48 +49,26 @@ impl Server {
         Self::open_with_engine(config, engine)
     }
 
-    /// Like [`Server::open`] around an existing engine (a test's manual
-    /// clock).
+    /// Like [`Server::open`] with `engine` as the default tenant's (a
+    /// test's manual clock); other tenants' engines share its clock.
     pub fn open_with_engine(config: Config, engine: Arc<Engine>) -> Result<Self, ServerError> {
-        let persist = match config.storage {
-            Storage::Memory => None,
-            Storage::Log => {
-                let (p, r) = Persistence::open(
-                    &config.data_dir,
-                    config.fsync,
-                    config.compaction(),
-                    &engine,
-                )?;
-                tracing::info!(
-                    dir = %config.data_dir.display(),
-                    fsync = ?config.fsync,
-                    sessions = r.live_sessions,
-                    snapshot_sessions = r.snapshot_sessions,
-                    log_records = r.log_records,
-                    truncated_bytes = r.truncated_bytes,
-                    millis = r.millis as u64,
-                    "recovered {} sessions in {} ms",
-                    r.live_sessions,
-                    r.millis
-                );
-                Some(p)
-            }
-        };
-        Ok(Self {
-            config,
-            engine,
-            persist,
-        })
+        let tenants = Arc::new(Tenants::open(&config, engine)?);
+        Ok(Self { config, tenants })
     }
 
-    /// The engine, shared with whoever else needs it.
+    /// The default tenant's engine (the only one without users).
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+        self.tenants.default_tenant().engine()
     }
 
-    /// The open data directory, with `log` storage.
+    /// The default tenant's open data directory, with `log` storage.
     pub fn persistence(&self) -> Option<&Arc<Persistence>> {
-        self.persist.as_ref()
+        self.tenants.default_tenant().persistence()
+    }
+
+    /// A tenant by name.
+    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(name)
     }
 
     /// Serves `listener` until `shutdown` resolves, then stops accepting,
@@ -123,14 +102,20 @@ impl Server {
             memcache,
         } = doors;
         let local = listener.local_addr()?;
+        let auth = Auth::new(
+            &self.config.users,
+            self.config.limits.max_auth_failures,
+            self.config.limits.auth_failure_window.saturating_mul(1000),
+            self.engine().clock(),
+        );
         let shared = Arc::new(Shared {
-            engine: self.engine.clone(),
+            tenants: self.tenants.clone(),
+            auth,
             limits: self.config.codec_limits(),
             started: Instant::now(),
             port: local.port(),
             connected: AtomicUsize::new(0),
             connections_total: AtomicU64::new(0),
-            persist: self.persist.clone(),
             redis_keys: self.config.redis_keys(),
             memcache_keys: self.config.memcache_keys(),
             memcache_stats: crate::memcache::McStats::default(),
@@ -142,7 +127,7 @@ impl Server {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
-            self.engine.clone(),
+            self.tenants.clone(),
             self.config.tick_ms,
             stop_rx.clone(),
         ));
@@ -193,7 +178,7 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = upkeep.await;
-        if let Some(p) = &self.persist {
+        for p in self.tenants.iter().filter_map(|t| t.persistence()) {
             // Everything appended is written and fsynced before exit.
             p.shutdown();
         }
@@ -298,15 +283,17 @@ async fn accept_maybe(
 }
 
 /// Expires sessions and leases every `tick_ms`; each round is bounded.
-async fn upkeep(engine: Arc<Engine>, tick_ms: u64, mut stop: watch::Receiver<bool>) {
+async fn upkeep(tenants: Arc<Tenants>, tick_ms: u64, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_millis(tick_ms.max(1)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = every.tick() => {
-                let report = engine.tick();
-                if report.expired_sessions > 0 || report.expired_leases > 0 {
-                    tracing::debug!(sessions = report.expired_sessions, leases = report.expired_leases, "expired");
+                for t in tenants.iter() {
+                    let report = t.engine().tick();
+                    if report.expired_sessions > 0 || report.expired_leases > 0 {
+                        tracing::debug!(tenant = t.name(), sessions = report.expired_sessions, leases = report.expired_leases, "expired");
+                    }
                 }
             }
             _ = stop.changed() => break,

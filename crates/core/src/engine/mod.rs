@@ -154,6 +154,11 @@ impl Engine {
         &self.config
     }
 
+    /// The engine's clock, for whatever else must agree with it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// The current time as the engine sees it.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()

@@ -206,7 +206,12 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         STAT if extras.is_empty() && value.is_empty() => Op::Stats {
             group: (!key.is_empty()).then_some(key),
         },
-        SASL_LIST_MECHS | SASL_AUTH | SASL_STEP => Op::Sasl,
+        SASL_LIST_MECHS => Op::SaslList,
+        SASL_AUTH => Op::SaslAuth {
+            mechanism: key,
+            token: value,
+        },
+        SASL_STEP => Op::SaslStep,
         GET | GETK | GAT | GATK | SET | ADD | REPLACE | APPEND | PREPEND | DELETE | INCREMENT
         | DECREMENT | TOUCH | FLUSH | VERBOSITY | NOOP | VERSION | QUIT | STAT => {
             return Ok(Some(invalid("Invalid arguments")));
@@ -267,6 +272,7 @@ fn status_code(status: Status) -> (u16, &'static str) {
         Status::NonNumeric => (0x0006, "Non-numeric server-side value for incr or decr"),
         Status::UnknownCommand => (0x0081, "Unknown command"),
         Status::ServerError => (0x0084, "Internal error"),
+        Status::AuthError => (0x0020, "Auth failure."),
     }
 }
 
@@ -293,6 +299,7 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
         Answer::Deleted | Answer::Touched | Answer::Ok => packet(out, meta, 0, 0, &[], &[], &[]),
         Answer::Number { value, cas } => packet(out, meta, 0, *cas, &[], &[], &value.to_be_bytes()),
         Answer::Version(v) => packet(out, meta, 0, 0, &[], &[], v.as_bytes()),
+        Answer::Sasl(v) => packet(out, meta, 0, 0, &[], &[], v.as_bytes()),
         Answer::Stats(stats) => {
             for (name, value) in stats {
                 packet(out, meta, 0, 0, &[], name.as_bytes(), value.as_bytes());

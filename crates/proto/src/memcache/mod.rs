@@ -100,8 +100,16 @@ pub enum Op {
     Verbosity,
     Noop,
     Quit,
-    /// Binary SASL commands (authentication arrives with users).
-    Sasl,
+    /// Binary SASL: which mechanisms the server offers.
+    SaslList,
+    /// Binary SASL: log in with `mechanism` (only `PLAIN`: the token is
+    /// `authzid NUL user NUL password`).
+    SaslAuth {
+        mechanism: Bytes,
+        token: Bytes,
+    },
+    /// Binary SASL: a further step (PLAIN has none).
+    SaslStep,
 }
 
 /// One request, with what its reply needs to know.
@@ -150,6 +158,8 @@ pub enum Status {
     NonNumeric,
     UnknownCommand,
     ServerError,
+    /// Not logged in, or the login failed.
+    AuthError,
 }
 
 /// One item returned by a get.
@@ -179,6 +189,8 @@ pub enum Answer {
     Ok,
     Version(String),
     Stats(Vec<(String, String)>),
+    /// A binary SASL answer: the mechanisms, or `Authenticated`.
+    Sasl(&'static str),
     Fail(Status, String),
 }
 

@@ -320,6 +320,7 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
         Answer::Number { value, .. } => put_line(out, &[value.to_string().as_bytes()]),
         Answer::Ok => out.put_slice(b"OK\r\n"),
         Answer::Version(v) => put_line(out, &[b"VERSION ", v.as_bytes()]),
+        Answer::Sasl(v) => put_line(out, &[v.as_bytes()]),
         Answer::Stats(stats) => {
             for (name, value) in stats {
                 put_line(out, &[b"STAT ", name.as_bytes(), b" ", value.as_bytes()]);
@@ -337,6 +338,7 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
             Status::UnknownCommand => out.put_slice(b"ERROR\r\n"),
             Status::Invalid => put_line(out, &[b"CLIENT_ERROR ", one_line(message).as_bytes()]),
             Status::ServerError => put_line(out, &[b"SERVER_ERROR ", one_line(message).as_bytes()]),
+            Status::AuthError => put_line(out, &[b"CLIENT_ERROR ", one_line(message).as_bytes()]),
         },
     }
 }

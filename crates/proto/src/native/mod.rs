@@ -15,8 +15,17 @@ pub use table::{lookup, CommandSpec, COMMANDS};
 pub enum Request {
     /// Work for the engine.
     Engine(Command),
-    /// `HELLO [protover]`: switch RESP version and describe the server.
-    Hello { protover: Option<u8> },
+    /// `HELLO [protover [AUTH user password] [SETNAME name]]`: log in if
+    /// asked, switch RESP version and describe the server.
+    Hello {
+        protover: Option<u8>,
+        auth: Option<(Bytes, Bytes)>,
+    },
+    /// `AUTH [user] password`: log in.
+    Auth {
+        user: Option<Bytes>,
+        password: Bytes,
+    },
     /// `QUIT`: answer OK and close.
     Quit,
     /// Answered from the codec alone (`COMMAND`).
@@ -255,13 +264,48 @@ pub fn parse_command(spec: &'static CommandSpec, rest: Vec<Bytes>) -> Result<Req
                     }
                 },
             };
-            if let Some(extra) = a.it.next() {
-                return Err(CommandError::new(format!(
-                    "HELLO option '{}' is not supported: authentication comes with the security release",
-                    printable(&extra)
-                )));
+            let mut auth = None;
+            while let Some(option) = a.it.next() {
+                if option.eq_ignore_ascii_case(b"AUTH") {
+                    let (Some(user), Some(password)) = (a.it.next(), a.it.next()) else {
+                        return Err(CommandError::new(
+                            "syntax error in HELLO option 'AUTH': it takes a user and a password",
+                        ));
+                    };
+                    auth = Some((user, password));
+                } else if option.eq_ignore_ascii_case(b"SETNAME") {
+                    // Connection names are accepted and not kept.
+                    if a.it.next().is_none() {
+                        return Err(CommandError::new(
+                            "syntax error in HELLO option 'SETNAME': it takes a name",
+                        ));
+                    }
+                } else {
+                    return Err(CommandError::new(format!(
+                        "syntax error in HELLO option '{}': the options are AUTH and SETNAME",
+                        printable(&option)
+                    )));
+                }
             }
-            return Ok(Request::Hello { protover });
+            return Ok(Request::Hello { protover, auth });
+        }
+        "AUTH" => {
+            let first = a.next()?;
+            return Ok(match a.it.next() {
+                None => Request::Auth {
+                    user: None,
+                    password: first,
+                },
+                Some(password) if a.it.len() == 0 => Request::Auth {
+                    user: Some(first),
+                    password,
+                },
+                Some(_) => {
+                    return Err(CommandError::new(
+                        "syntax error: AUTH takes [user] password",
+                    ))
+                }
+            });
         }
         "QUIT" => return Ok(Request::Quit),
         "COMMAND" => return command_reply(a.it.next()),

@@ -230,8 +230,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         "HELLO",
         -1,
         false,
-        "[2|3]",
-        "Switch RESP version; describe the server.",
+        "[2|3 [AUTH user password] [SETNAME name]]",
+        "Switch RESP version, optionally logging in; describe the server.",
+    ),
+    spec(
+        "AUTH",
+        -2,
+        false,
+        "[user] password",
+        "Log in (without a user: as the user named default).",
     ),
     spec("QUIT", 1, false, "", "Close the connection."),
     spec(

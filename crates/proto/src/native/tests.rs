@@ -115,9 +115,38 @@ fn arity_errors_name_the_syntax() {
 fn hello_quit_command() {
     assert_eq!(
         p(&["HELLO", "3"]).unwrap(),
-        Request::Hello { protover: Some(3) }
+        Request::Hello {
+            protover: Some(3),
+            auth: None
+        }
     );
     assert!(p(&["HELLO", "4"]).is_err());
+    assert_eq!(
+        p(&["HELLO", "3", "auth", "u", "pw", "SETNAME", "web1"]).unwrap(),
+        Request::Hello {
+            protover: Some(3),
+            auth: Some((Bytes::from("u"), Bytes::from("pw")))
+        }
+    );
+    assert!(p(&["HELLO", "3", "AUTH", "u"]).is_err());
+    assert!(p(&["HELLO", "3", "SETNAME"]).is_err());
+    assert!(p(&["HELLO", "3", "NOPE"]).is_err());
+    assert_eq!(
+        p(&["AUTH", "pw"]).unwrap(),
+        Request::Auth {
+            user: None,
+            password: Bytes::from("pw")
+        }
+    );
+    assert_eq!(
+        p(&["auth", "u", "pw"]).unwrap(),
+        Request::Auth {
+            user: Some(Bytes::from("u")),
+            password: Bytes::from("pw")
+        }
+    );
+    assert!(p(&["AUTH"]).is_err());
+    assert!(p(&["AUTH", "a", "b", "c"]).is_err());
     assert_eq!(p(&["quit"]).unwrap(), Request::Quit);
     assert!(
         matches!(p(&["COMMAND", "COUNT"]).unwrap(), Request::Reply(sessiond_core::Reply::Int(n)) if n == COMMANDS.len() as i64)

@@ -97,7 +97,7 @@ pub fn is_redis_command(name: &[u8]) -> bool {
     const NAMES: &[&str] = &[
         "GET", "SET", "SETEX", "PSETEX", "GETEX", "DEL", "UNLINK", "EXISTS", "EXPIRE", "PEXPIRE",
         "TTL", "PTTL", "TYPE", "KEYS", "SCAN", "DBSIZE", "FLUSHDB", "FLUSHALL", "EVAL", "EVALSHA",
-        "AUTH", "SELECT", "CLIENT", "TIME", "SCRIPT",
+        "SELECT", "CLIENT", "TIME", "SCRIPT",
     ];
     NAMES
         .iter()
@@ -136,14 +136,22 @@ pub fn parse(
         "GET" => {
             let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
-                Key::Session(id) => one(vec![Command::GetData { id, touch: false }], Render::NilIfMissing),
+                Key::Session(id) => one(
+                    vec![Command::GetData { id, touch: false }],
+                    Render::NilIfMissing,
+                ),
                 Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Plain),
             }
         }
         "GETEX" => {
             let (key, opts) = a.split_first().ok_or_else(|| arity(name))?;
             let Key::Session(id) = keys.map(key) else {
-                return one(vec![Command::LockOwner { id: lock_id(keys, key) }], Render::Plain);
+                return one(
+                    vec![Command::LockOwner {
+                        id: lock_id(keys, key),
+                    }],
+                    Render::Plain,
+                );
             };
             let timeout = match opts {
                 [] => None,
@@ -154,14 +162,19 @@ pub fn parse(
             };
             let mut commands = Vec::new();
             if let Some(t) = timeout {
-                commands.push(Command::Timeout { id: id.clone(), timeout_ms: Some(t) });
+                commands.push(Command::Timeout {
+                    id: id.clone(),
+                    timeout_ms: Some(t),
+                });
             }
             commands.push(Command::GetData { id, touch: false });
             one(commands, Render::NilIfMissing)
         }
         "SET" => parse_set(a, keys),
         "SETEX" | "PSETEX" => {
-            let [key, n, value] = a else { return Err(arity(name)) };
+            let [key, n, value] = a else {
+                return Err(arity(name));
+            };
             let unit = if name == "SETEX" { 1000 } else { 1 };
             let ms = expire_ms(int(n)?, unit, &name.to_ascii_lowercase())?;
             match keys.map(key) {
@@ -206,7 +219,9 @@ pub fn parse(
             one(commands, Render::Count)
         }
         "EXPIRE" | "PEXPIRE" => {
-            let [key, n, ..] = a else { return Err(arity(name)) };
+            let [key, n, ..] = a else {
+                return Err(arity(name));
+            };
             let unit = if name == "EXPIRE" { 1000 } else { 1 };
             let n = int(n)?;
             let Key::Session(id) = keys.map(key) else {
@@ -217,14 +232,24 @@ pub fn parse(
                 return one(vec![Command::Destroy { id }], Render::OneOrZero);
             }
             let ms = expire_ms(n, unit, &name.to_ascii_lowercase())?;
-            one(vec![Command::Timeout { id, timeout_ms: Some(ms) }], Render::OneOrZero)
+            one(
+                vec![Command::Timeout {
+                    id,
+                    timeout_ms: Some(ms),
+                }],
+                Render::OneOrZero,
+            )
         }
         "TTL" | "PTTL" => {
             let [key] = a else { return Err(arity(name)) };
             let Key::Session(id) = keys.map(key) else {
                 return fixed(Reply::Int(-2));
             };
-            let cmd = if name == "TTL" { Command::Ttl { id } } else { Command::PTtl { id } };
+            let cmd = if name == "TTL" {
+                Command::Ttl { id }
+            } else {
+                Command::PTtl { id }
+            };
             one(vec![cmd], Render::Ttl)
         }
         "TYPE" => {
@@ -235,8 +260,16 @@ pub fn parse(
             }
         }
         "KEYS" => {
-            let [pattern] = a else { return Err(arity(name)) };
-            one(vec![Command::List { class: None }], Render::Keys { pattern: pattern.clone(), scan: false })
+            let [pattern] = a else {
+                return Err(arity(name));
+            };
+            one(
+                vec![Command::List { class: None }],
+                Render::Keys {
+                    pattern: pattern.clone(),
+                    scan: false,
+                },
+            )
         }
         "SCAN" => {
             let (cursor, opts) = a.split_first().ok_or_else(|| arity(name))?;
@@ -261,7 +294,13 @@ pub fn parse(
             }
             // One page holds every match (SCAN may return more than COUNT);
             // the cursor after it is 0.
-            one(vec![Command::List { class: None }], Render::Keys { pattern, scan: true })
+            one(
+                vec![Command::List { class: None }],
+                Render::Keys {
+                    pattern,
+                    scan: true,
+                },
+            )
         }
         "DBSIZE" => one(vec![Command::Count { class: None }], Render::Plain),
         "FLUSHDB" | "FLUSHALL" => match a {
@@ -274,18 +313,20 @@ pub fn parse(
         "EVALSHA" | "EVAL" => parse_unlock_script(name, a, keys),
         "SCRIPT" => match a.first() {
             Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
-                a[1..].iter().map(|sha| Reply::Int(i64::from(sha.eq_ignore_ascii_case(UNLOCK_SHA)))).collect(),
+                a[1..]
+                    .iter()
+                    .map(|sha| Reply::Int(i64::from(sha.eq_ignore_ascii_case(UNLOCK_SHA))))
+                    .collect(),
             )),
-            Some(s) if s.eq_ignore_ascii_case(b"LOAD") && a.get(1).is_some_and(|l| is_unlock_lua(l)) => {
+            Some(s)
+                if s.eq_ignore_ascii_case(b"LOAD")
+                    && a.get(1).is_some_and(|l| is_unlock_lua(l)) =>
+            {
                 fixed(Reply::Bulk(Bytes::from_static(UNLOCK_SHA)))
             }
-            _ => Err(err("scripting is not supported: only the phpredis session unlock script is recognised")),
-        },
-        "AUTH" => match a.len() {
-            1 | 2 => Err(err(
-                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            _ => Err(err(
+                "scripting is not supported: only the phpredis session unlock script is recognised",
             )),
-            _ => Err(arity(name)),
         },
         "SELECT" => {
             let [db] = a else { return Err(arity(name)) };
