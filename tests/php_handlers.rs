@@ -103,17 +103,15 @@ fn php(handler: Handler, args: &[&str]) -> String {
 
 /// `php` with `session.gc_maxlifetime` set to `lifetime_s`.
 fn php_with(handler: Handler, lifetime_s: u32, args: &[&str]) -> String {
-    let mut cmd = Command::new("php");
-    let mut ini = handler.ini();
-    ini.push("session.use_strict_mode=1".into());
-    ini.push(format!("session.gc_maxlifetime={lifetime_s}"));
-    for setting in &ini {
-        cmd.args(["-d", setting]);
-    }
-    if let Handler::Native(addr) = handler {
-        cmd.env("SESSIOND_ADDRESS", format!("tcp://{addr}"));
-    }
-    let out = cmd.arg(SCRIPT).args(args).output().expect("run php");
+    succeeded(handler, args, php_run(handler, lifetime_s, None, &[], args))
+}
+
+/// `php` logged in as (user, password).
+fn php_as(handler: Handler, login: (&str, &str), args: &[&str]) -> String {
+    succeeded(handler, args, php_run(handler, 600, Some(login), &[], args))
+}
+
+fn succeeded(handler: Handler, args: &[&str], out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "php {handler:?} {args:?}: {}{}",
@@ -121,6 +119,46 @@ fn php_with(handler: Handler, lifetime_s: u32, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One `php` run; `login` goes where each handler takes it: phpredis's
+/// `auth[]` in the save path, php-memcached's SASL settings (binary
+/// protocol), our handler's environment. `extra` ini settings go last.
+fn php_run(
+    handler: Handler,
+    lifetime_s: u32,
+    login: Option<(&str, &str)>,
+    extra: &[&str],
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = Command::new("php");
+    let mut ini = handler.ini();
+    ini.push("session.use_strict_mode=1".into());
+    ini.push(format!("session.gc_maxlifetime={lifetime_s}"));
+    if let Some((user, password)) = login {
+        match handler {
+            // Quoted: the ini parser stops an unquoted value at `=`.
+            Handler::Redis(addr) => ini.push(format!(
+                "session.save_path=\"tcp://{addr}?auth[]={user}&auth[]={password}\""
+            )),
+            Handler::Memcached { .. } => {
+                ini.push(format!("memcached.sess_sasl_username={user}"));
+                ini.push(format!("memcached.sess_sasl_password={password}"));
+            }
+            Handler::Native(_) => {
+                cmd.env("SESSIOND_USER", user);
+                cmd.env("SESSIOND_PASSWORD", password);
+            }
+        }
+    }
+    ini.extend(extra.iter().map(|s| s.to_string()));
+    for setting in &ini {
+        cmd.args(["-d", setting]);
+    }
+    if let Handler::Native(addr) = handler {
+        cmd.env("SESSIOND_ADDRESS", format!("tcp://{addr}"));
+    }
+    cmd.arg(SCRIPT).args(args).output().expect("run php")
 }
 
 /// Persistence across processes, strict mode, the native view of the same
@@ -279,4 +317,63 @@ async fn one_session_through_every_php_handler() {
     let n = Handler::native(&s);
     php(n, &["write", &id, "from", "sessiond"]);
     assert_eq!(php(m, &["read", &id, "from"]), "sessiond");
+}
+
+/// On a server with users each handler logs in the way it already knows
+/// how, and sees only its user's tenant; without the login, or with a wrong
+/// password, PHP cannot start the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_handlers_log_in_and_see_only_their_tenant() {
+    use sessiond_server::{hash_password, Config, Role, Storage, UserConfig};
+    let user = |name: &str, tenant: &str| UserConfig {
+        name: name.into(),
+        password_hash: hash_password(format!("pw-{name}").as_bytes()).unwrap(),
+        tenant: tenant.into(),
+        role: Role::Readwrite,
+    };
+    let s = TestServer::start_with(Config {
+        storage: Storage::Memory,
+        users: vec![user("alice", "alpha"), user("bob", "beta")],
+        ..Config::default()
+    })
+    .await;
+    let (alice, bob) = (("alice", "pw-alice"), ("bob", "pw-bob"));
+    let mut native_alice = s.client().await;
+    native_alice.auth("alice", "pw-alice").await.unwrap();
+    let mut native_bob = s.client().await;
+    native_bob.auth("bob", "pw-bob").await.unwrap();
+    for h in [
+        Handler::redis(&s),
+        Handler::memcached(&s, true),
+        Handler::native(&s),
+    ] {
+        if !available(h) {
+            continue;
+        }
+        let id = php_as(h, alice, &["write", "x", "user_id", "42"]);
+        assert_eq!(php_as(h, alice, &["read", &id, "user_id"]), "42", "{h:?}");
+        assert_eq!(php_as(h, bob, &["read", &id, "user_id"]), "NULL", "{h:?}");
+        assert!(native_alice.exists(&id).await.unwrap(), "{h:?}");
+        assert!(!native_bob.exists(&id).await.unwrap(), "{h:?}");
+        for login in [None, Some(("alice", "wrong"))] {
+            // Both extensions retry their lock on an error as if it were
+            // taken (phpredis for ever, as configured): phpredis reads
+            // without locking, php-memcached gives up after a few tries.
+            let out = php_run(
+                h,
+                600,
+                login,
+                &[
+                    "redis.session.locking_enabled=0",
+                    "memcached.sess_lock_retries=3",
+                ],
+                &["write", "x", "k", "v"],
+            );
+            assert!(
+                !out.status.success(),
+                "{h:?} {login:?} must not start a session: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
 }

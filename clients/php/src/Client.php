@@ -14,6 +14,11 @@ namespace Sessiond;
  *     $c->set($id, 'user_id', '42');
  *     $c->find('user_id', '42');   // [$id]
  *
+ * On a server with users, give the user and password: every connection
+ * logs in (AUTH) as soon as it opens.
+ *
+ *     $c = new Sessiond\Client('tcp://10.0.0.5:6390', user: 'shop', password: 's3cret');
+ *
  * The connection opens on first use. Locks belong to the connection: if the
  * process dies, the server releases them.
  */
@@ -26,10 +31,16 @@ final class Client
      * @param string $address `tcp://host:port` (or `host:port`)
      * @param float $timeout seconds to connect, and to wait for a reply
      *                       (a lock wait adds its own WAIT on top)
+     * @param string|null $user log in as this user (null with a password:
+     *                          the user named default)
+     * @param string|null $password log in with this password (null: do not
+     *                              log in)
      */
     public function __construct(
         private string $address = 'tcp://127.0.0.1:6390',
         private float $timeout = 5.0,
+        private ?string $user = null,
+        #[\SensitiveParameter] private ?string $password = null,
     ) {
         if (!str_contains($this->address, '://')) {
             $this->address = 'tcp://' . $this->address;
@@ -330,6 +341,15 @@ final class Client
                 throw new ConnectionError("cannot connect to sessiond at {$this->address}: $errstr ($errno)");
             }
             $this->stream = $s;
+            if ($this->password !== null) {
+                $auth = $this->user === null ? ['AUTH', $this->password] : ['AUTH', $this->user, $this->password];
+                try {
+                    self::unwrap($this->pipeline([$auth])[0]);
+                } catch (\Throwable $e) {
+                    $this->disconnect();
+                    throw $e;
+                }
+            }
         }
         return $this->stream;
     }
