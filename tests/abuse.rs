@@ -274,3 +274,63 @@ async fn idle_connections_close_only_when_an_idle_timeout_is_set() {
     strict.stop().await;
     lenient.stop().await;
 }
+
+/// Addresses on no listener's allowlist are closed at once, without a
+/// word, and counted; allowed ones are served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_off_the_allowlist_are_closed_at_once() {
+    let s = TestServer::start_with(Config {
+        allow_resp: vec!["127.0.0.2".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+        allow_memcache: vec!["127.0.0.0/30".parse().unwrap()],
+        allow_line: vec!["::1/128".parse().unwrap()],
+        ..config(LimitsConfig::default())
+    })
+    .await;
+    for (from, to) in [
+        ([127, 0, 0, 1], s.addr),
+        ([127, 0, 0, 3], s.addr),
+        ([127, 0, 0, 5], s.memcache),
+        ([127, 0, 0, 1], s.line),
+    ] {
+        let mut c = connect_from(from, to).await;
+        let _ = c.write_all(b"PING\r\nversion\r\n").await;
+        // Closed with our bytes unread, the socket may be reset rather
+        // than ended: either way, nothing comes back.
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got))
+            .await
+            .expect("closed in time");
+        assert!(
+            matches!(&read, Ok(0))
+                || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{from:?} to {to}: {read:?}"
+        );
+        assert!(
+            got.is_empty(),
+            "{from:?} to {to}: nothing is said, got {got:?}"
+        );
+    }
+    let mut ok = connect_from([127, 0, 0, 2], s.addr).await;
+    ping(&mut ok).await;
+    let mut mc = connect_from([127, 0, 0, 3], s.memcache).await;
+    mc.write_all(b"version\r\n").await.unwrap();
+    let mut buf = [0u8; 8];
+    mc.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"VERSION ");
+    // INFO from the one allowed address.
+    let mut c = connect_from([127, 0, 0, 2], s.addr).await;
+    c.write_all(b"INFO\r\n").await.unwrap();
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&text).contains("rejected_connections") {
+        let n = c.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        text.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&text).contains("allowlist_denied_connections:4"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    s.stop().await;
+}

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sessiond_core::EngineConfig;
 use sessiond_proto::Limits;
 
+use crate::allowlist::Cidr;
 use crate::auth::UserConfig;
 use crate::error::ServerError;
 use crate::persist::{CompactionPolicy, Fsync, Storage};
@@ -156,6 +157,13 @@ pub struct Config {
     pub listen_line: Listen,
     /// The memcached (text and binary) listener.
     pub listen_memcache: Listen,
+    /// Client addresses the native listener accepts (CIDR blocks); empty:
+    /// any. Anyone else is disconnected at once.
+    pub allow_resp: Vec<Cidr>,
+    /// The same for the line-protocol listener.
+    pub allow_line: Vec<Cidr>,
+    /// The same for the memcached listener.
+    pub allow_memcache: Vec<Cidr>,
     /// `log` (durable, the default) or `memory` (volatile).
     pub storage: Storage,
     /// Where `log` storage keeps its files.
@@ -210,6 +218,9 @@ impl Default for Config {
             listen_resp: Listen::On(SocketAddr::from(([127, 0, 0, 1], 6390))),
             listen_line: Listen::Off,
             listen_memcache: Listen::On(SocketAddr::from(([127, 0, 0, 1], 11212))),
+            allow_resp: Vec::new(),
+            allow_line: Vec::new(),
+            allow_memcache: Vec::new(),
             storage: Storage::Log,
             data_dir: PathBuf::from("sessiond-data"),
             fsync: Fsync::Everysec,

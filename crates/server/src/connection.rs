@@ -255,6 +255,10 @@ impl Conn {
                         "rejected_connections",
                         s.admission.rejected.load(Ordering::Relaxed).to_string(),
                     ),
+                    (
+                        "allowlist_denied_connections",
+                        s.denied.load(Ordering::Relaxed).to_string(),
+                    ),
                     ("acl_access_denied_auth", s.auth.refusals().0.to_string()),
                     ("auth_throttled", s.auth.refusals().1.to_string()),
                     ("tenant", self.link.tenant_name().to_string()),

@@ -5,6 +5,7 @@
 //! [`run`] (or [`Server::run`]) until a shutdown future resolves.
 
 mod admission;
+mod allowlist;
 mod auth;
 mod config;
 mod connection;
@@ -16,6 +17,7 @@ mod persist;
 mod server;
 mod tenant;
 
+pub use allowlist::Cidr;
 pub use auth::{
     check_hash, hash_password, HashError, Role, UserConfig, DEFAULT_TENANT, DEFAULT_USER,
 };

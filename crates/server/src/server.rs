@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::admission::{Admission, Permit};
+use crate::allowlist::{self, Cidr};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
@@ -33,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) memcache_stats: crate::memcache::McStats,
     pub(crate) timeouts: crate::link::Timeouts,
     pub(crate) admission: Arc<Admission>,
+    /// Per door: the client addresses it accepts (empty: any).
+    allow: [Vec<Cidr>; 3],
+    /// Connections closed because their address is on no allowlist.
+    pub(crate) denied: AtomicU64,
 }
 
 /// A configured server, ready to run on a listener.
@@ -124,6 +129,12 @@ impl Server {
                 self.config.limits.max_connections,
                 self.config.limits.max_connections_per_ip,
             )),
+            allow: [
+                self.config.allow_resp.clone(),
+                self.config.allow_line.clone(),
+                self.config.allow_memcache.clone(),
+            ],
+            denied: AtomicU64::new(0),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
@@ -207,9 +218,9 @@ pub struct Doors {
 /// Which listener a connection came in by.
 #[derive(Debug, Clone, Copy)]
 enum Door {
-    Native,
-    Line,
-    Memcache,
+    Native = 0,
+    Line = 1,
+    Memcache = 2,
 }
 
 impl Door {
@@ -242,6 +253,12 @@ async fn admit(
 ) -> Option<(tokio::net::TcpStream, Permit)> {
     match accepted {
         Ok((stream, peer)) => {
+            if !allowlist::allows(&shared.allow[door as usize], peer.ip()) {
+                // Not a word to an address that has no business here.
+                shared.denied.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, door = door.name(), "connection from an address not on the allowlist closed");
+                return None;
+            }
             let permit = match shared.admission.admit(peer.ip()) {
                 Ok(p) => p,
                 Err(refusal) => {
