@@ -18,6 +18,7 @@ use crate::allowlist::Cidr;
 use crate::auth::UserConfig;
 use crate::error::ServerError;
 use crate::persist::{CompactionPolicy, Fsync, Storage};
+use crate::tls::TlsConfig;
 
 /// Where a listener binds, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +207,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// TLS on the listeners.
+    pub tls: TlsConfig,
     /// Who may log in (`[[users]]`). None: no logins, and listeners on
     /// loopback only. Any: every connection must log in first.
     pub users: Vec<UserConfig>,
@@ -240,6 +243,7 @@ impl Default for Config {
             shutdown_grace_ms: 5_000,
             log_level: LogLevel::Info,
             limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
             users: Vec::new(),
         }
     }
@@ -293,6 +297,7 @@ impl Config {
             }
         }
         self.validate_users()?;
+        self.tls.validate().map_err(ServerError::InvalidConfig)?;
         if self.default_timeout == 0 || self.default_timeout > self.max_timeout {
             return bad(format!(
                 "default_timeout = {} must be between 1 and max_timeout = {}",

@@ -13,12 +13,12 @@ use sessiond_core::{InfoSection, Outcome, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::auth::Refused;
 use crate::link::Link;
 use crate::server::Shared;
+use crate::stream::Stream;
 
 /// Replies are written once this much is pending, even mid-pipeline.
 const FLUSH_AT: usize = 64 * 1024;
@@ -35,7 +35,7 @@ enum Next {
 }
 
 /// Serves one connection to the end.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
         link: Link::new(stream, shared, stop, 16 * 1024),
         proto: Protocol::Resp2,
@@ -258,6 +258,10 @@ impl Conn {
                     (
                         "allowlist_denied_connections",
                         s.denied.load(Ordering::Relaxed).to_string(),
+                    ),
+                    (
+                        "tls_handshake_failures",
+                        s.tls_failures.load(Ordering::Relaxed).to_string(),
                     ),
                     ("acl_access_denied_auth", s.auth.refusals().0.to_string()),
                     ("auth_throttled", s.auth.refusals().1.to_string()),

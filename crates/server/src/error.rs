@@ -21,6 +21,8 @@ pub enum ServerError {
     },
     #[error("storage: {0}")]
     Storage(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("I/O error on the listener: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -15,7 +15,9 @@ mod link;
 mod memcache;
 mod persist;
 mod server;
+mod stream;
 mod tenant;
+mod tls;
 
 pub use allowlist::Cidr;
 pub use auth::{
@@ -26,3 +28,4 @@ pub use error::ServerError;
 pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
 pub use server::{run, Doors, Server};
 pub use tenant::Tenant;
+pub use tls::{DoorName, TlsConfig};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::link::Link;
 use crate::server::Shared;
+use crate::stream::Stream;
 
 /// The session this connection has open.
 struct Opened {
@@ -23,7 +23,7 @@ struct Opened {
 const FLUSH_AT: usize = 64 * 1024;
 
 /// Serves one line-protocol connection to the end.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut link = Link::new(stream, shared, stop, 4096);
     let mut open: Option<Opened> = None;
     loop {

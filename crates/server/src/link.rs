@@ -15,14 +15,13 @@ use std::net::IpAddr;
 
 use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::{Login, Refused, Role};
 use crate::persist::Persistence;
 use crate::server::Shared;
+use crate::stream::{ReadSide, Stream, WriteSide};
 use crate::tenant::Tenant;
 
 /// A connection's place in its tenant's engine; dropping it releases its
@@ -69,8 +68,8 @@ pub(crate) struct Link {
     /// The client's address (failed logins are counted per address).
     peer: IpAddr,
     registration: Registration,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: ReadSide,
+    wr: WriteSide,
     /// Bytes read and not yet answered.
     pub(crate) inbuf: BytesMut,
     /// Replies not yet written.
@@ -84,15 +83,13 @@ pub(crate) struct Link {
 impl Link {
     /// Registers a new connection; `capacity` sizes its buffers.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Stream,
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
         capacity: usize,
     ) -> Self {
-        let peer = stream
-            .peer_addr()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-        let (rd, wr) = stream.into_split();
+        let peer = stream.peer();
+        let (rd, wr) = stream.split();
         let tenant = shared.tenants.default_tenant().clone();
         // Without users every connection may do everything, in the default
         // tenant; with users, nothing until it logs in.
@@ -225,8 +222,12 @@ impl Link {
             return Ok(());
         }
         let due = Some(Instant::now() + self.dog.timeouts.request);
+        let wr = &mut self.wr;
+        let out = &self.out;
         tokio::select! {
-            r = self.wr.write_all(&self.out) => r?,
+            // The flush matters under TLS only (records wait in the
+            // session); on plain TCP it does nothing.
+            r = async { wr.write_all(out).await?; wr.flush().await } => r?,
             () = self.dog.until(due) => return Err(timed_out("request")),
         }
         self.out.clear();

@@ -17,12 +17,12 @@ use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
 use sessiond_proto::redis::Key;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::auth::Refused;
 use crate::link::Link;
 use crate::server::Shared;
+use crate::stream::Stream;
 
 /// Replies are written once this much is pending, even mid-pipeline.
 const FLUSH_AT: usize = 64 * 1024;
@@ -47,7 +47,7 @@ struct Conn {
 }
 
 /// Serves one memcached connection to the end.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
         link: Link::new(stream, shared, stop, 16 * 1024),
         protocol: None,

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use sessiond_core::{Engine, SystemClock};
 use sessiond_proto::Limits;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, Permit};
 use crate::allowlist::{self, Cidr};
@@ -18,7 +19,9 @@ use crate::config::Config;
 use crate::connection;
 use crate::error::ServerError;
 use crate::persist::Persistence;
+use crate::stream::Stream;
 use crate::tenant::{Tenant, Tenants};
+use crate::tls::DoorName;
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -38,12 +41,17 @@ pub(crate) struct Shared {
     allow: [Vec<Cidr>; 3],
     /// Connections closed because their address is on no allowlist.
     pub(crate) denied: AtomicU64,
+    /// Per door: TLS, if that door speaks it.
+    tls: [Option<TlsAcceptor>; 3],
+    /// TLS handshakes that failed or did not finish in time.
+    pub(crate) tls_failures: AtomicU64,
 }
 
 /// A configured server, ready to run on a listener.
 pub struct Server {
     config: Config,
     tenants: Arc<Tenants>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -57,8 +65,14 @@ impl Server {
     /// Like [`Server::open`] with `engine` as the default tenant's (a
     /// test's manual clock); other tenants' engines share its clock.
     pub fn open_with_engine(config: Config, engine: Arc<Engine>) -> Result<Self, ServerError> {
+        // Certificate trouble stops the start, before any data is opened.
+        let tls = config.tls.acceptor()?;
         let tenants = Arc::new(Tenants::open(&config, engine)?);
-        Ok(Self { config, tenants })
+        Ok(Self {
+            config,
+            tenants,
+            tls,
+        })
     }
 
     /// The default tenant's engine (the only one without users).
@@ -135,6 +149,14 @@ impl Server {
                 self.config.allow_memcache.clone(),
             ],
             denied: AtomicU64::new(0),
+            tls: [DoorName::Resp, DoorName::Line, DoorName::Memcache].map(|d| {
+                self.config
+                    .tls
+                    .on_for(d)
+                    .then(|| self.tls.clone())
+                    .flatten()
+            }),
+            tls_failures: AtomicU64::new(0),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
@@ -148,22 +170,13 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => {
-                    if let Some((stream, permit)) = admit(accepted, Door::Native, &shared).await {
-                        let serve = connection::serve(stream, shared.clone(), stop_rx.clone());
-                        connections.spawn(holding(permit, serve));
-                    }
+                    start(&mut connections, accepted, Door::Native, &shared, &stop_rx).await;
                 }
                 accepted = accept_maybe(line.as_ref()) => {
-                    if let Some((stream, permit)) = admit(accepted, Door::Line, &shared).await {
-                        let serve = crate::line::serve(stream, shared.clone(), stop_rx.clone());
-                        connections.spawn(holding(permit, serve));
-                    }
+                    start(&mut connections, accepted, Door::Line, &shared, &stop_rx).await;
                 }
                 accepted = accept_maybe(memcache.as_ref()) => {
-                    if let Some((stream, permit)) = admit(accepted, Door::Memcache, &shared).await {
-                        let serve = crate::memcache::serve(stream, shared.clone(), stop_rx.clone());
-                        connections.spawn(holding(permit, serve));
-                    }
+                    start(&mut connections, accepted, Door::Memcache, &shared, &stop_rx).await;
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -247,10 +260,10 @@ impl Door {
 /// on an accept error (out of file descriptors and the like) says so,
 /// backs off and yields nothing.
 async fn admit(
-    accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>,
     door: Door,
     shared: &Shared,
-) -> Option<(tokio::net::TcpStream, Permit)> {
+) -> Option<(TcpStream, Permit)> {
     match accepted {
         Ok((stream, peer)) => {
             if !allowlist::allows(&shared.allow[door as usize], peer.ip()) {
@@ -283,10 +296,51 @@ async fn admit(
     }
 }
 
-/// Runs a connection, keeping its place under the limits until it ends.
-async fn holding(permit: Permit, serve: impl Future<Output = ()>) {
-    serve.await;
-    drop(permit);
+/// Admits a new connection and runs it as a task of its own: the TLS
+/// handshake (if its door speaks TLS), then its door's loop, keeping its
+/// place under the connection limits until it ends.
+async fn start(
+    connections: &mut JoinSet<()>,
+    accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>,
+    door: Door,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) {
+    let Some((tcp, permit)) = admit(accepted, door, shared).await else {
+        return;
+    };
+    let (shared, stop) = (shared.clone(), stop.clone());
+    connections.spawn(async move {
+        if let Some(stream) = handshake(tcp, door, &shared).await {
+            match door {
+                Door::Native => connection::serve(stream, shared, stop).await,
+                Door::Line => crate::line::serve(stream, shared, stop).await,
+                Door::Memcache => crate::memcache::serve(stream, shared, stop).await,
+            }
+        }
+        drop(permit);
+    });
+}
+
+/// The connection's stream: TLS once its handshake is done (within the
+/// request timeout), or plain TCP on a door without TLS.
+async fn handshake(tcp: TcpStream, door: Door, shared: &Shared) -> Option<Stream> {
+    let Some(acceptor) = &shared.tls[door as usize] else {
+        return Some(Stream::Plain(tcp));
+    };
+    match tokio::time::timeout(shared.timeouts.request, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
+        Ok(Err(e)) => {
+            shared.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, door = door.name(), "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            shared.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(door = door.name(), "TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// Accepts on `listener`, or never if there is none.
