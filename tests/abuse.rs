@@ -334,3 +334,60 @@ async fn addresses_off_the_allowlist_are_closed_at_once() {
     );
     s.stop().await;
 }
+
+/// A full tenant refuses new sessions through every door with that door's
+/// error, keeps every session it has, and goes on serving them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tenant_refuses_new_sessions_through_every_door() {
+    let s = TestServer::start_with(config(LimitsConfig {
+        max_sessions_per_tenant: 2,
+        max_vars: 1,
+        ..LimitsConfig::default()
+    }))
+    .await;
+    let mut c = s.client().await;
+    c.call(&["SESSION.CREATE", "a"]).await.unwrap();
+    c.call(&["SET", "PHPREDIS_SESSION:b", "data"])
+        .await
+        .unwrap();
+    let err = c
+        .call(&["SET", "PHPREDIS_SESSION:c", "x"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("LIMIT the number of sessions is 3, over the limit of 2"),
+        "{err}"
+    );
+    let err = c
+        .call(&["SESSION.CREATE", "c"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("LIMIT"), "{err}");
+    let mut mc = common::wire::Wire::connect(s.memcache).await;
+    let reply = mc.ask(b"set c 0 0 1\r\nx\r\n", b"\r\n").await;
+    assert!(
+        reply.starts_with("CLIENT_ERROR the number of sessions"),
+        "{reply}"
+    );
+    let mut line = common::wire::Wire::connect(s.line).await;
+    assert!(line
+        .line("new")
+        .await
+        .starts_with("err the number of sessions"));
+    // One variable per session here.
+    c.call(&["SESSION.SET", "a", "x", "1"]).await.unwrap();
+    let err = c
+        .call(&["SESSION.SET", "a", "y", "1"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("variables"), "{err}");
+    assert_eq!(
+        mc.ask(b"get b\r\n", b"END\r\n").await,
+        "VALUE b 0 4\r\ndata\r\nEND\r\n"
+    );
+    assert_eq!(c.count(None).await.unwrap(), 2);
+    s.stop().await;
+}

@@ -186,3 +186,114 @@ mod tests {
         assert_eq!(id.to_string(), "a\\x0d\\x0ab");
     }
 }
+
+/// The bytes a session id may be made of: a set of ASCII characters,
+/// written as characters and `a-z` ranges (`"A-Za-z0-9,-"`; a `-` first or
+/// last stands for itself). Ids sessiond generates always fit the default.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdChars {
+    allowed: [u64; 2],
+    /// The spelling it was read from, shown in errors and printed back
+    /// (bounded: [`IdChars::parse`] refuses anything long).
+    spelling: [u8; IdChars::MAX_SPELLING],
+    spelling_len: u8,
+}
+
+impl IdChars {
+    const MAX_SPELLING: usize = 128;
+
+    /// Every printable ASCII character but space: ids cannot break a line
+    /// of any protocol or a log line.
+    pub fn printable() -> Self {
+        Self::parse("!-~").unwrap_or_else(|_| unreachable!("a valid default"))
+    }
+
+    /// Reads a spelling like `"A-Za-z0-9,-"`.
+    pub fn parse(spelling: &str) -> Result<Self, String> {
+        let bytes = spelling.as_bytes();
+        if bytes.is_empty() || bytes.len() > Self::MAX_SPELLING {
+            return Err(format!(
+                "an id alphabet is 1 to {} characters, like \"A-Za-z0-9,-\"",
+                Self::MAX_SPELLING
+            ));
+        }
+        if let Some(&b) = bytes.iter().find(|&&b| !(0x21..=0x7e).contains(&b)) {
+            return Err(format!(
+                "an id alphabet holds printable ASCII only, not byte {b:#04x}"
+            ));
+        }
+        let mut allowed = [0u64; 2];
+        let mut i = 0;
+        while i < bytes.len() {
+            let (lo, hi) = match bytes.get(i + 1..i + 3) {
+                Some([b'-', hi]) => {
+                    i += 3;
+                    (bytes[i - 3], *hi)
+                }
+                _ => {
+                    i += 1;
+                    (bytes[i - 1], bytes[i - 1])
+                }
+            };
+            if lo > hi {
+                return Err(format!(
+                    "the range {}-{} in the id alphabet runs backwards",
+                    lo as char, hi as char
+                ));
+            }
+            for b in lo..=hi {
+                allowed[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+        }
+        let mut s = [0u8; Self::MAX_SPELLING];
+        s[..bytes.len()].copy_from_slice(bytes);
+        Ok(Self {
+            allowed,
+            spelling: s,
+            spelling_len: bytes.len() as u8,
+        })
+    }
+
+    /// Whether every byte of `id` is in the alphabet.
+    pub fn allows(&self, id: &[u8]) -> bool {
+        id.iter()
+            .all(|&b| b < 128 && self.allowed[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+    }
+
+    /// The spelling it was read from.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.spelling[..usize::from(self.spelling_len)]).unwrap_or("")
+    }
+}
+
+impl Default for IdChars {
+    fn default() -> Self {
+        Self::printable()
+    }
+}
+
+impl fmt::Debug for IdChars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdChars({:?})", self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod id_chars_tests {
+    use super::*;
+
+    #[test]
+    fn alphabets_read_ranges_and_single_characters() {
+        let php = IdChars::parse("A-Za-z0-9,-").unwrap();
+        assert!(php.allows(b"abcXYZ019,-"));
+        assert!(!php.allows(b"a b") && !php.allows(b"a_b") && !php.allows("é".as_bytes()));
+        let d = IdChars::default();
+        assert!(d.allows(b"PHPREDIS_SESSION:abc~!") && !d.allows(b"a b") && !d.allows(b"a\r\n"));
+        assert!(d.allows(SessionId::generate(32).unwrap().as_bytes()));
+        assert_eq!(php.as_str(), "A-Za-z0-9,-");
+        for bad in ["", "z-a", "a b", "\u{e9}"] {
+            assert!(IdChars::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(IdChars::parse(&"a".repeat(129)).is_err());
+    }
+}

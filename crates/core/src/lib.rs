@@ -23,7 +23,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Access, Command, StoreIf, StoreReply};
 pub use engine::{AfterGrant, Engine, EngineConfig, Outcome, PendingLock, TickReport};
 pub use error::Error;
-pub use id::SessionId;
+pub use id::{IdChars, SessionId};
 pub use journal::{Mutation, MutationLog, KEY_BLOCK};
 pub use lock::{Grant, LockMode, LockWait};
 pub use reply::{InfoSection, Reply};

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,6 +28,8 @@ const LOCKED_RECHECK_MS: u64 = 1000;
 #[derive(Debug)]
 pub(crate) struct Shard {
     journal: Arc<Journal>,
+    /// Sessions in the whole store, kept by every shard.
+    count: Arc<AtomicUsize>,
     /// The sessions by id: a hash map, as every request looks one up.
     /// Boxed so the table's empty slots stay small (it is at most 7/8 full).
     pub(crate) sessions: HashMap<SessionId, Box<Session>>,
@@ -46,9 +48,10 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(journal: Arc<Journal>) -> Self {
+    fn new(journal: Arc<Journal>, count: Arc<AtomicUsize>) -> Self {
         Self {
             journal,
+            count,
             sessions: HashMap::new(),
             order: BTreeSet::new(),
             locks: HashMap::new(),
@@ -80,12 +83,15 @@ impl Shard {
         session.queued_ms = session.deadline_ms();
         self.expiry.push(Reverse((session.queued_ms, id.clone())));
         self.order.insert(id.clone());
-        self.sessions.insert(id, Box::new(session));
+        if self.sessions.insert(id, Box::new(session)).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Takes a session out with its indexes. Its lock state is left alone.
     pub(crate) fn take(&mut self, id: &SessionId) -> Option<Session> {
         let session = *self.sessions.remove(id)?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
         self.order.remove(id);
         for (name, value) in session.vars() {
             self.vars.remove(name, value, id);
@@ -423,21 +429,29 @@ impl Shard {
 pub(crate) struct Store {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    count: Arc<AtomicUsize>,
 }
 
 impl Store {
     pub(crate) fn new(shards: usize, journal: &Arc<Journal>) -> Self {
         let n = shards.max(1);
+        let count = Arc::new(AtomicUsize::new(0));
         Self {
             shards: (0..n)
-                .map(|_| Mutex::new(Shard::new(journal.clone())))
+                .map(|_| Mutex::new(Shard::new(journal.clone(), count.clone())))
                 .collect(),
+            count,
             hasher: RandomState::new(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Sessions in the store (expired ones not yet reaped included).
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Which shard holds `id`.

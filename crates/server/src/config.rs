@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sessiond_core::EngineConfig;
+use sessiond_core::{EngineConfig, IdChars};
+
+/// Every character a generated session id may have.
+const GENERATED_ID_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 use sessiond_proto::Limits;
 
 use crate::allowlist::Cidr;
@@ -111,6 +114,16 @@ pub struct LimitsConfig {
     pub max_request_len: usize,
     /// Longest session id, bytes.
     pub max_id_len: usize,
+    /// The characters a session id may use: characters and `a-z` ranges.
+    /// Must include `A-Za-z0-9_-`, the characters of generated ids.
+    pub id_chars: String,
+    /// Most variables in one session.
+    pub max_vars: usize,
+    /// Most sessions one tenant holds; past it, new sessions are refused
+    /// (nothing is evicted). 0: no limit.
+    pub max_sessions_per_tenant: usize,
+    /// Most lock requests queued on one session at once.
+    pub max_lock_waiters: usize,
     /// Most connections open at once, over every door.
     pub max_connections: usize,
     /// Most connections open at once from one client address.
@@ -138,6 +151,10 @@ impl Default for LimitsConfig {
             max_args: l.max_args,
             max_request_len: l.max_request_len,
             max_id_len: EngineConfig::default().max_id_len,
+            id_chars: EngineConfig::default().id_chars.as_str().to_string(),
+            max_vars: EngineConfig::default().max_vars,
+            max_sessions_per_tenant: EngineConfig::default().max_sessions,
+            max_lock_waiters: EngineConfig::default().max_lock_waiters,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
             idle_timeout: 0,
@@ -341,6 +358,19 @@ impl Config {
                     .into(),
             );
         }
+        match IdChars::parse(&l.id_chars) {
+            Err(e) => return bad(format!("limits.id_chars: {e}")),
+            Ok(chars) if !chars.allows(GENERATED_ID_CHARS.as_bytes()) => {
+                return bad(format!(
+                    "limits.id_chars = \"{}\" must include A-Za-z0-9_- (the characters of the ids sessiond generates)",
+                    l.id_chars
+                ))
+            }
+            Ok(_) => {}
+        }
+        if l.max_vars == 0 || l.max_lock_waiters == 0 {
+            return bad("limits.max_vars and limits.max_lock_waiters must be at least 1".into());
+        }
         if l.max_auth_failures == 0 || l.auth_failure_window == 0 {
             return bad(
                 "limits.max_auth_failures and limits.auth_failure_window must be at least 1".into(),
@@ -433,6 +463,10 @@ impl Config {
             max_lease_ms: self.max_lease_ms,
             max_wait_ms: self.max_wait_ms,
             max_id_len: self.limits.max_id_len,
+            id_chars: IdChars::parse(&self.limits.id_chars).unwrap_or_default(),
+            max_vars: self.limits.max_vars,
+            max_sessions: self.limits.max_sessions_per_tenant,
+            max_lock_waiters: self.limits.max_lock_waiters,
             max_scan_count: EngineConfig::default().max_scan_count,
             max_data_len: self.limits.max_bulk_len,
             allow_flush: self.allow_flush,

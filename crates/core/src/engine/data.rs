@@ -25,6 +25,7 @@ impl Engine {
         if shard.live(&id, now).is_some() {
             return Err(Error::Exists(id));
         }
+        self.room_for_a_session()?;
         let session = self.new_session(class, data, timeout, now);
         shard.insert(id, session);
         Ok(Reply::Ok)
@@ -35,6 +36,7 @@ impl Engine {
         self.check_id(id)?;
         let mut shard = self.store.lock(id);
         if shard.live(id, now).is_none() {
+            self.room_for_a_session()?;
             let session = self.new_session(None, None, self.config.default_timeout_ms, now);
             shard.insert(id.clone(), session);
         }
@@ -64,6 +66,7 @@ impl Engine {
             });
         }
         let timeout = self.timeout_or_default(timeout_ms)?;
+        self.room_for_a_session()?;
         loop {
             let id = SessionId::generate(len)?;
             let mut shard = self.store.lock(&id);
@@ -154,7 +157,8 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        Self::alive(&mut shard, id, now)?;
+        let session = Self::alive(&mut shard, id, now)?;
+        self.room_for_vars(session, pairs.iter().map(|(n, _)| n))?;
         shard.write_vars(id, pairs, now, &self.next_version);
         Ok(Reply::Ok)
     }
@@ -220,6 +224,7 @@ impl Engine {
                     shard.write_flags(&id, f);
                 }
             } else {
+                self.room_for_a_session()?;
                 let timeout = timeout.unwrap_or(self.config.default_timeout_ms);
                 let mut session = self.new_session(None, Some(new.data), timeout, now);
                 session.flags = new.flags.unwrap_or(0);
@@ -302,6 +307,7 @@ impl Engine {
                 return Err(Error::NoSession(id));
             };
             let timeout = self.timeout_or_default(timeout_ms)?;
+            self.room_for_a_session()?;
             let text = Bytes::from(value.to_string());
             let session = self.new_session(None, Some(text.clone()), timeout, now);
             shard.insert(id.clone(), session);
@@ -337,6 +343,7 @@ impl Engine {
     ) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
+        self.room_for_vars(session, std::iter::once(&name))?;
         let current = match session.vars().get(&name) {
             None => 0,
             Some(v) => parse_i64(v).ok_or_else(|| Error::NotInteger {

@@ -97,6 +97,13 @@ impl Engine {
         if lock.expire_leases(now) {
             lock.pump(&id, now, &self.keys, leases);
         }
+        if wait_ms > 0 && lock.waiter_count() >= self.config.max_lock_waiters {
+            return Err(Error::LimitExceeded {
+                what: "the number of lock requests queued on the session",
+                got: lock.waiter_count() as u64 + 1,
+                limit: self.config.max_lock_waiters as u64,
+            });
+        }
         let request = LockRequest {
             mode,
             client: client.clone(),
@@ -157,6 +164,7 @@ impl Engine {
         if let AfterGrant::Open { create: true } = pending.then {
             if shard.live(&grant.id, now).is_none() {
                 self.check_id(&grant.id)?;
+                self.room_for_a_session()?;
                 let session = self.new_session(None, None, self.config.default_timeout_ms, now);
                 shard.insert(grant.id.clone(), session);
             }
@@ -299,10 +307,12 @@ impl Engine {
                     key,
                 });
             }
-            if shard.live(id, now).is_none() {
+            let Some(session) = shard.live(id, now) else {
                 release(shard, id, key, now, &self.keys);
                 return Err(Error::NoSession(id.clone()));
-            }
+            };
+            // Refused whole, the lock still held: the client can write less.
+            self.room_for_vars(session, sets.iter().map(|(n, _)| n))?;
             if let Some(d) = data {
                 shard.write_data(id, d, now, &self.next_version);
             }

@@ -17,7 +17,7 @@ use crate::client::ClientHandle;
 use crate::clock::Clock;
 use crate::command::Command;
 use crate::error::Error;
-use crate::id::SessionId;
+use crate::id::{IdChars, SessionId};
 use crate::journal::{FencingKeys, Journal, Mutation, MutationLog};
 use crate::lock::LockMode;
 use crate::reply::Reply;
@@ -46,6 +46,15 @@ pub struct EngineConfig {
     pub max_wait_ms: u64,
     /// The longest session id, in bytes.
     pub max_id_len: usize,
+    /// The characters a new session's id may use.
+    pub id_chars: IdChars,
+    /// Most variables in one session.
+    pub max_vars: usize,
+    /// Most sessions this engine (tenant) holds; new ones past it are
+    /// refused, never made room for by evicting others. 0: no limit.
+    pub max_sessions: usize,
+    /// Most lock requests queued on one session.
+    pub max_lock_waiters: usize,
     /// The largest page `SCAN` returns.
     pub max_scan_count: usize,
     /// The largest data blob a command may build (memcached `append`).
@@ -66,6 +75,10 @@ impl Default for EngineConfig {
             max_lease_ms: 3_600_000,
             max_wait_ms: 600_000,
             max_id_len: 256,
+            id_chars: IdChars::printable(),
+            max_vars: 1024,
+            max_sessions: 10_000_000,
+            max_lock_waiters: 1024,
             max_scan_count: 10_000,
             max_data_len: 16 * 1024 * 1024,
             allow_flush: false,
@@ -479,6 +492,50 @@ impl Engine {
                 limit: self.config.max_id_len as u64,
             });
         }
+        if !self.config.id_chars.allows(id.as_bytes()) {
+            return Err(Error::InvalidArgument(format!(
+                "session id '{id}' has a character outside the allowed ones ({}; limits.id_chars)",
+                self.config.id_chars.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new session past `max_sessions`.
+    fn room_for_a_session(&self) -> Result<(), Error> {
+        let max = self.config.max_sessions;
+        let count = self.store.count();
+        if max > 0 && count >= max {
+            return Err(Error::LimitExceeded {
+                what: "the number of sessions",
+                got: count as u64 + 1,
+                limit: max as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses writes that would leave `session` with more than `max_vars`
+    /// variables.
+    fn room_for_vars<'a>(
+        &self,
+        session: &Session,
+        names: impl Iterator<Item = &'a Bytes>,
+    ) -> Result<(), Error> {
+        let mut new: Vec<&Bytes> = names.filter(|n| session.var(n).is_none()).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        new.sort_unstable();
+        new.dedup();
+        let total = session.vars().len() + new.len();
+        if total > self.config.max_vars {
+            return Err(Error::LimitExceeded {
+                what: "the number of variables in the session",
+                got: total as u64,
+                limit: self.config.max_vars as u64,
+            });
+        }
         Ok(())
     }
 
@@ -543,5 +600,7 @@ fn check_random_len(len: usize) -> Result<(), Error> {
     Ok(())
 }
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod tests;
