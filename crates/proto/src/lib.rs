@@ -7,6 +7,8 @@
 //!
 //! [`Reply`]: sessiond_core::Reply
 
+#[doc(hidden)]
+pub mod fuzz;
 mod limits;
 pub mod line;
 pub mod memcache;

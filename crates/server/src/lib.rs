@@ -29,3 +29,19 @@ pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryRep
 pub use server::{run, Doors, Server};
 pub use tenant::Tenant;
 pub use tls::{DoorName, TlsConfig};
+
+/// Fuzzing harness for the configuration reader (fuzz/ and the property
+/// tests): any text either fails to parse, or parses into a configuration
+/// that validates or not and prints back as TOML that reads the same.
+#[doc(hidden)]
+pub fn fuzz_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(config) = Config::from_toml(text) {
+        let _ = config.validate();
+        let printed = config.to_toml();
+        let again = Config::from_toml(&printed);
+        assert_eq!(again.ok().as_ref(), Some(&config), "{printed}");
+    }
+}
