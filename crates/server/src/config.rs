@@ -202,6 +202,10 @@ pub struct Config {
     /// Whether Redis `FLUSHDB`/`FLUSHALL` and memcached `flush_all` may
     /// destroy every session (off: they are refused with an error).
     pub allow_flush: bool,
+    /// Refuse to create sessions under ids clients chose (session
+    /// fixation): new ones come from `SESSION.UNIQ`. Off by default, as
+    /// PHP's handlers write sessions under ids PHP generates.
+    pub strict_ids: bool,
     /// Idle timeout of a session created without one, seconds.
     pub default_timeout: u64,
     /// The longest idle timeout a client may set, seconds.
@@ -249,6 +253,7 @@ impl Default for Config {
             redis_prefixes: vec!["PHPREDIS_SESSION:".into()],
             memcache_prefixes: vec!["memc.sess.key.".into()],
             allow_flush: false,
+            strict_ids: false,
             default_timeout: e.default_timeout_ms / 1000,
             max_timeout: e.max_timeout_ms / 1000,
             default_lease_ms: e.default_lease_ms,
@@ -470,6 +475,7 @@ impl Config {
             max_scan_count: EngineConfig::default().max_scan_count,
             max_data_len: self.limits.max_bulk_len,
             allow_flush: self.allow_flush,
+            strict_ids: self.strict_ids,
         }
     }
 

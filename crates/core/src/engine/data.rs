@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{check_random_len, Engine};
+use super::{check_random_len, strict_refusal, Chosen, Engine};
 use crate::command::{StoreIf, StoreReply};
 use crate::error::Error;
 use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
@@ -25,7 +25,7 @@ impl Engine {
         if shard.live(&id, now).is_some() {
             return Err(Error::Exists(id));
         }
-        self.room_for_a_session()?;
+        self.may_create(Chosen::ByClient)?;
         let session = self.new_session(class, data, timeout, now);
         shard.insert(id, session);
         Ok(Reply::Ok)
@@ -36,7 +36,7 @@ impl Engine {
         self.check_id(id)?;
         let mut shard = self.store.lock(id);
         if shard.live(id, now).is_none() {
-            self.room_for_a_session()?;
+            self.may_create(Chosen::ByClient)?;
             let session = self.new_session(None, None, self.config.default_timeout_ms, now);
             shard.insert(id.clone(), session);
         }
@@ -66,7 +66,7 @@ impl Engine {
             });
         }
         let timeout = self.timeout_or_default(timeout_ms)?;
-        self.room_for_a_session()?;
+        self.may_create(Chosen::ByServer)?;
         loop {
             let id = SessionId::generate(len)?;
             let mut shard = self.store.lock(&id);
@@ -224,7 +224,7 @@ impl Engine {
                     shard.write_flags(&id, f);
                 }
             } else {
-                self.room_for_a_session()?;
+                self.may_create(Chosen::ByClient)?;
                 let timeout = timeout.unwrap_or(self.config.default_timeout_ms);
                 let mut session = self.new_session(None, Some(new.data), timeout, now);
                 session.flags = new.flags.unwrap_or(0);
@@ -307,7 +307,7 @@ impl Engine {
                 return Err(Error::NoSession(id));
             };
             let timeout = self.timeout_or_default(timeout_ms)?;
-            self.room_for_a_session()?;
+            self.may_create(Chosen::ByClient)?;
             let text = Bytes::from(value.to_string());
             let session = self.new_session(None, Some(text.clone()), timeout, now);
             shard.insert(id.clone(), session);
@@ -417,6 +417,9 @@ impl Engine {
         let new_id = match new_id {
             Some(n) => {
                 self.check_id(&n)?;
+                if self.config.strict_ids {
+                    return Err(strict_refusal());
+                }
                 n
             }
             None => SessionId::generate(DEFAULT_GENERATED_LEN)?,

@@ -211,3 +211,64 @@ fn lock_queues_past_max_lock_waiters_are_refused() {
         Err(Error::Locked { .. })
     ));
 }
+
+#[test]
+fn strict_ids_refuse_ids_chosen_by_clients() {
+    let (e, c) = engine(EngineConfig {
+        strict_ids: true,
+        ..EngineConfig::default()
+    });
+    let run = |cmd| e.execute_now(&c, cmd);
+    let refused = |r: Result<Reply, Error>| match r {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("SESSION.UNIQ"), "{m}"),
+        other => panic!("{other:?}"),
+    };
+    refused(run(create("chosen")));
+    refused(run(Command::Store {
+        id: sid("chosen"),
+        data: b("d"),
+        timeout_ms: None,
+        flags: None,
+        condition: StoreIf::Always,
+        reply: StoreReply::Ok,
+    }));
+    refused(run(Command::Open {
+        id: sid("chosen"),
+        mode: LockMode::Write,
+        wait_ms: 0,
+        lease_ms: None,
+        create: true,
+    }));
+    let id = match run(Command::Uniq {
+        len: None,
+        class: None,
+        data: None,
+        timeout_ms: None,
+    })
+    .unwrap()
+    {
+        Reply::Bulk(id) => SessionId::new(id),
+        other => panic!("{other:?}"),
+    };
+    assert!(id.as_bytes().len() >= 22, "128 bits or more");
+    // The server's own ids work as usual, and renames draw a new one.
+    run(Command::Store {
+        id: id.clone(),
+        data: b("d"),
+        timeout_ms: None,
+        flags: None,
+        condition: StoreIf::Always,
+        reply: StoreReply::Ok,
+    })
+    .unwrap();
+    refused(run(Command::Regenerate {
+        id: id.clone(),
+        new_id: Some(sid("chosen")),
+    }));
+    let renamed = run(Command::Regenerate {
+        id: id.clone(),
+        new_id: None,
+    })
+    .unwrap();
+    assert!(matches!(renamed, Reply::Bulk(n) if n != id.to_bytes()));
+}

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::data::vars_reply;
-use super::{Engine, Outcome};
+use super::{Chosen, Engine, Outcome};
 use crate::client::ClientHandle;
 use crate::error::Error;
 use crate::id::SessionId;
@@ -164,7 +164,7 @@ impl Engine {
         if let AfterGrant::Open { create: true } = pending.then {
             if shard.live(&grant.id, now).is_none() {
                 self.check_id(&grant.id)?;
-                self.room_for_a_session()?;
+                self.may_create(Chosen::ByClient)?;
                 let session = self.new_session(None, None, self.config.default_timeout_ms, now);
                 shard.insert(grant.id.clone(), session);
             }

@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// Most lock requests queued on one session.
     pub max_lock_waiters: usize,
+    /// Refuse to create a session under an id a client chose (session
+    /// fixation): new sessions come from `UNIQ`, renames from `REGENERATE`
+    /// without a new id.
+    pub strict_ids: bool,
     /// The largest page `SCAN` returns.
     pub max_scan_count: usize,
     /// The largest data blob a command may build (memcached `append`).
@@ -79,6 +83,7 @@ impl Default for EngineConfig {
             max_vars: 1024,
             max_sessions: 10_000_000,
             max_lock_waiters: 1024,
+            strict_ids: false,
             max_scan_count: 10_000,
             max_data_len: 16 * 1024 * 1024,
             allow_flush: false,
@@ -140,6 +145,19 @@ impl std::fmt::Debug for Engine {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Who picked the id of a session about to be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chosen {
+    ByClient,
+    ByServer,
+}
+
+fn strict_refusal() -> Error {
+    Error::InvalidArgument(
+        "strict ids: a new session's id comes from the server; create it with SESSION.UNIQ, rename one with SESSION.REGENERATE id".into(),
+    )
 }
 
 /// How many expired sessions one shard gives up per tick at most, so a mass
@@ -501,8 +519,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Refuses a new session past `max_sessions`.
-    fn room_for_a_session(&self) -> Result<(), Error> {
+    /// Refuses a new session past `max_sessions`, or one whose id a client
+    /// chose under `strict_ids`.
+    fn may_create(&self, chosen: Chosen) -> Result<(), Error> {
+        if self.config.strict_ids && chosen == Chosen::ByClient {
+            return Err(strict_refusal());
+        }
         let max = self.config.max_sessions;
         let count = self.store.count();
         if max > 0 && count >= max {
