@@ -391,3 +391,75 @@ async fn a_full_tenant_refuses_new_sessions_through_every_door() {
     assert_eq!(c.count(None).await.unwrap(), 2);
     s.stop().await;
 }
+
+/// Bytes from a fixed xorshift stream: garbage, the same on every run.
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Garbage thrown at every door, raw and after a valid-looking first
+/// byte: each connection is answered with errors or closed, the server
+/// keeps serving, and no session is lost or changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_at_every_door_harms_nobody() {
+    let s = TestServer::start_with(config(LimitsConfig {
+        request_timeout_ms: 500,
+        ..LimitsConfig::default()
+    }))
+    .await;
+    let mut good = TcpStream::connect(s.addr).await.unwrap();
+    good.write_all(b"SESSION.CREATE kept DATA precious\r\n")
+        .await
+        .unwrap();
+    let mut ok = [0u8; 5];
+    good.read_exact(&mut ok).await.unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    let mut clients = Vec::new();
+    for (i, door) in [s.addr, s.memcache, s.line].into_iter().enumerate() {
+        for round in 0..12u64 {
+            // Raw garbage, and garbage behind each protocol's first byte.
+            let prefix: &[u8] = match round % 4 {
+                0 => b"",
+                1 => b"*",
+                2 => b"\x80",
+                _ => b"set k 0 0 ",
+            };
+            let mut bytes = prefix.to_vec();
+            bytes.extend(garbage(round * 31 + i as u64, 16 * 1024));
+            clients.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(door).await.unwrap();
+                let _ = c.write_all(&bytes).await;
+                // Then end our side: whatever the server made of the bytes
+                // (errors, a framing error that closes, a partial request),
+                // it must get through them and close too.
+                let _ = c.shutdown().await;
+                let mut sink = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut sink))
+                    .await
+                    .expect("each garbage connection ends");
+            }));
+        }
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    ping(&mut good).await;
+    good.write_all(b"SESSION.GETDATA kept\r\nSESSION.COUNT\r\n")
+        .await
+        .unwrap();
+    let mut reply = vec![0u8; b"$8\r\nprecious\r\n:1\r\n".len()];
+    good.read_exact(&mut reply).await.unwrap();
+    assert_eq!(
+        reply, b"$8\r\nprecious\r\n:1\r\n",
+        "the one session is intact and no garbage made a new one"
+    );
+    s.stop().await;
+}
