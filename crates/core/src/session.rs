@@ -151,6 +151,18 @@ impl Session {
 
     /// A variable: one set explicitly, else a top-level entry of PHP-encoded
     /// data.
+    /// What the session counts for under a byte quota: its data, its
+    /// variables' names and values, and its class.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+            + self.class().map_or(0, |c| c.len())
+            + self
+                .vars()
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+    }
+
     pub fn var(&self, name: &[u8]) -> Option<&Bytes> {
         self.vars()
             .get(name)

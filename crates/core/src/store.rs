@@ -28,8 +28,8 @@ const LOCKED_RECHECK_MS: u64 = 1000;
 #[derive(Debug)]
 pub(crate) struct Shard {
     journal: Arc<Journal>,
-    /// Sessions in the whole store, kept by every shard.
-    count: Arc<AtomicUsize>,
+    /// Sessions and bytes in the whole store, kept by every shard.
+    usage: Arc<Usage>,
     /// The sessions by id: a hash map, as every request looks one up.
     /// Boxed so the table's empty slots stay small (it is at most 7/8 full).
     pub(crate) sessions: HashMap<SessionId, Box<Session>>,
@@ -48,10 +48,10 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(journal: Arc<Journal>, count: Arc<AtomicUsize>) -> Self {
+    fn new(journal: Arc<Journal>, usage: Arc<Usage>) -> Self {
         Self {
             journal,
-            count,
+            usage,
             sessions: HashMap::new(),
             order: BTreeSet::new(),
             locks: HashMap::new(),
@@ -83,15 +83,20 @@ impl Shard {
         session.queued_ms = session.deadline_ms();
         self.expiry.push(Reverse((session.queued_ms, id.clone())));
         self.order.insert(id.clone());
-        if self.sessions.insert(id, Box::new(session)).is_none() {
-            self.count.fetch_add(1, Ordering::Relaxed);
+        self.usage.grow(session.bytes());
+        match self.sessions.insert(id, Box::new(session)) {
+            None => {
+                self.usage.sessions.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(old) => self.usage.shrink(old.bytes()),
         }
     }
 
     /// Takes a session out with its indexes. Its lock state is left alone.
     pub(crate) fn take(&mut self, id: &SessionId) -> Option<Session> {
         let session = *self.sessions.remove(id)?;
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.usage.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.usage.shrink(session.bytes());
         self.order.remove(id);
         for (name, value) in session.vars() {
             self.vars.remove(name, value, id);
@@ -194,13 +199,13 @@ impl Shard {
             version,
             accessed_ms: now,
         });
-        swap_data(s, &mut self.php_vars, id, data);
+        swap_data(s, &mut self.php_vars, &self.usage, id, data);
     }
 
     /// Replaces the data blob and re-reads its PHP entries into the index.
     pub(crate) fn replace_data(&mut self, id: &SessionId, data: Bytes) {
         if let Some(s) = self.sessions.get_mut(id) {
-            swap_data(s, &mut self.php_vars, id, data);
+            swap_data(s, &mut self.php_vars, &self.usage, id, data);
         }
     }
 
@@ -328,7 +333,9 @@ impl Shard {
             return;
         };
         self.vars.insert(&name, &value, id);
+        self.usage.grow(name.len() + value.len());
         if let Some(old) = session.vars_mut().insert(name.clone(), value.clone()) {
+            self.usage.shrink(name.len() + old.len());
             if old != value {
                 self.vars.remove(&name, &old, id);
             }
@@ -344,6 +351,7 @@ impl Shard {
         session.shrink();
         match removed {
             Some(old) => {
+                self.usage.shrink(name.len() + old.len());
                 self.vars.remove(name, &old, id);
                 true
             }
@@ -429,18 +437,37 @@ impl Shard {
 pub(crate) struct Store {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    count: Arc<AtomicUsize>,
+    usage: Arc<Usage>,
+}
+
+/// What a store holds, kept as sessions come, go and change: for the
+/// per-tenant quotas, without walking the shards.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub(crate) sessions: AtomicUsize,
+    /// Data, variable names and values, and classes, in bytes.
+    pub(crate) bytes: AtomicU64,
+}
+
+impl Usage {
+    fn grow(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, n: usize) {
+        self.bytes.fetch_sub(n as u64, Ordering::Relaxed);
+    }
 }
 
 impl Store {
     pub(crate) fn new(shards: usize, journal: &Arc<Journal>) -> Self {
         let n = shards.max(1);
-        let count = Arc::new(AtomicUsize::new(0));
+        let usage = Arc::new(Usage::default());
         Self {
             shards: (0..n)
-                .map(|_| Mutex::new(Shard::new(journal.clone(), count.clone())))
+                .map(|_| Mutex::new(Shard::new(journal.clone(), usage.clone())))
                 .collect(),
-            count,
+            usage,
             hasher: RandomState::new(),
         }
     }
@@ -451,7 +478,12 @@ impl Store {
 
     /// Sessions in the store (expired ones not yet reaped included).
     pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
+        self.usage.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of data, variables and classes in the store.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.usage.bytes.load(Ordering::Relaxed)
     }
 
     /// Which shard holds `id`.
@@ -487,8 +519,10 @@ fn touch_session(s: &mut Session, journal: &Journal, id: &SessionId, now: u64) {
 
 /// Puts `data` in place and moves the session's PHP entries in the index
 /// from the old blob's to the new one's.
-fn swap_data(s: &mut Session, php_vars: &mut VarIndex, id: &SessionId, data: Bytes) {
+fn swap_data(s: &mut Session, php_vars: &mut VarIndex, usage: &Usage, id: &SessionId, data: Bytes) {
     let php = crate::php::session_vars(&data).unwrap_or_default();
+    usage.grow(data.len());
+    usage.shrink(s.data.len());
     s.data = data;
     let old = s.replace_php(php);
     for (name, value) in &old {

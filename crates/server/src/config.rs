@@ -124,6 +124,10 @@ pub struct LimitsConfig {
     pub max_sessions_per_tenant: usize,
     /// Most lock requests queued on one session at once.
     pub max_lock_waiters: usize,
+    /// Most bytes (data, variables, classes) one tenant holds; writes that
+    /// would grow past it, and new sessions once it is reached, are
+    /// refused. 0: no limit.
+    pub max_bytes_per_tenant: u64,
     /// Most connections open at once, over every door.
     pub max_connections: usize,
     /// Most connections open at once from one client address.
@@ -155,6 +159,7 @@ impl Default for LimitsConfig {
             max_vars: EngineConfig::default().max_vars,
             max_sessions_per_tenant: EngineConfig::default().max_sessions,
             max_lock_waiters: EngineConfig::default().max_lock_waiters,
+            max_bytes_per_tenant: EngineConfig::default().max_bytes,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
             idle_timeout: 0,
@@ -472,6 +477,7 @@ impl Config {
             max_vars: self.limits.max_vars,
             max_sessions: self.limits.max_sessions_per_tenant,
             max_lock_waiters: self.limits.max_lock_waiters,
+            max_bytes: self.limits.max_bytes_per_tenant,
             max_scan_count: EngineConfig::default().max_scan_count,
             max_data_len: self.limits.max_bulk_len,
             allow_flush: self.allow_flush,

@@ -26,6 +26,7 @@ impl Engine {
             return Err(Error::Exists(id));
         }
         self.may_create(Chosen::ByClient)?;
+        self.room_for_bytes(data.as_ref().map_or(0, |d| d.len()))?;
         let session = self.new_session(class, data, timeout, now);
         shard.insert(id, session);
         Ok(Reply::Ok)
@@ -67,6 +68,7 @@ impl Engine {
         }
         let timeout = self.timeout_or_default(timeout_ms)?;
         self.may_create(Chosen::ByServer)?;
+        self.room_for_bytes(data.as_ref().map_or(0, |d| d.len()))?;
         loop {
             let id = SessionId::generate(len)?;
             let mut shard = self.store.lock(&id);
@@ -159,6 +161,7 @@ impl Engine {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
         self.room_for_vars(session, pairs.iter().map(|(n, _)| n))?;
+        self.room_for_bytes(vars_growth(session, &pairs))?;
         shard.write_vars(id, pairs, now, &self.next_version);
         Ok(Reply::Ok)
     }
@@ -187,7 +190,8 @@ impl Engine {
 
     pub(super) fn set_data(&self, id: &SessionId, data: Bytes, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        Self::alive(&mut shard, id, now)?;
+        let old = Self::alive(&mut shard, id, now)?.data.len();
+        self.room_for_bytes(data.len().saturating_sub(old))?;
         shard.write_data(id, data, now, &self.next_version);
         Ok(Reply::Ok)
     }
@@ -215,6 +219,11 @@ impl Engine {
             (StoreIf::Version(v), Some((_, version))) => v == *version,
         };
         if stored {
+            let growth = new
+                .data
+                .len()
+                .saturating_sub(old.as_ref().map_or(0, |(d, _)| d.len()));
+            self.room_for_bytes(growth)?;
             if old.is_some() {
                 shard.write_data(&id, new.data, now, &self.next_version);
                 if let Some(t) = timeout {
@@ -258,6 +267,7 @@ impl Engine {
                 limit: self.config.max_data_len as u64,
             });
         }
+        self.room_for_bytes(data.len())?;
         let mut joined = Vec::with_capacity(len);
         if front {
             joined.extend_from_slice(&data);
@@ -550,4 +560,15 @@ fn parse_counter(data: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// How many bytes writing `pairs` adds to `session` (names and values in,
+/// the values they replace out), for the byte quota.
+pub(super) fn vars_growth(session: &Session, pairs: &[(Bytes, Bytes)]) -> usize {
+    let added: usize = pairs.iter().map(|(n, v)| n.len() + v.len()).sum();
+    let replaced: usize = pairs
+        .iter()
+        .filter_map(|(n, _)| session.var(n).map(|old| n.len() + old.len()))
+        .sum();
+    added.saturating_sub(replaced)
 }

@@ -272,3 +272,46 @@ fn strict_ids_refuse_ids_chosen_by_clients() {
     .unwrap();
     assert!(matches!(renamed, Reply::Bulk(n) if n != id.to_bytes()));
 }
+
+#[test]
+fn bytes_past_max_bytes_are_refused_and_counted_back_when_freed() {
+    let (e, c) = engine(EngineConfig {
+        max_bytes: 100,
+        ..EngineConfig::default()
+    });
+    let run = |cmd| e.execute_now(&c, cmd);
+    let data = |id: &str, n: usize| Command::SetData {
+        id: sid(id),
+        data: Bytes::from(vec![b'x'; n]),
+    };
+    run(create("a")).unwrap();
+    run(data("a", 60)).unwrap();
+    assert_eq!(limit_what(run(data("a", 101))), "the bytes stored");
+    // Replacing counts the difference: 60 -> 90 fits.
+    run(data("a", 90)).unwrap();
+    assert_eq!(e.store.bytes(), 90);
+    limit_what(run(Command::Set {
+        id: sid("a"),
+        name: b("k"),
+        value: Bytes::from(vec![b'v'; 20]),
+    }));
+    run(Command::Set {
+        id: sid("a"),
+        name: b("k"),
+        value: b("v"),
+    })
+    .unwrap();
+    assert_eq!(e.store.bytes(), 92);
+    limit_what(run(Command::Append {
+        id: sid("a"),
+        data: Bytes::from(vec![b'y'; 9]),
+        front: false,
+    }));
+    run(data("a", 98)).unwrap();
+    // Full: no new sessions either.
+    limit_what(run(create("b")));
+    // Destroying gives every byte back.
+    run(Command::Destroy { id: sid("a") }).unwrap();
+    assert_eq!(e.store.bytes(), 0);
+    run(create("b")).unwrap();
+}

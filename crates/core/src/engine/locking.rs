@@ -313,6 +313,11 @@ impl Engine {
             };
             // Refused whole, the lock still held: the client can write less.
             self.room_for_vars(session, sets.iter().map(|(n, _)| n))?;
+            let growth = data
+                .as_ref()
+                .map_or(0, |d| d.len().saturating_sub(session.data.len()))
+                + super::data::vars_growth(session, &sets);
+            self.room_for_bytes(growth)?;
             if let Some(d) = data {
                 shard.write_data(id, d, now, &self.next_version);
             }

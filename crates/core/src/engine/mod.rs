@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// Most lock requests queued on one session.
     pub max_lock_waiters: usize,
+    /// Most bytes (data, variables, classes) this engine (tenant) holds;
+    /// writes that would grow past it, and new sessions once it is
+    /// reached, are refused. 0: no limit.
+    pub max_bytes: u64,
     /// Refuse to create a session under an id a client chose (session
     /// fixation): new sessions come from `UNIQ`, renames from `REGENERATE`
     /// without a new id.
@@ -83,6 +87,7 @@ impl Default for EngineConfig {
             max_vars: 1024,
             max_sessions: 10_000_000,
             max_lock_waiters: 1024,
+            max_bytes: 0,
             strict_ids: false,
             max_scan_count: 10_000,
             max_data_len: 16 * 1024 * 1024,
@@ -525,6 +530,9 @@ impl Engine {
         if self.config.strict_ids && chosen == Chosen::ByClient {
             return Err(strict_refusal());
         }
+        if self.config.max_bytes > 0 && self.store.bytes() >= self.config.max_bytes {
+            return Err(self.bytes_refusal(0));
+        }
         let max = self.config.max_sessions;
         let count = self.store.count();
         if max > 0 && count >= max {
@@ -535,6 +543,23 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Refuses a write that adds `growth` bytes past `max_bytes`.
+    fn room_for_bytes(&self, growth: usize) -> Result<(), Error> {
+        let max = self.config.max_bytes;
+        if max > 0 && growth > 0 && self.store.bytes().saturating_add(growth as u64) > max {
+            return Err(self.bytes_refusal(growth));
+        }
+        Ok(())
+    }
+
+    fn bytes_refusal(&self, growth: usize) -> Error {
+        Error::LimitExceeded {
+            what: "the bytes stored",
+            got: self.store.bytes().saturating_add(growth as u64),
+            limit: self.config.max_bytes,
+        }
     }
 
     /// Refuses writes that would leave `session` with more than `max_vars`
