@@ -333,11 +333,14 @@ impl Shard {
             return;
         };
         self.vars.insert(&name, &value, id);
-        self.usage.grow(name.len() + value.len());
-        if let Some(old) = session.vars_mut().insert(name.clone(), value.clone()) {
-            self.usage.shrink(name.len() + old.len());
-            if old != value {
-                self.vars.remove(&name, &old, id);
+        let (name_len, value_len) = (name.len(), value.len());
+        match session.vars_mut().insert(name.clone(), value.clone()) {
+            None => self.usage.grow(name_len + value_len),
+            Some(old) => {
+                self.usage.replace(old.len(), value_len);
+                if old != value {
+                    self.vars.remove(&name, &old, id);
+                }
             }
         }
     }
@@ -457,6 +460,15 @@ impl Usage {
     fn shrink(&self, n: usize) {
         self.bytes.fetch_sub(n as u64, Ordering::Relaxed);
     }
+
+    /// `old` bytes replaced by `new`: one atomic add of the (wrapping)
+    /// difference, none when the sizes match (PHP rewriting a session).
+    fn replace(&self, old: usize, new: usize) {
+        if old != new {
+            let delta = (new as u64).wrapping_sub(old as u64);
+            self.bytes.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Store {
@@ -521,8 +533,7 @@ fn touch_session(s: &mut Session, journal: &Journal, id: &SessionId, now: u64) {
 /// from the old blob's to the new one's.
 fn swap_data(s: &mut Session, php_vars: &mut VarIndex, usage: &Usage, id: &SessionId, data: Bytes) {
     let php = crate::php::session_vars(&data).unwrap_or_default();
-    usage.grow(data.len());
-    usage.shrink(s.data.len());
+    usage.replace(s.data.len(), data.len());
     s.data = data;
     let old = s.replace_php(php);
     for (name, value) in &old {
