@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use sessiond_server::{Config, DoorName, Storage, TlsConfig};
+use sessiond_server::{Config, Door, Storage, TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::{
@@ -86,7 +86,7 @@ impl Drop for Pki {
     }
 }
 
-fn tls_config(cert: &Path, key: &Path, client_ca: Option<PathBuf>, doors: Vec<DoorName>) -> Config {
+fn tls_config(cert: &Path, key: &Path, client_ca: Option<PathBuf>, doors: Vec<Door>) -> Config {
     Config {
         storage: Storage::Memory,
         tls: TlsConfig {
@@ -153,7 +153,7 @@ async fn exchange(
 async fn every_door_speaks_tls_and_plain_clients_are_turned_away() {
     let pki = Pki::new("doors");
     let (cert, key, _, _) = pki.issue("server", &["localhost", "127.0.0.1"]);
-    let all = vec![DoorName::Resp, DoorName::Line, DoorName::Memcache];
+    let all = vec![Door::Resp, Door::Line, Door::Memcache];
     let s = TestServer::start_with(tls_config(&cert, &key, None, all)).await;
     let tls = connector(&pki.ca_der, None);
 
@@ -231,7 +231,7 @@ async fn client_certificates_are_checked_when_asked_for() {
     let pki = Pki::new("mtls");
     let (cert, key, _, _) = pki.issue("server", &["localhost"]);
     let (_, _, client_cert, client_key) = pki.issue("client", &["web1.example"]);
-    let config = tls_config(&cert, &key, Some(pki.ca_path()), vec![DoorName::Resp]);
+    let config = tls_config(&cert, &key, Some(pki.ca_path()), vec![Door::Resp]);
     let s = TestServer::start_with(config).await;
 
     let with_cert = connector(&pki.ca_der, Some((client_cert, client_key)));
@@ -270,7 +270,7 @@ fn bad_tls_settings_stop_the_start_with_a_reason() {
     let missing = pki.dir.join("missing.pem");
     let garbage = pki.dir.join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
-    let all = || vec![DoorName::Resp];
+    let all = || vec![Door::Resp];
     for (config, says) in [
         (tls_config(&missing, &key, None, all()), "missing.pem"),
         (tls_config(&garbage, &key, None, all()), "no certificate"),

@@ -201,6 +201,11 @@ impl Auth {
             // random key every login runs Argon2.
             tracing::warn!(error = %e, "no random key for the login cache; it stays off");
         }
+        if !users.is_empty() {
+            // Made now, at start-up, so that the first login with an
+            // unknown name costs no more than any other.
+            decoy_hash();
+        }
         Self {
             users: users
                 .iter()

@@ -26,9 +26,9 @@ pub use auth::{
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use error::ServerError;
 pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
-pub use server::{run, Doors, Server};
+pub use server::{run, Door, Doors, Server};
 pub use tenant::Tenant;
-pub use tls::{DoorName, TlsConfig};
+pub use tls::TlsConfig;
 
 /// Fuzzing harness for the configuration reader (fuzz/ and the property
 /// tests): any text either fails to parse, or parses into a configuration

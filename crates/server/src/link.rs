@@ -5,14 +5,13 @@
 //! while still watching the socket.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use std::net::IpAddr;
-
 use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;

@@ -21,7 +21,6 @@ use crate::error::ServerError;
 use crate::persist::Persistence;
 use crate::stream::Stream;
 use crate::tenant::{Tenant, Tenants};
-use crate::tls::DoorName;
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -149,7 +148,7 @@ impl Server {
                 self.config.allow_memcache.clone(),
             ],
             denied: AtomicU64::new(0),
-            tls: [DoorName::Resp, DoorName::Line, DoorName::Memcache].map(|d| {
+            tls: Door::ALL.map(|d| {
                 self.config
                     .tls
                     .on_for(d)
@@ -170,7 +169,7 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => {
-                    start(&mut connections, accepted, Door::Native, &shared, &stop_rx).await;
+                    start(&mut connections, accepted, Door::Resp, &shared, &stop_rx).await;
                 }
                 accepted = accept_maybe(line.as_ref()) => {
                     start(&mut connections, accepted, Door::Line, &shared, &stop_rx).await;
@@ -228,18 +227,26 @@ pub struct Doors {
     pub memcache: Option<TcpListener>,
 }
 
-/// Which listener a connection came in by.
-#[derive(Debug, Clone, Copy)]
-enum Door {
-    Native = 0,
+/// A listener: which one a connection came in by, and how the
+/// configuration names it (`[tls] doors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Door {
+    /// The native (RESP) listener, which also speaks Redis.
+    Resp = 0,
+    /// The HTTP_SessionServer line-protocol listener.
     Line = 1,
+    /// The memcached (text and binary) listener.
     Memcache = 2,
 }
 
 impl Door {
+    /// Every door, in the order of the per-door tables.
+    const ALL: [Door; 3] = [Door::Resp, Door::Line, Door::Memcache];
+
     fn name(self) -> &'static str {
         match self {
-            Door::Native => "native",
+            Door::Resp => "native",
             Door::Line => "line-protocol",
             Door::Memcache => "memcached",
         }
@@ -248,7 +255,7 @@ impl Door {
     /// A refusal in this door's error idiom, for a client about to be cut off.
     fn refusal(self, message: &str) -> String {
         match self {
-            Door::Native => format!("-ERR {message}\r\n"),
+            Door::Resp => format!("-ERR {message}\r\n"),
             Door::Line => format!("err {message}\r\n"),
             Door::Memcache => format!("SERVER_ERROR {message}\r\n"),
         }
@@ -313,7 +320,7 @@ async fn start(
     connections.spawn(async move {
         if let Some(stream) = handshake(tcp, door, &shared).await {
             match door {
-                Door::Native => connection::serve(stream, shared, stop).await,
+                Door::Resp => connection::serve(stream, shared, stop).await,
                 Door::Line => crate::line::serve(stream, shared, stop).await,
                 Door::Memcache => crate::memcache::serve(stream, shared, stop).await,
             }

@@ -12,15 +12,7 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::ServerError;
-
-/// A listener, as `[tls] doors` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DoorName {
-    Resp,
-    Line,
-    Memcache,
-}
+use crate::server::Door;
 
 /// The `[tls]` table. TLS is on once `cert` and `key` are set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +26,7 @@ pub struct TlsConfig {
     /// certificate one of them signed.
     pub client_ca: Option<PathBuf>,
     /// The listeners that speak TLS (when it is on); the others stay plain.
-    pub doors: Vec<DoorName>,
+    pub doors: Vec<Door>,
 }
 
 impl Default for TlsConfig {
@@ -43,14 +35,14 @@ impl Default for TlsConfig {
             cert: None,
             key: None,
             client_ca: None,
-            doors: vec![DoorName::Resp, DoorName::Line, DoorName::Memcache],
+            doors: vec![Door::Resp, Door::Line, Door::Memcache],
         }
     }
 }
 
 impl TlsConfig {
     /// Whether TLS is on (for `door`).
-    pub fn on_for(&self, door: DoorName) -> bool {
+    pub fn on_for(&self, door: Door) -> bool {
         self.cert.is_some() && self.doors.contains(&door)
     }
 
