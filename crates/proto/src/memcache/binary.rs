@@ -142,6 +142,16 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
             "Invalid arguments: key longer than 250 bytes",
         )));
     }
+    // The body bound above leaves room for a key and extras; the value on
+    // its own is held to the same limit as on every other door.
+    if value.len() > limits.max_bulk_len {
+        return Ok(Some(Parsed::Refused {
+            meta,
+            status: Status::TooLarge,
+            message: String::new(),
+            skip: 0,
+        }));
+    }
     let shape = |want_extras: usize, want_key: bool, want_value: bool| {
         extras.len() == want_extras
             && (key.is_empty() != want_key)

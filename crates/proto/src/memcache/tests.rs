@@ -172,6 +172,27 @@ fn oversized_values_are_refused_and_skipped() {
 }
 
 #[test]
+fn binary_values_over_the_limit_are_refused_even_within_the_body_allowance() {
+    // Found by fuzzing: the body may exceed max_bulk_len by room for a key
+    // and extras, but the value alone may not.
+    let limits = limits();
+    let value = vec![b'v'; limits.max_bulk_len + 1];
+    let mut buf = BytesMut::from(&binary_request(0x01, 1, 0, &[0; 8], b"k", &value)[..]);
+    let p = parse(&mut buf, Protocol::Binary, &limits).unwrap().unwrap();
+    let Parsed::Refused { status, skip, .. } = p else {
+        panic!("{p:?}")
+    };
+    assert_eq!((status, skip), (Status::TooLarge, 0));
+    assert!(buf.is_empty());
+    let value = vec![b'v'; limits.max_bulk_len];
+    let mut buf = BytesMut::from(&binary_request(0x01, 1, 0, &[0; 8], b"k", &value)[..]);
+    assert!(matches!(
+        parse(&mut buf, Protocol::Binary, &limits).unwrap(),
+        Some(Parsed::Request(_))
+    ));
+}
+
+#[test]
 fn text_replies() {
     let meta = Meta::text();
     let hit = Hit {
