@@ -181,6 +181,8 @@ pub(crate) struct Auth {
     throttle: Throttle,
     /// Logins refused for a wrong user or password.
     failed: AtomicU64,
+    /// Argon2 checks run (the remembered-password path runs none).
+    argon2_runs: AtomicU64,
 }
 
 /// Argon2 checks allowed at once, so wrong passwords cannot take every core.
@@ -225,6 +227,7 @@ impl Auth {
             checks: Semaphore::new(PARALLEL_CHECKS),
             throttle: Throttle::new(max_failures, window_ms, clock),
             failed: AtomicU64::new(0),
+            argon2_runs: AtomicU64::new(0),
         }
     }
 
@@ -279,6 +282,7 @@ impl Auth {
         let Ok(_turn) = self.checks.acquire().await else {
             return false;
         };
+        self.argon2_runs.fetch_add(1, Ordering::Relaxed);
         let password = password.to_vec();
         tokio::task::spawn_blocking(move || {
             Argon2::default()
@@ -455,8 +459,10 @@ mod tests {
         let ip: IpAddr = [10, 0, 0, 1].into();
         let ok = auth.login(ip, Some(b"shop"), b"pw1").await.unwrap();
         assert_eq!((ok.tenant.as_str(), ok.role), ("shop", Role::Readwrite));
-        // Remembered: a second login does not need Argon2 (same answer).
+        assert_eq!(auth.argon2_runs.load(Ordering::Relaxed), 1);
+        // Remembered: a second login does not run Argon2.
         assert_eq!(auth.login(ip, Some(b"shop"), b"pw1").await.unwrap(), ok);
+        assert_eq!(auth.argon2_runs.load(Ordering::Relaxed), 1);
         assert_eq!(
             auth.login(ip, None, b"pw0").await.unwrap().role,
             Role::Admin
