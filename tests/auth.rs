@@ -339,6 +339,10 @@ async fn a_tenant_cannot_see_another_through_any_door() {
     }
     let stats = bt.ask(b"stats\r\n", b"END\r\n").await;
     assert!(
+        stats.contains("STAT cmd_set 0\r\n"),
+        "alice's memcached sets are not counted in bob's stats: {stats}"
+    );
+    assert!(
         stats.contains("STAT curr_items 2\r\n"),
         "bob's two only: {stats}"
     );

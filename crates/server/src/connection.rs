@@ -265,7 +265,7 @@ impl Conn {
                     ),
                     ("acl_access_denied_auth", s.auth.refusals().0.to_string()),
                     ("auth_throttled", s.auth.refusals().1.to_string()),
-                    ("tenant", self.link.tenant_name().to_string()),
+                    ("tenant", self.link.tenant().name().to_string()),
                 ],
             },
         ];

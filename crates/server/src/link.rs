@@ -119,9 +119,9 @@ impl Link {
         self.tenant.engine()
     }
 
-    /// The name of the connection's tenant.
-    pub(crate) fn tenant_name(&self) -> &str {
-        self.tenant.name()
+    /// The connection's tenant.
+    pub(crate) fn tenant(&self) -> &Tenant {
+        &self.tenant
     }
 
     /// Whether the connection may run commands (it logged in, or the

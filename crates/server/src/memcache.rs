@@ -214,7 +214,7 @@ impl Conn {
     }
 
     fn stats(&self) -> &McStats {
-        &self.link.shared.memcache_stats
+        &self.link.tenant().memcache_stats
     }
 
     fn answer(&mut self, op: Op, meta: &Meta) -> Answer {

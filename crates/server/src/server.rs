@@ -33,7 +33,6 @@ pub(crate) struct Shared {
     pub(crate) connections_total: AtomicU64,
     pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
     pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
-    pub(crate) memcache_stats: crate::memcache::McStats,
     pub(crate) timeouts: crate::link::Timeouts,
     pub(crate) admission: Arc<Admission>,
     /// Per door: the client addresses it accepts (empty: any).
@@ -136,7 +135,6 @@ impl Server {
             connections_total: AtomicU64::new(0),
             redis_keys: self.config.redis_keys(),
             memcache_keys: self.config.memcache_keys(),
-            memcache_stats: crate::memcache::McStats::default(),
             timeouts: self.config.connection_timeouts(),
             admission: Arc::new(Admission::new(
                 self.config.limits.max_connections,

@@ -21,6 +21,9 @@ pub struct Tenant {
     name: String,
     engine: Arc<Engine>,
     persist: Option<Arc<Persistence>>,
+    /// The memcached door's `stats` counters, per tenant like everything
+    /// else a tenant can see.
+    pub(crate) memcache_stats: crate::memcache::McStats,
 }
 
 impl Tenant {
@@ -56,6 +59,7 @@ impl Tenant {
             name: name.to_string(),
             engine,
             persist,
+            memcache_stats: Default::default(),
         }))
     }
 
