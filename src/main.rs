@@ -79,6 +79,9 @@ struct ServeArgs {
     /// memcached (text and binary) listener address, or `off`.
     #[arg(long, env = "SESSIOND_LISTEN_MEMCACHE", value_parser = clap::value_parser!(Listen))]
     listen_memcache: Option<Listen>,
+    /// HTTP listener (health, readiness, metrics) address, or `off`.
+    #[arg(long, env = "SESSIOND_LISTEN_HTTP", value_parser = clap::value_parser!(Listen))]
+    listen_http: Option<Listen>,
     /// Storage: `log` (durable, in --data-dir) or `memory` (volatile).
     #[arg(long, env = "SESSIOND_STORAGE", value_parser = clap::value_parser!(Storage))]
     storage: Option<Storage>,
@@ -137,6 +140,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.listen_memcache {
             c.listen_memcache = v;
+        }
+        if let Some(v) = self.listen_http {
+            c.listen_http = v;
         }
         if self.allow_flush {
             c.allow_flush = true;
@@ -339,9 +345,10 @@ async fn run(config: Config) -> Result<(), ServerError> {
         ));
     };
     // Recover first, so "listening" means ready.
-    let (listen_line, listen_memcache, default_timeout, shards) = (
+    let (listen_line, listen_memcache, listen_http, default_timeout, shards) = (
         config.listen_line,
         config.listen_memcache,
+        config.listen_http,
         config.default_timeout,
         config.shards,
     );
@@ -349,6 +356,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
     let listener = bind(addr).await?;
     let line = bind_maybe(listen_line).await?;
     let memcache = bind_maybe(listen_memcache).await?;
+    let http = bind_maybe(listen_http).await?;
     let shown = |l: &Option<tokio::net::TcpListener>| match l.as_ref().map(|l| l.local_addr()) {
         Some(Ok(a)) => a.to_string(),
         Some(Err(_)) => "?".into(),
@@ -358,6 +366,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
         resp = %listener.local_addr()?,
         line = %shown(&line),
         memcache = %shown(&memcache),
+        http = %shown(&http),
         default_timeout_s = default_timeout,
         shards,
         "sessiond {} listening (native RESP on {})",
@@ -370,6 +379,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
                 resp: listener,
                 line,
                 memcache,
+                http,
             },
             shutdown_signal(),
         )

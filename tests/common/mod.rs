@@ -18,6 +18,8 @@ pub struct TestServer {
     pub memcache: SocketAddr,
     /// The HTTP_SessionServer line-protocol door.
     pub line: SocketAddr,
+    /// The HTTP door.
+    pub http: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -45,12 +47,17 @@ impl TestServer {
             .await
             .expect("bind");
         let line = line_listener.local_addr().expect("addr");
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let http = http_listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let doors = Doors {
                 resp: listener,
                 line: Some(line_listener),
                 memcache: Some(memcache_listener),
+                http: Some(http_listener),
             };
             Server::open(config)
                 .expect("open")
@@ -64,6 +71,7 @@ impl TestServer {
             addr,
             memcache,
             line,
+            http,
             stop: Some(tx),
             task: Some(task),
         }

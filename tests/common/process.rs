@@ -17,8 +17,8 @@ pub fn free_port() -> u16 {
 
 /// Starts `sessiond serve --listen-resp <free port> <extra…>` and waits for
 /// its start-up line; stderr keeps being drained so it never blocks. The
-/// memcached door is off unless `extra` sets it (its default port is fixed,
-/// and tests run in parallel).
+/// memcached and HTTP doors are off unless `extra` sets them (their default
+/// ports are fixed, and tests run in parallel).
 pub fn start_binary(extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -27,9 +27,15 @@ pub fn start_binary(extra: &[&str]) -> (Child, u16) {
     } else {
         &["--listen-memcache", "off"]
     };
+    let http: &[&str] = if extra.contains(&"--listen-http") {
+        &[]
+    } else {
+        &["--listen-http", "off"]
+    };
     let mut child = Command::new(BIN)
         .args(["serve", "--listen-resp", &listen])
         .args(memcache)
+        .args(http)
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

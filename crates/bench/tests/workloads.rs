@@ -36,6 +36,7 @@ async fn sessiond() -> (SocketAddr, SocketAddr) {
             resp,
             line: None,
             memcache: Some(memcache),
+            http: None,
         };
         server
             .run_doors(doors, std::future::pending::<()>())

@@ -180,6 +180,8 @@ pub struct Config {
     pub listen_line: Listen,
     /// The memcached (text and binary) listener.
     pub listen_memcache: Listen,
+    /// The HTTP listener: health, readiness, Prometheus metrics.
+    pub listen_http: Listen,
     /// Client addresses the native listener accepts (CIDR blocks); empty:
     /// any. Anyone else is disconnected at once.
     pub allow_resp: Vec<Cidr>,
@@ -247,6 +249,7 @@ impl Default for Config {
             listen_resp: Listen::On(SocketAddr::from(([127, 0, 0, 1], 6390))),
             listen_line: Listen::Off,
             listen_memcache: Listen::On(SocketAddr::from(([127, 0, 0, 1], 11212))),
+            listen_http: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8390))),
             allow_resp: Vec::new(),
             allow_line: Vec::new(),
             allow_memcache: Vec::new(),
@@ -312,6 +315,7 @@ impl Config {
             ("listen_resp", self.listen_resp),
             ("listen_line", self.listen_line),
             ("listen_memcache", self.listen_memcache),
+            ("listen_http", self.listen_http),
         ] {
             if let Listen::On(addr) = listen {
                 if !addr.ip().is_loopback() && self.users.is_empty() {

@@ -10,6 +10,7 @@ mod auth;
 mod config;
 mod connection;
 mod error;
+mod http;
 mod line;
 mod link;
 mod memcache;

@@ -101,6 +101,7 @@ impl Server {
                 resp: listener,
                 line: None,
                 memcache: None,
+                http: None,
             },
             shutdown,
         )
@@ -117,6 +118,7 @@ impl Server {
             resp: listener,
             line,
             memcache,
+            http,
         } = doors;
         let local = listener.local_addr()?;
         let auth = Auth::new(
@@ -161,6 +163,8 @@ impl Server {
             self.config.tick_ms,
             stop_rx.clone(),
         ));
+        let http =
+            http.map(|l| tokio::spawn(crate::http::serve(l, shared.clone(), stop_rx.clone())));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -199,6 +203,13 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = upkeep.await;
+        if let Some(h) = http {
+            match tokio::time::timeout(grace, h).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP door ended with an error"),
+                Err(_) => tracing::warn!("the HTTP door did not finish within the grace period"),
+                _ => {}
+            }
+        }
         for p in self.tenants.iter().filter_map(|t| t.persistence()) {
             // Everything appended is written and fsynced before exit.
             p.shutdown();
@@ -218,11 +229,13 @@ pub async fn run(
 }
 
 /// The listeners of the doors: the native RESP one, and optionally the
-/// HTTP_SessionServer line protocol and memcached's protocols.
+/// HTTP_SessionServer line protocol, memcached's protocols, and HTTP
+/// (health, readiness, metrics).
 pub struct Doors {
     pub resp: TcpListener,
     pub line: Option<TcpListener>,
     pub memcache: Option<TcpListener>,
+    pub http: Option<TcpListener>,
 }
 
 /// A listener: which one a connection came in by, and how the

@@ -121,6 +121,21 @@ pub struct TickReport {
     pub expired_leases: usize,
 }
 
+/// An engine's counters and gauges, read without walking its shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Sessions held (expired ones not yet reaped included).
+    pub sessions: u64,
+    /// Bytes of data, variables and classes held.
+    pub bytes: u64,
+    /// Sessions removed because they expired, since start.
+    pub expired_sessions: u64,
+    /// Lock leases that ran out, since start.
+    pub expired_leases: u64,
+    /// Commands run, since start.
+    pub commands: u64,
+}
+
 /// Counters the engine keeps for `INFO`.
 #[derive(Debug, Default)]
 struct Stats {
@@ -356,6 +371,17 @@ impl Engine {
         (0..self.store.len())
             .map(|i| self.store.lock_at(i).sessions.len())
             .sum()
+    }
+
+    /// The engine's counters and gauges (cheap: no shard is locked).
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            sessions: self.store.count() as u64,
+            bytes: self.store.bytes(),
+            expired_sessions: self.stats.expired_sessions.load(Ordering::Relaxed),
+            expired_leases: self.stats.expired_leases.load(Ordering::Relaxed),
+            commands: self.stats.commands.load(Ordering::Relaxed),
+        }
     }
 
     /// How many shards the store has.
