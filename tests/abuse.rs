@@ -283,6 +283,7 @@ async fn addresses_off_the_allowlist_are_closed_at_once() {
         allow_resp: vec!["127.0.0.2".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
         allow_memcache: vec!["127.0.0.0/30".parse().unwrap()],
         allow_line: vec!["::1/128".parse().unwrap()],
+        allow_http: vec!["127.0.0.9".parse().unwrap()],
         ..config(LimitsConfig::default())
     })
     .await;
@@ -291,6 +292,7 @@ async fn addresses_off_the_allowlist_are_closed_at_once() {
         ([127, 0, 0, 3], s.addr),
         ([127, 0, 0, 5], s.memcache),
         ([127, 0, 0, 1], s.line),
+        ([127, 0, 0, 1], s.http),
     ] {
         let mut c = connect_from(from, to).await;
         let _ = c.write_all(b"PING\r\nversion\r\n").await;
@@ -328,7 +330,7 @@ async fn addresses_off_the_allowlist_are_closed_at_once() {
         text.extend_from_slice(&chunk[..n]);
     }
     assert!(
-        String::from_utf8_lossy(&text).contains("allowlist_denied_connections:4"),
+        String::from_utf8_lossy(&text).contains("allowlist_denied_connections:5"),
         "{}",
         String::from_utf8_lossy(&text)
     );
@@ -423,7 +425,7 @@ async fn garbage_at_every_door_harms_nobody() {
     good.read_exact(&mut ok).await.unwrap();
     assert_eq!(&ok, b"+OK\r\n");
     let mut clients = Vec::new();
-    for (i, door) in [s.addr, s.memcache, s.line].into_iter().enumerate() {
+    for (i, door) in [s.addr, s.memcache, s.line, s.http].into_iter().enumerate() {
         for round in 0..12u64 {
             // Raw garbage, and garbage behind each protocol's first byte.
             let prefix: &[u8] = match round % 4 {

@@ -153,7 +153,7 @@ async fn exchange(
 async fn every_door_speaks_tls_and_plain_clients_are_turned_away() {
     let pki = Pki::new("doors");
     let (cert, key, _, _) = pki.issue("server", &["localhost", "127.0.0.1"]);
-    let all = vec![Door::Resp, Door::Line, Door::Memcache];
+    let all = Door::ALL.to_vec();
     let s = TestServer::start_with(tls_config(&cert, &key, None, all)).await;
     let tls = connector(&pki.ca_der, None);
 
@@ -167,6 +167,14 @@ async fn every_door_speaks_tls_and_plain_clients_are_turned_away() {
     assert_eq!(reply.unwrap(), "+OK\r\n$5\r\nhello\r\n");
     let reply = exchange(&tls, s.memcache, b"get t1\r\n", b"END\r\n").await;
     assert_eq!(reply.unwrap(), "VALUE t1 0 5\r\nhello\r\nEND\r\n");
+    let reply = exchange(
+        &tls,
+        s.http,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"ok\n",
+    )
+    .await;
+    assert!(reply.unwrap().starts_with("HTTP/1.1 200 OK"));
     let reply = exchange(&tls, s.line, b"open t1 r\r\nget_all\r\n", b"\r\nok\r\n").await;
     assert_eq!(reply.unwrap(), "ok\r\nok\r\n");
 

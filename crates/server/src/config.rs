@@ -189,6 +189,8 @@ pub struct Config {
     pub allow_line: Vec<Cidr>,
     /// The same for the memcached listener.
     pub allow_memcache: Vec<Cidr>,
+    /// The same for the HTTP listener.
+    pub allow_http: Vec<Cidr>,
     /// `log` (durable, the default) or `memory` (volatile).
     pub storage: Storage,
     /// Where `log` storage keeps its files.
@@ -253,6 +255,7 @@ impl Default for Config {
             allow_resp: Vec::new(),
             allow_line: Vec::new(),
             allow_memcache: Vec::new(),
+            allow_http: Vec::new(),
             storage: Storage::Log,
             data_dir: PathBuf::from("sessiond-data"),
             fsync: Fsync::Everysec,

@@ -3,29 +3,31 @@
 //! and roles as every other door (HTTP Basic authentication).
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use base64ct::{Base64, Encoding};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
 use crate::auth::{Refused, Role};
 use crate::server::Shared;
+use crate::stream::Stream;
 use crate::tenant::Tenant;
 
-/// Serves the HTTP door until `stop` turns true.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+/// Serves one HTTP/1.1 connection (already through the allowlist, the
+/// connection limits and any TLS handshake, like every door's) until the
+/// client is done or the server stops; then in-flight requests finish.
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let peer = Peer(stream.peer());
+    let request_timeout = shared.timeouts.request;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -33,16 +35,31 @@ pub(crate) async fn serve(
         .with_state(Ready {
             shared,
             stop: stop.clone(),
-        });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+        })
+        .layer(Extension(peer));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(request_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let stopping = async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
-    })
-    .await
+    };
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
 }
+
+/// The client's address, for the failed-login brake.
+#[derive(Clone, Copy)]
+struct Peer(IpAddr);
 
 #[derive(Clone)]
 struct Ready {
@@ -72,7 +89,7 @@ struct Scope {
 }
 
 /// Checks the request's Basic credentials when the server has users.
-async fn scope(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<Scope, Response> {
+async fn scope(shared: &Shared, peer: IpAddr, headers: &HeaderMap) -> Result<Scope, Response> {
     if !shared.auth.required() {
         return Ok(Scope {
             tenants: shared.tenants.iter().cloned().collect(),
@@ -90,7 +107,7 @@ async fn scope(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result
     let Some((user, password)) = basic_credentials(headers) else {
         return Err(challenge());
     };
-    match shared.auth.login(peer.ip(), Some(&user), &password).await {
+    match shared.auth.login(peer, Some(&user), &password).await {
         Ok(login) => {
             let tenant = shared.tenants.get(&login.tenant).cloned();
             Ok(Scope {
@@ -123,7 +140,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
 /// `/metrics`: Prometheus text format, names prefixed `sessiond_`.
 async fn metrics(
     State(r): State<Ready>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
 ) -> Response {
     let scope = match scope(&r.shared, peer, &headers).await {

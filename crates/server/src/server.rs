@@ -36,11 +36,11 @@ pub(crate) struct Shared {
     pub(crate) timeouts: crate::link::Timeouts,
     pub(crate) admission: Arc<Admission>,
     /// Per door: the client addresses it accepts (empty: any).
-    allow: [Vec<Cidr>; 3],
+    allow: [Vec<Cidr>; 4],
     /// Connections closed because their address is on no allowlist.
     pub(crate) denied: AtomicU64,
     /// Per door: TLS, if that door speaks it.
-    tls: [Option<TlsAcceptor>; 3],
+    tls: [Option<TlsAcceptor>; 4],
     /// TLS handshakes that failed or did not finish in time.
     pub(crate) tls_failures: AtomicU64,
 }
@@ -146,6 +146,7 @@ impl Server {
                 self.config.allow_resp.clone(),
                 self.config.allow_line.clone(),
                 self.config.allow_memcache.clone(),
+                self.config.allow_http.clone(),
             ],
             denied: AtomicU64::new(0),
             tls: Door::ALL.map(|d| {
@@ -163,8 +164,6 @@ impl Server {
             self.config.tick_ms,
             stop_rx.clone(),
         ));
-        let http =
-            http.map(|l| tokio::spawn(crate::http::serve(l, shared.clone(), stop_rx.clone())));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -179,6 +178,9 @@ impl Server {
                 accepted = accept_maybe(memcache.as_ref()) => {
                     start(&mut connections, accepted, Door::Memcache, &shared, &stop_rx).await;
                 }
+                accepted = accept_maybe(http.as_ref()) => {
+                    start(&mut connections, accepted, Door::Http, &shared, &stop_rx).await;
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
@@ -189,6 +191,7 @@ impl Server {
         drop(listener);
         drop(line);
         drop(memcache);
+        drop(http);
         let _ = stop_tx.send(true);
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
@@ -203,13 +206,7 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = upkeep.await;
-        if let Some(h) = http {
-            match tokio::time::timeout(grace, h).await {
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP door ended with an error"),
-                Err(_) => tracing::warn!("the HTTP door did not finish within the grace period"),
-                _ => {}
-            }
-        }
+
         for p in self.tenants.iter().filter_map(|t| t.persistence()) {
             // Everything appended is written and fsynced before exit.
             p.shutdown();
@@ -249,17 +246,20 @@ pub enum Door {
     Line = 1,
     /// The memcached (text and binary) listener.
     Memcache = 2,
+    /// The HTTP listener (probes, metrics).
+    Http = 3,
 }
 
 impl Door {
     /// Every door, in the order of the per-door tables.
-    const ALL: [Door; 3] = [Door::Resp, Door::Line, Door::Memcache];
+    pub const ALL: [Door; 4] = [Door::Resp, Door::Line, Door::Memcache, Door::Http];
 
     fn name(self) -> &'static str {
         match self {
             Door::Resp => "native",
             Door::Line => "line-protocol",
             Door::Memcache => "memcached",
+            Door::Http => "http",
         }
     }
 
@@ -269,6 +269,10 @@ impl Door {
             Door::Resp => format!("-ERR {message}\r\n"),
             Door::Line => format!("err {message}\r\n"),
             Door::Memcache => format!("SERVER_ERROR {message}\r\n"),
+            Door::Http => format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+                message.len() + 1
+            ),
         }
     }
 }
@@ -334,6 +338,7 @@ async fn start(
                 Door::Resp => connection::serve(stream, shared, stop).await,
                 Door::Line => crate::line::serve(stream, shared, stop).await,
                 Door::Memcache => crate::memcache::serve(stream, shared, stop).await,
+                Door::Http => crate::http::serve(stream, shared, stop).await,
             }
         }
         drop(permit);

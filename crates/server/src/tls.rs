@@ -35,7 +35,7 @@ impl Default for TlsConfig {
             cert: None,
             key: None,
             client_ca: None,
-            doors: vec![Door::Resp, Door::Line, Door::Memcache],
+            doors: Door::ALL.to_vec(),
         }
     }
 }
