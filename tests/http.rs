@@ -118,11 +118,77 @@ async fn with_users_metrics_need_a_login_and_show_its_tenant_only() {
     );
     let (_, body) = get(&s, "/metrics", Some("alice:pw-alice")).await;
     assert_eq!(sample(&body, "sessiond_sessions{tenant=\"alpha\"}"), 1);
+    assert_eq!(get(&s, "/api/v1/sessions/a1", None).await.0, 401);
+    assert_eq!(
+        get(&s, "/api/v1/sessions/a1", Some("alice:pw-alice"))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = get(&s, "/api/v1/sessions/a1", Some("bob:pw-bob")).await;
+    assert_eq!(
+        status, 404,
+        "another tenant's session does not exist for bob: {body}"
+    );
     let (_, body) = get(&s, "/metrics", Some("root:pw-root")).await;
     assert_eq!(sample(&body, "sessiond_auth_failures_total"), 1);
     assert!(
         sample(&body, "sessiond_connections") >= 1,
         "admins see the server"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_as_json_without_touching_it() {
+    let s = TestServer::start_with(Config {
+        storage: Storage::Memory,
+        ..Config::default()
+    })
+    .await;
+    let mut c = s.client().await;
+    c.call(&[
+        "SESSION.CREATE",
+        "abc",
+        "CLASS",
+        "shop",
+        "DATA",
+        "user_id|s:2:\"42\";",
+        "TIMEOUT",
+        "600",
+    ])
+    .await
+    .unwrap();
+    c.call(&["SESSION.SET", "abc", "cart", "3"]).await.unwrap();
+    c.call(&["SESSION.LOCK", "abc"]).await.unwrap();
+    c.call(&[&b"SET"[..], b"PHPREDIS_SESSION:bin", &[0u8, 0xff]])
+        .await
+        .unwrap();
+    let (status, body) = get(&s, "/api/v1/sessions/abc", None).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], "abc");
+    assert_eq!(v["tenant"], "default");
+    assert_eq!(v["class"], "shop");
+    assert_eq!(v["timeout_s"], 600);
+    assert_eq!(v["lock"], "write");
+    assert_eq!(v["data"], "user_id|s:2:\"42\";");
+    assert_eq!(v["vars"]["cart"], "3");
+    assert!(v["php"]["user_id"].is_string(), "the PHP view: {v}");
+    // Reading it here does not refresh it.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (_, again) = get(&s, "/api/v1/sessions/abc", None).await;
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["accessed_ms"], v["accessed_ms"]);
+    let (_, bin) = get(&s, "/api/v1/sessions/bin", None).await;
+    let bin: serde_json::Value = serde_json::from_str(&bin).unwrap();
+    assert_eq!(
+        bin["data_base64"], "AP8=",
+        "binary data is not mangled: {bin}"
+    );
+    assert!(bin.get("data").is_none());
+    let (status, body) = get(&s, "/api/v1/sessions/missing", None).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no session 'missing'"), "{body}");
     s.stop().await;
 }

@@ -112,7 +112,7 @@ impl Session {
     }
 
     /// The PHP entries of `data` (empty unless it is a PHP session).
-    pub(crate) fn php(&self) -> &[(Bytes, Bytes)] {
+    pub fn php(&self) -> &[(Bytes, Bytes)] {
         self.extra.as_ref().map_or(&[], |e| &e.php)
     }
 

@@ -7,14 +7,17 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::{Extension, Json, Router};
 use base64ct::{Base64, Encoding};
+use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use serde_json::{json, Value};
+use sessiond_core::{LockMode, SessionId};
 use tokio::sync::watch;
 
 use crate::auth::{Refused, Role};
@@ -32,6 +35,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/sessions/{id}", get(get_session))
         .with_state(Ready {
             shared,
             stop: stop.clone(),
@@ -164,6 +168,62 @@ type TenantMetric = (
     &'static str,
     fn(&sessiond_core::EngineStats) -> u64,
 );
+
+/// `GET /api/v1/sessions/{id}`: one session of the caller's tenant, as
+/// JSON, without refreshing its expiry.
+async fn get_session(
+    State(r): State<Ready>,
+    Extension(Peer(peer)): Extension<Peer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = match scope(&r.shared, peer, &headers).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    // Without users there is one tenant; with users, the user's own.
+    let Some(tenant) = scope.tenants.first() else {
+        return not_found(&id);
+    };
+    let sid = SessionId::new(Bytes::from(id.clone().into_bytes()));
+    let Some((s, lock)) = tenant.engine().peek(&sid) else {
+        return not_found(&id);
+    };
+    let now = tenant.engine().now_ms();
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    let mut body = json!({
+        "id": id,
+        "tenant": tenant.name(),
+        "class": s.class().map(text),
+        "created_ms": s.created_ms,
+        "accessed_ms": s.accessed_ms,
+        "timeout_s": s.timeout_ms / 1000,
+        "ttl_ms": s.ttl_ms(now),
+        "version": s.version,
+        "flags": s.flags,
+        "lock": match lock {
+            None => "none",
+            Some(LockMode::Read) => "read",
+            Some(LockMode::Write) => "write",
+        },
+        "vars": s.vars().iter().map(|(k, v)| (text(k), Value::from(text(v)))).collect::<serde_json::Map<_, _>>(),
+        "php": s.php().iter().map(|(k, v)| (text(k), Value::from(text(v)))).collect::<serde_json::Map<_, _>>(),
+    });
+    // Data as text when it is text, else as base64: never silently mangled.
+    match std::str::from_utf8(&s.data) {
+        Ok(t) => body["data"] = Value::from(t),
+        Err(_) => body["data_base64"] = Value::from(Base64::encode_string(&s.data)),
+    }
+    Json(body).into_response()
+}
+
+fn not_found(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": format!("no session '{id}'") })),
+    )
+        .into_response()
+}
 
 fn render(shared: &Shared, scope: &Scope) -> String {
     let mut out = String::new();

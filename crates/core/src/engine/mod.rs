@@ -373,6 +373,17 @@ impl Engine {
             .sum()
     }
 
+    /// A copy of a live session and the mode its lock is held in, for
+    /// inspection (the HTTP API, the operator's tools): reading it this way
+    /// does not refresh its expiry, nor count as a command.
+    pub fn peek(&self, id: &SessionId) -> Option<(Session, Option<LockMode>)> {
+        let now = self.clock.now_ms();
+        let mut shard = self.store.lock(id);
+        let session = shard.live(id, now)?.clone();
+        let mode = shard.locks.get(id).and_then(|l| l.mode());
+        Some((session, mode))
+    }
+
     /// The engine's counters and gauges (cheap: no shard is locked).
     pub fn stats(&self) -> EngineStats {
         EngineStats {
