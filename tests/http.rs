@@ -7,8 +7,13 @@ use common::wire::Wire;
 use common::TestServer;
 use sessiond_server::{hash_password, Config, Role, Storage, UserConfig};
 
-/// One HTTP/1.1 request; (status code, body).
+/// One HTTP/1.1 GET; (status code, body).
 async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
+    request(s, "GET", path, auth).await
+}
+
+/// One HTTP/1.1 request; (status code, body).
+async fn request(s: &TestServer, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
     let mut w = Wire::connect(s.http).await;
     let auth = auth.map_or(String::new(), |a| {
         use base64ct::Encoding;
@@ -18,7 +23,7 @@ async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
         )
     });
     let request =
-        format!("GET {path} HTTP/1.1\r\nHost: sessiond\r\n{auth}Connection: close\r\n\r\n");
+        format!("{method} {path} HTTP/1.1\r\nHost: sessiond\r\n{auth}Connection: close\r\n\r\n");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     w.stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
@@ -190,5 +195,105 @@ async fn one_session_as_json_without_touching_it() {
     let (status, body) = get(&s, "/api/v1/sessions/missing", None).await;
     assert_eq!(status, 404);
     assert!(body.contains("no session 'missing'"), "{body}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_find_and_log_a_user_out_everywhere() {
+    let user = |name: &str, role| UserConfig {
+        name: name.into(),
+        password_hash: hash_password(format!("pw-{name}").as_bytes()).unwrap(),
+        tenant: "shop".into(),
+        role,
+    };
+    let s = TestServer::start_with(Config {
+        storage: Storage::Memory,
+        users: vec![user("web", Role::Readwrite), user("ro", Role::Readonly)],
+        ..Config::default()
+    })
+    .await;
+    let mut c = s.client().await;
+    c.auth("web", "pw-web").await.unwrap();
+    for (id, uid) in [("s1", "42"), ("s2", "42"), ("s3", "7")] {
+        c.call(&["SESSION.CREATE", id]).await.unwrap();
+        c.call(&["SESSION.SET", id, "user_id", uid]).await.unwrap();
+    }
+    // A PHP session of user 42 too, written the way phpredis does.
+    c.call(&["SET", "PHPREDIS_SESSION:p1", "user_id|s:2:\"42\";"])
+        .await
+        .unwrap();
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+    let web = Some("web:pw-web");
+
+    // Paging through every id.
+    let mut seen = Vec::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (status, body) = get(
+            &s,
+            &format!("/api/v1/sessions?count=2&cursor={cursor}"),
+            web,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let page = json(&body);
+        seen.extend(
+            page["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+        cursor = page["cursor"].as_str().unwrap().to_string();
+        if cursor == "0" {
+            break;
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["p1", "s1", "s2", "s3"]);
+
+    let (_, body) = get(&s, "/api/v1/sessions?var=user_id&value=42", web).await;
+    let mut found: Vec<String> = json(&body)["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().into())
+        .collect();
+    found.sort();
+    assert_eq!(found, ["p1", "s1", "s2"], "variables and PHP entries alike");
+
+    // readonly may look, not destroy.
+    assert_eq!(
+        request(&s, "DELETE", "/api/v1/sessions/s3", Some("ro:pw-ro"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        request(
+            &s,
+            "DELETE",
+            "/api/v1/sessions?var=user_id&value=42",
+            Some("ro:pw-ro")
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(request(&s, "DELETE", "/api/v1/sessions", web).await.0, 400);
+    // Log user 42 out everywhere.
+    let (status, body) = request(&s, "DELETE", "/api/v1/sessions?var=user_id&value=42", web).await;
+    assert_eq!(
+        (status, json(&body)["destroyed"].as_u64()),
+        (200, Some(3)),
+        "{body}"
+    );
+    assert_eq!(c.count(None).await.unwrap(), 1);
+    assert!(c.exists("s3").await.unwrap());
+    let (status, _) = request(&s, "DELETE", "/api/v1/sessions/s3", web).await;
+    assert_eq!(status, 200);
+    let (status, body) = request(&s, "DELETE", "/api/v1/sessions/s3", web).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(c.count(None).await.unwrap(), 0);
     s.stop().await;
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
-use sessiond_core::{LockMode, SessionId};
+use sessiond_core::{Access, Command, Error, LockMode, Reply, SessionId};
 use tokio::sync::watch;
 
 use crate::auth::{Refused, Role};
@@ -35,7 +35,14 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/sessions/{id}", get(get_session))
+        .route(
+            "/api/v1/sessions",
+            get(list_sessions).delete(destroy_sessions),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(get_session).delete(destroy_session),
+        )
         .with_state(Ready {
             shared,
             stop: stop.clone(),
@@ -86,10 +93,12 @@ async fn readyz(State(r): State<Ready>) -> Response {
     }
 }
 
-/// What a request may see: the tenants, and whether server-wide figures.
+/// What a request may see: the tenants, whether server-wide figures, and
+/// what it may do.
 struct Scope {
     tenants: Vec<Arc<Tenant>>,
     server_wide: bool,
+    role: Role,
 }
 
 /// Checks the request's Basic credentials when the server has users.
@@ -98,6 +107,7 @@ async fn scope(shared: &Shared, peer: IpAddr, headers: &HeaderMap) -> Result<Sco
         return Ok(Scope {
             tenants: shared.tenants.iter().cloned().collect(),
             server_wide: true,
+            role: Role::Admin,
         });
     }
     let challenge = || {
@@ -117,6 +127,7 @@ async fn scope(shared: &Shared, peer: IpAddr, headers: &HeaderMap) -> Result<Sco
             Ok(Scope {
                 tenants: tenant.into_iter().collect(),
                 server_wide: login.role == Role::Admin,
+                role: login.role,
             })
         }
         Err(Refused::Throttled(s)) => Err((
@@ -215,6 +226,216 @@ async fn get_session(
         Err(_) => body["data_base64"] = Value::from(Base64::encode_string(&s.data)),
     }
     Json(body).into_response()
+}
+
+/// Query of `GET`/`DELETE /api/v1/sessions`.
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    /// Paging: the cursor a previous page returned (`0` to start).
+    cursor: Option<String>,
+    /// Paging: ids per page.
+    count: Option<usize>,
+    /// Only sessions of this class.
+    class: Option<String>,
+    /// Search: sessions whose variable `var` (or PHP entry) equals `value`.
+    var: Option<String>,
+    value: Option<String>,
+}
+
+/// `GET /api/v1/sessions`: one page of ids (`cursor`, `count`, `class`),
+/// or with `var` and `value`, every session where that variable has that
+/// value ("which sessions belong to user 42").
+async fn list_sessions(
+    State(r): State<Ready>,
+    Extension(Peer(peer)): Extension<Peer>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = match scope(&r.shared, peer, &headers).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    if let (Some(var), Some(value)) = (&q.var, &q.value) {
+        let found = run(
+            &scope,
+            Command::Find {
+                name: Bytes::from(var.clone()),
+                value: Bytes::from(value.clone()),
+            },
+        )
+        .await;
+        return match found {
+            Ok(Reply::Array(ids)) => Json(json!({ "sessions": texts(ids) })).into_response(),
+            Ok(other) => unexpected(&other),
+            Err(e) => failure(&e),
+        };
+    }
+    let scan = run(
+        &scope,
+        Command::Scan {
+            cursor: Bytes::from(q.cursor.unwrap_or_else(|| "0".into())),
+            count: q.count.unwrap_or(100),
+            class: q.class.map(Bytes::from),
+        },
+    )
+    .await;
+    match scan {
+        Ok(Reply::Array(mut page)) if page.len() == 2 => {
+            let ids = match page.pop() {
+                Some(Reply::Array(ids)) => texts(ids),
+                _ => Vec::new(),
+            };
+            let next = match page.pop() {
+                Some(Reply::Bulk(c)) => String::from_utf8_lossy(&c).into_owned(),
+                _ => "0".into(),
+            };
+            Json(json!({ "sessions": ids, "cursor": next })).into_response()
+        }
+        Ok(other) => unexpected(&other),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `DELETE /api/v1/sessions/{id}`: destroy one session.
+async fn destroy_session(
+    State(r): State<Ready>,
+    Extension(Peer(peer)): Extension<Peer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = match scope(&r.shared, peer, &headers).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    let id = SessionId::new(Bytes::from(id.into_bytes()));
+    match run(&scope, Command::Destroy { id }).await {
+        Ok(_) => Json(json!({ "destroyed": 1 })).into_response(),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `DELETE /api/v1/sessions?var=user_id&value=42`: destroy every session
+/// where that variable has that value — log the user out everywhere.
+async fn destroy_sessions(
+    State(r): State<Ready>,
+    Extension(Peer(peer)): Extension<Peer>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = match scope(&r.shared, peer, &headers).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    let (Some(var), Some(value)) = (q.var, q.value) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "give var and value: the sessions to destroy are those where that variable has that value" })),
+        )
+            .into_response();
+    };
+    // Refused before the search for a role that may not destroy.
+    if !scope.role.permits(Access::Write) {
+        return failure(&Error::NotPermitted {
+            role: scope.role.name(),
+            what: Access::Write.describe(),
+        });
+    }
+    let found = match run(
+        &scope,
+        Command::Find {
+            name: Bytes::from(var),
+            value: Bytes::from(value),
+        },
+    )
+    .await
+    {
+        Ok(Reply::Array(ids)) => ids,
+        Ok(other) => return unexpected(&other),
+        Err(e) => return failure(&e),
+    };
+    let mut destroyed = 0u64;
+    for id in found {
+        if let Reply::Bulk(id) = id {
+            // One gone meanwhile is no error: it is out either way.
+            if run(
+                &scope,
+                Command::Destroy {
+                    id: SessionId::new(id),
+                },
+            )
+            .await
+            .is_ok()
+            {
+                destroyed += 1;
+            }
+        }
+    }
+    Json(json!({ "destroyed": destroyed })).into_response()
+}
+
+/// Runs `cmd` in the scope's tenant if its role allows it; a write is
+/// answered once it is as durable as the `fsync` policy promises.
+async fn run(scope: &Scope, cmd: Command) -> Result<Reply, Error> {
+    let Some(tenant) = scope.tenants.first() else {
+        return Err(Error::NotAuthenticated);
+    };
+    let access = cmd.access();
+    if !scope.role.permits(access) {
+        return Err(Error::NotPermitted {
+            role: scope.role.name(),
+            what: access.describe(),
+        });
+    }
+    let engine = tenant.engine();
+    let durable = tenant
+        .persistence()
+        .filter(|p| cmd.is_write() && p.fsync() == crate::persist::Fsync::Always);
+    let before = durable.map(|p| p.appended());
+    let client = engine.connect();
+    let result = engine.execute_now(&client, cmd);
+    engine.disconnect(&client);
+    if let (Some(p), Some(before)) = (durable, before) {
+        let now = p.appended();
+        if now > before {
+            p.wait_durable(now).await;
+        }
+    }
+    result
+}
+
+fn texts(ids: Vec<Reply>) -> Vec<String> {
+    ids.into_iter()
+        .filter_map(|r| match r {
+            Reply::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An engine error as an HTTP status and a JSON body.
+fn failure(e: &Error) -> Response {
+    let status = match e {
+        Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => StatusCode::NOT_FOUND,
+        Error::NotAuthenticated => StatusCode::UNAUTHORIZED,
+        Error::NotPermitted { .. } => StatusCode::FORBIDDEN,
+        Error::Locked { .. } | Error::Exists(_) | Error::StaleKey { .. } => StatusCode::CONFLICT,
+        Error::LimitExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (
+        status,
+        Json(json!({ "error": e.to_string(), "code": e.code() })),
+    )
+        .into_response()
+}
+
+fn unexpected(reply: &Reply) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": format!("unexpected engine reply {reply:?}") })),
+    )
+        .into_response()
 }
 
 fn not_found(id: &str) -> Response {
