@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -101,6 +102,20 @@ struct Scope {
     role: Role,
 }
 
+/// Every handler that needs a login takes a `Scope`: the credentials are
+/// checked before the handler runs, and a refusal answers for it.
+impl FromRequestParts<Ready> for Scope {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Ready) -> Result<Self, Response> {
+        let peer = parts
+            .extensions
+            .get::<Peer>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0);
+        scope(&state.shared, peer, &parts.headers).await
+    }
+}
+
 /// Checks the request's Basic credentials when the server has users.
 async fn scope(shared: &Shared, peer: IpAddr, headers: &HeaderMap) -> Result<Scope, Response> {
     if !shared.auth.required() {
@@ -153,15 +168,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
 }
 
 /// `/metrics`: Prometheus text format, names prefixed `sessiond_`.
-async fn metrics(
-    State(r): State<Ready>,
-    Extension(Peer(peer)): Extension<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    let scope = match scope(&r.shared, peer, &headers).await {
-        Ok(s) => s,
-        Err(refusal) => return refusal,
-    };
+async fn metrics(State(r): State<Ready>, scope: Scope) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -182,16 +189,7 @@ type TenantMetric = (
 
 /// `GET /api/v1/sessions/{id}`: one session of the caller's tenant, as
 /// JSON, without refreshing its expiry.
-async fn get_session(
-    State(r): State<Ready>,
-    Extension(Peer(peer)): Extension<Peer>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let scope = match scope(&r.shared, peer, &headers).await {
-        Ok(s) => s,
-        Err(refusal) => return refusal,
-    };
+async fn get_session(scope: Scope, Path(id): Path<String>) -> Response {
     // Without users there is one tenant; with users, the user's own.
     let Some(tenant) = scope.tenants.first() else {
         return not_found(&id);
@@ -245,16 +243,7 @@ struct ListQuery {
 /// `GET /api/v1/sessions`: one page of ids (`cursor`, `count`, `class`),
 /// or with `var` and `value`, every session where that variable has that
 /// value ("which sessions belong to user 42").
-async fn list_sessions(
-    State(r): State<Ready>,
-    Extension(Peer(peer)): Extension<Peer>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let scope = match scope(&r.shared, peer, &headers).await {
-        Ok(s) => s,
-        Err(refusal) => return refusal,
-    };
+async fn list_sessions(scope: Scope, Query(q): Query<ListQuery>) -> Response {
     if let (Some(var), Some(value)) = (&q.var, &q.value) {
         let found = run(
             &scope,
@@ -297,16 +286,7 @@ async fn list_sessions(
 }
 
 /// `DELETE /api/v1/sessions/{id}`: destroy one session.
-async fn destroy_session(
-    State(r): State<Ready>,
-    Extension(Peer(peer)): Extension<Peer>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let scope = match scope(&r.shared, peer, &headers).await {
-        Ok(s) => s,
-        Err(refusal) => return refusal,
-    };
+async fn destroy_session(scope: Scope, Path(id): Path<String>) -> Response {
     let id = SessionId::new(Bytes::from(id.into_bytes()));
     match run(&scope, Command::Destroy { id }).await {
         Ok(_) => Json(json!({ "destroyed": 1 })).into_response(),
@@ -316,16 +296,7 @@ async fn destroy_session(
 
 /// `DELETE /api/v1/sessions?var=user_id&value=42`: destroy every session
 /// where that variable has that value — log the user out everywhere.
-async fn destroy_sessions(
-    State(r): State<Ready>,
-    Extension(Peer(peer)): Extension<Peer>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let scope = match scope(&r.shared, peer, &headers).await {
-        Ok(s) => s,
-        Err(refusal) => return refusal,
-    };
+async fn destroy_sessions(scope: Scope, Query(q): Query<ListQuery>) -> Response {
     let (Some(var), Some(value)) = (q.var, q.value) else {
         return (
             StatusCode::BAD_REQUEST,
