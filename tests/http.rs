@@ -63,6 +63,10 @@ async fn probes_answer_and_metrics_move_with_the_commands() {
     );
     assert_eq!(sample(&before, "sessiond_sessions{tenant=\"default\"}"), 0);
     let commands = sample(&before, "sessiond_commands_total{tenant=\"default\"}");
+    assert!(
+        sample(&before, "sessiond_connections") >= 1,
+        "the scrape's own HTTP connection counts: {before}"
+    );
 
     let mut c = s.client().await;
     c.call(&["SESSION.CREATE", "a", "DATA", "12345"])

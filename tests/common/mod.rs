@@ -11,6 +11,15 @@ use sessiond_server::{Config, Doors, Server, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A listener on a free loopback port, and its address.
+async fn ephemeral() -> (tokio::net::TcpListener, SocketAddr) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let a = l.local_addr().expect("addr");
+    (l, a)
+}
+
 /// A running server; stops when dropped or by `stop()`.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -35,22 +44,10 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let memcache_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let memcache = memcache_listener.local_addr().expect("addr");
-        let line_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let line = line_listener.local_addr().expect("addr");
-        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let http = http_listener.local_addr().expect("addr");
+        let (listener, addr) = ephemeral().await;
+        let (memcache_listener, memcache) = ephemeral().await;
+        let (line_listener, line) = ephemeral().await;
+        let (http_listener, http) = ephemeral().await;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let doors = Doors {

@@ -86,9 +86,8 @@ impl Admission {
         })
     }
 
-    /// Connections open now.
-    #[cfg(test)]
-    fn open(&self) -> usize {
+    /// Connections open now, every door (HTTP included).
+    pub(crate) fn open(&self) -> usize {
         self.open.lock().total
     }
 }

@@ -46,6 +46,19 @@ impl Role {
         access <= top
     }
 
+    /// Ok if the role may run commands needing `access`; otherwise the
+    /// refusal every door answers with.
+    pub(crate) fn check(self, access: Access) -> Result<(), sessiond_core::Error> {
+        if self.permits(access) {
+            Ok(())
+        } else {
+            Err(sessiond_core::Error::NotPermitted {
+                role: self.name(),
+                what: access.describe(),
+            })
+        }
+    }
+
     /// The role's name, as in the configuration.
     pub fn name(self) -> &'static str {
         match self {

@@ -22,6 +22,7 @@ use sessiond_core::{Access, Command, Error, LockMode, Reply, SessionId};
 use tokio::sync::watch;
 
 use crate::auth::{Refused, Role};
+use crate::link::DurableMark;
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::tenant::Tenant;
@@ -305,11 +306,8 @@ async fn destroy_sessions(scope: Scope, Query(q): Query<ListQuery>) -> Response 
             .into_response();
     };
     // Refused before the search for a role that may not destroy.
-    if !scope.role.permits(Access::Write) {
-        return failure(&Error::NotPermitted {
-            role: scope.role.name(),
-            what: Access::Write.describe(),
-        });
+    if let Err(e) = scope.role.check(Access::Write) {
+        return failure(&e);
     }
     let found = match run(
         &scope,
@@ -350,27 +348,16 @@ async fn run(scope: &Scope, cmd: Command) -> Result<Reply, Error> {
     let Some(tenant) = scope.tenants.first() else {
         return Err(Error::NotAuthenticated);
     };
-    let access = cmd.access();
-    if !scope.role.permits(access) {
-        return Err(Error::NotPermitted {
-            role: scope.role.name(),
-            what: access.describe(),
-        });
-    }
+    scope.role.check(cmd.access())?;
     let engine = tenant.engine();
-    let durable = tenant
-        .persistence()
-        .filter(|p| cmd.is_write() && p.fsync() == crate::persist::Fsync::Always);
-    let before = durable.map(|p| p.appended());
+    // The same group-commit mark the socket doors use.
+    let before = DurableMark::before(tenant.persistence(), cmd.is_write());
     let client = engine.connect();
     let result = engine.execute_now(&client, cmd);
     engine.disconnect(&client);
-    if let (Some(p), Some(before)) = (durable, before) {
-        let now = p.appended();
-        if now > before {
-            p.wait_durable(now).await;
-        }
-    }
+    let mut mark = DurableMark::default();
+    mark.after(tenant.persistence(), before);
+    mark.wait(tenant.persistence()).await;
     result
 }
 
@@ -487,7 +474,7 @@ fn render(shared: &Shared, scope: &Scope) -> String {
                 "connections",
                 "gauge",
                 "Open client connections, all doors.",
-                shared.connected.load(Ordering::Relaxed) as u64,
+                shared.admission.open() as u64,
             ),
             (
                 "connections_accepted_total",

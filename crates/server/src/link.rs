@@ -135,15 +135,7 @@ impl Link {
         let Some(role) = self.role else {
             return Err(Error::NotAuthenticated);
         };
-        let access = cmd.access();
-        if role.permits(access) {
-            Ok(())
-        } else {
-            Err(Error::NotPermitted {
-                role: role.name(),
-                what: access.describe(),
-            })
-        }
+        role.check(cmd.access())
     }
 
     /// Runs `cmd` on the tenant's engine, if the role allows it; a lock
@@ -273,7 +265,7 @@ pub(crate) struct DurableMark(Option<u64>);
 impl DurableMark {
     /// Before running a command that may write: where the log stands
     /// (`None` unless the policy is `always`).
-    fn before(persist: Option<&Arc<Persistence>>, may_write: bool) -> Option<u64> {
+    pub(crate) fn before(persist: Option<&Arc<Persistence>>, may_write: bool) -> Option<u64> {
         match persist {
             Some(p) if may_write && p.fsync() == crate::persist::Fsync::Always => {
                 Some(p.appended())
@@ -283,7 +275,7 @@ impl DurableMark {
     }
 
     /// After it ran: if the log grew, the pending replies wait for it.
-    fn after(&mut self, persist: Option<&Arc<Persistence>>, before: Option<u64>) {
+    pub(crate) fn after(&mut self, persist: Option<&Arc<Persistence>>, before: Option<u64>) {
         if let (Some(before), Some(p)) = (before, persist) {
             let now = p.appended();
             if now > before {
@@ -293,7 +285,7 @@ impl DurableMark {
     }
 
     /// Waits until every noted write is durable.
-    async fn wait(&mut self, persist: Option<&Arc<Persistence>>) {
+    pub(crate) async fn wait(&mut self, persist: Option<&Arc<Persistence>>) {
         if let (Some(seq), Some(p)) = (self.0.take(), persist) {
             p.wait_durable(seq).await;
         }
