@@ -45,10 +45,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
             "/api/v1/sessions/{id}",
             get(get_session).delete(destroy_session),
         )
-        .with_state(Ready {
-            shared,
-            stop: stop.clone(),
-        })
+        .with_state(shared)
         .layer(Extension(peer));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -74,25 +71,15 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
 #[derive(Clone, Copy)]
 struct Peer(IpAddr);
 
-#[derive(Clone)]
-struct Ready {
-    shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
-}
-
 /// Alive: the process answers.
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready for traffic: recovery is done (the listeners open only after it)
-/// and the server is not shutting down.
-async fn readyz(State(r): State<Ready>) -> Response {
-    if *r.stop.borrow() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
-    }
+/// Ready for traffic: answering at all means recovery is done, as the
+/// listeners open only after it (and close when a shutdown begins).
+async fn readyz() -> &'static str {
+    "ready\n"
 }
 
 /// What a request may see: the tenants, whether server-wide figures, and
@@ -105,15 +92,15 @@ struct Scope {
 
 /// Every handler that needs a login takes a `Scope`: the credentials are
 /// checked before the handler runs, and a refusal answers for it.
-impl FromRequestParts<Ready> for Scope {
+impl FromRequestParts<Arc<Shared>> for Scope {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Ready) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, Response> {
         let peer = parts
             .extensions
             .get::<Peer>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0);
-        scope(&state.shared, peer, &parts.headers).await
+        scope(shared, peer, &parts.headers).await
     }
 }
 
@@ -169,13 +156,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
 }
 
 /// `/metrics`: Prometheus text format, names prefixed `sessiond_`.
-async fn metrics(State(r): State<Ready>, scope: Scope) -> Response {
+async fn metrics(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&r.shared, &scope),
+        render(&shared, &scope),
     )
         .into_response()
 }
