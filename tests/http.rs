@@ -5,7 +5,7 @@ mod common;
 
 use common::wire::Wire;
 use common::TestServer;
-use sessiond_server::{hash_password, Config, Role, Storage, UserConfig};
+use sessiond_server::{hash_password, Config, Fsync, Role, Storage, UserConfig};
 
 /// One HTTP/1.1 GET; (status code, body).
 async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
@@ -48,11 +48,8 @@ fn sample(body: &str, series: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_answer_and_metrics_move_with_the_commands() {
-    let s = TestServer::start_with(Config {
-        storage: Storage::Memory,
-        ..Config::default()
-    })
-    .await;
+    let dir = common::TempDir::new("metrics");
+    let s = TestServer::start_with(common::durable(&dir.0, Fsync::Always)).await;
     assert_eq!(get(&s, "/healthz", None).await, (200, "ok\n".into()));
     assert_eq!(get(&s, "/readyz", None).await, (200, "ready\n".into()));
     let (status, before) = get(&s, "/metrics", None).await;
@@ -64,9 +61,15 @@ async fn probes_answer_and_metrics_move_with_the_commands() {
     assert_eq!(sample(&before, "sessiond_sessions{tenant=\"default\"}"), 0);
     let commands = sample(&before, "sessiond_commands_total{tenant=\"default\"}");
     assert!(
-        sample(&before, "sessiond_connections") >= 1,
+        sample(&before, "sessiond_connections{door=\"http\"}") >= 1,
         "the scrape's own HTTP connection counts: {before}"
     );
+    assert_eq!(
+        sample(&before, "sessiond_log_records_total{tenant=\"default\"}"),
+        0
+    );
+    let resp_in = sample(&before, "sessiond_received_bytes_total{door=\"resp\"}");
+    let resp_out = sample(&before, "sessiond_sent_bytes_total{door=\"resp\"}");
 
     let mut c = s.client().await;
     c.call(&["SESSION.CREATE", "a", "DATA", "12345"])
@@ -74,6 +77,29 @@ async fn probes_answer_and_metrics_move_with_the_commands() {
         .unwrap();
     c.call(&["SESSION.SET", "a", "user", "42"]).await.unwrap();
     c.call(&["SET", "PHPREDIS_SESSION:b", "xy"]).await.unwrap();
+    assert!(c.call(&["SESSION.GET", "nope", "user"]).await.is_err());
+    // A lock wait: `a` held by one client while another queues for it.
+    c.call(&["SESSION.LOCK", "a", "LEASE", "10000"])
+        .await
+        .unwrap();
+    let mut waiter = s.client().await;
+    let queued = tokio::spawn(async move {
+        let r = waiter.call(&["SESSION.LOCK", "a", "WAIT", "5000"]).await;
+        (waiter, r)
+    });
+    let mut seen_waiting = false;
+    for _ in 0..100 {
+        let (_, body) = get(&s, "/metrics", None).await;
+        if sample(&body, "sessiond_lock_waiting{tenant=\"default\"}") == 1 {
+            seen_waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen_waiting, "the queued lock request shows as waiting");
+    drop(c);
+    let (_waiter, granted) = queued.await.unwrap();
+    granted.expect("granted once the holder hung up");
     let (_, after) = get(&s, "/metrics", None).await;
     assert_eq!(sample(&after, "sessiond_sessions{tenant=\"default\"}"), 2);
     assert_eq!(
@@ -82,8 +108,69 @@ async fn probes_answer_and_metrics_move_with_the_commands() {
         "data, the variable's name and value, the other data"
     );
     assert!(sample(&after, "sessiond_commands_total{tenant=\"default\"}") >= commands + 3);
-    assert!(sample(&after, "sessiond_connections") >= 1);
-    assert!(sample(&after, "sessiond_connections_accepted_total") >= 1);
+    let by_name = |door: &str, cmd: &str| {
+        sample(
+            &after,
+            &format!("sessiond_commands_by_name_total{{tenant=\"default\",door=\"{door}\",command=\"{cmd}\"}}"),
+        )
+    };
+    assert_eq!(by_name("native", "create"), 1);
+    assert_eq!(by_name("native", "set"), 1);
+    assert_eq!(by_name("native", "lock"), 2);
+    assert_eq!(by_name("redis", "store"), 1, "SET is a store");
+    assert_eq!(
+        sample(
+            &after,
+            "sessiond_errors_total{tenant=\"default\",door=\"native\",code=\"NOSESSION\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(&after, "sessiond_lock_waits_total{tenant=\"default\"}"),
+        1
+    );
+    assert_eq!(
+        sample(&after, "sessiond_lock_waiting{tenant=\"default\"}"),
+        0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "sessiond_lock_wait_seconds_count{tenant=\"default\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "sessiond_lock_wait_failures_total{tenant=\"default\"}"
+        ),
+        0
+    );
+    assert!(
+        sample(
+            &after,
+            "sessiond_command_duration_seconds_count{tenant=\"default\",door=\"native\"}"
+        ) >= 5
+    );
+    assert!(sample(&after, "sessiond_received_bytes_total{door=\"resp\"}") > resp_in);
+    assert!(sample(&after, "sessiond_sent_bytes_total{door=\"resp\"}") > resp_out);
+    assert!(sample(&after, "sessiond_received_bytes_total{door=\"http\"}") > 0);
+    assert!(sample(&after, "sessiond_connections_accepted_total{door=\"resp\"}") >= 2);
+    // Persistence: every write logged and fsynced (`fsync always`).
+    assert!(sample(&after, "sessiond_log_records_total{tenant=\"default\"}") >= 3);
+    assert!(sample(&after, "sessiond_log_bytes{tenant=\"default\"}") > 0);
+    assert_eq!(
+        sample(&after, "sessiond_log_pending_records{tenant=\"default\"}"),
+        0
+    );
+    assert!(
+        sample(
+            &after,
+            "sessiond_fsync_duration_seconds_count{tenant=\"default\"}"
+        ) >= 1
+    );
+    assert!(sample(&after, "sessiond_resident_memory_bytes") > 1 << 20);
     assert_eq!(get(&s, "/nope", None).await.0, 404);
     s.stop().await;
 }
@@ -122,7 +209,7 @@ async fn with_users_metrics_need_a_login_and_show_its_tenant_only() {
     assert_eq!(sample(&body, "sessiond_sessions{tenant=\"beta\"}"), 0);
     assert!(!body.contains("alpha"), "bob sees no other tenant: {body}");
     assert!(
-        !body.contains("sessiond_connections "),
+        !body.contains("sessiond_connections{"),
         "nor server-wide figures"
     );
     let (_, body) = get(&s, "/metrics", Some("alice:pw-alice")).await;
@@ -142,7 +229,7 @@ async fn with_users_metrics_need_a_login_and_show_its_tenant_only() {
     let (_, body) = get(&s, "/metrics", Some("root:pw-root")).await;
     assert_eq!(sample(&body, "sessiond_auth_failures_total"), 1);
     assert!(
-        sample(&body, "sessiond_connections") >= 1,
+        sample(&body, "sessiond_connections{door=\"http\"}") >= 1,
         "admins see the server"
     );
     s.stop().await;

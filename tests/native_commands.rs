@@ -333,3 +333,53 @@ async fn info_reports_sessions_and_clients() {
     assert!(text.contains("\r\nsessions:1\r\n"), "{text}");
     assert!(text.contains("connected_clients:1"), "{text}");
 }
+
+#[tokio::test]
+async fn info_has_redis_shaped_sections_and_picks_them_by_name() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    c.create("b", CreateOptions::default()).await.unwrap();
+    assert!(c.call(&["SESSION.GETDATA", "nope"]).await.is_err());
+    let text = |v: sessiond_client::RespValue| match v {
+        sessiond_client::RespValue::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("INFO is a bulk string: {other:?}"),
+    };
+    let all = text(c.call(&["INFO"]).await.unwrap());
+    for section in [
+        "Server",
+        "Clients",
+        "Memory",
+        "Persistence",
+        "Stats",
+        "Sessions",
+        "Keyspace",
+    ] {
+        assert!(
+            all.contains(&format!("# {section}\r\n")),
+            "{section}: {all}"
+        );
+    }
+    assert!(!all.contains("# Commandstats"), "not by default, as Redis");
+    assert!(
+        all.contains("\r\ndb0:keys=2,expires=2,avg_ttl=0\r\n"),
+        "{all}"
+    );
+    assert!(all.contains("\r\nmaxmemory_policy:noeviction\r\n"), "{all}");
+    let keyspace = text(c.call(&["INFO", "keyspace"]).await.unwrap());
+    assert_eq!(keyspace, "# Keyspace\r\ndb0:keys=2,expires=2,avg_ttl=0\r\n");
+    let some = text(
+        c.call(&["INFO", "commandstats", "ERRORSTATS"])
+            .await
+            .unwrap(),
+    );
+    assert!(some.contains("\r\ncmdstat_create:calls=2\r\n"), "{some}");
+    assert!(
+        some.contains("\r\nerrorstat_NOSESSION:count=1\r\n"),
+        "{some}"
+    );
+    assert!(!some.contains("# Server"), "{some}");
+    let every = text(c.call(&["INFO", "all"]).await.unwrap());
+    assert!(every.contains("# Contention\r\n") && every.contains("# Server\r\n"));
+    s.stop().await;
+}

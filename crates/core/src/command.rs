@@ -229,6 +229,101 @@ impl Access {
 }
 
 impl Command {
+    /// Every command's name as metrics and statistics label it, in the
+    /// order of [`Command::index`].
+    pub const NAMES: [&'static str; 40] = [
+        "create",
+        "uniq",
+        "destroy",
+        "exists",
+        "info",
+        "count",
+        "list",
+        "scan",
+        "get",
+        "set",
+        "del",
+        "get_all",
+        "set_all",
+        "get_data",
+        "set_data",
+        "store",
+        "append",
+        "item",
+        "incr_data",
+        "inc",
+        "find",
+        "list_var",
+        "timeout",
+        "ttl",
+        "p_ttl",
+        "touch",
+        "lock",
+        "unlock",
+        "lock_owned",
+        "unlock_owned",
+        "lock_owner",
+        "commit",
+        "open",
+        "close",
+        "regenerate",
+        "rand_str",
+        "ping",
+        "echo",
+        "server_info",
+        "flush_all",
+    ];
+
+    /// The command's place in [`Command::NAMES`] (for per-command tables).
+    pub fn index(&self) -> usize {
+        match self {
+            Command::Create { .. } => 0,
+            Command::Uniq { .. } => 1,
+            Command::Destroy { .. } => 2,
+            Command::Exists { .. } => 3,
+            Command::Info { .. } => 4,
+            Command::Count { .. } => 5,
+            Command::List { .. } => 6,
+            Command::Scan { .. } => 7,
+            Command::Get { .. } => 8,
+            Command::Set { .. } => 9,
+            Command::Del { .. } => 10,
+            Command::GetAll { .. } => 11,
+            Command::SetAll { .. } => 12,
+            Command::GetData { .. } => 13,
+            Command::SetData { .. } => 14,
+            Command::Store { .. } => 15,
+            Command::Append { .. } => 16,
+            Command::Item { .. } => 17,
+            Command::IncrData { .. } => 18,
+            Command::Inc { .. } => 19,
+            Command::Find { .. } => 20,
+            Command::ListVar { .. } => 21,
+            Command::Timeout { .. } => 22,
+            Command::Ttl { .. } => 23,
+            Command::PTtl { .. } => 24,
+            Command::Touch { .. } => 25,
+            Command::Lock { .. } => 26,
+            Command::Unlock { .. } => 27,
+            Command::LockOwned { .. } => 28,
+            Command::UnlockOwned { .. } => 29,
+            Command::LockOwner { .. } => 30,
+            Command::Commit { .. } => 31,
+            Command::Open { .. } => 32,
+            Command::Close { .. } => 33,
+            Command::Regenerate { .. } => 34,
+            Command::RandStr { .. } => 35,
+            Command::Ping { .. } => 36,
+            Command::Echo { .. } => 37,
+            Command::ServerInfo => 38,
+            Command::FlushAll => 39,
+        }
+    }
+
+    /// The command's name, as metrics label it (`get_data`, `lock`, ...).
+    pub fn name(&self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
     /// The access level the command needs.
     pub fn access(&self) -> Access {
         match self {
@@ -342,5 +437,22 @@ impl Command {
             | Command::Echo { .. }
             | Command::ServerInfo => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_match_their_index() {
+        let mut seen = std::collections::HashSet::new();
+        for n in Command::NAMES {
+            assert!(seen.insert(n), "{n} twice");
+        }
+        assert_eq!(Command::ServerInfo.name(), "server_info");
+        assert_eq!(Command::FlushAll.index(), Command::NAMES.len() - 1);
+        let ping = Command::Ping { message: None };
+        assert_eq!(Command::NAMES[ping.index()], "ping");
     }
 }

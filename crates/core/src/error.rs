@@ -69,6 +69,19 @@ pub enum Error {
 
 impl Error {
     /// The stable error code, used as the RESP error prefix.
+    /// Every code [`Error::code`] may return, for per-code tables.
+    pub const CODES: [&'static str; 9] = [
+        "NOSESSION",
+        "EXISTS",
+        "LOCKED",
+        "STALEKEY",
+        "READONLY",
+        "ERR",
+        "LIMIT",
+        "NOAUTH",
+        "NOPERM",
+    ];
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => "NOSESSION",
@@ -91,5 +104,68 @@ impl Error {
 impl From<getrandom::Error> for Error {
     fn from(e: getrandom::Error) -> Self {
         Error::Random(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn every_code_is_in_the_table() {
+        let id = SessionId::new(Bytes::from_static(b"s"));
+        let all = [
+            Error::NoSession(id.clone()),
+            Error::Exists(id.clone()),
+            Error::Locked {
+                id: id.clone(),
+                mode: LockMode::Write,
+                waited_ms: 1,
+            },
+            Error::DestroyedWhileWaiting(id.clone()),
+            Error::StaleKey {
+                id: id.clone(),
+                key: 1,
+            },
+            Error::ReadOnlyLock {
+                id: id.clone(),
+                key: 1,
+            },
+            Error::NotInteger {
+                id: id.clone(),
+                name: "n".into(),
+            },
+            Error::NotNumeric(id.clone()),
+            Error::Overflow {
+                id,
+                name: "n".into(),
+            },
+            Error::InvalidArgument("x".into()),
+            Error::LimitExceeded {
+                what: "x",
+                got: 2,
+                limit: 1,
+            },
+            Error::Random("x".into()),
+            Error::NotAuthenticated,
+            Error::NotPermitted {
+                role: "readonly",
+                what: "x",
+            },
+        ];
+        for e in &all {
+            assert!(
+                Error::CODES.contains(&e.code()),
+                "{} is not in CODES",
+                e.code()
+            );
+        }
+        for code in Error::CODES {
+            assert!(
+                all.iter().any(|e| e.code() == code),
+                "{code} is never returned"
+            );
+        }
     }
 }

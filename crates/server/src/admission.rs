@@ -87,6 +87,7 @@ impl Admission {
     }
 
     /// Connections open now, every door (HTTP included).
+    #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.open.lock().total
     }

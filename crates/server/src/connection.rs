@@ -5,11 +5,11 @@
 //! waits without blocking the runtime, while still noticing if the client
 //! goes away. However the connection ends, its locks are released.
 
-use std::sync::atomic::Ordering;
+use crate::metrics::Proto;
 use std::sync::Arc;
 
 use bytes::BufMut;
-use sessiond_core::{InfoSection, Outcome, Reply};
+use sessiond_core::{Outcome, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
@@ -37,7 +37,14 @@ enum Next {
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
-        link: Link::new(stream, shared, stop, 16 * 1024),
+        link: Link::new(
+            stream,
+            shared,
+            stop,
+            16 * 1024,
+            crate::server::Door::Resp,
+            crate::metrics::Proto::Native,
+        ),
         proto: Protocol::Resp2,
     };
     if let Err(e) = conn.run().await {
@@ -86,14 +93,29 @@ impl Conn {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
             return Ok(Next::Continue);
         }
+        // INFO [section ...]: the sections are picked here, after the
+        // engine has answered.
+        let mut args = args;
+        let info_sections = if args[0].eq_ignore_ascii_case(b"INFO") {
+            args.split_off(1)
+        } else {
+            Vec::new()
+        };
         // One look-up decides the door: native, Redis, or unknown.
         let parsed = match native::lookup(&args[0]) {
-            Some(spec) => native::parse_command(spec, args.into_iter().skip(1).collect()),
+            Some(spec) => {
+                self.link.proto = Proto::Native;
+                native::parse_command(spec, args.into_iter().skip(1).collect())
+            }
             None if redis::is_redis_command(&args[0]) => {
+                self.link.proto = Proto::Redis;
                 self.handle_redis(args);
                 return Ok(Next::Continue);
             }
-            None => native::parse(args),
+            None => {
+                self.link.proto = Proto::Native;
+                native::parse(args)
+            }
         };
         let request = match parsed {
             Ok(r) => r,
@@ -159,7 +181,12 @@ impl Conn {
         self.link.durable_after(before);
         match result {
             Ok(Reply::Info(sections)) => {
-                let reply = Reply::Info(self.info(sections));
+                let reply = Reply::Info(crate::info::sections(
+                    &self.link.shared,
+                    self.link.tenant(),
+                    sections,
+                    &info_sections,
+                ));
                 encode_reply(&reply, self.proto, &mut self.link.out);
             }
             Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
@@ -187,6 +214,7 @@ impl Conn {
             .iter()
             .find_map(|c| self.link.permit(c).err())
         {
+            self.link.count_error(&e);
             encode_error(e.code(), &e.to_string(), &mut self.link.out);
             return;
         }
@@ -222,55 +250,6 @@ impl Conn {
             field("role", Reply::text("master")),
             field("modules", Reply::Array(Vec::new())),
         ])
-    }
-
-    /// The engine's INFO sections, with the server's own in front.
-    fn info(&self, engine_sections: Vec<InfoSection>) -> Vec<InfoSection> {
-        let s = &self.link.shared;
-        let mut sections = vec![
-            InfoSection {
-                name: "Server",
-                fields: vec![
-                    ("sessiond_version", env!("CARGO_PKG_VERSION").to_string()),
-                    ("process_id", std::process::id().to_string()),
-                    ("tcp_port", s.port.to_string()),
-                    (
-                        "uptime_in_seconds",
-                        s.started.elapsed().as_secs().to_string(),
-                    ),
-                ],
-            },
-            InfoSection {
-                name: "Clients",
-                fields: vec![
-                    (
-                        "connected_clients",
-                        s.connected.load(Ordering::Relaxed).to_string(),
-                    ),
-                    (
-                        "total_connections_received",
-                        s.connections_total.load(Ordering::Relaxed).to_string(),
-                    ),
-                    (
-                        "rejected_connections",
-                        s.admission.rejected.load(Ordering::Relaxed).to_string(),
-                    ),
-                    (
-                        "allowlist_denied_connections",
-                        s.denied.load(Ordering::Relaxed).to_string(),
-                    ),
-                    (
-                        "tls_handshake_failures",
-                        s.tls_failures.load(Ordering::Relaxed).to_string(),
-                    ),
-                    ("acl_access_denied_auth", s.auth.refusals().0.to_string()),
-                    ("auth_throttled", s.auth.refusals().1.to_string()),
-                    ("tenant", self.link.tenant().name().to_string()),
-                ],
-            },
-        ];
-        sections.extend(engine_sections);
-        sections
     }
 }
 

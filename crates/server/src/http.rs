@@ -2,9 +2,8 @@
 //! readiness probes and Prometheus metrics, under the same users, tenants
 //! and roles as every other door (HTTP Basic authentication).
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -23,7 +22,8 @@ use tokio::sync::watch;
 
 use crate::auth::{Refused, Role};
 use crate::link::DurableMark;
-use crate::server::Shared;
+use crate::metrics::{resident_memory_bytes, Families, Proto};
+use crate::server::{Door, Shared};
 use crate::stream::Stream;
 use crate::tenant::Tenant;
 
@@ -32,11 +32,17 @@ use crate::tenant::Tenant;
 /// client is done or the server stops; then in-flight requests finish.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let peer = Peer(stream.peer());
+    let stream = Counted {
+        inner: stream,
+        shared: shared.clone(),
+    };
     let request_timeout = shared.timeouts.request;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/", get(dashboard))
+        .route("/api/v1/stats", get(stats))
         .route(
             "/api/v1/sessions",
             get(list_sessions).delete(destroy_sessions),
@@ -64,6 +70,66 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
     };
     if let Err(e) = ended {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// The connection's stream, counting its bytes in and out.
+struct Counted {
+    inner: Stream,
+    shared: Arc<Shared>,
+}
+
+impl Counted {
+    fn counters(&self) -> &crate::metrics::DoorCounters {
+        &self.shared.doors[Door::Http as usize]
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut me.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        me.counters()
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let polled = std::pin::Pin::new(&mut me.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            me.counters()
+                .bytes_out
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -167,13 +233,102 @@ async fn metrics(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
         .into_response()
 }
 
-/// A per-tenant metric: name, type, help, and how to read it.
-type TenantMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&sessiond_core::EngineStats) -> u64,
-);
+/// `/`: the dashboard, one page that reads the JSON API.
+async fn dashboard(_scope: Scope) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Scripts and styles are the page's own; nothing else loads.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/stats`: the figures the dashboard shows (and `/metrics`
+/// exports), as JSON: per tenant the caller may see, and server-wide for
+/// admins.
+async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let tenants: Vec<Value> = scope
+        .tenants
+        .iter()
+        .map(|t| {
+            let s = t.engine().stats();
+            let m = &t.metrics;
+            let counts = |v: Vec<(&'static str, u64)>| {
+                v.into_iter()
+                    .map(|(k, n)| (k.to_string(), Value::from(n)))
+                    .collect::<serde_json::Map<_, _>>()
+            };
+            let persistence = t.persistence().map(|p| {
+                json!({
+                    "fsync": p.fsync().name(),
+                    "log_bytes": p.log_bytes(),
+                    "log_records": p.appended(),
+                    "pending_records": p.pending(),
+                    "snapshot_bytes": p.snapshot_bytes(),
+                    "fsyncs": p.fsyncs().count(),
+                    "fsync_avg_us": p.fsyncs().sum_us().checked_div(p.fsyncs().count()).unwrap_or(0),
+                    "snapshots": p.snapshots().count(),
+                })
+            });
+            json!({
+                "name": t.name(),
+                "sessions": s.sessions,
+                "bytes": s.bytes,
+                "commands": m.commands_total(),
+                "errors": m.errors_total(),
+                "expired_sessions": s.expired_sessions,
+                "lease_expiries": s.expired_leases,
+                "lock_waits": load(&m.lock_waits),
+                "lock_waiting": m.lock_waiting.load(Ordering::Relaxed).max(0),
+                "lock_wait_failures": load(&m.lock_wait_failures),
+                "lock_wait_avg_us": m.lock_wait.sum_us().checked_div(m.lock_wait.count()).unwrap_or(0),
+                "commands_by_name": counts(m.by_command()),
+                "errors_by_code": counts(m.by_error()),
+                "contended": m.hot(10).into_iter().map(|(id, waits)| json!({
+                    "id": String::from_utf8_lossy(&id),
+                    "waits": waits,
+                })).collect::<Vec<_>>(),
+                "persistence": persistence,
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "tenants": tenants,
+    });
+    if scope.server_wide {
+        let doors: serde_json::Map<_, _> = Door::ALL
+            .iter()
+            .map(|&d| {
+                let c = &shared.doors[d as usize];
+                (
+                    d.label().to_string(),
+                    json!({
+                        "connections": c.open.load(Ordering::Relaxed).max(0),
+                        "accepted": load(&c.accepted),
+                        "bytes_in": load(&c.bytes_in),
+                        "bytes_out": load(&c.bytes_out),
+                    }),
+                )
+            })
+            .collect();
+        body["server"] = json!({
+            "doors": doors,
+            "resident_memory_bytes": resident_memory_bytes(),
+            "connections_rejected": load(&shared.admission.rejected),
+            "auth_failures": shared.auth.refusals().0,
+        });
+    }
+    Json(body).into_response()
+}
 
 /// `GET /api/v1/sessions/{id}`: one session of the caller's tenant, as
 /// JSON, without refreshing its expiry.
@@ -335,13 +490,23 @@ async fn run(scope: &Scope, cmd: Command) -> Result<Reply, Error> {
     let Some(tenant) = scope.tenants.first() else {
         return Err(Error::NotAuthenticated);
     };
-    scope.role.check(cmd.access())?;
+    let index = cmd.index();
+    let started = std::time::Instant::now();
+    if let Err(e) = scope.role.check(cmd.access()) {
+        tenant
+            .metrics
+            .command(Proto::Http, index, started.elapsed(), Some(&e));
+        return Err(e);
+    }
     let engine = tenant.engine();
     // The same group-commit mark the socket doors use.
     let before = DurableMark::before(tenant.persistence(), cmd.is_write());
     let client = engine.connect();
     let result = engine.execute_now(&client, cmd);
     engine.disconnect(&client);
+    tenant
+        .metrics
+        .command(Proto::Http, index, started.elapsed(), result.as_ref().err());
     let mut mark = DurableMark::default();
     mark.after(tenant.persistence(), before);
     mark.wait(tenant.persistence()).await;
@@ -392,131 +557,59 @@ fn not_found(id: &str) -> Response {
 }
 
 fn render(shared: &Shared, scope: &Scope) -> String {
-    let mut out = String::new();
-    let per_tenant: [TenantMetric; 5] = [
-        (
-            "sessions",
-            "gauge",
-            "Live sessions held (expired ones not yet reaped included).",
-            |s| s.sessions,
-        ),
-        (
-            "session_bytes",
-            "gauge",
-            "Bytes of session data, variables and classes held.",
-            |s| s.bytes,
-        ),
-        (
-            "expired_sessions_total",
-            "counter",
-            "Sessions removed because they expired.",
-            |s| s.expired_sessions,
-        ),
-        (
-            "lease_expiries_total",
-            "counter",
-            "Lock leases that ran out.",
-            |s| s.expired_leases,
-        ),
-        (
-            "commands_total",
-            "counter",
-            "Commands run by the engine.",
-            |s| s.commands,
-        ),
-    ];
-    let stats: Vec<_> = scope
-        .tenants
-        .iter()
-        .map(|t| {
-            (
-                t.name(),
-                t.engine().stats(),
-                t.persistence().map(|p| p.appended()),
-            )
-        })
-        .collect();
-    for (name, kind, help, get) in per_tenant {
-        family(&mut out, name, kind, help);
-        for (tenant, s, _) in &stats {
-            let _ = writeln!(out, "sessiond_{name}{{tenant=\"{tenant}\"}} {}", get(s));
-        }
-    }
-    family(
-        &mut out,
-        "log_records_total",
-        "counter",
-        "Mutation records appended to the tenant's log since start.",
-    );
-    for (tenant, _, appended) in &stats {
-        if let Some(n) = appended {
-            let _ = writeln!(out, "sessiond_log_records_total{{tenant=\"{tenant}\"}} {n}");
+    let mut f = Families::default();
+    for t in &scope.tenants {
+        let s = t.engine().stats();
+        let label = format!("tenant=\"{}\"", t.name());
+        f.series("sessions", &label, s.sessions);
+        f.series("session_bytes", &label, s.bytes);
+        f.series("expired_sessions_total", &label, s.expired_sessions);
+        f.series("lease_expiries_total", &label, s.expired_leases);
+        f.series("commands_total", &label, s.commands);
+        t.metrics.render(&mut f, t.name());
+        if let Some(p) = t.persistence() {
+            f.series("log_records_total", &label, p.appended());
+            f.series("log_bytes", &label, p.log_bytes());
+            f.series("snapshot_bytes", &label, p.snapshot_bytes());
+            f.series("log_pending_records", &label, p.pending());
+            f.histogram("fsync_duration_seconds", &label, p.fsyncs());
+            f.histogram("snapshot_duration_seconds", &label, p.snapshots());
         }
     }
     if scope.server_wide {
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let (failed, throttled) = shared.auth.refusals();
-        let single: [(&str, &str, &str, u64); 8] = [
-            (
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for door in Door::ALL {
+            let c = &shared.doors[door as usize];
+            let label = format!("door=\"{}\"", door.label());
+            f.series(
                 "connections",
-                "gauge",
-                "Open client connections, all doors.",
-                shared.admission.open() as u64,
-            ),
-            (
-                "connections_accepted_total",
-                "counter",
-                "Client connections accepted.",
-                load(&shared.connections_total),
-            ),
-            (
-                "connections_rejected_total",
-                "counter",
-                "Connections refused by the connection limits.",
-                load(&shared.admission.rejected),
-            ),
-            (
-                "allowlist_denied_total",
-                "counter",
-                "Connections closed for an address on no allowlist.",
-                load(&shared.denied),
-            ),
-            (
-                "tls_handshake_failures_total",
-                "counter",
-                "TLS handshakes that failed or timed out.",
-                load(&shared.tls_failures),
-            ),
-            (
-                "auth_failures_total",
-                "counter",
-                "Logins refused for a wrong user or password.",
-                failed,
-            ),
-            (
-                "auth_throttled_total",
-                "counter",
-                "Logins refused unchecked: too many failures from the address.",
-                throttled,
-            ),
-            (
-                "uptime_seconds",
-                "gauge",
-                "Seconds since the server started.",
-                shared.started.elapsed().as_secs(),
-            ),
-        ];
-        for (name, kind, help, value) in single {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "sessiond_{name} {value}");
+                &label,
+                u64::try_from(c.open.load(Ordering::Relaxed)).unwrap_or(0),
+            );
+            f.series("connections_accepted_total", &label, load(&c.accepted));
+            f.series("received_bytes_total", &label, load(&c.bytes_in));
+            f.series("sent_bytes_total", &label, load(&c.bytes_out));
         }
+        let (failed, throttled) = shared.auth.refusals();
+        f.series(
+            "connections_rejected_total",
+            "",
+            load(&shared.admission.rejected),
+        );
+        f.series("allowlist_denied_total", "", load(&shared.denied));
+        f.series(
+            "tls_handshake_failures_total",
+            "",
+            load(&shared.tls_failures),
+        );
+        f.series("auth_failures_total", "", failed);
+        f.series("auth_throttled_total", "", throttled);
+        if let Some(rss) = resident_memory_bytes() {
+            f.series("resident_memory_bytes", "", rss);
+        }
+        f.series("uptime_seconds", "", shared.started.elapsed().as_secs());
     }
-    out
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP sessiond_{name} {help}");
-    let _ = writeln!(out, "# TYPE sessiond_{name} {kind}");
+    f.finish()
 }
 
 #[cfg(test)]

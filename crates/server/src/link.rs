@@ -18,8 +18,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::{Login, Refused, Role};
+use crate::metrics::{DoorCounters, Proto};
 use crate::persist::Persistence;
-use crate::server::Shared;
+use crate::server::{Door, Shared};
 use crate::stream::{ReadSide, Stream, WriteSide};
 use crate::tenant::Tenant;
 
@@ -77,6 +78,11 @@ pub(crate) struct Link {
     dog: Watchdog,
     /// Under `fsync always`: the log record the pending replies wait for.
     durable: DurableMark,
+    /// The listener the connection came in by.
+    door: Door,
+    /// The protocol of the request being answered (the RESP listener
+    /// speaks two), for the per-door command counts.
+    pub(crate) proto: Proto,
 }
 
 impl Link {
@@ -86,6 +92,8 @@ impl Link {
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
         capacity: usize,
+        door: Door,
+        proto: Proto,
     ) -> Self {
         let peer = stream.peer();
         let (rd, wr) = stream.split();
@@ -106,6 +114,8 @@ impl Link {
             out: BytesMut::with_capacity(capacity),
             stop: Stop::new(stop),
             durable: DurableMark::default(),
+            door,
+            proto,
         }
     }
 
@@ -141,14 +151,39 @@ impl Link {
     /// Runs `cmd` on the tenant's engine, if the role allows it; a lock
     /// request may come back as a wait.
     pub(crate) fn execute(&self, cmd: Command) -> Result<Outcome, Error> {
-        self.permit(&cmd)?;
-        self.engine().execute(self.client(), cmd)
+        self.counted(cmd, |engine, client, cmd| engine.execute(client, cmd))
     }
 
     /// Runs `cmd` once, never waiting, if the role allows it.
     pub(crate) fn execute_now(&self, cmd: Command) -> Result<Reply, Error> {
-        self.permit(&cmd)?;
-        self.engine().execute_now(self.client(), cmd)
+        self.counted(cmd, |engine, client, cmd| engine.execute_now(client, cmd))
+    }
+
+    /// Runs `cmd` with `run` if the role allows it, counting it, its time
+    /// and its error in the tenant's metrics.
+    fn counted<T>(
+        &self,
+        cmd: Command,
+        run: impl FnOnce(&Engine, &ClientHandle, Command) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let index = cmd.index();
+        let started = std::time::Instant::now();
+        let result = self
+            .permit(&cmd)
+            .and_then(|()| run(self.engine(), self.client(), cmd));
+        self.tenant
+            .metrics
+            .command(self.proto, index, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// Counts an error answered without running a command.
+    pub(crate) fn count_error(&self, e: &Error) {
+        self.tenant.metrics.error(self.proto, e);
+    }
+
+    fn counters(&self) -> &DoorCounters {
+        &self.shared.doors[self.door as usize]
     }
 
     /// Logs in as `user` (None: the default user). On success the
@@ -195,7 +230,11 @@ impl Link {
         }
         let (due, what) = self.dog.read_deadline(self.inbuf.len());
         let read = tokio::select! {
-            n = self.rd.read_buf(&mut self.inbuf) => Ok(n? > 0),
+            n = self.rd.read_buf(&mut self.inbuf) => {
+                let n = n?;
+                self.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n > 0)
+            }
             () = self.stop.wait() => Ok(false),
             () = self.dog.until(due) => Err(timed_out(what)),
         };
@@ -221,6 +260,9 @@ impl Link {
             r = async { wr.write_all(out).await?; wr.flush().await } => r?,
             () = self.dog.until(due) => return Err(timed_out("request")),
         }
+        self.counters()
+            .bytes_out
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
         self.out.clear();
         Ok(())
     }
@@ -236,22 +278,34 @@ impl Link {
         max_buffer: usize,
     ) -> std::io::Result<Option<Result<Reply, Error>>> {
         let engine = self.tenant.engine().clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(pending.wait_ms);
-        loop {
+        let tenant = self.tenant.clone();
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_millis(pending.wait_ms);
+        tenant.metrics.wait_started(pending.id.as_bytes());
+        let ended = loop {
             let room = self.inbuf.len() < max_buffer;
             tokio::select! {
                 outcome = &mut pending.wait => {
-                    return Ok(Some(engine.complete_wait(&pending, outcome)));
+                    break Some(engine.complete_wait(&pending, outcome));
                 }
-                () = tokio::time::sleep_until(deadline) => return Ok(Some(engine.give_up(&pending))),
-                () = self.stop.wait() => return Ok(Some(engine.give_up(&pending))),
+                () = tokio::time::sleep_until(deadline) => break Some(engine.give_up(&pending)),
+                () = self.stop.wait() => break Some(engine.give_up(&pending)),
                 n = self.rd.read_buf(&mut self.inbuf), if room => {
-                    if !matches!(n, Ok(n) if n > 0) {
-                        return Ok(None);
+                    match n {
+                        Ok(n) if n > 0 => {
+                            self.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        _ => break None,
                     }
                 }
             }
+        };
+        let granted = matches!(ended, Some(Ok(_)));
+        tenant.metrics.wait_ended(started.elapsed(), granted);
+        if let Some(Err(e)) = &ended {
+            tenant.metrics.error(self.proto, e);
         }
+        Ok(ended)
     }
 }
 

@@ -49,7 +49,14 @@ struct Conn {
 /// Serves one memcached connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
-        link: Link::new(stream, shared, stop, 16 * 1024),
+        link: Link::new(
+            stream,
+            shared,
+            stop,
+            16 * 1024,
+            crate::server::Door::Memcache,
+            crate::metrics::Proto::Memcache,
+        ),
         protocol: None,
         skip: 0,
     };

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     tls: [Option<TlsAcceptor>; 4],
     /// TLS handshakes that failed or did not finish in time.
     pub(crate) tls_failures: AtomicU64,
+    /// Per door: connections and bytes.
+    pub(crate) doors: [crate::metrics::DoorCounters; 4],
 }
 
 /// A configured server, ready to run on a listener.
@@ -149,6 +151,7 @@ impl Server {
                 self.config.allow_http.clone(),
             ],
             denied: AtomicU64::new(0),
+            doors: Default::default(),
             tls: Door::ALL.map(|d| {
                 self.config
                     .tls
@@ -254,6 +257,16 @@ impl Door {
     /// Every door, in the order of the per-door tables.
     pub const ALL: [Door; 4] = [Door::Resp, Door::Line, Door::Memcache, Door::Http];
 
+    /// The door's label in metrics (as in the configuration).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Door::Resp => "resp",
+            Door::Line => "line",
+            Door::Memcache => "memcache",
+            Door::Http => "http",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Door::Resp => "native",
@@ -332,15 +345,21 @@ async fn start(
         return;
     };
     let (shared, stop) = (shared.clone(), stop.clone());
+    let counters = &shared.doors[door as usize];
+    counters.accepted.fetch_add(1, Ordering::Relaxed);
+    counters.open.fetch_add(1, Ordering::Relaxed);
     connections.spawn(async move {
         if let Some(stream) = handshake(tcp, door, &shared).await {
             match door {
-                Door::Resp => connection::serve(stream, shared, stop).await,
-                Door::Line => crate::line::serve(stream, shared, stop).await,
-                Door::Memcache => crate::memcache::serve(stream, shared, stop).await,
-                Door::Http => crate::http::serve(stream, shared, stop).await,
+                Door::Resp => connection::serve(stream, shared.clone(), stop).await,
+                Door::Line => crate::line::serve(stream, shared.clone(), stop).await,
+                Door::Memcache => crate::memcache::serve(stream, shared.clone(), stop).await,
+                Door::Http => crate::http::serve(stream, shared.clone(), stop).await,
             }
         }
+        shared.doors[door as usize]
+            .open
+            .fetch_sub(1, Ordering::Relaxed);
         drop(permit);
     });
 }

@@ -24,6 +24,8 @@ pub struct Tenant {
     /// The memcached door's `stats` counters, per tenant like everything
     /// else a tenant can see.
     pub(crate) memcache_stats: crate::memcache::McStats,
+    /// Commands, errors, latency and lock waits, for `/metrics` and `INFO`.
+    pub(crate) metrics: crate::metrics::TenantMetrics,
 }
 
 impl Tenant {
@@ -60,6 +62,7 @@ impl Tenant {
             engine,
             persist,
             memcache_stats: Default::default(),
+            metrics: Default::default(),
         }))
     }
 

@@ -203,14 +203,20 @@ impl Engine {
         Reply::Info(vec![InfoSection {
             name: "Sessions",
             fields: vec![
-                ("sessions", sessions.to_string()),
-                ("locked_sessions", locks.to_string()),
-                ("lock_waiters", waiters.to_string()),
-                ("expired_sessions", stat(&self.stats.expired_sessions)),
-                ("expired_leases", stat(&self.stats.expired_leases)),
-                ("commands_processed", stat(&self.stats.commands)),
-                ("next_fencing_key", self.next_fencing_key().to_string()),
-                ("shards", self.store.len().to_string()),
+                ("sessions".into(), sessions.to_string()),
+                ("locked_sessions".into(), locks.to_string()),
+                ("lock_waiters".into(), waiters.to_string()),
+                (
+                    "expired_sessions".into(),
+                    stat(&self.stats.expired_sessions),
+                ),
+                ("expired_leases".into(), stat(&self.stats.expired_leases)),
+                ("commands_processed".into(), stat(&self.stats.commands)),
+                (
+                    "next_fencing_key".into(),
+                    self.next_fencing_key().to_string(),
+                ),
+                ("shards".into(), self.store.len().to_string()),
             ],
         }])
     }

@@ -34,6 +34,8 @@ pub struct PendingLock {
     pub mode: LockMode,
     /// What to answer on a grant.
     pub then: AfterGrant,
+    /// The session whose lock is awaited.
+    pub id: SessionId,
     started_ms: u64,
 }
 
@@ -131,6 +133,7 @@ impl Engine {
                 wait_ms,
                 mode,
                 then,
+                id,
                 started_ms: now,
             })),
         }

@@ -2,6 +2,7 @@
 //! mutex and written by one thread, many records per write and per fsync
 //! (group commit).
 
+use crate::metrics::Histogram;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,6 +29,17 @@ pub enum Fsync {
     Everysec,
     /// Records are written at once; the OS decides when they reach the disk.
     No,
+}
+
+impl Fsync {
+    /// The policy as the configuration spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Everysec => "everysec",
+            Fsync::No => "no",
+        }
+    }
 }
 
 impl std::str::FromStr for Fsync {
@@ -72,6 +84,8 @@ struct Shared {
     /// Bytes in the current log file.
     file_bytes: AtomicU64,
     policy: Fsync,
+    /// How long each fsync took.
+    fsyncs: Histogram,
 }
 
 /// The log: a [`MutationLog`] backed by a file and a writer thread.
@@ -99,6 +113,7 @@ impl LogWriter {
             durable_tx,
             file_bytes: AtomicU64::new(len),
             policy,
+            fsyncs: Histogram::default(),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -126,6 +141,17 @@ impl LogWriter {
     pub async fn wait_durable(&self, seq: u64) {
         let mut rx = self.durable_rx.clone();
         let _ = rx.wait_for(|&d| d >= seq).await;
+    }
+
+    /// Records appended and not yet durable per the policy.
+    pub fn pending(&self) -> u64 {
+        let durable = *self.durable_rx.borrow();
+        self.appended().saturating_sub(durable)
+    }
+
+    /// How long each fsync of the log took.
+    pub(crate) fn fsyncs(&self) -> &Histogram {
+        &self.shared.fsyncs
     }
 
     /// Bytes in the current log file, written or about to be.
@@ -214,7 +240,7 @@ fn write_loop(shared: &Shared, mut file: File) {
         };
         if let Some(r) = rotation {
             write_or_die(&mut file, &r.old);
-            sync_or_die(&file);
+            sync_or_die(&file, &shared.fsyncs);
             tracing::debug!(path = %r.path.display(), "log rotated");
             file = r.file;
             dirty = false;
@@ -230,7 +256,7 @@ fn write_loop(shared: &Shared, mut file: File) {
                 && dirty
                 && last_sync.elapsed() >= Duration::from_secs(1));
         if sync_now && dirty {
-            sync_or_die(&file);
+            sync_or_die(&file, &shared.fsyncs);
             dirty = false;
             last_sync = Instant::now();
         }
@@ -256,8 +282,11 @@ fn write_or_die(file: &mut File, buf: &[u8]) {
     }
 }
 
-fn sync_or_die(file: &File) {
-    if let Err(e) = file.sync_data() {
+fn sync_or_die(file: &File, took: &Histogram) {
+    let started = Instant::now();
+    let synced = file.sync_data();
+    took.observe(started.elapsed());
+    if let Err(e) = synced {
         tracing::error!(error = %e, "cannot fsync the log; stopping");
         std::process::exit(70);
     }

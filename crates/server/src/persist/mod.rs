@@ -11,6 +11,7 @@ mod inspect;
 mod log;
 mod record;
 
+use crate::metrics::Histogram;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ pub struct Persistence {
     policy: CompactionPolicy,
     stop: Arc<AtomicBool>,
     compactor: Mutex<Option<JoinHandle<()>>>,
+    /// How long each snapshot took.
+    snapshots: Histogram,
 }
 
 impl Persistence {
@@ -119,6 +122,7 @@ impl Persistence {
             policy,
             stop: Arc::new(AtomicBool::new(false)),
             compactor: Mutex::new(None),
+            snapshots: Histogram::default(),
         });
         let weak = Arc::downgrade(&me);
         let stop = me.stop.clone();
@@ -149,6 +153,31 @@ impl Persistence {
     /// Sequence number of the newest record appended.
     pub fn appended(&self) -> u64 {
         self.writer.appended()
+    }
+
+    /// Records appended and not yet durable per the policy.
+    pub fn pending(&self) -> u64 {
+        self.writer.pending()
+    }
+
+    /// Bytes in the current log file.
+    pub fn log_bytes(&self) -> u64 {
+        self.writer.file_bytes()
+    }
+
+    /// Bytes in the newest snapshot (0 before the first).
+    pub fn snapshot_bytes(&self) -> u64 {
+        *self.snapshot_bytes.lock()
+    }
+
+    /// How long each fsync of the log took.
+    pub(crate) fn fsyncs(&self) -> &Histogram {
+        self.writer.fsyncs()
+    }
+
+    /// How long each snapshot took.
+    pub(crate) fn snapshots(&self) -> &Histogram {
+        &self.snapshots
     }
 
     /// Resolves once every record up to `seq` is durable per the policy.
@@ -217,6 +246,7 @@ impl Persistence {
         sync_dir(&self.dir).map_err(|e| io("cannot sync the data directory", e))?;
         remove_older(&self.dir, next);
         *self.snapshot_bytes.lock() = bytes;
+        self.snapshots.observe(started.elapsed());
         tracing::info!(
             generation = next,
             sessions,
