@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod ctl;
+mod import;
+mod remote;
 use sessiond_server::{Config, Doors, Fsync, Listen, LogLevel, Server, ServerError, Storage};
 
 #[derive(Parser)]
@@ -27,6 +31,12 @@ enum Cmd {
     /// Read a password (one line) on standard input and print its Argon2id
     /// hash, for a `[[users]]` entry's `password_hash`.
     Passwd,
+    /// The operator's command line, over the native protocol: stats, a
+    /// live `top`, sessions list|find|show|destroy, an online dump, check.
+    Ctl(Box<ctl::CtlArgs>),
+    /// Copy sessions into a running server: from PHP's `files` session
+    /// directory (`--from-php-files`) or from a dump (`--from-dump`).
+    Import(Box<import::ImportArgs>),
     /// Load generator: drive sessiond, Redis or memcached with session
     /// workloads and report transactions/s and latency (BENCHMARKS.md).
     #[command(subcommand)]
@@ -205,6 +215,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bench(cmd) => bench(cmd),
+        Cmd::Ctl(args) => remote_command(ctl::run(&args)),
+        Cmd::Import(args) => remote_command(import::run(&args)),
         Cmd::Passwd => passwd(),
         Cmd::Dump(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -218,6 +230,29 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// Runs a client-side command: exit status 0 when it went well, 1 when it
+/// ran but found trouble, 2 when it could not run.
+fn remote_command(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            ExitCode::from(2)
         }
     }
 }

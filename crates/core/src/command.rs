@@ -32,6 +32,9 @@ pub enum Command {
     Exists { id: SessionId },
     /// Metadata of a session. Does not refresh it.
     Info { id: SessionId },
+    /// The whole session (class, times, timeout, data, explicit
+    /// variables), without refreshing it: for dumps and backups.
+    Export { id: SessionId },
     /// How many sessions (of a class).
     Count { class: Option<Bytes> },
     /// Every session id (of a class).
@@ -231,12 +234,13 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 40] = [
+    pub const NAMES: [&'static str; 41] = [
         "create",
         "uniq",
         "destroy",
         "exists",
         "info",
+        "export",
         "count",
         "list",
         "scan",
@@ -282,41 +286,42 @@ impl Command {
             Command::Destroy { .. } => 2,
             Command::Exists { .. } => 3,
             Command::Info { .. } => 4,
-            Command::Count { .. } => 5,
-            Command::List { .. } => 6,
-            Command::Scan { .. } => 7,
-            Command::Get { .. } => 8,
-            Command::Set { .. } => 9,
-            Command::Del { .. } => 10,
-            Command::GetAll { .. } => 11,
-            Command::SetAll { .. } => 12,
-            Command::GetData { .. } => 13,
-            Command::SetData { .. } => 14,
-            Command::Store { .. } => 15,
-            Command::Append { .. } => 16,
-            Command::Item { .. } => 17,
-            Command::IncrData { .. } => 18,
-            Command::Inc { .. } => 19,
-            Command::Find { .. } => 20,
-            Command::ListVar { .. } => 21,
-            Command::Timeout { .. } => 22,
-            Command::Ttl { .. } => 23,
-            Command::PTtl { .. } => 24,
-            Command::Touch { .. } => 25,
-            Command::Lock { .. } => 26,
-            Command::Unlock { .. } => 27,
-            Command::LockOwned { .. } => 28,
-            Command::UnlockOwned { .. } => 29,
-            Command::LockOwner { .. } => 30,
-            Command::Commit { .. } => 31,
-            Command::Open { .. } => 32,
-            Command::Close { .. } => 33,
-            Command::Regenerate { .. } => 34,
-            Command::RandStr { .. } => 35,
-            Command::Ping { .. } => 36,
-            Command::Echo { .. } => 37,
-            Command::ServerInfo => 38,
-            Command::FlushAll => 39,
+            Command::Export { .. } => 5,
+            Command::Count { .. } => 6,
+            Command::List { .. } => 7,
+            Command::Scan { .. } => 8,
+            Command::Get { .. } => 9,
+            Command::Set { .. } => 10,
+            Command::Del { .. } => 11,
+            Command::GetAll { .. } => 12,
+            Command::SetAll { .. } => 13,
+            Command::GetData { .. } => 14,
+            Command::SetData { .. } => 15,
+            Command::Store { .. } => 16,
+            Command::Append { .. } => 17,
+            Command::Item { .. } => 18,
+            Command::IncrData { .. } => 19,
+            Command::Inc { .. } => 20,
+            Command::Find { .. } => 21,
+            Command::ListVar { .. } => 22,
+            Command::Timeout { .. } => 23,
+            Command::Ttl { .. } => 24,
+            Command::PTtl { .. } => 25,
+            Command::Touch { .. } => 26,
+            Command::Lock { .. } => 27,
+            Command::Unlock { .. } => 28,
+            Command::LockOwned { .. } => 29,
+            Command::UnlockOwned { .. } => 30,
+            Command::LockOwner { .. } => 31,
+            Command::Commit { .. } => 32,
+            Command::Open { .. } => 33,
+            Command::Close { .. } => 34,
+            Command::Regenerate { .. } => 35,
+            Command::RandStr { .. } => 36,
+            Command::Ping { .. } => 37,
+            Command::Echo { .. } => 38,
+            Command::ServerInfo => 39,
+            Command::FlushAll => 40,
         }
     }
 
@@ -369,6 +374,7 @@ impl Command {
             }
             Command::Exists { .. }
             | Command::Info { .. }
+            | Command::Export { .. }
             | Command::Count { .. }
             | Command::List { .. }
             | Command::Scan { .. }
@@ -415,6 +421,7 @@ impl Command {
             Command::Close { data, sets, .. } => data.is_some() || !sets.is_empty(),
             Command::Exists { .. }
             | Command::Info { .. }
+            | Command::Export { .. }
             | Command::Count { .. }
             | Command::List { .. }
             | Command::Scan { .. }

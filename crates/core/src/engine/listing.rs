@@ -55,6 +55,39 @@ impl Engine {
         ))
     }
 
+    pub(super) fn export(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let s = shard
+            .live(id, now)
+            .ok_or_else(|| Error::NoSession(id.clone()))?;
+        let int = |n: u64| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        let fields = vec![
+            ("id", Reply::Bulk(id.to_bytes())),
+            ("class", s.class().cloned().map_or(Reply::Nil, Reply::Bulk)),
+            ("created_ms", int(s.created_ms)),
+            ("accessed_ms", int(s.accessed_ms)),
+            ("timeout_ms", int(s.timeout_ms)),
+            ("ttl_ms", int(s.ttl_ms(now))),
+            ("version", int(s.version)),
+            ("data", Reply::Bulk(s.data.clone())),
+            (
+                "vars",
+                Reply::Map(
+                    s.vars()
+                        .iter()
+                        .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+                        .collect(),
+                ),
+            ),
+        ];
+        Ok(Reply::Map(
+            fields
+                .into_iter()
+                .map(|(k, v)| (Reply::text(k), v))
+                .collect(),
+        ))
+    }
+
     pub(super) fn count(&self, class: Option<&[u8]>, now: u64) -> Reply {
         let mut total = 0usize;
         for i in 0..self.store.len() {

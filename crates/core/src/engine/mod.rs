@@ -432,6 +432,7 @@ impl Engine {
             Command::Destroy { id } => self.destroy(&id, now)?,
             Command::Exists { id } => self.exists(&id, now),
             Command::Info { id } => self.info(&id, now)?,
+            Command::Export { id } => self.export(&id, now)?,
             Command::Count { class } => self.count(class.as_deref(), now),
             Command::List { class } => self.list(class.as_deref(), now),
             Command::Scan {

@@ -108,6 +108,7 @@ pub fn parse_command(spec: &'static CommandSpec, rest: Vec<Bytes>) -> Result<Req
         "SESSION.DESTROY" => Command::Destroy { id: a.id()? },
         "SESSION.EXISTS" => Command::Exists { id: a.id()? },
         "SESSION.INFO" => Command::Info { id: a.id()? },
+        "SESSION.EXPORT" => Command::Export { id: a.id()? },
         "SESSION.COUNT" => Command::Count {
             class: a.options(&["CLASS"])?.get("CLASS"),
         },

@@ -70,6 +70,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Metadata: class, times, timeout, ttl, version, lock state.",
     ),
     spec(
+        "SESSION.EXPORT",
+        2,
+        false,
+        "id",
+        "The whole session (times, data, explicit variables), unrefreshed.",
+    ),
+    spec(
         "SESSION.COUNT",
         -1,
         false,
