@@ -316,13 +316,7 @@ async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
     browser
         .wait_text("listed", "user 42's two sessions", |t| t == "2 listed")
         .await;
-    let (_, found) = http(
-        &http_addr,
-        "GET",
-        "/api/v1/sessions?var=user_id&value=42",
-        None,
-    )
-    .await;
+    let (_, found) = http(&http_addr, "GET", "/api/v1/find?var=user_id&value=42", None).await;
     let mut ids: Vec<String> = found["sessions"]
         .as_array()
         .unwrap()

@@ -343,7 +343,7 @@ async fn list_find_and_log_a_user_out_everywhere() {
     seen.sort();
     assert_eq!(seen, ["p1", "s1", "s2", "s3"]);
 
-    let (_, body) = get(&s, "/api/v1/sessions?var=user_id&value=42", web).await;
+    let (_, body) = get(&s, "/api/v1/find?var=user_id&value=42", web).await;
     let mut found: Vec<String> = json(&body)["sessions"]
         .as_array()
         .unwrap()

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -47,6 +48,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
             "/api/v1/sessions",
             get(list_sessions).delete(destroy_sessions),
         )
+        .route("/api/v1/find", get(find_sessions))
         .route(
             "/api/v1/sessions/{id}",
             get(get_session).delete(destroy_session),
@@ -369,44 +371,53 @@ async fn get_session(scope: Scope, Path(id): Path<String>) -> Response {
     Json(body).into_response()
 }
 
-/// Query of `GET`/`DELETE /api/v1/sessions`.
+/// Query of `GET /api/v1/sessions`: one page.
 #[derive(serde::Deserialize)]
-struct ListQuery {
-    /// Paging: the cursor a previous page returned (`0` to start).
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// The cursor a previous page returned (`0` to start).
     cursor: Option<String>,
-    /// Paging: ids per page.
+    /// Ids per page.
     count: Option<usize>,
     /// Only sessions of this class.
     class: Option<String>,
-    /// Search: sessions whose variable `var` (or PHP entry) equals `value`.
-    var: Option<String>,
-    value: Option<String>,
 }
 
-/// `GET /api/v1/sessions`: one page of ids (`cursor`, `count`, `class`),
-/// or with `var` and `value`, every session where that variable has that
-/// value ("which sessions belong to user 42").
-async fn list_sessions(scope: Scope, Query(q): Query<ListQuery>) -> Response {
-    if let (Some(var), Some(value)) = (&q.var, &q.value) {
-        let found = run(
-            &scope,
-            Command::Find {
-                name: Bytes::from(var.clone()),
-                value: Bytes::from(value.clone()),
-            },
-        )
-        .await;
-        return match found {
-            Ok(Reply::Array(ids)) => Json(json!({ "sessions": texts(ids) })).into_response(),
-            Ok(other) => unexpected(&other),
-            Err(e) => failure(&e),
-        };
+/// Query of `GET /api/v1/find` and `DELETE /api/v1/sessions`: the
+/// sessions whose variable `var` (or PHP entry) equals `value`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VarQuery {
+    var: String,
+    value: String,
+}
+
+/// A query string as `T`, or a refusal as JSON like every other: a
+/// malformed or incomplete one, or one with a parameter the operation does
+/// not know (a typo is not silently ignored).
+fn query<T: serde::de::DeserializeOwned>(q: Result<Query<T>, QueryRejection>) -> Result<T, String> {
+    q.map(|Query(q)| q).map_err(|e| e.body_text())
+}
+
+fn bad_request(why: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
+}
+
+/// `GET /api/v1/sessions`: one page of ids (`cursor`, `count`, `class`).
+async fn list_sessions(scope: Scope, q: Result<Query<PageQuery>, QueryRejection>) -> Response {
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(why) => return bad_request(why),
+    };
+    let count = q.count.unwrap_or(100);
+    if !(1..=10_000).contains(&count) {
+        return bad_request(format!("count is {count}; give 1 to 10000"));
     }
     let scan = run(
         &scope,
         Command::Scan {
             cursor: Bytes::from(q.cursor.unwrap_or_else(|| "0".into())),
-            count: q.count.unwrap_or(100),
+            count,
             class: q.class.map(Bytes::from),
         },
     )
@@ -428,9 +439,43 @@ async fn list_sessions(scope: Scope, Query(q): Query<ListQuery>) -> Response {
     }
 }
 
+/// The sessions where variable `var` has `value`.
+async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<Reply>, Response> {
+    if q.var.is_empty() {
+        return Err(bad_request("var is empty: name a variable".into()));
+    }
+    let found = run(
+        scope,
+        Command::Find {
+            name: Bytes::from(q.var),
+            value: Bytes::from(q.value),
+        },
+    )
+    .await;
+    match found {
+        Ok(Reply::Array(ids)) => Ok(ids),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => Err(failure(&e)),
+    }
+}
+
+/// `GET /api/v1/find?var=user_id&value=42`: every session where that
+/// variable has that value ("which sessions belong to user 42").
+async fn find_sessions(scope: Scope, q: Result<Query<VarQuery>, QueryRejection>) -> Response {
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(why) => return bad_request(why),
+    };
+    match find(&scope, q).await {
+        Ok(ids) => Json(json!({ "sessions": texts(ids) })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
 /// `DELETE /api/v1/sessions/{id}`: destroy one session.
 async fn destroy_session(scope: Scope, Path(id): Path<String>) -> Response {
     let id = SessionId::new(Bytes::from(id.into_bytes()));
+    // A session that is not there is a 404 (NOSESSION), as for GET.
     match run(&scope, Command::Destroy { id }).await {
         Ok(_) => Json(json!({ "destroyed": 1 })).into_response(),
         Err(e) => failure(&e),
@@ -439,30 +484,18 @@ async fn destroy_session(scope: Scope, Path(id): Path<String>) -> Response {
 
 /// `DELETE /api/v1/sessions?var=user_id&value=42`: destroy every session
 /// where that variable has that value — log the user out everywhere.
-async fn destroy_sessions(scope: Scope, Query(q): Query<ListQuery>) -> Response {
-    let (Some(var), Some(value)) = (q.var, q.value) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "give var and value: the sessions to destroy are those where that variable has that value" })),
-        )
-            .into_response();
+async fn destroy_sessions(scope: Scope, q: Result<Query<VarQuery>, QueryRejection>) -> Response {
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(why) => return bad_request(why),
     };
     // Refused before the search for a role that may not destroy.
     if let Err(e) = scope.role.check(Access::Write) {
         return failure(&e);
     }
-    let found = match run(
-        &scope,
-        Command::Find {
-            name: Bytes::from(var),
-            value: Bytes::from(value),
-        },
-    )
-    .await
-    {
-        Ok(Reply::Array(ids)) => ids,
-        Ok(other) => return unexpected(&other),
-        Err(e) => return failure(&e),
+    let found = match find(&scope, q).await {
+        Ok(ids) => ids,
+        Err(refusal) => return refusal,
     };
     let mut destroyed = 0u64;
     for id in found {

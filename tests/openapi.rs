@@ -1,0 +1,89 @@
+//! docs/openapi.yaml against the real server: schemathesis (from PyPI;
+//! `.ci/run` installs it) generates valid and invalid requests for every
+//! operation and checks every answer — no server errors, only documented
+//! status codes and content types, bodies matching their schemas,
+//! credentials really required, a destroyed session really gone.
+
+mod common;
+
+use common::TestServer;
+use sessiond_server::{hash_password, Config, LimitsConfig, Role, Storage, UserConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_server() {
+    let st = std::process::Command::new("st").arg("--version").output();
+    assert!(
+        st.is_ok_and(|o| o.status.success()),
+        "schemathesis' `st` is missing: pip install schemathesis (.ci/run does)"
+    );
+    let s = TestServer::start_with(Config {
+        storage: Storage::Memory,
+        users: vec![UserConfig {
+            name: "ops".into(),
+            password_hash: hash_password(b"pw").unwrap(),
+            tenant: "default".into(),
+            role: Role::Admin,
+        }],
+        limits: LimitsConfig {
+            // schemathesis sends wrong credentials on purpose, many times.
+            max_auth_failures: 1_000_000,
+            ..LimitsConfig::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let mut c = s.client().await;
+    c.auth("ops", "pw").await.unwrap();
+    for i in 0..20 {
+        let id = format!("s{i}");
+        c.call(&["SESSION.CREATE", &id, "DATA", "user|s:1:\"7\";"])
+            .await
+            .unwrap();
+        c.call(&["SESSION.SET", &id, "user_id", &(i % 3).to_string()])
+            .await
+            .unwrap();
+    }
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
+    let url = format!("http://{}", s.http);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("st")
+            .args([
+                "--config-file",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml"),
+                "run",
+                spec,
+                "--url",
+                &url,
+                "--auth",
+                "ops:pw",
+                "--checks",
+                "all",
+                "--max-examples",
+                "40",
+                "--seed",
+                "7",
+                "--workers",
+                "1",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .output()
+            .expect("run schemathesis")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+    assert!(
+        !report.contains("No operations"),
+        "schemathesis tested nothing:\n{report}"
+    );
+    s.stop().await;
+}
