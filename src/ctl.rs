@@ -234,33 +234,15 @@ async fn sessions(c: &mut Client, cmd: &SessionsCmd) -> Result<bool, String> {
             let mut cursor = Bytes::from_static(b"0");
             let mut out = std::io::stdout().lock();
             loop {
-                let mut args: Vec<Bytes> = vec![
-                    "SESSION.SCAN".into(),
-                    cursor.clone(),
-                    "COUNT".into(),
-                    "1000".into(),
-                ];
-                if let Some(class) = class {
-                    args.extend(["CLASS".into(), Bytes::from(class.clone())]);
-                }
-                let page = match call(c, &args).await? {
-                    RespValue::Array(mut page) if page.len() == 2 => {
-                        let ids = page.pop().unwrap_or(RespValue::Nil);
-                        cursor = match page.pop() {
-                            Some(RespValue::Bulk(b)) => b,
-                            _ => Bytes::from_static(b"0"),
-                        };
-                        ids
-                    }
-                    other => return Err(format!("unexpected SCAN reply {other:?}")),
-                };
-                for id in ids(page) {
+                let (next, page) = scan_page(c, cursor, 1000, class.as_deref()).await?;
+                for id in page {
                     let _ = out.write_all(&id);
                     let _ = out.write_all(b"\n");
                 }
-                if cursor.as_ref() == b"0" {
+                if next.as_ref() == b"0" {
                     return Ok(true);
                 }
+                cursor = next;
             }
         }
         SessionsCmd::Find { name, value } => {
@@ -300,6 +282,36 @@ async fn sessions(c: &mut Client, cmd: &SessionsCmd) -> Result<bool, String> {
             println!("destroyed {destroyed}");
             Ok(ok)
         }
+    }
+}
+
+/// One page of `SESSION.SCAN` from `cursor`: the next cursor (`0` when
+/// the walk is over) and the page's ids.
+async fn scan_page(
+    c: &mut Client,
+    cursor: Bytes,
+    count: usize,
+    class: Option<&str>,
+) -> Result<(Bytes, Vec<Bytes>), String> {
+    let mut args: Vec<Bytes> = vec![
+        "SESSION.SCAN".into(),
+        cursor,
+        "COUNT".into(),
+        count.to_string().into(),
+    ];
+    if let Some(class) = class {
+        args.extend(["CLASS".into(), Bytes::from(class.to_string())]);
+    }
+    match call(c, &args).await? {
+        RespValue::Array(mut page) if page.len() == 2 => {
+            let list = ids(page.pop().unwrap_or(RespValue::Nil));
+            let next = match page.pop() {
+                Some(RespValue::Bulk(b)) => b,
+                _ => Bytes::from_static(b"0"),
+            };
+            Ok((next, list))
+        }
+        other => Err(format!("unexpected SCAN reply {other:?}")),
     }
 }
 
@@ -351,15 +363,8 @@ async fn dump(c: &mut Client) -> Result<bool, String> {
     let mut cursor = Bytes::from_static(b"0");
     let mut written = 0u64;
     loop {
-        let page = call(c, &[&b"SESSION.SCAN"[..], &cursor, b"COUNT", b"500"]).await?;
-        let RespValue::Array(mut page) = page else {
-            return Err("unexpected SCAN reply".into());
-        };
-        let list = ids(page.pop().unwrap_or(RespValue::Nil));
-        cursor = match page.pop() {
-            Some(RespValue::Bulk(b)) => b,
-            _ => Bytes::from_static(b"0"),
-        };
+        let (next, list) = scan_page(c, cursor, 500, None).await?;
+        cursor = next;
         let commands: Vec<Vec<Bytes>> = list
             .iter()
             .map(|id| vec![Bytes::from_static(b"SESSION.EXPORT"), id.clone()])
@@ -369,9 +374,11 @@ async fn dump(c: &mut Client) -> Result<bool, String> {
             .await
             .map_err(|e| format!("the server went away: {e}"))?;
         for reply in replies {
-            // One gone between the page and the read is no longer there.
-            if matches!(reply, RespValue::Error(_)) {
-                continue;
+            match &reply {
+                // One gone between the page and the read is not there.
+                RespValue::Error(e) if e.starts_with("NOSESSION") => continue,
+                RespValue::Error(e) => return Err(format!("SESSION.EXPORT: {e}")),
+                _ => {}
             }
             let line = export_json(reply).to_string();
             out.write_all(line.as_bytes())

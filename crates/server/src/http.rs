@@ -275,7 +275,7 @@ async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
                     "pending_records": p.pending(),
                     "snapshot_bytes": p.snapshot_bytes(),
                     "fsyncs": p.fsyncs().count(),
-                    "fsync_avg_us": p.fsyncs().sum_us().checked_div(p.fsyncs().count()).unwrap_or(0),
+                    "fsync_avg_us": p.fsyncs().mean_us(),
                     "snapshots": p.snapshots().count(),
                 })
             });
@@ -290,7 +290,7 @@ async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
                 "lock_waits": load(&m.lock_waits),
                 "lock_waiting": m.lock_waiting.load(Ordering::Relaxed).max(0),
                 "lock_wait_failures": load(&m.lock_wait_failures),
-                "lock_wait_avg_us": m.lock_wait.sum_us().checked_div(m.lock_wait.count()).unwrap_or(0),
+                "lock_wait_avg_us": m.lock_wait.mean_us(),
                 "commands_by_name": counts(m.by_command()),
                 "errors_by_code": counts(m.by_error()),
                 "contended": m.hot(10).into_iter().map(|(id, waits)| json!({

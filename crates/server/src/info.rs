@@ -44,7 +44,6 @@ pub(crate) fn sections(
     let config = tenant.engine().config();
     let rss = resident_memory_bytes().unwrap_or(0);
     let uptime = shared.started.elapsed().as_secs();
-    let avg = |sum_us: u64, n: u64| (sum_us.checked_div(n).unwrap_or(0)).to_string();
 
     let mut all = vec![
         InfoSection {
@@ -131,10 +130,7 @@ pub(crate) fn sections(
                     "lock_wait_failures",
                     load(&m.lock_wait_failures).to_string(),
                 ),
-                field(
-                    "lock_wait_avg_usec",
-                    avg(m.lock_wait.sum_us(), m.lock_wait.count()),
-                ),
+                field("lock_wait_avg_usec", m.lock_wait.mean_us().to_string()),
             ],
         },
         InfoSection {
@@ -211,20 +207,10 @@ fn persistence(tenant: &Tenant) -> InfoSection {
                 field("log_records", p.appended().to_string()),
                 field("log_pending_records", p.pending().to_string()),
                 field("fsyncs", fsyncs.count().to_string()),
-                field(
-                    "fsync_avg_usec",
-                    fsyncs
-                        .sum_us()
-                        .checked_div(fsyncs.count())
-                        .unwrap_or(0)
-                        .to_string(),
-                ),
+                field("fsync_avg_usec", fsyncs.mean_us().to_string()),
                 field("snapshot_bytes", p.snapshot_bytes().to_string()),
                 field("snapshots", snaps.count().to_string()),
-                field(
-                    "snapshot_avg_msec",
-                    (snaps.sum_us().checked_div(snaps.count()).unwrap_or(0) / 1000).to_string(),
-                ),
+                field("snapshot_avg_msec", (snaps.mean_us() / 1000).to_string()),
             ]);
         }
     }

@@ -87,6 +87,11 @@ impl Histogram {
         self.sum_us.load(Ordering::Relaxed)
     }
 
+    /// The mean observation in microseconds (0 before the first).
+    pub(crate) fn mean_us(&self) -> u64 {
+        self.sum_us().checked_div(self.count()).unwrap_or(0)
+    }
+
     /// The series of one labelled histogram (`labels` like `door="resp"`,
     /// or empty), in seconds.
     fn render(&self, out: &mut String, name: &str, labels: &str) {
