@@ -598,7 +598,7 @@ fn render(shared: &Shared, scope: &Scope) -> String {
         f.series("session_bytes", &label, s.bytes);
         f.series("expired_sessions_total", &label, s.expired_sessions);
         f.series("lease_expiries_total", &label, s.expired_leases);
-        f.series("commands_total", &label, s.commands);
+        f.series("commands_total", &label, t.metrics.commands_total());
         t.metrics.render(&mut f, t.name());
         if let Some(p) = t.persistence() {
             f.series("log_records_total", &label, p.appended());

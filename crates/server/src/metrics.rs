@@ -352,7 +352,10 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "expired_sessions_total" => ("counter", "Sessions removed because they expired."),
         "lease_expiries_total" => ("counter", "Lock leases that ran out."),
-        "commands_total" => ("counter", "Commands run by the engine, all doors."),
+        "commands_total" => (
+            "counter",
+            "Commands answered, all doors (refused ones included).",
+        ),
         "commands_by_name_total" => ("counter", "Commands run, by door (protocol) and command."),
         "errors_total" => (
             "counter",

@@ -244,7 +244,6 @@ impl Engine {
                     stat(&self.stats.expired_sessions),
                 ),
                 ("expired_leases".into(), stat(&self.stats.expired_leases)),
-                ("commands_processed".into(), stat(&self.stats.commands)),
                 (
                     "next_fencing_key".into(),
                     self.next_fencing_key().to_string(),

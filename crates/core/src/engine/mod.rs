@@ -132,8 +132,6 @@ pub struct EngineStats {
     pub expired_sessions: u64,
     /// Lock leases that ran out, since start.
     pub expired_leases: u64,
-    /// Commands run, since start.
-    pub commands: u64,
 }
 
 /// Counters the engine keeps for `INFO`.
@@ -141,7 +139,6 @@ pub struct EngineStats {
 struct Stats {
     expired_sessions: AtomicU64,
     expired_leases: AtomicU64,
-    commands: AtomicU64,
 }
 
 /// The session engine.
@@ -391,7 +388,6 @@ impl Engine {
             bytes: self.store.bytes(),
             expired_sessions: self.stats.expired_sessions.load(Ordering::Relaxed),
             expired_leases: self.stats.expired_leases.load(Ordering::Relaxed),
-            commands: self.stats.commands.load(Ordering::Relaxed),
         }
     }
 
@@ -412,7 +408,6 @@ impl Engine {
 
     /// Runs one command for `client`.
     pub fn execute(&self, client: &ClientHandle, cmd: Command) -> Result<Outcome, Error> {
-        self.stats.commands.fetch_add(1, Ordering::Relaxed);
         let now = self.now_ms();
         // Every variant is listed: a new command does not compile until it is
         // handled here.
