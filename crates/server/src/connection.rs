@@ -9,7 +9,7 @@ use crate::metrics::Proto;
 use std::sync::Arc;
 
 use bytes::BufMut;
-use sessiond_core::{Outcome, Reply};
+use sessiond_core::{Command, Outcome, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
@@ -93,14 +93,6 @@ impl Conn {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
             return Ok(Next::Continue);
         }
-        // INFO [section ...]: the sections are picked here, after the
-        // engine has answered.
-        let mut args = args;
-        let info_sections = if args[0].eq_ignore_ascii_case(b"INFO") {
-            args.split_off(1)
-        } else {
-            Vec::new()
-        };
         // One look-up decides the door: native, Redis, or unknown.
         let parsed = match native::lookup(&args[0]) {
             Some(spec) => {
@@ -164,6 +156,23 @@ impl Conn {
                 encode_reply(&reply, self.proto, &mut self.link.out);
                 return Ok(Next::Continue);
             }
+            Request::Info { sections } => {
+                // The engine's own section, then the server's around it.
+                match self.link.execute_now(Command::ServerInfo) {
+                    Ok(Reply::Info(engine)) => {
+                        let reply = Reply::Info(crate::info::sections(
+                            &self.link.shared,
+                            self.link.tenant(),
+                            engine,
+                            &sections,
+                        ));
+                        encode_reply(&reply, self.proto, &mut self.link.out);
+                    }
+                    Ok(other) => encode_reply(&other, self.proto, &mut self.link.out),
+                    Err(e) => encode_error(e.code(), &e.to_string(), &mut self.link.out),
+                }
+                return Ok(Next::Continue);
+            }
         };
         let before = self.link.durable_before(cmd.is_write());
         let result = match self.link.execute(cmd) {
@@ -180,15 +189,6 @@ impl Conn {
         };
         self.link.durable_after(before);
         match result {
-            Ok(Reply::Info(sections)) => {
-                let reply = Reply::Info(crate::info::sections(
-                    &self.link.shared,
-                    self.link.tenant(),
-                    sections,
-                    &info_sections,
-                ));
-                encode_reply(&reply, self.proto, &mut self.link.out);
-            }
             Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
             Err(e) => encode_error(e.code(), &e.to_string(), &mut self.link.out),
         }

@@ -30,6 +30,9 @@ pub enum Request {
     Quit,
     /// Answered from the codec alone (`COMMAND`).
     Reply(Reply),
+    /// `INFO [section ...]`: the server's statistics, the named sections
+    /// only (none: the default set).
+    Info { sections: Vec<Bytes> },
 }
 
 /// A request that is well framed but wrong: the client gets `-ERR …` and the
@@ -249,7 +252,11 @@ pub fn parse_command(spec: &'static CommandSpec, rest: Vec<Bytes>) -> Result<Req
             Command::Ping { message }
         }
         "ECHO" => Command::Echo { message: a.next()? },
-        "INFO" => Command::ServerInfo,
+        "INFO" => {
+            return Ok(Request::Info {
+                sections: a.it.collect(),
+            })
+        }
         "HELLO" => {
             let protover = match a.it.next() {
                 None => None,

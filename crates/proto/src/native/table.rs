@@ -252,7 +252,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "INFO",
         -1,
         false,
-        "[section]",
+        "[section ...]",
         "Server statistics, in Redis's INFO format.",
     ),
     spec("COMMAND", -1, false, "[COUNT|DOCS|INFO ...]", "This table."),
