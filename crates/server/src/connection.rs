@@ -37,14 +37,7 @@ enum Next {
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
-        link: Link::new(
-            stream,
-            shared,
-            stop,
-            16 * 1024,
-            crate::server::Door::Resp,
-            crate::metrics::Proto::Native,
-        ),
+        link: Link::new(stream, shared, stop, 16 * 1024, crate::server::Door::Resp),
         proto: Protocol::Resp2,
     };
     if let Err(e) = conn.run().await {

@@ -71,14 +71,6 @@ pub(crate) fn sections(
                     m.lock_waiting.load(Ordering::Relaxed).max(0).to_string(),
                 ),
                 field(
-                    "total_connections_received",
-                    load(&shared.connections_total).to_string(),
-                ),
-                field(
-                    "rejected_connections",
-                    load(&shared.admission.rejected).to_string(),
-                ),
-                field(
                     "allowlist_denied_connections",
                     load(&shared.denied).to_string(),
                 ),
@@ -112,7 +104,7 @@ pub(crate) fn sections(
             fields: vec![
                 field(
                     "total_connections_received",
-                    load(&shared.connections_total).to_string(),
+                    shared.accepted_total().to_string(),
                 ),
                 field("total_commands_processed", m.commands_total().to_string()),
                 field("total_net_input_bytes", bytes_in.to_string()),

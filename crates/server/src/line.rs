@@ -24,14 +24,7 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// Serves one line-protocol connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut link = Link::new(
-        stream,
-        shared,
-        stop,
-        4096,
-        crate::server::Door::Line,
-        crate::metrics::Proto::Line,
-    );
+    let mut link = Link::new(stream, shared, stop, 4096, crate::server::Door::Line);
     let mut open: Option<Opened> = None;
     loop {
         loop {

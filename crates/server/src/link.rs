@@ -93,7 +93,6 @@ impl Link {
         stop: watch::Receiver<bool>,
         capacity: usize,
         door: Door,
-        proto: Proto,
     ) -> Self {
         let peer = stream.peer();
         let (rd, wr) = stream.split();
@@ -115,7 +114,7 @@ impl Link {
             stop: Stop::new(stop),
             durable: DurableMark::default(),
             door,
-            proto,
+            proto: Proto::first(door),
         }
     }
 

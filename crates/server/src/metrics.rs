@@ -36,6 +36,18 @@ impl Proto {
         Proto::Http,
     ];
 
+    /// What a connection of `door` speaks until a request says otherwise
+    /// (the RESP listener's requests may be native or Redis).
+    pub(crate) fn first(door: crate::server::Door) -> Self {
+        use crate::server::Door;
+        match door {
+            Door::Resp => Proto::Native,
+            Door::Line => Proto::Line,
+            Door::Memcache => Proto::Memcache,
+            Door::Http => Proto::Http,
+        }
+    }
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Proto::Native => "native",

@@ -30,7 +30,6 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) port: u16,
     pub(crate) connected: AtomicUsize,
-    pub(crate) connections_total: AtomicU64,
     pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
     pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
     pub(crate) timeouts: crate::link::Timeouts,
@@ -45,6 +44,16 @@ pub(crate) struct Shared {
     pub(crate) tls_failures: AtomicU64,
     /// Per door: connections and bytes.
     pub(crate) doors: [crate::metrics::DoorCounters; 4],
+}
+
+impl Shared {
+    /// Connections accepted since start, every door.
+    pub(crate) fn accepted_total(&self) -> u64 {
+        self.doors
+            .iter()
+            .map(|d| d.accepted.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// A configured server, ready to run on a listener.
@@ -136,7 +145,6 @@ impl Server {
             started: Instant::now(),
             port: local.port(),
             connected: AtomicUsize::new(0),
-            connections_total: AtomicU64::new(0),
             redis_keys: self.config.redis_keys(),
             memcache_keys: self.config.memcache_keys(),
             timeouts: self.config.connection_timeouts(),
@@ -320,7 +328,9 @@ async fn admit(
             // Small request/response exchanges: don't let Nagle hold replies.
             let _ = stream.set_nodelay(true);
             tracing::debug!(%peer, door = door.name(), "connection accepted");
-            shared.connections_total.fetch_add(1, Ordering::Relaxed);
+            shared.doors[door as usize]
+                .accepted
+                .fetch_add(1, Ordering::Relaxed);
             Some((stream, permit))
         }
         Err(e) => {
@@ -345,9 +355,9 @@ async fn start(
         return;
     };
     let (shared, stop) = (shared.clone(), stop.clone());
-    let counters = &shared.doors[door as usize];
-    counters.accepted.fetch_add(1, Ordering::Relaxed);
-    counters.open.fetch_add(1, Ordering::Relaxed);
+    shared.doors[door as usize]
+        .open
+        .fetch_add(1, Ordering::Relaxed);
     connections.spawn(async move {
         if let Some(stream) = handshake(tcp, door, &shared).await {
             match door {
