@@ -11,21 +11,14 @@ use common::wire::Wire;
 use common::TestServer;
 use sessiond_client::{Client, RespValue as Value};
 use sessiond_proto::memcache::binary_request;
-use sessiond_server::{hash_password, Config, LimitsConfig, Role, Storage, UserConfig};
+use sessiond_server::{Config, LimitsConfig, Role, Storage};
 
 const GET: u8 = 0x00;
 const SET: u8 = 0x01;
 const SASL_LIST: u8 = 0x20;
 const SASL_AUTH: u8 = 0x21;
 
-fn user(name: &str, password: &str, tenant: &str, role: Role) -> UserConfig {
-    UserConfig {
-        name: name.into(),
-        password_hash: hash_password(password.as_bytes()).unwrap(),
-        tenant: tenant.into(),
-        role,
-    }
-}
+use common::user;
 
 /// alice and bob write in tenants alpha and beta; reader reads alpha; root
 /// administers alpha.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use common::TestServer;
 use sessiond_client::RespValue;
-use sessiond_server::{hash_password, Config, Role, Storage, UserConfig};
+use sessiond_server::{Config, Role, Storage};
 
 /// Runs `sessiond <args>` (blocking, off the runtime's threads); the
 /// arguments are copied at once, so the future borrows nothing.
@@ -242,12 +242,7 @@ async fn an_online_dump_restores_into_another_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_logs_in_with_the_password_from_the_environment() {
     let s = TestServer::start_with(Config {
-        users: vec![UserConfig {
-            name: "ops".into(),
-            password_hash: hash_password(b"pw").unwrap(),
-            tenant: "default".into(),
-            role: Role::Admin,
-        }],
+        users: vec![common::user("ops", "pw", "default", Role::Admin)],
         ..memory()
     })
     .await;

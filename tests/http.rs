@@ -5,7 +5,7 @@ mod common;
 
 use common::wire::Wire;
 use common::TestServer;
-use sessiond_server::{hash_password, Config, Fsync, Role, Storage, UserConfig};
+use sessiond_server::{Config, Fsync, Role, Storage};
 
 /// One HTTP/1.1 GET; (status code, body).
 async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
@@ -177,12 +177,8 @@ async fn probes_answer_and_metrics_move_with_the_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_users_metrics_need_a_login_and_show_its_tenant_only() {
-    let user = |name: &str, tenant: &str, role| UserConfig {
-        name: name.into(),
-        password_hash: hash_password(format!("pw-{name}").as_bytes()).unwrap(),
-        tenant: tenant.into(),
-        role,
-    };
+    let user =
+        |name: &str, tenant: &str, role| common::user(name, &format!("pw-{name}"), tenant, role);
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,
         users: vec![
@@ -291,12 +287,7 @@ async fn one_session_as_json_without_touching_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_find_and_log_a_user_out_everywhere() {
-    let user = |name: &str, role| UserConfig {
-        name: name.into(),
-        password_hash: hash_password(format!("pw-{name}").as_bytes()).unwrap(),
-        tenant: "shop".into(),
-        role,
-    };
+    let user = |name: &str, role| common::user(name, &format!("pw-{name}"), "shop", role);
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,
         users: vec![user("web", Role::Readwrite), user("ro", Role::Readonly)],

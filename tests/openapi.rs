@@ -7,7 +7,7 @@
 mod common;
 
 use common::TestServer;
-use sessiond_server::{hash_password, Config, LimitsConfig, Role, Storage, UserConfig};
+use sessiond_server::{Config, LimitsConfig, Role, Storage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_the_server() {
@@ -18,12 +18,7 @@ async fn the_openapi_document_matches_the_server() {
     );
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,
-        users: vec![UserConfig {
-            name: "ops".into(),
-            password_hash: hash_password(b"pw").unwrap(),
-            tenant: "default".into(),
-            role: Role::Admin,
-        }],
+        users: vec![common::user("ops", "pw", "default", Role::Admin)],
         limits: LimitsConfig {
             // schemathesis sends wrong credentials on purpose, many times.
             max_auth_failures: 1_000_000,

@@ -324,12 +324,9 @@ async fn one_session_through_every_php_handler() {
 /// password, PHP cannot start the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn php_handlers_log_in_and_see_only_their_tenant() {
-    use sessiond_server::{hash_password, Config, Role, Storage, UserConfig};
-    let user = |name: &str, tenant: &str| UserConfig {
-        name: name.into(),
-        password_hash: hash_password(format!("pw-{name}").as_bytes()).unwrap(),
-        tenant: tenant.into(),
-        role: Role::Readwrite,
+    use sessiond_server::{Config, Role, Storage};
+    let user = |name: &str, tenant: &str| {
+        common::user(name, &format!("pw-{name}"), tenant, Role::Readwrite)
     };
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,

@@ -98,6 +98,21 @@ impl Drop for TestServer {
     }
 }
 
+/// A `[[users]]` entry with `password` hashed as `sessiond passwd` would.
+pub fn user(
+    name: &str,
+    password: &str,
+    tenant: &str,
+    role: sessiond_server::Role,
+) -> sessiond_server::UserConfig {
+    sessiond_server::UserConfig {
+        name: name.into(),
+        password_hash: sessiond_server::hash_password(password.as_bytes()).expect("hash"),
+        tenant: tenant.into(),
+        role,
+    }
+}
+
 /// A fresh, empty directory under the system temp dir, removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 
