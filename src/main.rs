@@ -22,9 +22,13 @@ struct Cli {
 enum Cmd {
     /// Run the server.
     Serve(Box<ServeArgs>),
-    /// Verify a data directory offline (headers, records, CRCs, snapshots);
-    /// exit status 1 if anything is damaged.
+    /// Verify a data directory offline (headers, records, CRCs, snapshots)
+    /// and say what start-up would do; exit status 1 if anything is damaged.
     Check(DataDirArgs),
+    /// Salvage a damaged data directory (the server stopped): keep every
+    /// sound record, write them as a new verified snapshot, move each
+    /// damaged file aside as *.damaged. Never run automatically.
+    Repair(DataDirArgs),
     /// Write every live session of a data directory as JSON lines to
     /// standard output (inspection, backup). Changes nothing on disk.
     Dump(DataDirArgs),
@@ -214,13 +218,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Repair(args) => {
+            let mut out = std::io::stdout().lock();
+            match sessiond_server::repair(&args.data_dir, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sessiond: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Bench(cmd) => bench(cmd),
         Cmd::Ctl(args) => remote_command(ctl::run(&args)),
         Cmd::Import(args) => remote_command(import::run(&args)),
         Cmd::Passwd => passwd(),
         Cmd::Dump(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match sessiond_server::dump(&args.data_dir, &mut out) {
+            let mut notes = std::io::stderr();
+            match sessiond_server::dump(&args.data_dir, &mut out, &mut notes) {
                 Ok(n) => {
                     eprintln!("sessiond: dumped {n} sessions");
                     ExitCode::SUCCESS

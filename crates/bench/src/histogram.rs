@@ -213,12 +213,12 @@ mod tests {
     fn merge_equals_recording_everything_in_one() {
         let (mut a, mut b, mut all) = (Histogram::new(), Histogram::new(), Histogram::new());
         let mut x = 0x2545_F491_4F6C_DD1Du64;
-        for i in 0..10_000 {
+        for i in 0..10_000u32 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let v = x % 10_000_000;
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 a.record(v)
             } else {
                 b.record(v)

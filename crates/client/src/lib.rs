@@ -150,7 +150,7 @@ fn texts(v: Value) -> Result<Vec<String>, Error> {
 fn pairs(v: Value) -> Result<Vec<(Value, Value)>, Error> {
     match v {
         Value::Map(p) => Ok(p),
-        Value::Array(items) if items.len() % 2 == 0 => {
+        Value::Array(items) if items.len().is_multiple_of(2) => {
             let mut it = items.into_iter();
             let mut out = Vec::new();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {

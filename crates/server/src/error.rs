@@ -21,6 +21,9 @@ pub enum ServerError {
     },
     #[error("storage: {0}")]
     Storage(String),
+    /// The data directory holds damage that start-up may not cut.
+    #[error("the data directory needs repair: {0}")]
+    NeedsRepair(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("I/O error on the listener: {0}")]

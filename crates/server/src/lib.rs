@@ -28,7 +28,9 @@ pub use auth::{
 };
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use error::ServerError;
-pub use persist::{check, dump, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage};
+pub use persist::{
+    check, dump, repair, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage,
+};
 pub use server::{run, Door, Doors, Server};
 pub use tenant::Tenant;
 pub use tls::TlsConfig;

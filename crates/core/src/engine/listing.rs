@@ -289,7 +289,7 @@ fn parse_cursor(cursor: &[u8], shards: usize) -> Result<(usize, Option<SessionId
     let text = std::str::from_utf8(cursor).map_err(|_| bad())?;
     let (shard, hex) = text.split_once('-').ok_or_else(bad)?;
     let shard: usize = shard.parse().map_err(|_| bad())?;
-    if shard >= shards || hex.len() % 2 != 0 {
+    if shard >= shards || !hex.len().is_multiple_of(2) {
         return Err(bad());
     }
     let mut id = Vec::with_capacity(hex.len() / 2);

@@ -391,8 +391,12 @@ fn find_and_listvar_follow_writes() {
 #[test]
 fn count_list_and_scan_with_classes() {
     let f = fixture();
-    for i in 0..250 {
-        let class = if i % 5 == 0 { Some(b("admin")) } else { None };
+    for i in 0..250u32 {
+        let class = if i.is_multiple_of(5) {
+            Some(b("admin"))
+        } else {
+            None
+        };
         f.run(Command::Create {
             id: sid(&format!("s{i}")),
             class,

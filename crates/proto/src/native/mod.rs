@@ -414,7 +414,7 @@ impl Args {
     /// The rest as name/value pairs (at least one).
     fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>> {
         let rest: Vec<Bytes> = self.it.by_ref().collect();
-        if rest.is_empty() || rest.len() % 2 != 0 {
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
             return Err(self.wrong_args());
         }
         let mut pairs = Vec::with_capacity(rest.len() / 2);

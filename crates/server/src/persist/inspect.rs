@@ -8,70 +8,136 @@ use std::sync::Arc;
 
 use sessiond_core::{Engine, EngineConfig, Session, SessionId, SystemClock};
 
-use super::files::{generations, path, read_frames, Kind};
-use super::record::{Record, LOG_MAGIC, SNAPSHOT_MAGIC};
+use super::files::{generations, path, scan, Kind, Scan};
+use super::recovery::{recover, salvage, snapshot_sound};
+use super::repair::data_dirs;
 use crate::error::ServerError;
 
-/// Verifies every file of `dir`: headers, frames, CRCs, snapshot end
-/// markers. Writes one line per file to `out`; returns whether all is well.
+/// Verifies every file of `dir` and of each tenant directory under it:
+/// headers, frames, CRCs, snapshot end markers; then says what start-up
+/// would do (start, cut a torn tail, fall back, or refuse and ask for
+/// `sessiond repair`). Writes one line per file to `out`; returns whether
+/// all is well.
 pub fn check(dir: &Path, out: &mut impl Write) -> Result<bool, ServerError> {
+    let mut ok = true;
+    for d in data_dirs(dir)? {
+        ok &= check_one(&d, out)?;
+    }
+    Ok(ok)
+}
+
+fn check_one(dir: &Path, out: &mut impl Write) -> Result<bool, ServerError> {
     let io = |e: std::io::Error| ServerError::Storage(format!("{}: {e}", dir.display()));
     let mut ok = true;
     let mut files = 0;
-    for (kind, magic) in [(Kind::Snapshot, SNAPSHOT_MAGIC), (Kind::Log, LOG_MAGIC)] {
+    for kind in [Kind::Snapshot, Kind::Log] {
         for g in generations(dir, kind).map_err(io)? {
             files += 1;
             let p = path(dir, kind, g);
-            let mut end = None;
-            let mut records = 0u64;
-            let r = read_frames(&p, magic, |rec| {
-                records += 1;
-                end = match rec {
-                    Record::End { sessions } => Some(sessions),
-                    Record::Mutation(_) => None,
-                };
-            })
-            .map_err(io)?;
-            let mut verdict = match &r.damage {
-                None => "ok".to_string(),
-                Some(d) => {
-                    ok = false;
-                    format!(
-                        "DAMAGED at byte {}: {d} ({} bytes after it)",
-                        r.good_bytes,
-                        r.total_bytes - r.good_bytes
-                    )
+            let (s, complete) = match kind {
+                Kind::Snapshot => {
+                    let (s, sound) = snapshot_sound(&p).map_err(io)?;
+                    let complete = sound || !s.damage.is_empty();
+                    (s, complete)
                 }
+                Kind::Log => (scan(&p, Kind::Log, |_| {}).map_err(io)?, true),
             };
-            if kind == Kind::Snapshot
-                && r.damage.is_none()
-                && !matches!(end, Some(n) if n + 2 == records)
-            {
-                ok = false;
-                verdict = "INCOMPLETE: no valid end marker".into();
-            }
+            ok &= s.damage.is_empty() && complete;
+            let verdict = if !complete {
+                "INCOMPLETE: no valid end marker".to_string()
+            } else {
+                verdict(dir, kind, &s)
+            };
             writeln!(
                 out,
                 "{}: {} records, {} bytes, {verdict}",
                 p.display(),
-                r.records,
-                r.total_bytes
+                s.records + s.records_after,
+                s.total_bytes
             )
             .map_err(io)?;
         }
     }
     if files == 0 {
         writeln!(out, "{}: no data files", dir.display()).map_err(io)?;
+        return Ok(ok);
     }
+    let engine = Engine::new(EngineConfig::default(), Arc::new(SystemClock));
+    let line = match recover(dir, &engine, false) {
+        Ok(r) if r.quarantined.is_empty() && r.report.truncated_bytes == 0 => {
+            format!("start-up: starts with {} sessions", r.report.live_sessions)
+        }
+        Ok(r) => format!(
+            "start-up: starts with {} sessions{}{}",
+            r.report.live_sessions,
+            if r.report.truncated_bytes > 0 {
+                format!(
+                    ", after cutting a torn tail of {} bytes",
+                    r.report.truncated_bytes
+                )
+            } else {
+                String::new()
+            },
+            if r.quarantined.is_empty() {
+                String::new()
+            } else {
+                ", falling back past the damaged snapshot (nothing lost; `sessiond repair` moves it aside)".into()
+            }
+        ),
+        Err(ServerError::NeedsRepair(why)) => format!("start-up: REFUSES: {why}"),
+        Err(e) => return Err(e),
+    };
+    writeln!(out, "{}: {line}", dir.display()).map_err(io)?;
     Ok(ok)
 }
 
+/// A file's verdict: ok, a torn tail start-up cuts, or damage to repair.
+fn verdict(dir: &Path, kind: Kind, s: &Scan) -> String {
+    let Some(d) = s.damage.first() else {
+        return "ok".into();
+    };
+    let head = format!(
+        "DAMAGED at byte {}: {} ({} bytes after it)",
+        d.at,
+        d.reason,
+        s.total_bytes - d.at
+    );
+    if kind == Kind::Log && s.torn_tail_only() {
+        format!("{head}: a torn tail, which start-up cuts")
+    } else {
+        format!(
+            "{head}; {} damaged stretch(es), {} valid records after the damage: run `sessiond repair --data-dir {}`",
+            s.damage.len(),
+            s.records_after,
+            dir.display()
+        )
+    }
+}
+
 /// Writes every live session of `dir` as one JSON object per line, without
-/// changing the directory. Returns how many.
-pub fn dump(dir: &Path, out: &mut impl Write) -> Result<usize, ServerError> {
+/// changing the directory; records past damage are read too (as `repair`
+/// would keep them), and each damaged file is named on `notes`. Returns
+/// how many sessions.
+pub fn dump(
+    dir: &Path,
+    out: &mut impl Write,
+    notes: &mut impl Write,
+) -> Result<usize, ServerError> {
     let io = |e: std::io::Error| ServerError::Storage(format!("{}: {e}", dir.display()));
     let engine = Engine::new(EngineConfig::default(), Arc::new(SystemClock));
-    super::recover(dir, &engine, false)?;
+    let found = salvage(dir, &engine)?;
+    for f in &found.files {
+        if let Some(d) = f.scan.damage.first() {
+            writeln!(
+                notes,
+                "sessiond: {} is damaged at byte {} ({}); dumping every sound record",
+                f.path.display(),
+                d.at,
+                d.reason
+            )
+            .map_err(io)?;
+        }
+    }
     let mut n = 0;
     let mut line = String::new();
     for i in 0..engine.shard_count() {

@@ -10,6 +10,8 @@ mod files;
 mod inspect;
 mod log;
 mod record;
+mod recovery;
+mod repair;
 
 use crate::metrics::Histogram;
 use std::fs::{self, File, OpenOptions};
@@ -24,10 +26,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sessiond_core::{Engine, Mutation, KEY_BLOCK};
 
-use self::files::{generations, path, read_frames, sync_dir, Kind};
+use self::files::{generations, path, sync_dir, Kind};
 pub use self::inspect::{check, dump};
 pub use self::log::{Fsync, LogWriter};
-use self::record::{encode, Record, LOG_MAGIC, SNAPSHOT_MAGIC};
+use self::record::{encode, Format, Record, LOG_MAGIC, SNAPSHOT_MAGIC};
+pub use self::recovery::recover;
+pub use self::repair::repair;
 use crate::error::ServerError;
 
 /// Where sessions live.
@@ -81,6 +85,14 @@ pub struct Persistence {
     writer: Arc<LogWriter>,
     /// The current log generation.
     generation: Mutex<u64>,
+    /// The generation of the newest verified snapshot (0: none). It and
+    /// the generation before it are kept, so a newest snapshot found damaged
+    /// can fall back.
+    base: Mutex<u64>,
+    /// Damaged files recovery passed over: never deleted here.
+    quarantined: Vec<PathBuf>,
+    /// Held while the directory is open: one process at a time.
+    _lock: File,
     snapshot_bytes: Mutex<u64>,
     policy: CompactionPolicy,
     stop: Arc<AtomicBool>,
@@ -102,23 +114,32 @@ impl Persistence {
             ServerError::Storage(format!("{what} in {}: {e}", dir.display()))
         };
         fs::create_dir_all(dir).map_err(|e| io("cannot create the data directory", e))?;
+        let lock = lock_dir(dir)?;
         let started = Instant::now();
-        let (mut report, base, logs, snapshot_bytes) = recover(dir, engine, true)?;
+        let rec = recover(dir, engine, true)?;
+        let mut report = rec.report;
 
-        let generation = logs.last().copied().unwrap_or(base.max(1));
+        // Append to the newest log when it is in today's format; otherwise
+        // (none yet, or one written by an older release) start a new
+        // generation, which leaves the old file as it is.
+        let generation = match rec.last_log {
+            Some(g) if log_format(dir, g) == Some(Format::V2) => g,
+            Some(g) => g + 1,
+            None => rec.base.max(1),
+        };
         let (file, len) = open_log(dir, generation).map_err(|e| io("cannot open the log", e))?;
         let writer = LogWriter::start(file, len, fsync);
         engine.install_log(writer.clone());
-        // Older files than the snapshot are no longer needed.
-        remove_older(dir, base);
-
         report.millis = started.elapsed().as_millis();
         let me = Arc::new(Self {
             dir: dir.to_path_buf(),
             engine: engine.clone(),
             writer,
             generation: Mutex::new(generation),
-            snapshot_bytes: Mutex::new(snapshot_bytes),
+            base: Mutex::new(rec.base),
+            quarantined: rec.quarantined,
+            _lock: lock,
+            snapshot_bytes: Mutex::new(rec.snapshot_bytes),
             policy,
             stop: Arc::new(AtomicBool::new(false)),
             compactor: Mutex::new(None),
@@ -192,8 +213,11 @@ impl Persistence {
     }
 
     /// Starts a new log generation, writes a snapshot of live sessions one
-    /// shard at a time (requests go on meanwhile), then deletes the files it
-    /// replaces. Returns the snapshot's size in bytes.
+    /// shard at a time (requests go on meanwhile), reads it back, and only
+    /// then deletes the files older than the previous snapshot's generation:
+    /// the previous snapshot and the logs after it stay, so a newest
+    /// snapshot later found damaged can fall back. Returns the snapshot's
+    /// size in bytes.
     pub fn compact(&self) -> Result<u64, ServerError> {
         let started = Instant::now();
         let io = |what: &str, e: std::io::Error| ServerError::Storage(format!("{what}: {e}"));
@@ -202,49 +226,9 @@ impl Persistence {
         self.writer.rotate(file, path(&self.dir, Kind::Log, next));
         *self.generation.lock() = next;
 
-        let final_path = path(&self.dir, Kind::Snapshot, next);
-        let tmp = final_path.with_extension("tmp");
-        let f = File::create(&tmp).map_err(|e| io("cannot create the snapshot", e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(SNAPSHOT_MAGIC)
-            .map_err(|e| io("cannot write the snapshot", e))?;
-        let mut sessions = 0u64;
-        let mut buf = Vec::with_capacity(1 << 16);
-        let now = self.engine.now_ms();
-        // Keys handed out so far are below next + KEY_BLOCK whatever the
-        // reservations in the logs about to be deleted said.
-        encode(
-            &Record::Mutation(Mutation::FencingKeys {
-                up_to: self.engine.next_fencing_key().saturating_add(KEY_BLOCK),
-            }),
-            &mut buf,
-        );
-        for i in 0..self.engine.shard_count() {
-            for (id, session) in self.engine.shard_sessions(i) {
-                if session.deadline_ms() <= now {
-                    continue;
-                }
-                encode(&Record::Mutation(Mutation::Put { id, session }), &mut buf);
-                sessions += 1;
-                if buf.len() >= 1 << 16 {
-                    w.write_all(&buf)
-                        .map_err(|e| io("cannot write the snapshot", e))?;
-                    buf.clear();
-                }
-            }
-        }
-        encode(&Record::End { sessions }, &mut buf);
-        w.write_all(&buf)
-            .map_err(|e| io("cannot write the snapshot", e))?;
-        let f = w
-            .into_inner()
-            .map_err(|e| io("cannot write the snapshot", e.into_error()))?;
-        f.sync_all()
-            .map_err(|e| io("cannot sync the snapshot", e))?;
-        let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
-        fs::rename(&tmp, &final_path).map_err(|e| io("cannot install the snapshot", e))?;
-        sync_dir(&self.dir).map_err(|e| io("cannot sync the data directory", e))?;
-        remove_older(&self.dir, next);
+        let (bytes, sessions) = write_snapshot(&self.dir, next, &self.engine)?;
+        let previous = std::mem::replace(&mut *self.base.lock(), next);
+        remove_older(&self.dir, previous, &self.quarantined);
         *self.snapshot_bytes.lock() = bytes;
         self.snapshots.observe(started.elapsed());
         tracing::info!(
@@ -267,117 +251,103 @@ impl Persistence {
     }
 }
 
-/// Loads the newest whole snapshot of `dir` and replays the logs after it
-/// into `engine`. With `repair`, a damaged tail of the newest log is cut off
-/// so that logging can resume after it; without, nothing is changed on disk.
-/// Returns the report, the snapshot's generation (0: none), the log
-/// generations replayed, and the snapshot's size in bytes.
-pub fn recover(
+/// Writes `snapshot.gen` of every live session of `engine` (to a `.tmp`
+/// file, fsynced), reads it back and checks every record and the end
+/// marker, and only then renames it into place. Returns its bytes and
+/// sessions.
+pub(crate) fn write_snapshot(
     dir: &Path,
+    gen: u64,
     engine: &Engine,
-    repair: bool,
-) -> Result<(RecoveryReport, u64, Vec<u64>, u64), ServerError> {
-    let io = |what: &str, e: std::io::Error| {
-        ServerError::Storage(format!("{what} in {}: {e}", dir.display()))
-    };
-    let mut report = RecoveryReport::default();
-
-    // The newest snapshot that reads whole.
-    let mut base = 0;
-    let mut snapshot_bytes = 0;
-    let snaps = generations(dir, Kind::Snapshot).map_err(|e| io("cannot list", e))?;
-    for &g in snaps.iter().rev() {
-        let p = path(dir, Kind::Snapshot, g);
-        // First pass: is it whole? Only then apply it (second pass), so a
-        // damaged snapshot never half-fills the engine.
-        let mut records = 0u64;
-        let mut end = None;
-        let r = read_frames(&p, SNAPSHOT_MAGIC, |rec| {
-            records += 1;
-            end = match rec {
-                Record::End { sessions } => Some(sessions),
-                Record::Mutation(_) => None,
-            };
-        })
-        .map_err(|e| io("cannot read a snapshot", e))?;
-        let complete = matches!(end, Some(sessions) if sessions + 2 == records);
-        if r.damage.is_some() || !complete {
-            tracing::error!(
-                file = %p.display(),
-                damage = r.damage.as_deref().unwrap_or("no end marker"),
-                "snapshot is damaged; trying an older one"
-            );
-            continue;
-        }
-        read_frames(&p, SNAPSHOT_MAGIC, |rec| {
-            if let Record::Mutation(m) = rec {
-                if matches!(m, Mutation::Put { .. }) {
-                    report.snapshot_sessions += 1;
-                }
-                engine.apply(m);
+) -> Result<(u64, u64), ServerError> {
+    let io = |what: &str, e: std::io::Error| ServerError::Storage(format!("{what}: {e}"));
+    let final_path = path(dir, Kind::Snapshot, gen);
+    let tmp = final_path.with_extension("tmp");
+    let f = File::create(&tmp).map_err(|e| io("cannot create the snapshot", e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    w.write_all(SNAPSHOT_MAGIC)
+        .map_err(|e| io("cannot write the snapshot", e))?;
+    let mut sessions = 0u64;
+    let mut buf = Vec::with_capacity(1 << 16);
+    let now = engine.now_ms();
+    // Keys handed out so far are below next + KEY_BLOCK whatever the
+    // reservations in the logs about to be deleted said.
+    encode(
+        &Record::Mutation(Mutation::FencingKeys {
+            up_to: engine.next_fencing_key().saturating_add(KEY_BLOCK),
+        }),
+        &mut buf,
+    );
+    for i in 0..engine.shard_count() {
+        for (id, session) in engine.shard_sessions(i) {
+            if session.deadline_ms() <= now {
+                continue;
             }
-        })
-        .map_err(|e| io("cannot read a snapshot", e))?;
-        base = g;
-        snapshot_bytes = r.total_bytes;
-        report.snapshot_generation = Some(g);
-        break;
-    }
-
-    // Every log from the snapshot's generation on; a damaged tail of the
-    // newest is cut off, and logging resumes after it.
-    let logs: Vec<u64> = generations(dir, Kind::Log)
-        .map_err(|e| io("cannot list", e))?
-        .into_iter()
-        .filter(|&g| g >= base)
-        .collect();
-    if base > 0 && logs.first() != Some(&base) {
-        tracing::warn!(
-            generation = base,
-            "the log of the snapshot's generation is missing"
-        );
-    }
-    if report.snapshot_generation.is_none() && !snaps.is_empty() {
-        tracing::error!(
-            "no snapshot could be read: sessions from before the oldest remaining log are lost"
-        );
-    }
-    for (i, &g) in logs.iter().enumerate() {
-        let p = path(dir, Kind::Log, g);
-        let r = read_frames(&p, LOG_MAGIC, |rec| {
-            if let Record::Mutation(m) = rec {
-                engine.apply(m);
-            }
-        })
-        .map_err(|e| io("cannot read the log", e))?;
-        report.log_records += r.records;
-        if let Some(damage) = r.damage {
-            let dropped = r.total_bytes - r.good_bytes;
-            tracing::warn!(
-                file = %p.display(),
-                damage,
-                kept_records = r.records,
-                dropped_bytes = dropped,
-                "log ends in a damaged record; keeping everything before it"
-            );
-            report.truncated_bytes += dropped;
-            if repair && i + 1 == logs.len() {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .map_err(|e| io("cannot open the log", e))?;
-                // A file too damaged to have a header is started afresh.
-                let keep = if r.good_bytes < 8 { 0 } else { r.good_bytes };
-                f.set_len(keep)
-                    .map_err(|e| io("cannot truncate the log", e))?;
-                f.sync_all().map_err(|e| io("cannot sync the log", e))?;
+            encode(&Record::Mutation(Mutation::Put { id, session }), &mut buf);
+            sessions += 1;
+            if buf.len() >= 1 << 16 {
+                w.write_all(&buf)
+                    .map_err(|e| io("cannot write the snapshot", e))?;
+                buf.clear();
             }
         }
     }
-    // Sessions that expired while the server was down go at once.
-    while engine.tick().expired_sessions > 0 {}
-    report.live_sessions = engine.session_count();
-    Ok((report, base, logs, snapshot_bytes))
+    encode(&Record::End { sessions }, &mut buf);
+    w.write_all(&buf)
+        .map_err(|e| io("cannot write the snapshot", e))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| io("cannot write the snapshot", e.into_error()))?;
+    f.sync_all()
+        .map_err(|e| io("cannot sync the snapshot", e))?;
+    drop(f);
+    // Read it back before it replaces anything.
+    let (s, sound) =
+        recovery::snapshot_sound(&tmp).map_err(|e| io("cannot read the snapshot back", e))?;
+    if !sound || s.records != sessions + 2 {
+        return Err(ServerError::Storage(format!(
+            "the snapshot just written does not read back whole ({}); the older files are kept",
+            recovery::describe(&tmp, &s)
+        )));
+    }
+    fs::rename(&tmp, &final_path).map_err(|e| io("cannot install the snapshot", e))?;
+    sync_dir(dir).map_err(|e| io("cannot sync the data directory", e))?;
+    Ok((s.total_bytes, sessions))
+}
+
+/// The frame format of `log.gen`, from its header; an empty file (a torn
+/// header cut away) gets today's when it is opened.
+fn log_format(dir: &Path, gen: u64) -> Option<Format> {
+    let mut head = [0u8; 8];
+    let mut f = File::open(path(dir, Kind::Log, gen)).ok()?;
+    if f.metadata().ok()?.len() == 0 {
+        return Some(Format::V2);
+    }
+    std::io::Read::read_exact(&mut f, &mut head).ok()?;
+    Format::of(&head, false)
+}
+
+/// Takes the directory's lock file, so that two servers (or a server and
+/// `repair`) never write one directory at once.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, ServerError> {
+    let p = dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| ServerError::Storage(format!("cannot open {}: {e}", p.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Storage(format!(
+            "{} is in use by another sessiond process; stop it first",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(ServerError::Storage(format!(
+            "cannot lock {}: {e}",
+            p.display()
+        ))),
+    }
 }
 
 /// Opens `log.gen` for appending, writing its header if it is new.
@@ -399,12 +369,16 @@ fn open_log(dir: &Path, gen: u64) -> std::io::Result<(File, u64)> {
     Ok((f, len))
 }
 
-/// Deletes snapshots and logs of generations before `gen`.
-fn remove_older(dir: &Path, gen: u64) {
+/// Deletes snapshots and logs of generations before `gen`, but never a file
+/// in `keep` (damage recovery passed over, for the operator to look at).
+fn remove_older(dir: &Path, gen: u64, keep: &[PathBuf]) {
     for kind in [Kind::Snapshot, Kind::Log] {
         if let Ok(gens) = generations(dir, kind) {
             for g in gens.into_iter().filter(|&g| g < gen) {
                 let p = path(dir, kind, g);
+                if keep.contains(&p) {
+                    continue;
+                }
                 if let Err(e) = fs::remove_file(&p) {
                     tracing::warn!(file = %p.display(), error = %e, "cannot remove an old file");
                 }
@@ -412,4 +386,61 @@ fn remove_older(dir: &Path, gen: u64) {
         }
     }
     let _ = sync_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use sessiond_core::{Clock, EngineConfig, Session, SessionId, SystemClock};
+
+    use super::*;
+
+    #[test]
+    fn a_format_1_directory_is_read_and_continued_in_a_new_generation() {
+        let dir = std::env::temp_dir().join(format!("sessiond-v1-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // A log as format 1 wrote it: 8-byte frame headers.
+        let now = SystemClock.now_ms();
+        let put = Record::Mutation(Mutation::Put {
+            id: SessionId::new(Bytes::from_static(b"old")),
+            session: Session::restored(
+                None,
+                Bytes::from_static(b"kept"),
+                Default::default(),
+                0,
+                now,
+                now,
+                600_000,
+                1,
+            ),
+        });
+        let mut v2 = Vec::new();
+        encode(&put, &mut v2);
+        let mut v1 = b"SDLOG001".to_vec();
+        v1.extend_from_slice(&v2[..8]);
+        v1.extend_from_slice(&v2[12..]);
+        fs::write(dir.join("log.00000001"), &v1).unwrap();
+
+        let policy = CompactionPolicy {
+            min_log_bytes: u64::MAX,
+            ratio: 2,
+        };
+        let engine = Arc::new(Engine::new(EngineConfig::default(), Arc::new(SystemClock)));
+        let (p, report) = Persistence::open(&dir, Fsync::No, policy, &engine).unwrap();
+        assert_eq!(report.live_sessions, 1);
+        p.shutdown();
+        drop(p);
+        assert_eq!(
+            fs::read(dir.join("log.00000001")).unwrap(),
+            v1,
+            "left as it was"
+        );
+        assert_eq!(
+            log_format(&dir, 2),
+            Some(Format::V2),
+            "new writes in format 2"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -1,30 +1,96 @@
 //! The on-disk record format shared by the log and the snapshot.
 //!
-//! A file starts with an 8-byte magic. Then frames:
+//! A file starts with an 8-byte magic that names its kind and format. Then
+//! frames. Format 2 (written since the `repair` release):
 //!
 //! ```text
-//! len: u32 LE | crc32(payload): u32 LE | payload (len bytes)
+//! len: u32 LE | crc32(payload): u32 LE | crc32(len, crc): u32 LE | payload
+//! ```
+//!
+//! Format 1 (still read) lacks the third word. The header's own checksum is
+//! what lets a reader find the next record after a damaged one: at every
+//! byte it can tell in O(1), with a 2^-32 false-positive rate, whether a
+//! frame starts there, without reading a payload the length claims.
+//!
+//! ```text
 //! payload = tag: u8, then the fields of that record
 //! bytes   = len: u32 LE, then the bytes
 //! ```
 //!
 //! A frame whose length runs past the end of the file, or whose CRC does not
-//! match, ends the readable part of the file: everything before it is good,
-//! nothing after it is trusted (a torn write at a crash).
+//! match, is damage. Damage with no valid frame after it is a torn tail (a
+//! crash mid-append); anything else is not, and only `sessiond repair`
+//! salvages past it (see `files.rs` and docs/durability.md).
 
 use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes};
 use sessiond_core::{Mutation, Session, SessionId};
 
-/// Magic of a log file.
-pub const LOG_MAGIC: &[u8; 8] = b"SDLOG001";
-/// Magic of a snapshot file.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"SDSNAP01";
-/// The frame header: length and CRC.
-pub const FRAME_HEADER: usize = 8;
+/// Magic of a log file in the format written today.
+pub const LOG_MAGIC: &[u8; 8] = b"SDLOG002";
+/// Magic of a snapshot file in the format written today.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"SDSNAP02";
+const LOG_MAGIC_V1: &[u8; 8] = b"SDLOG001";
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"SDSNAP01";
+/// The frame header written today: length, payload CRC, header CRC.
+const HEADER_V2: usize = 12;
+const HEADER_V1: usize = 8;
 /// No record is larger than this; a length above it is corruption.
 pub const MAX_RECORD: usize = 1 << 30;
+
+/// How a file's frames are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Length and payload CRC (files written before `repair` existed).
+    V1,
+    /// Length, payload CRC and a CRC of those two.
+    V2,
+}
+
+impl Format {
+    /// The format a file's magic announces, for a snapshot or a log.
+    pub fn of(magic: &[u8], snapshot: bool) -> Option<Format> {
+        let (v1, v2) = if snapshot {
+            (SNAPSHOT_MAGIC_V1, SNAPSHOT_MAGIC)
+        } else {
+            (LOG_MAGIC_V1, LOG_MAGIC)
+        };
+        if magic == v2 {
+            Some(Format::V2)
+        } else if magic == v1 {
+            Some(Format::V1)
+        } else {
+            None
+        }
+    }
+
+    /// Bytes of a frame header.
+    pub fn header_len(self) -> usize {
+        match self {
+            Format::V1 => HEADER_V1,
+            Format::V2 => HEADER_V2,
+        }
+    }
+
+    /// Reads a frame header: the payload's length and CRC. A length that is
+    /// zero or impossible, or (in format 2) a header whose own CRC does not
+    /// match, is an error: no frame starts here.
+    pub fn header(self, h: &[u8]) -> Result<(usize, u32), RecordError> {
+        if h.len() < self.header_len() {
+            return Err(RecordError::Truncated);
+        }
+        let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        if self == Format::V2 && crc32fast::hash(&h[..8]) != word(8) {
+            return Err(RecordError::BadHeader);
+        }
+        let len = word(0) as usize;
+        if len == 0 || len > MAX_RECORD {
+            return Err(RecordError::BadLength(len as u64));
+        }
+        Ok((len, word(4)))
+    }
+}
 
 const PUT: u8 = 1;
 const REMOVE: u8 = 2;
@@ -35,6 +101,11 @@ const TIMEOUT: u8 = 6;
 const TOUCH: u8 = 7;
 const FENCING_KEYS: u8 = 8;
 const END: u8 = 9;
+
+/// Whether `t` is the tag of a record (a cheap test while resynchronising).
+pub fn is_tag(t: u8) -> bool {
+    (PUT..=END).contains(&t)
+}
 
 /// A record as stored: a mutation, or the end marker of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,20 +126,24 @@ pub enum RecordError {
     BadLength(u64),
     #[error("checksum mismatch")]
     BadChecksum,
+    #[error("frame header checksum mismatch")]
+    BadHeader,
     #[error("malformed record: {0}")]
     Malformed(&'static str),
 }
 
-/// Appends one framed record to `out`.
+/// Appends one framed record to `out`, in the format written today.
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
     let at = out.len();
-    out.extend_from_slice(&[0; FRAME_HEADER]);
+    out.extend_from_slice(&[0; HEADER_V2]);
     encode_payload(record, out);
-    let payload = &out[at + FRAME_HEADER..];
+    let payload = &out[at + HEADER_V2..];
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let crc = crc32fast::hash(payload);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    let head = crc32fast::hash(&out[at..at + 8]);
+    out[at + 8..at + 12].copy_from_slice(&head.to_le_bytes());
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -179,18 +254,18 @@ fn encode_payload(record: &Record, out: &mut Vec<u8>) {
 }
 
 /// Reads the frame at the start of `buf`: the record and the bytes it took.
-pub fn decode(buf: &[u8]) -> Result<(Record, usize), RecordError> {
-    if buf.len() < FRAME_HEADER {
-        return Err(RecordError::Truncated);
-    }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    if len == 0 || len > MAX_RECORD {
-        return Err(RecordError::BadLength(len as u64));
-    }
-    let Some(payload) = buf.get(FRAME_HEADER..FRAME_HEADER + len) else {
+#[cfg(test)]
+pub fn decode(format: Format, buf: &[u8]) -> Result<(Record, usize), RecordError> {
+    let (len, crc) = format.header(buf)?;
+    let at = format.header_len();
+    let Some(payload) = buf.get(at..at + len) else {
         return Err(RecordError::Truncated);
     };
+    Ok((decode_payload(payload, crc)?, at + len))
+}
+
+/// Reads a frame's payload, checking it against the header's `crc`.
+pub fn decode_payload(payload: &[u8], crc: u32) -> Result<Record, RecordError> {
     if crc32fast::hash(payload) != crc {
         return Err(RecordError::BadChecksum);
     }
@@ -199,7 +274,7 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), RecordError> {
     if !r.buf.is_empty() {
         return Err(RecordError::Malformed("trailing bytes"));
     }
-    Ok((record, FRAME_HEADER + len))
+    Ok(record)
 }
 
 /// A bounds-checked cursor: every length is checked against what is left
@@ -384,7 +459,7 @@ mod tests {
         }
         let mut at = 0;
         for want in samples() {
-            let (got, used) = decode(&buf[at..]).unwrap();
+            let (got, used) = decode(Format::V2, &buf[at..]).unwrap();
             assert_eq!(got, want);
             at += used;
         }
@@ -400,7 +475,7 @@ mod tests {
         for cut in 0..buf.len() {
             // A torn tail: a prefix decodes to whole records, then stops.
             let mut at = 0;
-            while let Ok((_, used)) = decode(&buf[at..cut]) {
+            while let Ok((_, used)) = decode(Format::V2, &buf[at..cut]) {
                 at += used;
             }
             assert!(at <= cut);
@@ -410,7 +485,7 @@ mod tests {
             bad[i] ^= 0x41;
             let mut at = 0;
             let mut n = 0;
-            while let Ok((_, used)) = decode(&bad[at..]) {
+            while let Ok((_, used)) = decode(Format::V2, &bad[at..]) {
                 at += used;
                 n += 1;
             }
