@@ -192,3 +192,46 @@ async fn command_lists_the_table() {
     };
     assert_eq!(all.len(), sessiond_proto::native::COMMANDS.len());
 }
+
+#[tokio::test]
+async fn an_oversized_value_is_refused_and_the_connection_goes_on() {
+    let s = TestServer::start().await;
+    let mut t = TcpStream::connect(s.addr).await.unwrap();
+    // 17 MiB, over the default 16 MiB max_value_bytes: a phpredis write of
+    // a too-big session.
+    let value = vec![b'v'; 17 * 1024 * 1024];
+    let mut req = format!(
+        "*4\r\n$5\r\nSETEX\r\n$22\r\nPHPREDIS_SESSION:abcde\r\n$4\r\n1440\r\n${}\r\n",
+        value.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+    let (mut r, mut w) = t.split();
+    let write = async {
+        w.write_all(&req).await.unwrap();
+    };
+    let read = async {
+        let expected = b"-LIMIT argument of 17825792 bytes is over the limit of 16777216 bytes (max_value_bytes); the request was skipped\r\n+PONG\r\n";
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < expected.len() {
+            let n = tokio::time::timeout(Duration::from_secs(10), r.read(&mut buf))
+                .await
+                .expect("reply in time")
+                .expect("read");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    };
+    tokio::join!(write, read);
+    // Nothing was stored, and the connection still serves.
+    t.write_all(b"EXISTS PHPREDIS_SESSION:abcde\r\n")
+        .await
+        .unwrap();
+    read_exact_reply(&mut t, b":0\r\n").await;
+}

@@ -8,7 +8,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::memcache::{self, Answer, Parsed, Protocol};
 use crate::redis::RedisKeys;
-use crate::resp::{encode_error, encode_reply, parse_request, parse_value, Protocol as Resp};
+use crate::resp::{
+    encode_error, encode_reply, parse_request, parse_value, FrameError, Protocol as Resp,
+};
 use crate::{line, native, redis, Limits};
 
 /// Small limits, so that short inputs reach every bound.
@@ -50,6 +52,17 @@ pub fn resp(data: &[u8]) {
                 }
             }
             Ok(None) => break,
+            Err(FrameError::ValueTooLarge(mut d)) => {
+                encode_error(
+                    "LIMIT",
+                    &FrameError::ValueTooLarge(d.clone()).to_string(),
+                    &mut out,
+                );
+                match d.skip(&mut buf) {
+                    Ok(true) => continue,
+                    _ => break,
+                }
+            }
             Err(e) => {
                 encode_error("ERR", &e.to_string(), &mut out);
                 break;

@@ -12,7 +12,9 @@ use bytes::BufMut;
 use sessiond_core::{Command, Outcome, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
-use sessiond_proto::resp::{encode_error, encode_reply, parse_request, Protocol};
+use sessiond_proto::resp::{
+    encode_error, encode_reply, parse_request, Discard, FrameError, Protocol,
+};
 use tokio::sync::watch;
 
 use crate::auth::Refused;
@@ -26,6 +28,8 @@ const FLUSH_AT: usize = 64 * 1024;
 struct Conn {
     link: Link,
     proto: Protocol,
+    /// The rest of a request with an oversized argument, being skipped.
+    discard: Option<Discard>,
 }
 
 /// What a request tells the loop to do next.
@@ -39,6 +43,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
     let mut conn = Conn {
         link: Link::new(stream, shared, stop, 16 * 1024, crate::server::Door::Resp),
         proto: Protocol::Resp2,
+        discard: None,
     };
     if let Err(e) = conn.run().await {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -62,10 +67,28 @@ impl Conn {
     /// Answers every whole request in the input buffer.
     async fn drain_requests(&mut self) -> std::io::Result<Next> {
         loop {
+            if let Some(d) = &mut self.discard {
+                match d.skip(&mut self.link.inbuf) {
+                    Ok(false) => return Ok(Next::Continue),
+                    Ok(true) => self.discard = None,
+                    Err(e) => {
+                        encode_error("ERR", &e.to_string(), &mut self.link.out);
+                        return Ok(Next::Close);
+                    }
+                }
+            }
             let args = match parse_request(&mut self.link.inbuf, &self.link.shared.limits) {
                 Ok(None) => return Ok(Next::Continue),
                 Ok(Some(args)) if args.is_empty() => continue,
                 Ok(Some(args)) => args,
+                Err(e @ FrameError::ValueTooLarge(_)) => {
+                    // Answered at once; its bytes are skipped as they come.
+                    encode_error("LIMIT", &e.to_string(), &mut self.link.out);
+                    if let FrameError::ValueTooLarge(d) = e {
+                        self.discard = Some(d);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     // The stream cannot be trusted past a framing error.
                     encode_error("ERR", &e.to_string(), &mut self.link.out);

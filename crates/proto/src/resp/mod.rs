@@ -6,5 +6,5 @@ mod request;
 mod value;
 
 pub use encode::{encode_error, encode_reply, Protocol};
-pub use request::{parse_request, FrameError};
+pub use request::{parse_request, Discard, FrameError};
 pub use value::{encode_command, parse_value, Value, ValueError};

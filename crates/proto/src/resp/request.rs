@@ -5,9 +5,14 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::Limits;
 
 /// A request that cannot be parsed. Each is fatal to the connection, as in
-/// Redis: after a framing error the byte stream cannot be trusted.
+/// Redis (after a framing error the byte stream cannot be trusted) — except
+/// [`FrameError::ValueTooLarge`]: its framing is sound, so the connection
+/// skips the request's bytes with the [`Discard`] and goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// An argument over the limit in an otherwise well-framed request.
+    #[error("argument of {} bytes is over the limit of {} bytes (max_value_bytes); the request was skipped", .0.got, .0.limit)]
+    ValueTooLarge(Discard),
     #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
     #[error("Protocol error: invalid bulk length")]
@@ -26,6 +31,56 @@ pub enum FrameError {
     InlineTooLong { limit: usize },
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+}
+
+/// The rest of a request being skipped after an oversized argument: the
+/// bytes left of the current argument (with its CRLF), then whole arguments.
+/// Skipping never buffers: each call drops what has arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discard {
+    /// The oversized argument's length.
+    pub got: u64,
+    /// The limit it broke.
+    pub limit: usize,
+    bulk_left: u64,
+    args_left: u64,
+}
+
+impl Discard {
+    /// Drops from `buf` what belongs to the skipped request. `Ok(true)`: all
+    /// of it is gone and `buf` starts at the next request; `Ok(false)`: more
+    /// must arrive. A framing error in the rest is fatal, as anywhere.
+    pub fn skip(&mut self, buf: &mut BytesMut) -> Result<bool, FrameError> {
+        loop {
+            if self.bulk_left > 0 {
+                let n = self.bulk_left.min(buf.len() as u64);
+                buf.advance(n as usize);
+                self.bulk_left -= n;
+                if self.bulk_left > 0 {
+                    return Ok(false);
+                }
+            }
+            if self.args_left == 0 {
+                return Ok(true);
+            }
+            let Some(&first) = buf.first() else {
+                return Ok(false);
+            };
+            if first != b'$' {
+                return Err(FrameError::ExpectedBulk(first));
+            }
+            let Some(end) =
+                line_end(buf, 1, MAX_HEADER).map_err(|()| FrameError::InvalidBulkLength)?
+            else {
+                return Ok(false);
+            };
+            let len = parse_int(&buf[1..end]).ok_or(FrameError::InvalidBulkLength)?;
+            let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
+            buf.advance(end + 2);
+            self.bulk_left = len.saturating_add(2);
+            self.args_left -= 1;
+        }
+    }
 }
 
 /// The longest header line (`*<n>` or `$<n>`) we read before giving up.
@@ -88,7 +143,7 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Byt
     // request costs nothing but this walk.
     let mut spans = Vec::with_capacity((count as usize).min(64));
     let mut pos = end + 2;
-    for _ in 0..count {
+    for i in 0..count {
         let Some(&first) = buf.get(pos) else {
             return Ok(None);
         };
@@ -102,13 +157,25 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Byt
         };
         let len = parse_int(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
         let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
-        if len > limits.max_bulk_len as u64 {
+        let start = end + 2;
+        if len > limits.max_request_len.max(limits.max_bulk_len) as u64 {
+            // Too big to be worth reading through: as Redis, give up.
             return Err(FrameError::BulkTooLarge {
                 got: len,
                 limit: limits.max_bulk_len,
             });
         }
-        let start = end + 2;
+        if len > limits.max_bulk_len as u64 {
+            // Well framed, only too big: drop what is here and skip the
+            // rest as it arrives, so the connection lives.
+            buf.advance(start);
+            return Err(FrameError::ValueTooLarge(Discard {
+                got: len,
+                limit: limits.max_bulk_len,
+                bulk_left: len.saturating_add(2),
+                args_left: count - i - 1,
+            }));
+        }
         let stop = start + len as usize;
         if stop > limits.max_request_len {
             return Err(FrameError::RequestTooLarge {
@@ -284,6 +351,55 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_argument_is_skipped_and_the_next_request_read() {
+        let limits = Limits {
+            max_bulk_len: 10,
+            ..Limits::default()
+        };
+        let request = b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$12\r\n0123456789ab\r\n$2\r\nEX\r\n*1\r\n$4\r\nPING\r\n";
+        // Whatever way the bytes arrive, the skip ends exactly at PING.
+        for step in [1, 3, 7, request.len()] {
+            let mut buf = BytesMut::new();
+            let mut chunks = request.chunks(step);
+            let mut discard = None;
+            let mut got = Vec::new();
+            loop {
+                if let Some(d) = &mut discard {
+                    let d: &mut Discard = d;
+                    if d.skip(&mut buf).unwrap() {
+                        got.push(b"LIMIT".to_vec());
+                        discard = None;
+                    }
+                }
+                if discard.is_none() {
+                    match parse_request(&mut buf, &limits) {
+                        Ok(Some(args)) => {
+                            got.push(args[0].to_vec());
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(FrameError::ValueTooLarge(d)) => {
+                            discard = Some(d);
+                            continue;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                match chunks.next() {
+                    Some(c) => buf.extend_from_slice(c),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                got,
+                vec![b"LIMIT".to_vec(), b"PING".to_vec()],
+                "step {step}"
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
     fn limits_are_enforced_before_allocation() {
         let limits = Limits {
             max_bulk_len: 10,
@@ -298,7 +414,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
         assert!(matches!(
             parse_request(&mut buf, &limits),
-            Err(FrameError::BulkTooLarge { .. })
+            Err(FrameError::ValueTooLarge(Discard { got: 11, .. }))
         ));
         let mut buf = BytesMut::from(&b"*1\r\n$99999999999999999999999\r\n"[..]);
         assert_eq!(
