@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -78,11 +79,66 @@ struct Waiter {
     request: LockRequest,
 }
 
-/// The lock of one session id.
+/// What the locks of one engine (a tenant) take: lock entries, and the
+/// bytes of their ids, holders, waiters and owner secrets. Locks count
+/// against the tenant's quotas like sessions do, whether or not a session
+/// exists under the id.
 #[derive(Debug, Default)]
+pub struct LockUsage {
+    entries: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+impl LockUsage {
+    /// Lock entries (ids with a holder or a waiter).
+    pub fn entries(&self) -> usize {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the lock entries take, as [`lock_bytes`] counts them.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// What one lock entry is charged, besides its id: the map slot and the
+/// state (measured sizes, rounded up).
+pub(crate) const ENTRY_BYTES: u64 = 128;
+/// What each holder is charged, besides its owner secret.
+pub(crate) const HOLDER_BYTES: u64 = 96;
+/// What each waiter is charged (it has a wake-up slot too), besides its
+/// owner secret.
+pub(crate) const WAITER_BYTES: u64 = 256;
+
+/// The bytes a lock entry for `id` takes with holders and waiters whose
+/// owner secrets have these lengths.
+fn lock_bytes(
+    id_len: usize,
+    holders: impl Iterator<Item = usize>,
+    waiters: impl Iterator<Item = usize>,
+) -> u64 {
+    let h: u64 = holders.map(|o| HOLDER_BYTES + o as u64).sum();
+    let w: u64 = waiters.map(|o| WAITER_BYTES + o as u64).sum();
+    ENTRY_BYTES + id_len as u64 + h + w
+}
+
+/// The lock of one session id. It keeps its [`LockUsage`] current itself,
+/// and gives its share back when dropped, however it is removed.
+#[derive(Debug)]
 pub(crate) struct LockState {
     pub(crate) holders: Vec<Holder>,
     waiters: VecDeque<Waiter>,
+    usage: Arc<LockUsage>,
+    id_len: usize,
+    /// The bytes this entry has added to `usage`.
+    charged: u64,
+}
+
+impl Drop for LockState {
+    fn drop(&mut self) {
+        self.usage.entries.fetch_sub(1, Ordering::Relaxed);
+        self.usage.bytes.fetch_sub(self.charged, Ordering::Relaxed);
+    }
 }
 
 /// What a lock request came to at once.
@@ -93,6 +149,49 @@ pub(crate) enum Acquire {
 }
 
 impl LockState {
+    /// A new, idle entry for `id`, counted in `usage`.
+    pub(crate) fn new(id: &SessionId, usage: &Arc<LockUsage>) -> Self {
+        let charged = lock_bytes(id.as_bytes().len(), std::iter::empty(), std::iter::empty());
+        usage.entries.fetch_add(1, Ordering::Relaxed);
+        usage.bytes.fetch_add(charged, Ordering::Relaxed);
+        Self {
+            holders: Vec::new(),
+            waiters: VecDeque::new(),
+            usage: usage.clone(),
+            id_len: id.as_bytes().len(),
+            charged,
+        }
+    }
+
+    /// What one more holder (or, `waiting`, waiter) with `owner` would add.
+    pub(crate) fn party_bytes(owner: Option<&Bytes>, waiting: bool) -> u64 {
+        let base = if waiting { WAITER_BYTES } else { HOLDER_BYTES };
+        base + owner.map_or(0, |o| o.len() as u64)
+    }
+
+    /// Brings `usage` up to date after holders or waiters changed.
+    fn recount(&mut self) {
+        let now = lock_bytes(
+            self.id_len,
+            self.holders
+                .iter()
+                .map(|h| h.owner.as_ref().map_or(0, Bytes::len)),
+            self.waiters
+                .iter()
+                .map(|w| w.request.owner.as_ref().map_or(0, Bytes::len)),
+        );
+        if now >= self.charged {
+            self.usage
+                .bytes
+                .fetch_add(now - self.charged, Ordering::Relaxed);
+        } else {
+            self.usage
+                .bytes
+                .fetch_sub(self.charged - now, Ordering::Relaxed);
+        }
+        self.charged = now;
+    }
+
     /// The mode the lock is held in, if it is held.
     pub(crate) fn mode(&self) -> Option<LockMode> {
         self.holders.first().map(|h| h.mode)
@@ -138,6 +237,7 @@ impl LockState {
     ) -> Acquire {
         if self.waiters.is_empty() && self.compatible(request.mode) {
             let key = self.grant_to(id, request, now, keys, leases);
+            self.recount();
             return Acquire::Granted(key);
         }
         if !wait {
@@ -149,6 +249,7 @@ impl LockState {
             slot: slot.clone(),
             request,
         });
+        self.recount();
         Acquire::Queued(LockWait { slot })
     }
 
@@ -198,13 +299,18 @@ impl LockState {
                 id: id.clone(),
             }));
         }
+        self.recount();
     }
 
     /// Drops holders whose lease has run out. Returns whether any did.
     pub(crate) fn expire_leases(&mut self, now: u64) -> bool {
         let before = self.holders.len();
         self.holders.retain(|h| h.lease_deadline_ms > now);
-        before != self.holders.len()
+        let changed = before != self.holders.len();
+        if changed {
+            self.recount();
+        }
+        changed
     }
 
     /// The holders' owner tokens match `owner` (any holder when `None`):
@@ -220,7 +326,9 @@ impl LockState {
     /// Releases the holder with `key`.
     pub(crate) fn release(&mut self, key: u64) -> Option<Holder> {
         let at = self.holders.iter().position(|h| h.key == key)?;
-        Some(self.holders.swap_remove(at))
+        let holder = self.holders.swap_remove(at);
+        self.recount();
+        Some(holder)
     }
 
     /// Turns a write hold into a read hold (HTTP_SessionServer `commit`).
@@ -246,7 +354,11 @@ impl LockState {
             }
             keep
         });
-        before != self.holders.len() + self.waiters.len()
+        let changed = before != self.holders.len() + self.waiters.len();
+        if changed {
+            self.recount();
+        }
+        changed
     }
 
     /// Takes the queued request behind `slot` out of the queue; false if it
@@ -255,6 +367,7 @@ impl LockState {
         match self.waiters.iter().position(|w| Arc::ptr_eq(&w.slot, slot)) {
             Some(at) => {
                 self.waiters.remove(at);
+                self.recount();
                 true
             }
             None => false,
@@ -262,11 +375,11 @@ impl LockState {
     }
 
     /// The session is gone: holders lose their keys, waiters get an error.
-    pub(crate) fn destroy(self, id: &SessionId) {
+    pub(crate) fn destroy(mut self, id: &SessionId) {
         for h in &self.holders {
             h.client.forget(id);
         }
-        for w in self.waiters {
+        for w in std::mem::take(&mut self.waiters) {
             w.request.client.forget(id);
             w.slot
                 .complete(Err(Error::DestroyedWhileWaiting(id.clone())));
@@ -276,6 +389,8 @@ impl LockState {
     /// The session was renamed: queued requests now wait on `to`, and
     /// every client's record of its locks follows.
     pub(crate) fn rename(&mut self, from: &SessionId, to: &SessionId) {
+        self.id_len = to.as_bytes().len();
+        self.recount();
         for h in &self.holders {
             h.client.forget(from);
             h.client.note(to);
@@ -368,5 +483,25 @@ impl Future for LockWait {
             _ => inner.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod charge_tests {
+    use super::*;
+
+    /// The charges cover what an entry really takes (the map slot's key and
+    /// value plus the hash table's control byte; a holder; a waiter and its
+    /// shared slot with the two reference counts), so a quota on bytes is a
+    /// quota on memory.
+    #[test]
+    fn charges_cover_the_real_sizes() {
+        use std::mem::size_of;
+        let entry = size_of::<LockState>() + size_of::<SessionId>() + 1;
+        assert!(entry as u64 <= ENTRY_BYTES, "entry {entry}");
+        let holder = size_of::<Holder>();
+        assert!(holder as u64 <= HOLDER_BYTES, "holder {holder}");
+        let waiter = size_of::<Waiter>() + size_of::<WaitSlot>() + 16;
+        assert!(waiter as u64 <= WAITER_BYTES, "waiter {waiter}");
     }
 }

@@ -124,9 +124,14 @@ pub struct LimitsConfig {
     pub max_sessions_per_tenant: usize,
     /// Most lock requests queued on one session at once.
     pub max_lock_waiters: usize,
-    /// Most bytes (data, variables, classes) one tenant holds; writes that
-    /// would grow past it, and new sessions once it is reached, are
-    /// refused. 0: no limit.
+    /// Most lock entries (ids locked or awaited, whether or not a session
+    /// exists under them) one tenant holds. 0: no limit.
+    pub max_locks_per_tenant: usize,
+    /// Longest lock owner secret (phpredis's lock value), bytes.
+    pub max_lock_owner_len: usize,
+    /// Most bytes (data, variables, classes, and locks with their owner
+    /// secrets) one tenant holds; writes that would grow past it, and new
+    /// sessions and locks once it is reached, are refused. 0: no limit.
     pub max_bytes_per_tenant: u64,
     /// Most connections open at once, over every door.
     pub max_connections: usize,
@@ -159,6 +164,8 @@ impl Default for LimitsConfig {
             max_vars: EngineConfig::default().max_vars,
             max_sessions_per_tenant: EngineConfig::default().max_sessions,
             max_lock_waiters: EngineConfig::default().max_lock_waiters,
+            max_locks_per_tenant: EngineConfig::default().max_locks,
+            max_lock_owner_len: EngineConfig::default().max_lock_owner_len,
             max_bytes_per_tenant: EngineConfig::default().max_bytes,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
@@ -484,6 +491,8 @@ impl Config {
             max_vars: self.limits.max_vars,
             max_sessions: self.limits.max_sessions_per_tenant,
             max_lock_waiters: self.limits.max_lock_waiters,
+            max_locks: self.limits.max_locks_per_tenant,
+            max_lock_owner_len: self.limits.max_lock_owner_len,
             max_bytes: self.limits.max_bytes_per_tenant,
             max_scan_count: EngineConfig::default().max_scan_count,
             max_data_len: self.limits.max_bulk_len,

@@ -596,6 +596,8 @@ fn render(shared: &Shared, scope: &Scope) -> String {
         let label = format!("tenant=\"{}\"", t.name());
         f.series("sessions", &label, s.sessions);
         f.series("session_bytes", &label, s.bytes);
+        f.series("locks", &label, s.locks);
+        f.series("lock_bytes", &label, s.lock_bytes);
         f.series("expired_sessions_total", &label, s.expired_sessions);
         f.series("lease_expiries_total", &label, s.expired_leases);
         f.series("commands_total", &label, t.metrics.commands_total());

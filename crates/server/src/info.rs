@@ -89,8 +89,10 @@ pub(crate) fn sections(
         InfoSection {
             name: "Memory",
             fields: vec![
-                field("used_memory", stats.bytes.to_string()),
-                field("used_memory_human", human(stats.bytes)),
+                field("used_memory", (stats.bytes + stats.lock_bytes).to_string()),
+                field("used_memory_human", human(stats.bytes + stats.lock_bytes)),
+                field("used_memory_sessions", stats.bytes.to_string()),
+                field("used_memory_locks", stats.lock_bytes.to_string()),
                 field("used_memory_rss", rss.to_string()),
                 field("used_memory_rss_human", human(rss)),
                 field("maxmemory", config.max_bytes.to_string()),

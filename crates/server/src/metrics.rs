@@ -362,6 +362,14 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
             "gauge",
             "Bytes of session data, variables and classes held.",
         ),
+        "locks" => (
+            "gauge",
+            "Lock entries held: ids locked or awaited, whether or not a session exists under them.",
+        ),
+        "lock_bytes" => (
+            "gauge",
+            "Bytes the lock entries take (ids, holders, waiters, owner secrets); counted in max_bytes_per_tenant.",
+        ),
         "expired_sessions_total" => ("counter", "Sessions removed because they expired."),
         "lease_expiries_total" => ("counter", "Lock leases that ran out."),
         "commands_total" => (

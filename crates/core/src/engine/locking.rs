@@ -8,7 +8,7 @@ use super::{Chosen, Engine, Outcome};
 use crate::client::ClientHandle;
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::lock::{Acquire, Grant, LockMode, LockRequest, LockWait};
+use crate::lock::{Acquire, Grant, LockMode, LockRequest, LockState, LockWait};
 use crate::reply::Reply;
 use crate::store::Shard;
 
@@ -94,8 +94,38 @@ impl Engine {
         if shard.live_touched(&id, now).is_none() && require_session {
             return Err(Error::NoSession(id.clone()));
         }
+        if let Some(o) = &owner {
+            if o.len() > self.config.max_lock_owner_len {
+                return Err(Error::LimitExceeded {
+                    what: "the lock owner secret in bytes (limits.max_lock_owner_len)",
+                    got: o.len() as u64,
+                    limit: self.config.max_lock_owner_len as u64,
+                });
+            }
+        }
         let Shard { locks, leases, .. } = shard;
-        let lock = locks.entry(id.clone()).or_default();
+        // Locks count against the tenant's quotas, on sessions or not.
+        let fresh = !locks.contains_key(&id);
+        let entry_bytes = if fresh {
+            crate::lock::ENTRY_BYTES as usize + id.as_bytes().len()
+        } else {
+            0
+        };
+        let max_locks = self.config.max_locks;
+        if fresh && max_locks > 0 && self.lock_usage.entries() >= max_locks {
+            return Err(Error::LimitExceeded {
+                what: "the number of locks (limits.max_locks_per_tenant)",
+                got: self.lock_usage.entries() as u64 + 1,
+                limit: max_locks as u64,
+            });
+        }
+        self.room_for_bytes(
+            entry_bytes + LockState::party_bytes(owner.as_ref(), wait_ms > 0) as usize,
+        )?;
+        let usage = &self.lock_usage;
+        let lock = locks
+            .entry(id.clone())
+            .or_insert_with(|| LockState::new(&id, usage));
         if lock.expire_leases(now) {
             lock.pump(&id, now, &self.keys, leases);
         }

@@ -19,7 +19,7 @@ use crate::command::Command;
 use crate::error::Error;
 use crate::id::{IdChars, SessionId};
 use crate::journal::{FencingKeys, Journal, Mutation, MutationLog};
-use crate::lock::LockMode;
+use crate::lock::{LockMode, LockUsage};
 use crate::reply::Reply;
 use crate::session::Session;
 use crate::store::{Shard, Store};
@@ -55,6 +55,12 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// Most lock requests queued on one session.
     pub max_lock_waiters: usize,
+    /// Most lock entries (ids locked or awaited, sessions or not) this
+    /// engine (tenant) holds. 0: no limit.
+    pub max_locks: usize,
+    /// The longest lock owner secret (phpredis's `host|pid|…` lock value,
+    /// memcached's lock value), in bytes.
+    pub max_lock_owner_len: usize,
     /// Most bytes (data, variables, classes) this engine (tenant) holds;
     /// writes that would grow past it, and new sessions once it is
     /// reached, are refused. 0: no limit.
@@ -87,6 +93,8 @@ impl Default for EngineConfig {
             max_vars: 1024,
             max_sessions: 10_000_000,
             max_lock_waiters: 1024,
+            max_locks: 100_000,
+            max_lock_owner_len: 512,
             max_bytes: 0,
             strict_ids: false,
             max_scan_count: 10_000,
@@ -128,6 +136,10 @@ pub struct EngineStats {
     pub sessions: u64,
     /// Bytes of data, variables and classes held.
     pub bytes: u64,
+    /// Lock entries held (ids locked or awaited, sessions or not).
+    pub locks: u64,
+    /// Bytes the lock entries take (ids, holders, waiters, owner secrets).
+    pub lock_bytes: u64,
     /// Sessions removed because they expired, since start.
     pub expired_sessions: u64,
     /// Lock leases that ran out, since start.
@@ -154,6 +166,8 @@ pub struct Engine {
     next_version: AtomicU64,
     next_client: AtomicU64,
     stats: Stats,
+    /// What the locks take, for the quotas and `INFO`.
+    lock_usage: Arc<LockUsage>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -194,6 +208,7 @@ impl Engine {
             next_version: AtomicU64::new(1),
             next_client: AtomicU64::new(1),
             stats: Stats::default(),
+            lock_usage: Arc::default(),
         }
     }
 
@@ -386,6 +401,8 @@ impl Engine {
         EngineStats {
             sessions: self.store.count() as u64,
             bytes: self.store.bytes(),
+            locks: self.lock_usage.entries() as u64,
+            lock_bytes: self.lock_usage.bytes(),
             expired_sessions: self.stats.expired_sessions.load(Ordering::Relaxed),
             expired_leases: self.stats.expired_leases.load(Ordering::Relaxed),
         }
@@ -563,7 +580,7 @@ impl Engine {
         if self.config.strict_ids && chosen == Chosen::ByClient {
             return Err(strict_refusal());
         }
-        if self.config.max_bytes > 0 && self.store.bytes() >= self.config.max_bytes {
+        if self.config.max_bytes > 0 && self.used_bytes() >= self.config.max_bytes {
             return Err(self.bytes_refusal(0));
         }
         let max = self.config.max_sessions;
@@ -578,10 +595,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Bytes counted against `max_bytes`: sessions' and locks'.
+    fn used_bytes(&self) -> u64 {
+        self.store.bytes().saturating_add(self.lock_usage.bytes())
+    }
+
     /// Refuses a write that adds `growth` bytes past `max_bytes`.
     fn room_for_bytes(&self, growth: usize) -> Result<(), Error> {
         let max = self.config.max_bytes;
-        if max > 0 && growth > 0 && self.store.bytes().saturating_add(growth as u64) > max {
+        if max > 0 && growth > 0 && self.used_bytes().saturating_add(growth as u64) > max {
             return Err(self.bytes_refusal(growth));
         }
         Ok(())
@@ -590,7 +612,7 @@ impl Engine {
     fn bytes_refusal(&self, growth: usize) -> Error {
         Error::LimitExceeded {
             what: "the bytes stored",
-            got: self.store.bytes().saturating_add(growth as u64),
+            got: self.used_bytes().saturating_add(growth as u64),
             limit: self.config.max_bytes,
         }
     }
