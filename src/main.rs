@@ -60,6 +60,10 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Whether cross-session commands stall other clients: load sessions,
+    /// run each heavy command while another connection PINGs every 10 ms,
+    /// then leave clients that never read (BENCHMARKS.md).
+    Stall(sessiond_bench::StallArgs),
     /// A loopback echo server: the machine's ceiling for round trips.
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:6391")]
@@ -304,6 +308,7 @@ fn bench(cmd: BenchCmd) -> ExitCode {
     let threads = match &cmd {
         BenchCmd::Run { threads, .. } => Some(*threads),
         BenchCmd::EchoServer { threads, .. } => *threads,
+        BenchCmd::Stall(_) => Some(2),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = threads {
@@ -328,6 +333,16 @@ fn bench(cmd: BenchCmd) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("sessiond bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        BenchCmd::Stall(args) => match runtime.block_on(sessiond_bench::stall(&args)) {
+            Ok(report) => {
+                print!("{}", report.table());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sessiond bench stall: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -266,3 +266,75 @@ async fn shutdown_answers_queued_waiters_before_closing() {
         Err(e) => assert_eq!(e.code(), Some("LOCKED"), "{e}"),
     }
 }
+
+/// The Redis-door lock key and the memcached one free a lock only for the
+/// connection that holds it: another connection, or a stale holder whose
+/// lease ran out, is answered as for a missing key and the holder keeps
+/// its lock (two PHP requests never write one session at once).
+#[tokio::test]
+async fn lock_keys_are_released_only_by_their_holder() {
+    use sessiond_client::RespValue;
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    let ok = RespValue::Simple("OK".into());
+    let set =
+        |secret: &'static str, px: &'static str| vec!["SET", "sess_LOCK", secret, "NX", "PX", px];
+    assert_eq!(a.call(&set("host|1", "60000")).await.unwrap(), ok);
+    assert_eq!(
+        b.call(&["DEL", "sess_LOCK"]).await.unwrap(),
+        RespValue::Int(0)
+    );
+    assert_eq!(
+        b.call(&set("host|2", "60000")).await.unwrap(),
+        RespValue::Nil,
+        "the holder kept its lock"
+    );
+    assert_eq!(
+        a.call(&["DEL", "sess_LOCK"]).await.unwrap(),
+        RespValue::Int(1)
+    );
+    assert_eq!(b.call(&set("host|2", "60000")).await.unwrap(), ok);
+    assert_eq!(
+        b.call(&["DEL", "sess_LOCK"]).await.unwrap(),
+        RespValue::Int(1)
+    );
+
+    // A stale holder: its lease ran out and someone else holds it now.
+    assert_eq!(a.call(&set("host|1", "100")).await.unwrap(), ok);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(b.call(&set("host|2", "60000")).await.unwrap(), ok);
+    assert_eq!(
+        a.call(&["DEL", "sess_LOCK"]).await.unwrap(),
+        RespValue::Int(0)
+    );
+    assert_eq!(
+        a.call(&["GET", "sess_LOCK"]).await.unwrap(),
+        RespValue::Bulk(Bytes::from("host|2"))
+    );
+
+    // memcached's `delete lock.<id>` likewise.
+    let mut ma = common::wire::Wire::connect(s.memcache).await;
+    let mut mb = common::wire::Wire::connect(s.memcache).await;
+    assert_eq!(
+        ma.ask(b"add lock.m 0 30 1\r\n1\r\n", b"\r\n").await,
+        "STORED\r\n"
+    );
+    assert_eq!(mb.line("delete lock.m").await, "NOT_FOUND");
+    assert_eq!(
+        mb.ask(b"add lock.m 0 30 1\r\n1\r\n", b"\r\n").await,
+        "NOT_STORED\r\n"
+    );
+    assert_eq!(ma.line("delete lock.m").await, "DELETED");
+    assert_eq!(
+        mb.ask(b"add lock.m 0 30 1\r\n1\r\n", b"\r\n").await,
+        "STORED\r\n"
+    );
+
+    // Each refusal is counted.
+    let RespValue::Bulk(info) = a.call(&["INFO", "sessions"]).await.unwrap() else {
+        panic!()
+    };
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("refused_unlocks:3"), "{info}");
+}

@@ -13,11 +13,13 @@ pub mod histogram;
 pub mod keys;
 mod report;
 mod run;
+mod stall;
 pub mod wire;
 pub mod workload;
 
 pub use report::{Latency, Report};
 pub use run::{run, RunArgs};
+pub use stall::{stall, StallArgs, StallReport};
 
 /// Why a run could not be made or finished.
 #[derive(Debug, thiserror::Error)]

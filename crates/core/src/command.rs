@@ -116,6 +116,24 @@ pub enum Command {
     Find { name: Bytes, value: Bytes },
     /// id → value of every session having variable `name`.
     ListVar { name: Bytes },
+    /// One page of [`Command::Find`]: up to `count` ids after `cursor`
+    /// (`0` to start), and the cursor to go on from (`0`: done).
+    FindPage {
+        name: Bytes,
+        value: Bytes,
+        cursor: Bytes,
+        count: usize,
+    },
+    /// One page of [`Command::ListVar`], as [`Command::FindPage`].
+    ListVarPage {
+        name: Bytes,
+        cursor: Bytes,
+        count: usize,
+    },
+    /// One page of Redis `SCAN`: ids from a numeric cursor (`0` to start),
+    /// visiting about `count` sessions (COUNT bounds the work, not the
+    /// matches, as in Redis); the next numeric cursor (`0`: done).
+    KeyScan { cursor: u64, count: usize },
     /// Read (None) or set the idle timeout.
     Timeout {
         id: SessionId,
@@ -144,8 +162,8 @@ pub enum Command {
         owner: Bytes,
         lease_ms: Option<u64>,
     },
-    /// Release the lock held under `owner` (any holder when `None`): 1 if
-    /// released, else 0.
+    /// Release the lock held under `owner` (when `None`: the caller's own
+    /// holds, never another connection's): 1 if released, else 0.
     UnlockOwned { id: SessionId, owner: Option<Bytes> },
     /// The owner token of the lock's holder, or nil.
     LockOwner { id: SessionId },
@@ -234,7 +252,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 41] = [
+    pub const NAMES: [&'static str; 44] = [
         "create",
         "uniq",
         "destroy",
@@ -276,6 +294,9 @@ impl Command {
         "echo",
         "server_info",
         "flush_all",
+        "find_page",
+        "list_var_page",
+        "key_scan",
     ];
 
     /// The command's place in [`Command::NAMES`] (for per-command tables).
@@ -322,7 +343,26 @@ impl Command {
             Command::Echo { .. } => 38,
             Command::ServerInfo => 39,
             Command::FlushAll => 40,
+            Command::FindPage { .. } => 41,
+            Command::ListVarPage { .. } => 42,
+            Command::KeyScan { .. } => 43,
         }
+    }
+
+    /// Whether the command looks across sessions (its work grows with the
+    /// store), so a door runs it off the request workers.
+    pub fn is_heavy(&self) -> bool {
+        matches!(
+            self,
+            Command::List { .. }
+                | Command::Scan { .. }
+                | Command::Find { .. }
+                | Command::ListVar { .. }
+                | Command::FindPage { .. }
+                | Command::ListVarPage { .. }
+                | Command::KeyScan { .. }
+                | Command::FlushAll
+        )
     }
 
     /// The command's name, as metrics label it (`get_data`, `lock`, ...).
@@ -383,6 +423,9 @@ impl Command {
             | Command::GetData { .. }
             | Command::Find { .. }
             | Command::ListVar { .. }
+            | Command::FindPage { .. }
+            | Command::ListVarPage { .. }
+            | Command::KeyScan { .. }
             | Command::Ttl { .. }
             | Command::PTtl { .. }
             | Command::Touch { .. }
@@ -430,6 +473,9 @@ impl Command {
             | Command::GetData { .. }
             | Command::Find { .. }
             | Command::ListVar { .. }
+            | Command::FindPage { .. }
+            | Command::ListVarPage { .. }
+            | Command::KeyScan { .. }
             | Command::Ttl { .. }
             | Command::PTtl { .. }
             | Command::Touch { .. }
@@ -458,7 +504,11 @@ mod name_tests {
             assert!(seen.insert(n), "{n} twice");
         }
         assert_eq!(Command::ServerInfo.name(), "server_info");
-        assert_eq!(Command::FlushAll.index(), Command::NAMES.len() - 1);
+        let last = Command::KeyScan {
+            cursor: 0,
+            count: 1,
+        };
+        assert_eq!(last.index(), Command::NAMES.len() - 1);
         let ping = Command::Ping { message: None };
         assert_eq!(Command::NAMES[ping.index()], "ping");
     }

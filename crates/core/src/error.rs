@@ -53,6 +53,9 @@ pub enum Error {
         got: u64,
         limit: u64,
     },
+    /// A listing has more results than one reply may hold.
+    #[error("more than {limit} results in one reply (limits.max_reply_items): page through them with {instead}")]
+    TooManyResults { limit: u64, instead: &'static str },
     /// The operating system's random source failed.
     #[error("the OS random source failed: {0}")]
     Random(String),
@@ -93,7 +96,7 @@ impl Error {
             | Error::NotNumeric(_)
             | Error::Overflow { .. }
             | Error::InvalidArgument(_) => "ERR",
-            Error::LimitExceeded { .. } => "LIMIT",
+            Error::LimitExceeded { .. } | Error::TooManyResults { .. } => "LIMIT",
             Error::Random(_) => "ERR",
             Error::NotAuthenticated => "NOAUTH",
             Error::NotPermitted { .. } => "NOPERM",
@@ -146,6 +149,10 @@ mod tests {
                 what: "x",
                 got: 2,
                 limit: 1,
+            },
+            Error::TooManyResults {
+                limit: 1,
+                instead: "x",
             },
             Error::Random("x".into()),
             Error::NotAuthenticated,

@@ -2,9 +2,12 @@
 //! without looking at every session.
 //!
 //! One index per shard, so a write touches only its own shard; a cross-session
-//! query asks every shard's index in turn.
+//! query asks every shard's index in turn. Values and ids are kept in order,
+//! so a query can be walked in slices (and paged by a cursor), resuming
+//! after the last id it returned.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use bytes::Bytes;
 
@@ -13,7 +16,7 @@ use crate::id::SessionId;
 /// variable name → value → ids of sessions having that value.
 #[derive(Debug, Default)]
 pub(crate) struct VarIndex {
-    by_name: HashMap<Bytes, HashMap<Bytes, HashSet<SessionId>>>,
+    by_name: HashMap<Bytes, BTreeMap<Bytes, BTreeSet<SessionId>>>,
 }
 
 impl VarIndex {
@@ -41,29 +44,52 @@ impl VarIndex {
         }
     }
 
-    /// Ids of sessions whose `name` equals `value`.
-    pub(crate) fn find(&self, name: &[u8], value: &[u8]) -> impl Iterator<Item = &SessionId> {
+    /// Ids of sessions whose `name` equals `value`, in order, after `after`.
+    pub(crate) fn find<'a>(
+        &'a self,
+        name: &[u8],
+        value: &[u8],
+        after: Option<&'a SessionId>,
+    ) -> impl Iterator<Item = &'a SessionId> + 'a {
         self.by_name
             .get(name)
             .and_then(|values| values.get(value))
             .into_iter()
-            .flatten()
+            .flat_map(move |ids| ids.range(after_bound(after)))
     }
 
-    /// Every `(id, value)` of sessions having `name`.
-    pub(crate) fn list(&self, name: &[u8]) -> impl Iterator<Item = (&SessionId, &Bytes)> {
-        self.by_name
-            .get(name)
+    /// Every `(id, value)` of sessions having `name`, in (value, id) order,
+    /// after `after`.
+    pub(crate) fn list<'a>(
+        &'a self,
+        name: &[u8],
+        after: Option<(&'a Bytes, &'a SessionId)>,
+    ) -> impl Iterator<Item = (&'a SessionId, &'a Bytes)> + 'a {
+        let values = self.by_name.get(name);
+        let (first, rest) = match after {
+            Some((v, id)) => (
+                values
+                    .and_then(|vs| vs.get_key_value(v))
+                    .map(|(v, ids)| (v, ids.range(after_bound(Some(id))))),
+                values.map(|vs| vs.range::<Bytes, _>((Bound::Excluded(v), Bound::Unbounded))),
+            ),
+            None => (None, values.map(|vs| vs.range::<Bytes, _>(..))),
+        };
+        first
             .into_iter()
-            .flatten()
-            .flat_map(|(value, ids)| ids.iter().map(move |id| (id, value)))
+            .flat_map(|(v, ids)| ids.map(move |id| (id, v)))
+            .chain(
+                rest.into_iter()
+                    .flatten()
+                    .flat_map(|(value, ids)| ids.iter().map(move |id| (id, value))),
+            )
     }
 }
 
 /// class → ids, for `COUNT CLASS c` and `LIST CLASS c`.
 #[derive(Debug, Default)]
 pub(crate) struct ClassIndex {
-    by_class: HashMap<Bytes, HashSet<SessionId>>,
+    by_class: HashMap<Bytes, BTreeSet<SessionId>>,
 }
 
 impl ClassIndex {
@@ -83,11 +109,27 @@ impl ClassIndex {
         }
     }
 
-    pub(crate) fn members(&self, class: &[u8]) -> impl Iterator<Item = &SessionId> {
-        self.by_class.get(class).into_iter().flatten()
+    /// The class's ids in order, after `after`.
+    pub(crate) fn members<'a>(
+        &'a self,
+        class: &[u8],
+        after: Option<&'a SessionId>,
+    ) -> impl Iterator<Item = &'a SessionId> + 'a {
+        self.by_class
+            .get(class)
+            .into_iter()
+            .flat_map(move |ids| ids.range(after_bound(after)))
     }
 
     pub(crate) fn count(&self, class: &[u8]) -> usize {
-        self.by_class.get(class).map_or(0, HashSet::len)
+        self.by_class.get(class).map_or(0, BTreeSet::len)
+    }
+}
+
+/// The range of ids after `after` (all of them for `None`).
+fn after_bound(after: Option<&SessionId>) -> (Bound<&SessionId>, Bound<&SessionId>) {
+    match after {
+        Some(id) => (Bound::Excluded(id), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
     }
 }

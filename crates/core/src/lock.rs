@@ -323,6 +323,15 @@ impl LockState {
             .collect()
     }
 
+    /// The keys `client` holds this lock with.
+    pub(crate) fn keys_held_by(&self, client: &ClientHandle) -> Vec<u64> {
+        self.holders
+            .iter()
+            .filter(|h| h.client.same(client))
+            .map(|h| h.key)
+            .collect()
+    }
+
     /// Releases the holder with `key`.
     pub(crate) fn release(&mut self, key: u64) -> Option<Holder> {
         let at = self.holders.iter().position(|h| h.key == key)?;

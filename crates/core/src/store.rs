@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::BuildHasher;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -33,9 +34,13 @@ pub(crate) struct Shard {
     /// The sessions by id: a hash map, as every request looks one up.
     /// Boxed so the table's empty slots stay small (it is at most 7/8 full).
     pub(crate) sessions: HashMap<SessionId, Box<Session>>,
-    /// The same ids in order, for `SCAN` cursors and `LIST`; changed only
-    /// when a session is created or removed.
-    pub(crate) order: BTreeSet<SessionId>,
+    /// The same ids in scan order, for `SCAN` cursors and `LIST`: by a
+    /// keyed hash of the id (then the id), so a numeric cursor can name any
+    /// place in it (Redis `SCAN`) and no choice of ids can bunch them up.
+    /// Changed only when a session is created or removed.
+    order: BTreeSet<(u64, SessionId)>,
+    /// The key of that hash (the same for every shard of a store).
+    order_hasher: RandomState,
     pub(crate) locks: HashMap<SessionId, LockState>,
     pub(crate) vars: VarIndex,
     /// The same for the entries of PHP-encoded data.
@@ -48,12 +53,13 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(journal: Arc<Journal>, usage: Arc<Usage>) -> Self {
+    fn new(journal: Arc<Journal>, usage: Arc<Usage>, order_hasher: RandomState) -> Self {
         Self {
             journal,
             usage,
             sessions: HashMap::new(),
             order: BTreeSet::new(),
+            order_hasher,
             locks: HashMap::new(),
             vars: VarIndex::default(),
             php_vars: VarIndex::default(),
@@ -61,6 +67,33 @@ impl Shard {
             expiry: BinaryHeap::new(),
             leases: BinaryHeap::new(),
         }
+    }
+
+    /// Where `id` stands in the scan order.
+    pub(crate) fn position(&self, id: &SessionId) -> u64 {
+        self.order_hasher.hash_one(id)
+    }
+
+    /// The ids in scan order after `after` (from the start for `None`).
+    pub(crate) fn ids_after<'a>(
+        &'a self,
+        after: Option<&SessionId>,
+    ) -> impl Iterator<Item = (u64, &'a SessionId)> + 'a {
+        let start = match after {
+            Some(id) => Bound::Excluded((self.position(id), id.clone())),
+            None => Bound::Unbounded,
+        };
+        self.order
+            .range((start, Bound::Unbounded))
+            .map(|(at, id)| (*at, id))
+    }
+
+    /// The ids in scan order from position `at` on.
+    pub(crate) fn ids_from(&self, at: u64) -> impl Iterator<Item = (u64, &SessionId)> + '_ {
+        let start = (at, SessionId::new(bytes::Bytes::new()));
+        self.order
+            .range((Bound::Included(start), Bound::Unbounded))
+            .map(|(at, id)| (*at, id))
     }
 
     /// Adds a session with its indexes and expiry deadline, and logs it.
@@ -82,7 +115,7 @@ impl Shard {
         }
         session.queued_ms = session.deadline_ms();
         self.expiry.push(Reverse((session.queued_ms, id.clone())));
-        self.order.insert(id.clone());
+        self.order.insert((self.position(&id), id.clone()));
         self.usage.grow(session.bytes());
         match self.sessions.insert(id, Box::new(session)) {
             None => {
@@ -97,7 +130,8 @@ impl Shard {
         let session = *self.sessions.remove(id)?;
         self.usage.sessions.fetch_sub(1, Ordering::Relaxed);
         self.usage.shrink(session.bytes());
-        self.order.remove(id);
+        let at = self.position(id);
+        self.order.remove(&(at, id.clone()));
         for (name, value) in session.vars() {
             self.vars.remove(name, value, id);
         }
@@ -475,9 +509,16 @@ impl Store {
     pub(crate) fn new(shards: usize, journal: &Arc<Journal>) -> Self {
         let n = shards.max(1);
         let usage = Arc::new(Usage::default());
+        let order_hasher = RandomState::new();
         Self {
             shards: (0..n)
-                .map(|_| Mutex::new(Shard::new(journal.clone(), usage.clone())))
+                .map(|_| {
+                    Mutex::new(Shard::new(
+                        journal.clone(),
+                        usage.clone(),
+                        order_hasher.clone(),
+                    ))
+                })
                 .collect(),
             usage,
             hasher: RandomState::new(),

@@ -133,6 +133,13 @@ pub struct LimitsConfig {
     /// secrets) one tenant holds; writes that would grow past it, and new
     /// sessions and locks once it is reached, are refused. 0: no limit.
     pub max_bytes_per_tenant: u64,
+    /// Most ids (or pairs) one unpaged listing returns (`SESSION.LIST`,
+    /// `FIND`, `LISTVAR`, Redis `KEYS`); past it the command is refused
+    /// with `LIMIT`, pointing to its cursor form.
+    pub max_reply_items: usize,
+    /// Replies pending to one connection, bytes: a client that stops
+    /// reading with more than this unsent is cut off.
+    pub max_output_buffer: usize,
     /// Most connections open at once, over every door.
     pub max_connections: usize,
     /// Most connections open at once from one client address.
@@ -167,6 +174,8 @@ impl Default for LimitsConfig {
             max_locks_per_tenant: EngineConfig::default().max_locks,
             max_lock_owner_len: EngineConfig::default().max_lock_owner_len,
             max_bytes_per_tenant: EngineConfig::default().max_bytes,
+            max_reply_items: EngineConfig::default().max_reply_items,
+            max_output_buffer: 64 * 1024 * 1024,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
             idle_timeout: 0,
@@ -395,6 +404,11 @@ impl Config {
         if l.max_vars == 0 || l.max_lock_waiters == 0 {
             return bad("limits.max_vars and limits.max_lock_waiters must be at least 1".into());
         }
+        if l.max_reply_items == 0 || l.max_output_buffer < 64 * 1024 {
+            return bad(
+                "limits.max_reply_items must be at least 1 and limits.max_output_buffer at least 65536".into(),
+            );
+        }
         if l.max_auth_failures == 0 || l.auth_failure_window == 0 {
             return bad(
                 "limits.max_auth_failures and limits.auth_failure_window must be at least 1".into(),
@@ -466,6 +480,7 @@ impl Config {
             idle: (self.limits.idle_timeout > 0)
                 .then(|| std::time::Duration::from_secs(self.limits.idle_timeout)),
             request: std::time::Duration::from_millis(self.limits.request_timeout_ms),
+            max_output: self.limits.max_output_buffer,
         }
     }
 
@@ -495,6 +510,7 @@ impl Config {
             max_lock_owner_len: self.limits.max_lock_owner_len,
             max_bytes: self.limits.max_bytes_per_tenant,
             max_scan_count: EngineConfig::default().max_scan_count,
+            max_reply_items: self.limits.max_reply_items,
             max_data_len: self.limits.max_bulk_len,
             allow_flush: self.allow_flush,
             strict_ids: self.strict_ids,

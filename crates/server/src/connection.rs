@@ -8,7 +8,7 @@
 use crate::metrics::Proto;
 use std::sync::Arc;
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 use sessiond_core::{Command, Outcome, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
@@ -117,7 +117,7 @@ impl Conn {
             }
             None if redis::is_redis_command(&args[0]) => {
                 self.link.proto = Proto::Redis;
-                self.handle_redis(args);
+                self.handle_redis(args).await;
                 return Ok(Next::Continue);
             }
             None => {
@@ -191,6 +191,24 @@ impl Conn {
             }
         };
         let before = self.link.durable_before(cmd.is_write());
+        if cmd.is_heavy() {
+            // Run and encoded off the request workers.
+            let proto = self.proto;
+            let out = self
+                .link
+                .execute_offloaded(cmd, move |result| {
+                    let mut out = BytesMut::new();
+                    match result {
+                        Ok(reply) => encode_reply(&reply, proto, &mut out),
+                        Err(e) => encode_error(e.code(), &e.to_string(), &mut out),
+                    }
+                    out
+                })
+                .await;
+            self.link.durable_after(before);
+            self.link.out.extend_from_slice(&out);
+            return Ok(Next::Continue);
+        }
         let result = match self.link.execute(cmd) {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
@@ -214,7 +232,7 @@ impl Conn {
     /// A Redis-door request: its engine commands run in order, then their
     /// results fold into one Redis reply. None of them waits (Redis-door
     /// locks are try-once, as phpredis polls).
-    fn handle_redis(&mut self, args: Vec<bytes::Bytes>) {
+    async fn handle_redis(&mut self, args: Vec<bytes::Bytes>) {
         let request =
             match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
                 Ok(r) => r,
@@ -236,6 +254,33 @@ impl Conn {
         }
         let writes = request.commands.iter().any(|c| c.is_write());
         let before = self.link.durable_before(writes);
+        if let [cmd] = &request.commands[..] {
+            if cmd.is_heavy() {
+                // KEYS, SCAN, FLUSHDB: run, rendered and encoded off the
+                // request workers.
+                let (proto, keys, render) = (
+                    self.proto,
+                    self.link.shared.redis_keys.clone(),
+                    request.render,
+                );
+                let mut commands = request.commands;
+                let Some(cmd) = commands.pop() else { return };
+                let out = self
+                    .link
+                    .execute_offloaded(cmd, move |result| {
+                        let mut out = BytesMut::new();
+                        match redis::render(&render, &keys, vec![result]) {
+                            Ok(reply) => encode_reply(&reply, proto, &mut out),
+                            Err((code, message)) => encode_error(code, &message, &mut out),
+                        }
+                        out
+                    })
+                    .await;
+                self.link.durable_after(before);
+                self.link.out.extend_from_slice(&out);
+                return;
+            }
+        }
         let results: Vec<_> = request
             .commands
             .into_iter()

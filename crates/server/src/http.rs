@@ -535,7 +535,11 @@ async fn run(scope: &Scope, cmd: Command) -> Result<Reply, Error> {
     // The same group-commit mark the socket doors use.
     let before = DurableMark::before(tenant.persistence(), cmd.is_write());
     let client = engine.connect();
-    let result = engine.execute_now(&client, cmd);
+    let result = if cmd.is_heavy() {
+        tenant.offload.run(engine, &client, cmd).await
+    } else {
+        engine.execute_now(&client, cmd)
+    };
     engine.disconnect(&client);
     tenant
         .metrics
@@ -600,6 +604,7 @@ fn render(shared: &Shared, scope: &Scope) -> String {
         f.series("lock_bytes", &label, s.lock_bytes);
         f.series("expired_sessions_total", &label, s.expired_sessions);
         f.series("lease_expiries_total", &label, s.expired_leases);
+        f.series("refused_unlocks_total", &label, s.refused_unlocks);
         f.series("commands_total", &label, t.metrics.commands_total());
         t.metrics.render(&mut f, t.name());
         if let Some(p) = t.persistence() {
@@ -624,6 +629,11 @@ fn render(shared: &Shared, scope: &Scope) -> String {
             f.series("connections_accepted_total", &label, load(&c.accepted));
             f.series("received_bytes_total", &label, load(&c.bytes_in));
             f.series("sent_bytes_total", &label, load(&c.bytes_out));
+            f.series(
+                "output_limit_disconnects_total",
+                &label,
+                load(&c.output_cutoffs),
+            );
         }
         let (failed, throttled) = shared.auth.refusals();
         f.series(

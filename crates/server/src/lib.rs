@@ -16,6 +16,7 @@ mod line;
 mod link;
 mod memcache;
 mod metrics;
+mod offload;
 mod persist;
 mod server;
 mod stream;

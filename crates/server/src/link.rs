@@ -158,6 +158,36 @@ impl Link {
         self.counted(cmd, |engine, client, cmd| engine.execute_now(client, cmd))
     }
 
+    /// Runs a cross-session command ([`Command::is_heavy`]), which never
+    /// waits, off the request workers if the role allows it (see
+    /// `offload.rs`), and `finish` on its result there too; counts it.
+    pub(crate) async fn execute_offloaded<T: Send + 'static>(
+        &mut self,
+        cmd: Command,
+        finish: impl FnOnce(Result<Reply, Error>) -> T + Send + 'static,
+    ) -> T {
+        let index = cmd.index();
+        let started = std::time::Instant::now();
+        if let Err(e) = self.permit(&cmd) {
+            self.tenant
+                .metrics
+                .command(self.proto, index, started.elapsed(), Some(&e));
+            return finish(Err(e));
+        }
+        let (done, error) = self
+            .tenant
+            .offload
+            .run_then(self.engine(), self.client(), cmd, move |r| {
+                let error = r.as_ref().err().cloned();
+                (finish(r), error)
+            })
+            .await;
+        self.tenant
+            .metrics
+            .command(self.proto, index, started.elapsed(), error.as_ref());
+        done
+    }
+
     /// Runs `cmd` with `run` if the role allows it, counting it, its time
     /// and its error in the tenant's metrics.
     fn counted<T>(
@@ -250,14 +280,43 @@ impl Link {
         if self.out.is_empty() {
             return Ok(());
         }
-        let due = Some(Instant::now() + self.dog.timeouts.request);
-        let wr = &mut self.wr;
-        let out = &self.out;
+        let due = Instant::now() + self.dog.timeouts.request;
+        let max = self.dog.timeouts.max_output;
+        let mut written = 0;
+        while written < self.out.len() {
+            let pending = self.out.len() - written;
+            // A client that stopped reading with more than `max_output`
+            // unsent is cut off after a short grace, not at the request
+            // timeout: it must not hold that memory for long.
+            let over = pending > max;
+            let stall = if over {
+                due.min(Instant::now() + OUTPUT_GRACE)
+            } else {
+                due
+            };
+            let wr = &mut self.wr;
+            let out = &self.out[written..];
+            tokio::select! {
+                n = wr.write(out) => match n? {
+                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                    n => written += n,
+                },
+                () = self.dog.until(Some(stall)) => {
+                    if over {
+                        self.counters().output_cutoffs.fetch_add(1, Ordering::Relaxed);
+                        return Err(std::io::Error::other(format!(
+                            "the client is not reading and {pending} bytes of replies are pending, over limits.max_output_buffer"
+                        )));
+                    }
+                    return Err(timed_out("request"));
+                }
+            }
+        }
+        // The flush matters under TLS only (records wait in the session);
+        // on plain TCP it does nothing.
         tokio::select! {
-            // The flush matters under TLS only (records wait in the
-            // session); on plain TCP it does nothing.
-            r = async { wr.write_all(out).await?; wr.flush().await } => r?,
-            () = self.dog.until(due) => return Err(timed_out("request")),
+            r = self.wr.flush() => r?,
+            () = self.dog.until(Some(due)) => return Err(timed_out("request")),
         }
         self.counters()
             .bytes_out
@@ -359,7 +418,14 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Option<Duration>,
     /// For the rest of a request, or for the client to read its replies.
     pub(crate) request: Duration,
+    /// Replies that may wait unsent for a client that is not reading, in
+    /// bytes; past it the client is cut off after [`OUTPUT_GRACE`].
+    pub(crate) max_output: usize,
 }
+
+/// How long a client with more than `max_output` unsent may leave the
+/// socket full before it is cut off (a reading client drains it at once).
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// A connection's [`Timeouts`] on one timer, moved lazily: a busy
 /// connection reads the clock on each wait but re-arms the timer only when

@@ -340,6 +340,8 @@ pub(crate) struct DoorCounters {
     pub(crate) bytes_in: AtomicU64,
     /// Bytes written to clients.
     pub(crate) bytes_out: AtomicU64,
+    /// Connections cut off for not reading past `max_output_buffer`.
+    pub(crate) output_cutoffs: AtomicU64,
 }
 
 /// Prometheus text being written: each family's `# HELP`/`# TYPE` once,
@@ -372,6 +374,10 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "expired_sessions_total" => ("counter", "Sessions removed because they expired."),
         "lease_expiries_total" => ("counter", "Lock leases that ran out."),
+        "refused_unlocks_total" => (
+            "counter",
+            "Lock-key deletes refused because the caller did not hold the lock (a stale holder, another connection).",
+        ),
         "commands_total" => (
             "counter",
             "Commands answered, all doors (refused ones included).",
@@ -424,6 +430,10 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "received_bytes_total" => ("counter", "Bytes read from clients, by listener."),
         "sent_bytes_total" => ("counter", "Bytes written to clients, by listener."),
+        "output_limit_disconnects_total" => (
+            "counter",
+            "Connections cut off for not reading their replies past max_output_buffer, by listener.",
+        ),
         "resident_memory_bytes" => ("gauge", "Resident memory of the server process."),
         "uptime_seconds" => ("gauge", "Seconds since the server started."),
         _ => return None,

@@ -26,6 +26,8 @@ pub struct Tenant {
     pub(crate) memcache_stats: crate::memcache::McStats,
     /// Commands, errors, latency and lock waits, for `/metrics` and `INFO`.
     pub(crate) metrics: crate::metrics::TenantMetrics,
+    /// Where its cross-session commands run.
+    pub(crate) offload: crate::offload::Offload,
 }
 
 impl Tenant {
@@ -63,6 +65,7 @@ impl Tenant {
             persist,
             memcache_stats: Default::default(),
             metrics: Default::default(),
+            offload: Default::default(),
         }))
     }
 

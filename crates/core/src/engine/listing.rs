@@ -3,7 +3,6 @@
 //!
 //! Each visits the shards one at a time; none holds more than one shard lock.
 
-use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use crate::error::Error;
 use crate::id::SessionId;
 use crate::lock::LockMode;
 use crate::reply::{InfoSection, Reply};
+use crate::store::Shard;
 
 impl Engine {
     pub(super) fn info(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
@@ -103,33 +103,28 @@ impl Engine {
         Reply::Int(total as i64)
     }
 
-    pub(super) fn list(&self, class: Option<&[u8]>, now: u64) -> Reply {
-        let mut ids = Vec::new();
-        for i in 0..self.store.len() {
-            let shard = self.store.lock_at(i);
-            match class {
-                None => ids.extend(
-                    shard
-                        .order
-                        .iter()
-                        .filter(|id| shard.is_live(id, now))
-                        .map(|id| Reply::Bulk(id.to_bytes())),
-                ),
-                Some(c) => ids.extend(
-                    shard
-                        .classes
-                        .members(c)
-                        .filter(|id| shard.is_live(id, now))
-                        .map(|id| Reply::Bulk(id.to_bytes())),
-                ),
-            }
-        }
-        Reply::Array(ids)
+    pub(super) fn list(&self, class: Option<&[u8]>, now: u64) -> Result<Reply, Error> {
+        let instead = "SESSION.SCAN cursor [COUNT n] [CLASS c] (Redis: SCAN)";
+        let ids = self.walk_all(instead, |shard, after, room, out| {
+            let ids: Box<dyn Iterator<Item = &SessionId>> = match class {
+                None => Box::new(shard.ids_after(after).map(|(_, id)| id)),
+                Some(c) => Box::new(shard.classes.members(c, after)),
+            };
+            take_slice(ids, room, |id| {
+                if shard.is_live(id, now) {
+                    out.push(Reply::Bulk(id.to_bytes()));
+                }
+                id.clone()
+            })
+        })?;
+        Ok(Reply::Array(ids))
     }
 
     /// One page of ids. The cursor is `0` to start, else `<shard>-<hex of the
-    /// last id returned>`; `0` comes back when the walk is done. A session
-    /// that exists for the whole walk is returned exactly once.
+    /// last id visited>`; `0` comes back when the walk is done. A session
+    /// that exists for the whole walk is returned exactly once. `count`
+    /// bounds the sessions visited, not the ids returned (as Redis's
+    /// COUNT), so a class that matches nothing still costs one page's work.
     pub(super) fn scan(
         &self,
         cursor: &[u8],
@@ -138,79 +133,213 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let count = count.clamp(1, self.config.max_scan_count);
-        let (mut shard_at, mut after) = parse_cursor(cursor, self.store.len())?;
-        let mut page = Vec::new();
+        let start = parse_cursor(cursor, self.store.len())?;
+        let (page, next) = self.walk_page(start, count, |shard, after, room, out| {
+            let ids = shard.ids_after(after).map(|(_, id)| id);
+            take_slice(ids, room, |id| {
+                let class_ok = class.is_none_or(|c| {
+                    shard
+                        .sessions
+                        .get(id)
+                        .and_then(|s| s.class())
+                        .map(|b| &b[..])
+                        == Some(c)
+                });
+                if class_ok && shard.is_live(id, now) {
+                    out.push(Reply::Bulk(id.to_bytes()));
+                }
+                id.clone()
+            })
+        });
+        Ok(Reply::Array(vec![
+            Reply::bulk(id_cursor(next)),
+            Reply::Array(page),
+        ]))
+    }
+
+    /// Redis `SCAN`: a numeric cursor, `shard << 48 | the top 48 bits of
+    /// the next id's place in the shard's scan order` (a keyed hash, see
+    /// `Store`), so a page resumes from that place. A page ends only where
+    /// those bits change, so nothing is returned twice and no session
+    /// present throughout is missed; with a keyed hash such runs are a
+    /// session or two long, whatever the ids.
+    pub(super) fn key_scan(&self, cursor: u64, count: usize, now: u64) -> Result<Reply, Error> {
+        let count = count.clamp(1, self.config.max_scan_count);
+        let mut shard_at = (cursor >> PLACE_BITS) as usize;
+        let mut from = (cursor & PLACE_MASK) << (64 - PLACE_BITS);
+        if shard_at >= self.store.len() {
+            return Err(Error::InvalidArgument(
+                "invalid cursor: pass 0 to start, then the cursor SCAN returned".into(),
+            ));
+        }
+        let mut ids = Vec::new();
+        let mut visited = 0usize;
         while shard_at < self.store.len() {
-            let shard = self.store.lock_at(shard_at);
-            let start = match &after {
-                Some(id) => Bound::Excluded(id),
-                None => Bound::Unbounded,
-            };
-            let mut last = None;
-            let mut full = false;
-            let in_order = shard.order.range((start, Bound::Unbounded));
-            for (id, s) in in_order.filter_map(|id| shard.sessions.get(id).map(|s| (id, s))) {
-                if page.len() >= count {
-                    full = true;
+            let mut last: Option<(u64, SessionId)> = None;
+            loop {
+                let shard = self.store.lock_at(shard_at);
+                let it: Box<dyn Iterator<Item = (u64, &SessionId)>> = match &last {
+                    Some((_, id)) => Box::new(shard.ids_after(Some(id))),
+                    None => Box::new(shard.ids_from(from)),
+                };
+                let mut n = 0;
+                let mut exhausted = true;
+                for (at, id) in it {
+                    let place = at >> (64 - PLACE_BITS);
+                    if visited >= count
+                        && last
+                            .as_ref()
+                            .is_none_or(|(l, _)| l >> (64 - PLACE_BITS) != place)
+                    {
+                        let next = ((shard_at as u64) << PLACE_BITS) | place;
+                        return Ok(key_page(next, ids));
+                    }
+                    if shard.is_live(id, now) {
+                        ids.push(Reply::Bulk(id.to_bytes()));
+                    }
+                    last = Some((at, id.clone()));
+                    visited += 1;
+                    n += 1;
+                    if n >= SLICE {
+                        exhausted = false;
+                        break;
+                    }
+                }
+                if exhausted {
                     break;
                 }
-                last = Some(id.clone());
-                let class_ok = class.is_none_or(|c| s.class().map(|b| &b[..]) == Some(c));
-                if class_ok && shard.is_live(id, now) {
-                    page.push(Reply::Bulk(id.to_bytes()));
-                }
-            }
-            if full {
-                let next = match last.or(after) {
-                    Some(id) => format_cursor(shard_at, &id),
-                    None => format_cursor(shard_at, &SessionId::new(Bytes::new())),
-                };
-                return Ok(Reply::Array(vec![Reply::bulk(next), Reply::Array(page)]));
             }
             shard_at += 1;
-            after = None;
+            from = 0;
+            if visited >= count && shard_at < self.store.len() {
+                // The next page starts at the next shard.
+                return Ok(key_page((shard_at as u64) << PLACE_BITS, ids));
+            }
         }
-        Ok(Reply::Array(vec![Reply::text("0"), Reply::Array(page)]))
+        Ok(key_page(0, ids))
     }
 
     /// Explicit variables first; a PHP entry counts only where no explicit
     /// variable of that name shadows it.
-    pub(super) fn find(&self, name: &[u8], value: &[u8], now: u64) -> Reply {
-        let mut ids = Vec::new();
-        for i in 0..self.store.len() {
-            let shard = self.store.lock_at(i);
-            let explicit = shard.vars.find(name, value);
-            let php = shard
-                .php_vars
-                .find(name, value)
-                .filter(|id| !has_explicit(&shard, id, name));
-            ids.extend(
-                explicit
-                    .chain(php)
-                    .filter(|id| shard.is_live(id, now))
-                    .map(|id| Reply::Bulk(id.to_bytes())),
-            );
-        }
-        Reply::Array(ids)
+    pub(super) fn find(&self, name: &[u8], value: &[u8], now: u64) -> Result<Reply, Error> {
+        let instead = "SESSION.FIND name value CURSOR c [COUNT n]";
+        let ids = self.walk_all(instead, |shard, after, room, out| {
+            find_slice(shard, name, value, after, room, now, out)
+        })?;
+        Ok(Reply::Array(ids))
     }
 
-    pub(super) fn list_var(&self, name: &[u8], now: u64) -> Reply {
-        let mut pairs = Vec::new();
+    pub(super) fn find_page(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        cursor: &[u8],
+        count: usize,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let count = count.clamp(1, self.config.max_scan_count);
+        let start = parse_cursor(cursor, self.store.len())?;
+        let (page, next) = self.walk_page(start, count, |shard, after, room, out| {
+            find_slice(shard, name, value, after, room, now, out)
+        });
+        Ok(Reply::Array(vec![
+            Reply::bulk(id_cursor(next)),
+            Reply::Array(page),
+        ]))
+    }
+
+    pub(super) fn list_var(&self, name: &[u8], now: u64) -> Result<Reply, Error> {
+        let instead = "SESSION.LISTVAR name CURSOR c [COUNT n]";
+        let pairs = self.walk_all(instead, |shard, after, room, out| {
+            list_var_slice(shard, name, after, room, now, out)
+        })?;
+        Ok(Reply::Map(pairs))
+    }
+
+    pub(super) fn list_var_page(
+        &self,
+        name: &[u8],
+        cursor: &[u8],
+        count: usize,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let count = count.clamp(1, self.config.max_scan_count);
+        let start = parse_pair_cursor(cursor, self.store.len())?;
+        let (page, next) = self.walk_page(start, count, |shard, after, room, out| {
+            list_var_slice(shard, name, after, room, now, out)
+        });
+        let next = match next {
+            None => "0".to_string(),
+            Some((s, None)) => format_cursor(s, &SessionId::new(Bytes::new())),
+            Some((s, Some((v, id)))) => format!("{}.{}", format_cursor(s, &id), hex(&v)),
+        };
+        Ok(Reply::Array(vec![Reply::bulk(next), Reply::Map(page)]))
+    }
+
+    /// Runs `slice` over every shard, a slice at a time (one shard lock
+    /// held for at most [`SLICE`] entries, then released so other requests
+    /// run), and gathers the results; past `max_reply_items` it stops and
+    /// refuses, pointing to `instead`.
+    fn walk_all<K, T>(
+        &self,
+        instead: &'static str,
+        mut slice: impl FnMut(&Shard, Option<&K>, usize, &mut Vec<T>) -> Sliced<K>,
+    ) -> Result<Vec<T>, Error> {
+        let limit = self.config.max_reply_items;
+        let mut out = Vec::new();
         for i in 0..self.store.len() {
-            let shard = self.store.lock_at(i);
-            let explicit = shard.vars.list(name);
-            let php = shard
-                .php_vars
-                .list(name)
-                .filter(|(id, _)| !has_explicit(&shard, id, name));
-            pairs.extend(
-                explicit
-                    .chain(php)
-                    .filter(|(id, _)| shard.is_live(id, now))
-                    .map(|(id, v)| (Reply::Bulk(id.to_bytes()), Reply::Bulk(v.clone()))),
-            );
+            let mut after: Option<K> = None;
+            loop {
+                let sliced = {
+                    let shard = self.store.lock_at(i);
+                    slice(&shard, after.as_ref(), SLICE, &mut out)
+                };
+                if out.len() > limit {
+                    return Err(Error::TooManyResults {
+                        limit: limit as u64,
+                        instead,
+                    });
+                }
+                match sliced.last {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
         }
-        Reply::Map(pairs)
+        Ok(out)
+    }
+
+    /// One page: from `start` (a shard and the last key visited there),
+    /// visiting at most `budget` entries in slices; the items and where to
+    /// go on from (`None`: the walk is done).
+    #[allow(clippy::type_complexity)]
+    fn walk_page<K, T>(
+        &self,
+        start: (usize, Option<K>),
+        budget: usize,
+        mut slice: impl FnMut(&Shard, Option<&K>, usize, &mut Vec<T>) -> Sliced<K>,
+    ) -> (Vec<T>, Option<(usize, Option<K>)>) {
+        let (mut shard_at, mut after) = start;
+        let mut out = Vec::new();
+        let mut left = budget;
+        while shard_at < self.store.len() {
+            if left == 0 {
+                return (out, Some((shard_at, after)));
+            }
+            let sliced = {
+                let shard = self.store.lock_at(shard_at);
+                slice(&shard, after.as_ref(), left.min(SLICE), &mut out)
+            };
+            left = left.saturating_sub(sliced.visited);
+            match sliced.last {
+                Some(k) => after = Some(k),
+                None => {
+                    shard_at += 1;
+                    after = None;
+                }
+            }
+        }
+        (out, None)
     }
 
     pub(super) fn server_info(&self, now: u64) -> Reply {
@@ -246,6 +375,7 @@ impl Engine {
                     stat(&self.stats.expired_sessions),
                 ),
                 ("expired_leases".into(), stat(&self.stats.expired_leases)),
+                ("refused_unlocks".into(), stat(&self.stats.refused_unlocks)),
                 (
                     "next_fencing_key".into(),
                     self.next_fencing_key().to_string(),
@@ -269,6 +399,182 @@ fn has_explicit(shard: &crate::store::Shard, id: &SessionId, name: &[u8]) -> boo
         .sessions
         .get(id)
         .is_some_and(|s| s.vars().contains_key(name))
+}
+
+/// Entries visited per shard lock: a slice. Measured: a slice of the
+/// largest kind (LISTVAR with PHP entries) holds the lock for tens of
+/// microseconds, so a request on the same shard waits at most that long.
+pub(super) const SLICE: usize = 256;
+
+/// Redis SCAN cursors: the low bits hold the top bits of a place in the
+/// shard's scan order; the high 16, the shard (at most 65,536 of them).
+const PLACE_BITS: u32 = 48;
+const PLACE_MASK: u64 = (1 << PLACE_BITS) - 1;
+
+/// A Redis SCAN page: the numeric cursor and the ids.
+fn key_page(next: u64, ids: Vec<Reply>) -> Reply {
+    Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(ids)])
+}
+
+/// What one slice of a walk did: entries visited, and the last one when
+/// it stopped before the end of the shard (where the next slice resumes).
+pub(super) struct Sliced<K> {
+    visited: usize,
+    last: Option<K>,
+}
+
+/// Visits at most `room` entries of `it`, each through `visit` (which
+/// returns its resume key).
+fn take_slice<'a, K>(
+    it: impl Iterator<Item = &'a SessionId>,
+    room: usize,
+    mut visit: impl FnMut(&'a SessionId) -> K,
+) -> Sliced<K> {
+    let mut visited = 0;
+    for id in it {
+        let last = Some(visit(id));
+        visited += 1;
+        if visited >= room {
+            return Sliced { visited, last };
+        }
+    }
+    Sliced {
+        visited,
+        last: None,
+    }
+}
+
+/// One slice of FIND: the explicit variables' index merged in id order
+/// with the PHP entries' (each PHP entry counting only where no explicit
+/// variable of that name shadows it).
+fn find_slice(
+    shard: &Shard,
+    name: &[u8],
+    value: &[u8],
+    after: Option<&SessionId>,
+    room: usize,
+    now: u64,
+    out: &mut Vec<Reply>,
+) -> Sliced<SessionId> {
+    let explicit = shard.vars.find(name, value, after);
+    let php = shard
+        .php_vars
+        .find(name, value, after)
+        .filter(|id| !has_explicit(shard, id, name));
+    take_slice(merge_by(explicit, php, |a, b| a.cmp(b)), room, |id| {
+        if shard.is_live(id, now) {
+            out.push(Reply::Bulk(id.to_bytes()));
+        }
+        id.clone()
+    })
+}
+
+/// One slice of LISTVAR, in (value, id) order.
+fn list_var_slice(
+    shard: &Shard,
+    name: &[u8],
+    after: Option<&(Bytes, SessionId)>,
+    room: usize,
+    now: u64,
+    out: &mut Vec<(Reply, Reply)>,
+) -> Sliced<(Bytes, SessionId)> {
+    let after = after.map(|(v, id)| (v, id));
+    let explicit = shard.vars.list(name, after);
+    let php = shard
+        .php_vars
+        .list(name, after)
+        .filter(|(id, _)| !has_explicit(shard, id, name));
+    let merged = merge_by(explicit, php, |(ia, va), (ib, vb)| (va, ia).cmp(&(vb, ib)));
+    let mut visited = 0;
+    for (id, v) in merged {
+        if shard.is_live(id, now) {
+            out.push((Reply::Bulk(id.to_bytes()), Reply::Bulk(v.clone())));
+        }
+        visited += 1;
+        if visited >= room {
+            return Sliced {
+                visited,
+                last: Some((v.clone(), id.clone())),
+            };
+        }
+    }
+    Sliced {
+        visited,
+        last: None,
+    }
+}
+
+/// Two ascending iterators as one, ascending.
+fn merge_by<T: Copy>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> impl Iterator<Item = T> {
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => {
+            if cmp(x, y) == std::cmp::Ordering::Greater {
+                b.next()
+            } else {
+                a.next()
+            }
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+/// A page's next cursor: `0` when done.
+fn id_cursor(next: Option<(usize, Option<SessionId>)>) -> String {
+    match next {
+        None => "0".to_string(),
+        Some((s, id)) => format_cursor(s, &id.unwrap_or_else(|| SessionId::new(Bytes::new()))),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            s.push_str(&format!("{x:02x}"));
+            s
+        })
+}
+
+/// A LISTVAR cursor: `<shard>-<hex id>.<hex value>` (or `0`).
+fn parse_pair_cursor(
+    cursor: &[u8],
+    shards: usize,
+) -> Result<(usize, Option<(Bytes, SessionId)>), Error> {
+    if cursor == b"0" {
+        return Ok((0, None));
+    }
+    let bad = || {
+        Error::InvalidArgument(
+            "invalid cursor: pass 0 to start, then the cursor LISTVAR returned".into(),
+        )
+    };
+    let text = std::str::from_utf8(cursor).map_err(|_| bad())?;
+    let (id_part, value_hex) = match text.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (text, None),
+    };
+    let (shard, id) = parse_cursor(id_part.as_bytes(), shards)?;
+    match (id, value_hex) {
+        (None, _) => Ok((shard, None)),
+        (Some(id), Some(v)) => Ok((shard, Some((Bytes::from(unhex(v).ok_or_else(bad)?), id)))),
+        (Some(_), None) => Err(bad()),
+    }
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.as_bytes()
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
 }
 
 fn format_cursor(shard: usize, last: &SessionId) -> String {

@@ -255,15 +255,36 @@ impl Engine {
 
     /// Releases the locks held under `owner` (any holder when `None`);
     /// 1 if any was released, else 0.
-    pub(super) fn unlock_owned(&self, id: &SessionId, owner: Option<&[u8]>, now: u64) -> Reply {
+    /// Releases the holds named by `owner` (phpredis's unlock script), or
+    /// with no owner (a Redis `DEL <id>_LOCK`, a memcached `delete
+    /// lock.<id>`) the holds of `client` itself: a stale holder whose lease
+    /// ran out, or any other connection, cannot free the current holder's
+    /// lock, which Redis and memcached cannot tell apart. A refused release
+    /// answers 0, as a missing key does there, and is counted.
+    pub(super) fn unlock_owned(
+        &self,
+        client: &ClientHandle,
+        id: &SessionId,
+        owner: Option<&[u8]>,
+        now: u64,
+    ) -> Reply {
         let mut shard = self.store.lock(id);
-        let keys = match shard.locks.get_mut(id) {
+        let (keys, held) = match shard.locks.get_mut(id) {
             Some(lock) => {
                 lock.expire_leases(now);
-                lock.keys_owned_by(owner)
+                let keys = match owner {
+                    Some(o) => lock.keys_owned_by(Some(o)),
+                    None => lock.keys_held_by(client),
+                };
+                (keys, !lock.holders.is_empty())
             }
-            None => Vec::new(),
+            None => (Vec::new(), false),
         };
+        if keys.is_empty() && held {
+            self.stats
+                .refused_unlocks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut released = false;
         for key in keys {
             released |= release(&mut shard, id, key, now, &self.keys);

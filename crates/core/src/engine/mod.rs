@@ -71,6 +71,10 @@ pub struct EngineConfig {
     pub strict_ids: bool,
     /// The largest page `SCAN` returns.
     pub max_scan_count: usize,
+    /// The most ids (or pairs) one unpaged listing returns (`LIST`,
+    /// `FIND`, `LISTVAR`, Redis `KEYS`); past it the command is refused
+    /// and points to its cursor form.
+    pub max_reply_items: usize,
     /// The largest data blob a command may build (memcached `append`).
     pub max_data_len: usize,
     /// Whether `FlushAll` (Redis `FLUSHDB`, memcached `flush_all`) may
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             max_bytes: 0,
             strict_ids: false,
             max_scan_count: 10_000,
+            max_reply_items: 100_000,
             max_data_len: 16 * 1024 * 1024,
             allow_flush: false,
         }
@@ -144,6 +149,9 @@ pub struct EngineStats {
     pub expired_sessions: u64,
     /// Lock leases that ran out, since start.
     pub expired_leases: u64,
+    /// Lock-key deletes (`DEL <id>_LOCK`, memcached `delete lock.<id>`,
+    /// the unlock script) refused because the caller did not hold the lock.
+    pub refused_unlocks: u64,
 }
 
 /// Counters the engine keeps for `INFO`.
@@ -151,6 +159,8 @@ pub struct EngineStats {
 struct Stats {
     expired_sessions: AtomicU64,
     expired_leases: AtomicU64,
+    /// Lock-key deletes refused: the caller did not hold the lock.
+    refused_unlocks: AtomicU64,
 }
 
 /// The session engine.
@@ -405,6 +415,7 @@ impl Engine {
             lock_bytes: self.lock_usage.bytes(),
             expired_sessions: self.stats.expired_sessions.load(Ordering::Relaxed),
             expired_leases: self.stats.expired_leases.load(Ordering::Relaxed),
+            refused_unlocks: self.stats.refused_unlocks.load(Ordering::Relaxed),
         }
     }
 
@@ -446,7 +457,7 @@ impl Engine {
             Command::Info { id } => self.info(&id, now)?,
             Command::Export { id } => self.export(&id, now)?,
             Command::Count { class } => self.count(class.as_deref(), now),
-            Command::List { class } => self.list(class.as_deref(), now),
+            Command::List { class } => self.list(class.as_deref(), now)?,
             Command::Scan {
                 cursor,
                 count,
@@ -484,8 +495,20 @@ impl Engine {
                 initial,
             } => self.incr_data(id, delta, decr, initial, now)?,
             Command::Inc { id, name, by } => self.inc(&id, name, by, now)?,
-            Command::Find { name, value } => self.find(&name, &value, now),
-            Command::ListVar { name } => self.list_var(&name, now),
+            Command::Find { name, value } => self.find(&name, &value, now)?,
+            Command::ListVar { name } => self.list_var(&name, now)?,
+            Command::FindPage {
+                name,
+                value,
+                cursor,
+                count,
+            } => self.find_page(&name, &value, &cursor, count, now)?,
+            Command::ListVarPage {
+                name,
+                cursor,
+                count,
+            } => self.list_var_page(&name, &cursor, count, now)?,
+            Command::KeyScan { cursor, count } => self.key_scan(cursor, count, now)?,
             Command::Timeout { id, timeout_ms } => self.timeout(&id, timeout_ms, now)?,
             Command::Ttl { id } => self.ttl(&id, now)?,
             Command::PTtl { id } => self.pttl(&id, now)?,
@@ -513,7 +536,9 @@ impl Engine {
                 };
                 return self.lock(client, id, ask, AfterGrant::Key, now);
             }
-            Command::UnlockOwned { id, owner } => self.unlock_owned(&id, owner.as_deref(), now),
+            Command::UnlockOwned { id, owner } => {
+                self.unlock_owned(client, &id, owner.as_deref(), now)
+            }
             Command::LockOwner { id } => self.lock_owner(&id, now),
             Command::Unlock { id, key } => self.unlock(&id, key, now)?,
             Command::Commit { id, key } => self.commit(&id, key, now)?,

@@ -1669,3 +1669,155 @@ fn item_with_timeout_sets_it() {
     f.clock.advance(2_000);
     assert!(matches!(item(&f, "m"), Err(Error::NoSession(_))));
 }
+
+/// Pages a cursor command to the end; every page's length and all items.
+fn page_all(f: &Fixture, mut cmd: impl FnMut(Bytes) -> Command) -> (Vec<usize>, Vec<Reply>) {
+    let mut cursor = b("0");
+    let (mut sizes, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..100_000 {
+        let Reply::Array(parts) = f.run(cmd(cursor.clone())).unwrap() else {
+            panic!()
+        };
+        let mut parts = parts.into_iter();
+        let Some(Reply::Bulk(next)) = parts.next() else {
+            panic!()
+        };
+        let items = match parts.next().unwrap() {
+            Reply::Array(v) => v,
+            Reply::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => panic!("{other:?}"),
+        };
+        sizes.push(items.len());
+        all.extend(items);
+        if next == "0" {
+            return (sizes, all);
+        }
+        cursor = next;
+    }
+    panic!("the cursor never came back to 0");
+}
+
+#[test]
+fn listings_past_max_reply_items_point_to_their_cursor_forms() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = EngineConfig {
+        max_reply_items: 100,
+        shards: 4,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config, clock.clone());
+    let client = engine.connect();
+    let f = Fixture {
+        engine,
+        clock,
+        client,
+    };
+    for i in 0..1000 {
+        let id = format!("s{i:04}");
+        f.create(&id);
+        f.run(Command::Set {
+            id: sid(&id),
+            name: b("user"),
+            value: b(if i % 2 == 0 { "even" } else { "odd" }),
+        })
+        .unwrap();
+    }
+    for (cmd, form) in [
+        (Command::List { class: None }, "SESSION.SCAN"),
+        (
+            Command::Find {
+                name: b("user"),
+                value: b("odd"),
+            },
+            "SESSION.FIND name value CURSOR",
+        ),
+        (
+            Command::ListVar { name: b("user") },
+            "SESSION.LISTVAR name CURSOR",
+        ),
+    ] {
+        let e = f.run(cmd).unwrap_err();
+        assert_eq!(e.code(), "LIMIT");
+        assert!(e.to_string().contains(form), "{e}");
+    }
+    // The cursor forms return everything exactly once, a page at a time.
+    let (sizes, ids) = page_all(&f, |cursor| Command::FindPage {
+        name: b("user"),
+        value: b("odd"),
+        cursor,
+        count: 33,
+    });
+    assert!(sizes.iter().all(|&n| n <= 33), "{sizes:?}");
+    let mut ids = strs(Reply::Array(ids));
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+    let (sizes, pairs) = page_all(&f, |cursor| Command::ListVarPage {
+        name: b("user"),
+        cursor,
+        count: 70,
+    });
+    assert!(sizes.iter().all(|&n| n <= 140), "{sizes:?}");
+    let mut ids: Vec<_> = strs(Reply::Array(pairs.into_iter().step_by(2).collect()));
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
+}
+
+#[test]
+fn scan_work_is_bounded_even_when_nothing_matches() {
+    let f = fixture();
+    for i in 0..600 {
+        f.create(&format!("s{i}"));
+    }
+    // A class nobody has: each page visits about COUNT sessions, so the
+    // walk takes many small pages instead of one that visits everything.
+    let (sizes, ids) = page_all(&f, |cursor| Command::Scan {
+        cursor,
+        count: 50,
+        class: Some(b("nobody")),
+    });
+    assert!(ids.is_empty());
+    assert!(sizes.len() >= 600 / 50, "{} pages", sizes.len());
+}
+
+#[test]
+fn key_scan_returns_every_id_once_with_numeric_cursors() {
+    let f = fixture();
+    // Ids sharing long prefixes too, so pages end inside prefix groups.
+    let mut want = Vec::new();
+    for i in 0..700 {
+        let id = if i % 3 == 0 {
+            format!("abcdefgh{i}")
+        } else {
+            format!("x{i}")
+        };
+        f.create(&id);
+        want.push(id);
+    }
+    let mut cursor = 0u64;
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let Reply::Array(parts) = f.run(Command::KeyScan { cursor, count: 20 }).unwrap() else {
+            panic!()
+        };
+        let mut parts = parts.into_iter();
+        let Some(Reply::Bulk(next)) = parts.next() else {
+            panic!()
+        };
+        got.extend(strs(parts.next().unwrap()));
+        pages += 1;
+        cursor = std::str::from_utf8(&next).unwrap().parse().unwrap();
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert!(pages > 10);
+    let n = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), n, "no id twice");
+    want.sort();
+    assert_eq!(got, want);
+}

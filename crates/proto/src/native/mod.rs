@@ -123,9 +123,7 @@ pub fn parse_command(spec: &'static CommandSpec, rest: Vec<Bytes>) -> Result<Req
             let o = a.options(&["COUNT", "CLASS"])?;
             Command::Scan {
                 cursor,
-                count: o
-                    .number("COUNT")?
-                    .map_or(100, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+                count: o.page_count()?,
                 class: o.get("CLASS"),
             }
         }
@@ -173,11 +171,31 @@ pub fn parse_command(spec: &'static CommandSpec, rest: Vec<Bytes>) -> Result<Req
             };
             Command::Inc { id, name, by }
         }
-        "SESSION.FIND" => Command::Find {
-            name: a.next()?,
-            value: a.next()?,
-        },
-        "SESSION.LISTVAR" => Command::ListVar { name: a.next()? },
+        "SESSION.FIND" => {
+            let (name, value) = (a.next()?, a.next()?);
+            let o = a.options(&["CURSOR", "COUNT"])?;
+            match o.get("CURSOR") {
+                None => Command::Find { name, value },
+                Some(cursor) => Command::FindPage {
+                    name,
+                    value,
+                    cursor,
+                    count: o.page_count()?,
+                },
+            }
+        }
+        "SESSION.LISTVAR" => {
+            let name = a.next()?;
+            let o = a.options(&["CURSOR", "COUNT"])?;
+            match o.get("CURSOR") {
+                None => Command::ListVar { name },
+                Some(cursor) => Command::ListVarPage {
+                    name,
+                    cursor,
+                    count: o.page_count()?,
+                },
+            }
+        }
         "SESSION.TIMEOUT" => {
             let id = a.id()?;
             let timeout_ms = match a.it.next() {
@@ -469,6 +487,13 @@ impl Options {
 
     fn number(&self, kw: &str) -> Result<Option<u64>> {
         self.get(kw).map(|v| number(&v, kw)).transpose()
+    }
+
+    /// A page's `COUNT` (default 100; the engine caps it).
+    fn page_count(&self) -> Result<usize> {
+        Ok(self
+            .number("COUNT")?
+            .map_or(100, |n| usize::try_from(n).unwrap_or(usize::MAX)))
     }
 
     fn seconds(&self, kw: &str) -> Result<Option<u64>> {

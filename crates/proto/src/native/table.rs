@@ -149,17 +149,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     spec(
         "SESSION.FIND",
-        3,
+        -3,
         false,
-        "name value",
-        "Ids of sessions whose variable equals value.",
+        "name value [CURSOR c [COUNT n]]",
+        "Ids of sessions whose variable equals value; with CURSOR, one page (start at 0).",
     ),
     spec(
         "SESSION.LISTVAR",
-        2,
+        -2,
         false,
-        "name",
-        "Map of id to value for sessions having the variable.",
+        "name [CURSOR c [COUNT n]]",
+        "Map of id to value for sessions having the variable; with CURSOR, one page.",
     ),
     spec(
         "SESSION.TIMEOUT",

@@ -273,17 +273,22 @@ pub fn parse(
         }
         "SCAN" => {
             let (cursor, opts) = a.split_first().ok_or_else(|| arity(name))?;
-            int(cursor).map_err(|_| err("invalid cursor"))?;
+            let cursor = u64::try_from(int(cursor).map_err(|_| err("invalid cursor"))?)
+                .map_err(|_| err("invalid cursor"))?;
             let mut pattern = Bytes::from_static(b"*");
+            // Redis's default COUNT: about ten keys' work per call.
+            let mut count = 10;
             let mut it = opts.iter();
             while let Some(o) = it.next() {
                 let v = it.next().ok_or_else(|| err("syntax error"))?;
                 if o.eq_ignore_ascii_case(b"MATCH") {
                     pattern = v.clone();
                 } else if o.eq_ignore_ascii_case(b"COUNT") {
-                    if int(v)? < 1 {
+                    let n = int(v)?;
+                    if n < 1 {
                         return Err(err("syntax error"));
                     }
+                    count = usize::try_from(n).unwrap_or(usize::MAX);
                 } else if o.eq_ignore_ascii_case(b"TYPE") {
                     if !v.eq_ignore_ascii_case(b"string") {
                         pattern = Bytes::new();
@@ -292,10 +297,11 @@ pub fn parse(
                     return Err(err("syntax error"));
                 }
             }
-            // One page holds every match (SCAN may return more than COUNT);
-            // the cursor after it is 0.
+            // A page visits about COUNT sessions (capped by max_scan_count)
+            // and MATCH filters what it found, as in Redis: a pattern that
+            // matches nothing costs a page's work, not the whole store's.
             one(
-                vec![Command::List { class: None }],
+                vec![Command::KeyScan { cursor, count }],
                 Render::Keys {
                     pattern,
                     scan: true,
@@ -507,10 +513,17 @@ pub fn render(
             results.iter().filter(|r| success(r)).count() as i64
         )),
         Render::Keys { pattern, scan } => {
-            let ids = match results.pop() {
-                Some(Ok(Reply::Array(ids))) => ids,
+            let (cursor, ids) = match results.pop() {
+                Some(Ok(Reply::Array(parts))) if *scan => {
+                    let mut parts = parts.into_iter();
+                    match (parts.next(), parts.next()) {
+                        (Some(cursor), Some(Reply::Array(ids))) => (cursor, ids),
+                        _ => (Reply::text("0"), Vec::new()),
+                    }
+                }
+                Some(Ok(Reply::Array(ids))) => (Reply::text("0"), ids),
                 Some(Err(e)) => return Err(fail(&e)),
-                _ => Vec::new(),
+                _ => (Reply::text("0"), Vec::new()),
             };
             let keys: Vec<Reply> = ids
                 .into_iter()
@@ -522,7 +535,7 @@ pub fn render(
                 .map(Reply::Bulk)
                 .collect();
             Ok(if *scan {
-                Reply::Array(vec![Reply::text("0"), Reply::Array(keys)])
+                Reply::Array(vec![cursor, Reply::Array(keys)])
             } else {
                 Reply::Array(keys)
             })
