@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Do cross-session commands stall other clients? (issue 15)
 #
-#   bench/stall.sh                 # SESSIONS=1000000 HOGS=20
+#   bench/stall.sh                 # SESSIONS=1000000 HOGS=20 REPEAT=5
+#   MAX_REPLY_ITEMS=2000000 bench/stall.sh   # let LIST/KEYS/LISTVAR answer all
 #
 # Starts the release binary with its defaults (two request workers, memory
 # storage so the load is quick, max_output_buffer 4 MiB so twenty clients
@@ -15,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SESSIONS=${SESSIONS:-1000000}
 HOGS=${HOGS:-20}
+REPEAT=${REPEAT:-5}
+MAX_REPLY_ITEMS=${MAX_REPLY_ITEMS:-100000}
 PORT=${PORT:-16392}
 cargo build --release --quiet --bin sessiond
 work=$(mktemp -d)
@@ -28,6 +31,7 @@ log_level = "warn"
 
 [limits]
 max_output_buffer = 4194304
+max_reply_items = $MAX_REPLY_ITEMS
 TOML
 target/release/sessiond serve --config "$work/sessiond.toml" &
 pid=$!
@@ -36,4 +40,4 @@ for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
   sleep 0.1
 done
-target/release/sessiond bench stall --addr "127.0.0.1:$PORT" --sessions "$SESSIONS" --hogs "$HOGS"
+target/release/sessiond bench stall --addr "127.0.0.1:$PORT" --sessions "$SESSIONS" --hogs "$HOGS" --repeat "$REPEAT"
