@@ -577,10 +577,20 @@ fn swap_data(s: &mut Session, php_vars: &mut VarIndex, usage: &Usage, id: &Sessi
     usage.replace(s.data.len(), data.len());
     s.data = data;
     let old = s.replace_php(php);
-    for (name, value) in &old {
-        php_vars.remove(name, value, id);
+    // PHP rewrites the whole blob on every request, mostly with the same
+    // entries: only those that changed move in the (ordered) index. The
+    // pairwise check is for the usual few dozen entries; past that, all
+    // move.
+    let small = old.len() <= 64 && s.php().len() <= 64;
+    let kept = |pair: &(Bytes, Bytes), other: &[(Bytes, Bytes)]| small && other.contains(pair);
+    for pair in &old {
+        if !kept(pair, s.php()) {
+            php_vars.remove(&pair.0, &pair.1, id);
+        }
     }
-    for (name, value) in s.php() {
-        php_vars.insert(name, value, id);
+    for pair in s.php() {
+        if !kept(pair, &old) {
+            php_vars.insert(&pair.0, &pair.1, id);
+        }
     }
 }
