@@ -343,6 +343,28 @@ async fn list_find_and_log_a_user_out_everywhere() {
         .collect();
     found.sort();
     assert_eq!(found, ["p1", "s1", "s2"], "variables and PHP entries alike");
+    // The same a page at a time.
+    let mut paged = Vec::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (status, body) = get(
+            &s,
+            &format!("/api/v1/find?var=user_id&value=42&count=1&cursor={cursor}"),
+            web,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let page = json(&body);
+        let ids = page["sessions"].as_array().unwrap();
+        assert!(ids.len() <= 1, "{body}");
+        paged.extend(ids.iter().map(|v| v.as_str().unwrap().to_string()));
+        cursor = page["cursor"].as_str().unwrap().to_string();
+        if cursor == "0" {
+            break;
+        }
+    }
+    paged.sort();
+    assert_eq!(paged, found);
 
     // readonly may look, not destroy.
     assert_eq!(

@@ -392,6 +392,19 @@ struct VarQuery {
     value: String,
 }
 
+/// Query of `GET /api/v1/find`: the sessions whose variable `var` equals
+/// `value`, all of them or (with `cursor`) a page.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindQuery {
+    var: String,
+    value: String,
+    /// The cursor a previous page returned (`0` to start).
+    cursor: Option<String>,
+    /// Ids per page.
+    count: Option<usize>,
+}
+
 /// A query string as `T`, or a refusal as JSON like every other: a
 /// malformed or incomplete one, or one with a parameter the operation does
 /// not know (a typo is not silently ignored).
@@ -422,21 +435,7 @@ async fn list_sessions(scope: Scope, q: Result<Query<PageQuery>, QueryRejection>
         },
     )
     .await;
-    match scan {
-        Ok(Reply::Array(mut page)) if page.len() == 2 => {
-            let ids = match page.pop() {
-                Some(Reply::Array(ids)) => texts(ids),
-                _ => Vec::new(),
-            };
-            let next = match page.pop() {
-                Some(Reply::Bulk(c)) => String::from_utf8_lossy(&c).into_owned(),
-                _ => "0".into(),
-            };
-            Json(json!({ "sessions": ids, "cursor": next })).into_response()
-        }
-        Ok(other) => unexpected(&other),
-        Err(e) => failure(&e),
-    }
+    id_page(scan)
 }
 
 /// The sessions where variable `var` has `value`.
@@ -461,14 +460,57 @@ async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<Reply>, Response> {
 
 /// `GET /api/v1/find?var=user_id&value=42`: every session where that
 /// variable has that value ("which sessions belong to user 42").
-async fn find_sessions(scope: Scope, q: Result<Query<VarQuery>, QueryRejection>) -> Response {
+async fn find_sessions(scope: Scope, q: Result<Query<FindQuery>, QueryRejection>) -> Response {
     let q = match query(q) {
         Ok(q) => q,
         Err(why) => return bad_request(why),
     };
-    match find(&scope, q).await {
-        Ok(ids) => Json(json!({ "sessions": texts(ids) })).into_response(),
-        Err(refusal) => refusal,
+    let count = q.count.unwrap_or(100);
+    if !(1..=10_000).contains(&count) {
+        return bad_request(format!("count is {count}; give 1 to 10000"));
+    }
+    let Some(cursor) = q.cursor else {
+        let all = VarQuery {
+            var: q.var,
+            value: q.value,
+        };
+        return match find(&scope, all).await {
+            Ok(ids) => Json(json!({ "sessions": texts(ids) })).into_response(),
+            Err(refusal) => refusal,
+        };
+    };
+    if q.var.is_empty() {
+        return bad_request("var is empty: name a variable".into());
+    }
+    let page = run(
+        &scope,
+        Command::FindPage {
+            name: Bytes::from(q.var),
+            value: Bytes::from(q.value),
+            cursor: Bytes::from(cursor),
+            count,
+        },
+    )
+    .await;
+    id_page(page)
+}
+
+/// A page of ids (`[cursor, [ids]]`) as `{"sessions": […], "cursor": …}`.
+fn id_page(page: Result<Reply, Error>) -> Response {
+    match page {
+        Ok(Reply::Array(mut page)) if page.len() == 2 => {
+            let ids = match page.pop() {
+                Some(Reply::Array(ids)) => texts(ids),
+                _ => Vec::new(),
+            };
+            let next = match page.pop() {
+                Some(Reply::Bulk(c)) => String::from_utf8_lossy(&c).into_owned(),
+                _ => "0".into(),
+            };
+            Json(json!({ "sessions": ids, "cursor": next })).into_response()
+        }
+        Ok(other) => unexpected(&other),
+        Err(e) => failure(&e),
     }
 }
 
