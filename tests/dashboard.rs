@@ -245,9 +245,29 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the browser, then its driver: killing chromedriver alone leaves
+    /// Chromium and its helpers running. Deleting the WebDriver session
+    /// quits Chromium; anything still running on this test's private
+    /// profile (a crash mid-test, a panic before the session) is ended too.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Ok(mut t) = std::net::TcpStream::connect(&self.addr) {
+            let _ = t.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session, self.addr
+            );
+            if t.write_all(request.as_bytes()).is_ok() {
+                let mut reply = Vec::new();
+                let _ = t.read_to_end(&mut reply);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("--user-data-dir={}", self._profile.0.display()))
+            .status();
     }
 }
 
