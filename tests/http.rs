@@ -38,6 +38,31 @@ async fn request(s: &TestServer, method: &str, path: &str, auth: Option<&str>) -
 }
 
 /// The value of one sample line (`name{labels}`) in a metrics body.
+/// Every id of a paged listing at `path` (which has a `count`), page by
+/// page: each page holds at most `count` ids, and the cursor runs to `0`.
+async fn pages(s: &TestServer, path: &str, auth: Option<&str>) -> Vec<String> {
+    let count: usize = path
+        .split("count=")
+        .nth(1)
+        .and_then(|c| c.split('&').next())
+        .and_then(|c| c.parse().ok())
+        .expect("a count in the path");
+    let mut seen = Vec::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (status, body) = get(s, &format!("{path}&cursor={cursor}"), auth).await;
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ids = page["sessions"].as_array().unwrap();
+        assert!(ids.len() <= count, "{body}");
+        seen.extend(ids.iter().map(|v| v.as_str().unwrap().to_string()));
+        cursor = page["cursor"].as_str().unwrap().to_string();
+        if cursor == "0" {
+            return seen;
+        }
+    }
+}
+
 fn sample(body: &str, series: &str) -> u64 {
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
@@ -308,29 +333,7 @@ async fn list_find_and_log_a_user_out_everywhere() {
     let web = Some("web:pw-web");
 
     // Paging through every id.
-    let mut seen = Vec::new();
-    let mut cursor = "0".to_string();
-    loop {
-        let (status, body) = get(
-            &s,
-            &format!("/api/v1/sessions?count=2&cursor={cursor}"),
-            web,
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let page = json(&body);
-        seen.extend(
-            page["sessions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string()),
-        );
-        cursor = page["cursor"].as_str().unwrap().to_string();
-        if cursor == "0" {
-            break;
-        }
-    }
+    let mut seen = pages(&s, "/api/v1/sessions?count=2", web).await;
     seen.sort();
     assert_eq!(seen, ["p1", "s1", "s2", "s3"]);
 
@@ -344,25 +347,7 @@ async fn list_find_and_log_a_user_out_everywhere() {
     found.sort();
     assert_eq!(found, ["p1", "s1", "s2"], "variables and PHP entries alike");
     // The same a page at a time.
-    let mut paged = Vec::new();
-    let mut cursor = "0".to_string();
-    loop {
-        let (status, body) = get(
-            &s,
-            &format!("/api/v1/find?var=user_id&value=42&count=1&cursor={cursor}"),
-            web,
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let page = json(&body);
-        let ids = page["sessions"].as_array().unwrap();
-        assert!(ids.len() <= 1, "{body}");
-        paged.extend(ids.iter().map(|v| v.as_str().unwrap().to_string()));
-        cursor = page["cursor"].as_str().unwrap().to_string();
-        if cursor == "0" {
-            break;
-        }
-    }
+    let mut paged = pages(&s, "/api/v1/find?var=user_id&value=42&count=1", web).await;
     paged.sort();
     assert_eq!(paged, found);
 

@@ -62,13 +62,23 @@ fn pinger(
     })
 }
 
+/// Kills the server when dropped.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The real binary on one request worker (`--threads 1`): a walk that ran
 /// on it would stall every other connection for its whole length.
 #[tokio::test]
 async fn heavy_commands_do_not_stall_other_clients() {
     let http_port = common::process::free_port().to_string();
     let http = format!("127.0.0.1:{http_port}");
-    let (mut child, port) = common::process::start_binary(&[
+    let (child, port) = common::process::start_binary(&[
         "--storage",
         "memory",
         "--threads",
@@ -76,6 +86,8 @@ async fn heavy_commands_do_not_stall_other_clients() {
         "--listen-http",
         &http,
     ]);
+    // Stopped however the test ends, a failed assertion included.
+    let _server = Stop(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let http: std::net::SocketAddr = http.parse().unwrap();
     load(addr).await;
@@ -128,8 +140,6 @@ async fn heavy_commands_do_not_stall_other_clients() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let worst = ping.join().unwrap();
     eprintln!("worst PING wait {worst:?} while: {ran:?}");
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         worst <= Duration::from_millis(50),
         "a PING waited {worst:?} while these ran: {ran:?}"

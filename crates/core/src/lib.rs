@@ -25,6 +25,6 @@ pub use engine::{AfterGrant, Engine, EngineConfig, EngineStats, Outcome, Pending
 pub use error::Error;
 pub use id::{IdChars, SessionId};
 pub use journal::{Mutation, MutationLog, KEY_BLOCK};
-pub use lock::{Grant, LockMode, LockUsage, LockWait};
+pub use lock::{Grant, LockMode, LockWait};
 pub use reply::{InfoSection, Reply};
 pub use session::Session;

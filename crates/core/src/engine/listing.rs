@@ -401,9 +401,9 @@ fn has_explicit(shard: &crate::store::Shard, id: &SessionId, name: &[u8]) -> boo
         .is_some_and(|s| s.vars().contains_key(name))
 }
 
-/// Entries visited per shard lock: a slice. Measured: a slice of the
-/// largest kind (LISTVAR with PHP entries) holds the lock for tens of
-/// microseconds, so a request on the same shard waits at most that long.
+/// Entries visited per shard lock: a slice. A request on the same shard
+/// waits for at most one slice; BENCHMARKS.md ("Heavy commands and other
+/// clients") has what a whole walk costs the others.
 pub(super) const SLICE: usize = 256;
 
 /// Redis SCAN cursors: the low bits hold the top bits of a place in the
