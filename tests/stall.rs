@@ -5,7 +5,10 @@
 //! binary, so no other test competes for the two cores. (The
 //! 1,000,000-session version with its figures: BENCHMARKS.md.)
 
-mod common;
+// Only the binary-starting helpers of the integration tests (tests/it).
+#[path = "it/common/process.rs"]
+#[allow(dead_code)]
+mod process;
 
 use std::time::{Duration, Instant};
 
@@ -76,9 +79,9 @@ impl Drop for Stop {
 /// on it would stall every other connection for its whole length.
 #[tokio::test]
 async fn heavy_commands_do_not_stall_other_clients() {
-    let http_port = common::process::free_port().to_string();
+    let http_port = process::free_port().to_string();
     let http = format!("127.0.0.1:{http_port}");
-    let (child, port) = common::process::start_binary(&[
+    let (child, port) = process::start_binary(&[
         "--storage",
         "memory",
         "--threads",

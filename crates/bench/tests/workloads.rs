@@ -254,8 +254,18 @@ async fn start(program: &str, args: &[&str], port: u16) -> Option<Proc> {
         .stderr(Stdio::null())
         .spawn();
     let Ok(child) = child else {
-        assert!(std::env::var_os("CI").is_none(), "CI needs {program}");
-        eprintln!("{program} not installed: skipped");
+        // Said on the run's own stderr (not captured), so it shows.
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a test");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI needs {program}"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {test}: needs {program}, not installed here (.ci/run installs every tool)"
+        );
         return None;
     };
     let p = Proc(child);

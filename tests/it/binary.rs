@@ -1,7 +1,7 @@
 //! The `sessiond` binary itself: start-up, redis-cli against it, the
 //! configuration pipeline, and graceful shutdown on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -36,11 +36,7 @@ fn sigterm(child: &Child) {
 fn redis_cli_runs_the_readme_session_and_sigterm_exits_zero() {
     let (mut child, port) = start(&[]);
     let Some(created) = redis_cli(port, &["SESSION.CREATE", "abc", "TIMEOUT", "600"]) else {
-        // CI installs redis-tools; a developer machine may not have it.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-cli is required in CI"
-        );
+        common::process::skipped("redis-cli (redis-tools)");
         sigterm(&child);
         assert!(child.wait().unwrap().success());
         return;

@@ -2,7 +2,7 @@
 //! across TCP writes, RESP3, and bad input that must be answered without
 //! harming the server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! losing a byte and idempotently; list, find, show, destroy, stats, top,
 //! check; an online dump restored into another server.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

@@ -1,7 +1,7 @@
 //! Locks over TCP: blocking waits woken by the releaser, FIFO order, leases,
 //! disconnects, destroy, timeouts — with many real connections.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! never read them are cut off. (That they do not stall other clients:
 //! tests/stall.rs.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! a tenant's sessions are invisible to every other tenant whatever the
 //! command or door, and a role limits what its user may do.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

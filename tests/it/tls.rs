@@ -3,7 +3,7 @@
 //! the handshake, client certificates are checked when asked for, and
 //! redis-cli connects with `--tls`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Sliding expiry with the real clock and short timeouts.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

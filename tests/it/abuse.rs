@@ -3,7 +3,7 @@
 //! left idle. Each is cut off by its limit with a clear answer where one can
 //! be given, and a well-behaved client is served all along.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! a `SESSION.LOCK`. Past `max_locks_per_tenant` or `max_bytes_per_tenant`
 //! they are refused, and INFO and /metrics show what they hold.
 
-mod common;
+use crate::common;
 
 use common::wire::Wire;
 use common::TestServer;

@@ -2,9 +2,9 @@
 //! `Sessiond\Client` API and every msession_* function of msession.php, each
 //! in a PHP script that exits non-zero on the first failed check. The
 //! session handler is tested with PHP's session machinery in
-//! tests/php_handlers.rs.
+//! tests/it/php_handlers.rs.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

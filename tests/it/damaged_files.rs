@@ -1,8 +1,8 @@
 //! Damage that is not a torn tail: start-up refuses and changes nothing;
 //! `sessiond repair` keeps every sound record and the server then starts.
-//! (Torn tails, cut at start-up: tests/durability.rs.)
+//! (Torn tails, cut at start-up: tests/it/durability.rs.)
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,7 +1,7 @@
 //! Every native command over TCP with the Rust client: one test per row of
 //! the command table in docs/protocol.md.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::TestServer;

@@ -2,7 +2,7 @@
 //! so the two sides' file descriptors are counted apart), and a
 //! well-behaved client served all along with its data intact.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

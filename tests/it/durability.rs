@@ -1,7 +1,7 @@
 //! Durability with the embedded log: restarts, damaged files, compaction,
-//! expiry across a restart. (Crashes of the real binary: tests/crash.rs.)
+//! expiry across a restart. (Crashes of the real binary: tests/it/crash.rs.)
 
-mod common;
+use crate::common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -5,7 +5,7 @@
 //!   one that was really written (no half-applied record).
 //! - `fsync everysec`: what was acknowledged more than the window ago is there.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! telnet conversation, write mode blocking another writer until close,
 //! read mode shared, and the same session through the native door.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The HTTP door: probes, and Prometheus metrics that move as commands run,
 //! scoped to the logged-in user's tenant on a server with users.
 
-mod common;
+use crate::common;
 
 use common::wire::Wire;
 use common::TestServer;

@@ -2,7 +2,7 @@
 //! handler sends, the generic commands, and one session seen through both
 //! doors.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::TestServer;

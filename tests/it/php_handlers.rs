@@ -9,7 +9,7 @@
 //! php-redis php-memcached); CI installs them and requires them, elsewhere
 //! the tests skip when absent.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -93,7 +93,10 @@ fn available(handler: Handler) -> bool {
     let ext = handler.extension();
     common::process::tool_available(
         Command::new("php").args(["-r", &format!("exit(extension_loaded('{ext}') ? 0 : 1);")]),
-        &format!("php-cli and php-{ext}"),
+        &match ext {
+            "standard" => "php-cli".to_string(),
+            ext => format!("php-cli and php-{ext}"),
+        },
     )
 }
 

@@ -58,23 +58,47 @@ pub fn start_binary(extra: &[&str]) -> (Child, u16) {
 
 /// Sends a signal (`-TERM`, `-KILL`) to a child.
 pub fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
+    let signal = match sig {
+        "-TERM" => libc::SIGTERM,
+        "-KILL" => libc::SIGKILL,
+        "-INT" => libc::SIGINT,
+        other => panic!("no signal {other}"),
+    };
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "kill {sig}");
 }
 
 /// Whether an external tool the tests drive works here (`probe` runs and
-/// exits 0). CI installs every one, so there a missing tool fails the test
-/// rather than skipping it.
+/// exits 0). When it does not, says on the test run's own stderr (not
+/// captured, so `cargo test` shows it) that `test` is skipped and what
+/// installs the tool. Under `CI` (`.ci/run` installs every tool) a missing
+/// tool fails the test instead.
 pub fn tool_available(probe: &mut Command, what: &str) -> bool {
     let ok = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok || std::env::var_os("CI").is_none(), "CI needs {what}");
+    if !ok {
+        skipped(what);
+    }
     ok
+}
+
+/// Says the running test is skipped because `what` is missing; under `CI`
+/// fails it instead.
+pub fn skipped(what: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: CI needs {what} (.ci/run installs it)"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {test}: needs {what}, not installed here (.ci/run installs every tool)"
+    );
 }

@@ -1,7 +1,5 @@
 //! Starting the real server on an ephemeral loopback port.
 
-#![allow(dead_code)]
-
 pub mod process;
 pub mod wire;
 

@@ -2,7 +2,7 @@
 //! shares with the native door, its lock keys, durability, and libmemcached's
 //! own conformance test (`memccapable`) against the real binary.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;
