@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sessiond_core::{EngineConfig, IdChars};
@@ -17,11 +18,11 @@ use sessiond_core::{EngineConfig, IdChars};
 const GENERATED_ID_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 use sessiond_proto::Limits;
 
-use crate::allowlist::Cidr;
-use crate::auth::UserConfig;
+use crate::access::allowlist::Cidr;
+use crate::access::auth::UserConfig;
+use crate::access::tls::TlsConfig;
 use crate::error::ServerError;
 use crate::persist::{CompactionPolicy, Fsync, Storage};
-use crate::tls::TlsConfig;
 
 /// Where a listener binds, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,7 +428,7 @@ impl Config {
         let bad = |m: String| Err(ServerError::InvalidConfig(m));
         let mut names = std::collections::HashSet::new();
         for u in &self.users {
-            if !crate::auth::valid_user_name(&u.name) {
+            if !crate::access::auth::valid_user_name(&u.name) {
                 return bad(format!(
                     "user name '{}' must be 1 to 64 letters, digits or _ . @ -",
                     u.name
@@ -436,13 +437,13 @@ impl Config {
             if !names.insert(u.name.as_str()) {
                 return bad(format!("user '{}' is configured twice", u.name));
             }
-            if !crate::auth::valid_tenant_name(&u.tenant) {
+            if !crate::access::auth::valid_tenant_name(&u.tenant) {
                 return bad(format!(
                     "tenant '{}' of user '{}' must be 1 to 64 lower-case letters, digits, _ or -",
                     u.tenant, u.name
                 ));
             }
-            if let Err(e) = crate::auth::check_hash(&u.password_hash) {
+            if let Err(e) = crate::access::auth::check_hash(&u.password_hash) {
                 return bad(format!(
                     "password_hash of user '{}': {e}; make one with `sessiond passwd`",
                     u.name
@@ -454,7 +455,7 @@ impl Config {
 
     /// The tenants users work in, the default one first.
     pub fn tenant_names(&self) -> Vec<String> {
-        let mut names = vec![crate::auth::DEFAULT_TENANT.to_string()];
+        let mut names = vec![crate::access::auth::DEFAULT_TENANT.to_string()];
         for u in &self.users {
             if !names.contains(&u.tenant) {
                 names.push(u.tenant.clone());
@@ -466,7 +467,7 @@ impl Config {
     /// Where a tenant's files are: the default tenant's in `data_dir`
     /// itself, every other one's in `data_dir/tenants/<name>`.
     pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
-        if tenant == crate::auth::DEFAULT_TENANT {
+        if tenant == crate::access::auth::DEFAULT_TENANT {
             self.data_dir.clone()
         } else {
             self.data_dir.join("tenants").join(tenant)
@@ -475,8 +476,8 @@ impl Config {
 
     /// How long a connection may sit idle, and wait for the rest of a
     /// request or for its client to read.
-    pub(crate) fn connection_timeouts(&self) -> crate::link::Timeouts {
-        crate::link::Timeouts {
+    pub(crate) fn connection_timeouts(&self) -> Timeouts {
+        Timeouts {
             idle: (self.limits.idle_timeout > 0)
                 .then(|| std::time::Duration::from_secs(self.limits.idle_timeout)),
             request: std::time::Duration::from_millis(self.limits.request_timeout_ms),
@@ -548,6 +549,18 @@ impl Config {
     }
 }
 
+/// How long a connection may wait for its client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// With no request under way; `None`: for ever.
+    pub(crate) idle: Option<Duration>,
+    /// For the rest of a request, or for the client to read its replies.
+    pub(crate) request: Duration,
+    /// Replies that may wait unsent for a client that is not reading, in
+    /// bytes; past it the client is cut off after a short grace (`conn::link`).
+    pub(crate) max_output: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,7 +585,7 @@ mod tests {
 
     #[test]
     fn users_open_other_addresses_and_are_checked() {
-        let hash = crate::auth::hash_password(b"pw").unwrap();
+        let hash = crate::access::auth::hash_password(b"pw").unwrap();
         let user = |name: &str, tenant: &str, hash: &str| {
             format!(
                 "[[users]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\ntenant = \"{tenant}\"\n"
@@ -585,7 +598,7 @@ mod tests {
         );
         let c = Config::from_toml(&text).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.users[1].role, crate::auth::Role::Readwrite);
+        assert_eq!(c.users[1].role, crate::access::auth::Role::Readwrite);
         assert_eq!(c.tenant_names(), ["default", "shop"]);
         assert_eq!(
             c.tenant_dir("shop"),

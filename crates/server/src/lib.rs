@@ -4,37 +4,43 @@
 //! Tests and the binary run the same path: bind a listener, then
 //! [`run`] (or [`Server::run`]) until a shutdown future resolves.
 
-mod admission;
-mod allowlist;
-mod auth;
-mod config;
-mod connection;
-mod error;
-mod http;
-mod info;
-mod line;
-mod link;
-mod memcache;
-mod metrics;
-mod offload;
-mod persist;
-mod server;
-mod stream;
-mod tenant;
-mod tls;
+// The layers, each using only those declared before it (tests/layers.rs
+// keeps it so; one comment per layer keeps rustfmt from sorting them).
 
-pub use allowlist::Cidr;
-pub use auth::{
+// Leaves: the listeners' names, start-up errors, the blocking pool.
+mod door;
+mod error;
+mod offload;
+// Counters, and the data directory (which times its fsyncs with them).
+mod metrics;
+mod persist;
+// Who may come in: limits, allowlists, users and roles, TLS.
+mod access;
+// The configuration file, and the tenants it opens.
+mod config;
+mod tenant;
+// What every connection shares.
+mod shared;
+// A connection, and the one request path every door's commands take.
+mod conn;
+// The protocols.
+mod doors;
+// The accept loop and start-up, which nothing uses.
+mod server;
+
+pub use access::allowlist::Cidr;
+pub use access::auth::{
     check_hash, hash_password, HashError, Role, UserConfig, DEFAULT_TENANT, DEFAULT_USER,
 };
+pub use access::tls::TlsConfig;
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
+pub use door::Door;
 pub use error::ServerError;
 pub use persist::{
     check, dump, repair, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage,
 };
-pub use server::{run, Door, Doors, Server};
+pub use server::{run, Doors, Server};
 pub use tenant::Tenant;
-pub use tls::TlsConfig;
 
 /// Fuzzing harness for the configuration reader (fuzz/ and the property
 /// tests): any text either fails to parse, or parses into a configuration

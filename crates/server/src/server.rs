@@ -6,55 +6,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sessiond_core::{Engine, SystemClock};
-use sessiond_proto::Limits;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{Admission, Permit};
-use crate::allowlist::{self, Cidr};
-use crate::auth::Auth;
+use crate::access::admission::{Admission, Permit};
+use crate::access::allowlist;
+use crate::access::auth::Auth;
 use crate::config::Config;
-use crate::connection;
+use crate::conn::stream::Stream;
+use crate::door::Door;
+use crate::doors::resp;
 use crate::error::ServerError;
 use crate::persist::Persistence;
-use crate::stream::Stream;
+use crate::shared::Shared;
 use crate::tenant::{Tenant, Tenants};
-
-/// What every connection shares.
-pub(crate) struct Shared {
-    pub(crate) tenants: Arc<Tenants>,
-    pub(crate) auth: Auth,
-    pub(crate) limits: Limits,
-    pub(crate) started: Instant,
-    pub(crate) port: u16,
-    pub(crate) connected: AtomicUsize,
-    pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
-    pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
-    pub(crate) timeouts: crate::link::Timeouts,
-    pub(crate) admission: Arc<Admission>,
-    /// Per door: the client addresses it accepts (empty: any).
-    allow: [Vec<Cidr>; 4],
-    /// Connections closed because their address is on no allowlist.
-    pub(crate) denied: AtomicU64,
-    /// Per door: TLS, if that door speaks it.
-    tls: [Option<TlsAcceptor>; 4],
-    /// TLS handshakes that failed or did not finish in time.
-    pub(crate) tls_failures: AtomicU64,
-    /// Per door: connections and bytes.
-    pub(crate) doors: [crate::metrics::DoorCounters; 4],
-}
-
-impl Shared {
-    /// Connections accepted since start, every door.
-    pub(crate) fn accepted_total(&self) -> u64 {
-        self.doors
-            .iter()
-            .map(|d| d.accepted.load(Ordering::Relaxed))
-            .sum()
-    }
-}
 
 /// A configured server, ready to run on a listener.
 pub struct Server {
@@ -246,58 +213,6 @@ pub struct Doors {
     pub http: Option<TcpListener>,
 }
 
-/// A listener: which one a connection came in by, and how the
-/// configuration names it (`[tls] doors`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Door {
-    /// The native (RESP) listener, which also speaks Redis.
-    Resp = 0,
-    /// The HTTP_SessionServer line-protocol listener.
-    Line = 1,
-    /// The memcached (text and binary) listener.
-    Memcache = 2,
-    /// The HTTP listener (probes, metrics).
-    Http = 3,
-}
-
-impl Door {
-    /// Every door, in the order of the per-door tables.
-    pub const ALL: [Door; 4] = [Door::Resp, Door::Line, Door::Memcache, Door::Http];
-
-    /// The door's label in metrics (as in the configuration).
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Door::Resp => "resp",
-            Door::Line => "line",
-            Door::Memcache => "memcache",
-            Door::Http => "http",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Door::Resp => "native",
-            Door::Line => "line-protocol",
-            Door::Memcache => "memcached",
-            Door::Http => "http",
-        }
-    }
-
-    /// A refusal in this door's error idiom, for a client about to be cut off.
-    fn refusal(self, message: &str) -> String {
-        match self {
-            Door::Resp => format!("-ERR {message}\r\n"),
-            Door::Line => format!("err {message}\r\n"),
-            Door::Memcache => format!("SERVER_ERROR {message}\r\n"),
-            Door::Http => format!(
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
-                message.len() + 1
-            ),
-        }
-    }
-}
-
 /// A new connection with its place under the connection limits, ready to
 /// serve. Over a limit, the client is told so and the connection closed;
 /// on an accept error (out of file descriptors and the like) says so,
@@ -361,10 +276,10 @@ async fn start(
     connections.spawn(async move {
         if let Some(stream) = handshake(tcp, door, &shared).await {
             match door {
-                Door::Resp => connection::serve(stream, shared.clone(), stop).await,
-                Door::Line => crate::line::serve(stream, shared.clone(), stop).await,
-                Door::Memcache => crate::memcache::serve(stream, shared.clone(), stop).await,
-                Door::Http => crate::http::serve(stream, shared.clone(), stop).await,
+                Door::Resp => resp::serve(stream, shared.clone(), stop).await,
+                Door::Line => crate::doors::line::serve(stream, shared.clone(), stop).await,
+                Door::Memcache => crate::doors::memcache::serve(stream, shared.clone(), stop).await,
+                Door::Http => crate::doors::http::serve(stream, shared.clone(), stop).await,
             }
         }
         shared.doors[door as usize]

@@ -23,7 +23,7 @@ pub struct Tenant {
     persist: Option<Arc<Persistence>>,
     /// The memcached door's `stats` counters, per tenant like everything
     /// else a tenant can see.
-    pub(crate) memcache_stats: crate::memcache::McStats,
+    pub(crate) memcache_stats: crate::metrics::McStats,
     /// Commands, errors, latency and lock waits, for `/metrics` and `INFO`.
     pub(crate) metrics: crate::metrics::TenantMetrics,
     /// Where its cross-session commands run.

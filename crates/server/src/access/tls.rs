@@ -11,8 +11,8 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use crate::door::Door;
 use crate::error::ServerError;
-use crate::server::Door;
 
 /// The `[tls]` table. TLS is on once `cert` and `key` are set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,260 +1,29 @@
-//! The HTTP door (`listen_http`, default `127.0.0.1:8390`): health and
-//! readiness probes and Prometheus metrics, under the same users, tenants
-//! and roles as every other door (HTTP Basic authentication).
+//! The JSON API under `/api/v1` (docs/openapi.yaml): figures, one session,
+//! pages of ids, finding and destroying sessions by a variable.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::Json;
 use base64ct::{Base64, Encoding};
 use bytes::Bytes;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 use sessiond_core::{Access, Command, Error, LockMode, Reply, SessionId};
-use tokio::sync::watch;
 
-use crate::auth::{Refused, Role};
-use crate::link::DurableMark;
-use crate::metrics::{resident_memory_bytes, Families, Proto};
-use crate::server::{Door, Shared};
-use crate::stream::Stream;
-use crate::tenant::Tenant;
-
-/// Serves one HTTP/1.1 connection (already through the allowlist, the
-/// connection limits and any TLS handshake, like every door's) until the
-/// client is done or the server stops; then in-flight requests finish.
-pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let peer = Peer(stream.peer());
-    let stream = Counted {
-        inner: stream,
-        shared: shared.clone(),
-    };
-    let request_timeout = shared.timeouts.request;
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/", get(dashboard))
-        .route("/api/v1/stats", get(stats))
-        .route(
-            "/api/v1/sessions",
-            get(list_sessions).delete(destroy_sessions),
-        )
-        .route("/api/v1/find", get(find_sessions))
-        .route(
-            "/api/v1/sessions/{id}",
-            get(get_session).delete(destroy_session),
-        )
-        .with_state(shared)
-        .layer(Extension(peer));
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(request_timeout)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-    tokio::pin!(conn);
-    let stopping = async move {
-        let _ = stop.wait_for(|stopping| *stopping).await;
-    };
-    let ended = tokio::select! {
-        r = conn.as_mut() => r,
-        () = stopping => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(error = %e, "HTTP connection ended with an error");
-    }
-}
-
-/// The connection's stream, counting its bytes in and out.
-struct Counted {
-    inner: Stream,
-    shared: Arc<Shared>,
-}
-
-impl Counted {
-    fn counters(&self) -> &crate::metrics::DoorCounters {
-        &self.shared.doors[Door::Http as usize]
-    }
-}
-
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let me = self.get_mut();
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut me.inner).poll_read(cx, buf);
-        let n = buf.filled().len().saturating_sub(before);
-        me.counters()
-            .bytes_in
-            .fetch_add(n as u64, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl tokio::io::AsyncWrite for Counted {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let me = self.get_mut();
-        let polled = std::pin::Pin::new(&mut me.inner).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = &polled {
-            me.counters()
-                .bytes_out
-                .fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-/// The client's address, for the failed-login brake.
-#[derive(Clone, Copy)]
-struct Peer(IpAddr);
-
-/// Alive: the process answers.
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-/// Ready for traffic: answering at all means recovery is done, as the
-/// listeners open only after it (and close when a shutdown begins).
-async fn readyz() -> &'static str {
-    "ready\n"
-}
-
-/// What a request may see: the tenants, whether server-wide figures, and
-/// what it may do.
-struct Scope {
-    tenants: Vec<Arc<Tenant>>,
-    server_wide: bool,
-    role: Role,
-}
-
-/// Every handler that needs a login takes a `Scope`: the credentials are
-/// checked before the handler runs, and a refusal answers for it.
-impl FromRequestParts<Arc<Shared>> for Scope {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, Response> {
-        let peer = parts
-            .extensions
-            .get::<Peer>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0);
-        scope(shared, peer, &parts.headers).await
-    }
-}
-
-/// Checks the request's Basic credentials when the server has users.
-async fn scope(shared: &Shared, peer: IpAddr, headers: &HeaderMap) -> Result<Scope, Response> {
-    if !shared.auth.required() {
-        return Ok(Scope {
-            tenants: shared.tenants.iter().cloned().collect(),
-            server_wide: true,
-            role: Role::Admin,
-        });
-    }
-    let challenge = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"sessiond\"")],
-            "authentication required: HTTP Basic with a sessiond user\n",
-        )
-            .into_response()
-    };
-    let Some((user, password)) = basic_credentials(headers) else {
-        return Err(challenge());
-    };
-    match shared.auth.login(peer, Some(&user), &password).await {
-        Ok(login) => {
-            let tenant = shared.tenants.get(&login.tenant).cloned();
-            Ok(Scope {
-                tenants: tenant.into_iter().collect(),
-                server_wide: login.role == Role::Admin,
-                role: login.role,
-            })
-        }
-        Err(Refused::Throttled(s)) => Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, s.to_string())],
-            format!("{}\n", Refused::Throttled(s).message()),
-        )
-            .into_response()),
-        Err(_) => Err(challenge()),
-    }
-}
-
-/// `Authorization: Basic base64(user:password)`.
-fn basic_credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = Base64::decode_vec(token.trim()).ok()?;
-    let colon = decoded.iter().position(|&b| b == b':')?;
-    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
-}
-
-/// `/metrics`: Prometheus text format, names prefixed `sessiond_`.
-async fn metrics(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render(&shared, &scope),
-    )
-        .into_response()
-}
-
-/// `/`: the dashboard, one page that reads the JSON API.
-async fn dashboard(_scope: Scope) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // Scripts and styles are the page's own; nothing else loads.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
-            ),
-        ],
-        include_str!("dashboard.html"),
-    )
-        .into_response()
-}
+use super::scope::Scope;
+use crate::conn::durable::DurableMark;
+use crate::door::Door;
+use crate::metrics::{resident_memory_bytes, Proto};
+use crate::shared::Shared;
 
 /// `GET /api/v1/stats`: the figures the dashboard shows (and `/metrics`
 /// exports), as JSON: per tenant the caller may see, and server-wide for
 /// admins.
-async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
+pub(crate) async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let tenants: Vec<Value> = scope
         .tenants
@@ -334,7 +103,7 @@ async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Response {
 
 /// `GET /api/v1/sessions/{id}`: one session of the caller's tenant, as
 /// JSON, without refreshing its expiry.
-async fn get_session(scope: Scope, Path(id): Path<String>) -> Response {
+pub(crate) async fn get_session(scope: Scope, Path(id): Path<String>) -> Response {
     // Without users there is one tenant; with users, the user's own.
     let Some(tenant) = scope.tenants.first() else {
         return not_found(&id);
@@ -374,7 +143,7 @@ async fn get_session(scope: Scope, Path(id): Path<String>) -> Response {
 /// Query of `GET /api/v1/sessions`: one page.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     /// The cursor a previous page returned (`0` to start).
     cursor: Option<String>,
     /// Ids per page.
@@ -387,7 +156,7 @@ struct PageQuery {
 /// sessions whose variable `var` (or PHP entry) equals `value`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VarQuery {
+pub(crate) struct VarQuery {
     var: String,
     value: String,
 }
@@ -396,7 +165,7 @@ struct VarQuery {
 /// `value`, all of them or (with `cursor`) a page.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FindQuery {
+pub(crate) struct FindQuery {
     var: String,
     value: String,
     /// The cursor a previous page returned (`0` to start).
@@ -417,7 +186,10 @@ fn bad_request(why: String) -> Response {
 }
 
 /// `GET /api/v1/sessions`: one page of ids (`cursor`, `count`, `class`).
-async fn list_sessions(scope: Scope, q: Result<Query<PageQuery>, QueryRejection>) -> Response {
+pub(crate) async fn list_sessions(
+    scope: Scope,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
     let q = match query(q) {
         Ok(q) => q,
         Err(why) => return bad_request(why),
@@ -460,7 +232,10 @@ async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<Reply>, Response> {
 
 /// `GET /api/v1/find?var=user_id&value=42`: every session where that
 /// variable has that value ("which sessions belong to user 42").
-async fn find_sessions(scope: Scope, q: Result<Query<FindQuery>, QueryRejection>) -> Response {
+pub(crate) async fn find_sessions(
+    scope: Scope,
+    q: Result<Query<FindQuery>, QueryRejection>,
+) -> Response {
     let q = match query(q) {
         Ok(q) => q,
         Err(why) => return bad_request(why),
@@ -515,7 +290,7 @@ fn id_page(page: Result<Reply, Error>) -> Response {
 }
 
 /// `DELETE /api/v1/sessions/{id}`: destroy one session.
-async fn destroy_session(scope: Scope, Path(id): Path<String>) -> Response {
+pub(crate) async fn destroy_session(scope: Scope, Path(id): Path<String>) -> Response {
     let id = SessionId::new(Bytes::from(id.into_bytes()));
     // A session that is not there is a 404 (NOSESSION), as for GET.
     match run(&scope, Command::Destroy { id }).await {
@@ -526,7 +301,10 @@ async fn destroy_session(scope: Scope, Path(id): Path<String>) -> Response {
 
 /// `DELETE /api/v1/sessions?var=user_id&value=42`: destroy every session
 /// where that variable has that value — log the user out everywhere.
-async fn destroy_sessions(scope: Scope, q: Result<Query<VarQuery>, QueryRejection>) -> Response {
+pub(crate) async fn destroy_sessions(
+    scope: Scope,
+    q: Result<Query<VarQuery>, QueryRejection>,
+) -> Response {
     let q = match query(q) {
         Ok(q) => q,
         Err(why) => return bad_request(why),
@@ -633,95 +411,4 @@ fn not_found(id: &str) -> Response {
         Json(json!({ "error": format!("no session '{id}'") })),
     )
         .into_response()
-}
-
-fn render(shared: &Shared, scope: &Scope) -> String {
-    let mut f = Families::default();
-    for t in &scope.tenants {
-        let s = t.engine().stats();
-        let label = format!("tenant=\"{}\"", t.name());
-        f.series("sessions", &label, s.sessions);
-        f.series("session_bytes", &label, s.bytes);
-        f.series("locks", &label, s.locks);
-        f.series("lock_bytes", &label, s.lock_bytes);
-        f.series("expired_sessions_total", &label, s.expired_sessions);
-        f.series("lease_expiries_total", &label, s.expired_leases);
-        f.series("refused_unlocks_total", &label, s.refused_unlocks);
-        f.series("commands_total", &label, t.metrics.commands_total());
-        t.metrics.render(&mut f, t.name());
-        if let Some(p) = t.persistence() {
-            f.series("log_records_total", &label, p.appended());
-            f.series("log_bytes", &label, p.log_bytes());
-            f.series("snapshot_bytes", &label, p.snapshot_bytes());
-            f.series("log_pending_records", &label, p.pending());
-            f.histogram("fsync_duration_seconds", &label, p.fsyncs());
-            f.histogram("snapshot_duration_seconds", &label, p.snapshots());
-        }
-    }
-    if scope.server_wide {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for door in Door::ALL {
-            let c = &shared.doors[door as usize];
-            let label = format!("door=\"{}\"", door.label());
-            f.series(
-                "connections",
-                &label,
-                u64::try_from(c.open.load(Ordering::Relaxed)).unwrap_or(0),
-            );
-            f.series("connections_accepted_total", &label, load(&c.accepted));
-            f.series("received_bytes_total", &label, load(&c.bytes_in));
-            f.series("sent_bytes_total", &label, load(&c.bytes_out));
-            f.series(
-                "output_limit_disconnects_total",
-                &label,
-                load(&c.output_cutoffs),
-            );
-        }
-        let (failed, throttled) = shared.auth.refusals();
-        f.series(
-            "connections_rejected_total",
-            "",
-            load(&shared.admission.rejected),
-        );
-        f.series("allowlist_denied_total", "", load(&shared.denied));
-        f.series(
-            "tls_handshake_failures_total",
-            "",
-            load(&shared.tls_failures),
-        );
-        f.series("auth_failures_total", "", failed);
-        f.series("auth_throttled_total", "", throttled);
-        if let Some(rss) = resident_memory_bytes() {
-            f.series("resident_memory_bytes", "", rss);
-        }
-        f.series("uptime_seconds", "", shared.started.elapsed().as_secs());
-    }
-    f.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_read_and_anything_else_is_not() {
-        let mut h = HeaderMap::new();
-        assert_eq!(basic_credentials(&h), None);
-        h.insert(
-            header::AUTHORIZATION,
-            "Basic YWxpY2U6cHc6eA==".parse().unwrap(),
-        );
-        assert_eq!(
-            basic_credentials(&h),
-            Some((b"alice".to_vec(), b"pw:x".to_vec())),
-            "the password may hold colons"
-        );
-        h.insert(
-            header::AUTHORIZATION,
-            "Bearer YWxpY2U6cHc=".parse().unwrap(),
-        );
-        assert_eq!(basic_credentials(&h), None);
-        h.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
-        assert_eq!(basic_credentials(&h), None);
-    }
 }

@@ -377,7 +377,7 @@ impl Throttle {
 
     /// Ok, or the seconds until `peer` may try again.
     fn check(&self, peer: IpAddr) -> Result<(), u64> {
-        let peer = crate::admission::canonical(peer);
+        let peer = crate::access::admission::canonical(peer);
         let now = self.clock.now_ms();
         let mut seen = self.seen.lock();
         let Some(t) = seen.get(&peer).copied() else {
@@ -396,7 +396,7 @@ impl Throttle {
     }
 
     fn failed(&self, peer: IpAddr) {
-        let peer = crate::admission::canonical(peer);
+        let peer = crate::access::admission::canonical(peer);
         let now = self.clock.now_ms();
         let mut seen = self.seen.lock();
         if seen.len() >= MAX_TRACKED && !seen.contains_key(&peer) {

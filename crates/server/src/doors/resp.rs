@@ -17,13 +17,11 @@ use sessiond_proto::resp::{
 };
 use tokio::sync::watch;
 
-use crate::auth::Refused;
-use crate::link::Link;
-use crate::server::Shared;
-use crate::stream::Stream;
-
-/// Replies are written once this much is pending, even mid-pipeline.
-const FLUSH_AT: usize = 64 * 1024;
+use super::FLUSH_AT;
+use crate::access::auth::Refused;
+use crate::conn::link::Link;
+use crate::conn::stream::Stream;
+use crate::shared::Shared;
 
 struct Conn {
     link: Link,
@@ -41,7 +39,7 @@ enum Next {
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
-        link: Link::new(stream, shared, stop, 16 * 1024, crate::server::Door::Resp),
+        link: Link::new(stream, shared, stop, 16 * 1024, crate::door::Door::Resp),
         proto: Protocol::Resp2,
         discard: None,
     };
@@ -176,7 +174,7 @@ impl Conn {
                 // The engine's own section, then the server's around it.
                 match self.link.execute_now(Command::ServerInfo) {
                     Ok(Reply::Info(engine)) => {
-                        let reply = Reply::Info(crate::info::sections(
+                        let reply = Reply::Info(crate::doors::info::sections(
                             &self.link.shared,
                             self.link.tenant(),
                             engine,

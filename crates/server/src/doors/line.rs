@@ -8,9 +8,10 @@ use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
 use tokio::sync::watch;
 
-use crate::link::Link;
-use crate::server::Shared;
-use crate::stream::Stream;
+use super::FLUSH_AT;
+use crate::conn::link::Link;
+use crate::conn::stream::Stream;
+use crate::shared::Shared;
 
 /// The session this connection has open.
 struct Opened {
@@ -19,12 +20,9 @@ struct Opened {
     write: bool,
 }
 
-/// Replies are written once this much is pending, even mid-batch.
-const FLUSH_AT: usize = 64 * 1024;
-
 /// Serves one line-protocol connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut link = Link::new(stream, shared, stop, 4096, crate::server::Door::Line);
+    let mut link = Link::new(stream, shared, stop, 4096, crate::door::Door::Line);
     let mut open: Option<Opened> = None;
     loop {
         loop {

@@ -19,25 +19,12 @@ use sessiond_proto::memcache::{
 use sessiond_proto::redis::Key;
 use tokio::sync::watch;
 
-use crate::auth::Refused;
-use crate::link::Link;
-use crate::server::Shared;
-use crate::stream::Stream;
-
-/// Replies are written once this much is pending, even mid-pipeline.
-const FLUSH_AT: usize = 64 * 1024;
-
-/// The memcached-style counters `stats` reports.
-#[derive(Default)]
-pub(crate) struct McStats {
-    cmd_get: AtomicU64,
-    get_hits: AtomicU64,
-    get_misses: AtomicU64,
-    cmd_set: AtomicU64,
-    cmd_touch: AtomicU64,
-    delete_hits: AtomicU64,
-    delete_misses: AtomicU64,
-}
+use super::FLUSH_AT;
+use crate::access::auth::Refused;
+use crate::conn::link::Link;
+use crate::conn::stream::Stream;
+use crate::metrics::McStats;
+use crate::shared::Shared;
 
 struct Conn {
     link: Link,
@@ -49,13 +36,7 @@ struct Conn {
 /// Serves one memcached connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
-        link: Link::new(
-            stream,
-            shared,
-            stop,
-            16 * 1024,
-            crate::server::Door::Memcache,
-        ),
+        link: Link::new(stream, shared, stop, 16 * 1024, crate::door::Door::Memcache),
         protocol: None,
         skip: 0,
     };

@@ -7,13 +7,22 @@
 //! (server-wide): connections and bytes. Per tenant's files: persistence.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use sessiond_core::{Command, Error};
+
+use crate::door::Door;
+
+mod families;
+mod histogram;
+mod memcache;
+
+pub(crate) use families::Families;
+pub(crate) use histogram::Histogram;
+pub(crate) use memcache::McStats;
 
 /// The protocol a command came in by: the RESP listener speaks both the
 /// native protocol and Redis's, so commands are told apart by protocol,
@@ -38,8 +47,7 @@ impl Proto {
 
     /// What a connection of `door` speaks until a request says otherwise
     /// (the RESP listener's requests may be native or Redis).
-    pub(crate) fn first(door: crate::server::Door) -> Self {
-        use crate::server::Door;
+    pub(crate) fn first(door: Door) -> Self {
         match door {
             Door::Resp => Proto::Native,
             Door::Line => Proto::Line,
@@ -56,81 +64,6 @@ impl Proto {
             Proto::Line => "line",
             Proto::Http => "http",
         }
-    }
-}
-
-/// Upper bounds of the histogram buckets, in microseconds: 10 µs to 10 s.
-const BOUNDS_US: [u64; 16] = [
-    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000,
-    1_000_000, 10_000_000,
-];
-
-/// A latency histogram: per-bucket counts (not cumulative; the rendering
-/// adds them up), the count and the sum.
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; BOUNDS_US.len() + 1],
-    sum_us: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    pub(crate) fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// Observations so far.
-    pub(crate) fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Sum of the observations, in microseconds.
-    pub(crate) fn sum_us(&self) -> u64 {
-        self.sum_us.load(Ordering::Relaxed)
-    }
-
-    /// The mean observation in microseconds (0 before the first).
-    pub(crate) fn mean_us(&self) -> u64 {
-        self.sum_us().checked_div(self.count()).unwrap_or(0)
-    }
-
-    /// The series of one labelled histogram (`labels` like `door="resp"`,
-    /// or empty), in seconds.
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0u64;
-        for (i, b) in self.buckets.iter().enumerate() {
-            cumulative += b.load(Ordering::Relaxed);
-            let le = match BOUNDS_US.get(i) {
-                Some(&us) => format!("{}", us as f64 / 1e6),
-                None => "+Inf".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "sessiond_{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(
-            out,
-            "sessiond_{name}_sum{braces} {}",
-            self.sum_us() as f64 / 1e6
-        );
-        let _ = writeln!(out, "sessiond_{name}_count{braces} {cumulative}");
     }
 }
 
@@ -344,140 +277,6 @@ pub(crate) struct DoorCounters {
     pub(crate) output_cutoffs: AtomicU64,
 }
 
-/// Prometheus text being written: each family's `# HELP`/`# TYPE` once,
-/// before its first series, whichever order series come in.
-#[derive(Default)]
-pub(crate) struct Families {
-    /// Series per family, in the order families first appeared.
-    order: Vec<&'static str>,
-    series: HashMap<&'static str, String>,
-}
-
-/// What every metric family is: its type and help text.
-pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
-    Some(match name {
-        "sessions" => (
-            "gauge",
-            "Live sessions held (expired ones not yet reaped included).",
-        ),
-        "session_bytes" => (
-            "gauge",
-            "Bytes of session data, variables and classes held.",
-        ),
-        "locks" => (
-            "gauge",
-            "Lock entries held: ids locked or awaited, whether or not a session exists under them.",
-        ),
-        "lock_bytes" => (
-            "gauge",
-            "Bytes the lock entries take (ids, holders, waiters, owner secrets); counted in max_bytes_per_tenant.",
-        ),
-        "expired_sessions_total" => ("counter", "Sessions removed because they expired."),
-        "lease_expiries_total" => ("counter", "Lock leases that ran out."),
-        "refused_unlocks_total" => (
-            "counter",
-            "Lock-key deletes refused because the caller did not hold the lock (a stale holder, another connection).",
-        ),
-        "commands_total" => (
-            "counter",
-            "Commands answered, all doors (refused ones included).",
-        ),
-        "commands_by_name_total" => ("counter", "Commands run, by door (protocol) and command."),
-        "errors_total" => (
-            "counter",
-            "Error replies, by door (protocol) and error code.",
-        ),
-        "command_duration_seconds" => (
-            "histogram",
-            "Time the engine took per command, by door (lock and disk waits not included).",
-        ),
-        "lock_waits_total" => (
-            "counter",
-            "Lock requests that had to queue behind another holder.",
-        ),
-        "lock_wait_failures_total" => (
-            "counter",
-            "Queued lock requests that did not get the lock (wait over, client gone, shutdown).",
-        ),
-        "lock_waiting" => ("gauge", "Lock requests queued right now."),
-        "lock_wait_seconds" => ("histogram", "How long queued lock requests waited."),
-        "log_records_total" => (
-            "counter",
-            "Mutation records appended to the tenant's log since start.",
-        ),
-        "log_bytes" => ("gauge", "Bytes in the tenant's current log file."),
-        "snapshot_bytes" => ("gauge", "Bytes in the tenant's newest snapshot."),
-        "log_pending_records" => (
-            "gauge",
-            "Records appended but not yet durable per the fsync policy.",
-        ),
-        "fsync_duration_seconds" => ("histogram", "Time each fsync of the log took."),
-        "snapshot_duration_seconds" => ("histogram", "Time each snapshot (compaction) took."),
-        "connections" => ("gauge", "Open client connections, by listener."),
-        "connections_accepted_total" => ("counter", "Client connections accepted, by listener."),
-        "connections_rejected_total" => {
-            ("counter", "Connections refused by the connection limits.")
-        }
-        "allowlist_denied_total" => (
-            "counter",
-            "Connections closed for an address on no allowlist.",
-        ),
-        "tls_handshake_failures_total" => ("counter", "TLS handshakes that failed or timed out."),
-        "auth_failures_total" => ("counter", "Logins refused for a wrong user or password."),
-        "auth_throttled_total" => (
-            "counter",
-            "Logins refused unchecked: too many failures from the address.",
-        ),
-        "received_bytes_total" => ("counter", "Bytes read from clients, by listener."),
-        "sent_bytes_total" => ("counter", "Bytes written to clients, by listener."),
-        "output_limit_disconnects_total" => (
-            "counter",
-            "Connections cut off for not reading their replies past max_output_buffer, by listener.",
-        ),
-        "resident_memory_bytes" => ("gauge", "Resident memory of the server process."),
-        "uptime_seconds" => ("gauge", "Seconds since the server started."),
-        _ => return None,
-    })
-}
-
-impl Families {
-    fn entry(&mut self, name: &'static str) -> &mut String {
-        if !self.series.contains_key(name) {
-            self.order.push(name);
-        }
-        self.series.entry(name).or_default()
-    }
-
-    /// One sample of family `name` (documented in [`describe`]).
-    pub(crate) fn series(&mut self, name: &'static str, labels: &str, value: u64) {
-        let s = self.entry(name);
-        if labels.is_empty() {
-            let _ = writeln!(s, "sessiond_{name} {value}");
-        } else {
-            let _ = writeln!(s, "sessiond_{name}{{{labels}}} {value}");
-        }
-    }
-
-    /// One labelled histogram of family `name`.
-    pub(crate) fn histogram(&mut self, name: &'static str, labels: &str, h: &Histogram) {
-        h.render(self.entry(name), name, labels);
-    }
-
-    /// The whole text, each family under its `# HELP` and `# TYPE`.
-    pub(crate) fn finish(self) -> String {
-        let mut out = String::new();
-        for name in self.order {
-            let (kind, help) = describe(name).unwrap_or(("untyped", ""));
-            let _ = writeln!(out, "# HELP sessiond_{name} {help}");
-            let _ = writeln!(out, "# TYPE sessiond_{name} {kind}");
-            if let Some(s) = self.series.get(name) {
-                out.push_str(s);
-            }
-        }
-        out
-    }
-}
-
 /// Resident memory of this process, from `/proc/self/status` (Linux);
 /// None elsewhere.
 pub(crate) fn resident_memory_bytes() -> Option<u64> {
@@ -489,6 +288,7 @@ pub(crate) fn resident_memory_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::families::describe;
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::admission::canonical;
+use crate::access::admission::canonical;
 
 /// One block of addresses: `10.0.0.0/8`, `2001:db8::/32`, or one address
 /// (`192.0.2.7`, the same as `/32` or `/128`).

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sessiond_core::InfoSection;
 
 use crate::metrics::resident_memory_bytes;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tenant::Tenant;
 
 /// How many contended sessions `INFO contention` lists.

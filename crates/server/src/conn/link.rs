@@ -4,9 +4,7 @@
 //! commit of replies under `fsync always`, and waiting for a queued lock
 //! while still watching the socket.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +15,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::auth::{Login, Refused, Role};
+use super::durable::DurableMark;
+use super::watchdog::{timed_out, Stop, Watchdog};
+use crate::access::auth::{Login, Refused, Role};
+use crate::conn::stream::{ReadSide, Stream, WriteSide};
+use crate::door::Door;
 use crate::metrics::{DoorCounters, Proto};
-use crate::persist::Persistence;
-use crate::server::{Door, Shared};
-use crate::stream::{ReadSide, Stream, WriteSide};
+use crate::shared::Shared;
 use crate::tenant::Tenant;
 
 /// A connection's place in its tenant's engine; dropping it releases its
@@ -367,153 +367,6 @@ impl Link {
     }
 }
 
-/// Under `fsync always`, the log record that the replies now pending must
-/// wait for before they are sent (group commit: one wait per batch). Only a
-/// command that appended a record makes them wait: a write that changed
-/// nothing (PHP resending an unchanged session or timeout) answers at once.
-#[derive(Default)]
-pub(crate) struct DurableMark(Option<u64>);
-
-impl DurableMark {
-    /// Before running a command that may write: where the log stands
-    /// (`None` unless the policy is `always`).
-    pub(crate) fn before(persist: Option<&Arc<Persistence>>, may_write: bool) -> Option<u64> {
-        match persist {
-            Some(p) if may_write && p.fsync() == crate::persist::Fsync::Always => {
-                Some(p.appended())
-            }
-            _ => None,
-        }
-    }
-
-    /// After it ran: if the log grew, the pending replies wait for it.
-    pub(crate) fn after(&mut self, persist: Option<&Arc<Persistence>>, before: Option<u64>) {
-        if let (Some(before), Some(p)) = (before, persist) {
-            let now = p.appended();
-            if now > before {
-                self.0 = Some(now);
-            }
-        }
-    }
-
-    /// Waits until every noted write is durable.
-    pub(crate) async fn wait(&mut self, persist: Option<&Arc<Persistence>>) {
-        if let (Some(seq), Some(p)) = (self.0.take(), persist) {
-            p.wait_durable(seq).await;
-        }
-    }
-}
-
-fn timed_out(what: &str) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("{what} timeout: the connection is closed"),
-    )
-}
-
-/// How long a connection may wait for its client.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    /// With no request under way; `None`: for ever.
-    pub(crate) idle: Option<Duration>,
-    /// For the rest of a request, or for the client to read its replies.
-    pub(crate) request: Duration,
-    /// Replies that may wait unsent for a client that is not reading, in
-    /// bytes; past it the client is cut off after [`OUTPUT_GRACE`].
-    pub(crate) max_output: usize,
-}
-
 /// How long a client with more than `max_output` unsent may leave the
 /// socket full before it is cut off (a reading client drains it at once).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
-
-/// A connection's [`Timeouts`] on one timer, moved lazily: a busy
-/// connection reads the clock on each wait but re-arms the timer only when
-/// it fires early or must fire sooner.
-struct Watchdog {
-    timeouts: Timeouts,
-    timer: Pin<Box<tokio::time::Sleep>>,
-    /// When the partial request at the front of the buffer began arriving.
-    partial_since: Option<Instant>,
-    /// The buffer's length after the last read: answering requests only
-    /// ever takes whole ones off it, so a shorter buffer at the next read
-    /// means any partial request there is a new one.
-    len_after_read: usize,
-}
-
-impl Watchdog {
-    fn new(timeouts: Timeouts) -> Self {
-        Self {
-            timeouts,
-            // Far enough never to fire before it is first moved.
-            timer: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
-            partial_since: None,
-            len_after_read: 0,
-        }
-    }
-
-    /// The deadline for the next read, with a buffer holding `buffered`
-    /// bytes of a partial request, and which timeout it is.
-    fn read_deadline(&mut self, buffered: usize) -> (Option<Instant>, &'static str) {
-        let now = Instant::now();
-        if buffered == 0 {
-            self.partial_since = None;
-            return (self.timeouts.idle.map(|t| now + t), "idle");
-        }
-        if buffered < self.len_after_read {
-            self.partial_since = None;
-        }
-        let since = *self.partial_since.get_or_insert(now);
-        (Some(since + self.timeouts.request), "request")
-    }
-
-    /// Resolves at `due` (never for `None`).
-    async fn until(&mut self, due: Option<Instant>) {
-        let Some(due) = due else {
-            return std::future::pending().await;
-        };
-        loop {
-            if self.timer.is_elapsed() || self.timer.deadline() > due {
-                self.timer.as_mut().reset(due);
-            }
-            self.timer.as_mut().await;
-            if Instant::now() >= due {
-                return;
-            }
-        }
-    }
-}
-
-/// The server's stop signal, as a connection sees it: one long-lived
-/// future, so waiting on it between reads costs no new registration with
-/// the channel each time.
-struct Stop {
-    fired: bool,
-    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
-}
-
-impl Stop {
-    fn new(mut rx: watch::Receiver<bool>) -> Self {
-        let fired = *rx.borrow_and_update();
-        Self {
-            fired,
-            // A dropped sender counts as a stop, as the server is gone.
-            signal: Box::pin(async move {
-                let _ = rx.wait_for(|stopping| *stopping).await;
-            }),
-        }
-    }
-
-    /// Whether the server is stopping (as far as seen so far).
-    fn stopped(&self) -> bool {
-        self.fired
-    }
-
-    /// Resolves once the server is stopping; at once if it already is.
-    async fn wait(&mut self) {
-        if !self.fired {
-            self.signal.as_mut().await;
-            self.fired = true;
-        }
-    }
-}
