@@ -104,6 +104,31 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The HTTP status that answers this error on the JSON API. Every
+    /// variant is listed: a new one does not compile until it has one.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => 404,
+            Error::NotAuthenticated => 401,
+            Error::NotPermitted { .. } => 403,
+            // The session's state, not the request, is in the way.
+            Error::Exists(_)
+            | Error::Locked { .. }
+            | Error::StaleKey { .. }
+            | Error::ReadOnlyLock { .. } => 409,
+            Error::LimitExceeded { .. } => 413,
+            Error::NotInteger { .. }
+            | Error::NotNumeric(_)
+            | Error::Overflow { .. }
+            | Error::InvalidArgument(_)
+            // Asked for more than one reply may hold: ask for pages.
+            | Error::TooManyResults { .. } => 400,
+            Error::Random(_) => 500,
+        }
+    }
+}
+
 impl From<getrandom::Error> for Error {
     fn from(e: getrandom::Error) -> Self {
         Error::Random(e.to_string())

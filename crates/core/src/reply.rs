@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::id::SessionId;
+
 /// What a command answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -21,6 +23,27 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// Named sections of `field: value` lines (Redis `INFO` shape).
     Info(Vec<InfoSection>),
+    // Typed answers a door takes apart (RESP encodes each flat, as noted).
+    /// A session's blob, flags and version (`Command::Item`); RESP: the
+    /// array `[data, flags, version]`.
+    Item {
+        data: Bytes,
+        flags: u32,
+        version: u64,
+    },
+    /// A counter's new value and the session's version
+    /// (`Command::IncrData`); RESP: `[value as text, version]`.
+    Counter { value: u64, version: u64 },
+    /// The session's version after a store (memcached's CAS); RESP: an
+    /// integer.
+    Version(u64),
+    /// A lock's fencing key; RESP: an integer.
+    Key(u64),
+    /// Session ids (`List`, `Find`); RESP: an array of bulk strings.
+    Ids(Vec<SessionId>),
+    /// One page of ids and the cursor to go on from (`0`: done) (`Scan`,
+    /// `FindPage`, `KeyScan`); RESP: `[cursor, [ids]]`.
+    Page { cursor: Bytes, ids: Vec<SessionId> },
 }
 
 /// One section of an [`Reply::Info`].

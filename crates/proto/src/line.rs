@@ -58,21 +58,6 @@ pub enum LineCommand {
     Quit,
 }
 
-impl LineCommand {
-    /// Whether the command changes stored sessions (so that under `fsync
-    /// always` its `ok` waits for the disk).
-    pub fn writes(&self) -> bool {
-        matches!(
-            self,
-            LineCommand::New
-                | LineCommand::Put { .. }
-                | LineCommand::Remove { .. }
-                | LineCommand::PutAll { .. }
-                | LineCommand::RegenerateId
-        )
-    }
-}
-
 /// A line that could not be understood (the connection goes on).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

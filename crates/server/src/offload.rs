@@ -31,19 +31,9 @@ impl Default for Offload {
 
 impl Offload {
     /// Runs `cmd` (one that never waits for a lock) for `client` on the
-    /// blocking pool.
-    pub(crate) async fn run(
-        &self,
-        engine: &Arc<Engine>,
-        client: &ClientHandle,
-        cmd: Command,
-    ) -> Result<Reply, Error> {
-        self.run_then(engine, client, cmd, |r| r).await
-    }
-
-    /// Runs `cmd` as [`Offload::run`] does, then `finish` on its result on
-    /// the same thread: turning a reply of a hundred thousand ids into
-    /// bytes is work too, and must not land on a request worker either.
+    /// blocking pool, then `finish` on its result on the same thread:
+    /// turning a reply of a hundred thousand ids into bytes is work too,
+    /// and must not land on a request worker either.
     pub(crate) async fn run_then<T: Send + 'static>(
         &self,
         engine: &Arc<Engine>,

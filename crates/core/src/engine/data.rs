@@ -244,7 +244,7 @@ impl Engine {
             (StoreReply::Old, _) => old.map_or(Reply::Nil, |(data, _)| Reply::Bulk(data)),
             (_, false) => Reply::Nil,
             (StoreReply::Ok, true) => Reply::Ok,
-            (StoreReply::Version, true) => Reply::Int(version_int(&shard, &id)),
+            (StoreReply::Version, true) => Reply::Version(version_of(&shard, &id)),
         })
     }
 
@@ -277,7 +277,7 @@ impl Engine {
             joined.extend_from_slice(&data);
         }
         shard.write_data(id, Bytes::from(joined), now, &self.next_version);
-        Ok(Reply::Int(version_int(&shard, id)))
+        Ok(Reply::Version(version_of(&shard, id)))
     }
 
     pub(super) fn item(
@@ -295,11 +295,11 @@ impl Engine {
             shard.write_timeout(id, t, now);
         }
         let s = Self::alive(&mut shard, id, now)?;
-        Ok(Reply::Array(vec![
-            Reply::Bulk(s.data.clone()),
-            Reply::Int(i64::from(s.flags)),
-            Reply::Int(i64::try_from(s.version).unwrap_or(i64::MAX)),
-        ]))
+        Ok(Reply::Item {
+            data: s.data.clone(),
+            flags: s.flags,
+            version: s.version,
+        })
     }
 
     pub(super) fn incr_data(
@@ -319,12 +319,12 @@ impl Engine {
             let timeout = self.timeout_or_default(timeout_ms)?;
             self.may_create(Chosen::ByClient)?;
             let text = Bytes::from(value.to_string());
-            let session = self.new_session(None, Some(text.clone()), timeout, now);
+            let session = self.new_session(None, Some(text), timeout, now);
             shard.insert(id.clone(), session);
-            return Ok(Reply::Array(vec![
-                Reply::Bulk(text),
-                Reply::Int(version_int(&shard, &id)),
-            ]));
+            return Ok(Reply::Counter {
+                value,
+                version: version_of(&shard, &id),
+            });
         };
         let old_len = s.data.len();
         let current = parse_counter(&s.data).ok_or_else(|| Error::NotNumeric(id.clone()))?;
@@ -338,10 +338,10 @@ impl Engine {
         // length (memcached rewrites the item in place).
         let stored = format!("{text:<old_len$}");
         shard.write_data(&id, Bytes::from(stored), now, &self.next_version);
-        Ok(Reply::Array(vec![
-            Reply::Bulk(Bytes::from(text)),
-            Reply::Int(version_int(&shard, &id)),
-        ]))
+        Ok(Reply::Counter {
+            value,
+            version: version_of(&shard, &id),
+        })
     }
 
     pub(super) fn inc(
@@ -541,11 +541,8 @@ pub(super) struct Stored {
 }
 
 /// A session's version as a reply integer (0 if it is gone).
-fn version_int(shard: &Shard, id: &SessionId) -> i64 {
-    shard
-        .sessions
-        .get(id)
-        .map_or(0, |s| i64::try_from(s.version).unwrap_or(i64::MAX))
+fn version_of(shard: &Shard, id: &SessionId) -> u64 {
+    shard.sessions.get(id).map_or(0, |s| s.version)
 }
 
 /// An unsigned decimal counter as memcached reads one: digits, then

@@ -86,7 +86,7 @@ fn variables_past_max_vars_are_refused_whole() {
     })
     .unwrap()
     {
-        Reply::Int(k) => k as u64,
+        Reply::Key(k) => k,
         other => panic!("{other:?}"),
     };
     let close = |sets| Command::Close {

@@ -112,12 +112,12 @@ impl Engine {
             };
             take_slice(ids, room, |id| {
                 if shard.is_live(id, now) {
-                    out.push(Reply::Bulk(id.to_bytes()));
+                    out.push(id.clone());
                 }
                 id.clone()
             })
         })?;
-        Ok(Reply::Array(ids))
+        Ok(Reply::Ids(ids))
     }
 
     /// One page of ids. The cursor is `0` to start, else `<shard>-<hex of the
@@ -146,15 +146,15 @@ impl Engine {
                         == Some(c)
                 });
                 if class_ok && shard.is_live(id, now) {
-                    out.push(Reply::Bulk(id.to_bytes()));
+                    out.push(id.clone());
                 }
                 id.clone()
             })
         });
-        Ok(Reply::Array(vec![
-            Reply::bulk(id_cursor(next)),
-            Reply::Array(page),
-        ]))
+        Ok(Reply::Page {
+            cursor: Bytes::from(id_cursor(next)),
+            ids: page,
+        })
     }
 
     /// Redis `SCAN`: a numeric cursor, `shard << 48 | the top 48 bits of
@@ -195,7 +195,7 @@ impl Engine {
                         return Ok(key_page(next, ids));
                     }
                     if shard.is_live(id, now) {
-                        ids.push(Reply::Bulk(id.to_bytes()));
+                        ids.push(id.clone());
                     }
                     last = Some((at, id.clone()));
                     visited += 1;
@@ -226,7 +226,7 @@ impl Engine {
         let ids = self.walk_all(instead, |shard, after, room, out| {
             find_slice(shard, name, value, after, room, now, out)
         })?;
-        Ok(Reply::Array(ids))
+        Ok(Reply::Ids(ids))
     }
 
     pub(super) fn find_page(
@@ -242,10 +242,10 @@ impl Engine {
         let (page, next) = self.walk_page(start, count, |shard, after, room, out| {
             find_slice(shard, name, value, after, room, now, out)
         });
-        Ok(Reply::Array(vec![
-            Reply::bulk(id_cursor(next)),
-            Reply::Array(page),
-        ]))
+        Ok(Reply::Page {
+            cursor: Bytes::from(id_cursor(next)),
+            ids: page,
+        })
     }
 
     pub(super) fn list_var(&self, name: &[u8], now: u64) -> Result<Reply, Error> {
@@ -412,8 +412,11 @@ const PLACE_BITS: u32 = 48;
 const PLACE_MASK: u64 = (1 << PLACE_BITS) - 1;
 
 /// A Redis SCAN page: the numeric cursor and the ids.
-fn key_page(next: u64, ids: Vec<Reply>) -> Reply {
-    Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(ids)])
+fn key_page(next: u64, ids: Vec<SessionId>) -> Reply {
+    Reply::Page {
+        cursor: Bytes::from(next.to_string()),
+        ids,
+    }
 }
 
 /// What one slice of a walk did: entries visited, and the last one when
@@ -454,7 +457,7 @@ fn find_slice(
     after: Option<&SessionId>,
     room: usize,
     now: u64,
-    out: &mut Vec<Reply>,
+    out: &mut Vec<SessionId>,
 ) -> Sliced<SessionId> {
     let explicit = shard.vars.find(name, value, after);
     let php = shard
@@ -463,7 +466,7 @@ fn find_slice(
         .filter(|id| !has_explicit(shard, id, name));
     take_slice(merge_by(explicit, php, |a, b| a.cmp(b)), room, |id| {
         if shard.is_live(id, now) {
-            out.push(Reply::Bulk(id.to_bytes()));
+            out.push(id.clone());
         }
         id.clone()
     })

@@ -427,7 +427,7 @@ fn grant_reply(
     then: AfterGrant,
     now: u64,
 ) -> Result<Reply, Error> {
-    let key = Reply::Int(i64::try_from(grant.key).unwrap_or(i64::MAX));
+    let key = Reply::Key(grant.key);
     match then {
         AfterGrant::Key => Ok(key),
         AfterGrant::Open { .. } => {

@@ -89,7 +89,7 @@ impl Fixture {
 
     fn key(&self, client: &ClientHandle, id: &str, mode: LockMode) -> u64 {
         match self.lock(client, id, mode, 0).unwrap() {
-            Outcome::Reply(Reply::Int(k)) => k as u64,
+            Outcome::Reply(Reply::Key(k)) => k,
             other => panic!("not granted: {other:?}"),
         }
     }
@@ -112,6 +112,10 @@ fn poll(p: &mut PendingLock) -> Option<Result<Grant, Error>> {
 
 fn strs(r: Reply) -> Vec<String> {
     match r {
+        Reply::Ids(ids) => ids
+            .iter()
+            .map(|id| String::from_utf8(id.as_bytes().to_vec()).unwrap())
+            .collect(),
         Reply::Array(items) => items
             .into_iter()
             .map(|i| match i {
@@ -120,6 +124,27 @@ fn strs(r: Reply) -> Vec<String> {
             })
             .collect(),
         other => panic!("not array: {other:?}"),
+    }
+}
+
+/// A page reply's cursor and items: a `Page` of ids (`Scan`, `FindPage`,
+/// `KeyScan`), or `[cursor, map]` (`ListVarPage`).
+fn page_parts(r: Reply) -> (Bytes, Vec<Reply>) {
+    match r {
+        Reply::Page { cursor, ids } => (
+            cursor,
+            ids.into_iter()
+                .map(|id| Reply::Bulk(id.to_bytes()))
+                .collect(),
+        ),
+        Reply::Array(parts) => match <[Reply; 2]>::try_from(parts) {
+            Ok([Reply::Bulk(next), Reply::Map(pairs)]) => {
+                (next, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+            }
+            Ok(other) => panic!("not a page: {other:?}"),
+            Err(other) => panic!("not a page: {other:?}"),
+        },
+        other => panic!("not a page: {other:?}"),
     }
 }
 
@@ -429,21 +454,15 @@ fn count_list_and_scan_with_classes() {
     let mut seen = Vec::new();
     let mut cursor = b("0");
     loop {
-        let Reply::Array(parts) = f
-            .run(Command::Scan {
+        let (next, items) = page_parts(
+            f.run(Command::Scan {
                 cursor: cursor.clone(),
                 count: 17,
                 class: None,
             })
-            .unwrap()
-        else {
-            panic!()
-        };
-        let mut parts = parts.into_iter();
-        let Some(Reply::Bulk(next)) = parts.next() else {
-            panic!()
-        };
-        let page = strs(parts.next().unwrap());
+            .unwrap(),
+        );
+        let page = strs(Reply::Array(items));
         assert!(page.len() <= 17);
         seen.extend(page);
         if next == "0" {
@@ -665,7 +684,7 @@ fn lease_expiry_releases_and_stale_key_is_refused() {
     let f = fixture();
     f.create("s");
     let (a, b2) = (f.engine.connect(), f.engine.connect());
-    let Outcome::Reply(Reply::Int(ka)) = f
+    let Outcome::Reply(Reply::Key(ka)) = f
         .engine
         .execute(
             &a,
@@ -686,7 +705,7 @@ fn lease_expiry_releases_and_stale_key_is_refused() {
     let gb = poll(&mut pb).unwrap().unwrap();
     let close = Command::Close {
         id: sid("s"),
-        key: ka as u64,
+        key: ka,
         data: Some(b("late")),
         sets: vec![],
     };
@@ -812,12 +831,14 @@ fn open_locks_and_reads_in_one_step_and_close_writes_and_unlocks() {
     else {
         panic!()
     };
-    let Reply::Int(key) = parts[0] else { panic!() };
+    let Reply::Key(key) = parts[0] else {
+        panic!("{parts:?}")
+    };
     assert_eq!(parts[1], Reply::Bulk(b("")));
     assert_eq!(parts[2], Reply::Map(vec![]));
     f.run(Command::Close {
         id: sid("n"),
-        key: key as u64,
+        key,
         data: Some(b("x")),
         sets: vec![],
     })
@@ -825,7 +846,7 @@ fn open_locks_and_reads_in_one_step_and_close_writes_and_unlocks() {
     assert!(matches!(
         f.run(Command::Close {
             id: sid("n"),
-            key: key as u64,
+            key,
             data: None,
             sets: vec![]
         }),
@@ -1504,7 +1525,7 @@ fn owned_locks_need_no_session_and_release_by_owner() {
         lease_ms: Some(1000),
     };
     assert!(
-        matches!(f.run_as(&a, owned("host|1")).unwrap(), Reply::Int(_)),
+        matches!(f.run_as(&a, owned("host|1")).unwrap(), Reply::Key(_)),
         "no session needed"
     );
     assert!(matches!(
@@ -1549,17 +1570,16 @@ fn owned_locks_need_no_session_and_release_by_owner() {
     assert!(f.lock(&b2, "new", LockMode::Write, 0).is_ok());
 }
 
-fn item(f: &Fixture, id: &str) -> Result<(Bytes, i64, i64), Error> {
+fn item(f: &Fixture, id: &str) -> Result<(Bytes, u32, u64), Error> {
     match f.run(Command::Item {
         id: sid(id),
         timeout_ms: None,
     })? {
-        Reply::Array(v) => match &v[..] {
-            [Reply::Bulk(d), Reply::Int(flags), Reply::Int(version)] => {
-                Ok((d.clone(), *flags, *version))
-            }
-            other => panic!("item reply {other:?}"),
-        },
+        Reply::Item {
+            data,
+            flags,
+            version,
+        } => Ok((data, flags, version)),
         other => panic!("item reply {other:?}"),
     }
 }
@@ -1578,20 +1598,17 @@ fn mc_store(data: &str, flags: Option<u32>, condition: StoreIf) -> Command {
 #[test]
 fn memcached_store_keeps_flags_and_compares_versions() {
     let f = fixture();
-    let Reply::Int(v1) = f.run(mc_store("a", Some(7), StoreIf::Always)).unwrap() else {
+    let Reply::Version(v1) = f.run(mc_store("a", Some(7), StoreIf::Always)).unwrap() else {
         panic!("store answers the version")
     };
     assert_eq!(item(&f, "m").unwrap(), (b("a"), 7, v1));
     // cas with a stale version stores nothing; with the current one it does.
     assert_eq!(
-        f.run(mc_store("b", Some(7), StoreIf::Version(v1 as u64 + 1000)))
+        f.run(mc_store("b", Some(7), StoreIf::Version(v1 + 1000)))
             .unwrap(),
         Reply::Nil
     );
-    let Reply::Int(v2) = f
-        .run(mc_store("b", Some(9), StoreIf::Version(v1 as u64)))
-        .unwrap()
-    else {
+    let Reply::Version(v2) = f.run(mc_store("b", Some(9), StoreIf::Version(v1))).unwrap() else {
         panic!("cas answers the version")
     };
     assert!(v2 > v1);
@@ -1602,7 +1619,7 @@ fn memcached_store_keeps_flags_and_compares_versions() {
     // cas on a missing session is NoSession (memcached NOT_FOUND).
     f.run(Command::Destroy { id: sid("m") }).unwrap();
     assert!(matches!(
-        f.run(mc_store("d", None, StoreIf::Version(v2 as u64))),
+        f.run(mc_store("d", None, StoreIf::Version(v2))),
         Err(Error::NoSession(_))
     ));
     assert!(matches!(item(&f, "m"), Err(Error::NoSession(_))));
@@ -1629,20 +1646,20 @@ fn append_prepend_and_counters() {
         initial: None,
     };
     let value = |r: Reply| match r {
-        Reply::Array(v) => v[0].clone(),
+        Reply::Counter { value, .. } => value,
         other => panic!("incr reply {other:?}"),
     };
     assert!(matches!(f.run(incr(1, false)), Err(Error::NotNumeric(_))));
     f.run(mc_store("10", None, StoreIf::Always)).unwrap();
-    assert_eq!(value(f.run(incr(5, false)).unwrap()), Reply::Bulk(b("15")));
+    assert_eq!(value(f.run(incr(5, false)).unwrap()), 15);
     // decr stops at zero and pads the stored text like memcached.
-    assert_eq!(value(f.run(incr(100, true)).unwrap()), Reply::Bulk(b("0")));
+    assert_eq!(value(f.run(incr(100, true)).unwrap()), 0);
     assert_eq!(item(&f, "m").unwrap().0, b("0 "));
-    assert_eq!(value(f.run(incr(7, false)).unwrap()), Reply::Bulk(b("7")));
+    assert_eq!(value(f.run(incr(7, false)).unwrap()), 7);
     // incr wraps at 2^64.
     f.run(mc_store("18446744073709551615", None, StoreIf::Always))
         .unwrap();
-    assert_eq!(value(f.run(incr(2, false)).unwrap()), Reply::Bulk(b("1")));
+    assert_eq!(value(f.run(incr(2, false)).unwrap()), 1);
     // A missing counter is created only when asked to.
     f.run(Command::Destroy { id: sid("m") }).unwrap();
     assert!(matches!(f.run(incr(1, false)), Err(Error::NoSession(_))));
@@ -1652,7 +1669,7 @@ fn append_prepend_and_counters() {
         decr: false,
         initial: Some((42, None)),
     };
-    assert_eq!(value(f.run(create).unwrap()), Reply::Bulk(b("42")));
+    assert_eq!(value(f.run(create).unwrap()), 42);
 }
 
 #[test]
@@ -1675,18 +1692,7 @@ fn page_all(f: &Fixture, mut cmd: impl FnMut(Bytes) -> Command) -> (Vec<usize>, 
     let mut cursor = b("0");
     let (mut sizes, mut all) = (Vec::new(), Vec::new());
     for _ in 0..100_000 {
-        let Reply::Array(parts) = f.run(cmd(cursor.clone())).unwrap() else {
-            panic!()
-        };
-        let mut parts = parts.into_iter();
-        let Some(Reply::Bulk(next)) = parts.next() else {
-            panic!()
-        };
-        let items = match parts.next().unwrap() {
-            Reply::Array(v) => v,
-            Reply::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-            other => panic!("{other:?}"),
-        };
+        let (next, items) = page_parts(f.run(cmd(cursor.clone())).unwrap());
         sizes.push(items.len());
         all.extend(items);
         if next == "0" {
@@ -1799,14 +1805,8 @@ fn key_scan_returns_every_id_once_with_numeric_cursors() {
     let mut got = Vec::new();
     let mut pages = 0;
     loop {
-        let Reply::Array(parts) = f.run(Command::KeyScan { cursor, count: 20 }).unwrap() else {
-            panic!()
-        };
-        let mut parts = parts.into_iter();
-        let Some(Reply::Bulk(next)) = parts.next() else {
-            panic!()
-        };
-        got.extend(strs(parts.next().unwrap()));
+        let (next, items) = page_parts(f.run(Command::KeyScan { cursor, count: 20 }).unwrap());
+        got.extend(strs(Reply::Array(items)));
         pages += 1;
         cursor = std::str::from_utf8(&next).unwrap().parse().unwrap();
         if cursor == 0 {

@@ -162,6 +162,31 @@ pub enum Status {
     AuthError,
 }
 
+impl Status {
+    /// An engine error in memcached's terms: its status, and the message
+    /// (memcached says nothing more for a miss, a conflict or a number
+    /// that is not one). Every variant is listed: a new one does not
+    /// compile until it has its status.
+    pub fn of(e: &sessiond_core::Error) -> (Status, String) {
+        use sessiond_core::Error as E;
+        match e {
+            E::NoSession(_) | E::DestroyedWhileWaiting(_) => (Status::NotFound, String::new()),
+            E::NotAuthenticated => (Status::AuthError, "unauthenticated".into()),
+            E::NotPermitted { .. } => (Status::AuthError, e.to_string()),
+            E::NotNumeric(_) => (Status::NonNumeric, String::new()),
+            E::Locked { .. } => (Status::Exists, String::new()),
+            E::InvalidArgument(_) | E::LimitExceeded { .. } => (Status::Invalid, e.to_string()),
+            E::Exists(_)
+            | E::StaleKey { .. }
+            | E::ReadOnlyLock { .. }
+            | E::NotInteger { .. }
+            | E::Overflow { .. }
+            | E::TooManyResults { .. }
+            | E::Random(_) => (Status::ServerError, e.to_string()),
+        }
+    }
+}
+
 /// One item returned by a get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {

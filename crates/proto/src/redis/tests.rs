@@ -131,7 +131,7 @@ fn replies_render_like_redis() {
         render(&Render::Type, &keys, vec![Ok(Reply::Int(0))]),
         Ok(Reply::Status("none"))
     );
-    let ids = Ok(Reply::Array(vec![Reply::bulk("a1"), Reply::bulk("b2")]));
+    let ids = Ok(Reply::Ids(vec![id("a1"), id("b2")]));
     assert_eq!(
         render(
             &Render::Keys {

@@ -24,11 +24,7 @@ pub fn encode_reply(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
             Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
             Protocol::Resp3 => out.put_slice(b"_\r\n"),
         },
-        Reply::Int(n) => {
-            out.put_u8(b':');
-            put_decimal(out, *n);
-            out.put_slice(b"\r\n");
-        }
+        Reply::Int(n) => put_int(out, *n),
         Reply::Bulk(b) => put_bulk(out, b),
         Reply::Array(items) => {
             put_header(out, b'*', items.len());
@@ -47,6 +43,47 @@ pub fn encode_reply(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
             }
         }
         Reply::Info(sections) => put_bulk(out, render_info(sections).as_bytes()),
+        Reply::Item {
+            data,
+            flags,
+            version,
+        } => {
+            put_header(out, b'*', 3);
+            put_bulk(out, data);
+            put_int(out, i64::from(*flags));
+            put_int(out, clamp(*version));
+        }
+        Reply::Counter { value, version } => {
+            put_header(out, b'*', 2);
+            put_bulk(out, value.to_string().as_bytes());
+            put_int(out, clamp(*version));
+        }
+        Reply::Version(n) | Reply::Key(n) => put_int(out, clamp(*n)),
+        Reply::Ids(ids) => put_ids(out, ids),
+        Reply::Page { cursor, ids } => {
+            put_header(out, b'*', 2);
+            put_bulk(out, cursor);
+            put_ids(out, ids);
+        }
+    }
+}
+
+/// An unsigned figure as a RESP integer (which is signed): past
+/// `i64::MAX`, `i64::MAX` (no version or key gets there).
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn put_int(out: &mut BytesMut, n: i64) {
+    out.put_u8(b':');
+    put_decimal(out, n);
+    out.put_slice(b"\r\n");
+}
+
+fn put_ids(out: &mut BytesMut, ids: &[sessiond_core::SessionId]) {
+    put_header(out, b'*', ids.len());
+    for id in ids {
+        put_bulk(out, id.as_bytes());
     }
 }
 

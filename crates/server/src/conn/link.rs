@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
+use sessiond_core::{ClientHandle, Command, Engine, Error, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::durable::DurableMark;
+use super::request::{Caller, Started};
 use super::watchdog::{timed_out, Stop, Watchdog};
 use crate::access::auth::{Login, Refused, Role};
 use crate::conn::stream::{ReadSide, Stream, WriteSide};
@@ -24,50 +24,14 @@ use crate::metrics::{DoorCounters, Proto};
 use crate::shared::Shared;
 use crate::tenant::Tenant;
 
-/// A connection's place in its tenant's engine; dropping it releases its
-/// locks.
-struct Registration {
-    engine: Arc<Engine>,
-    client: ClientHandle,
-    shared: Arc<Shared>,
-}
-
-impl Registration {
-    fn new(shared: &Arc<Shared>, tenant: &Tenant) -> Self {
-        let engine = tenant.engine().clone();
-        let client = engine.connect();
-        shared.connected.fetch_add(1, Ordering::Relaxed);
-        Self {
-            engine,
-            client,
-            shared: shared.clone(),
-        }
-    }
-
-    fn client(&self) -> &ClientHandle {
-        &self.client
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.engine.disconnect(&self.client);
-        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What every door's connection holds: its place in the engine, the two
-/// halves of the socket, the buffers, the stop signal, the timeouts and
-/// the durability mark of the replies pending.
+/// What every socket door's connection holds: the caller (tenant, role,
+/// place in the engine, durability mark), the two halves of the socket,
+/// the buffers, the stop signal and the timeouts.
 pub(crate) struct Link {
     pub(crate) shared: Arc<Shared>,
-    /// The tenant whose sessions the connection works on.
-    tenant: Arc<Tenant>,
-    /// What the connection may do; None until it logs in.
-    role: Option<Role>,
+    caller: Caller,
     /// The client's address (failed logins are counted per address).
     peer: IpAddr,
-    registration: Registration,
     rd: ReadSide,
     wr: WriteSide,
     /// Bytes read and not yet answered.
@@ -76,13 +40,11 @@ pub(crate) struct Link {
     pub(crate) out: BytesMut,
     stop: Stop,
     dog: Watchdog,
-    /// Under `fsync always`: the log record the pending replies wait for.
-    durable: DurableMark,
     /// The listener the connection came in by.
     door: Door,
-    /// The protocol of the request being answered (the RESP listener
-    /// speaks two), for the per-door command counts.
-    pub(crate) proto: Proto,
+    /// How much input a connection waiting for a lock keeps reading
+    /// (pipelined requests), at most.
+    max_buffer_while_waiting: usize,
 }
 
 impl Link {
@@ -100,10 +62,12 @@ impl Link {
         // Without users every connection may do everything, in the default
         // tenant; with users, nothing until it logs in.
         let role = (!shared.auth.required()).then_some(Role::Admin);
+        let max_buffer_while_waiting = match door {
+            Door::Line => shared.limits.max_inline_len,
+            Door::Resp | Door::Memcache | Door::Http => shared.limits.max_request_len,
+        };
         Self {
-            registration: Registration::new(&shared, &tenant),
-            tenant,
-            role,
+            caller: Caller::new(tenant, role, Proto::first(door), Some(shared.clone())),
             peer,
             dog: Watchdog::new(shared.timeouts),
             shared,
@@ -112,103 +76,96 @@ impl Link {
             inbuf: BytesMut::with_capacity(capacity),
             out: BytesMut::with_capacity(capacity),
             stop: Stop::new(stop),
-            durable: DurableMark::default(),
             door,
-            proto: Proto::first(door),
+            max_buffer_while_waiting,
         }
     }
 
     /// This connection as the engine knows it.
     pub(crate) fn client(&self) -> &ClientHandle {
-        self.registration.client()
+        self.caller.client()
     }
 
     /// The engine of the connection's tenant.
     pub(crate) fn engine(&self) -> &Arc<Engine> {
-        self.tenant.engine()
+        self.caller.tenant().engine()
     }
 
     /// The connection's tenant.
     pub(crate) fn tenant(&self) -> &Tenant {
-        &self.tenant
+        self.caller.tenant()
     }
 
     /// Whether the connection may run commands (it logged in, or the
     /// server has no users).
     pub(crate) fn authenticated(&self) -> bool {
-        self.role.is_some()
+        self.caller.authenticated()
     }
 
     /// Refuses `cmd` unless the connection's role allows it.
     pub(crate) fn permit(&self, cmd: &Command) -> Result<(), Error> {
-        let Some(role) = self.role else {
-            return Err(Error::NotAuthenticated);
-        };
-        role.check(cmd.access())
+        self.caller.permit(cmd)
     }
 
-    /// Runs `cmd` on the tenant's engine, if the role allows it; a lock
-    /// request may come back as a wait.
-    pub(crate) fn execute(&self, cmd: Command) -> Result<Outcome, Error> {
-        self.counted(cmd, |engine, client, cmd| engine.execute(client, cmd))
+    /// The protocol the next commands are counted under (the RESP
+    /// listener speaks native and Redis).
+    pub(crate) fn set_proto(&mut self, proto: Proto) {
+        self.caller.proto = proto;
     }
 
-    /// Runs `cmd` once, never waiting, if the role allows it.
-    pub(crate) fn execute_now(&self, cmd: Command) -> Result<Reply, Error> {
-        self.counted(cmd, |engine, client, cmd| engine.execute_now(client, cmd))
+    /// Runs `cmd` on the one request path ([`Caller::start`]); a lock
+    /// request the engine queues is waited for here, after the replies
+    /// already pending are written, while the socket is watched. The
+    /// reply or the refusal; an error when the client is gone (it hung up
+    /// while waiting, or the socket failed), and the connection is over.
+    pub(crate) async fn run(&mut self, cmd: Command) -> std::io::Result<Result<Reply, Error>> {
+        self.run_then(cmd, |r| r).await
     }
 
-    /// Runs a cross-session command ([`Command::is_heavy`]), which never
-    /// waits, off the request workers if the role allows it (see
-    /// `offload.rs`), and `finish` on its result there too; counts it.
-    pub(crate) async fn execute_offloaded<T: Send + 'static>(
-        &mut self,
-        cmd: Command,
-        finish: impl FnOnce(Result<Reply, Error>) -> T + Send + 'static,
-    ) -> T {
-        let index = cmd.index();
-        let started = std::time::Instant::now();
-        if let Err(e) = self.permit(&cmd) {
-            self.tenant
-                .metrics
-                .command(self.proto, index, started.elapsed(), Some(&e));
-            return finish(Err(e));
+    /// [`Link::run`], with the result encoded into the pending replies by
+    /// `encode`: for a cross-session command, on the blocking pool, where
+    /// the command ran (see [`Caller::start`]); else in place.
+    pub(crate) async fn run_into<E>(&mut self, cmd: Command, encode: E) -> std::io::Result<()>
+    where
+        E: FnOnce(Result<Reply, Error>, &mut BytesMut) + Send + 'static,
+    {
+        if cmd.is_heavy() {
+            let out = self
+                .run_then(cmd, move |r| {
+                    let mut out = BytesMut::new();
+                    encode(r, &mut out);
+                    out
+                })
+                .await?;
+            self.out.extend_from_slice(&out);
+        } else {
+            let r = self.run(cmd).await?;
+            encode(r, &mut self.out);
         }
-        let (done, error) = self
-            .tenant
-            .offload
-            .run_then(self.engine(), self.client(), cmd, move |r| {
-                let error = r.as_ref().err().cloned();
-                (finish(r), error)
-            })
-            .await;
-        self.tenant
-            .metrics
-            .command(self.proto, index, started.elapsed(), error.as_ref());
-        done
+        Ok(())
     }
 
-    /// Runs `cmd` with `run` if the role allows it, counting it, its time
-    /// and its error in the tenant's metrics.
-    fn counted<T>(
-        &self,
-        cmd: Command,
-        run: impl FnOnce(&Engine, &ClientHandle, Command) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let index = cmd.index();
-        let started = std::time::Instant::now();
-        let result = self
-            .permit(&cmd)
-            .and_then(|()| run(self.engine(), self.client(), cmd));
-        self.tenant
-            .metrics
-            .command(self.proto, index, started.elapsed(), result.as_ref().err());
-        result
+    /// [`Link::run`], then `finish` on the result (for a cross-session
+    /// command, on the blocking pool with it: see [`Caller::start`]).
+    pub(crate) async fn run_then<T, F>(&mut self, cmd: Command, finish: F) -> std::io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Result<Reply, Error>) -> T + Send + 'static,
+    {
+        match self.caller.start(cmd, finish).await {
+            Started::Done(done) => Ok(done),
+            Started::Wait(waiting) => {
+                self.flush().await?;
+                let mut waiting = waiting;
+                let ended = self.await_lock(&mut waiting.pending).await?;
+                Ok(self.caller.finish_wait(waiting, ended))
+            }
+        }
     }
 
     /// Counts an error answered without running a command.
     pub(crate) fn count_error(&self, e: &Error) {
-        self.tenant.metrics.error(self.proto, e);
+        self.caller.count_error(e);
     }
 
     fn counters(&self) -> &DoorCounters {
@@ -228,26 +185,9 @@ impl Link {
             // Config validation opens every user's tenant.
             return Err(Refused::Wrong);
         };
-        if !Arc::ptr_eq(&tenant, &self.tenant) {
-            // Replies pending on the old tenant's log wait for it first.
-            self.durable.wait(self.tenant.persistence()).await;
-            self.registration = Registration::new(&self.shared, &tenant);
-            self.tenant = tenant;
-        }
-        self.role = Some(login.role);
+        self.caller.switch(tenant, login.role).await;
         tracing::debug!(user = %login.user, tenant = %login.tenant, role = login.role.name(), "logged in");
         Ok(login)
-    }
-
-    /// Before running a command that may write: where the tenant's log
-    /// stands (see [`DurableMark`]).
-    pub(crate) fn durable_before(&self, may_write: bool) -> Option<u64> {
-        DurableMark::before(self.tenant.persistence(), may_write)
-    }
-
-    /// After it ran: the pending replies wait for what it logged.
-    pub(crate) fn durable_after(&mut self, before: Option<u64>) {
-        self.durable.after(self.tenant.persistence(), before);
     }
 
     /// Waits for more bytes from the client. False when the connection is
@@ -276,7 +216,7 @@ impl Link {
     /// An error of kind `TimedOut` if the client leaves them unread past
     /// the request timeout.
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
-        self.durable.wait(self.tenant.persistence()).await;
+        self.caller.durable().await;
         if self.out.is_empty() {
             return Ok(());
         }
@@ -326,28 +266,27 @@ impl Link {
     }
 
     /// Waits for a queued lock up to its WAIT, while watching the socket:
-    /// a client that hangs up leaves the queue at once (`None`), as Redis
-    /// treats a blocked client. Bytes that arrive meanwhile (pipelined
-    /// requests) are kept, up to `max_buffer`. Shutdown ends the wait with
-    /// an answer.
-    pub(crate) async fn await_lock(
+    /// a client that hangs up leaves the queue at once (an error, as Redis
+    /// treats a blocked client). Bytes that arrive meanwhile (pipelined
+    /// requests) are kept, up to the door's limit. Shutdown ends the wait
+    /// with an answer.
+    async fn await_lock(
         &mut self,
-        mut pending: PendingLock,
-        max_buffer: usize,
-    ) -> std::io::Result<Option<Result<Reply, Error>>> {
-        let engine = self.tenant.engine().clone();
-        let tenant = self.tenant.clone();
+        pending: &mut PendingLock,
+    ) -> std::io::Result<Result<Reply, Error>> {
+        let tenant = self.caller.tenant().clone();
+        let engine = tenant.engine();
         let started = tokio::time::Instant::now();
         let deadline = started + Duration::from_millis(pending.wait_ms);
         tenant.metrics.wait_started(pending.id.as_bytes());
         let ended = loop {
-            let room = self.inbuf.len() < max_buffer;
+            let room = self.inbuf.len() < self.max_buffer_while_waiting;
             tokio::select! {
                 outcome = &mut pending.wait => {
-                    break Some(engine.complete_wait(&pending, outcome));
+                    break Some(engine.complete_wait(pending, outcome));
                 }
-                () = tokio::time::sleep_until(deadline) => break Some(engine.give_up(&pending)),
-                () = self.stop.wait() => break Some(engine.give_up(&pending)),
+                () = tokio::time::sleep_until(deadline) => break Some(engine.give_up(pending)),
+                () = self.stop.wait() => break Some(engine.give_up(pending)),
                 n = self.rd.read_buf(&mut self.inbuf), if room => {
                     match n {
                         Ok(n) if n > 0 => {
@@ -358,12 +297,15 @@ impl Link {
                 }
             }
         };
-        let granted = matches!(ended, Some(Ok(_)));
-        tenant.metrics.wait_ended(started.elapsed(), granted);
-        if let Some(Err(e)) = &ended {
-            tenant.metrics.error(self.proto, e);
-        }
-        Ok(ended)
+        tenant
+            .metrics
+            .wait_ended(started.elapsed(), matches!(ended, Some(Ok(_))));
+        ended.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client hung up while waiting for a lock",
+            )
+        })
     }
 }
 

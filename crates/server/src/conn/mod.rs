@@ -5,5 +5,6 @@
 
 pub(crate) mod durable;
 pub(crate) mod link;
+pub(crate) mod request;
 pub(crate) mod stream;
 pub(crate) mod watchdog;

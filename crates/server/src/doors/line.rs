@@ -1,16 +1,19 @@
 //! The HTTP_SessionServer line-protocol door (`--listen-line`): one
 //! connection, one open session at a time, `ok …`/`err …` reply lines.
 //! The grammar is in `sessiond_proto::line` and docs/protocol-line.md.
+//! Every engine command runs through `Link::run`, which also waits for a
+//! queued `open` and for the disk under `fsync always`.
 
 use std::sync::Arc;
 
-use sessiond_core::{Command, Error, LockMode, Outcome, Reply, SessionId};
+use sessiond_core::{Command, LockMode, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
 use tokio::sync::watch;
 
 use super::FLUSH_AT;
 use crate::conn::link::Link;
 use crate::conn::stream::Stream;
+use crate::door::Door;
 use crate::shared::Shared;
 
 /// The session this connection has open.
@@ -22,210 +25,212 @@ struct Opened {
 
 /// Serves one line-protocol connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut link = Link::new(stream, shared, stop, 4096, crate::door::Door::Line);
-    let mut open: Option<Opened> = None;
-    loop {
-        loop {
-            let cmd = match line::parse_line(&mut link.inbuf, &link.shared.limits) {
-                Ok(None) => break,
-                Ok(Some(Ok(cmd))) => cmd,
-                Ok(Some(Err(e))) => {
-                    line::err(&mut link.out, &e.0);
-                    continue;
-                }
-                Err(e) => {
-                    line::err(&mut link.out, &e.0);
-                    let _ = link.flush().await;
-                    return;
-                }
-            };
-            if cmd == LineCommand::Quit {
-                line::ok(&mut link.out, None);
-                let _ = link.flush().await;
-                return;
-            }
-            if let LineCommand::Auth { user, password } = cmd {
-                // Whatever happens, the open session is given up first: a
-                // new login may work in another tenant.
-                if let Some(o) = open.take() {
-                    let _ = link.execute_now(Command::Unlock {
-                        id: o.id,
-                        key: o.key,
-                    });
-                }
-                match link.login(Some(&user), &password).await {
-                    Ok(_) => line::ok(&mut link.out, None),
-                    Err(refused) => line::err(&mut link.out, &refused.message()),
-                }
-                continue;
-            }
-            let before = link.durable_before(cmd.writes());
-            // Everything else runs against the engine; a lock wait flushes
-            // what is pending first.
-            let result = match run(&link, &mut open, cmd) {
-                Step::Done(r) => r,
-                Step::Wait(pending, write) => {
-                    if link.flush().await.is_err() {
-                        return;
-                    }
-                    let max = link.shared.limits.max_inline_len;
-                    match link.await_lock(pending, max).await {
-                        Ok(Some(r)) => opened(&mut open, r, write),
-                        _ => return,
-                    }
-                }
-            };
-            link.durable_after(before);
-            match result {
-                Ok(text) => line::ok(&mut link.out, text.as_deref()),
-                Err(message) => line::err(&mut link.out, &message),
-            }
-            // Many buffered requests with large replies: write as we go
-            // rather than holding them all.
-            if link.out.len() >= FLUSH_AT && link.flush().await.is_err() {
-                return;
-            }
-        }
-        if link.flush().await.is_err() || !matches!(link.read_more().await, Ok(true)) {
-            return;
-        }
+    let mut conn = Conn {
+        link: Link::new(stream, shared, stop, 4096, Door::Line),
+        open: None,
+    };
+    if let Err(e) = conn.run().await {
+        tracing::debug!(error = %e, "line-protocol connection ended with an error");
     }
 }
 
+struct Conn {
+    link: Link,
+    open: Option<Opened>,
+}
+
+/// What a command answers: `ok [text]` or `err message`.
 type LineResult = Result<Option<Vec<u8>>, String>;
 
-enum Step {
-    Done(LineResult),
-    /// `open` is waiting for the lock (write mode or not).
-    Wait(sessiond_core::PendingLock, bool),
-}
-
-fn exec(link: &Link, cmd: Command) -> Result<Reply, String> {
-    link.execute_now(cmd).map_err(|e| e.to_string())
-}
-
-/// Records a granted `open`.
-fn opened(open: &mut Option<Opened>, r: Result<Reply, Error>, write: bool) -> LineResult {
-    match r {
-        Ok(Reply::Int(key)) => {
-            // Known gap: if another connection REGENERATEs the session while
-            // this one waits, the grant is for the new id but the reply holds
-            // only the key, so this connection keeps the old id (its writes
-            // then fail with NOSESSION; closing the connection frees the lock).
-            if let Some(o) = open.as_mut() {
-                o.key = u64::try_from(key).unwrap_or(0);
-                o.write = write;
+impl Conn {
+    async fn run(&mut self) -> std::io::Result<()> {
+        loop {
+            loop {
+                let cmd = match line::parse_line(&mut self.link.inbuf, &self.link.shared.limits) {
+                    Ok(None) => break,
+                    Ok(Some(Ok(cmd))) => cmd,
+                    Ok(Some(Err(e))) => {
+                        line::err(&mut self.link.out, &e.0);
+                        continue;
+                    }
+                    Err(e) => {
+                        line::err(&mut self.link.out, &e.0);
+                        return self.link.flush().await;
+                    }
+                };
+                if cmd == LineCommand::Quit {
+                    line::ok(&mut self.link.out, None);
+                    return self.link.flush().await;
+                }
+                match self.answer(cmd).await? {
+                    Ok(text) => line::ok(&mut self.link.out, text.as_deref()),
+                    Err(message) => line::err(&mut self.link.out, &message),
+                }
+                // Many buffered requests with large replies: write as we go
+                // rather than holding them all.
+                if self.link.out.len() >= FLUSH_AT {
+                    self.link.flush().await?;
+                }
             }
-            Ok(None)
-        }
-        Ok(other) => Err(format!("unexpected reply {other:?}")),
-        Err(e) => {
-            *open = None;
-            Err(e.to_string())
+            self.link.flush().await?;
+            if !self.link.read_more().await? {
+                return Ok(());
+            }
         }
     }
-}
 
-fn run(link: &Link, open: &mut Option<Opened>, cmd: LineCommand) -> Step {
-    let cfg = link.engine().config();
-    let lock = |id: SessionId, write: bool, wait_ms: u64| Command::Lock {
-        id,
-        mode: if write {
-            LockMode::Write
-        } else {
-            LockMode::Read
-        },
-        wait_ms,
-        // The lock lasts as long as the connection holds it open.
-        lease_ms: Some(cfg.max_lease_ms),
-    };
-    let need = |open: &Option<Opened>, write: bool| -> Result<(SessionId, u64), String> {
-        match open {
+    /// Runs one engine command; a refusal as its message.
+    async fn exec(&mut self, cmd: Command) -> std::io::Result<Result<Reply, String>> {
+        Ok(self.link.run(cmd).await?.map_err(|e| e.to_string()))
+    }
+
+    /// The open session, if there is one (and, for `write`, open for writing).
+    fn need(&self, write: bool) -> Result<(SessionId, u64), String> {
+        match &self.open {
             None => Err("no session is open: use new or open <id>".into()),
             Some(o) if write && !o.write => {
                 Err("the session is open read-only: open it with w to change it".into())
             }
             Some(o) => Ok((o.id.clone(), o.key)),
         }
-    };
-    let close_open = |open: &mut Option<Opened>| {
-        if let Some(o) = open.take() {
-            let _ = exec(
-                link,
-                Command::Unlock {
+    }
+
+    /// Gives up the open session's lock, if one is open.
+    async fn close_open(&mut self) -> std::io::Result<()> {
+        if let Some(o) = self.open.take() {
+            // Gone meanwhile (its lease expired) is no error: it is closed.
+            let _ = self
+                .exec(Command::Unlock {
                     id: o.id,
                     key: o.key,
-                },
-            );
+                })
+                .await?;
         }
-    };
-    Step::Done(match cmd {
-        LineCommand::New => {
-            close_open(open);
-            let id = match exec(
-                link,
-                Command::Uniq {
+        Ok(())
+    }
+
+    /// The lock an `open` or `new` takes: for as long as the connection
+    /// holds the session open, up to the longest lease.
+    fn lock(&self, id: SessionId, write: bool, wait_ms: u64) -> Command {
+        Command::Lock {
+            id,
+            mode: if write {
+                LockMode::Write
+            } else {
+                LockMode::Read
+            },
+            wait_ms,
+            lease_ms: Some(self.link.engine().config().max_lease_ms),
+        }
+    }
+
+    async fn answer(&mut self, cmd: LineCommand) -> std::io::Result<LineResult> {
+        let (id, key) = match cmd {
+            LineCommand::Auth { user, password } => {
+                // Whatever happens, the open session is given up first: a
+                // new login may work in another tenant.
+                self.close_open().await?;
+                return Ok(match self.link.login(Some(&user), &password).await {
+                    Ok(_) => Ok(None),
+                    Err(refused) => Err(refused.message()),
+                });
+            }
+            LineCommand::New => {
+                self.close_open().await?;
+                let uniq = Command::Uniq {
                     len: None,
                     class: None,
                     data: None,
                     timeout_ms: None,
-                },
-            ) {
-                Ok(Reply::Bulk(id)) => SessionId::new(id),
-                Ok(other) => return Step::Done(Err(format!("unexpected reply {other:?}"))),
-                Err(e) => return Step::Done(Err(e)),
-            };
-            match exec(link, lock(id.clone(), true, 0)) {
-                Ok(Reply::Int(key)) => {
-                    let text = id.as_bytes().to_vec();
-                    *open = Some(Opened {
-                        id,
-                        key: u64::try_from(key).unwrap_or(0),
-                        write: true,
-                    });
-                    Ok(Some(text))
-                }
-                Ok(other) => Err(format!("unexpected reply {other:?}")),
-                Err(e) => Err(e),
+                };
+                let id = match self.exec(uniq).await? {
+                    Ok(Reply::Bulk(id)) => SessionId::new(id),
+                    Ok(other) => return Ok(Err(unexpected("uniq", &other))),
+                    Err(e) => return Ok(Err(e)),
+                };
+                let lock = self.lock(id.clone(), true, 0);
+                return Ok(match self.exec(lock).await? {
+                    Ok(Reply::Key(key)) => {
+                        let text = id.as_bytes().to_vec();
+                        self.open = Some(Opened {
+                            id,
+                            key,
+                            write: true,
+                        });
+                        Ok(Some(text))
+                    }
+                    Ok(other) => Err(unexpected("lock", &other)),
+                    Err(e) => Err(e),
+                });
             }
-        }
-        LineCommand::Open { id, write } => {
-            close_open(open);
-            let id = SessionId::new(id);
-            match link.execute(lock(id.clone(), write, cfg.max_wait_ms)) {
-                Ok(Outcome::Reply(r)) => {
-                    *open = Some(Opened { id, key: 0, write });
-                    opened(open, Ok(r), write)
-                }
-                Ok(Outcome::Wait(p)) => {
-                    *open = Some(Opened { id, key: 0, write });
-                    return Step::Wait(p, write);
-                }
-                Err(e) => Err(e.to_string()),
+            LineCommand::Open { id, write } => {
+                self.close_open().await?;
+                let id = SessionId::new(id);
+                let wait_ms = self.link.engine().config().max_wait_ms;
+                let lock = self.lock(id.clone(), write, wait_ms);
+                // Known gap: if another connection REGENERATEs the session
+                // while this one waits, the grant is for the new id but the
+                // reply holds only the key, so this connection keeps the old
+                // id (its writes then fail with NOSESSION; closing the
+                // connection frees the lock).
+                return Ok(match self.exec(lock).await? {
+                    Ok(Reply::Key(key)) => {
+                        self.open = Some(Opened { id, key, write });
+                        Ok(None)
+                    }
+                    Ok(other) => Err(unexpected("lock", &other)),
+                    Err(e) => Err(e),
+                });
             }
-        }
-        LineCommand::Put { name, value } => need(open, true)
-            .and_then(|(id, _)| exec(link, Command::Set { id, name, value }))
-            .map(|_| None),
-        LineCommand::Get { name } => need(open, false).and_then(|(id, _)| {
-            match exec(
-                link,
-                Command::Get {
+            LineCommand::Close => {
+                return Ok(match self.open.take() {
+                    None => Err("no session is open".into()),
+                    Some(o) => self
+                        .exec(Command::Unlock {
+                            id: o.id,
+                            key: o.key,
+                        })
+                        .await?
+                        .map(|_| None),
+                });
+            }
+            LineCommand::Quit => return Ok(Ok(None)),
+            LineCommand::Get { .. } | LineCommand::GetAll => match self.need(false) {
+                Ok(open) => open,
+                Err(e) => return Ok(Err(e)),
+            },
+            LineCommand::Put { .. }
+            | LineCommand::Remove { .. }
+            | LineCommand::PutAll { .. }
+            | LineCommand::Commit
+            | LineCommand::RegenerateId => match self.need(true) {
+                Ok(open) => open,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        Ok(match cmd {
+            LineCommand::Put { name, value } => self
+                .exec(Command::Set { id, name, value })
+                .await?
+                .map(|_| None),
+            LineCommand::Get { name } => {
+                let get = Command::Get {
                     id,
                     name: name.clone(),
                     default: None,
-                },
-            )? {
-                Reply::Bulk(v) => Ok(Some(line::escape(&v))),
-                _ => Err(format!("no variable '{}'", String::from_utf8_lossy(&name))),
+                };
+                match self.exec(get).await? {
+                    Ok(Reply::Bulk(v)) => Ok(Some(line::escape(&v))),
+                    // Nil: not there.
+                    Ok(_) => Err(format!("no variable '{}'", String::from_utf8_lossy(&name))),
+                    Err(e) => Err(e),
+                }
             }
-        }),
-        LineCommand::Remove { name } => need(open, true)
-            .and_then(|(id, _)| exec(link, Command::Del { id, name }))
-            .map(|_| None),
-        LineCommand::GetAll => {
-            need(open, false).and_then(|(id, _)| match exec(link, Command::GetAll { id })? {
-                Reply::Map(pairs) => {
+            LineCommand::Remove { name } => {
+                self.exec(Command::Del { id, name }).await?.map(|_| None)
+            }
+            LineCommand::GetAll => match self.exec(Command::GetAll { id }).await? {
+                Ok(Reply::Map(pairs)) => {
                     let pairs = pairs.into_iter().filter_map(|(k, v)| match (k, v) {
                         (Reply::Bulk(k), Reply::Bulk(v)) => Some((k, v)),
                         _ => None,
@@ -233,41 +238,50 @@ fn run(link: &Link, open: &mut Option<Opened>, cmd: LineCommand) -> Step {
                     let q = line::query_encode(pairs);
                     Ok((!q.is_empty()).then_some(q))
                 }
-                other => Err(format!("unexpected reply {other:?}")),
-            })
-        }
-        LineCommand::PutAll { pairs } => need(open, true)
-            .and_then(|(id, _)| exec(link, Command::SetAll { id, pairs }))
-            .map(|_| None),
-        LineCommand::Commit => need(open, true).and_then(|(id, key)| {
-            exec(link, Command::Commit { id, key })?;
-            if let Some(o) = open.as_mut() {
-                o.write = false;
-            }
-            Ok(None)
-        }),
-        LineCommand::RegenerateId => need(open, true).and_then(|(id, _)| {
-            match exec(link, Command::Regenerate { id, new_id: None })? {
-                Reply::Bulk(new) => {
-                    if let Some(o) = open.as_mut() {
-                        o.id = SessionId::new(new.clone());
+                Ok(other) => Err(unexpected("get_all", &other)),
+                Err(e) => Err(e),
+            },
+            LineCommand::PutAll { pairs } => self
+                .exec(Command::SetAll { id, pairs })
+                .await?
+                .map(|_| None),
+            LineCommand::Commit => match self.exec(Command::Commit { id, key }).await? {
+                Ok(_) => {
+                    if let Some(o) = self.open.as_mut() {
+                        o.write = false;
                     }
-                    Ok(Some(new.to_vec()))
+                    Ok(None)
                 }
-                other => Err(format!("unexpected reply {other:?}")),
+                Err(e) => Err(e),
+            },
+            LineCommand::RegenerateId => {
+                match self.exec(Command::Regenerate { id, new_id: None }).await? {
+                    Ok(Reply::Bulk(new)) => {
+                        if let Some(o) = self.open.as_mut() {
+                            o.id = SessionId::new(new.clone());
+                        }
+                        Ok(Some(new.to_vec()))
+                    }
+                    Ok(other) => Err(unexpected("regenerate", &other)),
+                    Err(e) => Err(e),
+                }
             }
-        }),
-        LineCommand::Close => match open.take() {
-            None => Err("no session is open".into()),
-            Some(o) => exec(
-                link,
-                Command::Unlock {
-                    id: o.id,
-                    key: o.key,
-                },
-            )
-            .map(|_| None),
-        },
-        LineCommand::Quit | LineCommand::Auth { .. } => Ok(None),
-    })
+            // Answered above.
+            LineCommand::Auth { .. }
+            | LineCommand::New
+            | LineCommand::Open { .. }
+            | LineCommand::Close
+            | LineCommand::Quit => Ok(None),
+        })
+    }
+}
+
+/// A reply of a shape the command never answers: a bug, said loudly.
+fn unexpected(command: &str, reply: &Reply) -> String {
+    tracing::error!(
+        command,
+        ?reply,
+        "the engine answered a shape the line door does not know"
+    );
+    format!("internal error: the engine answered {command} unexpectedly (logged)")
 }

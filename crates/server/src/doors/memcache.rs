@@ -109,7 +109,7 @@ impl Conn {
                             self.sasl(req.op).await
                         }
                         op if !self.link.authenticated() => self.login_first(op, protocol).await,
-                        op => self.answer(op, &req.meta),
+                        op => self.answer(op, &req.meta).await?,
                     };
                     memcache::encode(&answer, &req.meta, &mut self.link.out);
                 }
@@ -181,13 +181,9 @@ impl Conn {
         }
     }
 
-    /// Runs one engine command; one that logged a change makes the pending
-    /// replies wait for the log under `fsync always`.
-    fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let before = self.link.durable_before(cmd.is_write());
-        let result = self.link.execute_now(cmd);
-        self.link.durable_after(before);
-        result
+    /// Runs one engine command on the request path (`Link::run`).
+    async fn exec(&mut self, cmd: Command) -> std::io::Result<Result<Reply, Error>> {
+        self.link.run(cmd).await
     }
 
     /// The session timeout an exptime sets: exptime 0 (memcached's "never")
@@ -204,10 +200,10 @@ impl Conn {
         &self.link.tenant().memcache_stats
     }
 
-    fn answer(&mut self, op: Op, meta: &Meta) -> Answer {
+    async fn answer(&mut self, op: Op, meta: &Meta) -> std::io::Result<Answer> {
         let binary = meta.protocol == Protocol::Binary;
         match op {
-            Op::Get { keys, touch } => self.get(keys, touch, binary),
+            Op::Get { keys, touch } => self.get(keys, touch, binary).await,
             Op::Store {
                 kind,
                 key,
@@ -217,21 +213,23 @@ impl Conn {
             } => {
                 self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
                 match self.link.shared.memcache_keys.map(&key) {
-                    Key::Session(id) => self.store(id, kind, flags, exptime, data, binary),
-                    Key::Lock(id) => self.take_lock(id, kind, exptime, data, binary),
+                    Key::Session(id) => self.store(id, kind, flags, exptime, data, binary).await,
+                    Key::Lock(id) => self.take_lock(id, kind, exptime, data, binary).await,
                 }
             }
             Op::Delete { key } => {
                 let answer = match self.link.shared.memcache_keys.map(&key) {
-                    Key::Session(id) => match self.exec(Command::Destroy { id }) {
+                    Key::Session(id) => match self.exec(Command::Destroy { id }).await? {
                         Ok(_) => Answer::Deleted,
                         Err(e) => failure(&e),
                     },
-                    Key::Lock(id) => match self.exec(Command::UnlockOwned { id, owner: None }) {
-                        Ok(Reply::Int(1)) => Answer::Deleted,
-                        Ok(_) => not_found(),
-                        Err(e) => failure(&e),
-                    },
+                    Key::Lock(id) => {
+                        match self.exec(Command::UnlockOwned { id, owner: None }).await? {
+                            Ok(Reply::Int(1)) => Answer::Deleted,
+                            Ok(_) => not_found(),
+                            Err(e) => failure(&e),
+                        }
+                    }
                 };
                 let counter = if answer == Answer::Deleted {
                     &self.stats().delete_hits
@@ -239,7 +237,7 @@ impl Conn {
                     &self.stats().delete_misses
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                answer
+                Ok(answer)
             }
             Op::Incr {
                 key,
@@ -248,7 +246,7 @@ impl Conn {
                 initial,
             } => {
                 let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
-                    return lock_key_refused();
+                    return Ok(lock_key_refused());
                 };
                 let initial = match initial.map(|(v, e)| (v, expiry(e, now_unix()))) {
                     None | Some((_, Expiry::Past)) => None,
@@ -261,25 +259,19 @@ impl Conn {
                     decr,
                     initial,
                 };
-                match self.exec(cmd) {
-                    Ok(Reply::Array(v)) => match &v[..] {
-                        [Reply::Bulk(text), Reply::Int(cas)] => Answer::Number {
-                            value: std::str::from_utf8(text)
-                                .ok()
-                                .and_then(|t| t.parse().ok())
-                                .unwrap_or(0),
-                            cas: cas.unsigned_abs(),
-                        },
-                        _ => unexpected(),
+                Ok(match self.exec(cmd).await? {
+                    Ok(Reply::Counter { value, version }) => Answer::Number {
+                        value,
+                        cas: version,
                     },
-                    Ok(_) => unexpected(),
+                    Ok(other) => unexpected("incr_data", &other),
                     Err(e) => failure(&e),
-                }
+                })
             }
             Op::Touch { key, exptime } => {
                 self.stats().cmd_touch.fetch_add(1, Ordering::Relaxed);
                 let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
-                    return lock_key_refused();
+                    return Ok(lock_key_refused());
                 };
                 let cmd = match self.timeout_of(expiry(exptime, now_unix())) {
                     Some(ms) => Command::Timeout {
@@ -288,32 +280,37 @@ impl Conn {
                     },
                     None => Command::Destroy { id },
                 };
-                match self.exec(cmd) {
+                Ok(match self.exec(cmd).await? {
                     Ok(_) => Answer::Touched,
                     Err(e) => failure(&e),
-                }
+                })
             }
-            Op::FlushAll => match self.exec(Command::FlushAll) {
+            Op::FlushAll => Ok(match self.exec(Command::FlushAll).await? {
                 Ok(_) => Answer::Ok,
                 Err(e) => failure(&e),
-            },
-            Op::Version => Answer::Version(version()),
-            Op::Stats { group } => match group.as_deref() {
+            }),
+            Op::Version => Ok(Answer::Version(version())),
+            Op::Stats { group } => Ok(match group.as_deref() {
                 None => Answer::Stats(self.general_stats()),
                 Some(b"settings" | b"items" | b"slabs" | b"sizes" | b"conns") => {
                     Answer::Stats(Vec::new())
                 }
                 Some(_) => Answer::Fail(Status::UnknownCommand, String::new()),
-            },
-            Op::Verbosity | Op::Noop | Op::Quit => Answer::Ok,
+            }),
+            Op::Verbosity | Op::Noop | Op::Quit => Ok(Answer::Ok),
             // Answered before this, in `sasl`.
             Op::SaslList | Op::SaslAuth { .. } | Op::SaslStep => {
-                Answer::Fail(Status::UnknownCommand, String::new())
+                Ok(Answer::Fail(Status::UnknownCommand, String::new()))
             }
         }
     }
 
-    fn get(&mut self, keys: Vec<Bytes>, touch: Option<i64>, binary: bool) -> Answer {
+    async fn get(
+        &mut self,
+        keys: Vec<Bytes>,
+        touch: Option<i64>,
+        binary: bool,
+    ) -> std::io::Result<Answer> {
         let mut hits = Vec::with_capacity(keys.len());
         for key in keys {
             self.stats().cmd_get.fetch_add(1, Ordering::Relaxed);
@@ -321,11 +318,12 @@ impl Conn {
                 self.stats().cmd_touch.fetch_add(1, Ordering::Relaxed);
             }
             let found = match self.link.shared.memcache_keys.map(&key) {
-                Key::Session(id) => self.get_session(id, touch),
-                Key::Lock(id) => match self.exec(Command::LockOwner { id }) {
+                Key::Session(id) => self.get_session(id, touch).await?,
+                Key::Lock(id) => match self.exec(Command::LockOwner { id }).await? {
                     Ok(Reply::Bulk(owner)) => Ok(Some((owner, 0, 0))),
+                    // Nil: no holder.
                     Ok(_) => Ok(None),
-                    Err(e) => Err(e),
+                    Err(e) => Err(failure(&e)),
                 },
             };
             match found {
@@ -341,46 +339,44 @@ impl Conn {
                 Ok(None) => {
                     self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => return failure(&e),
+                Err(answer) => return Ok(answer),
             }
         }
         if binary && hits.is_empty() {
-            return not_found();
+            return Ok(not_found());
         }
-        Answer::Hits(hits)
+        Ok(Answer::Hits(hits))
     }
 
     /// A session's data, flags and version, or None if it does not exist.
-    fn get_session(
+    async fn get_session(
         &mut self,
         id: SessionId,
         touch: Option<i64>,
-    ) -> Result<Option<(Bytes, u32, u64)>, Error> {
+    ) -> std::io::Result<Result<Option<(Bytes, u32, u64)>, Answer>> {
         let timeout_ms = match touch.map(|e| expiry(e, now_unix())) {
             None => None,
             Some(e @ (Expiry::Default | Expiry::InMs(_))) => self.timeout_of(e),
             Some(Expiry::Past) => {
-                return match self.exec(Command::Destroy { id }) {
+                return Ok(match self.exec(Command::Destroy { id }).await? {
                     Ok(_) | Err(Error::NoSession(_)) => Ok(None),
-                    Err(e) => Err(e),
-                };
+                    Err(e) => Err(failure(&e)),
+                });
             }
         };
-        match self.exec(Command::Item { id, timeout_ms }) {
-            Ok(Reply::Array(v)) => match &v[..] {
-                [Reply::Bulk(data), Reply::Int(flags), Reply::Int(version)] => Ok(Some((
-                    data.clone(),
-                    u32::try_from(*flags).unwrap_or(0),
-                    version.unsigned_abs(),
-                ))),
-                _ => Ok(None),
-            },
-            Ok(_) | Err(Error::NoSession(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(match self.exec(Command::Item { id, timeout_ms }).await? {
+            Ok(Reply::Item {
+                data,
+                flags,
+                version,
+            }) => Ok(Some((data, flags, version))),
+            Ok(other) => Err(unexpected("item", &other)),
+            Err(Error::NoSession(_)) => Ok(None),
+            Err(e) => Err(failure(&e)),
+        })
     }
 
-    fn store(
+    async fn store(
         &mut self,
         id: SessionId,
         kind: StoreKind,
@@ -388,7 +384,7 @@ impl Conn {
         exptime: i64,
         data: Bytes,
         binary: bool,
-    ) -> Answer {
+    ) -> std::io::Result<Answer> {
         let expiry = expiry(exptime, now_unix());
         let timeout_ms = self.timeout_of(expiry);
         let (cmd, missing) = match kind {
@@ -420,53 +416,51 @@ impl Conn {
                 (cmd, missing)
             }
         };
-        let answer = match self.exec(cmd) {
-            Ok(Reply::Int(cas)) => Answer::Stored {
-                cas: cas.unsigned_abs(),
-            },
+        let answer = match self.exec(cmd).await? {
+            Ok(Reply::Version(cas)) => Answer::Stored { cas },
+            // Nil: the condition was not met.
             Ok(_) => Answer::Fail(missing, String::new()),
             Err(e) => failure(&e),
         };
         if expiry == Expiry::Past && matches!(answer, Answer::Stored { .. }) {
             // Stored, and already past its time: gone at once.
-            if let Err(e) = self.exec(Command::Destroy { id }) {
-                return failure(&e);
+            if let Err(e) = self.exec(Command::Destroy { id }).await? {
+                return Ok(failure(&e));
             }
         }
-        answer
+        Ok(answer)
     }
 
     /// `add lock.<id> <value>`: take the session's lock, naming the holder
     /// by the value; `set` does the same (a held lock is never overwritten).
-    fn take_lock(
+    async fn take_lock(
         &mut self,
         id: SessionId,
         kind: StoreKind,
         exptime: i64,
         owner: Bytes,
         binary: bool,
-    ) -> Answer {
+    ) -> std::io::Result<Answer> {
         if !matches!(kind, StoreKind::Add | StoreKind::Set) {
-            return Answer::Fail(Status::NotStored, String::new());
+            return Ok(Answer::Fail(Status::NotStored, String::new()));
         }
         let lease_ms = match expiry(exptime, now_unix()) {
             Expiry::Default => None,
             Expiry::InMs(ms) => Some(ms.min(self.link.engine().config().max_lease_ms)),
-            Expiry::Past => return Answer::Fail(Status::NotStored, String::new()),
+            Expiry::Past => return Ok(Answer::Fail(Status::NotStored, String::new())),
         };
-        match self.exec(Command::LockOwned {
+        let cmd = Command::LockOwned {
             id,
             owner,
             lease_ms,
-        }) {
-            Ok(Reply::Int(key)) => Answer::Stored {
-                cas: key.unsigned_abs(),
-            },
-            Ok(_) => unexpected(),
+        };
+        Ok(match self.exec(cmd).await? {
+            Ok(Reply::Key(key)) => Answer::Stored { cas: key },
+            Ok(other) => unexpected("lock_owned", &other),
             Err(Error::Locked { .. }) if binary => Answer::Fail(Status::Exists, String::new()),
             Err(Error::Locked { .. }) => Answer::Fail(Status::NotStored, String::new()),
             Err(e) => failure(&e),
-        }
+        })
     }
 
     fn general_stats(&self) -> Vec<(String, String)> {
@@ -532,21 +526,22 @@ fn lock_key_refused() -> Answer {
     )
 }
 
-fn unexpected() -> Answer {
-    Answer::Fail(Status::ServerError, "unexpected engine reply".into())
+/// A reply of a shape the command never answers: a bug, said loudly (as a
+/// server error, never as a miss).
+fn unexpected(command: &str, reply: &Reply) -> Answer {
+    tracing::error!(
+        command,
+        ?reply,
+        "the engine answered a shape the memcached door does not know"
+    );
+    Answer::Fail(
+        Status::ServerError,
+        format!("internal error: the engine answered {command} unexpectedly (logged)"),
+    )
 }
 
 /// An engine error in memcached's terms.
 fn failure(e: &Error) -> Answer {
-    match e {
-        Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => not_found(),
-        Error::NotAuthenticated => Answer::Fail(Status::AuthError, "unauthenticated".into()),
-        Error::NotPermitted { .. } => Answer::Fail(Status::AuthError, e.to_string()),
-        Error::NotNumeric(_) => Answer::Fail(Status::NonNumeric, String::new()),
-        Error::Locked { .. } => Answer::Fail(Status::Exists, String::new()),
-        Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
-            Answer::Fail(Status::Invalid, e.to_string())
-        }
-        _ => Answer::Fail(Status::ServerError, e.to_string()),
-    }
+    let (status, message) = Status::of(e);
+    Answer::Fail(status, message)
 }

@@ -9,7 +9,7 @@ use crate::metrics::Proto;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use sessiond_core::{Command, Outcome, Reply};
+use sessiond_core::{Command, Reply};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
@@ -110,16 +110,16 @@ impl Conn {
         // One look-up decides the door: native, Redis, or unknown.
         let parsed = match native::lookup(&args[0]) {
             Some(spec) => {
-                self.link.proto = Proto::Native;
+                self.link.set_proto(Proto::Native);
                 native::parse_command(spec, args.into_iter().skip(1).collect())
             }
             None if redis::is_redis_command(&args[0]) => {
-                self.link.proto = Proto::Redis;
-                self.handle_redis(args).await;
+                self.link.set_proto(Proto::Redis);
+                self.handle_redis(args).await?;
                 return Ok(Next::Continue);
             }
             None => {
-                self.link.proto = Proto::Native;
+                self.link.set_proto(Proto::Native);
                 native::parse(args)
             }
         };
@@ -172,7 +172,7 @@ impl Conn {
             }
             Request::Info { sections } => {
                 // The engine's own section, then the server's around it.
-                match self.link.execute_now(Command::ServerInfo) {
+                match self.link.run(Command::ServerInfo).await? {
                     Ok(Reply::Info(engine)) => {
                         let reply = Reply::Info(crate::doors::info::sections(
                             &self.link.shared,
@@ -188,55 +188,23 @@ impl Conn {
                 return Ok(Next::Continue);
             }
         };
-        let before = self.link.durable_before(cmd.is_write());
-        if cmd.is_heavy() {
-            // Run and encoded off the request workers.
-            let proto = self.proto;
-            let out = self
-                .link
-                .execute_offloaded(cmd, move |result| {
-                    let mut out = BytesMut::new();
-                    match result {
-                        Ok(reply) => encode_reply(&reply, proto, &mut out),
-                        Err(e) => encode_error(e.code(), &e.to_string(), &mut out),
-                    }
-                    out
-                })
-                .await;
-            self.link.durable_after(before);
-            self.link.out.extend_from_slice(&out);
-            return Ok(Next::Continue);
-        }
-        let result = match self.link.execute(cmd) {
-            Ok(Outcome::Reply(reply)) => Ok(reply),
-            Ok(Outcome::Wait(pending)) => {
-                self.link.flush().await?;
-                let max = self.link.shared.limits.max_request_len;
-                match self.link.await_lock(pending, max).await? {
-                    Some(result) => result,
-                    None => return Ok(Next::Close),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        self.link.durable_after(before);
-        match result {
-            Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
-            Err(e) => encode_error(e.code(), &e.to_string(), &mut self.link.out),
-        }
+        let proto = self.proto;
+        self.link
+            .run_into(cmd, move |result, out| encode_result(result, proto, out))
+            .await?;
         Ok(Next::Continue)
     }
 
     /// A Redis-door request: its engine commands run in order, then their
     /// results fold into one Redis reply. None of them waits (Redis-door
     /// locks are try-once, as phpredis polls).
-    async fn handle_redis(&mut self, args: Vec<bytes::Bytes>) {
+    async fn handle_redis(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<()> {
         let request =
             match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
                 Ok(r) => r,
                 Err(e) => {
                     encode_error(e.code, &e.message, &mut self.link.out);
-                    return;
+                    return Ok(());
                 }
             };
         // All or nothing: the reply folds every command's result, so one
@@ -248,47 +216,34 @@ impl Conn {
         {
             self.link.count_error(&e);
             encode_error(e.code(), &e.to_string(), &mut self.link.out);
-            return;
+            return Ok(());
         }
-        let writes = request.commands.iter().any(|c| c.is_write());
-        let before = self.link.durable_before(writes);
-        if let [cmd] = &request.commands[..] {
-            if cmd.is_heavy() {
-                // KEYS, SCAN, FLUSHDB: run, rendered and encoded off the
-                // request workers.
-                let (proto, keys, render) = (
-                    self.proto,
-                    self.link.shared.redis_keys.clone(),
-                    request.render,
-                );
-                let mut commands = request.commands;
-                let Some(cmd) = commands.pop() else { return };
-                let out = self
+        let (proto, keys, render) = (
+            self.proto,
+            self.link.shared.redis_keys.clone(),
+            request.render,
+        );
+        let fold = move |results, out: &mut BytesMut| match redis::render(&render, &keys, results) {
+            Ok(reply) => encode_reply(&reply, proto, out),
+            Err((code, message)) => encode_error(code, &message, out),
+        };
+        let mut commands = request.commands;
+        if commands.len() == 1 {
+            // KEYS, SCAN, FLUSHDB run (and are rendered) off the request
+            // workers, like every cross-session command.
+            if let Some(cmd) = commands.pop() {
+                return self
                     .link
-                    .execute_offloaded(cmd, move |result| {
-                        let mut out = BytesMut::new();
-                        match redis::render(&render, &keys, vec![result]) {
-                            Ok(reply) => encode_reply(&reply, proto, &mut out),
-                            Err((code, message)) => encode_error(code, &message, &mut out),
-                        }
-                        out
-                    })
+                    .run_into(cmd, move |result, out| fold(vec![result], out))
                     .await;
-                self.link.durable_after(before);
-                self.link.out.extend_from_slice(&out);
-                return;
             }
         }
-        let results: Vec<_> = request
-            .commands
-            .into_iter()
-            .map(|cmd| self.link.execute_now(cmd))
-            .collect();
-        self.link.durable_after(before);
-        match redis::render(&request.render, &self.link.shared.redis_keys, results) {
-            Ok(reply) => encode_reply(&reply, self.proto, &mut self.link.out),
-            Err((code, message)) => encode_error(code, &message, &mut self.link.out),
+        let mut results = Vec::with_capacity(commands.len());
+        for cmd in commands {
+            results.push(self.link.run(cmd).await?);
         }
+        fold(results, &mut self.link.out);
+        Ok(())
     }
 
     fn hello(&self) -> Reply {
@@ -309,6 +264,14 @@ impl Conn {
             field("role", Reply::text("master")),
             field("modules", Reply::Array(Vec::new())),
         ])
+    }
+}
+
+/// A command's reply or refusal, in RESP.
+fn encode_result(result: Result<Reply, sessiond_core::Error>, proto: Protocol, out: &mut BytesMut) {
+    match result {
+        Ok(reply) => encode_reply(&reply, proto, out),
+        Err(e) => encode_error(e.code(), &e.to_string(), out),
     }
 }
 

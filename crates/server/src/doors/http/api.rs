@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sessiond_core::{Access, Command, Error, LockMode, Reply, SessionId};
 
 use super::scope::Scope;
-use crate::conn::durable::DurableMark;
+use crate::conn::request::{Caller, Started};
 use crate::door::Door;
 use crate::metrics::{resident_memory_bytes, Proto};
 use crate::shared::Shared;
@@ -211,7 +211,7 @@ pub(crate) async fn list_sessions(
 }
 
 /// The sessions where variable `var` has `value`.
-async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<Reply>, Response> {
+async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<SessionId>, Response> {
     if q.var.is_empty() {
         return Err(bad_request("var is empty: name a variable".into()));
     }
@@ -224,8 +224,8 @@ async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<Reply>, Response> {
     )
     .await;
     match found {
-        Ok(Reply::Array(ids)) => Ok(ids),
-        Ok(other) => Err(unexpected(&other)),
+        Ok(Reply::Ids(ids)) => Ok(ids),
+        Ok(other) => Err(unexpected("find", &other)),
         Err(e) => Err(failure(&e)),
     }
 }
@@ -250,7 +250,7 @@ pub(crate) async fn find_sessions(
             value: q.value,
         };
         return match find(&scope, all).await {
-            Ok(ids) => Json(json!({ "sessions": texts(ids) })).into_response(),
+            Ok(ids) => Json(json!({ "sessions": texts(&ids) })).into_response(),
             Err(refusal) => refusal,
         };
     };
@@ -270,21 +270,15 @@ pub(crate) async fn find_sessions(
     id_page(page)
 }
 
-/// A page of ids (`[cursor, [ids]]`) as `{"sessions": […], "cursor": …}`.
+/// A page of ids as `{"sessions": […], "cursor": …}`.
 fn id_page(page: Result<Reply, Error>) -> Response {
     match page {
-        Ok(Reply::Array(mut page)) if page.len() == 2 => {
-            let ids = match page.pop() {
-                Some(Reply::Array(ids)) => texts(ids),
-                _ => Vec::new(),
-            };
-            let next = match page.pop() {
-                Some(Reply::Bulk(c)) => String::from_utf8_lossy(&c).into_owned(),
-                _ => "0".into(),
-            };
-            Json(json!({ "sessions": ids, "cursor": next })).into_response()
-        }
-        Ok(other) => unexpected(&other),
+        Ok(Reply::Page { cursor, ids }) => Json(json!({
+            "sessions": texts(&ids),
+            "cursor": String::from_utf8_lossy(&cursor),
+        }))
+        .into_response(),
+        Ok(other) => unexpected("scan", &other),
         Err(e) => failure(&e),
     }
 }
@@ -319,77 +313,41 @@ pub(crate) async fn destroy_sessions(
     };
     let mut destroyed = 0u64;
     for id in found {
-        if let Reply::Bulk(id) = id {
-            // One gone meanwhile is no error: it is out either way.
-            if run(
-                &scope,
-                Command::Destroy {
-                    id: SessionId::new(id),
-                },
-            )
-            .await
-            .is_ok()
-            {
-                destroyed += 1;
-            }
+        // One gone meanwhile is no error: it is out either way.
+        if run(&scope, Command::Destroy { id }).await.is_ok() {
+            destroyed += 1;
         }
     }
     Json(json!({ "destroyed": destroyed })).into_response()
 }
 
-/// Runs `cmd` in the scope's tenant if its role allows it; a write is
-/// answered once it is as durable as the `fsync` policy promises.
+/// Runs `cmd` in the scope's tenant on the one request path (see
+/// `conn::request`); answered once a write is as durable as the `fsync`
+/// policy promises.
 async fn run(scope: &Scope, cmd: Command) -> Result<Reply, Error> {
     let Some(tenant) = scope.tenants.first() else {
         return Err(Error::NotAuthenticated);
     };
-    let index = cmd.index();
-    let started = std::time::Instant::now();
-    if let Err(e) = scope.role.check(cmd.access()) {
-        tenant
-            .metrics
-            .command(Proto::Http, index, started.elapsed(), Some(&e));
-        return Err(e);
-    }
-    let engine = tenant.engine();
-    // The same group-commit mark the socket doors use.
-    let before = DurableMark::before(tenant.persistence(), cmd.is_write());
-    let client = engine.connect();
-    let result = if cmd.is_heavy() {
-        tenant.offload.run(engine, &client, cmd).await
-    } else {
-        engine.execute_now(&client, cmd)
+    let mut caller = Caller::new(tenant.clone(), Some(scope.role), Proto::Http, None);
+    let result = match caller.start(cmd, |r| r).await {
+        Started::Done(r) => r,
+        // No HTTP operation takes a lock; one queued would have no
+        // connection to wait on, so it is given up at once.
+        Started::Wait(waiting) => caller.give_up(waiting),
     };
-    engine.disconnect(&client);
-    tenant
-        .metrics
-        .command(Proto::Http, index, started.elapsed(), result.as_ref().err());
-    let mut mark = DurableMark::default();
-    mark.after(tenant.persistence(), before);
-    mark.wait(tenant.persistence()).await;
+    caller.durable().await;
     result
 }
 
-fn texts(ids: Vec<Reply>) -> Vec<String> {
-    ids.into_iter()
-        .filter_map(|r| match r {
-            Reply::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            _ => None,
-        })
+fn texts(ids: &[SessionId]) -> Vec<String> {
+    ids.iter()
+        .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
         .collect()
 }
 
 /// An engine error as an HTTP status and a JSON body.
 fn failure(e: &Error) -> Response {
-    let status = match e {
-        Error::NoSession(_) | Error::DestroyedWhileWaiting(_) => StatusCode::NOT_FOUND,
-        Error::NotAuthenticated => StatusCode::UNAUTHORIZED,
-        Error::NotPermitted { .. } => StatusCode::FORBIDDEN,
-        Error::Locked { .. } | Error::Exists(_) | Error::StaleKey { .. } => StatusCode::CONFLICT,
-        Error::LimitExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
         Json(json!({ "error": e.to_string(), "code": e.code() })),
@@ -397,10 +355,17 @@ fn failure(e: &Error) -> Response {
         .into_response()
 }
 
-fn unexpected(reply: &Reply) -> Response {
+/// A reply of a shape the operation's command never answers: a bug, said
+/// loudly.
+fn unexpected(command: &str, reply: &Reply) -> Response {
+    tracing::error!(
+        command,
+        ?reply,
+        "the engine answered a shape the HTTP door does not know"
+    );
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({ "error": format!("unexpected engine reply {reply:?}") })),
+        Json(json!({ "error": format!("internal error: the engine answered {command} unexpectedly (logged)") })),
     )
         .into_response()
 }

@@ -1,0 +1,233 @@
+//! The one request path. Every command any door sends runs through
+//! [`Caller::start`]: the role's permission, the per-tenant count and
+//! latency, the durability mark under `fsync always`, the engine (a
+//! cross-session command on the blocking pool), and — when the engine
+//! queues a lock request — a [`Waiting`] that the socket door finishes
+//! after waiting ([`crate::conn::link::Link::run`]), so the door never
+//! writes this bracket itself.
+//!
+//! This is the seam behind which the store sits: a door hands over a
+//! [`Command`] and gets a [`Reply`] or an [`Error`], and does not know
+//! whether the in-memory engine or (the backends to come) a database
+//! answered.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
+
+use super::durable::DurableMark;
+use crate::access::auth::Role;
+use crate::metrics::Proto;
+use crate::shared::Shared;
+use crate::tenant::Tenant;
+
+/// A client's place in its tenant's engine; dropping it releases its
+/// locks.
+struct Registration {
+    engine: Arc<Engine>,
+    client: ClientHandle,
+    /// The server's count of connected clients, when this is one (an HTTP
+    /// request is not).
+    connected: Option<Arc<Shared>>,
+}
+
+impl Registration {
+    fn new(tenant: &Tenant, connected: Option<Arc<Shared>>) -> Self {
+        let engine = tenant.engine().clone();
+        let client = engine.connect();
+        if let Some(s) = &connected {
+            s.connected.fetch_add(1, Ordering::Relaxed);
+        }
+        Self {
+            engine,
+            client,
+            connected,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.engine.disconnect(&self.client);
+        if let Some(s) = &self.connected {
+            s.connected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Who runs commands: a tenant, the client's place in its engine, the
+/// role (None until a login), the protocol commands are counted under,
+/// and the durability mark of the replies not yet sent.
+pub(crate) struct Caller {
+    tenant: Arc<Tenant>,
+    registration: Registration,
+    role: Option<Role>,
+    /// The protocol of the request being answered (the RESP listener
+    /// speaks two), for the per-protocol command counts.
+    pub(crate) proto: Proto,
+    durable: DurableMark,
+}
+
+/// How [`Caller::start`] left a command.
+pub(crate) enum Started<T, F> {
+    /// Answered: `finish` made this of the reply or the refusal.
+    Done(T),
+    /// Queued for a lock: wait for it, then [`Caller::finish_wait`].
+    Wait(Waiting<F>),
+}
+
+/// A command queued for a lock.
+pub(crate) struct Waiting<F> {
+    pub(crate) pending: PendingLock,
+    before: Option<u64>,
+    finish: F,
+}
+
+impl Caller {
+    /// A caller in `tenant` with `role`; `connected` counts it among the
+    /// server's connected clients.
+    pub(crate) fn new(
+        tenant: Arc<Tenant>,
+        role: Option<Role>,
+        proto: Proto,
+        connected: Option<Arc<Shared>>,
+    ) -> Self {
+        Self {
+            registration: Registration::new(&tenant, connected),
+            tenant,
+            role,
+            proto,
+            durable: DurableMark::default(),
+        }
+    }
+
+    /// The caller as the engine knows it.
+    pub(crate) fn client(&self) -> &ClientHandle {
+        &self.registration.client
+    }
+
+    pub(crate) fn tenant(&self) -> &Arc<Tenant> {
+        &self.tenant
+    }
+
+    /// Whether the caller may run commands (it logged in, or the server
+    /// has no users).
+    pub(crate) fn authenticated(&self) -> bool {
+        self.role.is_some()
+    }
+
+    /// Refuses `cmd` unless the caller's role allows it.
+    pub(crate) fn permit(&self, cmd: &Command) -> Result<(), Error> {
+        let Some(role) = self.role else {
+            return Err(Error::NotAuthenticated);
+        };
+        role.check(cmd.access())
+    }
+
+    /// After a login: work in `tenant` with `role`. Moving to another
+    /// tenant gives up whatever the caller held in the old one; replies
+    /// pending on the old tenant's log wait for it first.
+    pub(crate) async fn switch(&mut self, tenant: Arc<Tenant>, role: Role) {
+        if !Arc::ptr_eq(&tenant, &self.tenant) {
+            self.durable.wait(self.tenant.persistence()).await;
+            let connected = self.registration.connected.clone();
+            self.registration = Registration::new(&tenant, connected);
+            self.tenant = tenant;
+        }
+        self.role = Some(role);
+    }
+
+    /// Runs `cmd`: refused unless the role allows it; counted with its
+    /// time and error; a write noted for the durability wait; a
+    /// cross-session command ([`Command::is_heavy`]) on the blocking pool,
+    /// with `finish` there too (turning a hundred thousand ids into bytes
+    /// is work as well). A lock request the engine queues comes back as
+    /// [`Started::Wait`].
+    pub(crate) async fn start<T, F>(&mut self, cmd: Command, finish: F) -> Started<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(Result<Reply, Error>) -> T + Send + 'static,
+    {
+        let index = cmd.index();
+        let started = Instant::now();
+        if let Err(e) = self.permit(&cmd) {
+            self.tenant
+                .metrics
+                .command(self.proto, index, started.elapsed(), Some(&e));
+            return Started::Done(finish(Err(e)));
+        }
+        let before = DurableMark::before(self.tenant.persistence(), cmd.is_write());
+        if cmd.is_heavy() {
+            let (done, error) = self
+                .tenant
+                .offload
+                .run_then(self.tenant.engine(), self.client(), cmd, move |r| {
+                    let error = r.as_ref().err().cloned();
+                    (finish(r), error)
+                })
+                .await;
+            self.tenant
+                .metrics
+                .command(self.proto, index, started.elapsed(), error.as_ref());
+            self.durable.after(self.tenant.persistence(), before);
+            return Started::Done(done);
+        }
+        let outcome = self.tenant.engine().execute(self.client(), cmd);
+        self.tenant
+            .metrics
+            .command(self.proto, index, started.elapsed(), outcome.as_ref().err());
+        let result = match outcome {
+            Ok(Outcome::Reply(reply)) => Ok(reply),
+            Ok(Outcome::Wait(pending)) => {
+                return Started::Wait(Waiting {
+                    pending,
+                    before,
+                    finish,
+                })
+            }
+            Err(e) => Err(e),
+        };
+        self.durable.after(self.tenant.persistence(), before);
+        Started::Done(finish(result))
+    }
+
+    /// A queued command's end: `result` is what the wait came to.
+    pub(crate) fn finish_wait<T, F>(
+        &mut self,
+        waiting: Waiting<F>,
+        result: Result<Reply, Error>,
+    ) -> T
+    where
+        F: FnOnce(Result<Reply, Error>) -> T,
+    {
+        if let Err(e) = &result {
+            self.tenant.metrics.error(self.proto, e);
+        }
+        self.durable
+            .after(self.tenant.persistence(), waiting.before);
+        (waiting.finish)(result)
+    }
+
+    /// A queued command given up at once, for a caller that cannot wait
+    /// (an HTTP request).
+    pub(crate) fn give_up<T, F>(&mut self, waiting: Waiting<F>) -> T
+    where
+        F: FnOnce(Result<Reply, Error>) -> T,
+    {
+        let result = self.tenant.engine().give_up(&waiting.pending);
+        self.finish_wait(waiting, result)
+    }
+
+    /// Waits until every write the pending replies acknowledge is as
+    /// durable as the `fsync` policy promises.
+    pub(crate) async fn durable(&mut self) {
+        self.durable.wait(self.tenant.persistence()).await;
+    }
+
+    /// Counts an error answered without running a command.
+    pub(crate) fn count_error(&self, e: &Error) {
+        self.tenant.metrics.error(self.proto, e);
+    }
+}
