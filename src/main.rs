@@ -175,10 +175,10 @@ impl ServeArgs {
             c.fsync = v;
         }
         if let Some(v) = self.default_timeout {
-            c.default_timeout = v;
+            c.default_timeout_s = v;
         }
         if let Some(v) = self.max_timeout {
-            c.max_timeout = v;
+            c.max_timeout_s = v;
         }
         if let Some(v) = self.default_lease_ms {
             c.default_lease_ms = v;
@@ -414,7 +414,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
         config.listen_line,
         config.listen_memcache,
         config.listen_http,
-        config.default_timeout,
+        config.default_timeout_s,
         config.shards,
     );
     let server = Server::open(config)?;

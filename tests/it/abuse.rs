@@ -251,7 +251,7 @@ async fn a_client_that_never_reads_its_replies_is_cut_off_and_others_are_served(
 #[tokio::test]
 async fn idle_connections_close_only_when_an_idle_timeout_is_set() {
     let strict = TestServer::start_with(config(LimitsConfig {
-        idle_timeout: 1,
+        idle_timeout_s: 1,
         ..LimitsConfig::default()
     }))
     .await;

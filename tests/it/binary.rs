@@ -84,7 +84,8 @@ fn print_config_layers_file_env_and_flags() {
     let file = dir.join("sessiond.toml");
     std::fs::write(
         &file,
-        "default_timeout = 100\nshards = 8\n[limits]\nmax_args = 100\n",
+        // The unit-less name a config of an older release used still reads.
+        "default_timeout = 100\nshards = 8\n[limits]\nmax_args = 100\nidle_timeout = 7\n",
     )
     .unwrap();
     let out = Command::new(BIN)
@@ -107,8 +108,12 @@ fn print_config_layers_file_env_and_flags() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("default_timeout = 200"),
-        "env beats file: {text}"
+        text.contains("default_timeout_s = 200"),
+        "env beats file, printed by its new name: {text}"
+    );
+    assert!(
+        text.contains("idle_timeout_s = 7"),
+        "an old name reads: {text}"
     );
     assert!(text.contains("shards = 16"), "flag beats env: {text}");
     assert!(

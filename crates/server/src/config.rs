@@ -147,16 +147,20 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// Close a connection with no request under way for this long,
     /// seconds; 0 never does (PHP's persistent connections sit idle).
-    pub idle_timeout: u64,
+    /// (Formerly `idle_timeout`, still read.)
+    #[serde(alias = "idle_timeout")]
+    pub idle_timeout_s: u64,
     /// Close a connection whose request is not all there, or whose replies
     /// it does not read, for this long, ms (slow or stuck clients).
     pub request_timeout_ms: u64,
     /// Failed logins one client address may make per
-    /// `auth_failure_window`; past that, its logins are refused unchecked
+    /// `auth_failure_window_s`; past that, its logins are refused unchecked
     /// until the window ends.
     pub max_auth_failures: u32,
     /// The window of `max_auth_failures`, seconds.
-    pub auth_failure_window: u64,
+    /// (Formerly `auth_failure_window`, still read.)
+    #[serde(alias = "auth_failure_window")]
+    pub auth_failure_window_s: u64,
 }
 
 impl Default for LimitsConfig {
@@ -179,10 +183,10 @@ impl Default for LimitsConfig {
             max_output_buffer: 64 * 1024 * 1024,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
-            idle_timeout: 0,
+            idle_timeout_s: 0,
             request_timeout_ms: 30_000,
             max_auth_failures: 10,
-            auth_failure_window: 60,
+            auth_failure_window_s: 60,
         }
     }
 }
@@ -233,9 +237,13 @@ pub struct Config {
     /// PHP's handlers write sessions under ids PHP generates.
     pub strict_ids: bool,
     /// Idle timeout of a session created without one, seconds.
-    pub default_timeout: u64,
+    /// (Formerly `default_timeout`, still read.)
+    #[serde(alias = "default_timeout")]
+    pub default_timeout_s: u64,
     /// The longest idle timeout a client may set, seconds.
-    pub max_timeout: u64,
+    /// (Formerly `max_timeout`, still read.)
+    #[serde(alias = "max_timeout")]
+    pub max_timeout_s: u64,
     /// Lease of a lock taken without LEASE, ms.
     pub default_lease_ms: u64,
     /// The longest lease a client may ask for, ms.
@@ -282,8 +290,8 @@ impl Default for Config {
             memcache_prefixes: vec!["memc.sess.key.".into()],
             allow_flush: false,
             strict_ids: false,
-            default_timeout: e.default_timeout_ms / 1000,
-            max_timeout: e.max_timeout_ms / 1000,
+            default_timeout_s: e.default_timeout_ms / 1000,
+            max_timeout_s: e.max_timeout_ms / 1000,
             default_lease_ms: e.default_lease_ms,
             max_lease_ms: e.max_lease_ms,
             max_wait_ms: e.max_wait_ms,
@@ -349,10 +357,10 @@ impl Config {
         }
         self.validate_users()?;
         self.tls.validate().map_err(ServerError::InvalidConfig)?;
-        if self.default_timeout == 0 || self.default_timeout > self.max_timeout {
+        if self.default_timeout_s == 0 || self.default_timeout_s > self.max_timeout_s {
             return bad(format!(
-                "default_timeout = {} must be between 1 and max_timeout = {}",
-                self.default_timeout, self.max_timeout
+                "default_timeout_s = {} must be between 1 and max_timeout_s = {}",
+                self.default_timeout_s, self.max_timeout_s
             ));
         }
         if self.default_lease_ms == 0 || self.default_lease_ms > self.max_lease_ms {
@@ -410,9 +418,10 @@ impl Config {
                 "limits.max_reply_items must be at least 1 and limits.max_output_buffer at least 65536".into(),
             );
         }
-        if l.max_auth_failures == 0 || l.auth_failure_window == 0 {
+        if l.max_auth_failures == 0 || l.auth_failure_window_s == 0 {
             return bad(
-                "limits.max_auth_failures and limits.auth_failure_window must be at least 1".into(),
+                "limits.max_auth_failures and limits.auth_failure_window_s must be at least 1"
+                    .into(),
             );
         }
         if l.request_timeout_ms < 100 {
@@ -478,8 +487,8 @@ impl Config {
     /// request or for its client to read.
     pub(crate) fn connection_timeouts(&self) -> Timeouts {
         Timeouts {
-            idle: (self.limits.idle_timeout > 0)
-                .then(|| std::time::Duration::from_secs(self.limits.idle_timeout)),
+            idle: (self.limits.idle_timeout_s > 0)
+                .then(|| std::time::Duration::from_secs(self.limits.idle_timeout_s)),
             request: std::time::Duration::from_millis(self.limits.request_timeout_ms),
             max_output: self.limits.max_output_buffer,
         }
@@ -497,8 +506,8 @@ impl Config {
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             shards: self.shards,
-            default_timeout_ms: self.default_timeout.saturating_mul(1000),
-            max_timeout_ms: self.max_timeout.saturating_mul(1000),
+            default_timeout_ms: self.default_timeout_s.saturating_mul(1000),
+            max_timeout_ms: self.max_timeout_s.saturating_mul(1000),
             default_lease_ms: self.default_lease_ms,
             max_lease_ms: self.max_lease_ms,
             max_wait_ms: self.max_wait_ms,

@@ -102,7 +102,10 @@ impl Server {
         let auth = Auth::new(
             &self.config.users,
             self.config.limits.max_auth_failures,
-            self.config.limits.auth_failure_window.saturating_mul(1000),
+            self.config
+                .limits
+                .auth_failure_window_s
+                .saturating_mul(1000),
             self.engine().clock(),
         );
         let shared = Arc::new(Shared {
