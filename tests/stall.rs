@@ -65,23 +65,14 @@ fn pinger(
     })
 }
 
-/// Kills the server when dropped.
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The real binary on one request worker (`--threads 1`): a walk that ran
 /// on it would stall every other connection for its whole length.
 #[tokio::test]
 async fn heavy_commands_do_not_stall_other_clients() {
     let http_port = process::free_port().to_string();
     let http = format!("127.0.0.1:{http_port}");
-    let (child, port) = process::start_binary(&[
+    // Stopped however the test ends (`Running` kills it on drop).
+    let (_server, port) = process::start_binary(&[
         "--storage",
         "memory",
         "--threads",
@@ -89,8 +80,6 @@ async fn heavy_commands_do_not_stall_other_clients() {
         "--listen-http",
         &http,
     ]);
-    // Stopped however the test ends, a failed assertion included.
-    let _server = Stop(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let http: std::net::SocketAddr = http.parse().unwrap();
     load(addr).await;

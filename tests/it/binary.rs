@@ -4,11 +4,13 @@
 use crate::common;
 
 use std::process::{Child, Command};
+
+use common::process::Running;
 use std::time::{Duration, Instant};
 
 use common::process::{signal, start_binary, BIN};
 
-fn start(extra: &[&str]) -> (Child, u16) {
+fn start(extra: &[&str]) -> (Running, u16) {
     let mut args = vec!["--storage", "memory"];
     args.extend_from_slice(extra);
     start_binary(&args)
@@ -231,11 +233,13 @@ fn bench_runs_against_the_server_and_the_echo_ceiling() {
 
     let echo_port = common::process::free_port().to_string();
     let listen = format!("127.0.0.1:{echo_port}");
-    let mut echo = Command::new(BIN)
-        .args(["bench", "echo-server", "--listen", &listen])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("echo server");
+    let mut echo = Running(
+        Command::new(BIN)
+            .args(["bench", "echo-server", "--listen", &listen])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("echo server"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(&listen).is_err() {
         assert!(Instant::now() < deadline, "echo server did not come up");

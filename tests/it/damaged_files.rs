@@ -88,15 +88,17 @@ async fn present(config: Config, n: usize) -> usize {
 fn refused(dir: &Path) -> String {
     let port = process::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(process::BIN)
-        .args(["serve", "--listen-resp", &listen])
-        .args(["--listen-memcache", "off", "--listen-http", "off"])
-        .args(["--listen-line", "off"])
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = process::Running(
+        Command::new(process::BIN)
+            .args(["serve", "--listen-resp", &listen])
+            .args(["--listen-memcache", "off", "--listen-http", "off"])
+            .args(["--listen-line", "off"])
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -105,9 +107,13 @@ fn refused(dir: &Path) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "start-up must refuse");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "start-up must refuse");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+    }
+    stderr
 }
 
 fn tool(args: &[&str]) -> (Option<i32>, String) {

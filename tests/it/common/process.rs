@@ -19,7 +19,7 @@ pub fn free_port() -> u16 {
 /// its start-up line; stderr keeps being drained so it never blocks. The
 /// memcached and HTTP doors are off unless `extra` sets them (their default
 /// ports are fixed, and tests run in parallel).
-pub fn start_binary(extra: &[&str]) -> (Child, u16) {
+pub fn start_binary(extra: &[&str]) -> (Running, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let memcache: &[&str] = if extra.contains(&"--listen-memcache") {
@@ -53,7 +53,33 @@ pub fn start_binary(extra: &[&str]) -> (Child, u16) {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (child, port)
+    (Running(child), port)
+}
+
+/// A running `sessiond` (or any child a test starts): killed and reaped
+/// when dropped, so a test that fails halfway leaves no process behind.
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
 }
 
 /// Sends a signal (`-TERM`, `-KILL`) to a child.
