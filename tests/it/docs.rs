@@ -25,6 +25,27 @@ fn every_command_is_documented() {
 }
 
 #[test]
+fn every_redis_command_is_in_the_redis_table_of_the_docs() {
+    let doc = read("docs/protocol.md");
+    // The Redis door's table rows: `| `NAME args` …, `NAME2 …` | … |`.
+    let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+    for name in sessiond_proto::redis::COMMANDS
+        .iter()
+        .flat_map(|c| c.names.iter())
+    {
+        let listed = rows.iter().any(|row| {
+            let first = row.split(" | ").next().unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .any(|code| code.split([' ', '/']).next() == Some(name))
+        });
+        assert!(listed, "docs/protocol.md's Redis table has no row for {name}");
+    }
+}
+
+#[test]
 fn readme_has_the_two_setup_commands() {
     let readme = read("README.md");
     assert!(readme.contains("cargo run --release -- serve"));

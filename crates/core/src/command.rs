@@ -299,217 +299,335 @@ impl Command {
         "key_scan",
     ];
 
+    /// Everything the server needs to know of a command besides its
+    /// fields, from this one match: a new command does not compile until
+    /// its row is here.
+    pub fn meta(&self) -> Meta {
+        use Access::{Admin, Read, Write};
+        let m = |index, name, access, write, heavy| Meta {
+            index,
+            name,
+            access,
+            write,
+            heavy,
+        };
+        // A write that changes nothing unless a field says so.
+        let when = |changes: bool| if changes { Write } else { Read };
+        // (index in NAMES, name, access it needs, whether it changes what is
+        // stored, whether it walks across sessions)
+        match self {
+            Command::Create { .. } => m(0, "create", Write, true, false),
+            Command::Uniq { .. } => m(1, "uniq", Write, true, false),
+            Command::Destroy { .. } => m(2, "destroy", Write, true, false),
+            Command::Exists { .. } => m(3, "exists", Read, false, false),
+            Command::Info { .. } => m(4, "info", Read, false, false),
+            Command::Export { .. } => m(5, "export", Read, false, false),
+            Command::Count { .. } => m(6, "count", Read, false, false),
+            Command::List { .. } => m(7, "list", Read, false, true),
+            Command::Scan { .. } => m(8, "scan", Read, false, true),
+            Command::Get { .. } => m(9, "get", Read, false, false),
+            Command::Set { .. } => m(10, "set", Write, true, false),
+            Command::Del { .. } => m(11, "del", Write, true, false),
+            Command::GetAll { .. } => m(12, "get_all", Read, false, false),
+            Command::SetAll { .. } => m(13, "set_all", Write, true, false),
+            Command::GetData { .. } => m(14, "get_data", Read, false, false),
+            Command::SetData { .. } => m(15, "set_data", Write, true, false),
+            Command::Store { .. } => m(16, "store", Write, true, false),
+            Command::Append { .. } => m(17, "append", Write, true, false),
+            // With a timeout, memcached's `gat`: it sets one.
+            Command::Item { timeout_ms, .. } => m(
+                18,
+                "item",
+                when(timeout_ms.is_some()),
+                timeout_ms.is_some(),
+                false,
+            ),
+            Command::IncrData { .. } => m(19, "incr_data", Write, true, false),
+            Command::Inc { .. } => m(20, "inc", Write, true, false),
+            Command::Find { .. } => m(21, "find", Read, false, true),
+            Command::ListVar { .. } => m(22, "list_var", Read, false, true),
+            Command::Timeout { timeout_ms, .. } => m(
+                23,
+                "timeout",
+                when(timeout_ms.is_some()),
+                timeout_ms.is_some(),
+                false,
+            ),
+            Command::Ttl { .. } => m(24, "ttl", Read, false, false),
+            Command::PTtl { .. } => m(25, "p_ttl", Read, false, false),
+            // Refreshing expiry need not wait for the disk.
+            Command::Touch { .. } => m(26, "touch", Read, false, false),
+            // Locks are not stored: they need the access of their mode and
+            // never wait for the disk.
+            Command::Lock { mode, .. } => {
+                m(27, "lock", when(*mode == LockMode::Write), false, false)
+            }
+            Command::Unlock { .. } => m(28, "unlock", Read, false, false),
+            Command::LockOwned { .. } => m(29, "lock_owned", Write, false, false),
+            Command::UnlockOwned { .. } => m(30, "unlock_owned", Write, false, false),
+            Command::LockOwner { .. } => m(31, "lock_owner", Read, false, false),
+            Command::Commit { .. } => m(32, "commit", Read, false, false),
+            Command::Open { mode, create, .. } => m(
+                33,
+                "open",
+                when(*create || *mode == LockMode::Write),
+                *create,
+                false,
+            ),
+            Command::Close { data, sets, .. } => {
+                let writes = data.is_some() || !sets.is_empty();
+                m(34, "close", when(writes), writes, false)
+            }
+            Command::Regenerate { .. } => m(35, "regenerate", Write, true, false),
+            Command::RandStr { .. } => m(36, "rand_str", Read, false, false),
+            Command::Ping { .. } => m(37, "ping", Read, false, false),
+            Command::Echo { .. } => m(38, "echo", Read, false, false),
+            Command::ServerInfo => m(39, "server_info", Read, false, false),
+            Command::FlushAll => m(40, "flush_all", Admin, true, true),
+            Command::FindPage { .. } => m(41, "find_page", Read, false, true),
+            Command::ListVarPage { .. } => m(42, "list_var_page", Read, false, true),
+            Command::KeyScan { .. } => m(43, "key_scan", Read, false, true),
+        }
+    }
+
     /// The command's place in [`Command::NAMES`] (for per-command tables).
     pub fn index(&self) -> usize {
-        match self {
-            Command::Create { .. } => 0,
-            Command::Uniq { .. } => 1,
-            Command::Destroy { .. } => 2,
-            Command::Exists { .. } => 3,
-            Command::Info { .. } => 4,
-            Command::Export { .. } => 5,
-            Command::Count { .. } => 6,
-            Command::List { .. } => 7,
-            Command::Scan { .. } => 8,
-            Command::Get { .. } => 9,
-            Command::Set { .. } => 10,
-            Command::Del { .. } => 11,
-            Command::GetAll { .. } => 12,
-            Command::SetAll { .. } => 13,
-            Command::GetData { .. } => 14,
-            Command::SetData { .. } => 15,
-            Command::Store { .. } => 16,
-            Command::Append { .. } => 17,
-            Command::Item { .. } => 18,
-            Command::IncrData { .. } => 19,
-            Command::Inc { .. } => 20,
-            Command::Find { .. } => 21,
-            Command::ListVar { .. } => 22,
-            Command::Timeout { .. } => 23,
-            Command::Ttl { .. } => 24,
-            Command::PTtl { .. } => 25,
-            Command::Touch { .. } => 26,
-            Command::Lock { .. } => 27,
-            Command::Unlock { .. } => 28,
-            Command::LockOwned { .. } => 29,
-            Command::UnlockOwned { .. } => 30,
-            Command::LockOwner { .. } => 31,
-            Command::Commit { .. } => 32,
-            Command::Open { .. } => 33,
-            Command::Close { .. } => 34,
-            Command::Regenerate { .. } => 35,
-            Command::RandStr { .. } => 36,
-            Command::Ping { .. } => 37,
-            Command::Echo { .. } => 38,
-            Command::ServerInfo => 39,
-            Command::FlushAll => 40,
-            Command::FindPage { .. } => 41,
-            Command::ListVarPage { .. } => 42,
-            Command::KeyScan { .. } => 43,
-        }
+        self.meta().index
     }
 
     /// Whether the command looks across sessions (its work grows with the
     /// store), so a door runs it off the request workers.
     pub fn is_heavy(&self) -> bool {
-        matches!(
-            self,
-            Command::List { .. }
-                | Command::Scan { .. }
-                | Command::Find { .. }
-                | Command::ListVar { .. }
-                | Command::FindPage { .. }
-                | Command::ListVarPage { .. }
-                | Command::KeyScan { .. }
-                | Command::FlushAll
-        )
+        self.meta().heavy
     }
 
     /// The command's name, as metrics label it (`get_data`, `lock`, ...).
     pub fn name(&self) -> &'static str {
-        Self::NAMES[self.index()]
+        self.meta().name
     }
+
     /// The access level the command needs.
     pub fn access(&self) -> Access {
-        match self {
-            Command::FlushAll => Access::Admin,
-            Command::Create { .. }
-            | Command::Uniq { .. }
-            | Command::Destroy { .. }
-            | Command::Set { .. }
-            | Command::Del { .. }
-            | Command::SetAll { .. }
-            | Command::SetData { .. }
-            | Command::Store { .. }
-            | Command::Append { .. }
-            | Command::IncrData { .. }
-            | Command::Inc { .. }
-            | Command::LockOwned { .. }
-            | Command::UnlockOwned { .. }
-            | Command::Regenerate { .. } => Access::Write,
-            Command::Timeout { timeout_ms, .. } | Command::Item { timeout_ms, .. } => {
-                if timeout_ms.is_some() {
-                    Access::Write
-                } else {
-                    Access::Read
-                }
-            }
-            Command::Lock { mode, .. } => match mode {
-                LockMode::Write => Access::Write,
-                LockMode::Read => Access::Read,
-            },
-            Command::Open { mode, create, .. } => {
-                if *create || *mode == LockMode::Write {
-                    Access::Write
-                } else {
-                    Access::Read
-                }
-            }
-            Command::Close { data, sets, .. } => {
-                if data.is_some() || !sets.is_empty() {
-                    Access::Write
-                } else {
-                    Access::Read
-                }
-            }
-            Command::Exists { .. }
-            | Command::Info { .. }
-            | Command::Export { .. }
-            | Command::Count { .. }
-            | Command::List { .. }
-            | Command::Scan { .. }
-            | Command::Get { .. }
-            | Command::GetAll { .. }
-            | Command::GetData { .. }
-            | Command::Find { .. }
-            | Command::ListVar { .. }
-            | Command::FindPage { .. }
-            | Command::ListVarPage { .. }
-            | Command::KeyScan { .. }
-            | Command::Ttl { .. }
-            | Command::PTtl { .. }
-            | Command::Touch { .. }
-            | Command::Unlock { .. }
-            | Command::LockOwner { .. }
-            | Command::Commit { .. }
-            | Command::RandStr { .. }
-            | Command::Ping { .. }
-            | Command::Echo { .. }
-            | Command::ServerInfo => Access::Read,
-        }
+        self.meta().access
     }
 
     /// Whether the command changes what is stored, so that under
     /// `fsync always` its reply waits for the disk. Reads only refresh
     /// expiry, which need not wait.
     pub fn is_write(&self) -> bool {
-        match self {
-            Command::Create { .. }
-            | Command::Uniq { .. }
-            | Command::Destroy { .. }
-            | Command::Set { .. }
-            | Command::Del { .. }
-            | Command::SetAll { .. }
-            | Command::SetData { .. }
-            | Command::Store { .. }
-            | Command::Append { .. }
-            | Command::IncrData { .. }
-            | Command::Inc { .. }
-            | Command::Regenerate { .. }
-            | Command::FlushAll => true,
-            Command::Timeout { timeout_ms, .. } | Command::Item { timeout_ms, .. } => {
-                timeout_ms.is_some()
-            }
-            Command::Open { create, .. } => *create,
-            Command::Close { data, sets, .. } => data.is_some() || !sets.is_empty(),
-            Command::Exists { .. }
-            | Command::Info { .. }
-            | Command::Export { .. }
-            | Command::Count { .. }
-            | Command::List { .. }
-            | Command::Scan { .. }
-            | Command::Get { .. }
-            | Command::GetAll { .. }
-            | Command::GetData { .. }
-            | Command::Find { .. }
-            | Command::ListVar { .. }
-            | Command::FindPage { .. }
-            | Command::ListVarPage { .. }
-            | Command::KeyScan { .. }
-            | Command::Ttl { .. }
-            | Command::PTtl { .. }
-            | Command::Touch { .. }
-            | Command::Lock { .. }
-            | Command::Unlock { .. }
-            | Command::LockOwned { .. }
-            | Command::UnlockOwned { .. }
-            | Command::LockOwner { .. }
-            | Command::Commit { .. }
-            | Command::RandStr { .. }
-            | Command::Ping { .. }
-            | Command::Echo { .. }
-            | Command::ServerInfo => false,
-        }
+        self.meta().write
     }
+}
+
+/// What [`Command::meta`] says of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Its place in [`Command::NAMES`].
+    pub index: usize,
+    /// Its name in metrics and statistics.
+    pub name: &'static str,
+    /// What the caller's role must allow.
+    pub access: Access,
+    /// Whether it changes what is stored (its reply waits for the disk
+    /// under `fsync always`).
+    pub write: bool,
+    /// Whether it walks across sessions (run off the request workers).
+    pub heavy: bool,
 }
 
 #[cfg(test)]
 mod name_tests {
     use super::*;
 
+    /// One of every command (the test below fails if one is missing).
+    fn every_command() -> Vec<Command> {
+        let id = || SessionId::new(Bytes::from_static(b"s"));
+        let b = || Bytes::from_static(b"x");
+        vec![
+            Command::Create {
+                id: id(),
+                class: None,
+                data: None,
+                timeout_ms: None,
+            },
+            Command::Uniq {
+                len: None,
+                class: None,
+                data: None,
+                timeout_ms: None,
+            },
+            Command::Destroy { id: id() },
+            Command::Exists { id: id() },
+            Command::Info { id: id() },
+            Command::Export { id: id() },
+            Command::Count { class: None },
+            Command::List { class: None },
+            Command::Scan {
+                cursor: b(),
+                count: 1,
+                class: None,
+            },
+            Command::Get {
+                id: id(),
+                name: b(),
+                default: None,
+            },
+            Command::Set {
+                id: id(),
+                name: b(),
+                value: b(),
+            },
+            Command::Del {
+                id: id(),
+                name: b(),
+            },
+            Command::GetAll { id: id() },
+            Command::SetAll {
+                id: id(),
+                pairs: vec![],
+            },
+            Command::GetData {
+                id: id(),
+                touch: false,
+            },
+            Command::SetData {
+                id: id(),
+                data: b(),
+            },
+            Command::Store {
+                id: id(),
+                data: b(),
+                timeout_ms: None,
+                flags: None,
+                condition: StoreIf::Always,
+                reply: StoreReply::Ok,
+            },
+            Command::Append {
+                id: id(),
+                data: b(),
+                front: false,
+            },
+            Command::Item {
+                id: id(),
+                timeout_ms: None,
+            },
+            Command::IncrData {
+                id: id(),
+                delta: 1,
+                decr: false,
+                initial: None,
+            },
+            Command::Inc {
+                id: id(),
+                name: b(),
+                by: 1,
+            },
+            Command::Find {
+                name: b(),
+                value: b(),
+            },
+            Command::ListVar { name: b() },
+            Command::Timeout {
+                id: id(),
+                timeout_ms: None,
+            },
+            Command::Ttl { id: id() },
+            Command::PTtl { id: id() },
+            Command::Touch { id: id() },
+            Command::Lock {
+                id: id(),
+                mode: LockMode::Write,
+                wait_ms: 0,
+                lease_ms: None,
+            },
+            Command::Unlock { id: id(), key: 1 },
+            Command::LockOwned {
+                id: id(),
+                owner: b(),
+                lease_ms: None,
+            },
+            Command::UnlockOwned {
+                id: id(),
+                owner: None,
+            },
+            Command::LockOwner { id: id() },
+            Command::Commit { id: id(), key: 1 },
+            Command::Open {
+                id: id(),
+                mode: LockMode::Read,
+                wait_ms: 0,
+                lease_ms: None,
+                create: false,
+            },
+            Command::Close {
+                id: id(),
+                key: 1,
+                data: None,
+                sets: vec![],
+            },
+            Command::Regenerate {
+                id: id(),
+                new_id: None,
+            },
+            Command::RandStr { len: 1 },
+            Command::Ping { message: None },
+            Command::Echo { message: b() },
+            Command::ServerInfo,
+            Command::FlushAll,
+            Command::FindPage {
+                name: b(),
+                value: b(),
+                cursor: b(),
+                count: 1,
+            },
+            Command::ListVarPage {
+                name: b(),
+                cursor: b(),
+                count: 1,
+            },
+            Command::KeyScan {
+                cursor: 0,
+                count: 1,
+            },
+        ]
+    }
+
     #[test]
-    fn names_are_unique_and_match_their_index() {
-        let mut seen = std::collections::HashSet::new();
-        for n in Command::NAMES {
-            assert!(seen.insert(n), "{n} twice");
+    fn every_command_has_its_own_index_and_the_name_there() {
+        let all = every_command();
+        assert_eq!(all.len(), Command::NAMES.len(), "one sample per command");
+        let mut seen = std::collections::BTreeSet::new();
+        for cmd in &all {
+            let m = cmd.meta();
+            assert!(seen.insert(m.index), "index {} twice ({cmd:?})", m.index);
+            assert_eq!(Command::NAMES[m.index], m.name, "{cmd:?}");
         }
-        assert_eq!(Command::ServerInfo.name(), "server_info");
-        let last = Command::KeyScan {
-            cursor: 0,
-            count: 1,
+        assert_eq!(seen.len(), Command::NAMES.len());
+        let unique: std::collections::BTreeSet<_> = Command::NAMES.iter().collect();
+        assert_eq!(unique.len(), Command::NAMES.len(), "a name twice");
+    }
+
+    #[test]
+    fn what_a_command_needs_follows_its_fields() {
+        let id = || SessionId::new(Bytes::from_static(b"s"));
+        let read = Command::Timeout {
+            id: id(),
+            timeout_ms: None,
         };
-        assert_eq!(last.index(), Command::NAMES.len() - 1);
-        let ping = Command::Ping { message: None };
-        assert_eq!(Command::NAMES[ping.index()], "ping");
+        let set = Command::Timeout {
+            id: id(),
+            timeout_ms: Some(1),
+        };
+        assert_eq!((read.access(), read.is_write()), (Access::Read, false));
+        assert_eq!((set.access(), set.is_write()), (Access::Write, true));
+        let shared = Command::Lock {
+            id: id(),
+            mode: LockMode::Read,
+            wait_ms: 0,
+            lease_ms: None,
+        };
+        assert_eq!((shared.access(), shared.is_write()), (Access::Read, false));
+        assert_eq!(Command::FlushAll.access(), Access::Admin);
+        assert!(Command::FlushAll.is_heavy() && Command::FlushAll.is_write());
     }
 }

@@ -20,7 +20,7 @@ mod store;
 
 pub use client::ClientHandle;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use command::{Access, Command, StoreIf, StoreReply};
+pub use command::{Access, Command, Meta, StoreIf, StoreReply};
 pub use engine::{AfterGrant, Engine, EngineConfig, EngineStats, Outcome, PendingLock, TickReport};
 pub use error::Error;
 pub use id::{IdChars, SessionId};

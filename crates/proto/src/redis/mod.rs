@@ -92,48 +92,31 @@ fn expire_ms(n: i64, unit_ms: u64, cmd: &str) -> Result<u64, CommandError> {
         .ok_or_else(|| err(format!("invalid expire time in '{cmd}' command")))
 }
 
-/// Whether `args` (name first) is a Redis command this door knows.
+/// Whether `name` is a Redis command this door knows (any case).
 pub fn is_redis_command(name: &[u8]) -> bool {
-    const NAMES: &[&str] = &[
-        "GET", "SET", "SETEX", "PSETEX", "GETEX", "DEL", "UNLINK", "EXISTS", "EXPIRE", "PEXPIRE",
-        "TTL", "PTTL", "TYPE", "KEYS", "SCAN", "DBSIZE", "FLUSHDB", "FLUSHALL", "EVAL", "EVALSHA",
-        "SELECT", "CLIENT", "TIME", "SCRIPT",
-    ];
-    NAMES
+    COMMANDS
         .iter()
+        .flat_map(|c| c.names)
         .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Translates one Redis request (name first).
-pub fn parse(
-    args: Vec<Bytes>,
-    keys: &RedisKeys,
-    client_id: u64,
-) -> Result<RedisRequest, CommandError> {
-    let Some(name) = args.first() else {
-        return Err(err("empty command"));
-    };
-    // Upper-cased on the stack: every name this door knows is short ASCII,
-    // and anything else is no command of its own.
-    let mut upper = [0u8; 16];
-    let name = match upper.get_mut(..name.len()) {
-        Some(slot) => {
-            slot.copy_from_slice(name);
-            slot.make_ascii_uppercase();
-            std::str::from_utf8(slot).unwrap_or("")
-        }
-        None => "",
-    };
-    let a = &args[1..];
-    let one = |commands: Vec<Command>, render: Render| Ok(RedisRequest { commands, render });
-    let fixed = |reply: Reply| {
-        Ok(RedisRequest {
-            commands: Vec::new(),
-            render: Render::Fixed(reply),
-        })
-    };
-    match name {
-        "GET" => {
+/// One Redis command (or a family spelled several ways): its names and its
+/// parser, which turns the arguments (after the name) into engine commands
+/// and how their results fold into one Redis reply.
+pub struct RedisCommand {
+    pub names: &'static [&'static str],
+    parse: Parse,
+}
+
+/// A Redis command's parser: its name as sent (upper case), the arguments
+/// after it, the key mapping, the connection's id (`CLIENT ID`).
+type Parse = fn(&str, &[Bytes], &RedisKeys, u64) -> Result<RedisRequest, CommandError>;
+
+/// Every Redis command the door knows, one row each.
+pub const COMMANDS: &[RedisCommand] = &[
+    RedisCommand {
+        names: &["GET"],
+        parse: |name, a, keys, _| {
             let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
                 Key::Session(id) => one(
@@ -142,8 +125,11 @@ pub fn parse(
                 ),
                 Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Plain),
             }
-        }
-        "GETEX" => {
+        },
+    },
+    RedisCommand {
+        names: &["GETEX"],
+        parse: |name, a, keys, _| {
             let (key, opts) = a.split_first().ok_or_else(|| arity(name))?;
             let Key::Session(id) = keys.map(key) else {
                 return one(
@@ -169,9 +155,15 @@ pub fn parse(
             }
             commands.push(Command::GetData { id, touch: false });
             one(commands, Render::NilIfMissing)
-        }
-        "SET" => parse_set(a, keys),
-        "SETEX" | "PSETEX" => {
+        },
+    },
+    RedisCommand {
+        names: &["SET"],
+        parse: |_, a, keys, _| parse_set(a, keys),
+    },
+    RedisCommand {
+        names: &["SETEX", "PSETEX"],
+        parse: |name, a, keys, _| {
             let [key, n, value] = a else {
                 return Err(arity(name));
             };
@@ -191,8 +183,11 @@ pub fn parse(
                 ),
                 Key::Lock(_) => Err(lock_key_misuse()),
             }
-        }
-        "DEL" | "UNLINK" => {
+        },
+    },
+    RedisCommand {
+        names: &["DEL", "UNLINK"],
+        parse: |name, a, keys, _| {
             if a.is_empty() {
                 return Err(arity(name));
             }
@@ -204,8 +199,11 @@ pub fn parse(
                 })
                 .collect();
             one(commands, Render::Count)
-        }
-        "EXISTS" => {
+        },
+    },
+    RedisCommand {
+        names: &["EXISTS"],
+        parse: |name, a, keys, _| {
             if a.is_empty() {
                 return Err(arity(name));
             }
@@ -217,8 +215,11 @@ pub fn parse(
                 })
                 .collect();
             one(commands, Render::Count)
-        }
-        "EXPIRE" | "PEXPIRE" => {
+        },
+    },
+    RedisCommand {
+        names: &["EXPIRE", "PEXPIRE"],
+        parse: |name, a, keys, _| {
             let [key, n, ..] = a else {
                 return Err(arity(name));
             };
@@ -239,8 +240,11 @@ pub fn parse(
                 }],
                 Render::OneOrZero,
             )
-        }
-        "TTL" | "PTTL" => {
+        },
+    },
+    RedisCommand {
+        names: &["TTL", "PTTL"],
+        parse: |name, a, keys, _| {
             let [key] = a else { return Err(arity(name)) };
             let Key::Session(id) = keys.map(key) else {
                 return fixed(Reply::Int(-2));
@@ -251,15 +255,21 @@ pub fn parse(
                 Command::PTtl { id }
             };
             one(vec![cmd], Render::Ttl)
-        }
-        "TYPE" => {
+        },
+    },
+    RedisCommand {
+        names: &["TYPE"],
+        parse: |name, a, keys, _| {
             let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
                 Key::Session(id) => one(vec![Command::Exists { id }], Render::Type),
                 Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Type),
             }
-        }
-        "KEYS" => {
+        },
+    },
+    RedisCommand {
+        names: &["KEYS"],
+        parse: |name, a, _, _| {
             let [pattern] = a else {
                 return Err(arity(name));
             };
@@ -270,8 +280,11 @@ pub fn parse(
                     scan: false,
                 },
             )
-        }
-        "SCAN" => {
+        },
+    },
+    RedisCommand {
+        names: &["SCAN"],
+        parse: |name, a, _, _| {
             let (cursor, opts) = a.split_first().ok_or_else(|| arity(name))?;
             let cursor = u64::try_from(int(cursor).map_err(|_| err("invalid cursor"))?)
                 .map_err(|_| err("invalid cursor"))?;
@@ -307,17 +320,29 @@ pub fn parse(
                     scan: true,
                 },
             )
-        }
-        "DBSIZE" => one(vec![Command::Count { class: None }], Render::Plain),
-        "FLUSHDB" | "FLUSHALL" => match a {
+        },
+    },
+    RedisCommand {
+        names: &["DBSIZE"],
+        parse: |_, _, _, _| one(vec![Command::Count { class: None }], Render::Plain),
+    },
+    RedisCommand {
+        names: &["FLUSHDB", "FLUSHALL"],
+        parse: |_, a, _, _| match a {
             [] => one(vec![Command::FlushAll], Render::Flushed),
             [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {
                 one(vec![Command::FlushAll], Render::Flushed)
             }
             _ => Err(err("syntax error")),
         },
-        "EVALSHA" | "EVAL" => parse_unlock_script(name, a, keys),
-        "SCRIPT" => match a.first() {
+    },
+    RedisCommand {
+        names: &["EVALSHA", "EVAL"],
+        parse: |name, a, keys, _| parse_unlock_script(name, a, keys),
+    },
+    RedisCommand {
+        names: &["SCRIPT"],
+        parse: |_, a, _, _| match a.first() {
             Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
                 a[1..]
                     .iter()
@@ -334,13 +359,19 @@ pub fn parse(
                 "scripting is not supported: only the phpredis session unlock script is recognised",
             )),
         },
-        "SELECT" => {
+    },
+    RedisCommand {
+        names: &["SELECT"],
+        parse: |name, a, _, _| {
             let [db] = a else { return Err(arity(name)) };
             // Every database number names the same sessions.
             int(db).map_err(|_| err("value is not an integer or out of range"))?;
             fixed(Reply::Ok)
-        }
-        "TIME" => {
+        },
+    },
+    RedisCommand {
+        names: &["TIME"],
+        parse: |_, _, _, _| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
@@ -348,8 +379,11 @@ pub fn parse(
                 Reply::bulk(now.as_secs().to_string()),
                 Reply::bulk(now.subsec_micros().to_string()),
             ]))
-        }
-        "CLIENT" => {
+        },
+    },
+    RedisCommand {
+        names: &["CLIENT"],
+        parse: |_, a, _, client_id| {
             let sub = a.first().map(|s| s.to_ascii_uppercase());
             match sub.as_deref() {
                 Some(b"SETNAME") | Some(b"SETINFO") => fixed(Reply::Ok),
@@ -357,8 +391,51 @@ pub fn parse(
                 Some(b"ID") => fixed(Reply::Int(i64::try_from(client_id).unwrap_or(i64::MAX))),
                 _ => Err(err("CLIENT supports SETNAME, GETNAME, SETINFO and ID")),
             }
+        },
+    },
+];
+
+/// The request of `commands` folded by `render`.
+fn one(commands: Vec<Command>, render: Render) -> Result<RedisRequest, CommandError> {
+    Ok(RedisRequest { commands, render })
+}
+
+/// A reply the codec computes, with no engine command.
+fn fixed(reply: Reply) -> Result<RedisRequest, CommandError> {
+    Ok(RedisRequest {
+        commands: Vec::new(),
+        render: Render::Fixed(reply),
+    })
+}
+
+/// The row for `name` (upper case).
+fn lookup(name: &str) -> Option<&'static RedisCommand> {
+    COMMANDS.iter().find(|c| c.names.contains(&name))
+}
+
+/// Translates one Redis request (name first).
+pub fn parse(
+    args: Vec<Bytes>,
+    keys: &RedisKeys,
+    client_id: u64,
+) -> Result<RedisRequest, CommandError> {
+    let Some(name) = args.first() else {
+        return Err(err("empty command"));
+    };
+    // Upper-cased on the stack: every name this door knows is short ASCII,
+    // and anything else is no command of its own.
+    let mut upper = [0u8; 16];
+    let name = match upper.get_mut(..name.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(name);
+            slot.make_ascii_uppercase();
+            std::str::from_utf8(slot).unwrap_or("")
         }
-        _ => Err(err(format!(
+        None => "",
+    };
+    match lookup(name) {
+        Some(c) => (c.parse)(name, &args[1..], keys, client_id),
+        None => Err(err(format!(
             "unknown command '{}'; COMMAND lists the commands, docs/protocol.md explains them",
             SessionId::new(args[0].clone())
         ))),
