@@ -41,7 +41,10 @@ fn every_redis_command_is_in_the_redis_table_of_the_docs() {
                 .step_by(2)
                 .any(|code| code.split([' ', '/']).next() == Some(name))
         });
-        assert!(listed, "docs/protocol.md's Redis table has no row for {name}");
+        assert!(
+            listed,
+            "docs/protocol.md's Redis table has no row for {name}"
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use sessiond_core::{Command, LockMode, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
 use tokio::sync::watch;
 
-use super::FLUSH_AT;
+use super::{Next, SocketDoor, FLUSH_AT};
 use crate::conn::link::Link;
 use crate::conn::stream::Stream;
 use crate::door::Door;
@@ -29,7 +29,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         link: Link::new(stream, shared, stop, 4096, Door::Line),
         open: None,
     };
-    if let Err(e) = conn.run().await {
+    if let Err(e) = super::serve(&mut conn).await {
         tracing::debug!(error = %e, "line-protocol connection ended with an error");
     }
 }
@@ -42,43 +42,44 @@ struct Conn {
 /// What a command answers: `ok [text]` or `err message`.
 type LineResult = Result<Option<Vec<u8>>, String>;
 
-impl Conn {
-    async fn run(&mut self) -> std::io::Result<()> {
+impl SocketDoor for Conn {
+    fn link(&mut self) -> &mut Link {
+        &mut self.link
+    }
+
+    /// Answers every whole line in the input buffer.
+    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
         loop {
-            loop {
-                let cmd = match line::parse_line(&mut self.link.inbuf, &self.link.shared.limits) {
-                    Ok(None) => break,
-                    Ok(Some(Ok(cmd))) => cmd,
-                    Ok(Some(Err(e))) => {
-                        line::err(&mut self.link.out, &e.0);
-                        continue;
-                    }
-                    Err(e) => {
-                        line::err(&mut self.link.out, &e.0);
-                        return self.link.flush().await;
-                    }
-                };
-                if cmd == LineCommand::Quit {
-                    line::ok(&mut self.link.out, None);
-                    return self.link.flush().await;
+            let cmd = match line::parse_line(&mut self.link.inbuf, &self.link.shared.limits) {
+                Ok(None) => return Ok(Next::Continue),
+                Ok(Some(Ok(cmd))) => cmd,
+                Ok(Some(Err(e))) => {
+                    line::err(&mut self.link.out, &e.0);
+                    continue;
                 }
-                match self.answer(cmd).await? {
-                    Ok(text) => line::ok(&mut self.link.out, text.as_deref()),
-                    Err(message) => line::err(&mut self.link.out, &message),
+                Err(e) => {
+                    line::err(&mut self.link.out, &e.0);
+                    return Ok(Next::Close);
                 }
-                // Many buffered requests with large replies: write as we go
-                // rather than holding them all.
-                if self.link.out.len() >= FLUSH_AT {
-                    self.link.flush().await?;
-                }
+            };
+            if cmd == LineCommand::Quit {
+                line::ok(&mut self.link.out, None);
+                return Ok(Next::Close);
             }
-            self.link.flush().await?;
-            if !self.link.read_more().await? {
-                return Ok(());
+            match self.answer(cmd).await? {
+                Ok(text) => line::ok(&mut self.link.out, text.as_deref()),
+                Err(message) => line::err(&mut self.link.out, &message),
+            }
+            // Many buffered requests with large replies: write as we go
+            // rather than holding them all.
+            if self.link.out.len() >= FLUSH_AT {
+                self.link.flush().await?;
             }
         }
     }
+}
 
+impl Conn {
     /// Runs one engine command; a refusal as its message.
     async fn exec(&mut self, cmd: Command) -> std::io::Result<Result<Reply, String>> {
         Ok(self.link.run(cmd).await?.map_err(|e| e.to_string()))

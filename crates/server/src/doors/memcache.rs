@@ -19,7 +19,7 @@ use sessiond_proto::memcache::{
 use sessiond_proto::redis::Key;
 use tokio::sync::watch;
 
-use super::FLUSH_AT;
+use super::{Next, SocketDoor, FLUSH_AT};
 use crate::access::auth::Refused;
 use crate::conn::link::Link;
 use crate::conn::stream::Stream;
@@ -40,30 +40,24 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         protocol: None,
         skip: 0,
     };
-    if let Err(e) = conn.run().await {
+    if let Err(e) = super::serve(&mut conn).await {
         tracing::debug!(error = %e, "memcached connection ended with an error");
     }
 }
 
-/// What the loop does after a batch.
-enum Next {
-    Continue,
-    Close,
+impl SocketDoor for Conn {
+    fn link(&mut self) -> &mut Link {
+        &mut self.link
+    }
+
+    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
+        self.answer_all().await
+    }
 }
 
 impl Conn {
-    async fn run(&mut self) -> std::io::Result<()> {
-        loop {
-            let next = self.drain().await?;
-            self.link.flush().await?;
-            if matches!(next, Next::Close) || !self.link.read_more().await? {
-                return Ok(());
-            }
-        }
-    }
-
     /// Answers every whole request in the input buffer.
-    async fn drain(&mut self) -> std::io::Result<Next> {
+    async fn answer_all(&mut self) -> std::io::Result<Next> {
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(self.link.inbuf.len());

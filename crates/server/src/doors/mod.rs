@@ -12,5 +12,42 @@ pub(crate) mod line;
 pub(crate) mod memcache;
 pub(crate) mod resp;
 
+use crate::conn::link::Link;
+
 /// Replies are written once this much is pending, even mid-pipeline.
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
+
+/// What a door's answering leaves its connection to do.
+pub(crate) enum Next {
+    /// Read more requests.
+    Continue,
+    /// Write what is pending, then close (`QUIT`, a stream that cannot
+    /// be trusted past a framing error).
+    Close,
+}
+
+/// A protocol spoken over a [`Link`].
+pub(crate) trait SocketDoor {
+    fn link(&mut self) -> &mut Link;
+
+    /// Answers every whole request in the link's input buffer, appending
+    /// the replies to its output (and writing them as it goes past
+    /// [`FLUSH_AT`]); each command through `Link::run`.
+    async fn answer_buffered(&mut self) -> std::io::Result<Next>;
+}
+
+/// The one read → answer → write loop of every socket door: pipelined
+/// requests are answered in order and their replies written in one batch
+/// (once the writes they acknowledge are durable); a request that waits
+/// for a lock writes what is pending first (`Link::run`). However the
+/// connection ends, its locks are released (its `Caller` leaves the
+/// engine).
+pub(crate) async fn serve(door: &mut impl SocketDoor) -> std::io::Result<()> {
+    loop {
+        let next = door.answer_buffered().await?;
+        door.link().flush().await?;
+        if matches!(next, Next::Close) || !door.link().read_more().await? {
+            return Ok(());
+        }
+    }
+}

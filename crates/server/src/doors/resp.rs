@@ -1,11 +1,8 @@
-//! One client connection: read requests, run them, write replies.
-//!
-//! Pipelined requests are answered in order and their replies written in one
-//! batch. A request that waits for a lock flushes what is pending first, then
-//! waits without blocking the runtime, while still noticing if the client
-//! goes away. However the connection ends, its locks are released.
+//! The RESP listener's door: the native `SESSION.*` commands and the Redis
+//! commands stock session stores send, told apart by name on each request
+//! (the parsers are `sessiond_proto::native` and `sessiond_proto::redis`);
+//! `AUTH`, `HELLO`, `INFO` and `QUIT` are answered here.
 
-use crate::metrics::Proto;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
@@ -17,10 +14,11 @@ use sessiond_proto::resp::{
 };
 use tokio::sync::watch;
 
-use super::FLUSH_AT;
+use super::{Next, SocketDoor, FLUSH_AT};
 use crate::access::auth::Refused;
 use crate::conn::link::Link;
 use crate::conn::stream::Stream;
+use crate::metrics::Proto;
 use crate::shared::Shared;
 
 struct Conn {
@@ -30,12 +28,6 @@ struct Conn {
     discard: Option<Discard>,
 }
 
-/// What a request tells the loop to do next.
-enum Next {
-    Continue,
-    Close,
-}
-
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut conn = Conn {
@@ -43,27 +35,24 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         proto: Protocol::Resp2,
         discard: None,
     };
-    if let Err(e) = conn.run().await {
+    if let Err(e) = super::serve(&mut conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
-impl Conn {
-    async fn run(&mut self) -> std::io::Result<()> {
-        loop {
-            if let Next::Close = self.drain_requests().await? {
-                self.link.flush().await?;
-                return Ok(());
-            }
-            self.link.flush().await?;
-            if !self.link.read_more().await? {
-                return Ok(());
-            }
-        }
+impl SocketDoor for Conn {
+    fn link(&mut self) -> &mut Link {
+        &mut self.link
     }
 
+    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
+        self.answer_all().await
+    }
+}
+
+impl Conn {
     /// Answers every whole request in the input buffer.
-    async fn drain_requests(&mut self) -> std::io::Result<Next> {
+    async fn answer_all(&mut self) -> std::io::Result<Next> {
         loop {
             if let Some(d) = &mut self.discard {
                 match d.skip(&mut self.link.inbuf) {
