@@ -3,6 +3,8 @@
 
 use crate::common;
 
+use std::sync::Arc;
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::time::Duration;
@@ -240,8 +242,11 @@ async fn a_deleted_snapshot_still_starts_and_keeps_the_newer_log() {
 
 #[tokio::test]
 async fn expiry_counts_the_time_the_server_was_down() {
+    // A manual clock: the downtime is a clock step, not a sleep.
+    let clock = Arc::new(sessiond_core::ManualClock::new(1_000_000));
     let dir = TempDir::new("expiry");
-    let s = TestServer::start_with(durable(&dir.0, Fsync::Everysec)).await;
+    let config = || durable(&dir.0, Fsync::Everysec);
+    let s = TestServer::start_with_clock(config(), clock.clone()).await;
     let mut c = s.client().await;
     c.create(
         "short",
@@ -263,12 +268,12 @@ async fn expiry_counts_the_time_the_server_was_down() {
     .unwrap();
     drop(c);
     s.stop().await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let s = TestServer::start_with(durable(&dir.0, Fsync::Everysec)).await;
+    clock.advance(1000);
+    let s = TestServer::start_with_clock(config(), clock.clone()).await;
     let mut c = s.client().await;
     let ttl = c.ttl("short").await.unwrap();
     assert!(ttl <= 1, "a second of downtime counted: ttl {ttl}");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    clock.advance(2000);
     assert!(!c.exists("short").await.unwrap());
     assert!(c.exists("long").await.unwrap());
     s.stop().await;

@@ -42,7 +42,7 @@ async fn a_listing_past_max_reply_items_points_to_the_cursor_form() {
     let mut cursor = "0".to_string();
     let mut seen = 0;
     loop {
-        let RespValue::Array(page) = c
+        let r = c
             .call(&[
                 "SESSION.FIND",
                 "user",
@@ -53,9 +53,9 @@ async fn a_listing_past_max_reply_items_points_to_the_cursor_form() {
                 "25",
             ])
             .await
-            .unwrap()
-        else {
-            panic!()
+            .unwrap();
+        let RespValue::Array(page) = r else {
+            panic!("{r:?}")
         };
         let (RespValue::Bulk(next), RespValue::Array(ids)) = (&page[0], &page[1]) else {
             panic!("{page:?}")

@@ -332,8 +332,9 @@ async fn lock_keys_are_released_only_by_their_holder() {
     );
 
     // Each refusal is counted.
-    let RespValue::Bulk(info) = a.call(&["INFO", "sessions"]).await.unwrap() else {
-        panic!()
+    let r = a.call(&["INFO", "sessions"]).await.unwrap();
+    let RespValue::Bulk(info) = r else {
+        panic!("{r:?}")
     };
     let info = String::from_utf8_lossy(&info);
     assert!(info.contains("refused_unlocks:3"), "{info}");

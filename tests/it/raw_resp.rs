@@ -187,8 +187,9 @@ async fn command_lists_the_table() {
         n,
         sessiond_client::RespValue::Int(sessiond_proto::native::COMMANDS.len() as i64)
     );
-    let sessiond_client::RespValue::Array(all) = c.call(&["COMMAND"]).await.unwrap() else {
-        panic!()
+    let r = c.call(&["COMMAND"]).await.unwrap();
+    let sessiond_client::RespValue::Array(all) = r else {
+        panic!("{r:?}")
     };
     assert_eq!(all.len(), sessiond_proto::native::COMMANDS.len());
 }

@@ -138,9 +138,8 @@ async fn generic_commands() {
         call(&mut c, &["PSETEX", "p", "1500", "x"]).await,
         V::Simple("OK".into())
     );
-    let V::Int(pttl) = call(&mut c, &["PTTL", "p"]).await else {
-        panic!()
-    };
+    let r = call(&mut c, &["PTTL", "p"]).await;
+    let V::Int(pttl) = r else { panic!("{r:?}") };
     assert!(pttl > 1000 && pttl <= 1500, "{pttl}");
     assert_eq!(call(&mut c, &["GETEX", "p", "EX", "100"]).await, bulk("x"));
     assert_eq!(call(&mut c, &["TTL", "p"]).await, V::Int(100));
@@ -157,18 +156,17 @@ async fn generic_commands() {
         V::Int(2)
     );
     assert_eq!(call(&mut c, &["DBSIZE"]).await, V::Int(2));
-    let V::Array(mut keys) = call(&mut c, &["KEYS", "*p*"]).await else {
-        panic!()
+    let r = call(&mut c, &["KEYS", "*p*"]).await;
+    let V::Array(mut keys) = r else {
+        panic!("{r:?}")
     };
     keys.sort_by_key(|k| format!("{k:?}"));
     assert_eq!(
         keys,
         vec![bulk("PHPREDIS_SESSION:p"), bulk("PHPREDIS_SESSION:plain")]
     );
-    let V::Array(scan) = call(&mut c, &["SCAN", "0", "MATCH", "*plain", "COUNT", "10"]).await
-    else {
-        panic!()
-    };
+    let r = call(&mut c, &["SCAN", "0", "MATCH", "*plain", "COUNT", "10"]).await;
+    let V::Array(scan) = r else { panic!("{r:?}") };
     assert_eq!(
         scan,
         vec![bulk("0"), V::Array(vec![bulk("PHPREDIS_SESSION:plain")])]
@@ -178,20 +176,17 @@ async fn generic_commands() {
         call(&mut c, &["CLIENT", "SETNAME", "php"]).await,
         V::Simple("OK".into())
     );
-    let V::Array(time) = call(&mut c, &["TIME"]).await else {
-        panic!()
-    };
+    let r = call(&mut c, &["TIME"]).await;
+    let V::Array(time) = r else { panic!("{r:?}") };
     assert_eq!(time.len(), 2);
-    let V::Error(e) = call(&mut c, &["FLUSHDB"]).await else {
-        panic!()
-    };
+    let r = call(&mut c, &["FLUSHDB"]).await;
+    let V::Error(e) = r else { panic!("{r:?}") };
     assert!(
         e.starts_with("ERR flushing every session is disabled"),
         "{e}"
     );
-    let V::Error(e) = call(&mut c, &["SETEX", "k", "0", "v"]).await else {
-        panic!()
-    };
+    let r = call(&mut c, &["SETEX", "k", "0", "v"]).await;
+    let V::Error(e) = r else { panic!("{r:?}") };
     assert_eq!(e, "ERR invalid expire time in 'setex' command");
     assert_eq!(
         call(&mut c, &["DEL", "p", "plain", "none"]).await,

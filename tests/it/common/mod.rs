@@ -5,6 +5,9 @@ pub mod wire;
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
+use sessiond_core::{Engine, ManualClock};
 use sessiond_server::{Config, Doors, Server, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,6 +45,17 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> Self {
+        Self::start_on(config, None).await
+    }
+
+    /// Like [`TestServer::start_with`], on a manual clock at `now_ms`: the
+    /// test moves time with `clock.advance` instead of sleeping.
+    pub async fn start_with_clock(config: Config, clock: Arc<ManualClock>) -> Self {
+        let engine = Arc::new(Engine::new(config.engine(), clock));
+        Self::start_on(config, Some(engine)).await
+    }
+
+    async fn start_on(config: Config, engine: Option<Arc<Engine>>) -> Self {
         let (listener, addr) = ephemeral().await;
         let (memcache_listener, memcache) = ephemeral().await;
         let (line_listener, line) = ephemeral().await;
@@ -54,7 +68,11 @@ impl TestServer {
                 memcache: Some(memcache_listener),
                 http: Some(http_listener),
             };
-            Server::open(config)
+            let server = match engine {
+                Some(engine) => Server::open_with_engine(config, engine),
+                None => Server::open(config),
+            };
+            server
                 .expect("open")
                 .run_doors(doors, async {
                     let _ = rx.await;

@@ -1,0 +1,151 @@
+//! Sliding expiry, timeouts and reaping, on the manual clock.
+
+use super::*;
+
+#[test]
+fn sliding_expiry_and_reaping() {
+    let f = fixture();
+    f.run(Command::Create {
+        id: sid("s"),
+        class: None,
+        data: None,
+        timeout_ms: Some(10_000),
+    })
+    .unwrap();
+    f.clock.advance(9_000);
+    // A read refreshes the deadline.
+    f.run(Command::Get {
+        id: sid("s"),
+        name: b("x"),
+        default: None,
+    })
+    .unwrap();
+    f.clock.advance(9_000);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("s") }).unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(f.run(Command::Ttl { id: sid("s") }).unwrap(), Reply::Int(1));
+    // EXISTS and TTL do not refresh it.
+    f.clock.advance(1_001);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("s") }).unwrap(),
+        Reply::Int(0)
+    );
+}
+
+#[test]
+fn tick_reaps_expired_sessions_without_access() {
+    let f = fixture();
+    for i in 0..100 {
+        f.run(Command::Create {
+            id: sid(&format!("s{i}")),
+            class: None,
+            data: None,
+            timeout_ms: Some(1_000),
+        })
+        .unwrap();
+    }
+    f.create("long");
+    f.set("s1", "u", "1");
+    f.clock.advance(1_000);
+    let report = f.engine.tick();
+    assert_eq!(report.expired_sessions, 100);
+    assert_eq!(
+        f.run(Command::Count { class: None }).unwrap(),
+        Reply::Int(1)
+    );
+    assert!(strs(
+        f.run(Command::Find {
+            name: b("u"),
+            value: b("1")
+        })
+        .unwrap()
+    )
+    .is_empty());
+}
+
+#[test]
+fn timeout_get_set_and_shorter_timeout_is_reaped() {
+    let f = fixture();
+    f.create("s");
+    assert_eq!(
+        f.run(Command::Timeout {
+            id: sid("s"),
+            timeout_ms: None
+        })
+        .unwrap(),
+        Reply::Int(1440)
+    );
+    f.run(Command::Timeout {
+        id: sid("s"),
+        timeout_ms: Some(2_000),
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::Timeout {
+            id: sid("s"),
+            timeout_ms: None
+        })
+        .unwrap(),
+        Reply::Int(2)
+    );
+    f.clock.advance(2_000);
+    assert_eq!(f.engine.tick().expired_sessions, 1);
+    assert!(f
+        .run(Command::Timeout {
+            id: sid("x"),
+            timeout_ms: Some(0)
+        })
+        .is_err());
+}
+
+#[test]
+fn touch_extends_life() {
+    let f = fixture();
+    f.run(Command::Create {
+        id: sid("s"),
+        class: None,
+        data: None,
+        timeout_ms: Some(5_000),
+    })
+    .unwrap();
+    f.clock.advance(4_000);
+    f.run(Command::Touch { id: sid("s") }).unwrap();
+    f.clock.advance(4_000);
+    assert_eq!(f.engine.tick().expired_sessions, 0);
+    assert_eq!(
+        f.run(Command::Exists { id: sid("s") }).unwrap(),
+        Reply::Int(1)
+    );
+}
+
+#[test]
+fn locked_session_does_not_expire_under_its_holder() {
+    let f = fixture();
+    f.run(Command::Create {
+        id: sid("s"),
+        class: None,
+        data: None,
+        timeout_ms: Some(1_000),
+    })
+    .unwrap();
+    let key = f.key(&f.client, "s", LockMode::Write);
+    f.clock.advance(2_000);
+    f.engine.tick();
+    f.run(Command::Close {
+        id: sid("s"),
+        key,
+        data: Some(b("kept")),
+        sets: vec![],
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("s"),
+            touch: false
+        })
+        .unwrap(),
+        Reply::Bulk(b("kept"))
+    );
+}
