@@ -14,12 +14,7 @@ fn sliding_expiry_and_reaping() {
     .unwrap();
     f.clock.advance(9_000);
     // A read refreshes the deadline.
-    f.run(Command::Get {
-        id: sid("s"),
-        name: b("x"),
-        default: None,
-    })
-    .unwrap();
+    f.get("s", "x").unwrap();
     f.clock.advance(9_000);
     assert_eq!(
         f.run(Command::Exists { id: sid("s") }).unwrap(),
@@ -55,14 +50,7 @@ fn tick_reaps_expired_sessions_without_access() {
         f.run(Command::Count { class: None }).unwrap(),
         Reply::Int(1)
     );
-    assert!(strs(
-        f.run(Command::Find {
-            name: b("u"),
-            value: b("1")
-        })
-        .unwrap()
-    )
-    .is_empty());
+    assert!(f.find("u", "1").is_empty());
 }
 
 #[test]
@@ -140,12 +128,5 @@ fn locked_session_does_not_expire_under_its_holder() {
         sets: vec![],
     })
     .unwrap();
-    assert_eq!(
-        f.run(Command::GetData {
-            id: sid("s"),
-            touch: false
-        })
-        .unwrap(),
-        Reply::Bulk(b("kept"))
-    );
+    assert_eq!(f.get_data("s").unwrap(), Reply::Bulk(b("kept")));
 }

@@ -11,35 +11,13 @@ fn find_and_listvar_follow_writes() {
     f.set("a", "user", "42");
     f.set("b", "user", "42");
     f.set("c", "user", "7");
-    let mut found = strs(
-        f.run(Command::Find {
-            name: b("user"),
-            value: b("42"),
-        })
-        .unwrap(),
-    );
+    let mut found = f.find("user", "42");
     found.sort();
     assert_eq!(found, ["a", "b"]);
     f.set("b", "user", "8");
-    assert_eq!(
-        strs(
-            f.run(Command::Find {
-                name: b("user"),
-                value: b("42")
-            })
-            .unwrap()
-        ),
-        ["a"]
-    );
+    assert_eq!(f.find("user", "42"), ["a"]);
     f.run(Command::Destroy { id: sid("a") }).unwrap();
-    assert!(strs(
-        f.run(Command::Find {
-            name: b("user"),
-            value: b("42")
-        })
-        .unwrap()
-    )
-    .is_empty());
+    assert!(f.find("user", "42").is_empty());
     let r = f.run(Command::ListVar { name: b("user") }).unwrap();
     let Reply::Map(mut pairs) = r else {
         panic!("{r:?}")

@@ -112,14 +112,7 @@ fn lease_expiry_releases_and_stale_key_is_refused() {
         sets: vec![],
     };
     assert!(matches!(f.run_as(&a, close), Err(Error::StaleKey { .. })));
-    assert_eq!(
-        f.run(Command::GetData {
-            id: sid("s"),
-            touch: false
-        })
-        .unwrap(),
-        Reply::Bulk(b(""))
-    );
+    assert_eq!(f.get_data("s").unwrap(), Reply::Bulk(b("")));
     f.run_as(
         &b2,
         Command::Close {
@@ -130,23 +123,8 @@ fn lease_expiry_releases_and_stale_key_is_refused() {
         },
     )
     .unwrap();
-    assert_eq!(
-        f.run(Command::GetData {
-            id: sid("s"),
-            touch: false
-        })
-        .unwrap(),
-        Reply::Bulk(b("ok"))
-    );
-    assert_eq!(
-        f.run(Command::Get {
-            id: sid("s"),
-            name: b("v"),
-            default: None
-        })
-        .unwrap(),
-        Reply::Bulk(b("1"))
-    );
+    assert_eq!(f.get_data("s").unwrap(), Reply::Bulk(b("ok")));
+    assert_eq!(f.get("s", "v").unwrap(), Reply::Bulk(b("1")));
 }
 
 #[test]

@@ -59,6 +59,34 @@ impl Fixture {
         }
     }
 
+    /// Variable `name` of session `id`.
+    fn get(&self, id: &str, name: &str) -> Result<Reply, Error> {
+        self.run(Command::Get {
+            id: sid(id),
+            name: b(name),
+            default: None,
+        })
+    }
+
+    /// Session `id`'s data, without refreshing it.
+    fn get_data(&self, id: &str) -> Result<Reply, Error> {
+        self.run(Command::GetData {
+            id: sid(id),
+            touch: false,
+        })
+    }
+
+    /// The ids of the sessions whose `name` is `value`.
+    fn find(&self, name: &str, value: &str) -> Vec<String> {
+        strs(
+            self.run(Command::Find {
+                name: b(name),
+                value: b(value),
+            })
+            .unwrap(),
+        )
+    }
+
     fn create(&self, id: &str) {
         self.run(Command::Create {
             id: sid(id),

@@ -142,13 +142,7 @@ fn regenerate_moves_data_vars_and_lock() {
         Reply::Bulk(b("42"))
     );
     assert_eq!(
-        strs(
-            f.run(Command::Find {
-                name: b("user"),
-                value: b("42")
-            })
-            .unwrap()
-        ),
+        f.find("user", "42"),
         [String::from_utf8(new_id.to_bytes().to_vec()).unwrap()]
     );
     // The lock moved with it: the old key unlocks the new id, and the waiter

@@ -53,14 +53,7 @@ fn store_creates_replaces_and_honours_conditions() {
         f.run(Command::PTtl { id: sid("s") }).unwrap(),
         Reply::Int(5_000)
     );
-    assert_eq!(
-        f.run(Command::GetData {
-            id: sid("s"),
-            touch: false
-        })
-        .unwrap(),
-        Reply::Bulk(b("d"))
-    );
+    assert_eq!(f.get_data("s").unwrap(), Reply::Bulk(b("d")));
 }
 
 #[test]

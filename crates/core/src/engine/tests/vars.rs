@@ -6,15 +6,7 @@ use super::*;
 fn vars_get_set_del_getall_setall() {
     let f = fixture();
     f.create("s");
-    assert_eq!(
-        f.run(Command::Get {
-            id: sid("s"),
-            name: b("a"),
-            default: None
-        })
-        .unwrap(),
-        Reply::Nil
-    );
+    assert_eq!(f.get("s", "a").unwrap(), Reply::Nil);
     assert_eq!(
         f.run(Command::Get {
             id: sid("s"),
@@ -30,15 +22,7 @@ fn vars_get_set_del_getall_setall() {
         pairs: vec![(b("b"), b("2")), (b("c"), b("3"))],
     })
     .unwrap();
-    assert_eq!(
-        f.run(Command::Get {
-            id: sid("s"),
-            name: b("a"),
-            default: None
-        })
-        .unwrap(),
-        Reply::Bulk(b("1"))
-    );
+    assert_eq!(f.get("s", "a").unwrap(), Reply::Bulk(b("1")));
     assert_eq!(
         f.run(Command::Del {
             id: sid("s"),
@@ -121,15 +105,7 @@ fn php_encoded_data_is_visible_as_read_only_vars() {
         data: b("a:1:{s:7:\"user_id\";s:2:\"42\";}"),
     })
     .unwrap();
-    assert_eq!(
-        f.run(Command::Get {
-            id: sid("a"),
-            name: b("user_id"),
-            default: None
-        })
-        .unwrap(),
-        Reply::Bulk(b("42"))
-    );
+    assert_eq!(f.get("a", "user_id").unwrap(), Reply::Bulk(b("42")));
     assert_eq!(
         f.run(Command::GetAll { id: sid("a") }).unwrap(),
         Reply::Map(vec![
@@ -137,27 +113,12 @@ fn php_encoded_data_is_visible_as_read_only_vars() {
             (Reply::Bulk(b("name")), Reply::Bulk(b("Ann"))),
         ])
     );
-    let mut found = strs(
-        f.run(Command::Find {
-            name: b("user_id"),
-            value: b("42"),
-        })
-        .unwrap(),
-    );
+    let mut found = f.find("user_id", "42");
     found.sort();
     assert_eq!(found, ["a", "b"], "both encodings are indexed");
     // An explicit variable shadows the PHP entry of the same name.
     f.set("b", "user_id", "7");
-    assert_eq!(
-        strs(
-            f.run(Command::Find {
-                name: b("user_id"),
-                value: b("42")
-            })
-            .unwrap()
-        ),
-        ["a"]
-    );
+    assert_eq!(f.find("user_id", "42"), ["a"]);
     let r = f.run(Command::ListVar { name: b("user_id") }).unwrap();
     let Reply::Map(listed) = r else {
         panic!("{r:?}")
@@ -169,46 +130,15 @@ fn php_encoded_data_is_visible_as_read_only_vars() {
         data: b("user_id|i:43;"),
     })
     .unwrap();
-    assert!(strs(
-        f.run(Command::Find {
-            name: b("user_id"),
-            value: b("42")
-        })
-        .unwrap()
-    )
-    .is_empty());
-    assert_eq!(
-        strs(
-            f.run(Command::Find {
-                name: b("user_id"),
-                value: b("43")
-            })
-            .unwrap()
-        ),
-        ["a"]
-    );
+    assert!(f.find("user_id", "42").is_empty());
+    assert_eq!(f.find("user_id", "43"), ["a"]);
     f.run(Command::SetData {
         id: sid("a"),
         data: b("not php"),
     })
     .unwrap();
-    assert_eq!(
-        f.run(Command::Get {
-            id: sid("a"),
-            name: b("name"),
-            default: None
-        })
-        .unwrap(),
-        Reply::Nil
-    );
-    assert!(strs(
-        f.run(Command::Find {
-            name: b("user_id"),
-            value: b("43")
-        })
-        .unwrap()
-    )
-    .is_empty());
+    assert_eq!(f.get("a", "name").unwrap(), Reply::Nil);
+    assert!(f.find("user_id", "43").is_empty());
 }
 
 #[test]
