@@ -1,8 +1,10 @@
-//! What every door's connection shares ([`Link`]): registering with the
-//! engine (so a connection's locks are released however it ends), reading
-//! and writing under the stop signal and the connection timeouts, group
-//! commit of replies under `fsync always`, and waiting for a queued lock
-//! while still watching the socket.
+//! A socket door's connection ([`Link`]): its [`Caller`] (tenant, role,
+//! place in the engine — so its locks are released however it ends — and
+//! durability mark), reading and writing under the stop signal and the
+//! connection timeouts, writing replies once what they acknowledge is
+//! durable (group commit under `fsync always`), and [`Link::run`]: the
+//! request path of `conn::request` plus the wait for a queued lock while
+//! still watching the socket.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -154,9 +156,10 @@ impl Link {
     {
         match self.caller.start(cmd, finish).await {
             Started::Done(done) => Ok(done),
-            Started::Wait(waiting) => {
+            Started::Wait(mut waiting) => {
+                // A connection that ends here (the client hung up, the
+                // socket failed) leaves the queue as it leaves the engine.
                 self.flush().await?;
-                let mut waiting = waiting;
                 let ended = self.await_lock(&mut waiting.pending).await?;
                 Ok(self.caller.finish_wait(waiting, ended))
             }
