@@ -339,3 +339,71 @@ async fn lock_keys_are_released_only_by_their_holder() {
     let info = String::from_utf8_lossy(&info);
     assert!(info.contains("refused_unlocks:3"), "{info}");
 }
+
+/// A Redis `SET <id>_LOCK … NX` and a memcached `add lock.<id>` on a held
+/// lock wait in the session's queue and are answered the moment the lock
+/// is theirs (Redis and memcached would answer nil / NOT_STORED at once,
+/// and the client would poll); with `door_lock_wait_ms = 0` they answer at
+/// once, as those servers do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_lock_requests_wait_for_the_holder_to_let_go() {
+    use sessiond_client::RespValue;
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    let ok = RespValue::Simple("OK".into());
+    let set = |secret: &'static str| vec!["SET", "w_LOCK", secret, "NX", "PX", "60000"];
+    assert_eq!(a.call(&set("host|1")).await.unwrap(), ok);
+    let mut b = s.client().await;
+    let waiting = tokio::spawn(async move {
+        let asked = std::time::Instant::now();
+        let reply = b.call(&set("host|2")).await.unwrap();
+        // b is handed back: its lock lasts as long as its connection.
+        (reply, asked.elapsed(), b)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered while the lock was held");
+    let released = std::time::Instant::now();
+    assert_eq!(a.call(&["DEL", "w_LOCK"]).await.unwrap(), RespValue::Int(1));
+    let (reply, waited, _b) = waiting.await.unwrap();
+    assert_eq!(reply, ok, "granted once released");
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(
+        released.elapsed() < Duration::from_millis(500),
+        "granted at once, not at the next poll"
+    );
+    assert_eq!(
+        a.call(&["GET", "w_LOCK"]).await.unwrap(),
+        RespValue::Bulk(Bytes::from("host|2"))
+    );
+
+    // memcached's `add lock.<id>` likewise.
+    let mut ma = common::wire::Wire::connect(s.memcache).await;
+    assert_eq!(
+        ma.ask(b"add lock.m 0 30 1\r\n1\r\n", b"\r\n").await,
+        "STORED\r\n"
+    );
+    let memcache = s.memcache;
+    let waiting = tokio::spawn(async move {
+        let mut mb = common::wire::Wire::connect(memcache).await;
+        let reply = mb.ask(b"add lock.m 0 30 1\r\n2\r\n", b"\r\n").await;
+        (reply, mb)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered while the lock was held");
+    assert_eq!(ma.line("delete lock.m").await, "DELETED");
+    let (reply, _mb) = waiting.await.unwrap();
+    assert_eq!(reply, "STORED\r\n");
+
+    // door_lock_wait_ms = 0: at once, as Redis answers.
+    let s = TestServer::start_with(sessiond_server::Config {
+        storage: sessiond_server::Storage::Memory,
+        door_lock_wait_ms: 0,
+        ..sessiond_server::Config::default()
+    })
+    .await;
+    let (mut a, mut b) = (s.client().await, s.client().await);
+    assert_eq!(a.call(&set("host|1")).await.unwrap(), ok);
+    let asked = std::time::Instant::now();
+    assert_eq!(b.call(&set("host|2")).await.unwrap(), RespValue::Nil);
+    assert!(asked.elapsed() < Duration::from_millis(500));
+}

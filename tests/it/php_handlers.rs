@@ -377,3 +377,161 @@ async fn php_handlers_log_in_and_see_only_their_tenant() {
         }
     }
 }
+
+/// php.ini as each extension ships it, locking on (phpredis's is off by
+/// default): none of the retry settings the other tests tune.
+fn default_lock_ini(h: Handler) -> Vec<String> {
+    h.ini()
+        .into_iter()
+        .filter(|s| !s.starts_with("redis.session.lock_") && !s.starts_with("memcached.sess_lock_"))
+        .collect()
+}
+
+/// `php session_cli.php args…` with `ini`: whether it succeeded, and what
+/// it printed.
+fn php_ini(ini: &[String], args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new("php");
+    for setting in ini
+        .iter()
+        .map(String::as_str)
+        .chain(["session.use_strict_mode=1", "session.gc_maxlifetime=600"])
+    {
+        cmd.args(["-d", setting]);
+    }
+    let out = cmd.arg(SCRIPT).args(args).output().expect("run php");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// 8 processes x 50 locked increments of one session, each holding it
+/// 2 ms, on the extension's default lock settings: the final count and how
+/// many requests failed.
+fn contend_with_default_settings(h: Handler) -> (u32, usize) {
+    let ini = default_lock_ini(h);
+    let (ok, id) = php_ini(&ini, &["write", "seed", "n", "0"]);
+    assert!(ok, "{id}");
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (ini, id) = (ini.clone(), id.clone());
+            std::thread::spawn(move || {
+                let (ok, out) = php_ini(&ini, &["incr", &id, "50", "2"]);
+                assert!(ok, "{out}");
+                out.split("failed=")
+                    .nth(1)
+                    .and_then(|n| n.split_whitespace().next())
+                    .map_or(0, |n| n.parse().unwrap_or(50))
+            })
+        })
+        .collect();
+    let failed = workers
+        .into_iter()
+        .map(|w| w.join().unwrap())
+        .sum::<usize>();
+    let (ok, n) = php_ini(&ini, &["read", &id, "n"]);
+    assert!(ok, "{n}");
+    (n.lines().next().unwrap_or("").parse().unwrap_or(0), failed)
+}
+
+/// Says a figure on the test run's own stderr (shown by `cargo test`).
+fn record(what: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{what}");
+}
+
+/// Starts `program args…` (redis-server, memcached) for comparison, and
+/// waits for its port.
+fn reference(program: &str, args: &[&str], port: u16) -> Option<common::process::Running> {
+    if !common::process::tool_available(
+        Command::new("sh").args(["-c", &format!("command -v {program}")]),
+        program,
+    ) {
+        return None;
+    }
+    let child = Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the reference server");
+    let running = common::process::Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{program} did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(running)
+}
+
+/// The one every PHP farm hits: with the extensions' default lock
+/// settings, concurrent requests lose writes on Redis and memcached (their
+/// clients poll a few times and give up). On sessiond the lock request
+/// waits in the server's queue (`door_lock_wait_ms`) and is answered the
+/// moment the lock is free: exactly 400, nothing failed. The same run
+/// against real redis-server and memcached is recorded beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_lock_settings_lose_no_write_on_sessiond() {
+    let s = TestServer::start().await;
+    for h in [
+        Handler::redis(&s),
+        Handler::memcached(&s, true),
+        Handler::memcached(&s, false),
+    ] {
+        if !available(h) {
+            continue;
+        }
+        let (n, failed) = contend_with_default_settings(h);
+        record(format!(
+            "sessiond, {h:?}, default lock settings: n={n} of 400, {failed} failed requests"
+        ));
+        assert_eq!((n, failed), (400, 0), "{h:?}");
+    }
+    let redis_port = common::process::free_port();
+    let args = [
+        "--port",
+        &redis_port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ];
+    if let Some(_redis) = reference("redis-server", &args, redis_port) {
+        let h = Handler::Redis(SocketAddr::from(([127, 0, 0, 1], redis_port)));
+        if available(h) {
+            let (n, failed) = contend_with_default_settings(h);
+            record(format!(
+                "real redis-server, default lock settings: n={n} of 400, {failed} failed requests"
+            ));
+            assert!(n <= 400);
+        }
+    }
+    let mc_port = common::process::free_port();
+    let args = [
+        "-p",
+        &mc_port.to_string(),
+        "-l",
+        "127.0.0.1",
+        "-U",
+        "0",
+        "-u",
+        "nobody",
+    ];
+    if let Some(_memcached) = reference("memcached", &args, mc_port) {
+        let h = Handler::Memcached {
+            addr: SocketAddr::from(([127, 0, 0, 1], mc_port)),
+            binary: true,
+        };
+        if available(h) {
+            let (n, failed) = contend_with_default_settings(h);
+            record(format!(
+                "real memcached, default lock settings: n={n} of 400, {failed} failed requests"
+            ));
+            assert!(n <= 400);
+        }
+    }
+}

@@ -193,3 +193,52 @@ async fn generic_commands() {
         V::Int(2)
     );
 }
+
+/// Flask-Session's 31 days, express's one-year "remember me", a 90-day
+/// `gc_maxlifetime`: long timeouts are kept (up to `max_timeout_s`, 400
+/// days) and anything longer is capped to it, never refused, on the Redis
+/// and the memcached door alike; each cap is counted.
+#[tokio::test]
+async fn long_timeouts_are_kept_and_longer_ones_capped_never_refused() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let year = (365 * 86_400).to_string();
+    assert_eq!(
+        call(&mut c, &["SETEX", "PHPREDIS_SESSION:y", &year, "v"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(
+        call(&mut c, &["TTL", "PHPREDIS_SESSION:y"]).await,
+        V::Int(365 * 86_400)
+    );
+    let max = 400 * 86_400;
+    for args in [
+        vec!["SET", "PHPREDIS_SESSION:z", "v", "EX", "99999999999"],
+        vec!["EXPIRE", "PHPREDIS_SESSION:y", "99999999999"],
+    ] {
+        let r = call(&mut c, &args).await;
+        assert!(!matches!(r, V::Error(_)), "{args:?}: {r:?}");
+    }
+    for key in ["PHPREDIS_SESSION:y", "PHPREDIS_SESSION:z"] {
+        assert_eq!(call(&mut c, &["TTL", key]).await, V::Int(max), "{key}");
+    }
+    // memcached: 60 days is an absolute Unix time (over 30 days' worth of
+    // seconds), and one far in the future is capped.
+    let mut m = common::wire::Wire::connect(s.memcache).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (key, exptime) in [("sixty", now + 60 * 86_400), ("far", now + 9_000 * 86_400)] {
+        let set = format!("set memc.sess.key.{key} 0 {exptime} 1\r\nv\r\n");
+        assert_eq!(m.ask(set.as_bytes(), b"\r\n").await, "STORED\r\n", "{key}");
+        let ttl = call(&mut c, &["TTL", &format!("PHPREDIS_SESSION:{key}")]).await;
+        let V::Int(ttl) = ttl else { panic!("{ttl:?}") };
+        let want = (exptime - now).min(max as u64) as i64;
+        assert!((want - 2..=want).contains(&ttl), "{key}: {ttl} vs {want}");
+    }
+    let r = call(&mut c, &["INFO", "sessions"]).await;
+    let V::Bulk(info) = r else { panic!("{r:?}") };
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("capped_timeouts:3"), "{info}");
+}

@@ -5,7 +5,7 @@
 //
 //   php session_cli.php write ID NAME VALUE   -> prints the session id
 //   php session_cli.php read ID NAME          -> prints the value (or NULL)
-//   php session_cli.php incr ID TIMES         -> TIMES locked read-modify-writes
+//   php session_cli.php incr ID TIMES [HOLD_MS] -> TIMES locked read-modify-writes
 //   php session_cli.php destroy ID
 //   php session_cli.php regenerate ID         -> prints the new id
 //   php session_cli.php start ID              -> prints the id PHP ended up using
@@ -38,12 +38,26 @@ switch ($action) {
         echo $value === null ? 'NULL' : $value, "\n";
         break;
     case 'incr':
+        // TIMES increments, each holding the session HOLD_MS; a start or a
+        // write that fails is counted, not fatal (the contention tests
+        // compare how many fail).
+        $hold = (int) ($argv[4] ?? 0);
+        $failed = 0;
         for ($i = 0; $i < (int) $argv[3]; $i++) {
-            open_session($id);
+            session_id($id);
+            if (!@session_start()) {
+                $failed++;
+                continue;
+            }
             $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
-            session_write_close();
+            if ($hold > 0) {
+                usleep($hold * 1000);
+            }
+            if (!@session_write_close()) {
+                $failed++;
+            }
         }
-        echo "done\n";
+        echo $failed === 0 ? "done\n" : "done failed=$failed\n";
         break;
     case 'destroy':
         open_session($id);

@@ -154,13 +154,17 @@ pub enum Command {
     },
     /// Release a lock by its key.
     Unlock { id: SessionId, key: u64 },
-    /// Try once for the write lock, naming the holder by `owner` (a Redis
-    /// door lock key: `SET <id>_LOCK <secret> NX PX ms`). The session need
-    /// not exist. Returns the fencing key, or `Locked`.
+    /// The write lock, naming the holder by `owner` (a Redis door lock key:
+    /// `SET <id>_LOCK <secret> NX PX ms`; memcached `add lock.<id>`),
+    /// queued up to `wait_ms` if it is held (0: try once; None: the
+    /// engine's `door_lock_wait_ms`). The session need not exist.
+    /// `lease_ms` None: no expiry — held until released or until the
+    /// connection closes. Returns the fencing key, or `Locked`.
     LockOwned {
         id: SessionId,
         owner: Bytes,
         lease_ms: Option<u64>,
+        wait_ms: Option<u64>,
     },
     /// Release the lock held under `owner` (when `None`: the caller's own
     /// holds, never another connection's): 1 if released, else 0.
@@ -545,6 +549,7 @@ mod name_tests {
                 id: id(),
                 owner: b(),
                 lease_ms: None,
+                wait_ms: None,
             },
             Command::UnlockOwned {
                 id: id(),

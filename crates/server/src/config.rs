@@ -250,6 +250,12 @@ pub struct Config {
     pub max_lease_ms: u64,
     /// The longest a lock request may wait, ms.
     pub max_wait_ms: u64,
+    /// How long a Redis-door `SET <id>_LOCK … NX` or a memcached
+    /// `add lock.<id>` on a held lock waits in the session's queue (and is
+    /// answered the moment the lock is its) before it is answered as busy,
+    /// ms; 0 answers at once, as Redis and memcached do. At most
+    /// `max_wait_ms`.
+    pub door_lock_wait_ms: u64,
     /// Store shards (more shards, less contention between cores).
     pub shards: usize,
     /// Worker threads of the async runtime; 0 means one per core.
@@ -295,6 +301,7 @@ impl Default for Config {
             default_lease_ms: e.default_lease_ms,
             max_lease_ms: e.max_lease_ms,
             max_wait_ms: e.max_wait_ms,
+            door_lock_wait_ms: e.door_lock_wait_ms,
             shards: e.shards,
             threads: 0,
             tick_ms: 10,
@@ -367,6 +374,12 @@ impl Config {
             return bad(format!(
                 "default_lease_ms = {} must be between 1 and max_lease_ms = {}",
                 self.default_lease_ms, self.max_lease_ms
+            ));
+        }
+        if self.door_lock_wait_ms > self.max_wait_ms {
+            return bad(format!(
+                "door_lock_wait_ms = {} must be at most max_wait_ms = {}",
+                self.door_lock_wait_ms, self.max_wait_ms
             ));
         }
         if self.shards == 0 || self.shards > 65_536 {
@@ -511,6 +524,7 @@ impl Config {
             default_lease_ms: self.default_lease_ms,
             max_lease_ms: self.max_lease_ms,
             max_wait_ms: self.max_wait_ms,
+            door_lock_wait_ms: self.door_lock_wait_ms,
             max_id_len: self.limits.max_id_len,
             id_chars: IdChars::parse(&self.limits.id_chars).unwrap_or_default(),
             max_vars: self.limits.max_vars,

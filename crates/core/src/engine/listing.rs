@@ -376,6 +376,8 @@ impl Engine {
                 ),
                 ("expired_leases".into(), stat(&self.stats.expired_leases)),
                 ("refused_unlocks".into(), stat(&self.stats.refused_unlocks)),
+                ("capped_timeouts".into(), stat(&self.stats.capped_timeouts)),
+                ("capped_leases".into(), stat(&self.stats.capped_leases)),
                 (
                     "next_fencing_key".into(),
                     self.next_fencing_key().to_string(),

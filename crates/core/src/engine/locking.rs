@@ -175,11 +175,14 @@ impl Engine {
             Some(0) => Err(Error::InvalidArgument(
                 "the lease must be at least 1 ms".into(),
             )),
-            Some(l) if l > self.config.max_lease_ms => Err(Error::LimitExceeded {
-                what: "the lock lease in ms",
-                got: l,
-                limit: self.config.max_lease_ms,
-            }),
+            Some(super::NO_EXPIRY) => Ok(super::NO_EXPIRY),
+            // Longer than allowed is capped, never refused (counted).
+            Some(l) if l > self.config.max_lease_ms => {
+                self.stats
+                    .capped_leases
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(self.config.max_lease_ms)
+            }
             Some(l) => Ok(l),
         }
     }

@@ -42,6 +42,10 @@ pub struct EngineConfig {
     pub default_lease_ms: u64,
     /// The longest lease a client may ask for.
     pub max_lease_ms: u64,
+    /// How long a door's lock request (Redis `SET <id>_LOCK … NX`,
+    /// memcached `add lock.<id>`) waits in the session's queue for a held
+    /// lock before it is answered as busy; 0: at once.
+    pub door_lock_wait_ms: u64,
     /// The longest a lock request may wait.
     pub max_wait_ms: u64,
     /// The longest session id, in bytes.
@@ -88,9 +92,13 @@ impl Default for EngineConfig {
         Self {
             shards: 64,
             default_timeout_ms: 1_440_000,
-            max_timeout_ms: 30 * 24 * 3_600_000,
+            // 400 days: a year's "remember me" fits.
+            max_timeout_ms: 400 * 24 * 3_600_000,
             default_lease_ms: 30_000,
             max_lease_ms: 3_600_000,
+            // Under libmemcached's 5 s poll timeout and phpredis's 86,400 s
+            // read timeout; far over what ordinary contention takes.
+            door_lock_wait_ms: 3_000,
             max_wait_ms: 600_000,
             max_id_len: 256,
             id_chars: IdChars::printable(),
@@ -152,7 +160,14 @@ pub struct EngineStats {
     /// Lock-key deletes (`DEL <id>_LOCK`, memcached `delete lock.<id>`,
     /// the unlock script) refused because the caller did not hold the lock.
     pub refused_unlocks: u64,
+    /// Timeouts asked for over `max_timeout_ms`, set to it instead.
+    pub capped_timeouts: u64,
+    /// Lock leases asked for over `max_lease_ms`, set to it instead.
+    pub capped_leases: u64,
 }
+
+/// The lease of a lock that asked for none: it never runs out.
+pub(super) const NO_EXPIRY: u64 = u64::MAX;
 
 /// Counters the engine keeps for `INFO`.
 #[derive(Debug, Default)]
@@ -161,6 +176,8 @@ struct Stats {
     expired_leases: AtomicU64,
     /// Lock-key deletes refused: the caller did not hold the lock.
     refused_unlocks: AtomicU64,
+    capped_timeouts: AtomicU64,
+    capped_leases: AtomicU64,
 }
 
 /// The session engine.
@@ -416,6 +433,8 @@ impl Engine {
             expired_sessions: self.stats.expired_sessions.load(Ordering::Relaxed),
             expired_leases: self.stats.expired_leases.load(Ordering::Relaxed),
             refused_unlocks: self.stats.refused_unlocks.load(Ordering::Relaxed),
+            capped_timeouts: self.stats.capped_timeouts.load(Ordering::Relaxed),
+            capped_leases: self.stats.capped_leases.load(Ordering::Relaxed),
         }
     }
 
@@ -526,11 +545,14 @@ impl Engine {
                 id,
                 owner,
                 lease_ms,
+                wait_ms,
             } => {
                 let ask = LockAsk {
                     mode: LockMode::Write,
-                    wait_ms: 0,
-                    lease_ms,
+                    wait_ms: wait_ms.unwrap_or(self.config.door_lock_wait_ms),
+                    // No expiry asked for: held until released or until
+                    // the connection closes (which sessiond sees).
+                    lease_ms: Some(lease_ms.unwrap_or(NO_EXPIRY)),
                     owner: Some(owner),
                     require_session: false,
                 };
@@ -672,11 +694,13 @@ impl Engine {
             Some(0) => Err(Error::InvalidArgument(
                 "the timeout must be at least 1 second".into(),
             )),
-            Some(t) if t > self.config.max_timeout_ms => Err(Error::LimitExceeded {
-                what: "the timeout in seconds",
-                got: t / 1000,
-                limit: self.config.max_timeout_ms / 1000,
-            }),
+            // Longer than allowed is capped, never refused: a store's "remember
+            // me for a year" must not fail the login (counted for INFO and
+            // /metrics).
+            Some(t) if t > self.config.max_timeout_ms => {
+                self.stats.capped_timeouts.fetch_add(1, Ordering::Relaxed);
+                Ok(self.config.max_timeout_ms)
+            }
             Some(t) => Ok(t),
         }
     }

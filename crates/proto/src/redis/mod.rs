@@ -504,10 +504,14 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
         }),
         // phpredis's lock: SET <key>_LOCK <secret> NX [PX ms].
         Key::Lock(id) if condition == StoreIf::Absent && !get => Ok(RedisRequest {
+            // No PX: no expiry (held until released or the connection
+            // closes). A held lock is waited for, as configured
+            // (`door_lock_wait_ms`), so phpredis's own retries rarely run.
             commands: vec![Command::LockOwned {
                 id,
                 owner: value.clone(),
                 lease_ms: timeout_ms,
+                wait_ms: None,
             }],
             render: Render::LockAcquired,
         }),

@@ -54,7 +54,8 @@ fn phpredis_session_commands() {
         vec![Command::LockOwned {
             id: id("abc"),
             owner: Bytes::from("host|42"),
-            lease_ms: Some(30_000)
+            lease_ms: Some(30_000),
+            wait_ms: None,
         }]
     );
     assert_eq!(lock.render, Render::LockAcquired);

@@ -17,6 +17,9 @@ const CONTENDED: usize = 10;
 
 /// Sections left out of a bare `INFO` (as Redis leaves out its
 /// `commandstats`); `INFO all` or naming them shows them.
+/// The Redis version `INFO` reports (`redis_version`).
+const REDIS_VERSION: &str = "7.2.0";
+
 const NOT_BY_DEFAULT: [&str; 3] = ["Commandstats", "Errorstats", "Contention"];
 
 /// Every section for a connection of `tenant`, the engine's own
@@ -49,6 +52,9 @@ pub(crate) fn sections(
         InfoSection {
             name: "Server",
             fields: vec![
+                // The Redis release whose replies the Redis door follows:
+                // clients read it to decide what they may send.
+                field("redis_version", REDIS_VERSION.into()),
                 field("sessiond_version", env!("CARGO_PKG_VERSION").to_string()),
                 field("redis_mode", "standalone".into()),
                 field("os", std::env::consts::OS.into()),
@@ -58,6 +64,12 @@ pub(crate) fn sections(
                 field("uptime_in_seconds", uptime.to_string()),
                 field("uptime_in_days", (uptime / 86_400).to_string()),
             ],
+        },
+        // One server, no cluster: clients that ask (redis-py, ioredis)
+        // stay in standalone mode.
+        InfoSection {
+            name: "Cluster",
+            fields: vec![field("cluster_enabled", "0".into())],
         },
         InfoSection {
             name: "Clients",

@@ -438,15 +438,19 @@ impl Conn {
         if !matches!(kind, StoreKind::Add | StoreKind::Set) {
             return Ok(Answer::Fail(Status::NotStored, String::new()));
         }
+        // exptime 0 (memcached's "never"): no expiry, held until released
+        // or the connection closes; a lease over max_lease_ms is capped by
+        // the engine. A held lock is waited for (`door_lock_wait_ms`).
         let lease_ms = match expiry(exptime, now_unix()) {
             Expiry::Default => None,
-            Expiry::InMs(ms) => Some(ms.min(self.link.engine().config().max_lease_ms)),
+            Expiry::InMs(ms) => Some(ms),
             Expiry::Past => return Ok(Answer::Fail(Status::NotStored, String::new())),
         };
         let cmd = Command::LockOwned {
             id,
             owner,
             lease_ms,
+            wait_ms: None,
         };
         Ok(match self.exec(cmd).await? {
             Ok(Reply::Key(key)) => Answer::Stored { cas: key },

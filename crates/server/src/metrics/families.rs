@@ -39,6 +39,14 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
             "counter",
             "Lock-key deletes refused because the caller did not hold the lock (a stale holder, another connection).",
         ),
+        "capped_timeouts_total" => (
+            "counter",
+            "Session timeouts asked for over max_timeout_s and set to it (capped, never refused).",
+        ),
+        "capped_leases_total" => (
+            "counter",
+            "Lock leases asked for over max_lease_ms and set to it (capped, never refused).",
+        ),
         "commands_total" => (
             "counter",
             "Commands answered, all doors (refused ones included).",

@@ -253,6 +253,7 @@ fn owned_locks_need_no_session_and_release_by_owner() {
         id: sid("new"),
         owner: b(owner),
         lease_ms: Some(1000),
+        wait_ms: Some(0),
     };
     assert!(
         matches!(f.run_as(&a, owned("host|1")).unwrap(), Reply::Key(_)),
@@ -298,4 +299,71 @@ fn owned_locks_need_no_session_and_release_by_owner() {
     f.clock.advance(1000);
     f.engine.tick();
     assert!(f.lock(&b2, "new", LockMode::Write, 0).is_ok());
+}
+
+#[test]
+fn an_owned_lock_queues_for_the_door_wait_and_one_without_expiry_never_runs_out() {
+    let f = fixture();
+    let (a, b2) = (f.engine.connect(), f.engine.connect());
+    // No lease asked for: held until released (or the connection ends).
+    let forever = Command::LockOwned {
+        id: sid("s"),
+        owner: b("a|1"),
+        lease_ms: None,
+        wait_ms: Some(0),
+    };
+    assert!(matches!(f.run_as(&a, forever), Ok(Reply::Key(_))));
+    f.clock.advance(10 * 86_400_000);
+    f.engine.tick();
+    // A door request waits in the queue (the configured door wait)...
+    let door = Command::LockOwned {
+        id: sid("s"),
+        owner: b("b|2"),
+        lease_ms: Some(5_000),
+        wait_ms: None,
+    };
+    let Outcome::Wait(mut pending) = f.engine.execute(&b2, door).unwrap() else {
+        panic!("not queued: ten days did not end a lock without expiry")
+    };
+    assert_eq!(pending.wait_ms, EngineConfig::default().door_lock_wait_ms);
+    assert!(poll(&mut pending).is_none());
+    // ...and has it the moment the holder lets go.
+    let released = Command::UnlockOwned {
+        id: sid("s"),
+        owner: Some(b("a|1")),
+    };
+    assert_eq!(f.run_as(&a, released).unwrap(), Reply::Int(1));
+    let granted = poll(&mut pending).expect("granted at once");
+    assert!(matches!(
+        f.engine.complete_wait(&pending, granted),
+        Ok(Reply::Key(_))
+    ));
+}
+
+#[test]
+fn leases_and_timeouts_over_the_limits_are_capped_and_counted() {
+    let f = fixture();
+    let max_lease = EngineConfig::default().max_lease_ms;
+    let long = Command::Lock {
+        id: sid("s"),
+        mode: LockMode::Write,
+        wait_ms: 0,
+        lease_ms: Some(max_lease * 10),
+    };
+    f.create("s");
+    assert!(matches!(f.run(long), Ok(Reply::Key(_))));
+    let year = 365 * 86_400_000;
+    let max_timeout = EngineConfig::default().max_timeout_ms;
+    assert!(max_timeout >= year, "a year's remember-me fits");
+    f.run(Command::Timeout {
+        id: sid("s"),
+        timeout_ms: Some(max_timeout * 2),
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::Ttl { id: sid("s") }).unwrap(),
+        Reply::Int((max_timeout / 1000) as i64)
+    );
+    let stats = f.engine.stats();
+    assert_eq!((stats.capped_leases, stats.capped_timeouts), (1, 1));
 }

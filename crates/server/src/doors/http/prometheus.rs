@@ -36,6 +36,8 @@ fn render(shared: &Shared, scope: &Scope) -> String {
         f.series("expired_sessions_total", &label, s.expired_sessions);
         f.series("lease_expiries_total", &label, s.expired_leases);
         f.series("refused_unlocks_total", &label, s.refused_unlocks);
+        f.series("capped_timeouts_total", &label, s.capped_timeouts);
+        f.series("capped_leases_total", &label, s.capped_leases);
         f.series("commands_total", &label, t.metrics.commands_total());
         t.metrics.render(&mut f, t.name());
         if let Some(p) = t.persistence() {
