@@ -32,5 +32,6 @@ mod openapi;
 mod php_client;
 mod php_handlers;
 mod raw_resp;
+mod redis_compare;
 mod redis_door;
 mod tls;

@@ -201,6 +201,13 @@ pub enum Command {
     Echo { message: Bytes },
     /// Engine statistics.
     ServerInfo,
+    /// Destroy the session if its data is `data` (the compare-and-delete
+    /// script Laravel's and Redlock's lock releases send): 1 if destroyed,
+    /// else 0 (absent, or other data).
+    DestroyIf { id: SessionId, data: Bytes },
+    /// The session's data, and the session destroyed, in one step (Redis
+    /// `GETDEL`).
+    Take { id: SessionId },
     /// Destroy every session (Redis `FLUSHDB`, memcached `flush_all`);
     /// refused unless the engine allows it. Answers how many went.
     FlushAll,
@@ -256,7 +263,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 44] = [
+    pub const NAMES: [&'static str; 46] = [
         "create",
         "uniq",
         "destroy",
@@ -301,6 +308,8 @@ impl Command {
         "find_page",
         "list_var_page",
         "key_scan",
+        "destroy_if",
+        "take",
     ];
 
     /// Everything the server needs to know of a command besides its
@@ -391,6 +400,8 @@ impl Command {
             Command::FindPage { .. } => m(41, "find_page", Read, false, true),
             Command::ListVarPage { .. } => m(42, "list_var_page", Read, false, true),
             Command::KeyScan { .. } => m(43, "key_scan", Read, false, true),
+            Command::DestroyIf { .. } => m(44, "destroy_if", Write, true, false),
+            Command::Take { .. } => m(45, "take", Write, true, false),
         }
     }
 
@@ -594,6 +605,11 @@ mod name_tests {
                 cursor: 0,
                 count: 1,
             },
+            Command::DestroyIf {
+                id: id(),
+                data: b(),
+            },
+            Command::Take { id: id() },
         ]
     }
 

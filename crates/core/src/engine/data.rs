@@ -92,6 +92,27 @@ impl Engine {
         Ok(Reply::Ok)
     }
 
+    pub(super) fn destroy_if(&self, id: &SessionId, data: &[u8], now: u64) -> Reply {
+        let mut shard = self.store.lock(id);
+        match shard.live(id, now) {
+            Some(s) if s.data == data => {
+                shard.destroy(id);
+                Reply::Int(1)
+            }
+            _ => Reply::Int(0),
+        }
+    }
+
+    pub(super) fn take(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
+        let mut shard = self.store.lock(id);
+        let Some(s) = shard.live(id, now) else {
+            return Err(Error::NoSession(id.clone()));
+        };
+        let data = s.data.clone();
+        shard.destroy(id);
+        Ok(Reply::Bulk(data))
+    }
+
     pub(super) fn flush_all(&self) -> Result<Reply, Error> {
         if !self.config.allow_flush {
             return Err(Error::InvalidArgument(

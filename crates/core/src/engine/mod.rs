@@ -472,6 +472,8 @@ impl Engine {
                 timeout_ms,
             } => self.uniq(len, class, data, timeout_ms, now)?,
             Command::Destroy { id } => self.destroy(&id, now)?,
+            Command::DestroyIf { id, data } => self.destroy_if(&id, &data, now),
+            Command::Take { id } => self.take(&id, now)?,
             Command::Exists { id } => self.exists(&id, now),
             Command::Info { id } => self.info(&id, now)?,
             Command::Export { id } => self.export(&id, now)?,

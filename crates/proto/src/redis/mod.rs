@@ -58,6 +58,13 @@ pub enum Render {
     Keys { pattern: Bytes, scan: bool },
     /// `+OK` once the flush ran (`FLUSHDB`).
     Flushed,
+    /// One reply per result, a missing session as nil (`MGET`).
+    Each,
+    /// `+OK` once every result is (`MSET`); else the first error.
+    AllOk,
+    /// `:1` if stored, `:0` if not (`SETNX`).
+    Stored,
+
     /// A fixed reply computed by the codec; no engine command.
     Fixed(Reply),
 }
@@ -323,6 +330,75 @@ pub const COMMANDS: &[RedisCommand] = &[
         },
     },
     RedisCommand {
+        names: &["MGET"],
+        parse: |name, a, keys, _| {
+            if a.is_empty() {
+                return Err(arity(name));
+            }
+            let commands = a
+                .iter()
+                .map(|k| match keys.map(k) {
+                    Key::Session(id) => Command::GetData { id, touch: false },
+                    Key::Lock(id) => Command::LockOwner { id },
+                })
+                .collect();
+            one(commands, Render::Each)
+        },
+    },
+    RedisCommand {
+        names: &["MSET"],
+        parse: |name, a, keys, _| {
+            if a.is_empty() || !a.len().is_multiple_of(2) {
+                return Err(arity(name));
+            }
+            let commands = a
+                .chunks(2)
+                .map(|kv| match keys.map(&kv[0]) {
+                    Key::Session(id) => Ok(Command::Store {
+                        id,
+                        data: kv[1].clone(),
+                        timeout_ms: None,
+                        condition: StoreIf::Always,
+                        flags: None,
+                        reply: StoreReply::Ok,
+                    }),
+                    Key::Lock(_) => Err(lock_key_misuse()),
+                })
+                .collect::<Result<_, _>>()?;
+            one(commands, Render::AllOk)
+        },
+    },
+    RedisCommand {
+        names: &["SETNX"],
+        parse: |name, a, keys, _| {
+            let [key, value] = a else {
+                return Err(arity(name));
+            };
+            let Key::Session(id) = keys.map(key) else {
+                return Err(lock_key_misuse());
+            };
+            let store = Command::Store {
+                id,
+                data: value.clone(),
+                timeout_ms: None,
+                condition: StoreIf::Absent,
+                flags: None,
+                reply: StoreReply::Ok,
+            };
+            one(vec![store], Render::Stored)
+        },
+    },
+    RedisCommand {
+        names: &["GETDEL"],
+        parse: |name, a, keys, _| {
+            let [key] = a else { return Err(arity(name)) };
+            let Key::Session(id) = keys.map(key) else {
+                return Err(lock_key_misuse());
+            };
+            one(vec![Command::Take { id }], Render::NilIfMissing)
+        },
+    },
+    RedisCommand {
         names: &["DBSIZE"],
         parse: |_, _, _, _| one(vec![Command::Count { class: None }], Render::Plain),
     },
@@ -342,7 +418,8 @@ pub const COMMANDS: &[RedisCommand] = &[
     },
     RedisCommand {
         names: &["SCRIPT"],
-        parse: |_, a, _, _| match a.first() {
+        parse: |_, a, _, _| {
+            match a.first() {
             Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
                 a[1..]
                     .iter()
@@ -356,8 +433,9 @@ pub const COMMANDS: &[RedisCommand] = &[
                 fixed(Reply::Bulk(Bytes::from_static(UNLOCK_SHA)))
             }
             _ => Err(err(
-                "scripting is not supported: only the phpredis session unlock script is recognised",
+                "scripting is not supported yet: SCRIPT LOAD takes only the compare-and-delete script (phpredis's unlock, Laravel's and Redlock's lock release)",
             )),
+        }
         },
     },
     RedisCommand {
@@ -519,14 +597,22 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
     }
 }
 
+/// Whether `script` is the compare-and-delete idiom — phpredis's unlock
+/// script, and Laravel's and Redlock's lock release — in any of its common
+/// spellings (spacing, quotes, the case of `get`/`del`).
 fn is_unlock_lua(script: &[u8]) -> bool {
     let squash = |b: &[u8]| {
         b.iter()
             .filter(|c| !c.is_ascii_whitespace())
-            .copied()
+            .map(|&c| if c == b'\'' { b'"' } else { c })
             .collect::<Vec<u8>>()
     };
-    squash(script) == squash(UNLOCK_LUA)
+    let lower = |b: Vec<u8>| {
+        let text = String::from_utf8_lossy(&b).into_owned();
+        text.replace("\"GET\"", "\"get\"")
+            .replace("\"DEL\"", "\"del\"")
+    };
+    lower(squash(script)) == lower(squash(UNLOCK_LUA))
 }
 
 /// `EVALSHA sha 1 key secret` / `EVAL script 1 key secret`: only phpredis's
@@ -551,21 +637,33 @@ fn parse_unlock_script(
                 message: "No matching script. Please use EVAL.".into(),
             }
         } else {
-            err("scripting is not supported: only the phpredis session unlock script is recognised")
+            err("scripting is not supported yet: the one script understood is compare-and-delete (if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end), phpredis's session unlock and Laravel's and Redlock's lock release")
         });
     }
-    let [key, secret] = rest else {
-        return Err(err("the unlock script takes one key and one argument"));
+    let [key, value] = rest else {
+        return Err(err(
+            "the compare-and-delete script takes one key and one argument",
+        ));
     };
     if int(numkeys)? != 1 {
-        return Err(err("the unlock script takes one key and one argument"));
+        return Err(err(
+            "the compare-and-delete script takes one key and one argument",
+        ));
     }
-    let id = lock_id(keys, key);
-    Ok(RedisRequest {
-        commands: vec![Command::UnlockOwned {
+    let command = match keys.map(key) {
+        // phpredis's unlock: release the lock if that secret holds it.
+        Key::Lock(id) => Command::UnlockOwned {
             id,
-            owner: Some(secret.clone()),
-        }],
+            owner: Some(value.clone()),
+        },
+        // Any other key: delete it if it holds that value, atomically.
+        Key::Session(id) => Command::DestroyIf {
+            id,
+            data: value.clone(),
+        },
+    };
+    Ok(RedisRequest {
+        commands: vec![command],
         render: Render::Plain,
     })
 }
@@ -589,6 +687,25 @@ pub fn render(
         Render::Flushed => match results.pop() {
             Some(Err(e)) => Err(fail(&e)),
             _ => Ok(Reply::Ok),
+        },
+        Render::Each => results
+            .into_iter()
+            .map(|r| match r {
+                Ok(reply) => Ok(reply),
+                Err(e) if missing(&e) => Ok(Reply::Nil),
+                Err(e) => Err(fail(&e)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Reply::Array),
+        Render::AllOk => match results.into_iter().find_map(Result::err) {
+            Some(e) => Err(fail(&e)),
+            None => Ok(Reply::Ok),
+        },
+        Render::Stored => match results.pop() {
+            Some(Ok(Reply::Nil)) => Ok(Reply::Int(0)),
+            Some(Ok(_)) => Ok(Reply::Int(1)),
+            Some(Err(e)) => Err(fail(&e)),
+            None => Ok(Reply::Int(0)),
         },
         Render::Count => Ok(Reply::Int(
             results.iter().filter(|r| success(r)).count() as i64

@@ -1,0 +1,151 @@
+//! The Redis door against real redis-server: the same commands, sent by
+//! the same client to both, must get the same replies. Only keys of
+//! string values and commands stock session stores send; every deliberate
+//! difference is documented in docs/protocol.md.
+
+use crate::common;
+
+use common::process::{free_port, tool_available, Running};
+use common::TestServer;
+use sessiond_client::{Client, RespValue as V};
+
+async fn call(c: &mut Client, args: &[&str]) -> V {
+    match c.call(args).await {
+        Ok(v) => v,
+        // The code only: the messages are ours.
+        Err(sessiond_client::Error::Server { code, .. }) => V::Error(code),
+        Err(e) => panic!("{args:?}: {e}"),
+    }
+}
+
+/// A private redis-server on a free port, or None (skipped; under CI a
+/// failure) when there is none.
+async fn redis_server() -> Option<(Running, Client)> {
+    let mut probe = std::process::Command::new("redis-server");
+    if !tool_available(probe.arg("--version"), "redis-server") {
+        return None;
+    }
+    let port = free_port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let running = Running(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(c) = Client::connect(addr).await {
+            return Some((running, c));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs every command on both and compares the replies.
+async fn same(ours: &mut Client, redis: &mut Client, script: &[&[&str]]) {
+    for args in script {
+        let (a, b) = (call(ours, args).await, call(redis, args).await);
+        assert_eq!(
+            a, b,
+            "{args:?}: sessiond answered {a:?}, redis-server {b:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn string_commands_answer_as_redis_does() {
+    let Some((_redis, mut redis)) = redis_server().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    let mut ours = s.client().await;
+    same(
+        &mut ours,
+        &mut redis,
+        &[
+            &["MSET", "a", "1", "b", "2"],
+            &["MGET", "a", "missing", "b"],
+            &["SETNX", "a", "again"],
+            &["SETNX", "c", "3"],
+            &["GET", "a"],
+            &["GET", "c"],
+            &["GETDEL", "c"],
+            &["GETDEL", "c"],
+            &["EXISTS", "c"],
+            &["MGET", "c"],
+        ],
+    )
+    .await;
+    // Argument errors carry Redis's code.
+    same(
+        &mut ours,
+        &mut redis,
+        &[&["MSET", "a"], &["MGET"], &["SETNX", "a"], &["GETDEL"]],
+    )
+    .await;
+}
+
+/// Laravel's `Cache::lock()->release()` and Redlock-style releases: the
+/// compare-and-delete script on an ordinary key deletes it only when it
+/// holds the caller's value (it used to be taken for phpredis's unlock and
+/// do nothing).
+#[tokio::test]
+async fn the_compare_and_delete_script_works_on_any_key() {
+    let Some((_redis, mut redis)) = redis_server().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    let mut ours = s.client().await;
+    for script in [
+        "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end",
+        "if redis.call('get', KEYS[1]) == ARGV[1] then\n  return redis.call('del', KEYS[1])\nelse\n  return 0\nend",
+        "if redis.call(\"GET\", KEYS[1]) == ARGV[1] then return redis.call(\"DEL\", KEYS[1]) else return 0 end",
+    ] {
+        same(
+            &mut ours,
+            &mut redis,
+            &[
+                &["SET", "laravel_cache:lock", "owner-a", "EX", "10", "NX"],
+                &["EVAL", script, "1", "laravel_cache:lock", "owner-b"],
+                &["GET", "laravel_cache:lock"],
+                &["EVAL", script, "1", "laravel_cache:lock", "owner-a"],
+                &["EXISTS", "laravel_cache:lock"],
+                &["EVAL", script, "1", "laravel_cache:lock", "owner-a"],
+            ],
+        )
+        .await;
+    }
+    // A script we do not run says so, never a silent 0.
+    let r = call(
+        &mut ours,
+        &["EVAL", "return redis.call('incr', KEYS[1])", "1", "k"],
+    )
+    .await;
+    assert_eq!(r, V::Error("ERR".into()));
+    assert_eq!(
+        call(&mut redis, &["GET", "laravel_cache:lock"]).await,
+        V::Nil
+    );
+}
+
+/// What clients read from INFO before they start.
+#[tokio::test]
+async fn info_carries_redis_version_and_cluster_enabled() {
+    let s = TestServer::start().await;
+    let mut ours = s.client().await;
+    let r = call(&mut ours, &["INFO"]).await;
+    let V::Bulk(info) = r else { panic!("{r:?}") };
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("redis_version:7.2.0\r\n"), "{info}");
+    assert!(
+        info.contains("# Cluster\r\ncluster_enabled:0\r\n"),
+        "{info}"
+    );
+}
