@@ -195,32 +195,26 @@ pub const COMMANDS: &[RedisCommand] = &[
     RedisCommand {
         names: &["DEL", "UNLINK"],
         parse: |name, a, keys, _| {
-            if a.is_empty() {
-                return Err(arity(name));
-            }
-            let commands = a
-                .iter()
-                .map(|k| match keys.map(k) {
-                    Key::Session(id) => Command::Destroy { id },
-                    Key::Lock(id) => Command::UnlockOwned { id, owner: None },
-                })
-                .collect();
+            let commands = per_key(
+                name,
+                a,
+                keys,
+                |id| Command::Destroy { id },
+                |id| Command::UnlockOwned { id, owner: None },
+            )?;
             one(commands, Render::Count)
         },
     },
     RedisCommand {
         names: &["EXISTS"],
         parse: |name, a, keys, _| {
-            if a.is_empty() {
-                return Err(arity(name));
-            }
-            let commands = a
-                .iter()
-                .map(|k| match keys.map(k) {
-                    Key::Session(id) => Command::Exists { id },
-                    Key::Lock(id) => Command::LockOwner { id },
-                })
-                .collect();
+            let commands = per_key(
+                name,
+                a,
+                keys,
+                |id| Command::Exists { id },
+                |id| Command::LockOwner { id },
+            )?;
             one(commands, Render::Count)
         },
     },
@@ -332,16 +326,13 @@ pub const COMMANDS: &[RedisCommand] = &[
     RedisCommand {
         names: &["MGET"],
         parse: |name, a, keys, _| {
-            if a.is_empty() {
-                return Err(arity(name));
-            }
-            let commands = a
-                .iter()
-                .map(|k| match keys.map(k) {
-                    Key::Session(id) => Command::GetData { id, touch: false },
-                    Key::Lock(id) => Command::LockOwner { id },
-                })
-                .collect();
+            let commands = per_key(
+                name,
+                a,
+                keys,
+                |id| Command::GetData { id, touch: false },
+                |id| Command::LockOwner { id },
+            )?;
             one(commands, Render::Each)
         },
     },
@@ -518,6 +509,26 @@ pub fn parse(
             SessionId::new(args[0].clone())
         ))),
     }
+}
+
+/// One command per key (at least one): `session` for a session key,
+/// `lock` for a lock key.
+fn per_key(
+    name: &str,
+    a: &[Bytes],
+    keys: &RedisKeys,
+    session: fn(SessionId) -> Command,
+    lock: fn(SessionId) -> Command,
+) -> Result<Vec<Command>, CommandError> {
+    if a.is_empty() {
+        return Err(arity(name));
+    }
+    Ok(a.iter()
+        .map(|k| match keys.map(k) {
+            Key::Session(id) => session(id),
+            Key::Lock(id) => lock(id),
+        })
+        .collect())
 }
 
 fn lock_id(keys: &RedisKeys, key: &Bytes) -> SessionId {
