@@ -336,3 +336,25 @@ async fn check_and_dump_read_a_data_directory_offline() {
         "dump changes nothing on disk"
     );
 }
+
+/// A Redis key without expiry keeps none across a restart (its timeout is
+/// logged like any other).
+#[tokio::test]
+async fn a_key_without_expiry_survives_a_restart_without_one() {
+    let dir = TempDir::new("never");
+    let s = TestServer::start_with(durable(&dir.0, Fsync::Everysec)).await;
+    let mut c = s.client().await;
+    c.call(&["SET", "forever", "v"]).await.unwrap();
+    c.call(&["SET", "counted", "v", "EX", "100"]).await.unwrap();
+    drop(c);
+    s.stop().await;
+    let s = TestServer::start_with(durable(&dir.0, Fsync::Everysec)).await;
+    let mut c = s.client().await;
+    use sessiond_client::RespValue as V;
+    assert_eq!(c.call(&["TTL", "forever"]).await.unwrap(), V::Int(-1));
+    let V::Int(ttl) = c.call(&["TTL", "counted"]).await.unwrap() else {
+        panic!("no TTL")
+    };
+    assert!((98..=100).contains(&ttl), "{ttl}");
+    s.stop().await;
+}

@@ -149,3 +149,93 @@ async fn info_carries_redis_version_and_cluster_enabled() {
         "{info}"
     );
 }
+
+/// Keys without expiry (connect-redis `disableTTL`, Django `timeout=None`),
+/// PERSIST, EXPIRE's NX/XX/GT/LT, EXPIREAT, GETEX PERSIST, and the INCR
+/// family, as Redis answers them.
+#[tokio::test]
+async fn expiry_and_counters_answer_as_redis_does() {
+    let Some((_redis, mut redis)) = redis_server().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    let mut ours = s.client().await;
+    let past = "1000000000";
+    same(
+        &mut ours,
+        &mut redis,
+        &[
+            &["SET", "k", "v"],
+            &["TTL", "k"],
+            &["PTTL", "k"],
+            &["EXPIRETIME", "k"],
+            &["EXPIRE", "k", "100", "NX"],
+            &["EXPIRE", "k", "200", "NX"],
+            &["TTL", "k"],
+            &["EXPIRE", "k", "50", "GT"],
+            &["EXPIRE", "k", "500", "GT"],
+            &["TTL", "k"],
+            &["EXPIRE", "k", "1000", "LT"],
+            &["EXPIRE", "k", "10", "LT"],
+            &["EXPIRE", "k", "20", "XX"],
+            &["EXPIRE", "k", "5", "XX", "LT"],
+            &["TTL", "k"],
+            &["PERSIST", "k"],
+            &["PERSIST", "k"],
+            &["TTL", "k"],
+            &["EXPIRE", "k", "10", "XX"],
+            &["EXPIRE", "k", "10", "GT"],
+            &["EXPIRE", "k", "10", "XX", "LT"],
+            &["EXPIRE", "k", "10", "LT"],
+            &["TTL", "k"],
+            &["EXPIRE", "k", "5", "NX", "GT"],
+            &["EXPIRE", "k", "5", "GT", "LT"],
+            &["EXPIRE", "k", "5", "SOON"],
+            &["EXPIRE", "missing", "10"],
+            &["PERSIST", "missing"],
+            &["TTL", "missing"],
+            &["EXPIRETIME", "missing"],
+            &["SETEX", "e", "100", "v"],
+            &["GETEX", "e", "PERSIST"],
+            &["TTL", "e"],
+            &["GETEX", "e", "EX", "30"],
+            &["TTL", "e"],
+            // SET without EX removes the TTL; KEEPTTL keeps it.
+            &["SET", "t", "1", "EX", "100"],
+            &["SET", "t", "2"],
+            &["TTL", "t"],
+            &["SET", "t", "3", "EX", "100"],
+            &["SET", "t", "4", "KEEPTTL"],
+            &["TTL", "t"],
+            // A deadline already past deletes the key.
+            &["EXPIREAT", "t", past],
+            &["EXISTS", "t"],
+            &["SET", "t", "5"],
+            &["PEXPIRE", "t", "-1"],
+            &["EXISTS", "t"],
+            // Counters.
+            &["SET", "c", "10"],
+            &["INCR", "c"],
+            &["INCRBY", "c", "5"],
+            &["DECR", "c"],
+            &["DECRBY", "c", "20"],
+            &["GET", "c"],
+            &["INCR", "fresh"],
+            &["TTL", "fresh"],
+            &["SET", "c", "10", "EX", "100"],
+            &["INCR", "c"],
+            &["TTL", "c"],
+            &["SET", "s", "abc"],
+            &["INCR", "s"],
+            &["SET", "s", " 1"],
+            &["INCR", "s"],
+            &["SET", "s", "01"],
+            &["INCR", "s"],
+            &["SET", "big", "9223372036854775807"],
+            &["INCR", "big"],
+            &["DECRBY", "big", "-9223372036854775808"],
+            &["INCRBY", "c", "x"],
+        ],
+    )
+    .await;
+}

@@ -208,6 +208,18 @@ pub enum Command {
     /// The session's data, and the session destroyed, in one step (Redis
     /// `GETDEL`).
     Take { id: SessionId },
+    /// Redis `EXPIRE` and kin: set the timeout (`Some(0)`: destroy the
+    /// session; `None`: no expiry, `PERSIST`) if `when` holds. 1 if done,
+    /// else 0; `NoSession` if there is none.
+    Expire {
+        id: SessionId,
+        timeout_ms: Option<u64>,
+        when: ExpireIf,
+    },
+    /// Redis `INCRBY`: the data as a signed 64-bit decimal plus `by` (a
+    /// missing session counts as 0 and is created without expiry, as
+    /// Redis does); the new value.
+    IncrBy { id: SessionId, by: i64 },
     /// Destroy every session (Redis `FLUSHDB`, memcached `flush_all`);
     /// refused unless the engine allows it. Answers how many went.
     FlushAll,
@@ -224,6 +236,23 @@ pub enum StoreIf {
     Present,
     /// Only if it exists at this version (memcached `cas`).
     Version(u64),
+}
+
+/// When `Command::Expire` sets the timeout (Redis's `NX`/`XX`/`GT`/`LT`;
+/// a key without expiry counts as an infinite timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireIf {
+    Always,
+    /// Only if it has no expiry (`NX`).
+    NoExpiry,
+    /// Only if it has one (`XX`, and `PERSIST`).
+    HasExpiry,
+    /// Only if the new deadline is later (`GT`).
+    Later,
+    /// Only if the new deadline is sooner (`LT`).
+    Sooner,
+    /// Only if it has one and the new deadline is sooner (`XX LT`).
+    SoonerWithExpiry,
 }
 
 /// What `Command::Store` answers when it stores.
@@ -263,7 +292,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 46] = [
+    pub const NAMES: [&'static str; 48] = [
         "create",
         "uniq",
         "destroy",
@@ -310,6 +339,8 @@ impl Command {
         "key_scan",
         "destroy_if",
         "take",
+        "expire",
+        "incr_by",
     ];
 
     /// Everything the server needs to know of a command besides its
@@ -402,6 +433,8 @@ impl Command {
             Command::KeyScan { .. } => m(43, "key_scan", Read, false, true),
             Command::DestroyIf { .. } => m(44, "destroy_if", Write, true, false),
             Command::Take { .. } => m(45, "take", Write, true, false),
+            Command::Expire { .. } => m(46, "expire", Write, true, false),
+            Command::IncrBy { .. } => m(47, "incr_by", Write, true, false),
         }
     }
 
@@ -610,6 +643,12 @@ mod name_tests {
                 data: b(),
             },
             Command::Take { id: id() },
+            Command::Expire {
+                id: id(),
+                timeout_ms: None,
+                when: ExpireIf::Always,
+            },
+            Command::IncrBy { id: id(), by: 1 },
         ]
     }
 

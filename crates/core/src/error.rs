@@ -40,6 +40,12 @@ pub enum Error {
     /// decimal number.
     #[error("the data of session '{0}' is not an unsigned decimal number")]
     NotNumeric(SessionId),
+    /// Redis's words for INCR on data that is no integer.
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// Redis's words for INCR past the 64-bit range.
+    #[error("increment or decrement would overflow")]
+    IncrOverflow,
     /// `INC` would leave the 64-bit signed range.
     #[error("increment of variable '{name}' of session '{id}' would overflow")]
     Overflow { id: SessionId, name: String },
@@ -94,6 +100,8 @@ impl Error {
             Error::ReadOnlyLock { .. } => "READONLY",
             Error::NotInteger { .. }
             | Error::NotNumeric(_)
+            | Error::NotAnInteger
+            | Error::IncrOverflow
             | Error::Overflow { .. }
             | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } | Error::TooManyResults { .. } => "LIMIT",
@@ -120,6 +128,8 @@ impl Error {
             Error::LimitExceeded { .. } => 413,
             Error::NotInteger { .. }
             | Error::NotNumeric(_)
+            | Error::NotAnInteger
+            | Error::IncrOverflow
             | Error::Overflow { .. }
             | Error::InvalidArgument(_)
             // Asked for more than one reply may hold: ask for pages.

@@ -20,7 +20,7 @@ mod store;
 
 pub use client::ClientHandle;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use command::{Access, Command, Meta, StoreIf, StoreReply};
+pub use command::{Access, Command, ExpireIf, Meta, StoreIf, StoreReply};
 pub use engine::{AfterGrant, Engine, EngineConfig, EngineStats, Outcome, PendingLock, TickReport};
 pub use error::Error;
 pub use id::{IdChars, SessionId};
@@ -28,3 +28,7 @@ pub use journal::{Mutation, MutationLog, KEY_BLOCK};
 pub use lock::{Grant, LockMode, LockWait};
 pub use reply::{InfoSection, Reply};
 pub use session::Session;
+
+/// A timeout (or lock lease) that never runs out: a Redis key without
+/// expiry. TTL answers -1 for it.
+pub const NEVER: u64 = u64::MAX;

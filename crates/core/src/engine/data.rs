@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{check_random_len, strict_refusal, Chosen, Engine};
-use crate::command::{StoreIf, StoreReply};
+use crate::command::{ExpireIf, StoreIf, StoreReply};
 use crate::error::Error;
 use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
 use crate::reply::Reply;
@@ -416,9 +416,73 @@ impl Engine {
         }
     }
 
+    pub(super) fn expire(
+        &self,
+        id: &SessionId,
+        timeout_ms: Option<u64>,
+        when: ExpireIf,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let new = match timeout_ms {
+            None => crate::NEVER,
+            Some(0) => 0,
+            Some(t) => self.timeout_or_default(Some(t))?,
+        };
+        let mut shard = self.store.lock(id);
+        let session = Self::alive(&mut shard, id, now)?;
+        let persistent = session.timeout_ms == crate::NEVER;
+        // A key without expiry has an infinite deadline, as in Redis.
+        let current = session.deadline_ms();
+        let target = now.saturating_add(new);
+        let applies = match when {
+            ExpireIf::Always => true,
+            ExpireIf::NoExpiry => persistent,
+            ExpireIf::HasExpiry => !persistent,
+            ExpireIf::Later => !persistent && target > current,
+            ExpireIf::Sooner => persistent || target < current,
+            ExpireIf::SoonerWithExpiry => !persistent && target < current,
+        };
+        if !applies {
+            return Ok(Reply::Int(0));
+        }
+        if new == 0 {
+            // A deadline already past: gone, as Redis deletes the key.
+            shard.destroy(id);
+        } else {
+            shard.write_timeout(id, new, now);
+        }
+        Ok(Reply::Int(1))
+    }
+
+    pub(super) fn incr_by(&self, id: SessionId, by: i64, now: u64) -> Result<Reply, Error> {
+        self.check_id(&id)?;
+        let mut shard = self.store.lock(&id);
+        let current = match shard.live(&id, now) {
+            None => None,
+            Some(s) => Some(redis_i64(&s.data).ok_or(Error::NotAnInteger)?),
+        };
+        let value = current
+            .unwrap_or(0)
+            .checked_add(by)
+            .ok_or(Error::IncrOverflow)?;
+        let text = Bytes::from(value.to_string());
+        if current.is_some() {
+            self.room_for_bytes(text.len())?;
+            shard.write_data(&id, text, now, &self.next_version);
+        } else {
+            self.may_create(Chosen::ByClient)?;
+            let session = self.new_session(None, Some(text), crate::NEVER, now);
+            shard.insert(id, session);
+        }
+        Ok(Reply::Int(value))
+    }
+
     pub(super) fn ttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
+        if session.timeout_ms == crate::NEVER {
+            return Ok(Reply::Int(-1));
+        }
         // Rounded to the nearest second, as Redis's TTL does.
         Ok(Reply::Int(secs(session.ttl_ms(now).saturating_add(500))))
     }
@@ -426,6 +490,9 @@ impl Engine {
     pub(super) fn pttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
+        if session.timeout_ms == crate::NEVER {
+            return Ok(Reply::Int(-1));
+        }
         Ok(Reply::Int(
             i64::try_from(session.ttl_ms(now)).unwrap_or(i64::MAX),
         ))
@@ -564,6 +631,18 @@ pub(super) struct Stored {
 /// A session's version as a reply integer (0 if it is gone).
 fn version_of(shard: &Shard, id: &SessionId) -> u64 {
     shard.sessions.get(id).map_or(0, |s| s.version)
+}
+
+/// A signed 64-bit decimal as Redis reads one: an optional `-`, digits,
+/// no spaces, no `+`, no leading zeros.
+fn redis_i64(data: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(data).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 /// An unsigned decimal counter as memcached reads one: digits, then

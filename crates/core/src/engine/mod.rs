@@ -167,7 +167,7 @@ pub struct EngineStats {
 }
 
 /// The lease of a lock that asked for none: it never runs out.
-pub(super) const NO_EXPIRY: u64 = u64::MAX;
+pub(super) const NO_EXPIRY: u64 = crate::NEVER;
 
 /// Counters the engine keeps for `INFO`.
 #[derive(Debug, Default)]
@@ -473,6 +473,12 @@ impl Engine {
             } => self.uniq(len, class, data, timeout_ms, now)?,
             Command::Destroy { id } => self.destroy(&id, now)?,
             Command::DestroyIf { id, data } => self.destroy_if(&id, &data, now),
+            Command::Expire {
+                id,
+                timeout_ms,
+                when,
+            } => self.expire(&id, timeout_ms, when, now)?,
+            Command::IncrBy { id, by } => self.incr_by(id, by, now)?,
             Command::Take { id } => self.take(&id, now)?,
             Command::Exists { id } => self.exists(&id, now),
             Command::Info { id } => self.info(&id, now)?,
@@ -693,6 +699,8 @@ impl Engine {
     fn timeout_or_default(&self, timeout_ms: Option<u64>) -> Result<u64, Error> {
         match timeout_ms {
             None => Ok(self.config.default_timeout_ms),
+            // A Redis key without expiry (SET without EX, PERSIST).
+            Some(crate::NEVER) => Ok(crate::NEVER),
             Some(0) => Err(Error::InvalidArgument(
                 "the timeout must be at least 1 second".into(),
             )),

@@ -10,13 +10,14 @@
 //! through `EVALSHA`, then `EVAL`. Keys map onto sessions per [`RedisKeys`];
 //! a lock key is the session's lock, shared with `SESSION.LOCK`.
 //!
-//! Redis has no sessions that never expire: `SET` without `EX`/`PX` gives a
-//! new session the default timeout and keeps an existing one's.
+//! As in Redis, `SET` without `EX`/`PX` leaves a key without expiry
+//! ([`sessiond_core::NEVER`]; `TTL` -1); a timeout over `max_timeout` is
+//! capped by the engine.
 
 mod keys;
 
 use bytes::Bytes;
-use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
+use sessiond_core::{Command, Error, ExpireIf, Reply, SessionId, StoreIf, StoreReply, NEVER};
 
 pub use keys::{glob_match, Key, RedisKeys, LOCK_SUFFIX};
 
@@ -60,6 +61,12 @@ pub enum Render {
     Flushed,
     /// One reply per result, a missing session as nil (`MGET`).
     Each,
+    /// The integer result; a missing session as `:0` (`EXPIRE`,
+    /// `PERSIST`).
+    IntOrZero,
+    /// A `PTTL` result as the Unix time of the deadline, in ms or s; `-1`
+    /// without expiry, `-2` without the key (`EXPIRETIME`).
+    ExpireTime { ms: bool },
     /// `+OK` once every result is (`MSET`); else the first error.
     AllOk,
     /// `:1` if stored, `:0` if not (`SETNX`).
@@ -97,6 +104,17 @@ fn expire_ms(n: i64, unit_ms: u64, cmd: &str) -> Result<u64, CommandError> {
         .filter(|&n| n > 0)
         .and_then(|n| n.checked_mul(unit_ms))
         .ok_or_else(|| err(format!("invalid expire time in '{cmd}' command")))
+}
+
+/// The ms from now until Unix time `at` (in units of `unit_ms`); an error
+/// when it is already past (the caller deletes the key then).
+fn expire_at(at: i64, unit_ms: u64, cmd: &str) -> Result<u64, CommandError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let unit = i64::try_from(unit_ms).unwrap_or(1);
+    expire_ms(at.saturating_mul(unit).saturating_sub(now), 1, cmd)
 }
 
 /// Whether `name` is a Redis command this door knows (any case).
@@ -146,18 +164,30 @@ pub const COMMANDS: &[RedisCommand] = &[
                     Render::Plain,
                 );
             };
+            // None: leave the timeout; Some(None): no expiry (PERSIST).
             let timeout = match opts {
                 [] => None,
-                [w] if w.eq_ignore_ascii_case(b"PERSIST") => None,
-                [w, n] if w.eq_ignore_ascii_case(b"EX") => Some(expire_ms(int(n)?, 1000, "getex")?),
-                [w, n] if w.eq_ignore_ascii_case(b"PX") => Some(expire_ms(int(n)?, 1, "getex")?),
+                [w] if w.eq_ignore_ascii_case(b"PERSIST") => Some(None),
+                [w, n] if w.eq_ignore_ascii_case(b"EX") => {
+                    Some(Some(expire_ms(int(n)?, 1000, "getex")?))
+                }
+                [w, n] if w.eq_ignore_ascii_case(b"PX") => {
+                    Some(Some(expire_ms(int(n)?, 1, "getex")?))
+                }
+                [w, n] if w.eq_ignore_ascii_case(b"EXAT") => {
+                    Some(Some(expire_at(int(n)?, 1000, "getex")?))
+                }
+                [w, n] if w.eq_ignore_ascii_case(b"PXAT") => {
+                    Some(Some(expire_at(int(n)?, 1, "getex")?))
+                }
                 _ => return Err(err("syntax error")),
             };
             let mut commands = Vec::new();
-            if let Some(t) = timeout {
-                commands.push(Command::Timeout {
+            if let Some(timeout_ms) = timeout {
+                commands.push(Command::Expire {
                     id: id.clone(),
-                    timeout_ms: Some(t),
+                    timeout_ms,
+                    when: ExpireIf::Always,
                 });
             }
             commands.push(Command::GetData { id, touch: false });
@@ -219,28 +249,110 @@ pub const COMMANDS: &[RedisCommand] = &[
         },
     },
     RedisCommand {
-        names: &["EXPIRE", "PEXPIRE"],
+        names: &["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"],
         parse: |name, a, keys, _| {
-            let [key, n, ..] = a else {
+            let [key, n, opts @ ..] = a else {
                 return Err(arity(name));
             };
-            let unit = if name == "EXPIRE" { 1000 } else { 1 };
+            let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+            for o in opts {
+                match o.to_ascii_uppercase().as_slice() {
+                    b"NX" => nx = true,
+                    b"XX" => xx = true,
+                    b"GT" => gt = true,
+                    b"LT" => lt = true,
+                    _ => {
+                        return Err(err(format!(
+                            "Unsupported option {}",
+                            String::from_utf8_lossy(o)
+                        )))
+                    }
+                }
+            }
+            if nx && (xx || gt || lt) {
+                return Err(err(
+                    "NX and XX, GT or LT options at the same time are not compatible",
+                ));
+            }
+            if gt && lt {
+                return Err(err("GT and LT options at the same time are not compatible"));
+            }
+            // GT already implies an expiry (none counts as infinite).
+            let when = match (nx, xx, gt, lt) {
+                (true, ..) => ExpireIf::NoExpiry,
+                (_, _, true, _) => ExpireIf::Later,
+                (_, true, _, true) => ExpireIf::SoonerWithExpiry,
+                (_, _, _, true) => ExpireIf::Sooner,
+                (_, true, ..) => ExpireIf::HasExpiry,
+                _ => ExpireIf::Always,
+            };
             let n = int(n)?;
             let Key::Session(id) = keys.map(key) else {
                 return fixed(Reply::Int(0));
             };
-            if n <= 0 {
-                // Redis deletes a key given a non-positive expire.
-                return one(vec![Command::Destroy { id }], Render::OneOrZero);
-            }
-            let ms = expire_ms(n, unit, &name.to_ascii_lowercase())?;
-            one(
-                vec![Command::Timeout {
-                    id,
-                    timeout_ms: Some(ms),
-                }],
-                Render::OneOrZero,
-            )
+            let lower = name.to_ascii_lowercase();
+            let unit = if name.starts_with('P') { 1 } else { 1000 };
+            // A deadline already past deletes the key (Redis): Some(0).
+            let timeout_ms = if name.ends_with("AT") {
+                expire_at(n, unit, &lower).unwrap_or(0)
+            } else if n <= 0 {
+                0
+            } else {
+                expire_ms(n, unit, &lower)?
+            };
+            let cmd = Command::Expire {
+                id,
+                timeout_ms: Some(timeout_ms),
+                when,
+            };
+            one(vec![cmd], Render::IntOrZero)
+        },
+    },
+    RedisCommand {
+        names: &["PERSIST"],
+        parse: |name, a, keys, _| {
+            let [key] = a else { return Err(arity(name)) };
+            let Key::Session(id) = keys.map(key) else {
+                return fixed(Reply::Int(0));
+            };
+            let cmd = Command::Expire {
+                id,
+                timeout_ms: None,
+                when: ExpireIf::HasExpiry,
+            };
+            one(vec![cmd], Render::IntOrZero)
+        },
+    },
+    RedisCommand {
+        names: &["EXPIRETIME", "PEXPIRETIME"],
+        parse: |name, a, keys, _| {
+            let [key] = a else { return Err(arity(name)) };
+            let Key::Session(id) = keys.map(key) else {
+                return fixed(Reply::Int(-2));
+            };
+            let ms = name.starts_with('P');
+            one(vec![Command::PTtl { id }], Render::ExpireTime { ms })
+        },
+    },
+    RedisCommand {
+        names: &["INCR", "DECR", "INCRBY", "DECRBY"],
+        parse: |name, a, keys, _| {
+            let (key, by) = match (name, a) {
+                ("INCR", [key]) => (key, 1),
+                ("DECR", [key]) => (key, -1),
+                ("INCRBY", [key, by]) => (key, int(by)?),
+                ("DECRBY", [key, by]) => (
+                    key,
+                    int(by)?
+                        .checked_neg()
+                        .ok_or_else(|| err("decrement would overflow"))?,
+                ),
+                _ => return Err(arity(name)),
+            };
+            let Key::Session(id) = keys.map(key) else {
+                return Err(lock_key_misuse());
+            };
+            one(vec![Command::IncrBy { id, by }], Render::Plain)
         },
     },
     RedisCommand {
@@ -348,7 +460,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                     Key::Session(id) => Ok(Command::Store {
                         id,
                         data: kv[1].clone(),
-                        timeout_ms: None,
+                        timeout_ms: Some(NEVER),
                         condition: StoreIf::Always,
                         flags: None,
                         reply: StoreReply::Ok,
@@ -371,7 +483,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             let store = Command::Store {
                 id,
                 data: value.clone(),
-                timeout_ms: None,
+                timeout_ms: Some(NEVER),
                 condition: StoreIf::Absent,
                 flags: None,
                 reply: StoreReply::Ok,
@@ -578,7 +690,12 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
             _ => return Err(err("syntax error")),
         }
     }
-    let timeout_ms = timeout.flatten();
+    // No EX/PX: no expiry, as Redis (and it removes an existing one);
+    // KEEPTTL: keep it.
+    let timeout_ms = match timeout {
+        None => Some(NEVER),
+        Some(t) => t,
+    };
     match keys.map(key) {
         Key::Session(id) => Ok(RedisRequest {
             commands: vec![Command::Store {
@@ -708,6 +825,26 @@ pub fn render(
             })
             .collect::<Result<_, _>>()
             .map(Reply::Array),
+        Render::IntOrZero => match results.pop() {
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(e)) if missing(&e) => Ok(Reply::Int(0)),
+            Some(Err(e)) => Err(fail(&e)),
+            None => Ok(Reply::Int(0)),
+        },
+        Render::ExpireTime { ms } => match results.pop() {
+            Some(Ok(Reply::Int(left))) if left >= 0 => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                let at = now.saturating_add(left);
+                Ok(Reply::Int(if *ms { at } else { (at + 500) / 1000 }))
+            }
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(e)) if missing(&e) => Ok(Reply::Int(-2)),
+            Some(Err(e)) => Err(fail(&e)),
+            None => Ok(Reply::Int(-2)),
+        },
         Render::AllOk => match results.into_iter().find_map(Result::err) {
             Some(e) => Err(fail(&e)),
             None => Ok(Reply::Ok),

@@ -174,7 +174,8 @@ pub(crate) fn sections(
     all.extend(engine);
     all.push(InfoSection {
         name: "Keyspace",
-        // Every session expires: keys and expires are the same number.
+        // Redis keys without expiry are not counted apart: `expires` is
+        // every session (docs/operations.md says so).
         fields: vec![field(
             "db0",
             format!("keys={sessions},expires={sessions},avg_ttl=0"),

@@ -130,3 +130,97 @@ fn locked_session_does_not_expire_under_its_holder() {
     .unwrap();
     assert_eq!(f.get_data("s").unwrap(), Reply::Bulk(b("kept")));
 }
+
+#[test]
+fn a_session_without_expiry_never_expires_and_expire_follows_its_conditions() {
+    let f = fixture();
+    f.run(Command::Store {
+        id: sid("k"),
+        data: b("v"),
+        timeout_ms: Some(crate::NEVER),
+        flags: None,
+        condition: StoreIf::Always,
+        reply: StoreReply::Ok,
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(Command::Ttl { id: sid("k") }).unwrap(),
+        Reply::Int(-1)
+    );
+    f.clock.advance(10 * 365 * 86_400_000);
+    f.engine.tick();
+    assert_eq!(
+        f.get_data("k").unwrap(),
+        Reply::Bulk(b("v")),
+        "ten years on"
+    );
+    let expire = |ms: Option<u64>, when| Command::Expire {
+        id: sid("k"),
+        timeout_ms: ms,
+        when,
+    };
+    // No expiry counts as an infinite deadline.
+    assert_eq!(
+        f.run(expire(Some(5_000), ExpireIf::Later)).unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        f.run(expire(Some(5_000), ExpireIf::HasExpiry)).unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        f.run(expire(Some(5_000), ExpireIf::Sooner)).unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        f.run(expire(Some(9_000), ExpireIf::NoExpiry)).unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        f.run(expire(Some(9_000), ExpireIf::Later)).unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(f.run(Command::Ttl { id: sid("k") }).unwrap(), Reply::Int(9));
+    // PERSIST: only what has an expiry.
+    assert_eq!(
+        f.run(expire(None, ExpireIf::HasExpiry)).unwrap(),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        f.run(expire(None, ExpireIf::HasExpiry)).unwrap(),
+        Reply::Int(0)
+    );
+    // A deadline already past destroys it.
+    assert_eq!(
+        f.run(expire(Some(0), ExpireIf::Always)).unwrap(),
+        Reply::Int(1)
+    );
+    assert!(matches!(f.get_data("k"), Err(Error::NoSession(_))));
+}
+
+#[test]
+fn incr_by_counts_as_redis_does() {
+    let f = fixture();
+    let incr = |by| Command::IncrBy { id: sid("c"), by };
+    assert_eq!(f.run(incr(5)).unwrap(), Reply::Int(5));
+    assert_eq!(
+        f.run(Command::Ttl { id: sid("c") }).unwrap(),
+        Reply::Int(-1)
+    );
+    assert_eq!(f.run(incr(-7)).unwrap(), Reply::Int(-2));
+    assert_eq!(f.get_data("c").unwrap(), Reply::Bulk(b("-2")));
+    for bad in ["x", " 1", "01", "+1", "-0", ""] {
+        f.run(Command::SetData {
+            id: sid("c"),
+            data: b(bad),
+        })
+        .unwrap();
+        assert_eq!(f.run(incr(1)), Err(Error::NotAnInteger), "{bad:?}");
+    }
+    f.run(Command::SetData {
+        id: sid("c"),
+        data: b("9223372036854775807"),
+    })
+    .unwrap();
+    assert_eq!(f.run(incr(1)), Err(Error::IncrOverflow));
+}

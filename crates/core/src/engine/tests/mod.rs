@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::command::{StoreIf, StoreReply};
+use crate::command::{ExpireIf, StoreIf, StoreReply};
 use crate::lock::{Grant, LockMode};
 
 mod expiry;
