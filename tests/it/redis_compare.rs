@@ -239,3 +239,30 @@ async fn expiry_and_counters_answer_as_redis_does() {
     )
     .await;
 }
+
+/// UTF-8 keys (Django's cache tests, pymemcache) are accepted like any
+/// other; control and space characters stay refused (a deliberate
+/// difference: Redis takes any bytes).
+#[tokio::test]
+async fn utf8_keys_are_accepted() {
+    let Some((_redis, mut redis)) = redis_server().await else {
+        return;
+    };
+    let s = TestServer::start().await;
+    let mut ours = s.client().await;
+    same(
+        &mut ours,
+        &mut redis,
+        &[
+            &["SET", "django:caché:ключ:キー", "v"],
+            &["GET", "django:caché:ключ:キー"],
+            &["EXISTS", "django:caché:ключ:キー"],
+        ],
+    )
+    .await;
+    let refused = call(&mut ours, &["SET", "line\u{2028}break", "v"]).await;
+    assert!(matches!(refused, V::Error(_)), "{refused:?}");
+    let mut m = common::wire::Wire::connect(s.memcache).await;
+    let set = "set mémoire 0 0 1\r\nv\r\n";
+    assert_eq!(m.ask(set.as_bytes(), b"\r\n").await, "STORED\r\n");
+}

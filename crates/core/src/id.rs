@@ -189,10 +189,15 @@ mod tests {
 
 /// The bytes a session id may be made of: a set of ASCII characters,
 /// written as characters and `a-z` ranges (`"A-Za-z0-9,-"`; a `-` first or
-/// last stands for itself). Ids sessiond generates always fit the default.
+/// last stands for itself), and optionally ([`IdChars::with_utf8`]) any
+/// non-ASCII UTF-8 character that is not a control or space character. Ids
+/// sessiond generates always fit the default.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IdChars {
     allowed: [u64; 2],
+    /// Whether ids may also hold non-ASCII UTF-8 characters (but no control
+    /// or space characters): Django's cache tests and pymemcache send them.
+    utf8: bool,
     /// The spelling it was read from, shown in errors and printed back
     /// (bounded: [`IdChars::parse`] refuses anything long).
     spelling: [u8; IdChars::MAX_SPELLING],
@@ -205,7 +210,9 @@ impl IdChars {
     /// Every printable ASCII character but space: ids cannot break a line
     /// of any protocol or a log line.
     pub fn printable() -> Self {
-        Self::parse("!-~").unwrap_or_else(|_| unreachable!("a valid default"))
+        Self::parse("!-~")
+            .unwrap_or_else(|_| unreachable!("a valid default"))
+            .with_utf8(true)
     }
 
     /// Reads a spelling like `"A-Za-z0-9,-"`.
@@ -249,15 +256,37 @@ impl IdChars {
         s[..bytes.len()].copy_from_slice(bytes);
         Ok(Self {
             allowed,
+            utf8: false,
             spelling: s,
             spelling_len: bytes.len() as u8,
         })
     }
 
+    /// The same alphabet, with non-ASCII UTF-8 characters allowed or not.
+    pub fn with_utf8(mut self, utf8: bool) -> Self {
+        self.utf8 = utf8;
+        self
+    }
+
+    /// Whether non-ASCII UTF-8 characters are allowed.
+    pub fn utf8(&self) -> bool {
+        self.utf8
+    }
+
     /// Whether every byte of `id` is in the alphabet.
     pub fn allows(&self, id: &[u8]) -> bool {
-        id.iter()
-            .all(|&b| b < 128 && self.allowed[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+        let ascii = |b: u8| b < 128 && self.allowed[usize::from(b >> 6)] & (1 << (b & 63)) != 0;
+        if id.is_ascii() {
+            return id.iter().all(|&b| ascii(b));
+        }
+        // Non-ASCII: valid UTF-8, with no control or space character.
+        self.utf8
+            && std::str::from_utf8(id).is_ok_and(|text| {
+                text.chars().all(|c| match u8::try_from(c) {
+                    Ok(b) if b < 128 => ascii(b),
+                    _ => !c.is_control() && !c.is_whitespace(),
+                })
+            })
     }
 
     /// The spelling it was read from.
@@ -275,6 +304,24 @@ impl Default for IdChars {
 impl fmt::Debug for IdChars {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "IdChars({:?})", self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod utf8_tests {
+    use super::*;
+
+    #[test]
+    fn utf8_ids_are_allowed_but_never_control_or_space_characters() {
+        let chars = IdChars::default();
+        assert!(chars.allows("caché:ключ:キー".as_bytes()));
+        for refused in ["a\u{85}b", "a\u{2028}b", "a\u{3000}b", "a b", "a\u{7f}"] {
+            assert!(!chars.allows(refused.as_bytes()), "{refused:?}");
+        }
+        assert!(!chars.allows(&[b'a', 0xff, b'b']), "not UTF-8");
+        let ascii = IdChars::default().with_utf8(false);
+        assert!(!ascii.allows("caché".as_bytes()));
+        assert!(ascii.allows(b"cache"));
     }
 }
 

@@ -118,6 +118,9 @@ pub struct LimitsConfig {
     /// The characters a session id may use: characters and `a-z` ranges.
     /// Must include `A-Za-z0-9_-`, the characters of generated ids.
     pub id_chars: String,
+    /// Whether ids may also hold non-ASCII UTF-8 characters (never control
+    /// or space characters): Django's and pymemcache's keys may.
+    pub utf8_ids: bool,
     /// Most variables in one session.
     pub max_vars: usize,
     /// Most sessions one tenant holds; past it, new sessions are refused
@@ -173,6 +176,7 @@ impl Default for LimitsConfig {
             max_request_len: l.max_request_len,
             max_id_len: EngineConfig::default().max_id_len,
             id_chars: EngineConfig::default().id_chars.as_str().to_string(),
+            utf8_ids: EngineConfig::default().id_chars.utf8(),
             max_vars: EngineConfig::default().max_vars,
             max_sessions_per_tenant: EngineConfig::default().max_sessions,
             max_lock_waiters: EngineConfig::default().max_lock_waiters,
@@ -526,7 +530,9 @@ impl Config {
             max_wait_ms: self.max_wait_ms,
             door_lock_wait_ms: self.door_lock_wait_ms,
             max_id_len: self.limits.max_id_len,
-            id_chars: IdChars::parse(&self.limits.id_chars).unwrap_or_default(),
+            id_chars: IdChars::parse(&self.limits.id_chars)
+                .unwrap_or_default()
+                .with_utf8(self.limits.utf8_ids),
             max_vars: self.limits.max_vars,
             max_sessions: self.limits.max_sessions_per_tenant,
             max_lock_waiters: self.limits.max_lock_waiters,
