@@ -11,16 +11,25 @@ use sessiond_client::{Client, RespValue as V};
 
 async fn call(c: &mut Client, args: &[&str]) -> V {
     match c.call(args).await {
-        Ok(v) => v,
+        Ok(v) => codes(v),
         // The code only: the messages are ours.
         Err(sessiond_client::Error::Server { code, .. }) => V::Error(code),
         Err(e) => panic!("{args:?}: {e}"),
     }
 }
 
+/// Errors inside a reply (EXEC's array) by their code only.
+fn codes(v: V) -> V {
+    match v {
+        V::Error(e) => V::Error(e.split(' ').next().unwrap_or("").to_string()),
+        V::Array(items) => V::Array(items.into_iter().map(codes).collect()),
+        other => other,
+    }
+}
+
 /// A private redis-server on a free port, or None (skipped; under CI a
 /// failure) when there is none.
-async fn redis_server() -> Option<(Running, Client)> {
+async fn redis_server() -> Option<(Running, Client, std::net::SocketAddr)> {
     let mut probe = std::process::Command::new("redis-server");
     if !tool_available(probe.arg("--version"), "redis-server") {
         return None;
@@ -38,7 +47,7 @@ async fn redis_server() -> Option<(Running, Client)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Ok(c) = Client::connect(addr).await {
-            return Some((running, c));
+            return Some((running, c, addr));
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -46,6 +55,36 @@ async fn redis_server() -> Option<(Running, Client)> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A private redis-server and a sessiond, each with a client, or None
+/// (skipped) without redis-server.
+struct Both {
+    _redis: Running,
+    redis: Client,
+    redis_addr: std::net::SocketAddr,
+    server: TestServer,
+    ours: Client,
+}
+
+impl Both {
+    /// Runs every command on both and compares the replies.
+    async fn same(&mut self, script: &[&[&str]]) {
+        same(&mut self.ours, &mut self.redis, script).await;
+    }
+}
+
+async fn both() -> Option<Both> {
+    let (running, redis, redis_addr) = redis_server().await?;
+    let server = TestServer::start().await;
+    let ours = server.client().await;
+    Some(Both {
+        _redis: running,
+        redis,
+        redis_addr,
+        server,
+        ours,
+    })
 }
 
 /// Runs every command on both and compares the replies.
@@ -61,35 +100,25 @@ async fn same(ours: &mut Client, redis: &mut Client, script: &[&[&str]]) {
 
 #[tokio::test]
 async fn string_commands_answer_as_redis_does() {
-    let Some((_redis, mut redis)) = redis_server().await else {
+    let Some(mut pair) = both().await else {
         return;
     };
-    let s = TestServer::start().await;
-    let mut ours = s.client().await;
-    same(
-        &mut ours,
-        &mut redis,
-        &[
-            &["MSET", "a", "1", "b", "2"],
-            &["MGET", "a", "missing", "b"],
-            &["SETNX", "a", "again"],
-            &["SETNX", "c", "3"],
-            &["GET", "a"],
-            &["GET", "c"],
-            &["GETDEL", "c"],
-            &["GETDEL", "c"],
-            &["EXISTS", "c"],
-            &["MGET", "c"],
-        ],
-    )
+    pair.same(&[
+        &["MSET", "a", "1", "b", "2"],
+        &["MGET", "a", "missing", "b"],
+        &["SETNX", "a", "again"],
+        &["SETNX", "c", "3"],
+        &["GET", "a"],
+        &["GET", "c"],
+        &["GETDEL", "c"],
+        &["GETDEL", "c"],
+        &["EXISTS", "c"],
+        &["MGET", "c"],
+    ])
     .await;
     // Argument errors carry Redis's code.
-    same(
-        &mut ours,
-        &mut redis,
-        &[&["MSET", "a"], &["MGET"], &["SETNX", "a"], &["GETDEL"]],
-    )
-    .await;
+    pair.same(&[&["MSET", "a"], &["MGET"], &["SETNX", "a"], &["GETDEL"]])
+        .await;
 }
 
 /// Laravel's `Cache::lock()->release()` and Redlock-style releases: the
@@ -98,19 +127,17 @@ async fn string_commands_answer_as_redis_does() {
 /// do nothing).
 #[tokio::test]
 async fn the_compare_and_delete_script_works_on_any_key() {
-    let Some((_redis, mut redis)) = redis_server().await else {
+    let Some(mut pair) = both().await else {
         return;
     };
-    let s = TestServer::start().await;
-    let mut ours = s.client().await;
     for script in [
         "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end",
         "if redis.call('get', KEYS[1]) == ARGV[1] then\n  return redis.call('del', KEYS[1])\nelse\n  return 0\nend",
         "if redis.call(\"GET\", KEYS[1]) == ARGV[1] then return redis.call(\"DEL\", KEYS[1]) else return 0 end",
     ] {
         same(
-            &mut ours,
-            &mut redis,
+            &mut pair.ours,
+            &mut pair.redis,
             &[
                 &["SET", "laravel_cache:lock", "owner-a", "EX", "10", "NX"],
                 &["EVAL", script, "1", "laravel_cache:lock", "owner-b"],
@@ -124,13 +151,13 @@ async fn the_compare_and_delete_script_works_on_any_key() {
     }
     // A script we do not run says so, never a silent 0.
     let r = call(
-        &mut ours,
+        &mut pair.ours,
         &["EVAL", "return redis.call('incr', KEYS[1])", "1", "k"],
     )
     .await;
     assert_eq!(r, V::Error("ERR".into()));
     assert_eq!(
-        call(&mut redis, &["GET", "laravel_cache:lock"]).await,
+        call(&mut pair.redis, &["GET", "laravel_cache:lock"]).await,
         V::Nil
     );
 }
@@ -155,88 +182,82 @@ async fn info_carries_redis_version_and_cluster_enabled() {
 /// family, as Redis answers them.
 #[tokio::test]
 async fn expiry_and_counters_answer_as_redis_does() {
-    let Some((_redis, mut redis)) = redis_server().await else {
+    let Some(mut pair) = both().await else {
         return;
     };
-    let s = TestServer::start().await;
-    let mut ours = s.client().await;
     let past = "1000000000";
-    same(
-        &mut ours,
-        &mut redis,
-        &[
-            &["SET", "k", "v"],
-            &["TTL", "k"],
-            &["PTTL", "k"],
-            &["EXPIRETIME", "k"],
-            &["EXPIRE", "k", "100", "NX"],
-            &["EXPIRE", "k", "200", "NX"],
-            &["TTL", "k"],
-            &["EXPIRE", "k", "50", "GT"],
-            &["EXPIRE", "k", "500", "GT"],
-            &["TTL", "k"],
-            &["EXPIRE", "k", "1000", "LT"],
-            &["EXPIRE", "k", "10", "LT"],
-            &["EXPIRE", "k", "20", "XX"],
-            &["EXPIRE", "k", "5", "XX", "LT"],
-            &["TTL", "k"],
-            &["PERSIST", "k"],
-            &["PERSIST", "k"],
-            &["TTL", "k"],
-            &["EXPIRE", "k", "10", "XX"],
-            &["EXPIRE", "k", "10", "GT"],
-            &["EXPIRE", "k", "10", "XX", "LT"],
-            &["EXPIRE", "k", "10", "LT"],
-            &["TTL", "k"],
-            &["EXPIRE", "k", "5", "NX", "GT"],
-            &["EXPIRE", "k", "5", "GT", "LT"],
-            &["EXPIRE", "k", "5", "SOON"],
-            &["EXPIRE", "missing", "10"],
-            &["PERSIST", "missing"],
-            &["TTL", "missing"],
-            &["EXPIRETIME", "missing"],
-            &["SETEX", "e", "100", "v"],
-            &["GETEX", "e", "PERSIST"],
-            &["TTL", "e"],
-            &["GETEX", "e", "EX", "30"],
-            &["TTL", "e"],
-            // SET without EX removes the TTL; KEEPTTL keeps it.
-            &["SET", "t", "1", "EX", "100"],
-            &["SET", "t", "2"],
-            &["TTL", "t"],
-            &["SET", "t", "3", "EX", "100"],
-            &["SET", "t", "4", "KEEPTTL"],
-            &["TTL", "t"],
-            // A deadline already past deletes the key.
-            &["EXPIREAT", "t", past],
-            &["EXISTS", "t"],
-            &["SET", "t", "5"],
-            &["PEXPIRE", "t", "-1"],
-            &["EXISTS", "t"],
-            // Counters.
-            &["SET", "c", "10"],
-            &["INCR", "c"],
-            &["INCRBY", "c", "5"],
-            &["DECR", "c"],
-            &["DECRBY", "c", "20"],
-            &["GET", "c"],
-            &["INCR", "fresh"],
-            &["TTL", "fresh"],
-            &["SET", "c", "10", "EX", "100"],
-            &["INCR", "c"],
-            &["TTL", "c"],
-            &["SET", "s", "abc"],
-            &["INCR", "s"],
-            &["SET", "s", " 1"],
-            &["INCR", "s"],
-            &["SET", "s", "01"],
-            &["INCR", "s"],
-            &["SET", "big", "9223372036854775807"],
-            &["INCR", "big"],
-            &["DECRBY", "big", "-9223372036854775808"],
-            &["INCRBY", "c", "x"],
-        ],
-    )
+    pair.same(&[
+        &["SET", "k", "v"],
+        &["TTL", "k"],
+        &["PTTL", "k"],
+        &["EXPIRETIME", "k"],
+        &["EXPIRE", "k", "100", "NX"],
+        &["EXPIRE", "k", "200", "NX"],
+        &["TTL", "k"],
+        &["EXPIRE", "k", "50", "GT"],
+        &["EXPIRE", "k", "500", "GT"],
+        &["TTL", "k"],
+        &["EXPIRE", "k", "1000", "LT"],
+        &["EXPIRE", "k", "10", "LT"],
+        &["EXPIRE", "k", "20", "XX"],
+        &["EXPIRE", "k", "5", "XX", "LT"],
+        &["TTL", "k"],
+        &["PERSIST", "k"],
+        &["PERSIST", "k"],
+        &["TTL", "k"],
+        &["EXPIRE", "k", "10", "XX"],
+        &["EXPIRE", "k", "10", "GT"],
+        &["EXPIRE", "k", "10", "XX", "LT"],
+        &["EXPIRE", "k", "10", "LT"],
+        &["TTL", "k"],
+        &["EXPIRE", "k", "5", "NX", "GT"],
+        &["EXPIRE", "k", "5", "GT", "LT"],
+        &["EXPIRE", "k", "5", "SOON"],
+        &["EXPIRE", "missing", "10"],
+        &["PERSIST", "missing"],
+        &["TTL", "missing"],
+        &["EXPIRETIME", "missing"],
+        &["SETEX", "e", "100", "v"],
+        &["GETEX", "e", "PERSIST"],
+        &["TTL", "e"],
+        &["GETEX", "e", "EX", "30"],
+        &["TTL", "e"],
+        // SET without EX removes the TTL; KEEPTTL keeps it.
+        &["SET", "t", "1", "EX", "100"],
+        &["SET", "t", "2"],
+        &["TTL", "t"],
+        &["SET", "t", "3", "EX", "100"],
+        &["SET", "t", "4", "KEEPTTL"],
+        &["TTL", "t"],
+        // A deadline already past deletes the key.
+        &["EXPIREAT", "t", past],
+        &["EXISTS", "t"],
+        &["SET", "t", "5"],
+        &["PEXPIRE", "t", "-1"],
+        &["EXISTS", "t"],
+        // Counters.
+        &["SET", "c", "10"],
+        &["INCR", "c"],
+        &["INCRBY", "c", "5"],
+        &["DECR", "c"],
+        &["DECRBY", "c", "20"],
+        &["GET", "c"],
+        &["INCR", "fresh"],
+        &["TTL", "fresh"],
+        &["SET", "c", "10", "EX", "100"],
+        &["INCR", "c"],
+        &["TTL", "c"],
+        &["SET", "s", "abc"],
+        &["INCR", "s"],
+        &["SET", "s", " 1"],
+        &["INCR", "s"],
+        &["SET", "s", "01"],
+        &["INCR", "s"],
+        &["SET", "big", "9223372036854775807"],
+        &["INCR", "big"],
+        &["DECRBY", "big", "-9223372036854775808"],
+        &["INCRBY", "c", "x"],
+    ])
     .await;
 }
 
@@ -245,24 +266,102 @@ async fn expiry_and_counters_answer_as_redis_does() {
 /// difference: Redis takes any bytes).
 #[tokio::test]
 async fn utf8_keys_are_accepted() {
-    let Some((_redis, mut redis)) = redis_server().await else {
+    let Some(mut pair) = both().await else {
         return;
     };
-    let s = TestServer::start().await;
-    let mut ours = s.client().await;
-    same(
-        &mut ours,
-        &mut redis,
-        &[
-            &["SET", "django:caché:ключ:キー", "v"],
-            &["GET", "django:caché:ключ:キー"],
-            &["EXISTS", "django:caché:ключ:キー"],
-        ],
-    )
+    pair.same(&[
+        &["SET", "django:caché:ключ:キー", "v"],
+        &["GET", "django:caché:ключ:キー"],
+        &["EXISTS", "django:caché:ключ:キー"],
+    ])
     .await;
-    let refused = call(&mut ours, &["SET", "line\u{2028}break", "v"]).await;
+    let refused = call(&mut pair.ours, &["SET", "line\u{2028}break", "v"]).await;
     assert!(matches!(refused, V::Error(_)), "{refused:?}");
-    let mut m = common::wire::Wire::connect(s.memcache).await;
+    let mut m = common::wire::Wire::connect(pair.server.memcache).await;
     let set = "set mémoire 0 0 1\r\nv\r\n";
     assert_eq!(m.ask(set.as_bytes(), b"\r\n").await, "STORED\r\n");
+}
+
+/// MULTI/EXEC as redis-py, redis-rb, ioredis and Django's set_many use
+/// them: queued commands run at EXEC and answer one array (errors inside
+/// it); a command refused while queuing makes EXEC answer EXECABORT and
+/// run *nothing*; DISCARD drops the queue; a WATCHed key changed by
+/// another client makes EXEC answer nil and run nothing.
+#[tokio::test]
+async fn transactions_answer_as_redis_does() {
+    let Some(mut pair) = both().await else {
+        return;
+    };
+    pair.same(&[
+        &["MULTI"],
+        &["SET", "a", "1"],
+        &["INCR", "a"],
+        &["GET", "a"],
+        &["MGET", "a", "nothing"],
+        &["EXEC"],
+        &["MULTI"],
+        &["SET", "x", "text"],
+        &["INCR", "x"],
+        &["EXEC"],
+        &["GET", "x"],
+        // Refused while queuing: nothing at all is applied.
+        &["MULTI"],
+        &["SET", "b", "1"],
+        &["NOSUCHCOMMAND", "b"],
+        &["SET", "c"],
+        &["EXEC"],
+        &["GET", "b"],
+        &["MULTI"],
+        &["MULTI"],
+        &["SET", "d", "1"],
+        &["DISCARD"],
+        &["GET", "d"],
+        &["EXEC"],
+        &["DISCARD"],
+        &["UNWATCH"],
+        &["MULTI"],
+        &["EXEC"],
+    ])
+    .await;
+    // WATCH, with a second client changing the watched key.
+    for (mut a, mut b) in [
+        (pair.server.client().await, pair.server.client().await),
+        (
+            Client::connect(pair.redis_addr).await.unwrap(),
+            Client::connect(pair.redis_addr).await.unwrap(),
+        ),
+    ] {
+        assert_eq!(
+            call(&mut a, &["SET", "w", "start"]).await,
+            V::Simple("OK".into())
+        );
+        assert_eq!(call(&mut a, &["WATCH", "w"]).await, V::Simple("OK".into()));
+        assert_eq!(
+            call(&mut b, &["SET", "w", "theirs"]).await,
+            V::Simple("OK".into())
+        );
+        assert_eq!(call(&mut a, &["MULTI"]).await, V::Simple("OK".into()));
+        assert_eq!(
+            call(&mut a, &["SET", "w", "mine"]).await,
+            V::Simple("QUEUED".into())
+        );
+        assert_eq!(
+            call(&mut a, &["EXEC"]).await,
+            V::Nil,
+            "a watched key changed"
+        );
+        assert_eq!(call(&mut a, &["GET", "w"]).await, V::Bulk("theirs".into()));
+        // Unchanged: it runs.
+        assert_eq!(call(&mut a, &["WATCH", "w"]).await, V::Simple("OK".into()));
+        assert_eq!(call(&mut a, &["MULTI"]).await, V::Simple("OK".into()));
+        assert_eq!(
+            call(&mut a, &["SET", "w", "mine"]).await,
+            V::Simple("QUEUED".into())
+        );
+        assert_eq!(
+            call(&mut a, &["EXEC"]).await,
+            V::Array(vec![V::Simple("OK".into())])
+        );
+        assert_eq!(call(&mut b, &["GET", "w"]).await, V::Bulk("mine".into()));
+    }
 }

@@ -122,7 +122,47 @@ pub fn is_redis_command(name: &[u8]) -> bool {
     COMMANDS
         .iter()
         .flat_map(|c| c.names)
+        .chain(TRANSACTION_WORDS)
         .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// The commands of a Redis transaction, which the connection answers
+/// itself (it holds the queue and the watched keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transaction {
+    Multi,
+    Exec,
+    Discard,
+    /// The sessions whose change makes the next `EXEC` fail.
+    Watch(Vec<SessionId>),
+    Unwatch,
+}
+
+const TRANSACTION_WORDS: &[&str] = &["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"];
+
+/// `args` as a transaction command, if it is one (name first).
+pub fn transaction(args: &[Bytes], keys: &RedisKeys) -> Option<Result<Transaction, CommandError>> {
+    let (name, rest) = args.split_first()?;
+    let word = TRANSACTION_WORDS
+        .iter()
+        .find(|w| w.as_bytes().eq_ignore_ascii_case(name))?;
+    let none = |t: Transaction| {
+        if rest.is_empty() {
+            Ok(t)
+        } else {
+            Err(arity(word))
+        }
+    };
+    Some(match *word {
+        "MULTI" => none(Transaction::Multi),
+        "EXEC" => none(Transaction::Exec),
+        "DISCARD" => none(Transaction::Discard),
+        "UNWATCH" => none(Transaction::Unwatch),
+        _ if rest.is_empty() => Err(arity(word)),
+        _ => Ok(Transaction::Watch(
+            rest.iter().map(|k| lock_id(keys, k)).collect(),
+        )),
+    })
 }
 
 /// One Redis command (or a family spelled several ways): its names and its

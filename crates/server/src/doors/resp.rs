@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use sessiond_core::{Command, Reply};
+use sessiond_core::{Command, Reply, SessionId};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
@@ -26,7 +26,23 @@ struct Conn {
     proto: Protocol,
     /// The rest of a request with an oversized argument, being skipped.
     discard: Option<Discard>,
+    /// Between MULTI and EXEC: the requests queued.
+    multi: Option<Multi>,
+    /// WATCHed sessions and their versions then (None: absent).
+    watched: Vec<(SessionId, Option<u64>)>,
 }
+
+/// A Redis transaction being queued.
+#[derive(Default)]
+struct Multi {
+    queued: Vec<redis::RedisRequest>,
+    /// A command was refused while queuing: EXEC answers EXECABORT.
+    aborted: bool,
+}
+
+/// Most requests one MULTI may queue (each one bounded by the request
+/// limits already).
+const MAX_QUEUED: usize = 10_000;
 
 /// Serves one connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
@@ -34,6 +50,8 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         link: Link::new(stream, shared, stop, 16 * 1024, crate::door::Door::Resp),
         proto: Protocol::Resp2,
         discard: None,
+        multi: None,
+        watched: Vec::new(),
     };
     if let Err(e) = super::serve(&mut conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -105,6 +123,19 @@ impl Conn {
             None if redis::is_redis_command(&args[0]) => {
                 self.link.set_proto(Proto::Redis);
                 self.handle_redis(args).await?;
+                return Ok(Next::Continue);
+            }
+            _ if self.multi.is_some() && !opens_session(&args[0]) => {
+                // Only Redis commands queue; anything else aborts, as an
+                // unknown command does on Redis.
+                if let Some(m) = &mut self.multi {
+                    m.aborted = true;
+                }
+                encode_error(
+                    "ERR",
+                    "only Redis commands can be queued between MULTI and EXEC",
+                    &mut self.link.out,
+                );
                 return Ok(Next::Continue);
             }
             None => {
@@ -188,10 +219,21 @@ impl Conn {
     /// results fold into one Redis reply. None of them waits (Redis-door
     /// locks are try-once, as phpredis polls).
     async fn handle_redis(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<()> {
+        if let Some(t) = redis::transaction(&args, &self.link.shared.redis_keys) {
+            return match t {
+                Ok(t) => self.transaction(t).await,
+                Err(e) => {
+                    self.abort_multi();
+                    encode_error(e.code, &e.message, &mut self.link.out);
+                    Ok(())
+                }
+            };
+        }
         let request =
             match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
                 Ok(r) => r,
                 Err(e) => {
+                    self.abort_multi();
                     encode_error(e.code, &e.message, &mut self.link.out);
                     return Ok(());
                 }
@@ -203,10 +245,31 @@ impl Conn {
             .iter()
             .find_map(|c| self.link.permit(c).err())
         {
+            self.abort_multi();
             self.link.count_error(&e);
             encode_error(e.code(), &e.to_string(), &mut self.link.out);
             return Ok(());
         }
+        if let Some(m) = &mut self.multi {
+            if m.queued.len() >= MAX_QUEUED {
+                m.aborted = true;
+                encode_error(
+                    "LIMIT",
+                    &format!("a transaction holds at most {MAX_QUEUED} commands"),
+                    &mut self.link.out,
+                );
+            } else {
+                m.queued.push(request);
+                self.link.out.put_slice(b"+QUEUED\r\n");
+            }
+            return Ok(());
+        }
+        self.run_redis(request).await
+    }
+
+    /// Runs one Redis request: its engine commands in order, their results
+    /// folded into one reply.
+    async fn run_redis(&mut self, request: redis::RedisRequest) -> std::io::Result<()> {
         let (proto, keys, render) = (
             self.proto,
             self.link.shared.redis_keys.clone(),
@@ -232,6 +295,96 @@ impl Conn {
             results.push(self.link.run(cmd).await?);
         }
         fold(results, &mut self.link.out);
+        Ok(())
+    }
+
+    /// Marks the transaction being queued (if any) as failed: its EXEC
+    /// will run nothing.
+    fn abort_multi(&mut self) {
+        if let Some(m) = &mut self.multi {
+            m.aborted = true;
+        }
+    }
+
+    /// A session's version now (None: absent), for WATCH.
+    async fn version_of(&mut self, id: SessionId) -> std::io::Result<Option<u64>> {
+        let item = Command::Item {
+            id,
+            timeout_ms: None,
+        };
+        Ok(match self.link.run(item).await? {
+            Ok(Reply::Item { version, .. }) => Some(version),
+            _ => None,
+        })
+    }
+
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH, with Redis's replies.
+    async fn transaction(&mut self, t: redis::Transaction) -> std::io::Result<()> {
+        use redis::Transaction as T;
+        let out = &mut self.link.out;
+        match t {
+            T::Multi if self.multi.is_some() => {
+                encode_error("ERR", "MULTI calls can not be nested", out);
+            }
+            T::Multi => {
+                self.multi = Some(Multi::default());
+                out.put_slice(b"+OK\r\n");
+            }
+            T::Discard => match self.multi.take() {
+                None => encode_error("ERR", "DISCARD without MULTI", out),
+                Some(_) => {
+                    self.watched.clear();
+                    out.put_slice(b"+OK\r\n");
+                }
+            },
+            T::Unwatch => {
+                self.watched.clear();
+                out.put_slice(b"+OK\r\n");
+            }
+            T::Watch(_) if self.multi.is_some() => {
+                self.abort_multi();
+                encode_error(
+                    "ERR",
+                    "WATCH inside MULTI is not allowed",
+                    &mut self.link.out,
+                );
+            }
+            T::Watch(ids) => {
+                for id in ids {
+                    let version = self.version_of(id.clone()).await?;
+                    self.watched.push((id, version));
+                }
+                self.link.out.put_slice(b"+OK\r\n");
+            }
+            T::Exec => {
+                let Some(multi) = self.multi.take() else {
+                    encode_error("ERR", "EXEC without MULTI", out);
+                    return Ok(());
+                };
+                let watched = std::mem::take(&mut self.watched);
+                if multi.aborted {
+                    encode_error(
+                        "EXECABORT",
+                        "Transaction discarded because of previous errors.",
+                        &mut self.link.out,
+                    );
+                    return Ok(());
+                }
+                for (id, version) in watched {
+                    if self.version_of(id).await? != version {
+                        // A watched session changed: nothing runs.
+                        encode_reply(&Reply::Nil, self.proto, &mut self.link.out);
+                        return Ok(());
+                    }
+                }
+                // One array of the replies, errors among them, as Redis.
+                let header = format!("*{}\r\n", multi.queued.len());
+                self.link.out.put_slice(header.as_bytes());
+                for request in multi.queued {
+                    self.run_redis(request).await?;
+                }
+            }
+        }
         Ok(())
     }
 
