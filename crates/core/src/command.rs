@@ -220,6 +220,9 @@ pub enum Command {
     /// missing session counts as 0 and is created without expiry, as
     /// Redis does); the new value.
     IncrBy { id: SessionId, by: i64 },
+    /// Redis `INCRBYFLOAT`: the data as a decimal number plus `by` (its
+    /// text), as [`Command::IncrBy`]; the new value as text.
+    IncrByFloat { id: SessionId, by: Bytes },
     /// Destroy every session (Redis `FLUSHDB`, memcached `flush_all`);
     /// refused unless the engine allows it. Answers how many went.
     FlushAll,
@@ -292,7 +295,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 48] = [
+    pub const NAMES: [&'static str; 49] = [
         "create",
         "uniq",
         "destroy",
@@ -341,6 +344,7 @@ impl Command {
         "take",
         "expire",
         "incr_by",
+        "incr_by_float",
     ];
 
     /// Everything the server needs to know of a command besides its
@@ -435,6 +439,7 @@ impl Command {
             Command::Take { .. } => m(45, "take", Write, true, false),
             Command::Expire { .. } => m(46, "expire", Write, true, false),
             Command::IncrBy { .. } => m(47, "incr_by", Write, true, false),
+            Command::IncrByFloat { .. } => m(48, "incr_by_float", Write, true, false),
         }
     }
 
@@ -649,6 +654,7 @@ mod name_tests {
                 when: ExpireIf::Always,
             },
             Command::IncrBy { id: id(), by: 1 },
+            Command::IncrByFloat { id: id(), by: b() },
         ]
     }
 

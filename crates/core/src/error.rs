@@ -46,6 +46,13 @@ pub enum Error {
     /// Redis's words for INCR past the 64-bit range.
     #[error("increment or decrement would overflow")]
     IncrOverflow,
+    /// Redis's words for INCRBYFLOAT on data (or an increment) that is no
+    /// number.
+    #[error("value is not a valid float")]
+    NotAFloat,
+    /// Redis's words for INCRBYFLOAT reaching infinity.
+    #[error("increment would produce NaN or Infinity")]
+    NotFinite,
     /// `INC` would leave the 64-bit signed range.
     #[error("increment of variable '{name}' of session '{id}' would overflow")]
     Overflow { id: SessionId, name: String },
@@ -102,6 +109,8 @@ impl Error {
             | Error::NotNumeric(_)
             | Error::NotAnInteger
             | Error::IncrOverflow
+            | Error::NotAFloat
+            | Error::NotFinite
             | Error::Overflow { .. }
             | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } | Error::TooManyResults { .. } => "LIMIT",
@@ -130,6 +139,8 @@ impl Error {
             | Error::NotNumeric(_)
             | Error::NotAnInteger
             | Error::IncrOverflow
+            | Error::NotAFloat
+            | Error::NotFinite
             | Error::Overflow { .. }
             | Error::InvalidArgument(_)
             // Asked for more than one reply may hold: ask for pages.

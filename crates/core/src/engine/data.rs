@@ -477,6 +477,30 @@ impl Engine {
         Ok(Reply::Int(value))
     }
 
+    pub(super) fn incr_by_float(&self, id: SessionId, by: &[u8], now: u64) -> Result<Reply, Error> {
+        self.check_id(&id)?;
+        let by = redis_f64(by).ok_or(Error::NotAFloat)?;
+        let mut shard = self.store.lock(&id);
+        let current = match shard.live(&id, now) {
+            None => None,
+            Some(s) => Some(redis_f64(&s.data).ok_or(Error::NotAFloat)?),
+        };
+        let value = current.unwrap_or(0.0) + by;
+        if !value.is_finite() {
+            return Err(Error::NotFinite);
+        }
+        let text = Bytes::from(float_text(value));
+        if current.is_some() {
+            self.room_for_bytes(text.len())?;
+            shard.write_data(&id, text.clone(), now, &self.next_version);
+        } else {
+            self.may_create(Chosen::ByClient)?;
+            let session = self.new_session(None, Some(text.clone()), crate::NEVER, now);
+            shard.insert(id, session);
+        }
+        Ok(Reply::Bulk(text))
+    }
+
     pub(super) fn ttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let session = Self::alive(&mut shard, id, now)?;
@@ -643,6 +667,42 @@ fn redis_i64(data: &[u8]) -> Option<i64> {
         && (digits == "0" || !digits.starts_with('0'))
         && text != "-0";
     canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// A number as Redis's INCRBYFLOAT reads one: decimal (or exponent) text
+/// without spaces, finite.
+fn redis_f64(data: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(data).ok()?;
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    plain
+        .then(|| text.parse::<f64>().ok())
+        .flatten()
+        .filter(|v| v.is_finite())
+}
+
+/// A float as INCRBYFLOAT shows it: plain decimal, no exponent, trailing
+/// zeros trimmed, to 15 significant digits (Redis computes in long double
+/// and shows 17; 15 digits of a double round off the same binary noise,
+/// so `0.1 + 0.2` is `0.3` here as there).
+fn float_text(v: f64) -> String {
+    let magnitude = if v == 0.0 {
+        0
+    } else {
+        v.abs().log10().floor() as i32
+    };
+    let decimals = usize::try_from((14 - magnitude).max(0)).unwrap_or(0);
+    let mut text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.truncate(text.trim_end_matches('0').len());
+        text.truncate(text.trim_end_matches('.').len());
+    }
+    if text == "-0" {
+        text = "0".into();
+    }
+    text
 }
 
 /// An unsigned decimal counter as memcached reads one: digits, then

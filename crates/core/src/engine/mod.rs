@@ -479,6 +479,7 @@ impl Engine {
                 when,
             } => self.expire(&id, timeout_ms, when, now)?,
             Command::IncrBy { id, by } => self.incr_by(id, by, now)?,
+            Command::IncrByFloat { id, by } => self.incr_by_float(id, &by, now)?,
             Command::Take { id } => self.take(&id, now)?,
             Command::Exists { id } => self.exists(&id, now),
             Command::Info { id } => self.info(&id, now)?,

@@ -173,7 +173,9 @@ impl Status {
             E::NoSession(_) | E::DestroyedWhileWaiting(_) => (Status::NotFound, String::new()),
             E::NotAuthenticated => (Status::AuthError, "unauthenticated".into()),
             E::NotPermitted { .. } => (Status::AuthError, e.to_string()),
-            E::NotNumeric(_) | E::NotAnInteger => (Status::NonNumeric, String::new()),
+            E::NotNumeric(_) | E::NotAnInteger | E::NotAFloat => {
+                (Status::NonNumeric, String::new())
+            }
             E::Locked { .. } => (Status::Exists, String::new()),
             E::InvalidArgument(_) | E::LimitExceeded { .. } => (Status::Invalid, e.to_string()),
             E::Exists(_)
@@ -182,6 +184,7 @@ impl Status {
             | E::NotInteger { .. }
             | E::Overflow { .. }
             | E::IncrOverflow
+            | E::NotFinite
             | E::TooManyResults { .. }
             | E::Random(_) => (Status::ServerError, e.to_string()),
         }

@@ -375,6 +375,19 @@ pub const COMMANDS: &[RedisCommand] = &[
         },
     },
     RedisCommand {
+        names: &["INCRBYFLOAT"],
+        parse: |name, a, keys, _| {
+            let [key, by] = a else {
+                return Err(arity(name));
+            };
+            let Key::Session(id) = keys.map(key) else {
+                return Err(lock_key_misuse());
+            };
+            let cmd = Command::IncrByFloat { id, by: by.clone() };
+            one(vec![cmd], Render::Plain)
+        },
+    },
+    RedisCommand {
         names: &["INCR", "DECR", "INCRBY", "DECRBY"],
         parse: |name, a, keys, _| {
             let (key, by) = match (name, a) {
