@@ -40,8 +40,8 @@ struct Multi {
     aborted: bool,
 }
 
-/// Most requests one MULTI may queue (each one bounded by the request
-/// limits already).
+/// Most requests one MULTI may queue, and keys one connection may WATCH
+/// (each request is bounded by the request limits already).
 const MAX_QUEUED: usize = 10_000;
 
 /// Serves one connection to the end.
@@ -114,6 +114,17 @@ impl Conn {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
             return Ok(Next::Continue);
         }
+        if self.multi.is_some() && !redis::is_redis_command(&args[0]) && !opens_session(&args[0]) {
+            // Only Redis commands queue; anything else aborts the
+            // transaction, as an unknown command does on Redis.
+            self.abort_multi();
+            encode_error(
+                "ERR",
+                "only Redis commands can be queued between MULTI and EXEC",
+                &mut self.link.out,
+            );
+            return Ok(Next::Continue);
+        }
         // One look-up decides the door: native, Redis, or unknown.
         let parsed = match native::lookup(&args[0]) {
             Some(spec) => {
@@ -123,19 +134,6 @@ impl Conn {
             None if redis::is_redis_command(&args[0]) => {
                 self.link.set_proto(Proto::Redis);
                 self.handle_redis(args).await?;
-                return Ok(Next::Continue);
-            }
-            _ if self.multi.is_some() && !opens_session(&args[0]) => {
-                // Only Redis commands queue; anything else aborts, as an
-                // unknown command does on Redis.
-                if let Some(m) = &mut self.multi {
-                    m.aborted = true;
-                }
-                encode_error(
-                    "ERR",
-                    "only Redis commands can be queued between MULTI and EXEC",
-                    &mut self.link.out,
-                );
                 return Ok(Next::Continue);
             }
             None => {
@@ -215,9 +213,8 @@ impl Conn {
         Ok(Next::Continue)
     }
 
-    /// A Redis-door request: its engine commands run in order, then their
-    /// results fold into one Redis reply. None of them waits (Redis-door
-    /// locks are try-once, as phpredis polls).
+    /// A Redis-door request: a transaction command, a command queued
+    /// between MULTI and EXEC, or one run now (`run_redis`).
     async fn handle_redis(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<()> {
         if let Some(t) = redis::transaction(&args, &self.link.shared.redis_keys) {
             return match t {
@@ -347,6 +344,13 @@ impl Conn {
                     "ERR",
                     "WATCH inside MULTI is not allowed",
                     &mut self.link.out,
+                );
+            }
+            T::Watch(ids) if self.watched.len() + ids.len() > MAX_QUEUED => {
+                encode_error(
+                    "LIMIT",
+                    &format!("at most {MAX_QUEUED} keys may be watched"),
+                    out,
                 );
             }
             T::Watch(ids) => {
