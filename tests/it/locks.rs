@@ -274,7 +274,14 @@ async fn shutdown_answers_queued_waiters_before_closing() {
 #[tokio::test]
 async fn lock_keys_are_released_only_by_their_holder() {
     use sessiond_client::RespValue;
-    let s = TestServer::start().await;
+    // Lock keys answered at once (as Redis does): the refusals are the
+    // point here; the door wait has its own test below.
+    let s = TestServer::start_with(sessiond_server::Config {
+        storage: sessiond_server::Storage::Memory,
+        door_lock_wait_ms: 0,
+        ..sessiond_server::Config::default()
+    })
+    .await;
     let mut a = s.client().await;
     let mut b = s.client().await;
     let ok = RespValue::Simple("OK".into());

@@ -31,6 +31,7 @@ mod native_commands;
 mod openapi;
 mod php_client;
 mod php_handlers;
+mod python_clients;
 mod raw_resp;
 mod redis_compare;
 mod redis_door;
