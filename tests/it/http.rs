@@ -304,6 +304,11 @@ async fn one_session_as_json_without_touching_it() {
         "binary data is not mangled: {bin}"
     );
     assert!(bin.get("data").is_none());
+    // Written by SET without EX: no expiry, shown as null.
+    assert!(
+        bin["timeout_s"].is_null() && bin["ttl_ms"].is_null(),
+        "{bin}"
+    );
     let (status, body) = get(&s, "/api/v1/sessions/missing", None).await;
     assert_eq!(status, 404);
     assert!(body.contains("no session 'missing'"), "{body}");

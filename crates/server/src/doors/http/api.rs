@@ -120,8 +120,9 @@ pub(crate) async fn get_session(scope: Scope, Path(id): Path<String>) -> Respons
         "class": s.class().map(text),
         "created_ms": s.created_ms,
         "accessed_ms": s.accessed_ms,
-        "timeout_s": s.timeout_ms / 1000,
-        "ttl_ms": s.ttl_ms(now),
+        // A key written without expiry has neither.
+        "timeout_s": (s.timeout_ms != sessiond_core::NEVER).then_some(s.timeout_ms / 1000),
+        "ttl_ms": (s.timeout_ms != sessiond_core::NEVER).then(|| s.ttl_ms(now)),
         "version": s.version,
         "flags": s.flags,
         "lock": match lock {
