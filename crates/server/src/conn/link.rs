@@ -83,6 +83,11 @@ impl Link {
         }
     }
 
+    /// The listener the connection came in by.
+    pub(crate) fn door(&self) -> Door {
+        self.door
+    }
+
     /// This connection as the engine knows it.
     pub(crate) fn client(&self) -> &ClientHandle {
         self.caller.client()

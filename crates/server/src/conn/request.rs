@@ -120,10 +120,14 @@ impl Caller {
 
     /// Refuses `cmd` unless the caller's role allows it.
     pub(crate) fn permit(&self, cmd: &Command) -> Result<(), Error> {
-        let Some(role) = self.role else {
-            return Err(Error::NotAuthenticated);
-        };
-        role.check(cmd.access())
+        self.allows(cmd.access())
+    }
+
+    fn allows(&self, access: sessiond_core::Access) -> Result<(), Error> {
+        match self.role {
+            None => Err(Error::NotAuthenticated),
+            Some(role) => role.check(access),
+        }
     }
 
     /// After a login: work in `tenant` with `role`. Moving to another
@@ -150,16 +154,18 @@ impl Caller {
         T: Send + 'static,
         F: FnOnce(Result<Reply, Error>) -> T + Send + 'static,
     {
-        let index = cmd.index();
+        // What the request path needs of the command, from its one match.
+        let meta = cmd.meta();
+        let index = meta.index;
         let started = Instant::now();
-        if let Err(e) = self.permit(&cmd) {
+        if let Err(e) = self.allows(meta.access) {
             self.tenant
                 .metrics
                 .command(self.proto, index, started.elapsed(), Some(&e));
             return Started::Done(finish(Err(e)));
         }
-        let before = DurableMark::before(self.tenant.persistence(), cmd.is_write());
-        if cmd.is_heavy() {
+        let before = DurableMark::before(self.tenant.persistence(), meta.write);
+        if meta.heavy {
             let (done, error) = self
                 .tenant
                 .offload

@@ -29,9 +29,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         link: Link::new(stream, shared, stop, 4096, Door::Line),
         open: None,
     };
-    if let Err(e) = super::serve(&mut conn).await {
-        tracing::debug!(error = %e, "line-protocol connection ended with an error");
-    }
+    super::serve(&mut conn).await;
 }
 
 struct Conn {

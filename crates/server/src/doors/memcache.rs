@@ -40,9 +40,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         protocol: None,
         skip: 0,
     };
-    if let Err(e) = super::serve(&mut conn).await {
-        tracing::debug!(error = %e, "memcached connection ended with an error");
-    }
+    super::serve(&mut conn).await;
 }
 
 impl SocketDoor for Conn {
@@ -50,14 +48,8 @@ impl SocketDoor for Conn {
         &mut self.link
     }
 
-    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
-        self.answer_all().await
-    }
-}
-
-impl Conn {
     /// Answers every whole request in the input buffer.
-    async fn answer_all(&mut self) -> std::io::Result<Next> {
+    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(self.link.inbuf.len());
@@ -113,7 +105,9 @@ impl Conn {
             }
         }
     }
+}
 
+impl Conn {
     /// Binary SASL: `PLAIN` is the one mechanism.
     async fn sasl(&mut self, op: Op) -> Answer {
         if !self.link.shared.auth.required() {

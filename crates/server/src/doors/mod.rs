@@ -42,12 +42,19 @@ pub(crate) trait SocketDoor {
 /// for a lock writes what is pending first (`Link::run`). However the
 /// connection ends, its locks are released (its `Caller` leaves the
 /// engine).
-pub(crate) async fn serve(door: &mut impl SocketDoor) -> std::io::Result<()> {
-    loop {
-        let next = door.answer_buffered().await?;
-        door.link().flush().await?;
-        if matches!(next, Next::Close) || !door.link().read_more().await? {
-            return Ok(());
+pub(crate) async fn serve(door: &mut impl SocketDoor) {
+    let ended = async {
+        loop {
+            let next = door.answer_buffered().await?;
+            door.link().flush().await?;
+            if matches!(next, Next::Close) || !door.link().read_more().await? {
+                return Ok::<(), std::io::Error>(());
+            }
         }
+    }
+    .await;
+    if let Err(e) = ended {
+        let door = door.link().door().label();
+        tracing::debug!(error = %e, door, "connection ended with an error");
     }
 }

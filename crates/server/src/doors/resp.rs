@@ -53,9 +53,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         multi: None,
         watched: Vec::new(),
     };
-    if let Err(e) = super::serve(&mut conn).await {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
+    super::serve(&mut conn).await;
 }
 
 impl SocketDoor for Conn {
@@ -63,14 +61,8 @@ impl SocketDoor for Conn {
         &mut self.link
     }
 
-    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
-        self.answer_all().await
-    }
-}
-
-impl Conn {
     /// Answers every whole request in the input buffer.
-    async fn answer_all(&mut self) -> std::io::Result<Next> {
+    async fn answer_buffered(&mut self) -> std::io::Result<Next> {
         loop {
             if let Some(d) = &mut self.discard {
                 match d.skip(&mut self.link.inbuf) {
@@ -108,7 +100,9 @@ impl Conn {
             }
         }
     }
+}
 
+impl Conn {
     async fn handle(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<Next> {
         if !self.link.authenticated() && !opens_session(&args[0]) {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
