@@ -195,10 +195,10 @@ pub(crate) async fn list_sessions(
         Ok(q) => q,
         Err(why) => return bad_request(why),
     };
-    let count = q.count.unwrap_or(100);
-    if !(1..=10_000).contains(&count) {
-        return bad_request(format!("count is {count}; give 1 to 10000"));
-    }
+    let count = match page_count(q.count) {
+        Ok(n) => n,
+        Err(why) => return bad_request(why),
+    };
     let scan = run(
         &scope,
         Command::Scan {
@@ -211,11 +211,25 @@ pub(crate) async fn list_sessions(
     id_page(scan)
 }
 
-/// The sessions where variable `var` has `value`.
-async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<SessionId>, Response> {
-    if q.var.is_empty() {
-        return Err(bad_request("var is empty: name a variable".into()));
+/// Ids per page: `count` (default 100), 1 to 10,000.
+fn page_count(count: Option<usize>) -> Result<usize, String> {
+    match count.unwrap_or(100) {
+        n @ 1..=10_000 => Ok(n),
+        n => Err(format!("count is {n}; give 1 to 10000")),
     }
+}
+
+/// Refuses an empty variable name.
+fn named(var: &str) -> Result<(), String> {
+    if var.is_empty() {
+        return Err("var is empty: name a variable".into());
+    }
+    Ok(())
+}
+
+/// The sessions where variable `var` (already checked by [`named`]) has
+/// `value`.
+async fn find(scope: &Scope, q: VarQuery) -> Result<Vec<SessionId>, Response> {
     let found = run(
         scope,
         Command::Find {
@@ -241,10 +255,10 @@ pub(crate) async fn find_sessions(
         Ok(q) => q,
         Err(why) => return bad_request(why),
     };
-    let count = q.count.unwrap_or(100);
-    if !(1..=10_000).contains(&count) {
-        return bad_request(format!("count is {count}; give 1 to 10000"));
-    }
+    let count = match page_count(q.count).and_then(|n| named(&q.var).map(|()| n)) {
+        Ok(n) => n,
+        Err(why) => return bad_request(why),
+    };
     let Some(cursor) = q.cursor else {
         let all = VarQuery {
             var: q.var,
@@ -255,9 +269,6 @@ pub(crate) async fn find_sessions(
             Err(refusal) => refusal,
         };
     };
-    if q.var.is_empty() {
-        return bad_request("var is empty: name a variable".into());
-    }
     let page = run(
         &scope,
         Command::FindPage {
@@ -304,6 +315,9 @@ pub(crate) async fn destroy_sessions(
         Ok(q) => q,
         Err(why) => return bad_request(why),
     };
+    if let Err(why) = named(&q.var) {
+        return bad_request(why);
+    }
     // Refused before the search for a role that may not destroy.
     if let Err(e) = scope.role.check(Access::Write) {
         return failure(&e);
@@ -312,13 +326,19 @@ pub(crate) async fn destroy_sessions(
         Ok(ids) => ids,
         Err(refusal) => return refusal,
     };
+    let mut caller = match caller(&scope) {
+        Ok(c) => c,
+        Err(e) => return failure(&e),
+    };
     let mut destroyed = 0u64;
     for id in found {
         // One gone meanwhile is no error: it is out either way.
-        if run(&scope, Command::Destroy { id }).await.is_ok() {
+        if run_on(&mut caller, Command::Destroy { id }).await.is_ok() {
             destroyed += 1;
         }
     }
+    // One durability wait for them all (group commit).
+    caller.durable().await;
     Json(json!({ "destroyed": destroyed })).into_response()
 }
 
@@ -326,18 +346,31 @@ pub(crate) async fn destroy_sessions(
 /// `conn::request`); answered once a write is as durable as the `fsync`
 /// policy promises.
 async fn run(scope: &Scope, cmd: Command) -> Result<Reply, Error> {
-    let Some(tenant) = scope.tenants.first() else {
-        return Err(Error::NotAuthenticated);
-    };
-    let mut caller = Caller::new(tenant.clone(), Some(scope.role), Proto::Http, None);
-    let result = match caller.start(cmd, |r| r).await {
+    let mut caller = caller(scope)?;
+    let result = run_on(&mut caller, cmd).await;
+    caller.durable().await;
+    result
+}
+
+/// A caller in the scope's tenant, with its role.
+fn caller(scope: &Scope) -> Result<Caller, Error> {
+    let tenant = scope.tenants.first().ok_or(Error::NotAuthenticated)?;
+    Ok(Caller::new(
+        tenant.clone(),
+        Some(scope.role),
+        Proto::Http,
+        None,
+    ))
+}
+
+/// Runs `cmd` for `caller`, leaving the durability wait to the caller.
+async fn run_on(caller: &mut Caller, cmd: Command) -> Result<Reply, Error> {
+    match caller.start(cmd, |r| r).await {
         Started::Done(r) => r,
         // No HTTP operation takes a lock; one queued would have no
         // connection to wait on, so it is given up at once.
         Started::Wait(waiting) => caller.give_up(waiting),
-    };
-    caller.durable().await;
-    result
+    }
 }
 
 fn texts(ids: &[SessionId]) -> Vec<String> {
