@@ -48,8 +48,6 @@ pub enum Render {
     LockAcquired,
     /// How many results were a success (`DEL`, `EXISTS`).
     Count,
-    /// `:1` on success, `:0` for a missing session (`EXPIRE`).
-    OneOrZero,
     /// A TTL, or `:-2` for a missing session.
     Ttl,
     /// `+string` or `+none` (`TYPE`).
@@ -109,12 +107,20 @@ fn expire_ms(n: i64, unit_ms: u64, cmd: &str) -> Result<u64, CommandError> {
 /// The ms from now until Unix time `at` (in units of `unit_ms`); an error
 /// when it is already past (the caller deletes the key then).
 fn expire_at(at: i64, unit_ms: u64, cmd: &str) -> Result<u64, CommandError> {
-    let now = std::time::SystemTime::now()
+    let unit = i64::try_from(unit_ms).unwrap_or(1);
+    expire_ms(
+        at.saturating_mul(unit).saturating_sub(now_unix_ms()),
+        1,
+        cmd,
+    )
+}
+
+/// The Unix time now, in ms.
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let unit = i64::try_from(unit_ms).unwrap_or(1);
-    expire_ms(at.saturating_mul(unit).saturating_sub(now), 1, cmd)
+        .unwrap_or(0)
 }
 
 /// Whether `name` is a Redis command this door knows (any case).
@@ -729,16 +735,8 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
             }
             b"EXAT" | b"PXAT" if timeout.is_none() => {
                 let n = int(it.next().ok_or_else(|| err("syntax error"))?)?;
-                let at_ms = if o == b"EXAT" {
-                    n.saturating_mul(1000)
-                } else {
-                    n
-                };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
-                timeout = Some(Some(expire_ms(at_ms - now, 1, "set")?));
+                let unit = if o == b"EXAT" { 1000 } else { 1 };
+                timeout = Some(Some(expire_at(n, unit, "set")?));
             }
             _ => return Err(err("syntax error")),
         }
@@ -886,11 +884,7 @@ pub fn render(
         },
         Render::ExpireTime { ms } => match results.pop() {
             Some(Ok(Reply::Int(left))) if left >= 0 => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                    .unwrap_or(0);
-                let at = now.saturating_add(left);
+                let at = now_unix_ms().saturating_add(left);
                 Ok(Reply::Int(if *ms { at } else { (at + 500) / 1000 }))
             }
             Some(Ok(reply)) => Ok(reply),
@@ -940,8 +934,6 @@ pub fn render(
                 (Render::NilIfMissing, Err(e)) if missing(&e) => Ok(Reply::Nil),
                 (Render::LockAcquired, Ok(_)) => Ok(Reply::Ok),
                 (Render::LockAcquired, Err(Error::Locked { .. })) => Ok(Reply::Nil),
-                (Render::OneOrZero, Ok(_)) => Ok(Reply::Int(1)),
-                (Render::OneOrZero, Err(e)) if missing(&e) => Ok(Reply::Int(0)),
                 (Render::Ttl, Err(e)) if missing(&e) => Ok(Reply::Int(-2)),
                 (Render::Type, r) => Ok(Reply::Status(if success(&r) { "string" } else { "none" })),
                 (_, Ok(r)) => Ok(r),

@@ -95,11 +95,11 @@ fn replies_render_like_redis() {
         Ok(Reply::Int(-2))
     );
     assert_eq!(
-        render(&Render::OneOrZero, &keys, vec![missing()]),
+        render(&Render::IntOrZero, &keys, vec![missing()]),
         Ok(Reply::Int(0))
     );
     assert_eq!(
-        render(&Render::OneOrZero, &keys, vec![Ok(Reply::Ok)]),
+        render(&Render::IntOrZero, &keys, vec![Ok(Reply::Int(1))]),
         Ok(Reply::Int(1))
     );
     let locked = Err(Error::Locked {
