@@ -455,50 +455,51 @@ impl Engine {
     }
 
     pub(super) fn incr_by(&self, id: SessionId, by: i64, now: u64) -> Result<Reply, Error> {
-        self.check_id(&id)?;
-        let mut shard = self.store.lock(&id);
-        let current = match shard.live(&id, now) {
-            None => None,
-            Some(s) => Some(redis_i64(&s.data).ok_or(Error::NotAnInteger)?),
-        };
-        let value = current
-            .unwrap_or(0)
-            .checked_add(by)
-            .ok_or(Error::IncrOverflow)?;
-        let text = Bytes::from(value.to_string());
-        if current.is_some() {
-            self.room_for_bytes(text.len())?;
-            shard.write_data(&id, text, now, &self.next_version);
-        } else {
-            self.may_create(Chosen::ByClient)?;
-            let session = self.new_session(None, Some(text), crate::NEVER, now);
-            shard.insert(id, session);
-        }
-        Ok(Reply::Int(value))
+        self.update_number(id, now, |data| {
+            let current = data.map_or(Some(0), redis_i64).ok_or(Error::NotAnInteger)?;
+            let value = current.checked_add(by).ok_or(Error::IncrOverflow)?;
+            Ok((Reply::Int(value), Bytes::from(value.to_string())))
+        })
     }
 
     pub(super) fn incr_by_float(&self, id: SessionId, by: &[u8], now: u64) -> Result<Reply, Error> {
-        self.check_id(&id)?;
         let by = redis_f64(by).ok_or(Error::NotAFloat)?;
+        self.update_number(id, now, |data| {
+            let current = data.map_or(Some(0.0), redis_f64).ok_or(Error::NotAFloat)?;
+            let value = current + by;
+            if !value.is_finite() {
+                return Err(Error::NotFinite);
+            }
+            let text = Bytes::from(float_text(value));
+            Ok((Reply::Bulk(text.clone()), text))
+        })
+    }
+
+    /// Redis's INCR family: `next` reads the session's data (None: no
+    /// session) and gives the reply and the new data, which replaces the
+    /// old (keeping the timeout) or makes a session without expiry.
+    fn update_number(
+        &self,
+        id: SessionId,
+        now: u64,
+        next: impl FnOnce(Option<&[u8]>) -> Result<(Reply, Bytes), Error>,
+    ) -> Result<Reply, Error> {
+        self.check_id(&id)?;
         let mut shard = self.store.lock(&id);
-        let current = match shard.live(&id, now) {
-            None => None,
-            Some(s) => Some(redis_f64(&s.data).ok_or(Error::NotAFloat)?),
-        };
-        let value = current.unwrap_or(0.0) + by;
-        if !value.is_finite() {
-            return Err(Error::NotFinite);
+        let old = shard.live(&id, now).map(|s| s.data.clone());
+        let (reply, text) = next(old.as_deref())?;
+        match old {
+            Some(old) => {
+                self.room_for_bytes(text.len().saturating_sub(old.len()))?;
+                shard.write_data(&id, text, now, &self.next_version);
+            }
+            None => {
+                self.may_create(Chosen::ByClient)?;
+                let session = self.new_session(None, Some(text), crate::NEVER, now);
+                shard.insert(id, session);
+            }
         }
-        let text = Bytes::from(float_text(value));
-        if current.is_some() {
-            self.room_for_bytes(text.len())?;
-            shard.write_data(&id, text.clone(), now, &self.next_version);
-        } else {
-            self.may_create(Chosen::ByClient)?;
-            let session = self.new_session(None, Some(text.clone()), crate::NEVER, now);
-            shard.insert(id, session);
-        }
-        Ok(Reply::Bulk(text))
+        Ok(reply)
     }
 
     pub(super) fn ttl(&self, id: &SessionId, now: u64) -> Result<Reply, Error> {
