@@ -365,3 +365,70 @@ async fn transactions_answer_as_redis_does() {
         assert_eq!(call(&mut b, &["GET", "w"]).await, V::Bulk("mine".into()));
     }
 }
+
+/// A transaction is one step: another client's MGET of the two keys it
+/// bumps never sees one bumped and not the other, on sessiond as on
+/// Redis. (Writes between the bumps make the window wide enough that
+/// running the queue one command at a time fails this at once; the
+/// server needs threads of its own for that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_client_sees_part_of_a_transaction() {
+    let Some(pair) = both().await else {
+        return;
+    };
+    let ours = (pair.server.client().await, pair.server.client().await);
+    let redis = (
+        Client::connect(pair.redis_addr).await.unwrap(),
+        Client::connect(pair.redis_addr).await.unwrap(),
+    );
+    for (mut writer, mut reader) in [ours, redis] {
+        const ROUNDS: i64 = 300;
+        // PHP-encoded data, which a store reads for its index: slow to write.
+        let php: String = (0..2000).map(|i| format!("k{i}|i:{i};")).collect();
+        let write = tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                call(&mut writer, &["MULTI"]).await;
+                call(&mut writer, &["INCR", "tx:a"]).await;
+                for i in 0..20 {
+                    call(&mut writer, &["SET", &format!("tx:filler{i}"), &php]).await;
+                }
+                call(&mut writer, &["INCR", "tx:b"]).await;
+                let done = call(&mut writer, &["EXEC"]).await;
+                assert!(matches!(done, V::Array(ref r) if r.len() == 22), "{done:?}");
+            }
+        });
+        loop {
+            let V::Array(values) = call(&mut reader, &["MGET", "tx:a", "tx:b"]).await else {
+                panic!("MGET");
+            };
+            assert_eq!(values[0], values[1], "saw part of a transaction");
+            if values[0] == V::Bulk(ROUNDS.to_string().into()) {
+                break;
+            }
+        }
+        write.await.expect("writer");
+    }
+}
+
+/// Deliberate difference (docs/protocol.md): a command that walks every
+/// session (KEYS, SCAN) cannot be queued, since the whole transaction
+/// holds its sessions while it runs; queuing it fails the EXEC, as any
+/// queuing error does.
+#[tokio::test]
+async fn walks_cannot_be_queued_in_a_transaction() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    assert_eq!(call(&mut c, &["MULTI"]).await, V::Simple("OK".into()));
+    assert_eq!(
+        call(&mut c, &["SET", "k", "v"]).await,
+        V::Simple("QUEUED".into())
+    );
+    match c.call(&["KEYS", "*"]).await {
+        Err(sessiond_client::Error::Server { message, .. }) => {
+            assert!(message.contains("KEYS cannot be queued"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(call(&mut c, &["EXEC"]).await, V::Error("EXECABORT".into()));
+    assert_eq!(call(&mut c, &["GET", "k"]).await, V::Nil);
+}

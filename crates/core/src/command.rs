@@ -226,6 +226,31 @@ pub enum Command {
     /// Destroy every session (Redis `FLUSHDB`, memcached `flush_all`);
     /// refused unless the engine allows it. Answers how many went.
     FlushAll,
+    /// A Redis transaction (`EXEC`): `commands` in order as one step (no
+    /// other client's command sees part of it), unless a `watched` session's
+    /// version is no longer the one given (None: absent), when nothing runs.
+    /// Answers [`crate::Reply::Exec`]. Each command must say which
+    /// sessions it touches ([`Command::touches`]).
+    Exec {
+        watched: Vec<(SessionId, Option<u64>)>,
+        commands: Vec<Command>,
+    },
+}
+
+/// The sessions a command touches, as a transaction must know them before
+/// it starts ([`Command::touches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touches<'a> {
+    /// No session (PING).
+    Nothing,
+    /// These sessions only.
+    One(&'a SessionId),
+    Two(&'a SessionId, &'a SessionId),
+    /// Every session, briefly (a count, a flush).
+    All,
+    /// Not known beforehand, or the command walks or waits: it cannot run
+    /// inside a transaction.
+    Unsure,
 }
 
 /// When `Command::Store` stores.
@@ -295,7 +320,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 49] = [
+    pub const NAMES: [&'static str; 50] = [
         "create",
         "uniq",
         "destroy",
@@ -345,6 +370,7 @@ impl Command {
         "expire",
         "incr_by",
         "incr_by_float",
+        "exec",
     ];
 
     /// Everything the server needs to know of a command besides its
@@ -440,6 +466,73 @@ impl Command {
             Command::Expire { .. } => m(46, "expire", Write, true, false),
             Command::IncrBy { .. } => m(47, "incr_by", Write, true, false),
             Command::IncrByFloat { .. } => m(48, "incr_by_float", Write, true, false),
+            // As much as its commands need.
+            Command::Exec { commands, .. } => m(
+                49,
+                "exec",
+                commands.iter().map(Command::access).max().unwrap_or(Read),
+                commands.iter().any(Command::is_write),
+                false,
+            ),
+        }
+    }
+
+    /// The sessions the command touches, for a transaction's claim on
+    /// their shards.
+    pub fn touches(&self) -> Touches<'_> {
+        use Touches::{All, Nothing, One, Two, Unsure};
+        match self {
+            Command::Create { id, .. }
+            | Command::Destroy { id }
+            | Command::DestroyIf { id, .. }
+            | Command::Take { id }
+            | Command::Expire { id, .. }
+            | Command::IncrBy { id, .. }
+            | Command::IncrByFloat { id, .. }
+            | Command::Exists { id }
+            | Command::Info { id }
+            | Command::Export { id }
+            | Command::Get { id, .. }
+            | Command::Set { id, .. }
+            | Command::Del { id, .. }
+            | Command::GetAll { id }
+            | Command::SetAll { id, .. }
+            | Command::GetData { id, .. }
+            | Command::SetData { id, .. }
+            | Command::Store { id, .. }
+            | Command::Append { id, .. }
+            | Command::Item { id, .. }
+            | Command::IncrData { id, .. }
+            | Command::Inc { id, .. }
+            | Command::Timeout { id, .. }
+            | Command::Ttl { id }
+            | Command::PTtl { id }
+            | Command::Touch { id }
+            | Command::Unlock { id, .. }
+            | Command::LockOwned { id, .. }
+            | Command::UnlockOwned { id, .. }
+            | Command::LockOwner { id }
+            | Command::Commit { id, .. }
+            | Command::Close { id, .. } => One(id),
+            Command::Regenerate {
+                id,
+                new_id: Some(new_id),
+            } => Two(id, new_id),
+            Command::RandStr { .. } | Command::Ping { .. } | Command::Echo { .. } => Nothing,
+            Command::Count { .. } | Command::ServerInfo | Command::FlushAll => All,
+            // A random new id; a walk; a wait; a nested transaction.
+            Command::Uniq { .. }
+            | Command::Regenerate { new_id: None, .. }
+            | Command::List { .. }
+            | Command::Scan { .. }
+            | Command::Find { .. }
+            | Command::ListVar { .. }
+            | Command::FindPage { .. }
+            | Command::ListVarPage { .. }
+            | Command::KeyScan { .. }
+            | Command::Lock { .. }
+            | Command::Open { .. }
+            | Command::Exec { .. } => Unsure,
         }
     }
 
@@ -655,6 +748,10 @@ mod name_tests {
             },
             Command::IncrBy { id: id(), by: 1 },
             Command::IncrByFloat { id: id(), by: b() },
+            Command::Exec {
+                watched: vec![],
+                commands: vec![],
+            },
         ]
     }
 

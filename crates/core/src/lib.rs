@@ -20,8 +20,11 @@ mod store;
 
 pub use client::ClientHandle;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use command::{Access, Command, ExpireIf, Meta, StoreIf, StoreReply};
-pub use engine::{AfterGrant, Engine, EngineConfig, EngineStats, Outcome, PendingLock, TickReport};
+pub use command::{Access, Command, ExpireIf, Meta, StoreIf, StoreReply, Touches};
+pub use engine::{
+    not_in_transaction, AfterGrant, Engine, EngineConfig, EngineStats, Outcome, PendingLock,
+    TickReport,
+};
 pub use error::Error;
 pub use id::{IdChars, SessionId};
 pub use journal::{Mutation, MutationLog, KEY_BLOCK};

@@ -44,6 +44,10 @@ pub enum Reply {
     /// One page of ids and the cursor to go on from (`0`: done) (`Scan`,
     /// `FindPage`, `KeyScan`); RESP: `[cursor, [ids]]`.
     Page { cursor: Bytes, ids: Vec<SessionId> },
+    /// A transaction's results, one per command, refusals among them
+    /// (`Command::Exec`); None when a watched session changed and nothing
+    /// ran. RESP: an array with error entries, or nil.
+    Exec(Option<Vec<Result<Reply, crate::Error>>>),
 }
 
 /// One section of an [`Reply::Info`].

@@ -11,9 +11,10 @@ use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::{self, ThreadId};
 
 use bytes::Bytes;
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::id::SessionId;
 use crate::index::{ClassIndex, VarIndex};
@@ -50,6 +51,9 @@ pub(crate) struct Shard {
     /// was touched, renamed or destroyed); it is checked when it comes up.
     expiry: BinaryHeap<Reverse<(u64, SessionId)>>,
     pub(crate) leases: LeaseHeap,
+    /// The thread running a transaction on this shard ([`Store::claim`]):
+    /// every other thread waits until it ends.
+    claim: Option<ThreadId>,
 }
 
 impl Shard {
@@ -66,6 +70,7 @@ impl Shard {
             classes: ClassIndex::default(),
             expiry: BinaryHeap::new(),
             leases: BinaryHeap::new(),
+            claim: None,
         }
     }
 
@@ -473,6 +478,8 @@ impl Shard {
 #[derive(Debug)]
 pub(crate) struct Store {
     shards: Box<[Mutex<Shard>]>,
+    /// Signalled when a shard's claim ends, one per shard.
+    released: Box<[Condvar]>,
     hasher: RandomState,
     usage: Arc<Usage>,
 }
@@ -520,6 +527,7 @@ impl Store {
                     ))
                 })
                 .collect(),
+            released: (0..n).map(|_| Condvar::new()).collect(),
             usage,
             hasher: RandomState::new(),
         }
@@ -549,11 +557,61 @@ impl Store {
     }
 
     pub(crate) fn lock(&self, id: &SessionId) -> MutexGuard<'_, Shard> {
-        self.shards[self.index_of(id)].lock()
+        self.lock_at(self.index_of(id))
     }
 
+    /// Locks shard `index`, first waiting out a transaction another thread
+    /// is running on it.
     pub(crate) fn lock_at(&self, index: usize) -> MutexGuard<'_, Shard> {
-        self.shards[index].lock()
+        let mut shard = self.shards[index].lock();
+        if shard.claim.is_some() {
+            let me = thread::current().id();
+            while shard.claim.is_some_and(|owner| owner != me) {
+                self.released[index].wait(&mut shard);
+            }
+        }
+        shard
+    }
+
+    /// Claims shards `indexes` (and every shard when `all`) for this thread
+    /// until the [`Claim`] drops: other threads' commands on them wait, so
+    /// a transaction's commands run as one step. Claims are taken in index
+    /// order, so two transactions cannot deadlock; nor can a command that
+    /// holds one shard while it locks a higher one (REGENERATE), since the
+    /// claimer took the lower first or never needs it. The claiming thread
+    /// must touch no shard outside its claim.
+    pub(crate) fn claim(&self, mut indexes: Vec<usize>, all: bool) -> Claim<'_> {
+        if all {
+            indexes = (0..self.shards.len()).collect();
+        } else {
+            indexes.sort_unstable();
+            indexes.dedup();
+        }
+        let me = thread::current().id();
+        for &i in &indexes {
+            let mut shard = self.lock_at(i);
+            shard.claim = Some(me);
+        }
+        Claim {
+            store: self,
+            indexes,
+        }
+    }
+}
+
+/// Shards claimed by one thread ([`Store::claim`]); dropping it lets the
+/// others in.
+pub(crate) struct Claim<'a> {
+    store: &'a Store,
+    indexes: Vec<usize>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        for &i in &self.indexes {
+            self.store.shards[i].lock().claim = None;
+            self.store.released[i].notify_all();
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`Reply`] or, for a lock that is not free, hands back a [`PendingLock`]
 //! whose future the caller awaits; the engine never sleeps.
 
+mod batch;
 mod data;
 mod listing;
 mod locking;
@@ -24,6 +25,7 @@ use crate::reply::Reply;
 use crate::session::Session;
 use crate::store::{Shard, Store};
 
+pub use batch::not_in_transaction;
 use data::Stored;
 use locking::LockAsk;
 pub use locking::{AfterGrant, PendingLock};
@@ -603,6 +605,7 @@ impl Engine {
             },
             Command::Echo { message } => Reply::Bulk(message),
             Command::ServerInfo => self.server_info(now),
+            Command::Exec { watched, commands } => self.exec(client, watched, commands)?,
         };
         Ok(Outcome::Reply(reply))
     }

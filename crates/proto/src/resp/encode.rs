@@ -65,6 +65,16 @@ pub fn encode_reply(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
             put_bulk(out, cursor);
             put_ids(out, ids);
         }
+        Reply::Exec(None) => encode_reply(&Reply::Nil, proto, out),
+        Reply::Exec(Some(results)) => {
+            put_header(out, b'*', results.len());
+            for result in results {
+                match result {
+                    Ok(reply) => encode_reply(reply, proto, out),
+                    Err(e) => encode_error(e.code(), &e.to_string(), out),
+                }
+            }
+        }
     }
 }
 

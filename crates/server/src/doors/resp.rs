@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use sessiond_core::{Command, Reply, SessionId};
+use sessiond_core::{Command, Reply, SessionId, Touches};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
@@ -220,6 +220,8 @@ impl Conn {
                 }
             };
         }
+        // The name, for a refusal to queue.
+        let name = args.first().cloned().unwrap_or_default();
         let request =
             match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
                 Ok(r) => r,
@@ -242,7 +244,19 @@ impl Conn {
             return Ok(());
         }
         if let Some(m) = &mut self.multi {
-            if m.queued.len() >= MAX_QUEUED {
+            let unsure = request
+                .commands
+                .iter()
+                .find(|c| c.touches() == Touches::Unsure);
+            if unsure.is_some() {
+                m.aborted = true;
+                let name = String::from_utf8_lossy(&name).to_uppercase();
+                encode_error(
+                    "ERR",
+                    &format!("{name} cannot be queued in a transaction on sessiond (it walks every session); run it outside MULTI"),
+                    &mut self.link.out,
+                );
+            } else if m.queued.len() >= MAX_QUEUED {
                 m.aborted = true;
                 encode_error(
                     "LIMIT",
@@ -281,12 +295,18 @@ impl Conn {
                     .await;
             }
         }
-        let mut results = Vec::with_capacity(commands.len());
-        for cmd in commands {
-            results.push(self.link.run(cmd).await?);
-        }
-        fold(results, &mut self.link.out);
-        Ok(())
+        // Several keys (MGET, MSET, DEL a b, GETEX): one step, as in Redis.
+        let exec = Command::Exec {
+            watched: Vec::new(),
+            commands,
+        };
+        self.link
+            .run_into(exec, move |result, out| match result {
+                Ok(Reply::Exec(Some(results))) => fold(results, out),
+                Ok(other) => fold(vec![Ok(other)], out),
+                Err(e) => encode_error(e.code(), &e.to_string(), out),
+            })
+            .await
     }
 
     /// Marks the transaction being queued (if any) as failed: its EXEC
@@ -368,22 +388,46 @@ impl Conn {
                     );
                     return Ok(());
                 }
-                for (id, version) in watched {
-                    if self.version_of(id).await? != version {
-                        // A watched session changed: nothing runs.
-                        encode_reply(&Reply::Nil, self.proto, &mut self.link.out);
-                        return Ok(());
-                    }
-                }
-                // One array of the replies, errors among them, as Redis.
-                let header = format!("*{}\r\n", multi.queued.len());
-                self.link.out.put_slice(header.as_bytes());
-                for request in multi.queued {
-                    self.run_redis(request).await?;
-                }
+                self.exec(watched, multi.queued).await?;
             }
         }
         Ok(())
+    }
+
+    /// Runs a transaction's queued requests as one engine step and writes
+    /// Redis's reply: nil when a watched key changed, else one array of
+    /// the requests' replies, refusals among them.
+    async fn exec(
+        &mut self,
+        watched: Vec<(SessionId, Option<u64>)>,
+        queued: Vec<redis::RedisRequest>,
+    ) -> std::io::Result<()> {
+        let mut renders = Vec::with_capacity(queued.len());
+        let mut commands = Vec::new();
+        for request in queued {
+            renders.push((request.render, request.commands.len()));
+            commands.extend(request.commands);
+        }
+        let (proto, keys) = (self.proto, self.link.shared.redis_keys.clone());
+        let exec = Command::Exec { watched, commands };
+        self.link
+            .run_into(exec, move |result, out| match result {
+                Ok(Reply::Exec(Some(results))) => {
+                    let mut results = results.into_iter();
+                    out.put_slice(format!("*{}\r\n", renders.len()).as_bytes());
+                    for (render, n) in renders {
+                        let mine: Vec<_> = results.by_ref().take(n).collect();
+                        match redis::render(&render, &keys, mine) {
+                            Ok(reply) => encode_reply(&reply, proto, out),
+                            Err((code, message)) => encode_error(code, &message, out),
+                        }
+                    }
+                }
+                // A watched session changed: nothing ran.
+                Ok(_) => encode_reply(&Reply::Nil, proto, out),
+                Err(e) => encode_error(e.code(), &e.to_string(), out),
+            })
+            .await
     }
 
     fn hello(&self) -> Reply {

@@ -20,6 +20,7 @@ mod model;
 mod replay;
 mod sessions;
 mod stores;
+mod transactions;
 mod vars;
 
 struct Fixture {
