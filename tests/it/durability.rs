@@ -362,5 +362,14 @@ async fn a_key_without_expiry_survives_a_restart_without_one() {
         panic!("no TTL")
     };
     assert!((98..=100).contains(&ttl), "{ttl}");
+    // Listed as written, after the restart too.
+    let V::Array(mut keys) = c.call(&["KEYS", "*"]).await.unwrap() else {
+        panic!("KEYS")
+    };
+    keys.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(
+        keys,
+        vec![V::Bulk("counted".into()), V::Bulk("forever".into())]
+    );
     s.stop().await;
 }

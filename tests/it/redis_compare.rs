@@ -432,3 +432,119 @@ async fn walks_cannot_be_queued_in_a_transaction() {
     assert_eq!(call(&mut c, &["EXEC"]).await, V::Error("EXECABORT".into()));
     assert_eq!(call(&mut c, &["GET", "k"]).await, V::Nil);
 }
+
+/// Every key of a SCAN walk (to cursor 0), sorted.
+async fn scan_all(c: &mut Client, opts: &[&str]) -> Vec<V> {
+    let mut cursor = "0".to_string();
+    let mut found = Vec::new();
+    loop {
+        let mut args = vec!["SCAN", &cursor];
+        args.extend_from_slice(opts);
+        let V::Array(parts) = call(c, &args).await else {
+            panic!("SCAN {opts:?}");
+        };
+        let [V::Bulk(next), V::Array(keys)] = <[V; 2]>::try_from(parts).expect("two parts") else {
+            panic!("SCAN reply");
+        };
+        found.extend(keys);
+        cursor = String::from_utf8(next.to_vec()).expect("cursor");
+        if cursor == "0" {
+            break;
+        }
+    }
+    found.sort_by_key(|k| format!("{k:?}"));
+    found
+}
+
+/// KEYS and SCAN (MATCH, TYPE) give every key back exactly as it was
+/// written — phpredis's prefix, the stock stores' own prefixes, none — on
+/// sessiond as on Redis.
+#[tokio::test]
+async fn keys_are_listed_as_written() {
+    let Some(mut pair) = both().await else {
+        return;
+    };
+    let written = [
+        "PHPREDIS_SESSION:abc",
+        "sess:123",
+        "sess:456",
+        ":1:django.contrib.sessions.cachexyz",
+        "session:flask",
+        "plain",
+    ];
+    for key in written {
+        pair.same(&[&["SET", key, "v", "EX", "100"]]).await;
+    }
+    pair.same(&[&["INCR", "sess:counter"]]).await;
+    for opts in [
+        &[][..],
+        &["MATCH", "sess:*"],
+        &["MATCH", "sess:*", "COUNT", "2"],
+        &["MATCH", "PHPREDIS_SESSION:*"],
+        &["TYPE", "string"],
+        &["TYPE", "hash"],
+        &["TYPE", "hash", "MATCH", "*"],
+    ] {
+        let ours = scan_all(&mut pair.ours, opts).await;
+        let redis = scan_all(&mut pair.redis, opts).await;
+        assert_eq!(ours, redis, "SCAN {opts:?}");
+    }
+    assert_eq!(
+        scan_all(&mut pair.ours, &["MATCH", "sess:*"]).await.len(),
+        3
+    );
+    for pattern in ["*", "sess:*", "*abc", "plain"] {
+        let sorted = |v: V| match v {
+            V::Array(mut keys) => {
+                keys.sort_by_key(|k| format!("{k:?}"));
+                keys
+            }
+            other => panic!("KEYS: {other:?}"),
+        };
+        let ours = sorted(call(&mut pair.ours, &["KEYS", pattern]).await);
+        let redis = sorted(call(&mut pair.redis, &["KEYS", pattern]).await);
+        assert_eq!(ours, redis, "KEYS {pattern}");
+    }
+}
+
+/// With two prefixes configured, each session is listed under the one it
+/// was written with; the two are aliases of one id (docs/protocol.md), and
+/// a session no Redis client wrote is listed under the longest prefix.
+#[tokio::test]
+async fn each_prefix_is_listed_as_written() {
+    let server = TestServer::start_with(sessiond_server::Config {
+        storage: sessiond_server::Storage::Memory,
+        redis_prefixes: vec!["PHPREDIS_SESSION:".into(), "app:".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut c = server.client().await;
+    for key in ["PHPREDIS_SESSION:one", "app:two", "three"] {
+        assert_eq!(
+            call(&mut c, &["SET", key, "v"]).await,
+            V::Simple("OK".into())
+        );
+    }
+    // Natively created: no Redis spelling.
+    c.create("four", Default::default()).await.unwrap();
+    let V::Array(mut keys) = call(&mut c, &["KEYS", "*"]).await else {
+        panic!("KEYS")
+    };
+    keys.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(
+        keys,
+        [
+            "PHPREDIS_SESSION:four",
+            "PHPREDIS_SESSION:one",
+            "app:two",
+            "three"
+        ]
+        .map(|k| V::Bulk(k.into()))
+    );
+    // Aliases: both spellings reach the session, which keeps its own.
+    assert_eq!(
+        call(&mut c, &["GET", "PHPREDIS_SESSION:two"]).await,
+        V::Bulk("v".into())
+    );
+    assert_eq!(c.get_data("two").await.unwrap(), bytes::Bytes::from("v"));
+}

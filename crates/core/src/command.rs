@@ -83,6 +83,9 @@ pub enum Command {
         flags: Option<u32>,
         condition: StoreIf,
         reply: StoreReply,
+        /// The key's spelling, kept when this creates the session
+        /// ([`crate::Session::key_form`]).
+        key_form: u8,
     },
     /// Add to the end (or, with `front`, the start) of an existing blob
     /// (memcached `append`/`prepend`). Answers the new version, or nil when
@@ -134,6 +137,9 @@ pub enum Command {
     /// visiting about `count` sessions (COUNT bounds the work, not the
     /// matches, as in Redis); the next numeric cursor (`0`: done).
     KeyScan { cursor: u64, count: usize },
+    /// Every session as the Redis door lists it (`KEYS`): ids with their
+    /// key forms, bounded like `List`.
+    Keys,
     /// Read (None) or set the idle timeout.
     Timeout {
         id: SessionId,
@@ -219,10 +225,18 @@ pub enum Command {
     /// Redis `INCRBY`: the data as a signed 64-bit decimal plus `by` (a
     /// missing session counts as 0 and is created without expiry, as
     /// Redis does); the new value.
-    IncrBy { id: SessionId, by: i64 },
+    IncrBy {
+        id: SessionId,
+        by: i64,
+        key_form: u8,
+    },
     /// Redis `INCRBYFLOAT`: the data as a decimal number plus `by` (its
     /// text), as [`Command::IncrBy`]; the new value as text.
-    IncrByFloat { id: SessionId, by: Bytes },
+    IncrByFloat {
+        id: SessionId,
+        by: Bytes,
+        key_form: u8,
+    },
     /// Destroy every session (Redis `FLUSHDB`, memcached `flush_all`);
     /// refused unless the engine allows it. Answers how many went.
     FlushAll,
@@ -320,7 +334,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 50] = [
+    pub const NAMES: [&'static str; 51] = [
         "create",
         "uniq",
         "destroy",
@@ -371,6 +385,7 @@ impl Command {
         "incr_by",
         "incr_by_float",
         "exec",
+        "keys",
     ];
 
     /// Everything the server needs to know of a command besides its
@@ -461,6 +476,7 @@ impl Command {
             Command::FindPage { .. } => m(41, "find_page", Read, false, true),
             Command::ListVarPage { .. } => m(42, "list_var_page", Read, false, true),
             Command::KeyScan { .. } => m(43, "key_scan", Read, false, true),
+            Command::Keys => m(50, "keys", Read, false, true),
             Command::DestroyIf { .. } => m(44, "destroy_if", Write, true, false),
             Command::Take { .. } => m(45, "take", Write, true, false),
             Command::Expire { .. } => m(46, "expire", Write, true, false),
@@ -530,6 +546,7 @@ impl Command {
             | Command::FindPage { .. }
             | Command::ListVarPage { .. }
             | Command::KeyScan { .. }
+            | Command::Keys
             | Command::Lock { .. }
             | Command::Open { .. }
             | Command::Exec { .. } => Unsure,
@@ -647,6 +664,7 @@ mod name_tests {
                 flags: None,
                 condition: StoreIf::Always,
                 reply: StoreReply::Ok,
+                key_form: 0,
             },
             Command::Append {
                 id: id(),
@@ -746,12 +764,21 @@ mod name_tests {
                 timeout_ms: None,
                 when: ExpireIf::Always,
             },
-            Command::IncrBy { id: id(), by: 1 },
-            Command::IncrByFloat { id: id(), by: b() },
+            Command::IncrBy {
+                id: id(),
+                by: 1,
+                key_form: 0,
+            },
+            Command::IncrByFloat {
+                id: id(),
+                by: b(),
+                key_form: 0,
+            },
             Command::Exec {
                 watched: vec![],
                 commands: vec![],
             },
+            Command::Keys,
         ]
     }
 

@@ -44,6 +44,13 @@ pub enum Reply {
     /// One page of ids and the cursor to go on from (`0`: done) (`Scan`,
     /// `FindPage`, `KeyScan`); RESP: `[cursor, [ids]]`.
     Page { cursor: Bytes, ids: Vec<SessionId> },
+    /// Sessions as the Redis door lists them (`KeyScan`, `Keys`): a page's
+    /// cursor (`0`: done) and each id with its key form
+    /// ([`crate::Session::key_form`]); RESP: `[cursor, [ids]]`.
+    Keys {
+        cursor: Bytes,
+        keys: Vec<(SessionId, u8)>,
+    },
     /// A transaction's results, one per command, refusals among them
     /// (`Command::Exec`); None when a watched session changed and nothing
     /// ran. RESP: an array with error entries, or nil.

@@ -12,6 +12,10 @@ pub struct Session {
     pub data: Bytes,
     /// Opaque client flags (the memcached item flags).
     pub flags: u32,
+    /// How a door spells the key that created the session, so a listing
+    /// gives it back as written (the Redis door: 0 = its first prefix, 1 =
+    /// no prefix, 2 + i = its i-th prefix). Opaque to the engine.
+    pub key_form: u8,
     /// When the session was created, ms since the epoch.
     pub created_ms: u64,
     /// When the session was last read or written, ms since the epoch.
@@ -56,6 +60,7 @@ impl Session {
         Self {
             data: Bytes::new(),
             flags: 0,
+            key_form: 0,
             created_ms: now,
             accessed_ms: now,
             timeout_ms,
@@ -86,6 +91,7 @@ impl Session {
         let mut s = Self {
             data,
             flags,
+            key_form: 0,
             created_ms,
             accessed_ms,
             timeout_ms,
@@ -197,6 +203,7 @@ impl PartialEq for Session {
             && self.accessed_ms == o.accessed_ms
             && self.timeout_ms == o.timeout_ms
             && self.version == o.version
+            && self.key_form == o.key_form
     }
 }
 

@@ -348,6 +348,12 @@ impl Shard {
     }
 
     /// Whether the session is alive at `now`, without removing anything.
+    /// The key form of `id` if it is live ([`Shard::is_live`]).
+    pub(crate) fn live_form(&self, id: &SessionId, now: u64) -> Option<u8> {
+        let s = self.sessions.get(id)?;
+        (s.deadline_ms() > now || self.is_locked(id)).then_some(s.key_form)
+    }
+
     pub(crate) fn is_live(&self, id: &SessionId, now: u64) -> bool {
         self.sessions
             .get(id)

@@ -258,6 +258,7 @@ impl Engine {
                 let timeout = timeout.unwrap_or(self.config.default_timeout_ms);
                 let mut session = self.new_session(None, Some(new.data), timeout, now);
                 session.flags = new.flags.unwrap_or(0);
+                session.key_form = new.key_form;
                 shard.insert(id.clone(), session);
             }
         }
@@ -454,17 +455,29 @@ impl Engine {
         Ok(Reply::Int(1))
     }
 
-    pub(super) fn incr_by(&self, id: SessionId, by: i64, now: u64) -> Result<Reply, Error> {
-        self.update_number(id, now, |data| {
+    pub(super) fn incr_by(
+        &self,
+        id: SessionId,
+        by: i64,
+        key_form: u8,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        self.update_number(id, key_form, now, |data| {
             let current = data.map_or(Some(0), redis_i64).ok_or(Error::NotAnInteger)?;
             let value = current.checked_add(by).ok_or(Error::IncrOverflow)?;
             Ok((Reply::Int(value), Bytes::from(value.to_string())))
         })
     }
 
-    pub(super) fn incr_by_float(&self, id: SessionId, by: &[u8], now: u64) -> Result<Reply, Error> {
+    pub(super) fn incr_by_float(
+        &self,
+        id: SessionId,
+        by: &[u8],
+        key_form: u8,
+        now: u64,
+    ) -> Result<Reply, Error> {
         let by = redis_f64(by).ok_or(Error::NotAFloat)?;
-        self.update_number(id, now, |data| {
+        self.update_number(id, key_form, now, |data| {
             let current = data.map_or(Some(0.0), redis_f64).ok_or(Error::NotAFloat)?;
             let value = current + by;
             if !value.is_finite() {
@@ -481,6 +494,7 @@ impl Engine {
     fn update_number(
         &self,
         id: SessionId,
+        key_form: u8,
         now: u64,
         next: impl FnOnce(Option<&[u8]>) -> Result<(Reply, Bytes), Error>,
     ) -> Result<Reply, Error> {
@@ -495,7 +509,8 @@ impl Engine {
             }
             None => {
                 self.may_create(Chosen::ByClient)?;
-                let session = self.new_session(None, Some(text), crate::NEVER, now);
+                let mut session = self.new_session(None, Some(text), crate::NEVER, now);
+                session.key_form = key_form;
                 shard.insert(id, session);
             }
         }
@@ -651,6 +666,7 @@ pub(super) struct Stored {
     pub(super) data: Bytes,
     pub(super) timeout_ms: Option<u64>,
     pub(super) flags: Option<u32>,
+    pub(super) key_form: u8,
 }
 
 /// A session's version as a reply integer (0 if it is gone).

@@ -137,6 +137,7 @@ fn sessions_past_max_sessions_are_refused_never_evicted() {
         flags: None,
         condition: StoreIf::Always,
         reply: StoreReply::Ok,
+        key_form: 0,
     };
     limit_what(run(store("c")));
     run(store("a")).unwrap();
@@ -231,6 +232,7 @@ fn strict_ids_refuse_ids_chosen_by_clients() {
         flags: None,
         condition: StoreIf::Always,
         reply: StoreReply::Ok,
+        key_form: 0,
     }));
     refused(run(Command::Open {
         id: sid("chosen"),
@@ -259,6 +261,7 @@ fn strict_ids_refuse_ids_chosen_by_clients() {
         flags: None,
         condition: StoreIf::Always,
         reply: StoreReply::Ok,
+        key_form: 0,
     })
     .unwrap();
     refused(run(Command::Regenerate {

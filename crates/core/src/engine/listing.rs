@@ -194,8 +194,8 @@ impl Engine {
                         let next = ((shard_at as u64) << PLACE_BITS) | place;
                         return Ok(key_page(next, ids));
                     }
-                    if shard.is_live(id, now) {
-                        ids.push(id.clone());
+                    if let Some(form) = shard.live_form(id, now) {
+                        ids.push((id.clone(), form));
                     }
                     last = Some((at, id.clone()));
                     visited += 1;
@@ -217,6 +217,22 @@ impl Engine {
             }
         }
         Ok(key_page(0, ids))
+    }
+
+    /// Every live session with its key form (Redis `KEYS`), bounded as
+    /// `list` is.
+    pub(super) fn keys(&self, now: u64) -> Result<Reply, Error> {
+        let instead = "SCAN cursor [MATCH pattern] [COUNT n]";
+        let keys = self.walk_all(instead, |shard, after, room, out| {
+            let ids = shard.ids_after(after).map(|(_, id)| id);
+            take_slice(ids, room, |id| {
+                if let Some(form) = shard.live_form(id, now) {
+                    out.push((id.clone(), form));
+                }
+                id.clone()
+            })
+        })?;
+        Ok(key_page(0, keys))
     }
 
     /// Explicit variables first; a PHP entry counts only where no explicit
@@ -414,10 +430,10 @@ const PLACE_BITS: u32 = 48;
 const PLACE_MASK: u64 = (1 << PLACE_BITS) - 1;
 
 /// A Redis SCAN page: the numeric cursor and the ids.
-fn key_page(next: u64, ids: Vec<SessionId>) -> Reply {
-    Reply::Page {
+fn key_page(next: u64, keys: Vec<(SessionId, u8)>) -> Reply {
+    Reply::Keys {
         cursor: Bytes::from(next.to_string()),
-        ids,
+        keys,
     }
 }
 

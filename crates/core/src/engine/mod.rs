@@ -480,8 +480,10 @@ impl Engine {
                 timeout_ms,
                 when,
             } => self.expire(&id, timeout_ms, when, now)?,
-            Command::IncrBy { id, by } => self.incr_by(id, by, now)?,
-            Command::IncrByFloat { id, by } => self.incr_by_float(id, &by, now)?,
+            Command::IncrBy { id, by, key_form } => self.incr_by(id, by, key_form, now)?,
+            Command::IncrByFloat { id, by, key_form } => {
+                self.incr_by_float(id, &by, key_form, now)?
+            }
             Command::Take { id } => self.take(&id, now)?,
             Command::Exists { id } => self.exists(&id, now),
             Command::Info { id } => self.info(&id, now)?,
@@ -507,11 +509,13 @@ impl Engine {
                 flags,
                 condition,
                 reply,
+                key_form,
             } => {
                 let stored = Stored {
                     data,
                     timeout_ms,
                     flags,
+                    key_form,
                 };
                 self.store(id, stored, condition, reply, now)?
             }
@@ -539,6 +543,7 @@ impl Engine {
                 count,
             } => self.list_var_page(&name, &cursor, count, now)?,
             Command::KeyScan { cursor, count } => self.key_scan(cursor, count, now)?,
+            Command::Keys => self.keys(now)?,
             Command::Timeout { id, timeout_ms } => self.timeout(&id, timeout_ms, now)?,
             Command::Ttl { id } => self.ttl(&id, now)?,
             Command::PTtl { id } => self.pttl(&id, now)?,

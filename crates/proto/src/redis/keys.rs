@@ -50,14 +50,17 @@ impl RedisKeys {
         }
     }
 
-    /// The key a session is listed under by `KEYS` and `SCAN`: the longest
-    /// configured prefix and the id, which maps back to the same session.
-    pub fn key_of(&self, id: &[u8]) -> Bytes {
-        let prefix = self.prefixes.longest();
-        let mut k = Vec::with_capacity(prefix.len() + id.len());
-        k.extend_from_slice(prefix);
-        k.extend_from_slice(id);
-        Bytes::from(k)
+    /// How `key` is spelled, kept in the session it creates
+    /// ([`Prefixes::form_of`]).
+    pub fn form_of(&self, key: &[u8]) -> u8 {
+        self.prefixes.form_of(key)
+    }
+
+    /// The key a session is listed under by `KEYS` and `SCAN`: as the
+    /// Redis door created it, else the longest prefix and the id; either
+    /// maps back to the same session.
+    pub fn key_of(&self, form: u8, id: &[u8]) -> Bytes {
+        self.prefixes.spell(form, id)
     }
 }
 
@@ -169,7 +172,7 @@ mod tests {
             k.map(&Bytes::from_static(b"_LOCK")),
             Key::Session(SessionId::new(Bytes::from("_LOCK")))
         );
-        assert_eq!(k.key_of(b"abc"), Bytes::from("PHPREDIS_SESSION:abc"));
+        assert_eq!(k.key_of(0, b"abc"), Bytes::from("PHPREDIS_SESSION:abc"));
         let custom = RedisKeys::new(vec![Bytes::from("a:"), Bytes::from("a:b:")]);
         assert_eq!(
             custom.map(&Bytes::from_static(b"a:b:x")),

@@ -261,6 +261,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                         condition: StoreIf::Always,
                         flags: None,
                         reply: StoreReply::Ok,
+                        key_form: keys.form_of(key),
                     }],
                     Render::Plain,
                 ),
@@ -389,7 +390,11 @@ pub const COMMANDS: &[RedisCommand] = &[
             let Key::Session(id) = keys.map(key) else {
                 return Err(lock_key_misuse());
             };
-            let cmd = Command::IncrByFloat { id, by: by.clone() };
+            let cmd = Command::IncrByFloat {
+                id,
+                by: by.clone(),
+                key_form: keys.form_of(key),
+            };
             one(vec![cmd], Render::Plain)
         },
     },
@@ -411,7 +416,8 @@ pub const COMMANDS: &[RedisCommand] = &[
             let Key::Session(id) = keys.map(key) else {
                 return Err(lock_key_misuse());
             };
-            one(vec![Command::IncrBy { id, by }], Render::Plain)
+            let key_form = keys.form_of(key);
+            one(vec![Command::IncrBy { id, by, key_form }], Render::Plain)
         },
     },
     RedisCommand {
@@ -446,7 +452,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 return Err(arity(name));
             };
             one(
-                vec![Command::List { class: None }],
+                vec![Command::Keys],
                 Render::Keys {
                     pattern: pattern.clone(),
                     scan: false,
@@ -463,6 +469,8 @@ pub const COMMANDS: &[RedisCommand] = &[
             let mut pattern = Bytes::from_static(b"*");
             // Redis's default COUNT: about ten keys' work per call.
             let mut count = 10;
+            // Every key is a string: TYPE of anything else finds nothing.
+            let mut other_type = false;
             let mut it = opts.iter();
             while let Some(o) = it.next() {
                 let v = it.next().ok_or_else(|| err("syntax error"))?;
@@ -475,12 +483,14 @@ pub const COMMANDS: &[RedisCommand] = &[
                     }
                     count = usize::try_from(n).unwrap_or(usize::MAX);
                 } else if o.eq_ignore_ascii_case(b"TYPE") {
-                    if !v.eq_ignore_ascii_case(b"string") {
-                        pattern = Bytes::new();
-                    }
+                    other_type = !v.eq_ignore_ascii_case(b"string");
                 } else {
                     return Err(err("syntax error"));
                 }
+            }
+            if other_type {
+                // No key is empty, so this matches none.
+                pattern = Bytes::new();
             }
             // A page visits about COUNT sessions (capped by max_scan_count)
             // and MATCH filters what it found, as in Redis: a pattern that
@@ -523,6 +533,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                         condition: StoreIf::Always,
                         flags: None,
                         reply: StoreReply::Ok,
+                        key_form: keys.form_of(&kv[0]),
                     }),
                     Key::Lock(_) => Err(lock_key_misuse()),
                 })
@@ -546,6 +557,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 condition: StoreIf::Absent,
                 flags: None,
                 reply: StoreReply::Ok,
+                key_form: keys.form_of(key),
             };
             one(vec![store], Render::Stored)
         },
@@ -756,6 +768,7 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
                 condition,
                 flags: None,
                 reply: if get { StoreReply::Old } else { StoreReply::Ok },
+                key_form: keys.form_of(key),
             }],
             render: Render::Plain,
         }),
@@ -906,19 +919,18 @@ pub fn render(
             results.iter().filter(|r| success(r)).count() as i64
         )),
         Render::Keys { pattern, scan } => {
-            let (cursor, ids) = match results.pop() {
-                Some(Ok(Reply::Page { cursor, ids })) => (cursor, ids),
-                Some(Ok(Reply::Ids(ids))) => (Bytes::from_static(b"0"), ids),
+            let (cursor, found) = match results.pop() {
+                Some(Ok(Reply::Keys { cursor, keys })) => (cursor, keys),
                 Some(Err(e)) => return Err(fail(&e)),
-                // KEYS runs List, SCAN runs KeyScan, which answer the two
-                // shapes above; the parser pairs them, so this is a bug.
+                // KEYS runs Keys, SCAN runs KeyScan, which answer the shape
+                // above; the parser pairs them, so this is a bug.
                 other => {
                     return Err(("ERR", format!("internal error: KEYS/SCAN got {other:?}")));
                 }
             };
-            let keys: Vec<Reply> = ids
+            let keys: Vec<Reply> = found
                 .iter()
-                .map(|id| keys.key_of(id.as_bytes()))
+                .map(|(id, form)| keys.key_of(*form, id.as_bytes()))
                 .filter(|k| glob_match(pattern, k))
                 .map(Reply::Bulk)
                 .collect();

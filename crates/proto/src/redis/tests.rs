@@ -38,6 +38,7 @@ fn phpredis_session_commands() {
             condition: StoreIf::Always,
             flags: None,
             reply: StoreReply::Ok,
+            key_form: 0,
         }]
     );
     let lock = p(&[
@@ -132,7 +133,11 @@ fn replies_render_like_redis() {
         render(&Render::Type, &keys, vec![Ok(Reply::Int(0))]),
         Ok(Reply::Status("none"))
     );
-    let ids = Ok(Reply::Ids(vec![id("a1"), id("b2")]));
+    // Each key as written: the default form, then no prefix.
+    let ids = Ok(Reply::Keys {
+        cursor: Bytes::from("0"),
+        keys: vec![(id("a1"), 0), (id("b2"), 0), (id("sess:a3"), 1)],
+    });
     assert_eq!(
         render(
             &Render::Keys {
@@ -142,7 +147,10 @@ fn replies_render_like_redis() {
             &keys,
             vec![ids]
         ),
-        Ok(Reply::Array(vec![Reply::bulk("PHPREDIS_SESSION:a1")]))
+        Ok(Reply::Array(vec![
+            Reply::bulk("PHPREDIS_SESSION:a1"),
+            Reply::bulk("sess:a3")
+        ]))
     );
 }
 
@@ -158,6 +166,7 @@ fn set_options_and_errors() {
             condition: StoreIf::Present,
             flags: None,
             reply: StoreReply::Old,
+            key_form: 1,
         }]
     );
     assert_eq!(

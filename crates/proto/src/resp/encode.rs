@@ -65,6 +65,14 @@ pub fn encode_reply(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
             put_bulk(out, cursor);
             put_ids(out, ids);
         }
+        Reply::Keys { cursor, keys } => {
+            put_header(out, b'*', 2);
+            put_bulk(out, cursor);
+            put_header(out, b'*', keys.len());
+            for (id, _) in keys {
+                put_bulk(out, id.as_bytes());
+            }
+        }
         Reply::Exec(None) => encode_reply(&Reply::Nil, proto, out),
         Reply::Exec(Some(results)) => {
             put_header(out, b'*', results.len());

@@ -400,6 +400,7 @@ impl Conn {
                     flags: Some(flags),
                     condition,
                     reply: StoreReply::Version,
+                    key_form: 0,
                 };
                 (cmd, missing)
             }

@@ -101,6 +101,10 @@ const TIMEOUT: u8 = 6;
 const TOUCH: u8 = 7;
 const FENCING_KEYS: u8 = 8;
 const END: u8 = 9;
+/// A `PUT` whose session keeps a key form other than 0 (a Redis key
+/// written without the first prefix): the same fields, then the form.
+/// Sessions of form 0 are written as `PUT`, as before forms existed.
+const PUT_KEYED: u8 = 10;
 
 /// Whether `t` is the tag of a record (a cheap test while resynchronising).
 pub fn is_tag(t: u8) -> bool {
@@ -170,7 +174,7 @@ fn encode_payload(record: &Record, out: &mut Vec<u8>) {
     };
     match m {
         Mutation::Put { id, session: s } => {
-            out.put_u8(PUT);
+            out.put_u8(if s.key_form == 0 { PUT } else { PUT_KEYED });
             put_bytes(out, id.as_bytes());
             match s.class() {
                 Some(c) => {
@@ -190,6 +194,9 @@ fn encode_payload(record: &Record, out: &mut Vec<u8>) {
             out.put_u64_le(s.accessed_ms);
             out.put_u64_le(s.timeout_ms);
             out.put_u64_le(s.version);
+            if s.key_form != 0 {
+                out.put_u8(s.key_form);
+            }
         }
         Mutation::Remove { id } => {
             out.put_u8(REMOVE);
@@ -336,7 +343,7 @@ impl Reader<'_> {
 
     fn record(&mut self) -> Result<Record, RecordError> {
         let m = match self.u8()? {
-            PUT => {
+            tag @ (PUT | PUT_KEYED) => {
                 let id = self.id()?;
                 let class = match self.u8()? {
                     0 => None,
@@ -348,12 +355,13 @@ impl Reader<'_> {
                 let flags = self.u32()?;
                 let (created, accessed, timeout, version) =
                     (self.u64()?, self.u64()?, self.u64()?, self.u64()?);
-                Mutation::Put {
-                    id,
-                    session: Session::restored(
-                        class, data, vars, flags, created, accessed, timeout, version,
-                    ),
+                let mut session = Session::restored(
+                    class, data, vars, flags, created, accessed, timeout, version,
+                );
+                if tag == PUT_KEYED {
+                    session.key_form = self.u8()?;
                 }
+                Mutation::Put { id, session }
             }
             REMOVE => Mutation::Remove { id: self.id()? },
             SET_VARS => Mutation::SetVars {
@@ -413,10 +421,17 @@ mod tests {
             3,
             4,
         );
+        // A Redis key written without the first prefix keeps its form.
+        let mut keyed = session.clone();
+        keyed.key_form = 3;
         vec![
             Record::Mutation(Mutation::Put {
                 id: id.clone(),
                 session,
+            }),
+            Record::Mutation(Mutation::Put {
+                id: id.clone(),
+                session: keyed,
             }),
             Record::Mutation(Mutation::Remove { id: id.clone() }),
             Record::Mutation(Mutation::SetVars {

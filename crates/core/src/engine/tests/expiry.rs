@@ -141,6 +141,7 @@ fn a_session_without_expiry_never_expires_and_expire_follows_its_conditions() {
         flags: None,
         condition: StoreIf::Always,
         reply: StoreReply::Ok,
+        key_form: 0,
     })
     .unwrap();
     assert_eq!(
@@ -201,7 +202,11 @@ fn a_session_without_expiry_never_expires_and_expire_follows_its_conditions() {
 #[test]
 fn incr_by_counts_as_redis_does() {
     let f = fixture();
-    let incr = |by| Command::IncrBy { id: sid("c"), by };
+    let incr = |by| Command::IncrBy {
+        id: sid("c"),
+        by,
+        key_form: 0,
+    };
     assert_eq!(f.run(incr(5)).unwrap(), Reply::Int(5));
     assert_eq!(
         f.run(Command::Ttl { id: sid("c") }).unwrap(),

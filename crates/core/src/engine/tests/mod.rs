@@ -175,6 +175,12 @@ fn page_parts(r: Reply) -> (Bytes, Vec<Reply>) {
                 .map(|id| Reply::Bulk(id.to_bytes()))
                 .collect(),
         ),
+        Reply::Keys { cursor, keys } => (
+            cursor,
+            keys.into_iter()
+                .map(|(id, _)| Reply::Bulk(id.to_bytes()))
+                .collect(),
+        ),
         Reply::Array(parts) => match <[Reply; 2]>::try_from(parts) {
             Ok([Reply::Bulk(next), Reply::Map(pairs)]) => {
                 (next, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
@@ -229,6 +235,7 @@ fn mc_store(data: &str, flags: Option<u32>, condition: StoreIf) -> Command {
         flags,
         condition,
         reply: StoreReply::Version,
+        key_form: 0,
     }
 }
 

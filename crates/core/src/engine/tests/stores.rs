@@ -17,6 +17,7 @@ fn store_creates_replaces_and_honours_conditions() {
         } else {
             StoreReply::Ok
         },
+        key_form: 0,
     };
     assert_eq!(
         f.run(store("x", None, StoreIf::Present, false)).unwrap(),

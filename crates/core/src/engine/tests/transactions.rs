@@ -5,7 +5,11 @@ use std::thread;
 use super::*;
 
 fn incr(id: &str) -> Command {
-    Command::IncrBy { id: sid(id), by: 1 }
+    Command::IncrBy {
+        id: sid(id),
+        by: 1,
+        key_form: 0,
+    }
 }
 
 fn read(id: &str) -> Command {
@@ -39,10 +43,12 @@ fn commands_run_in_order_and_each_answers_even_a_refusal() {
                 condition: StoreIf::Always,
                 flags: None,
                 reply: StoreReply::Ok,
+                key_form: 0,
             },
             Command::IncrBy {
                 id: sid("t"),
                 by: 1,
+                key_form: 0,
             },
             incr("a"),
             read("a"),
