@@ -28,6 +28,7 @@ mod locks;
 mod many_connections;
 mod memcache_door;
 mod native_commands;
+mod node_clients;
 mod openapi;
 mod php_client;
 mod php_handlers;

@@ -1,0 +1,143 @@
+//! The stock Node session stores, unchanged and on their defaults, against
+//! sessiond's default configuration and against real redis-server and
+//! memcached: express-session with connect-redis (over node-redis and over
+//! ioredis) and with connect-memcached (tests/node/stores.mjs says what
+//! it does; `.ci/run` installs the packages with `npm ci`). The two runs
+//! must see the same, except where docs/protocol-memcache.md says why not.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::process::{free_port, tool_available, Running};
+use common::TestServer;
+use serde_json::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
+
+/// Runs the script against a Redis port and a memcached port.
+async fn run(redis: u16, memcached: u16) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(DIR)
+            .args(["stores.mjs", &redis.to_string(), &memcached.to_string()])
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "node stores.mjs failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// Starts `program args…` on a free port and waits until it accepts.
+fn start(program: &str, args: impl FnOnce(u16) -> Vec<String>) -> (Running, u16) {
+    let port = free_port();
+    let child = Command::new(program)
+        .args(args(port))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{program} did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (running, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_node_stores_work_unchanged() {
+    let mut probe = Command::new("node");
+    if !tool_available(probe.arg("--version"), "node") {
+        return;
+    }
+    let installed = Path::new(DIR).join("node_modules/connect-redis");
+    let mut probe = Command::new("test");
+    if !tool_available(
+        probe.arg("-d").arg(&installed),
+        "the Node packages of tests/node (npm ci --prefix tests/node)",
+    ) {
+        return;
+    }
+    for tool in ["redis-server", "memcached"] {
+        if !tool_available(Command::new(tool).arg("--version"), tool) {
+            return;
+        }
+    }
+    let s = TestServer::start().await;
+    let ours = run(s.addr.port(), s.memcache.port()).await;
+
+    let (_redis, redis_port) = start("redis-server", |p| {
+        ["--port", &p.to_string(), "--bind", "127.0.0.1"]
+            .iter()
+            .chain(&["--save", "", "--appendonly", "no"])
+            .map(|s| s.to_string())
+            .collect()
+    });
+    let (_memcached, memcached_port) = start("memcached", |p| {
+        // -u: memcached will not run as root without a user to become.
+        [
+            "-p",
+            &p.to_string(),
+            "-l",
+            "127.0.0.1",
+            "-U",
+            "0",
+            "-u",
+            "nobody",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let real = run(redis_port, memcached_port).await;
+
+    // What users see on sessiond.
+    for store in ["connect-redis+redis", "connect-redis+ioredis"] {
+        let seen = &ours[store];
+        assert_eq!(seen["me"], "alice", "{store}: the session read back");
+        assert_eq!(seen["bob"], "bob", "{store}");
+        // A day's default cookie and a one-year "remember me", in minutes.
+        assert_eq!(seen["ttls"], serde_json::json!([1440, 525_600]), "{store}");
+        assert_eq!(seen["length"], 2, "{store}: length()");
+        assert_eq!(
+            seen["all"],
+            serde_json::json!(["alice", "bob"]),
+            "{store}: all()"
+        );
+        assert_eq!(seen["meAfterLogout"], Value::Null, "{store}");
+        assert_eq!(seen["lengthAfterLogout"], 1, "{store}");
+        assert_eq!(seen["lengthAfterClear"], 0, "{store}: clear()");
+        assert_eq!(seen["bobAfterClear"], Value::Null, "{store}");
+        // And exactly what Redis gives them.
+        assert_eq!(
+            ours[store], real[store],
+            "{store}: sessiond vs redis-server"
+        );
+    }
+    let seen = &ours["connect-memcached"];
+    assert_eq!(seen["me"], "alice");
+    assert_eq!(seen["bob"], "bob", "the one-year session is kept");
+    assert_eq!(seen["meAfterLogout"], Value::Null);
+    assert_eq!(seen["bobAfterAliceLeft"], "bob");
+    // memcached reads connect-memcached's one-year lifetime (31,536,000 s)
+    // as a date in 1971 and drops the session at once; sessiond does not
+    // (docs/protocol-memcache.md). Everything else is the same.
+    let mut real_mc = real["connect-memcached"].clone();
+    assert_eq!(real_mc["bob"], Value::Null, "memcached loses it: {real_mc}");
+    eprintln!("connect-memcached, one-year session: sessiond keeps it, memcached loses it");
+    real_mc["bob"] = "bob".into();
+    real_mc["bobAfterAliceLeft"] = "bob".into();
+    assert_eq!(*seen, real_mc, "connect-memcached: sessiond vs memcached");
+}
