@@ -8,54 +8,12 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::process::{free_port, tool_available, Running};
-use common::TestServer;
+use common::process::tool_available;
 use serde_json::Value;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
-
-/// Runs the script against a Redis port and a memcached port.
-async fn run(redis: u16, memcached: u16) -> Value {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .current_dir(DIR)
-            .args(["stores.mjs", &redis.to_string(), &memcached.to_string()])
-            .output()
-            .expect("run node")
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "node stores.mjs failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-/// Starts `program args…` on a free port and waits until it accepts.
-fn start(program: &str, args: impl FnOnce(u16) -> Vec<String>) -> (Running, u16) {
-    let port = free_port();
-    let child = Command::new(program)
-        .args(args(port))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {program}: {e}"));
-    let running = Running(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{program} did not come up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    (running, port)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_node_stores_work_unchanged() {
@@ -71,37 +29,18 @@ async fn stock_node_stores_work_unchanged() {
     ) {
         return;
     }
-    for tool in ["redis-server", "memcached"] {
-        if !tool_available(Command::new(tool).arg("--version"), tool) {
-            return;
-        }
-    }
-    let s = TestServer::start().await;
-    let ours = run(s.addr.port(), s.memcache.port()).await;
-
-    let (_redis, redis_port) = start("redis-server", |p| {
-        ["--port", &p.to_string(), "--bind", "127.0.0.1"]
-            .iter()
-            .chain(&["--save", "", "--appendonly", "no"])
-            .map(|s| s.to_string())
-            .collect()
-    });
-    let (_memcached, memcached_port) = start("memcached", |p| {
-        // -u: memcached will not run as root without a user to become.
-        [
-            "-p",
-            &p.to_string(),
-            "-l",
-            "127.0.0.1",
-            "-U",
-            "0",
-            "-u",
-            "nobody",
-        ]
-        .map(String::from)
-        .to_vec()
-    });
-    let real = run(redis_port, memcached_port).await;
+    let script = |redis: u16, memcached: u16| {
+        let mut script = Command::new("node");
+        script
+            .current_dir(DIR)
+            .args(["stores.mjs", &redis.to_string(), &memcached.to_string()]);
+        script
+    };
+    let Some((ours, real)) = common::ours_and_real(script).await else {
+        return;
+    };
+    let json = |out: Vec<u8>| -> Value { serde_json::from_slice(&out).expect("JSON") };
+    let (ours, real) = (json(ours), json(real));
 
     // What users see on sessiond.
     for store in ["connect-redis+redis", "connect-redis+ioredis"] {

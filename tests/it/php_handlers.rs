@@ -14,6 +14,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::process::Command;
 
+use common::process::{start_peer, Peer};
 use common::TestServer;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/session_cli.php");
@@ -439,33 +440,6 @@ fn record(what: String) {
     let _ = writeln!(std::io::stderr(), "{what}");
 }
 
-/// Starts `program args…` (redis-server, memcached) for comparison, and
-/// waits for its port.
-fn reference(program: &str, args: &[&str], port: u16) -> Option<common::process::Running> {
-    if !common::process::tool_available(
-        Command::new("sh").args(["-c", &format!("command -v {program}")]),
-        program,
-    ) {
-        return None;
-    }
-    let child = Command::new(program)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the reference server");
-    let running = common::process::Running(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{program} did not come up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Some(running)
-}
-
 /// The one every PHP farm hits: with the extensions' default lock
 /// settings, concurrent requests lose writes on Redis and memcached (their
 /// clients poll a few times and give up). On sessiond the lock request
@@ -489,18 +463,7 @@ async fn default_lock_settings_lose_no_write_on_sessiond() {
         ));
         assert_eq!((n, failed), (400, 0), "{h:?}");
     }
-    let redis_port = common::process::free_port();
-    let args = [
-        "--port",
-        &redis_port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ];
-    if let Some(_redis) = reference("redis-server", &args, redis_port) {
+    if let Some((_redis, redis_port)) = start_peer(Peer::Redis) {
         let h = Handler::Redis(SocketAddr::from(([127, 0, 0, 1], redis_port)));
         if available(h) {
             let (n, failed) = contend_with_default_settings(h);
@@ -510,18 +473,7 @@ async fn default_lock_settings_lose_no_write_on_sessiond() {
             assert!(n <= 400);
         }
     }
-    let mc_port = common::process::free_port();
-    let args = [
-        "-p",
-        &mc_port.to_string(),
-        "-l",
-        "127.0.0.1",
-        "-U",
-        "0",
-        "-u",
-        "nobody",
-    ];
-    if let Some(_memcached) = reference("memcached", &args, mc_port) {
+    if let Some((_memcached, mc_port)) = start_peer(Peer::Memcached) {
         let h = Handler::Memcached {
             addr: SocketAddr::from(([127, 0, 0, 1], mc_port)),
             binary: true,

@@ -128,3 +128,68 @@ pub fn skipped(what: &str) {
         "skipped: {test}: needs {what}, not installed here (.ci/run installs every tool)"
     );
 }
+
+/// A real peer a door imitates, started privately on a free port.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    Redis,
+    Memcached,
+}
+
+/// Starts `peer` on a free loopback port (no persistence) and waits until
+/// it accepts; None (skipped, or a failure under CI) when it is not
+/// installed.
+pub fn start_peer(peer: Peer) -> Option<(Running, u16)> {
+    let program = match peer {
+        Peer::Redis => "redis-server",
+        Peer::Memcached => "memcached",
+    };
+    if !tool_available(Command::new(program).arg("--version"), program) {
+        return None;
+    }
+    let port = free_port().to_string();
+    let args: Vec<&str> = match peer {
+        Peer::Redis => vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        // -u: memcached will not run as root without a user to become.
+        Peer::Memcached => vec!["-p", &port, "-l", "127.0.0.1", "-U", "0", "-u", "nobody"],
+    };
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let running = Running(child);
+    let port: u16 = port.parse().expect("a port");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{program} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((running, port))
+}
+
+/// Runs a client script (`cmd`) off the test's runtime threads, fails the
+/// test with its output unless it exits 0, and returns what it printed.
+pub async fn run_script(mut cmd: Command) -> Vec<u8> {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run the script");
+    assert!(
+        out.status.success(),
+        "the script failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
