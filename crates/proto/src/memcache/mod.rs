@@ -295,24 +295,16 @@ pub enum Expiry {
     Past,
 }
 
-/// Above 30 days, exptimes below this (ten years of seconds: before 1980
-/// as a Unix time) are read as seconds from now, not as a date.
-pub const RELATIVE_UP_TO: i64 = 10 * 365 * 86400;
-
 /// Reads an exptime as memcached does: up to 30 days it counts seconds
-/// from now, above that it is a Unix time; negative is already past. One
-/// deliberate difference: a value too small to be a date anyone means
-/// (before 1980, [`RELATIVE_UP_TO`]) counts seconds too. Stores that pass
-/// a cookie's lifetime straight through (connect-memcached's one-year
-/// "remember me" is 31,536,000) would otherwise lose the session at once,
-/// as they do on memcached.
+/// from now, above that it is a Unix time; negative is already past.
+/// Exactly so, even where a client surely meant seconds: libmemcached's
+/// `memcached_exist` (php-memcached's strict-mode check) adds an empty
+/// item with 2,678,400 (31 days) and relies on it expiring at once.
 pub fn expiry(exptime: i64, now_unix_s: i64) -> Expiry {
     match exptime {
         0 => Expiry::Default,
         e if e < 0 => Expiry::Past,
-        e if e <= REALTIME_MAXDELTA || e < RELATIVE_UP_TO => {
-            Expiry::InMs(e.unsigned_abs().saturating_mul(1000))
-        }
+        e if e <= REALTIME_MAXDELTA => Expiry::InMs(e.unsigned_abs().saturating_mul(1000)),
         e if e > now_unix_s => Expiry::InMs((e - now_unix_s).unsigned_abs().saturating_mul(1000)),
         _ => Expiry::Past,
     }
