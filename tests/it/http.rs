@@ -291,7 +291,7 @@ async fn one_session_as_json_without_touching_it() {
     assert_eq!(v["lock"], "write");
     assert_eq!(v["data"], "user_id|s:2:\"42\";");
     assert_eq!(v["vars"]["cart"], "3");
-    assert!(v["php"]["user_id"].is_string(), "the PHP view: {v}");
+    assert!(v["fields"]["user_id"].is_string(), "the PHP view: {v}");
     // Reading it here does not refresh it.
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let (_, again) = get(&s, "/api/v1/sessions/abc", None).await;

@@ -36,7 +36,7 @@ async fn stock_node_stores_work_unchanged() {
             .args(["stores.mjs", &redis.to_string(), &memcached.to_string()]);
         script
     };
-    let Some((ours, real)) = common::ours_and_real(script).await else {
+    let Some((server, ours, real)) = common::ours_and_real(script).await else {
         return;
     };
     let json = |out: Vec<u8>| -> Value { serde_json::from_slice(&out).expect("JSON") };
@@ -76,4 +76,27 @@ async fn stock_node_stores_work_unchanged() {
         ours["connect-memcached"], real["connect-memcached"],
         "sessiond vs memcached"
     );
+
+    // The JSON sessions they left, through the native door: by a field
+    // (the index's `user`) and a nested one (passport.user), and read.
+    let mut c = server.client().await;
+    let carol = c.find("user", "carol").await.expect("FIND user");
+    // The second connect-redis run cleared the first one's carol first.
+    assert_eq!(
+        carol.len(),
+        2,
+        "connect-redis's, connect-memcached's: {carol:?}"
+    );
+    assert!(carol.iter().any(|id| id.starts_with("sess:")), "{carol:?}");
+    let mut by_passport = c.find("passport.user", "carol-id").await.expect("FIND");
+    by_passport.sort();
+    let mut sorted = carol.clone();
+    sorted.sort();
+    assert_eq!(by_passport, sorted);
+    for id in &carol {
+        let got = c.get(id, "passport.user").await.expect("GET");
+        assert_eq!(got.as_deref(), Some(&b"carol-id"[..]), "{id}");
+    }
+    let listed = c.list_var("passport.user").await.expect("LISTVAR");
+    assert_eq!(listed.len(), 2, "{listed:?}");
 }

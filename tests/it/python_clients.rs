@@ -54,7 +54,7 @@ async fn django_session_backends_work_unchanged() {
         script.args([DJANGO, &redis.to_string(), &memcached.to_string()]);
         script
     };
-    let Some((ours, real)) = common::ours_and_real(django).await else {
+    let Some((_server, ours, real)) = common::ours_and_real(django).await else {
         return;
     };
     let json = |out: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&out).expect("JSON") };

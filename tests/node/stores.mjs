@@ -2,7 +2,7 @@
 // default settings: connect-redis (over node-redis and over ioredis) on a
 // Redis port, connect-memcached on a memcached port. Logs in, reads the
 // session back, a one-year "remember me", the store's length/ids/all/clear
-// where it has them, logs out. Prints one JSON object of what it saw, the
+// where it has them, logs out; then logs carol in and leaves her so. Prints one JSON object of what it saw, the
 // same shape whatever server answered, so the test can compare sessiond's
 // with real redis-server's and memcached's.
 //
@@ -33,7 +33,7 @@ function app(store) {
   a.get("/login", (req, res) => {
     req.session.user = req.query.user;
     // What passport.js stores for a logged-in user.
-    req.session.passport = { user: "42" };
+    req.session.passport = { user: `${req.query.user}-id` };
     if (req.query.remember) req.session.cookie.maxAge = YEAR_MS;
     res.json({ ok: true });
   });
@@ -88,6 +88,8 @@ async function redisCase(name, client, ttlOf) {
   await promisify(store, "clear");
   seen.lengthAfterClear = await promisify(store, "length");
   seen.bobAfterClear = (await bob("/me")).body.user;
+  // Left logged in, for the test to find through another door.
+  seen.carol = (await browser(base)("/login?user=carol")).status;
   server.close();
   return [name, seen];
 }
@@ -106,6 +108,7 @@ async function memcachedCase() {
   seen.logout = (await alice("/logout")).status;
   seen.meAfterLogout = (await alice("/me")).body.user;
   seen.bobAfterAliceLeft = (await bob("/me")).body.user;
+  seen.carol = (await browser(base)("/login?user=carol")).status;
   server.close();
   store.client.end();
   return ["connect-memcached", seen];

@@ -8,6 +8,7 @@
 //! one PHP request's full sequence (lock, read, write, unlock) for the
 //! cycles.
 
+pub mod data;
 pub mod echo;
 pub mod histogram;
 pub mod keys;

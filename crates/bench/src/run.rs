@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Session data size in bytes.
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
+    /// What the data looks like: opaque letters, or a realistic PHP or
+    /// express (JSON) session of `--size` bytes, stored with PHP's timeout.
+    #[arg(long, value_enum, default_value = "opaque")]
+    pub data: crate::data::Shape,
     /// Reads:writes of `raw`.
     #[arg(long, default_value = "1:1")]
     pub mix: String,
@@ -213,7 +217,8 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
     for n in 0..args.conns {
         let conn = Conn::connect(addr, proto).await?;
         let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n as u64 + 1);
-        let worker = Worker::new(conn, seed, keys.clone(), args.size, mix, polling, n);
+        let worker = Worker::new(conn, seed, keys.clone(), args.size, mix, polling, n)
+            .shaped(args.data, args.size, n);
         let depth = args.pipeline;
         // Open loop: connections start staggered across one interval.
         let first = interval.map(|i| start + i.mul_f64(n as f64 / args.conns as f64));
@@ -294,7 +299,8 @@ async fn preload(
             (1, 1),
             Polling::PHPREDIS,
             l as usize,
-        );
+        )
+        .shaped(args.data, args.size, l as usize);
         let (from, to) = (l * per, ((l + 1) * per).min(n_keys));
         tasks.push(tokio::spawn(
             async move { w.load(from, to, 64, cycle).await },

@@ -118,6 +118,10 @@ pub struct Worker {
     rng: Rng,
     keys: KeyChooser,
     value: Vec<u8>,
+    /// Where in `value` each write stamps its count (16 hex digits).
+    stamps: Vec<usize>,
+    /// Stores with PHP's timeout (`SETEX`), as phpredis does, not `SET`.
+    with_ttl: bool,
     secret: Vec<u8>,
     reads: u32,
     writes: u32,
@@ -154,6 +158,8 @@ impl Worker {
             rng: Rng::new(seed),
             keys,
             value,
+            stamps: vec![0],
+            with_ttl: false,
             secret: format!("bench-host|{n}").into_bytes(),
             reads,
             writes,
@@ -163,6 +169,16 @@ impl Worker {
             lock: Vec::new(),
             stamp: (n as u64) << 40,
         }
+    }
+
+    /// Writes data of `shape` (`size` bytes) instead of letters; a shaped
+    /// store carries PHP's timeout, as the handlers send it.
+    pub fn shaped(mut self, shape: crate::data::Shape, size: usize, n: usize) -> Self {
+        if shape != crate::data::Shape::Opaque {
+            (self.value, self.stamps) = crate::data::build(shape, size, n);
+            self.with_ttl = true;
+        }
+        self
     }
 
     /// Chooses the next session and builds its names for `proto`.
@@ -209,17 +225,24 @@ impl Worker {
     /// write as an identical rewrite. The first 16 bytes count writes.
     fn stamp(&mut self) {
         self.stamp = self.stamp.wrapping_add(1);
-        let n = self.value.len().min(16);
-        let mut v = self.stamp;
-        for b in self.value[..n].iter_mut().rev() {
-            *b = b"0123456789abcdef"[(v & 15) as usize];
-            v >>= 4;
+        for &at in &self.stamps {
+            let end = self.value.len().min(at + 16);
+            let mut v = self.stamp;
+            for b in self.value[at.min(end)..end].iter_mut().rev() {
+                *b = b"0123456789abcdef"[(v & 15) as usize];
+                v >>= 4;
+            }
         }
     }
 
     fn push_set(&mut self) {
         self.stamp();
         match self.conn.proto() {
+            Proto::Resp | Proto::Echo if self.with_ttl => {
+                let ttl = SESSION_TTL.to_string();
+                self.conn
+                    .push_resp(&[b"SETEX", &self.key, ttl.as_bytes(), &self.value])
+            }
             Proto::Resp | Proto::Echo => self.conn.push_resp(&[b"SET", &self.key, &self.value]),
             Proto::MemcacheText | Proto::MemcacheBinary => {
                 self.conn

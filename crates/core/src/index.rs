@@ -1,5 +1,5 @@
-//! The secondary index that answers `FIND name value` and `LISTVAR name`
-//! without looking at every session.
+//! The secondary indexes that answer `FIND name value` and `COUNT/LIST
+//! CLASS c` without looking at every session.
 //!
 //! One index per shard, so a write touches only its own shard; a cross-session
 //! query asks every shard's index in turn. Values and ids are kept in order,
@@ -13,28 +13,33 @@ use bytes::Bytes;
 
 use crate::id::SessionId;
 
-/// variable name → value → ids of sessions having that value.
+/// Where a session stands in its shard's scan order, and its id: the
+/// order every `FIND` walks a shard in.
+pub(crate) type Placed = (u64, SessionId);
+
+/// Explicit variables: name → value → the sessions having that value, in
+/// scan order.
 #[derive(Debug, Default)]
 pub(crate) struct VarIndex {
-    by_name: HashMap<Bytes, BTreeMap<Bytes, BTreeSet<SessionId>>>,
+    by_name: HashMap<Bytes, BTreeMap<Bytes, BTreeSet<Placed>>>,
 }
 
 impl VarIndex {
-    pub(crate) fn insert(&mut self, name: &Bytes, value: &Bytes, id: &SessionId) {
+    pub(crate) fn insert(&mut self, name: &Bytes, value: &Bytes, at: u64, id: &SessionId) {
         self.by_name
             .entry(name.clone())
             .or_default()
             .entry(value.clone())
             .or_default()
-            .insert(id.clone());
+            .insert((at, id.clone()));
     }
 
-    pub(crate) fn remove(&mut self, name: &[u8], value: &[u8], id: &SessionId) {
+    pub(crate) fn remove(&mut self, name: &[u8], value: &[u8], at: u64, id: &SessionId) {
         let Some(values) = self.by_name.get_mut(name) else {
             return;
         };
         if let Some(ids) = values.get_mut(value) {
-            ids.remove(id);
+            ids.remove(&(at, id.clone()));
             if ids.is_empty() {
                 values.remove(value);
             }
@@ -44,45 +49,54 @@ impl VarIndex {
         }
     }
 
-    /// Ids of sessions whose `name` equals `value`, in order, after `after`.
+    /// Sessions whose `name` equals `value`, in scan order, after `after`.
     pub(crate) fn find<'a>(
         &'a self,
         name: &[u8],
         value: &[u8],
-        after: Option<&'a SessionId>,
-    ) -> impl Iterator<Item = &'a SessionId> + 'a {
+        after: Option<&Placed>,
+    ) -> impl Iterator<Item = &'a Placed> + 'a {
+        let from = match after {
+            Some(p) => Bound::Excluded(p.clone()),
+            None => Bound::Unbounded,
+        };
         self.by_name
             .get(name)
             .and_then(|values| values.get(value))
             .into_iter()
-            .flat_map(move |ids| ids.range(after_bound(after)))
+            .flat_map(move |ids| ids.range((from.clone(), Bound::Unbounded)))
+    }
+}
+
+/// Fields read from session data (PHP, JSON, msgpack: [`crate::fields`])
+/// of the names an operator indexes: a keyed hash of (name, value) and the
+/// session's place in the scan order, 16 bytes an entry and no copy of
+/// either. A hit is a candidate, checked against the session's data.
+#[derive(Debug, Default)]
+pub(crate) struct FieldIndex {
+    entries: BTreeSet<(u64, u64)>,
+}
+
+impl FieldIndex {
+    pub(crate) fn insert(&mut self, key: u64, at: u64) {
+        self.entries.insert((key, at));
     }
 
-    /// Every `(id, value)` of sessions having `name`, in (value, id) order,
-    /// after `after`.
-    pub(crate) fn list<'a>(
-        &'a self,
-        name: &[u8],
-        after: Option<(&'a Bytes, &'a SessionId)>,
-    ) -> impl Iterator<Item = (&'a SessionId, &'a Bytes)> + 'a {
-        let values = self.by_name.get(name);
-        let (first, rest) = match after {
-            Some((v, id)) => (
-                values
-                    .and_then(|vs| vs.get_key_value(v))
-                    .map(|(v, ids)| (v, ids.range(after_bound(Some(id))))),
-                values.map(|vs| vs.range::<Bytes, _>((Bound::Excluded(v), Bound::Unbounded))),
-            ),
-            None => (None, values.map(|vs| vs.range::<Bytes, _>(..))),
-        };
-        first
-            .into_iter()
-            .flat_map(|(v, ids)| ids.map(move |id| (id, v)))
-            .chain(
-                rest.into_iter()
-                    .flatten()
-                    .flat_map(|(value, ids)| ids.iter().map(move |id| (id, value))),
-            )
+    pub(crate) fn remove(&mut self, key: u64, at: u64) {
+        self.entries.remove(&(key, at));
+    }
+
+    /// Entries held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Places of the sessions that may have `key`, from `from` on.
+    pub(crate) fn find(&self, key: u64, from: u64) -> impl Iterator<Item = u64> + '_ {
+        self.entries
+            .range((key, from)..=(key, u64::MAX))
+            .map(|&(_, at)| at)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod clock;
 mod command;
 mod engine;
 mod error;
+pub mod fields;
 pub mod id;
 mod index;
 mod journal;

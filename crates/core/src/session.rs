@@ -41,14 +41,11 @@ struct Extra {
     class: Option<Bytes>,
     /// Per-variable fields: msession `set`/`get`, HTTP_SessionServer `put`/`get`.
     vars: BTreeMap<Bytes, Bytes>,
-    /// The top-level `$_SESSION` entries when `data` is a PHP session
-    /// (derived from `data`, never stored on its own).
-    php: Vec<(Bytes, Bytes)>,
 }
 
 impl Extra {
     fn is_empty(&self) -> bool {
-        self.class.is_none() && self.vars.is_empty() && self.php.is_empty()
+        self.class.is_none() && self.vars.is_empty()
     }
 }
 
@@ -117,9 +114,10 @@ impl Session {
         self.extra.as_ref().map_or(&NO_VARS, |e| &e.vars)
     }
 
-    /// The PHP entries of `data` (empty unless it is a PHP session).
-    pub fn php(&self) -> &[(Bytes, Bytes)] {
-        self.extra.as_ref().map_or(&[], |e| &e.php)
+    /// The fields of `data` (PHP entries, JSON or msgpack fields; none
+    /// for other data), read from it each time: they are never stored.
+    pub fn fields(&self) -> Vec<(Bytes, Bytes)> {
+        crate::fields::fields(&self.data).unwrap_or_default()
     }
 
     pub(crate) fn set_class(&mut self, class: Option<Bytes>) {
@@ -134,16 +132,6 @@ impl Session {
         &mut self.extra_mut().vars
     }
 
-    /// Puts in the PHP entries of new data; returns the old ones.
-    pub(crate) fn replace_php(&mut self, php: Vec<(Bytes, Bytes)>) -> Vec<(Bytes, Bytes)> {
-        if php.is_empty() && self.extra.is_none() {
-            return php;
-        }
-        let old = std::mem::replace(&mut self.extra_mut().php, php);
-        self.shrink();
-        old
-    }
-
     fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
     }
@@ -155,8 +143,6 @@ impl Session {
         }
     }
 
-    /// A variable: one set explicitly, else a top-level entry of PHP-encoded
-    /// data.
     /// What the session counts for under a byte quota: its data, its
     /// variables' names and values, and its class.
     pub fn bytes(&self) -> usize {
@@ -169,20 +155,26 @@ impl Session {
                 .sum::<usize>()
     }
 
-    pub fn var(&self, name: &[u8]) -> Option<&Bytes> {
-        self.vars()
-            .get(name)
-            .or_else(|| self.php().iter().find(|(k, _)| k == name).map(|(_, v)| v))
+    /// A variable: one set explicitly, else a field of the data.
+    pub fn var(&self, name: &[u8]) -> Option<Bytes> {
+        match self.vars().get(name) {
+            Some(v) => Some(v.clone()),
+            None => crate::fields::field(&self.data, name),
+        }
     }
 
-    /// Every variable: the explicit ones, then PHP entries they do not shadow.
-    pub fn all_vars(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.vars().iter().chain(
-            self.php()
-                .iter()
-                .filter(|(k, _)| !self.vars().contains_key(k))
-                .map(|(k, v)| (k, v)),
-        )
+    /// Every variable: the explicit ones, then the fields of the data they
+    /// do not shadow.
+    pub fn all_vars(&self) -> Vec<(Bytes, Bytes)> {
+        let vars = self.vars();
+        let mut all: Vec<(Bytes, Bytes)> =
+            vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.extend(
+            self.fields()
+                .into_iter()
+                .filter(|(k, _)| !vars.contains_key(k)),
+        );
+        all
     }
 
     /// Remaining life in ms at `now`.
@@ -222,17 +214,23 @@ mod tests {
         assert!(s.extra.is_none() && s.vars().is_empty() && s.class().is_none());
         s.vars_mut().insert(Bytes::from("a"), Bytes::from("1"));
         s.set_class(Some(Bytes::from("shop")));
-        assert_eq!(s.var(b"a"), Some(&Bytes::from("1")));
+        assert_eq!(s.var(b"a"), Some(Bytes::from("1")));
         assert_eq!(s.class(), Some(&Bytes::from("shop")));
         s.vars_mut().clear();
         s.shrink();
         assert!(s.extra.is_some(), "the class still needs it");
         s.set_class(None);
         assert!(s.extra.is_none());
-        let php = vec![(Bytes::from("user"), Bytes::from("i:42;"))];
-        assert!(s.replace_php(php.clone()).is_empty());
-        assert_eq!(s.var(b"user"), Some(&Bytes::from("i:42;")));
-        assert_eq!(s.replace_php(Vec::new()), php);
+        // Fields of the data are read from it, never kept.
+        s.data = Bytes::from("user|i:42;");
+        assert_eq!(s.var(b"user"), Some(Bytes::from("42")));
         assert!(s.extra.is_none());
+        s.vars_mut()
+            .insert(Bytes::from("user"), Bytes::from("shadow"));
+        assert_eq!(s.var(b"user"), Some(Bytes::from("shadow")));
+        assert_eq!(
+            s.all_vars(),
+            vec![(Bytes::from("user"), Bytes::from("shadow"))]
+        );
     }
 }

@@ -16,8 +16,9 @@ use std::thread::{self, ThreadId};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::fields::IndexFields;
 use crate::id::SessionId;
-use crate::index::{ClassIndex, VarIndex};
+use crate::index::{ClassIndex, FieldIndex, VarIndex};
 use crate::journal::{FencingKeys, Journal, Mutation};
 use crate::lock::{LeaseHeap, LockState};
 use crate::session::Session;
@@ -45,7 +46,10 @@ pub(crate) struct Shard {
     pub(crate) locks: HashMap<SessionId, LockState>,
     pub(crate) vars: VarIndex,
     /// The same for the entries of PHP-encoded data.
-    pub(crate) php_vars: VarIndex,
+    /// Fields of the data (PHP, JSON, msgpack) of the indexed names.
+    pub(crate) fields: FieldIndex,
+    /// Which names those are, and the key of their hash.
+    field_keys: Arc<FieldKeys>,
     pub(crate) classes: ClassIndex,
     /// `(deadline_ms, id)`, earliest first. An entry may be stale (the session
     /// was touched, renamed or destroyed); it is checked when it comes up.
@@ -57,7 +61,12 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(journal: Arc<Journal>, usage: Arc<Usage>, order_hasher: RandomState) -> Self {
+    fn new(
+        journal: Arc<Journal>,
+        usage: Arc<Usage>,
+        order_hasher: RandomState,
+        field_keys: Arc<FieldKeys>,
+    ) -> Self {
         Self {
             journal,
             usage,
@@ -66,7 +75,8 @@ impl Shard {
             order_hasher,
             locks: HashMap::new(),
             vars: VarIndex::default(),
-            php_vars: VarIndex::default(),
+            fields: FieldIndex::default(),
+            field_keys,
             classes: ClassIndex::default(),
             expiry: BinaryHeap::new(),
             leases: BinaryHeap::new(),
@@ -108,19 +118,19 @@ impl Shard {
             id: id.clone(),
             session: session.clone(),
         });
+        let at = self.position(&id);
         for (name, value) in session.vars() {
-            self.vars.insert(name, value, &id);
+            self.vars.insert(name, value, at, &id);
         }
-        session.replace_php(crate::php::session_vars(&session.data).unwrap_or_default());
-        for (name, value) in session.php() {
-            self.php_vars.insert(name, value, &id);
+        for key in self.field_keys.of(&session.data) {
+            self.fields.insert(key, at);
         }
         if let Some(class) = session.class() {
             self.classes.insert(class, &id);
         }
         session.queued_ms = session.deadline_ms();
         self.expiry.push(Reverse((session.queued_ms, id.clone())));
-        self.order.insert((self.position(&id), id.clone()));
+        self.order.insert((at, id.clone()));
         self.usage.grow(session.bytes());
         match self.sessions.insert(id, Box::new(session)) {
             None => {
@@ -138,10 +148,10 @@ impl Shard {
         let at = self.position(id);
         self.order.remove(&(at, id.clone()));
         for (name, value) in session.vars() {
-            self.vars.remove(name, value, id);
+            self.vars.remove(name, value, at, id);
         }
-        for (name, value) in session.php() {
-            self.php_vars.remove(name, value, id);
+        for key in self.field_keys.of(&session.data) {
+            self.fields.remove(key, at);
         }
         if let Some(class) = session.class() {
             self.classes.remove(class, id);
@@ -238,14 +248,53 @@ impl Shard {
             version,
             accessed_ms: now,
         });
-        swap_data(s, &mut self.php_vars, &self.usage, id, data);
+        self.swap_data(id, data);
     }
 
-    /// Replaces the data blob and re-reads its PHP entries into the index.
+    /// Replaces the data blob and re-reads its fields into the index.
     pub(crate) fn replace_data(&mut self, id: &SessionId, data: Bytes) {
-        if let Some(s) = self.sessions.get_mut(id) {
-            swap_data(s, &mut self.php_vars, &self.usage, id, data);
+        self.swap_data(id, data);
+    }
+
+    /// Puts `data` in place and moves the session's indexed fields from
+    /// the old blob's to the new one's (PHP rewrites the whole blob on
+    /// every request, mostly with the same fields: only changed ones move).
+    fn swap_data(&mut self, id: &SessionId, data: Bytes) {
+        let at = self.position(id);
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let old = self.field_keys.of(&s.data);
+        let new = self.field_keys.of(&data);
+        self.usage.replace(s.data.len(), data.len());
+        s.data = data;
+        for key in old.iter().filter(|k| new.binary_search(k).is_err()) {
+            self.fields.remove(*key, at);
         }
+        for key in new.iter().filter(|k| old.binary_search(k).is_err()) {
+            self.fields.insert(*key, at);
+        }
+    }
+
+    /// The places of sessions that may have field `name` = `value`, in
+    /// scan order from `from` (None: `name` is not indexed).
+    pub(crate) fn field_hits(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        from: u64,
+    ) -> Option<impl Iterator<Item = u64> + '_> {
+        let which = &self.field_keys.which;
+        which
+            .wants(name)
+            .then(|| self.fields.find(self.field_keys.key(name, value), from))
+    }
+
+    /// The ids at scan place `at` (one, but for a hash collision).
+    pub(crate) fn ids_at(&self, at: u64) -> impl Iterator<Item = &SessionId> + '_ {
+        self.ids_from(at)
+            .take_while(move |(place, _)| *place == at)
+            .map(|(_, id)| id)
     }
 
     /// Removes one variable; returns whether it was there. Logged.
@@ -347,13 +396,13 @@ impl Shard {
         true
     }
 
-    /// Whether the session is alive at `now`, without removing anything.
     /// The key form of `id` if it is live ([`Shard::is_live`]).
     pub(crate) fn live_form(&self, id: &SessionId, now: u64) -> Option<u8> {
         let s = self.sessions.get(id)?;
         (s.deadline_ms() > now || self.is_locked(id)).then_some(s.key_form)
     }
 
+    /// Whether the session is alive at `now`, without removing anything.
     pub(crate) fn is_live(&self, id: &SessionId, now: u64) -> bool {
         self.sessions
             .get(id)
@@ -374,17 +423,18 @@ impl Shard {
 
     /// Sets one variable, keeping the index in step.
     pub(crate) fn set_var(&mut self, id: &SessionId, name: Bytes, value: Bytes) {
+        let at = self.position(id);
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        self.vars.insert(&name, &value, id);
+        self.vars.insert(&name, &value, at, id);
         let (name_len, value_len) = (name.len(), value.len());
         match session.vars_mut().insert(name.clone(), value.clone()) {
             None => self.usage.grow(name_len + value_len),
             Some(old) => {
                 self.usage.replace(old.len(), value_len);
                 if old != value {
-                    self.vars.remove(&name, &old, id);
+                    self.vars.remove(&name, &old, at, id);
                 }
             }
         }
@@ -392,6 +442,7 @@ impl Shard {
 
     /// Removes one variable; returns whether it was there.
     pub(crate) fn del_var(&mut self, id: &SessionId, name: &[u8]) -> bool {
+        let at = self.position(id);
         let Some(session) = self.sessions.get_mut(id) else {
             return false;
         };
@@ -400,7 +451,7 @@ impl Shard {
         match removed {
             Some(old) => {
                 self.usage.shrink(name.len() + old.len());
-                self.vars.remove(name, &old, id);
+                self.vars.remove(name, &old, at, id);
                 true
             }
             None => false,
@@ -519,10 +570,11 @@ impl Usage {
 }
 
 impl Store {
-    pub(crate) fn new(shards: usize, journal: &Arc<Journal>) -> Self {
+    pub(crate) fn new(shards: usize, journal: &Arc<Journal>, index_fields: IndexFields) -> Self {
         let n = shards.max(1);
         let usage = Arc::new(Usage::default());
         let order_hasher = RandomState::new();
+        let field_keys = Arc::new(FieldKeys::new(index_fields));
         Self {
             shards: (0..n)
                 .map(|_| {
@@ -530,6 +582,7 @@ impl Store {
                         journal.clone(),
                         usage.clone(),
                         order_hasher.clone(),
+                        field_keys.clone(),
                     ))
                 })
                 .collect(),
@@ -634,27 +687,44 @@ fn touch_session(s: &mut Session, journal: &Journal, id: &SessionId, now: u64) {
     }
 }
 
-/// Puts `data` in place and moves the session's PHP entries in the index
-/// from the old blob's to the new one's.
-fn swap_data(s: &mut Session, php_vars: &mut VarIndex, usage: &Usage, id: &SessionId, data: Bytes) {
-    let php = crate::php::session_vars(&data).unwrap_or_default();
-    usage.replace(s.data.len(), data.len());
-    s.data = data;
-    let old = s.replace_php(php);
-    // PHP rewrites the whole blob on every request, mostly with the same
-    // entries: only those that changed move in the (ordered) index. The
-    // pairwise check is for the usual few dozen entries; past that, all
-    // move.
-    let small = old.len() <= 64 && s.php().len() <= 64;
-    let kept = |pair: &(Bytes, Bytes), other: &[(Bytes, Bytes)]| small && other.contains(pair);
-    for pair in &old {
-        if !kept(pair, s.php()) {
-            php_vars.remove(&pair.0, &pair.1, id);
+/// Which fields of session data are indexed, and the keyed hash of a
+/// (name, value) pair (the same for every shard of a store; random, so no
+/// client can aim many values at one key).
+#[derive(Debug)]
+pub(crate) struct FieldKeys {
+    pub(crate) which: IndexFields,
+    hasher: RandomState,
+}
+
+impl FieldKeys {
+    pub(crate) fn new(which: IndexFields) -> Self {
+        Self {
+            which,
+            hasher: RandomState::new(),
         }
     }
-    for pair in s.php() {
-        if !kept(pair, &old) {
-            php_vars.insert(&pair.0, &pair.1, id);
+
+    pub(crate) fn key(&self, name: &[u8], value: &[u8]) -> u64 {
+        self.hasher.hash_one((name, value))
+    }
+
+    /// The keys of `data`'s indexed fields, sorted, without repeats. Data
+    /// that is no PHP, JSON or msgpack session costs one look at its first
+    /// bytes.
+    pub(crate) fn of(&self, data: &[u8]) -> Vec<u64> {
+        if matches!(&self.which, IndexFields::Only(names) if names.is_empty()) {
+            return Vec::new();
         }
+        let Some(fields) = crate::fields::fields(data) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<u64> = fields
+            .iter()
+            .filter(|(n, _)| self.which.wants(n))
+            .map(|(n, v)| self.key(n, v))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 }

@@ -138,3 +138,28 @@ pub fn php(data: &[u8]) {
         assert!(total <= data.len(), "{total} bytes found in {}", data.len());
     }
 }
+
+/// Session data as the field reader sees it (PHP, JSON, msgpack): at most
+/// `MAX_FIELDS` fields, each name and value bounded by the input, and each
+/// found again by name.
+pub fn fields(data: &[u8]) {
+    use sessiond_core::fields;
+    let Some(found) = fields::fields(data) else {
+        return;
+    };
+    assert!(found.len() <= fields::MAX_FIELDS);
+    for (name, value) in &found {
+        // A dotted name is made of the input's keys and dots.
+        assert!(name.len() <= 2 * data.len(), "name of {} bytes", name.len());
+        // A msgpack number is shown in decimal: a few times its bytes.
+        assert!(
+            value.len() <= 4 * data.len() + 32,
+            "value of {} bytes",
+            value.len()
+        );
+        assert!(
+            fields::field(data, name).is_some(),
+            "{name:?} not found again"
+        );
+    }
+}

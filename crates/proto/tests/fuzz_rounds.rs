@@ -130,6 +130,28 @@ const MEMCACHE_TOKENS: &[&str] = &[
     "\x01",
 ];
 
+/// JSON's pieces (msgpack, being binary, comes from the random rounds
+/// and the seeds).
+const FIELD_TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "\"",
+    "\"user\"",
+    "\"a\\u00e9\"",
+    "\\",
+    "\\ud83d\\ude00",
+    "1",
+    "-2.5e3",
+    "true",
+    "false",
+    "null",
+    " ",
+];
+
 const LINE_TOKENS: &[&str] = &[
     "new",
     "open ",
@@ -198,6 +220,13 @@ proptest! {
     fn php_random(data in prop::collection::vec(any::<u8>(), 0..1024)) { fuzz::php(&data) }
     #[test]
     fn php_seeds(data in edited("php")) { fuzz::php(&data) }
+
+    #[test]
+    fn fields_random(data in prop::collection::vec(any::<u8>(), 0..1024)) { fuzz::fields(&data) }
+    #[test]
+    fn fields_soup(data in soup(FIELD_TOKENS)) { fuzz::fields(&data) }
+    #[test]
+    fn fields_seeds(data in edited("fields")) { fuzz::fields(&data) }
 }
 
 #[test]
@@ -216,5 +245,8 @@ fn every_seed_runs_clean() {
     }
     for s in seeds("php") {
         fuzz::php(&s);
+    }
+    for s in seeds("fields") {
+        fuzz::fields(&s);
     }
 }

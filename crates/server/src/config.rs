@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sessiond_core::fields::IndexFields;
 use sessiond_core::{EngineConfig, IdChars};
 
 /// Every character a generated session id may have.
@@ -233,6 +234,11 @@ pub struct Config {
     /// (php-memcached's `memcached.sess_prefix`); after one, `lock.<id>` is
     /// the session's lock.
     pub memcache_prefixes: Vec<String>,
+    /// The fields of session data (PHP entries, JSON and msgpack fields by
+    /// dotted path) `SESSION.FIND` answers from an index, about 24 bytes a
+    /// session each; `["*"]` indexes every field. A FIND on another name
+    /// reads every session.
+    pub index_fields: Vec<String>,
     /// Whether Redis `FLUSHDB`/`FLUSHALL` and memcached `flush_all` may
     /// destroy every session (off: they are refused with an error).
     pub allow_flush: bool,
@@ -298,6 +304,7 @@ impl Default for Config {
             compact_ratio: 2,
             redis_prefixes: vec!["PHPREDIS_SESSION:".into()],
             memcache_prefixes: vec!["memc.sess.key.".into()],
+            index_fields: IndexFields::DEFAULT.iter().map(|n| n.to_string()).collect(),
             allow_flush: false,
             strict_ids: false,
             default_timeout_s: e.default_timeout_ms / 1000,
@@ -544,6 +551,16 @@ impl Config {
             max_data_len: self.limits.max_bulk_len,
             allow_flush: self.allow_flush,
             strict_ids: self.strict_ids,
+            index_fields: if self.index_fields.iter().any(|n| n == "*") {
+                IndexFields::All
+            } else {
+                IndexFields::Only(
+                    self.index_fields
+                        .iter()
+                        .map(|n| bytes::Bytes::copy_from_slice(n.as_bytes()))
+                        .collect(),
+                )
+            },
         }
     }
 

@@ -168,16 +168,17 @@ pub fn durable(dir: &std::path::Path, fsync: sessiond_server::Fsync) -> Config {
 
 /// Runs a client script, `script(redis_port, memcached_port)`, against a
 /// sessiond on the default configuration and against private real
-/// redis-server and memcached: what it printed on each (ours, real), or
-/// None (skipped) when a peer is not installed.
+/// redis-server and memcached: the sessiond, for a look at what the script
+/// left, and what it printed on each (ours, real); None (skipped) when a
+/// peer is not installed.
 pub async fn ours_and_real(
     script: impl Fn(u16, u16) -> std::process::Command,
-) -> Option<(Vec<u8>, Vec<u8>)> {
+) -> Option<(TestServer, Vec<u8>, Vec<u8>)> {
     use process::{run_script, start_peer, Peer};
     let (_redis, redis_port) = start_peer(Peer::Redis)?;
     let (_memcached, memcached_port) = start_peer(Peer::Memcached)?;
     let s = TestServer::start().await;
     let ours = run_script(script(s.addr.port(), s.memcache.port())).await;
     let real = run_script(script(redis_port, memcached_port)).await;
-    Some((ours, real))
+    Some((s, ours, real))
 }

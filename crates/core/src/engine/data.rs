@@ -594,7 +594,8 @@ fn all_vars_reply(session: &Session) -> Reply {
     Reply::Map(
         session
             .all_vars()
-            .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+            .into_iter()
+            .map(|(k, v)| (Reply::Bulk(k), Reply::Bulk(v)))
             .collect(),
     )
 }
@@ -742,7 +743,7 @@ pub(super) fn vars_growth(session: &Session, pairs: &[(Bytes, Bytes)]) -> usize 
     let added: usize = pairs.iter().map(|(n, v)| n.len() + v.len()).sum();
     let replaced: usize = pairs
         .iter()
-        .filter_map(|(n, _)| session.var(n).map(|old| n.len() + old.len()))
+        .filter_map(|(n, _)| session.vars().get(n).map(|old| n.len() + old.len()))
         .sum();
     added.saturating_sub(replaced)
 }

@@ -11,6 +11,7 @@ use super::data::secs;
 use super::{Engine, REAP_BUDGET_PER_SHARD};
 use crate::error::Error;
 use crate::id::SessionId;
+use crate::index::Placed;
 use crate::lock::LockMode;
 use crate::reply::{InfoSection, Reply};
 use crate::store::Shard;
@@ -280,16 +281,14 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         let count = count.clamp(1, self.config.max_scan_count);
-        let start = parse_pair_cursor(cursor, self.store.len())?;
+        let start = parse_cursor(cursor, self.store.len())?;
         let (page, next) = self.walk_page(start, count, |shard, after, room, out| {
             list_var_slice(shard, name, after, room, now, out)
         });
-        let next = match next {
-            None => "0".to_string(),
-            Some((s, None)) => format_cursor(s, &SessionId::new(Bytes::new())),
-            Some((s, Some((v, id)))) => format!("{}.{}", format_cursor(s, &id), hex(&v)),
-        };
-        Ok(Reply::Array(vec![Reply::bulk(next), Reply::Map(page)]))
+        Ok(Reply::Array(vec![
+            Reply::bulk(id_cursor(next)),
+            Reply::Map(page),
+        ]))
     }
 
     /// Runs `slice` over every shard, a slice at a time (one shard lock
@@ -411,14 +410,6 @@ impl Engine {
     }
 }
 
-/// Whether `id` has an explicit variable `name` (which shadows a PHP entry).
-fn has_explicit(shard: &crate::store::Shard, id: &SessionId, name: &[u8]) -> bool {
-    shard
-        .sessions
-        .get(id)
-        .is_some_and(|s| s.vars().contains_key(name))
-}
-
 /// Entries visited per shard lock: a slice. A request on the same shard
 /// waits for at most one slice; BENCHMARKS.md ("Heavy commands and other
 /// clients") has what a whole walk costs the others.
@@ -465,9 +456,11 @@ fn take_slice<'a, K>(
     }
 }
 
-/// One slice of FIND: the explicit variables' index merged in id order
-/// with the PHP entries' (each PHP entry counting only where no explicit
-/// variable of that name shadows it).
+/// One slice of FIND, in scan order. A name `index_fields` lists: the
+/// explicit variables' index merged with the fields' (a field counts only
+/// where no explicit variable of that name shadows it, and each hit is
+/// checked against the data, as the index keeps only hashes). Any other
+/// name: every session, its variable or field read.
 fn find_slice(
     shard: &Shard,
     name: &[u8],
@@ -477,52 +470,61 @@ fn find_slice(
     now: u64,
     out: &mut Vec<SessionId>,
 ) -> Sliced<SessionId> {
-    let explicit = shard.vars.find(name, value, after);
-    let php = shard
-        .php_vars
-        .find(name, value, after)
-        .filter(|id| !has_explicit(shard, id, name));
-    take_slice(merge_by(explicit, php, |a, b| a.cmp(b)), room, |id| {
-        if shard.is_live(id, now) {
+    let matches = |id: &SessionId| {
+        shard
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.var(name).as_deref() == Some(value))
+    };
+    let mut visit = |id: &SessionId| {
+        if shard.is_live(id, now) && matches(id) {
             out.push(id.clone());
         }
         id.clone()
-    })
+    };
+    let after: Option<Placed> = after.map(|id| (shard.position(id), id.clone()));
+    let Some(hits) = shard.field_hits(name, value, after.as_ref().map_or(0, |a| a.0)) else {
+        let from = after.as_ref().map(|(_, id)| id);
+        return take_slice(shard.ids_after(from).map(|(_, id)| id), room, visit);
+    };
+    let past = |p: &(u64, &SessionId)| after.as_ref().is_none_or(|(at, id)| (p.0, p.1) > (*at, id));
+    let fields = hits
+        .flat_map(|at| shard.ids_at(at).map(move |id| (at, id)))
+        .filter(past);
+    let explicit = shard
+        .vars
+        .find(name, value, after.as_ref())
+        .map(|(at, id)| (*at, id));
+    let mut last: Option<(u64, &SessionId)> = None;
+    let merged = merge_by(explicit, fields, |a, b| a.cmp(b))
+        // A session in both (a variable that equals its own field) once.
+        .filter(move |p| {
+            let again = last == Some(*p);
+            last = Some(*p);
+            !again
+        })
+        .map(|(_, id)| id);
+    take_slice(merged, room, &mut visit)
 }
 
-/// One slice of LISTVAR, in (value, id) order.
+/// One slice of LISTVAR, in scan order: every session's variable or field
+/// `name` (the fields are read from each session's data).
 fn list_var_slice(
     shard: &Shard,
     name: &[u8],
-    after: Option<&(Bytes, SessionId)>,
+    after: Option<&SessionId>,
     room: usize,
     now: u64,
     out: &mut Vec<(Reply, Reply)>,
-) -> Sliced<(Bytes, SessionId)> {
-    let after = after.map(|(v, id)| (v, id));
-    let explicit = shard.vars.list(name, after);
-    let php = shard
-        .php_vars
-        .list(name, after)
-        .filter(|(id, _)| !has_explicit(shard, id, name));
-    let merged = merge_by(explicit, php, |(ia, va), (ib, vb)| (va, ia).cmp(&(vb, ib)));
-    let mut visited = 0;
-    for (id, v) in merged {
+) -> Sliced<SessionId> {
+    take_slice(shard.ids_after(after).map(|(_, id)| id), room, |id| {
         if shard.is_live(id, now) {
-            out.push((Reply::Bulk(id.to_bytes()), Reply::Bulk(v.clone())));
+            if let Some(v) = shard.sessions.get(id).and_then(|s| s.var(name)) {
+                out.push((Reply::Bulk(id.to_bytes()), Reply::Bulk(v)));
+            }
         }
-        visited += 1;
-        if visited >= room {
-            return Sliced {
-                visited,
-                last: Some((v.clone(), id.clone())),
-            };
-        }
-    }
-    Sliced {
-        visited,
-        last: None,
-    }
+        id.clone()
+    })
 }
 
 /// Two ascending iterators as one, ascending.
@@ -552,50 +554,6 @@ fn id_cursor(next: Option<(usize, Option<SessionId>)>) -> String {
         None => "0".to_string(),
         Some((s, id)) => format_cursor(s, &id.unwrap_or_else(|| SessionId::new(Bytes::new()))),
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            s.push_str(&format!("{x:02x}"));
-            s
-        })
-}
-
-/// A LISTVAR cursor: `<shard>-<hex id>.<hex value>` (or `0`).
-fn parse_pair_cursor(
-    cursor: &[u8],
-    shards: usize,
-) -> Result<(usize, Option<(Bytes, SessionId)>), Error> {
-    if cursor == b"0" {
-        return Ok((0, None));
-    }
-    let bad = || {
-        Error::InvalidArgument(
-            "invalid cursor: pass 0 to start, then the cursor LISTVAR returned".into(),
-        )
-    };
-    let text = std::str::from_utf8(cursor).map_err(|_| bad())?;
-    let (id_part, value_hex) = match text.split_once('.') {
-        Some((a, b)) => (a, Some(b)),
-        None => (text, None),
-    };
-    let (shard, id) = parse_cursor(id_part.as_bytes(), shards)?;
-    match (id, value_hex) {
-        (None, _) => Ok((shard, None)),
-        (Some(id), Some(v)) => Ok((shard, Some((Bytes::from(unhex(v).ok_or_else(bad)?), id)))),
-        (Some(_), None) => Err(bad()),
-    }
-}
-
-fn unhex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    hex.as_bytes()
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
-        .collect()
 }
 
 fn format_cursor(shard: usize, last: &SessionId) -> String {

@@ -18,6 +18,7 @@ use crate::client::ClientHandle;
 use crate::clock::Clock;
 use crate::command::Command;
 use crate::error::Error;
+use crate::fields::IndexFields;
 use crate::id::{IdChars, SessionId};
 use crate::journal::{FencingKeys, Journal, Mutation, MutationLog};
 use crate::lock::{LockMode, LockUsage};
@@ -87,6 +88,9 @@ pub struct EngineConfig {
     /// destroy every session. Off by default: one stray command would log
     /// out every user.
     pub allow_flush: bool,
+    /// The fields of session data (PHP, JSON, msgpack) `FIND` answers from
+    /// an index; other names it answers by reading every session.
+    pub index_fields: IndexFields,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +119,7 @@ impl Default for EngineConfig {
             max_reply_items: 100_000,
             max_data_len: 16 * 1024 * 1024,
             allow_flush: false,
+            index_fields: IndexFields::default(),
         }
     }
 }
@@ -229,7 +234,7 @@ impl Engine {
     pub fn new(config: EngineConfig, clock: Arc<dyn Clock>) -> Self {
         let journal = Arc::new(Journal::default());
         Self {
-            store: Store::new(config.shards, &journal),
+            store: Store::new(config.shards, &journal, config.index_fields.clone()),
             clock,
             config,
             keys: FencingKeys::new(journal.clone()),
@@ -688,7 +693,7 @@ impl Engine {
         session: &Session,
         names: impl Iterator<Item = &'a Bytes>,
     ) -> Result<(), Error> {
-        let mut new: Vec<&Bytes> = names.filter(|n| session.var(n).is_none()).collect();
+        let mut new: Vec<&Bytes> = names.filter(|n| !session.vars().contains_key(*n)).collect();
         if new.is_empty() {
             return Ok(());
         }

@@ -14,6 +14,7 @@ use crate::command::{ExpireIf, StoreIf, StoreReply};
 use crate::lock::{Grant, LockMode};
 
 mod expiry;
+mod fields;
 mod listing;
 mod locks;
 mod model;

@@ -131,7 +131,7 @@ pub(crate) async fn get_session(scope: Scope, Path(id): Path<String>) -> Respons
             Some(LockMode::Write) => "write",
         },
         "vars": s.vars().iter().map(|(k, v)| (text(k), Value::from(text(v)))).collect::<serde_json::Map<_, _>>(),
-        "php": s.php().iter().map(|(k, v)| (text(k), Value::from(text(v)))).collect::<serde_json::Map<_, _>>(),
+        "fields": s.fields().iter().map(|(k, v)| (text(k), Value::from(text(v)))).collect::<serde_json::Map<_, _>>(),
     });
     // Data as text when it is text, else as base64: never silently mangled.
     match std::str::from_utf8(&s.data) {
