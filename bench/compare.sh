@@ -130,6 +130,7 @@ for round in $(seq 1 "$ROUNDS"); do
   pair off "$round" cycle-native "$sd" -- --workload cycle-native
   pair off "$round" contend-native "$sd" -- --workload contend --cycle native
   pair off "$round" contend-redis "$redis" "$sd" -- --workload contend --cycle redis
+  pair off "$round" contend-memcache "$memc" "$sdmc" -- --workload contend --cycle memcache
 done
 stop_all
 
@@ -143,27 +144,48 @@ for mode in always everysec; do
   stop_all
 done
 
-# Memory: a fresh server of each kind, RSS after loading RSS_KEYS × 1 KiB.
+# Memory: a fresh server of each kind, RSS after loading RSS_KEYS × 1 KiB
+# (data: opaque), then fresh ones again for RSS_KEYS realistic sessions of
+# 826 bytes: a PHP `$_SESSION` of 10 entries and an express JSON session
+# (`--data php|json`, stored with SETEX as phpredis and connect-redis do).
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 load_rss() {
-  local system=$1 pid=$2 addr=$3 proto=$4 before after
+  local system=$1 pid=$2 addr=$3 proto=$4 data=${5:-opaque} before after size=1024
+  [ "$data" = opaque ] || size=826
   before=$(rss "$pid")
-  $B bench run --threads "$GEN_THREADS" --workload load --keys "$RSS_KEYS" --proto "$proto" --addr "$addr" --conns 4 >/dev/null
+  $B bench run --threads "$GEN_THREADS" --workload load --keys "$RSS_KEYS" --proto "$proto" --addr "$addr" --conns 4 --data "$data" --size "$size" >/dev/null
   sleep 1
   after=$(rss "$pid")
-  echo "{\"mode\":\"rss\",\"system\":\"$system\",\"keys\":$RSS_KEYS,\"rss_before_kib\":$before,\"rss_kib\":$after}" >>"$results"
-  echo "rss $system: $((after / 1024)) MiB" >&2
+  echo "{\"mode\":\"rss\",\"system\":\"$system\",\"data\":\"$data\",\"size\":$size,\"keys\":$RSS_KEYS,\"rss_before_kib\":$before,\"rss_kib\":$after}" >>"$results"
+  echo "rss $system, $data: $((after / 1024)) MiB" >&2
 }
 start_all off
 load_rss sessiond "${pids[0]}" "127.0.0.1:$SD_RESP" resp
 load_rss redis "${pids[1]}" "127.0.0.1:$REDIS" resp
 load_rss memcached "${pids[2]}" "127.0.0.1:$MEMC" memcache-text
 stop_all
+for data in php json; do
+  start_all off
+  load_rss sessiond "${pids[0]}" "127.0.0.1:$SD_RESP" resp "$data"
+  load_rss redis "${pids[1]}" "127.0.0.1:$REDIS" resp "$data"
+  if [ "$data" = php ]; then
+    # FIND on those 1M sessions, one client, index hit (user_id, one
+    # session) and a page of the unindexed walk (role).
+    for q in "SESSION.FIND user_id 0000000000000001" "SESSION.FIND role member CURSOR 0 COUNT 100"; do
+      # shellcheck disable=SC2086
+      summary=$(redis-benchmark -h 127.0.0.1 -p "$SD_RESP" -c 1 -n "${FIND_N:-2000}" $q | tr '\r' '\n' | awk '/^ *avg +min/ {getline; print}')
+      read -r avg min p50 p95 p99 max <<<"$summary"
+      echo "{\"mode\":\"find\",\"query\":\"$q\",\"keys\":$RSS_KEYS,\"avg_ms\":$avg,\"p50_ms\":$p50,\"p99_ms\":$p99,\"max_ms\":$max}" >>"$results"
+      echo "find '$q': p50 $p50 ms, p99 $p99 ms" >&2
+    done
+  fi
+  stop_all
+done
 
 elapsed=$(($(date +%s) - started))
 machine="$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r)"
 versions="sessiond $($B --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(redis-server --version | awk '{print $1, $3}' | tr -d 'v='), $(memcached -V), $(rustc --version | awk '{print $1, $2}')"
+cp "$results" "${RESULTS_COPY:-bench/last-results.jsonl}"
 python3 bench/report.py "$results" "$OUT" "$machine" "$versions" \
   "ROUNDS=$ROUNDS SECS=$SECS WARMUP=$WARMUP CONNS=$CONNS GEN_THREADS=$GEN_THREADS SD_THREADS=$SD_THREADS bench/compare.sh" "$elapsed"
-cp "$results" "${RESULTS_COPY:-bench/last-results.jsonl}"
 echo "compare.sh: done in ${elapsed}s; results in $OUT" >&2

@@ -8,8 +8,18 @@ import sys
 
 results, out, machine, versions, command, elapsed = sys.argv[1:7]
 rows = [json.loads(l) for l in open(results) if l.strip()]
-runs = [r for r in rows if r["mode"] != "rss"]
-rss = {r["system"]: r for r in rows if r["mode"] == "rss"}
+runs = [r for r in rows if r["mode"] not in ("rss", "find")]
+rss = {(r["system"], r.get("data", "opaque")): r for r in rows if r["mode"] == "rss"}
+finds = [r for r in rows if r["mode"] == "find"]
+
+
+def rss_ratio(data):
+    a, b = rss.get(("sessiond", data)), rss.get(("redis", data))
+    if a is None or b is None:
+        return None
+    per = lambda r: (r["rss_kib"] - r["rss_before_kib"]) / r["keys"]
+    return per(a) / per(b)
+
 
 
 def pick(mode, case, system):
@@ -75,7 +85,13 @@ targets = [
     ("p99 latency, raw, vs Redis's", ratio(med("off", "raw", "sessiond", p99), med("off", "raw", "redis", p99)), "<=", 1.0),
     ("raw throughput as a fraction of the echo ceiling", ratio(med("off", "raw", "sessiond", tx), med("off", "raw", "echo", tx)), ">=", 0.8),
     ("RSS for 1M × 1 KiB sessions vs Redis",
-     (rss["sessiond"]["rss_kib"] / rss["redis"]["rss_kib"]) if "sessiond" in rss and "redis" in rss else None, "<=", 1.0),
+     (rss[("sessiond", "opaque")]["rss_kib"] / rss[("redis", "opaque")]["rss_kib"]) if ("sessiond", "opaque") in rss and ("redis", "opaque") in rss else None, "<=", 1.0),
+    ("bytes per realistic PHP session (826 B, 10 entries) vs Redis", rss_ratio("php"), "<=", 1.2),
+    ("bytes per express JSON session (826 B) vs Redis", rss_ratio("json"), "<=", 1.2),
+    ("contend-redis p99 lock wait, sessiond vs Redis (phpredis's own polling)", ratio(med("off", "contend-redis", "sessiond", lw99), med("off", "contend-redis", "redis", lw99)), "<=", 0.2),
+    ("contend-redis transactions/s, sessiond vs Redis", ratio(med("off", "contend-redis", "sessiond", tx), med("off", "contend-redis", "redis", tx)), ">=", 2.0),
+    ("contend-memcache p99 lock wait, sessiond vs memcached (php-memcached's polling)", ratio(med("off", "contend-memcache", "sessiond", lw99), med("off", "contend-memcache", "memcached", lw99)), "<=", 0.2),
+    ("contend-memcache transactions/s, sessiond vs memcached", ratio(med("off", "contend-memcache", "sessiond", tx), med("off", "contend-memcache", "memcached", tx)), ">=", 2.0),
     ("cycle-redis, fsync always, sessiond vs Redis", ratio(med("always", "cycle-redis", "sessiond", tx), med("always", "cycle-redis", "redis", tx)), "", None),
     ("cycle-redis, fsync everysec, sessiond vs Redis", ratio(med("everysec", "cycle-redis", "sessiond", tx), med("everysec", "cycle-redis", "redis", tx)), "", None),
     ("cycle-native, fsync always, vs cycle-redis on Redis (AOF always)", ratio(med("always", "cycle-native", "sessiond", tx), med("always", "cycle-redis", "redis", tx)), "", None),
@@ -97,11 +113,20 @@ w("")
 if rss:
     w("### Memory: RSS after loading the sessions")
     w("")
-    w("| system | sessions | RSS MiB | bytes per session |")
-    w("| --- | ---: | ---: | ---: |")
-    for s, r in rss.items():
+    w("| system | data | sessions | RSS MiB | bytes per session |")
+    w("| --- | --- | ---: | ---: | ---: |")
+    for (s, data), r in rss.items():
         per = (r["rss_kib"] - r["rss_before_kib"]) * 1024 / r["keys"]
-        w(f"| {s} | {r['keys']:,} | {r['rss_kib'] / 1024:,.0f} | {per:,.0f} |")
+        shape = {"opaque": "1 KiB opaque", "php": "826 B PHP session", "json": "826 B express JSON"}.get(data, data)
+        w(f"| {s} | {shape} | {r['keys']:,} | {r['rss_kib'] / 1024:,.0f} | {per:,.0f} |")
+    w("")
+if finds:
+    w("### FIND on the PHP sessions (one client, redis-benchmark), ms")
+    w("")
+    w("| query | sessions | p50 | p99 | max |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for r in finds:
+        w(f"| `{r['query']}` | {r['keys']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} |")
     w("")
 w("<!-- compare.sh:end -->")
 section = "\n".join(lines)

@@ -54,7 +54,7 @@ pub fn field(data: &[u8], name: &[u8]) -> Option<Bytes> {
 
 /// Which fields `FIND` answers from an index (`index_fields`); a `FIND` on
 /// any other name reads every session instead (right, but slow on a big
-/// store). Each indexed field costs about 24 bytes a session.
+/// store). Each indexed field costs about 14 bytes a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexFields {
     /// Every field of every session.

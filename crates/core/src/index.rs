@@ -69,34 +69,58 @@ impl VarIndex {
 }
 
 /// Fields read from session data (PHP, JSON, msgpack: [`crate::fields`])
-/// of the names an operator indexes: a keyed hash of (name, value) and the
-/// session's place in the scan order, 16 bytes an entry and no copy of
-/// either. A hit is a candidate, checked against the session's data.
+/// of the names an operator indexes, 8 bytes an entry and no copy of a
+/// name, value or id: the top [`KEY_BITS`] of a keyed hash of (name,
+/// value), then the top [`PLACE_BITS`] of the session's place in the scan
+/// order. A hit is a candidate, checked against the session's data; the
+/// shard makes sure two sessions sharing an entry keep it while either
+/// has the field ([`crate::store::Shard`]).
 #[derive(Debug, Default)]
 pub(crate) struct FieldIndex {
-    entries: BTreeSet<(u64, u64)>,
+    entries: BTreeSet<u64>,
 }
 
+/// Bits of the (name, value) hash an entry keeps.
+pub(crate) const KEY_BITS: u32 = 24;
+/// Bits of the place an entry keeps: a prefix of the scan order.
+pub(crate) const PLACE_BITS: u32 = 64 - KEY_BITS;
+
 impl FieldIndex {
+    /// A field key as entries keep it (see [`FieldIndex`]).
+    pub(crate) fn key(hash: u64) -> u64 {
+        hash >> PLACE_BITS
+    }
+
+    /// The place prefix an entry keeps of `at`.
+    pub(crate) fn prefix(at: u64) -> u64 {
+        at >> KEY_BITS
+    }
+
+    fn entry(key: u64, at: u64) -> u64 {
+        (key << PLACE_BITS) | Self::prefix(at)
+    }
+
     pub(crate) fn insert(&mut self, key: u64, at: u64) {
-        self.entries.insert((key, at));
+        self.entries.insert(Self::entry(key, at));
     }
 
     pub(crate) fn remove(&mut self, key: u64, at: u64) {
-        self.entries.remove(&(key, at));
+        self.entries.remove(&Self::entry(key, at));
+    }
+
+    /// Place prefixes of the sessions that may have `key`, in scan order,
+    /// from the one of `from` on.
+    pub(crate) fn find(&self, key: u64, from: u64) -> impl Iterator<Item = u64> + '_ {
+        let mask = (1u64 << PLACE_BITS) - 1;
+        self.entries
+            .range(Self::entry(key, from)..=((key << PLACE_BITS) | mask))
+            .map(move |e| e & mask)
     }
 
     /// Entries held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Places of the sessions that may have `key`, from `from` on.
-    pub(crate) fn find(&self, key: u64, from: u64) -> impl Iterator<Item = u64> + '_ {
-        self.entries
-            .range((key, from)..=(key, u64::MAX))
-            .map(|&(_, at)| at)
     }
 }
 

@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::fields::IndexFields;
 use crate::id::SessionId;
-use crate::index::{ClassIndex, FieldIndex, VarIndex};
+use crate::index::{ClassIndex, FieldIndex, VarIndex, KEY_BITS};
 use crate::journal::{FencingKeys, Journal, Mutation};
 use crate::lock::{LeaseHeap, LockState};
 use crate::session::Session;
@@ -151,7 +151,7 @@ impl Shard {
             self.vars.remove(name, value, at, id);
         }
         for key in self.field_keys.of(&session.data) {
-            self.fields.remove(key, at);
+            self.drop_field(key, at, id);
         }
         if let Some(class) = session.class() {
             self.classes.remove(class, id);
@@ -268,16 +268,31 @@ impl Shard {
         let new = self.field_keys.of(&data);
         self.usage.replace(s.data.len(), data.len());
         s.data = data;
-        for key in old.iter().filter(|k| new.binary_search(k).is_err()) {
-            self.fields.remove(*key, at);
+        for &key in old.iter().filter(|k| new.binary_search(k).is_err()) {
+            self.drop_field(key, at, id);
         }
         for key in new.iter().filter(|k| old.binary_search(k).is_err()) {
             self.fields.insert(*key, at);
         }
     }
 
-    /// The places of sessions that may have field `name` = `value`, in
-    /// scan order from `from` (None: `name` is not indexed).
+    /// Takes `id`'s field `key` out of the index, unless another session
+    /// shares the entry (the same place prefix, rare) and has the key too.
+    fn drop_field(&mut self, key: u64, at: u64, id: &SessionId) {
+        let shared = self.ids_at(FieldIndex::prefix(at)).any(|(_, other)| {
+            other != id
+                && self
+                    .sessions
+                    .get(other)
+                    .is_some_and(|s| self.field_keys.of(&s.data).binary_search(&key).is_ok())
+        });
+        if !shared {
+            self.fields.remove(key, at);
+        }
+    }
+
+    /// The place prefixes of sessions that may have field `name` =
+    /// `value`, in scan order from `from`'s (None: `name` is not indexed).
     pub(crate) fn field_hits(
         &self,
         name: &[u8],
@@ -290,11 +305,11 @@ impl Shard {
             .then(|| self.fields.find(self.field_keys.key(name, value), from))
     }
 
-    /// The ids at scan place `at` (one, but for a hash collision).
-    pub(crate) fn ids_at(&self, at: u64) -> impl Iterator<Item = &SessionId> + '_ {
-        self.ids_from(at)
-            .take_while(move |(place, _)| *place == at)
-            .map(|(_, id)| id)
+    /// The sessions whose place has `prefix` ([`FieldIndex::prefix`]; one,
+    /// mostly), with their places, in scan order.
+    pub(crate) fn ids_at(&self, prefix: u64) -> impl Iterator<Item = (u64, &SessionId)> + '_ {
+        self.ids_from(prefix << KEY_BITS)
+            .take_while(move |(place, _)| FieldIndex::prefix(*place) == prefix)
     }
 
     /// Removes one variable; returns whether it was there. Logged.
@@ -704,8 +719,9 @@ impl FieldKeys {
         }
     }
 
+    /// The index's key of field `name` = `value`.
     pub(crate) fn key(&self, name: &[u8], value: &[u8]) -> u64 {
-        self.hasher.hash_one((name, value))
+        FieldIndex::key(self.hasher.hash_one((name, value)))
     }
 
     /// The keys of `data`'s indexed fields, sorted, without repeats. Data

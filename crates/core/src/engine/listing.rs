@@ -488,9 +488,7 @@ fn find_slice(
         return take_slice(shard.ids_after(from).map(|(_, id)| id), room, visit);
     };
     let past = |p: &(u64, &SessionId)| after.as_ref().is_none_or(|(at, id)| (p.0, p.1) > (*at, id));
-    let fields = hits
-        .flat_map(|at| shard.ids_at(at).map(move |id| (at, id)))
-        .filter(past);
+    let fields = hits.flat_map(|prefix| shard.ids_at(prefix)).filter(past);
     let explicit = shard
         .vars
         .find(name, value, after.as_ref())
