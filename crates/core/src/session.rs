@@ -16,6 +16,9 @@ pub struct Session {
     /// gives it back as written (the Redis door: 0 = its first prefix, 1 =
     /// no prefix, 2 + i = its i-th prefix). Opaque to the engine.
     pub key_form: u8,
+    /// Whether `data` has fields the shard's field index holds, so a write
+    /// or removal of data without any need not read the old data again.
+    pub(crate) indexed: bool,
     /// When the session was created, ms since the epoch.
     pub created_ms: u64,
     /// When the session was last read or written, ms since the epoch.
@@ -58,6 +61,7 @@ impl Session {
             data: Bytes::new(),
             flags: 0,
             key_form: 0,
+            indexed: false,
             created_ms: now,
             accessed_ms: now,
             timeout_ms,
@@ -89,6 +93,7 @@ impl Session {
             data,
             flags,
             key_form: 0,
+            indexed: false,
             created_ms,
             accessed_ms,
             timeout_ms,

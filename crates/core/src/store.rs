@@ -122,7 +122,9 @@ impl Shard {
         for (name, value) in session.vars() {
             self.vars.insert(name, value, at, &id);
         }
-        for key in self.field_keys.of(&session.data) {
+        let keys = self.field_keys.of(&session.data);
+        session.indexed = !keys.is_empty();
+        for key in keys {
             self.fields.insert(key, at);
         }
         if let Some(class) = session.class() {
@@ -150,8 +152,10 @@ impl Shard {
         for (name, value) in session.vars() {
             self.vars.remove(name, value, at, id);
         }
-        for key in self.field_keys.of(&session.data) {
-            self.drop_field(key, at, id);
+        if session.indexed {
+            for key in self.field_keys.of(&session.data) {
+                self.drop_field(key, at, id);
+            }
         }
         if let Some(class) = session.class() {
             self.classes.remove(class, id);
@@ -260,14 +264,24 @@ impl Shard {
     /// the old blob's to the new one's (PHP rewrites the whole blob on
     /// every request, mostly with the same fields: only changed ones move).
     fn swap_data(&mut self, id: &SessionId, data: Bytes) {
-        let at = self.position(id);
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        let old = self.field_keys.of(&s.data);
+        // Most writes are of data with no indexed field before or after:
+        // one look at the new data, no hash of the id.
+        let old = if s.indexed {
+            self.field_keys.of(&s.data)
+        } else {
+            Vec::new()
+        };
         let new = self.field_keys.of(&data);
         self.usage.replace(s.data.len(), data.len());
         s.data = data;
+        s.indexed = !new.is_empty();
+        if old.is_empty() && new.is_empty() {
+            return;
+        }
+        let at = self.position(id);
         for &key in old.iter().filter(|k| new.binary_search(k).is_err()) {
             self.drop_field(key, at, id);
         }
