@@ -476,9 +476,11 @@ impl<'a> Pack<'a> {
             }
             0xca => {
                 let bits = u32::try_from(self.uint(4)?).ok()?;
-                text(f64::from(f32::from_bits(bits)).to_string())
+                text(format!("{:?}", f64::from(f32::from_bits(bits))))
             }
-            0xcb => text(f64::from_bits(self.uint(8)?).to_string()),
+            // Debug, not Display: the shortest form, with an exponent for the
+            // very large and small (Display would spell 1e300 in 301 digits).
+            0xcb => text(format!("{:?}", f64::from_bits(self.uint(8)?))),
             0xa0..=0xbf => Some(self.take(usize::from(tag & 0x1f))?.to_vec()),
             0xd9 | 0xc4 => {
                 let n = self.len(1)?;
@@ -596,11 +598,17 @@ mod tests {
         assert_eq!(f[4].0, "nested");
         assert_eq!(f[5], p("nested.a", ""));
         assert_eq!(f[6].0, "list");
-        // uint16, int16, float64, str8.
-        let data = b"\x84\xa1a\xcd\x01\x00\xa1b\xd1\xff\x00\xa1c\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00\xa1d\xd9\x02hi";
+        // uint16, int16, float64 (1.5 and 1e300, never 301 digits), str8.
+        let data = b"\x85\xa1a\xcd\x01\x00\xa1b\xd1\xff\x00\xa1c\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00\xa1d\xd9\x02hi\xa1e\xcb\x7e\x37\xe4\x3c\x88\x00\x75\x9c";
         assert_eq!(
             pairs(data),
-            vec![p("a", "256"), p("b", "-256"), p("c", "1.5"), p("d", "hi")]
+            vec![
+                p("a", "256"),
+                p("b", "-256"),
+                p("c", "1.5"),
+                p("d", "hi"),
+                p("e", "1e300")
+            ]
         );
     }
 

@@ -118,6 +118,11 @@ impl Shard {
             id: id.clone(),
             session: session.clone(),
         });
+        // A session put in place of one (replaying a log over a snapshot)
+        // takes the old one's index entries with it.
+        if self.sessions.contains_key(&id) {
+            self.take(&id);
+        }
         let at = self.position(&id);
         for (name, value) in session.vars() {
             self.vars.insert(name, value, at, &id);

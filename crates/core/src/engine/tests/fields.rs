@@ -164,3 +164,26 @@ fn the_index_keeps_hashes_and_a_hit_is_checked_against_the_data() {
         .data = Bytes::from(express("mallory", "member"));
     assert!(f.find("user", "alice").is_empty());
 }
+
+#[test]
+fn a_session_put_over_another_leaves_no_stale_entries() {
+    let f = fixture();
+    let entries = |f: &Fixture| -> usize {
+        (0..f.engine.store.len())
+            .map(|i| f.engine.store.lock_at(i).fields.len())
+            .sum()
+    };
+    for user in ["alice", "bob"] {
+        // Replaying a log over a snapshot puts a session where one is.
+        let mut s = Session::new(1_000_000, 60_000, 1);
+        s.data = Bytes::from(express(user, "member"));
+        f.engine.apply(crate::Mutation::Put {
+            id: sid("a"),
+            session: s,
+        });
+    }
+    assert_eq!(entries(&f), 2, "bob's user and passport.user only");
+    assert!(f.find("user", "alice").is_empty());
+    assert_eq!(f.find("user", "bob"), ["a"]);
+    assert_eq!(f.engine.session_count(), 1);
+}
