@@ -548,3 +548,32 @@ async fn each_prefix_is_listed_as_written() {
     );
     assert_eq!(c.get_data("two").await.unwrap(), bytes::Bytes::from("v"));
 }
+
+/// INFO keyspace counts keys and the keys with an expiry as Redis does.
+#[tokio::test]
+async fn info_keyspace_counts_keys_with_an_expiry() {
+    let Some(mut pair) = both().await else {
+        return;
+    };
+    pair.same(&[
+        &["SET", "forever", "v"],
+        &["SETEX", "day", "86400", "v"],
+        &["SET", "later", "v"],
+        &["EXPIRE", "later", "100"],
+        &["SETEX", "kept", "100", "v"],
+        &["PERSIST", "kept"],
+        &["DEL", "day"],
+    ])
+    .await;
+    let keyspace = |v: V| match v {
+        V::Bulk(b) => String::from_utf8_lossy(&b)
+            .lines()
+            .find(|l| l.starts_with("db0:"))
+            .map(|l| l.split(",avg_ttl").next().unwrap_or("").to_string()),
+        other => panic!("INFO: {other:?}"),
+    };
+    let ours = keyspace(call(&mut pair.ours, &["INFO", "keyspace"]).await);
+    let redis = keyspace(call(&mut pair.redis, &["INFO", "keyspace"]).await);
+    assert_eq!(ours.as_deref(), Some("db0:keys=3,expires=1"));
+    assert_eq!(ours, redis);
+}

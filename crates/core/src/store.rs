@@ -139,6 +139,9 @@ impl Shard {
         self.expiry.push(Reverse((session.queued_ms, id.clone())));
         self.order.insert((at, id.clone()));
         self.usage.grow(session.bytes());
+        if session.timeout_ms == crate::NEVER {
+            self.usage.persistent.fetch_add(1, Ordering::Relaxed);
+        }
         match self.sessions.insert(id, Box::new(session)) {
             None => {
                 self.usage.sessions.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +154,9 @@ impl Shard {
     pub(crate) fn take(&mut self, id: &SessionId) -> Option<Session> {
         let session = *self.sessions.remove(id)?;
         self.usage.sessions.fetch_sub(1, Ordering::Relaxed);
+        if session.timeout_ms == crate::NEVER {
+            self.usage.persistent.fetch_sub(1, Ordering::Relaxed);
+        }
         self.usage.shrink(session.bytes());
         let at = self.position(id);
         self.order.remove(&(at, id.clone()));
@@ -381,6 +387,7 @@ impl Shard {
             self.touch(id, now);
             return;
         }
+        self.usage.retime(s.timeout_ms, timeout_ms);
         s.timeout_ms = timeout_ms;
         s.accessed_ms = now;
         s.logged_ms = now;
@@ -390,6 +397,14 @@ impl Shard {
             accessed_ms: now,
         });
         self.reschedule(id);
+    }
+
+    /// Sets a timeout as a log replay does: no log record, no touch.
+    pub(crate) fn retime_quietly(&mut self, id: &SessionId, timeout_ms: u64) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            self.usage.retime(s.timeout_ms, timeout_ms);
+            s.timeout_ms = timeout_ms;
+        }
     }
 
     fn is_locked(&self, id: &SessionId) -> bool {
@@ -582,6 +597,9 @@ pub(crate) struct Usage {
     pub(crate) sessions: AtomicUsize,
     /// Data, variable names and values, and classes, in bytes.
     pub(crate) bytes: AtomicU64,
+    /// Sessions without expiry (Redis keys set without one), so INFO's
+    /// `expires` counts only the others.
+    pub(crate) persistent: AtomicUsize,
 }
 
 impl Usage {
@@ -591,6 +609,19 @@ impl Usage {
 
     fn shrink(&self, n: usize) {
         self.bytes.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+
+    /// A session's timeout changing from `old` to `new`.
+    pub(crate) fn retime(&self, old: u64, new: u64) {
+        match (old == crate::NEVER, new == crate::NEVER) {
+            (false, true) => {
+                self.persistent.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.persistent.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
     }
 
     /// `old` bytes replaced by `new`: one atomic add of the (wrapping)
@@ -633,6 +664,11 @@ impl Store {
     /// Sessions in the store (expired ones not yet reaped included).
     pub(crate) fn count(&self) -> usize {
         self.usage.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Sessions without expiry.
+    pub(crate) fn persistent(&self) -> usize {
+        self.usage.persistent.load(Ordering::Relaxed)
     }
 
     /// Bytes of data, variables and classes in the store.

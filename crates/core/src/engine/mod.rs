@@ -154,6 +154,8 @@ pub struct TickReport {
 pub struct EngineStats {
     /// Sessions held (expired ones not yet reaped included).
     pub sessions: u64,
+    /// Sessions without expiry (Redis keys set without one).
+    pub persistent: u64,
     /// Bytes of data, variables and classes held.
     pub bytes: u64,
     /// Lock entries held (ids locked or awaited, sessions or not).
@@ -388,9 +390,7 @@ impl Engine {
                 accessed_ms,
             } => {
                 let mut shard = self.store.lock(&id);
-                if let Some(s) = shard.sessions.get_mut(&id) {
-                    s.timeout_ms = timeout_ms;
-                }
+                shard.retime_quietly(&id, timeout_ms);
                 restamp(&mut shard, &id, None, accessed_ms);
                 shard.reschedule(&id);
             }
@@ -434,6 +434,7 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             sessions: self.store.count() as u64,
+            persistent: self.store.persistent() as u64,
             bytes: self.store.bytes(),
             locks: self.lock_usage.entries() as u64,
             lock_bytes: self.lock_usage.bytes(),

@@ -174,11 +174,16 @@ pub(crate) fn sections(
     all.extend(engine);
     all.push(InfoSection {
         name: "Keyspace",
-        // Redis keys without expiry are not counted apart: `expires` is
-        // every session (docs/operations.md says so).
+        // `expires`: the keys with one, as Redis counts them.
         fields: vec![field(
             "db0",
-            format!("keys={sessions},expires={sessions},avg_ttl=0"),
+            format!(
+                "keys={sessions},expires={},avg_ttl=0",
+                sessions
+                    .parse::<u64>()
+                    .unwrap_or(stats.sessions)
+                    .saturating_sub(stats.persistent)
+            ),
         )],
     });
     let names: Vec<String> = wanted
