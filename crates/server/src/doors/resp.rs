@@ -220,8 +220,14 @@ impl Conn {
                 }
             };
         }
-        // The name, for a refusal to queue.
-        let name = args.first().cloned().unwrap_or_default();
+        // The name, for a refusal to queue; copied only inside MULTI (a
+        // clone of the request's bytes would allocate on every command).
+        let name = match &self.multi {
+            Some(_) => args
+                .first()
+                .map(|n| String::from_utf8_lossy(n).to_uppercase()),
+            None => None,
+        };
         let request =
             match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
                 Ok(r) => r,
@@ -250,7 +256,7 @@ impl Conn {
                 .find(|c| c.touches() == Touches::Unsure);
             if unsure.is_some() {
                 m.aborted = true;
-                let name = String::from_utf8_lossy(&name).to_uppercase();
+                let name = name.unwrap_or_default();
                 encode_error(
                     "ERR",
                     &format!("{name} cannot be queued in a transaction on sessiond (it walks every session); run it outside MULTI"),
