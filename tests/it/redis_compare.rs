@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::process::{free_port, tool_available, Running};
+use common::process::{start_peer, Peer, Running};
 use common::TestServer;
 use sessiond_client::{Client, RespValue as V};
 
@@ -27,34 +27,15 @@ fn codes(v: V) -> V {
     }
 }
 
-/// A private redis-server on a free port, or None (skipped; under CI a
-/// failure) when there is none.
+/// A private redis-server on a free port with a client, or None (skipped;
+/// under CI a failure) when there is none.
 async fn redis_server() -> Option<(Running, Client, std::net::SocketAddr)> {
-    let mut probe = std::process::Command::new("redis-server");
-    if !tool_available(probe.arg("--version"), "redis-server") {
-        return None;
-    }
-    let port = free_port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let running = Running(child);
+    let (running, port) = start_peer(Peer::Redis)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Ok(c) = Client::connect(addr).await {
-            return Some((running, c, addr));
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not come up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let client = Client::connect(addr)
+        .await
+        .expect("connect to redis-server");
+    Some((running, client, addr))
 }
 
 /// A private redis-server and a sessiond, each with a client, or None

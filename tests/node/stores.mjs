@@ -64,9 +64,9 @@ const promisify = (store, method, ...args) =>
     store[method](...args, (err, value) => (err ? reject(err) : resolve(value))),
   );
 
-async function redisCase(name, client, ttlOf) {
-  const store = new RedisStore({ client });
-  await promisify(store, "clear");
+/// An app on `store` with alice logged in and bob logged in for a year,
+/// each read back: what was seen so far, and the browsers.
+async function twoLogins(store) {
   const { base, server } = await app(store);
   const alice = browser(base);
   const bob = browser(base);
@@ -75,6 +75,13 @@ async function redisCase(name, client, ttlOf) {
   seen.me = (await alice("/me")).body.user;
   seen.remember = (await bob("/login?user=bob&remember=1")).status;
   seen.bob = (await bob("/me")).body.user;
+  return { base, server, alice, bob, seen };
+}
+
+async function redisCase(name, client, ttlOf) {
+  const store = new RedisStore({ client });
+  await promisify(store, "clear");
+  const { base, server, alice, bob, seen } = await twoLogins(store);
   const ids = await promisify(store, "ids");
   seen.ids = ids.length;
   // The one-year session keeps a year (to the minute).
@@ -97,14 +104,7 @@ async function redisCase(name, client, ttlOf) {
 async function memcachedCase() {
   const MemcachedStore = connectMemcached(session);
   const store = new MemcachedStore({ hosts: [`127.0.0.1:${memcachedPort}`] });
-  const { base, server } = await app(store);
-  const alice = browser(base);
-  const bob = browser(base);
-  const seen = {};
-  seen.login = (await alice("/login?user=alice")).status;
-  seen.me = (await alice("/me")).body.user;
-  seen.remember = (await bob("/login?user=bob&remember=1")).status;
-  seen.bob = (await bob("/me")).body.user;
+  const { base, server, alice, bob, seen } = await twoLogins(store);
   seen.logout = (await alice("/logout")).status;
   seen.meAfterLogout = (await alice("/me")).body.user;
   seen.bobAfterAliceLeft = (await bob("/me")).body.user;

@@ -152,13 +152,13 @@ impl Worker {
         n: usize,
     ) -> Self {
         // Values differ per connection, so a server cannot dedupe them.
-        let value = (0..size).map(|i| b'a' + ((i + n) % 26) as u8).collect();
+        let (value, stamps) = crate::data::build(crate::data::Shape::Opaque, size, n);
         Self {
             conn,
             rng: Rng::new(seed),
             keys,
             value,
-            stamps: vec![0],
+            stamps,
             with_ttl: false,
             secret: format!("bench-host|{n}").into_bytes(),
             reads,

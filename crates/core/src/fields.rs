@@ -54,7 +54,9 @@ pub fn field(data: &[u8], name: &[u8]) -> Option<Bytes> {
 
 /// Which fields `FIND` answers from an index (`index_fields`); a `FIND` on
 /// any other name reads every session instead (right, but slow on a big
-/// store). Each indexed field costs about 14 bytes a session.
+/// store). Each indexed field costs about 15–20 bytes a session (at 1M
+/// sessions, BENCHMARKS.md: 18 between the express session's two indexed
+/// fields and the PHP session's one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexFields {
     /// Every field of every session.
@@ -125,8 +127,7 @@ impl Out {
         }
     }
 
-    /// Extends the path by `name` (at `depth` names), returning where to cut
-    /// it back to.
+    /// Extends the path by `name`, returning where to cut it back to.
     fn enter(&mut self, name: &[u8]) -> usize {
         let mark = self.path.len();
         if mark > 0 {

@@ -453,9 +453,7 @@ impl Shard {
 
     /// Whether the session is alive at `now`, without removing anything.
     pub(crate) fn is_live(&self, id: &SessionId, now: u64) -> bool {
-        self.sessions
-            .get(id)
-            .is_some_and(|s| s.deadline_ms() > now || self.is_locked(id))
+        self.live_form(id, now).is_some()
     }
 
     /// Makes sure the expiry heap will look at `id` by its current deadline;

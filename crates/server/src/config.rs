@@ -235,7 +235,7 @@ pub struct Config {
     /// the session's lock.
     pub memcache_prefixes: Vec<String>,
     /// The fields of session data (PHP entries, JSON and msgpack fields by
-    /// dotted path) `SESSION.FIND` answers from an index, about 14 bytes a
+    /// dotted path) `SESSION.FIND` answers from an index, about 15–20 bytes a
     /// session each; `["*"]` indexes every field. A FIND on another name
     /// reads every session.
     pub index_fields: Vec<String>,

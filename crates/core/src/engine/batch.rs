@@ -34,7 +34,7 @@ impl Engine {
                     shards.push(self.store.index_of(b));
                 }
                 Touches::All => all = true,
-                Touches::Unsure => return Err(not_in_transaction(cmd)),
+                Touches::Unsure => return Err(not_in_transaction(cmd.name())),
             }
         }
         let _claim = self.store.claim(shards, all);
@@ -49,21 +49,8 @@ impl Engine {
             .into_iter()
             .map(|cmd| {
                 // Nothing waits inside a transaction: a lock key that is
-                // taken answers as taken at once, as in Redis.
-                let cmd = match cmd {
-                    Command::LockOwned {
-                        id,
-                        owner,
-                        lease_ms,
-                        ..
-                    } => Command::LockOwned {
-                        id,
-                        owner,
-                        lease_ms,
-                        wait_ms: Some(0),
-                    },
-                    other => other,
-                };
+                // taken answers as taken at once, as in Redis (no one can
+                // release it while the transaction holds its shard).
                 match self.execute(client, cmd)? {
                     Outcome::Reply(reply) => Ok(reply),
                     Outcome::Wait(pending) => self.give_up(&pending),
@@ -74,10 +61,10 @@ impl Engine {
     }
 }
 
-/// The refusal of a command a transaction cannot hold.
-pub fn not_in_transaction(cmd: &Command) -> Error {
+/// The refusal of a command (as its door names it) that a transaction
+/// cannot hold ([`Touches::Unsure`]): the engine's and the Redis door's.
+pub fn not_in_transaction(name: &str) -> Error {
     Error::InvalidArgument(format!(
-        "'{}' cannot run inside a transaction (it walks every session, waits, or picks a random id)",
-        cmd.name()
+        "{name} cannot be queued in a transaction (it walks every session, waits, or picks a random id): run it outside MULTI"
     ))
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use sessiond_core::{Command, Reply, SessionId, Touches};
+use sessiond_core::{not_in_transaction, Command, Reply, SessionId, Touches};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
@@ -256,12 +256,8 @@ impl Conn {
                 .find(|c| c.touches() == Touches::Unsure);
             if unsure.is_some() {
                 m.aborted = true;
-                let name = name.unwrap_or_default();
-                encode_error(
-                    "ERR",
-                    &format!("{name} cannot be queued in a transaction on sessiond (it walks every session); run it outside MULTI"),
-                    &mut self.link.out,
-                );
+                let e = not_in_transaction(&name.unwrap_or_default());
+                encode_error(e.code(), &e.to_string(), &mut self.link.out);
             } else if m.queued.len() >= MAX_QUEUED {
                 m.aborted = true;
                 encode_error(
@@ -309,7 +305,7 @@ impl Conn {
         self.link
             .run_into(exec, move |result, out| match result {
                 Ok(Reply::Exec(Some(results))) => fold(results, out),
-                Ok(other) => fold(vec![Ok(other)], out),
+                Ok(other) => unexpected_shape(&other, out),
                 Err(e) => encode_error(e.code(), &e.to_string(), out),
             })
             .await
@@ -430,7 +426,8 @@ impl Conn {
                     }
                 }
                 // A watched session changed: nothing ran.
-                Ok(_) => encode_reply(&Reply::Nil, proto, out),
+                Ok(Reply::Exec(None)) => encode_reply(&Reply::Nil, proto, out),
+                Ok(other) => unexpected_shape(&other, out),
                 Err(e) => encode_error(e.code(), &e.to_string(), out),
             })
             .await
@@ -455,6 +452,16 @@ impl Conn {
             field("modules", Reply::Array(Vec::new())),
         ])
     }
+}
+
+/// An engine answer of a shape the request cannot have (a transaction
+/// answers `Reply::Exec`): a loud error, never a silent nil.
+fn unexpected_shape(reply: &Reply, out: &mut BytesMut) {
+    encode_error(
+        "ERR",
+        &format!("internal error: a transaction answered {reply:?}"),
+        out,
+    );
 }
 
 /// A command's reply or refusal, in RESP.
