@@ -32,6 +32,10 @@ enum Cmd {
     /// Write every live session of a data directory as JSON lines to
     /// standard output (inspection, backup). Changes nothing on disk.
     Dump(DataDirArgs),
+    /// Create or upgrade the cluster database's schema (storage
+    /// `postgres`) and exit; nodes do it themselves unless
+    /// database_migrate = false.
+    Migrate(MigrateArgs),
     /// Read a password (one line) on standard input and print its Argon2id
     /// hash, for a `[[users]]` entry's `password_hash`.
     Passwd,
@@ -75,6 +79,16 @@ enum BenchCmd {
 }
 
 #[derive(Args)]
+struct MigrateArgs {
+    /// TOML configuration file (its database_url).
+    #[arg(long, env = "SESSIOND_CONFIG")]
+    config: Option<PathBuf>,
+    /// The database (overrides the file's).
+    #[arg(long, env = "SESSIOND_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Args)]
 struct DataDirArgs {
     /// The data directory.
     #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "sessiond-data")]
@@ -106,6 +120,14 @@ struct ServeArgs {
     /// Directory of the log and snapshots (storage `log`).
     #[arg(long, env = "SESSIOND_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The cluster's database (storage `postgres`), e.g.
+    /// postgres://sessiond@db:5432/sessiond; the password may come from
+    /// SESSIOND_DATABASE_PASSWORD instead.
+    #[arg(long, env = "SESSIOND_DATABASE_URL")]
+    database_url: Option<String>,
+    /// This node's name in the cluster (default: host name and RESP port).
+    #[arg(long, env = "SESSIOND_NODE_NAME")]
+    node_name: Option<String>,
     /// When a write is on disk: always, everysec, no.
     #[arg(long, env = "SESSIOND_FSYNC", value_parser = clap::value_parser!(Fsync))]
     fsync: Option<Fsync>,
@@ -170,6 +192,12 @@ impl ServeArgs {
         }
         if let Some(v) = &self.data_dir {
             c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.database_url {
+            c.database_url = v.clone();
+        }
+        if let Some(v) = &self.node_name {
+            c.node_name = v.clone();
         }
         if let Some(v) = self.fsync {
             c.fsync = v;
@@ -236,6 +264,7 @@ fn main() -> ExitCode {
         Cmd::Ctl(args) => remote_command(ctl::run(&args)),
         Cmd::Import(args) => remote_command(import::run(&args)),
         Cmd::Passwd => passwd(),
+        Cmd::Migrate(args) => migrate(&args),
         Cmd::Dump(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut notes = std::io::stderr();
@@ -417,7 +446,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
         config.default_timeout_s,
         config.shards,
     );
-    let server = Server::open(config)?;
+    let server = Server::start(config).await?;
     let listener = bind(addr).await?;
     let line = bind_maybe(listen_line).await?;
     let memcache = bind_maybe(listen_memcache).await?;
@@ -449,6 +478,44 @@ async fn run(config: Config) -> Result<(), ServerError> {
             shutdown_signal(),
         )
         .await
+}
+
+fn migrate(args: &MigrateArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    };
+    let mut config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(url) = &args.database_url {
+        config.database_url = url.clone();
+    }
+    init_logging(LogLevel::Warn);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sessiond_server::migrate_database(&config)) {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {

@@ -13,6 +13,7 @@ mod common;
 mod abuse;
 mod auth;
 mod binary;
+mod cluster;
 mod crash;
 mod ctl_import;
 mod damaged_files;

@@ -5,22 +5,8 @@
 use crate::common;
 
 use bytes::Bytes;
-use common::TestServer;
-use sessiond_client::{Client, LockOptions, RespValue as V};
-
-async fn call(c: &mut Client, args: &[&str]) -> V {
-    match c.call(args).await {
-        Ok(v) => v,
-        Err(sessiond_client::Error::Server { code, message }) => {
-            V::Error(format!("{code} {message}"))
-        }
-        Err(e) => panic!("{args:?}: {e}"),
-    }
-}
-
-fn bulk(s: &str) -> V {
-    V::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-}
+use common::{bulk, call, TestServer};
+use sessiond_client::{LockOptions, RespValue as V};
 
 const KEY: &str = "PHPREDIS_SESSION:abc123";
 const LOCK: &str = "PHPREDIS_SESSION:abc123_LOCK";

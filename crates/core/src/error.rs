@@ -81,12 +81,16 @@ pub enum Error {
         role: &'static str,
         what: &'static str,
     },
+    /// The store behind the node (a cluster's database) cannot answer now;
+    /// nothing was changed, or the change is unknown and safe to retry.
+    #[error("the database is unavailable, try again: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
     /// The stable error code, used as the RESP error prefix.
     /// Every code [`Error::code`] may return, for per-code tables.
-    pub const CODES: [&'static str; 9] = [
+    pub const CODES: [&'static str; 10] = [
         "NOSESSION",
         "EXISTS",
         "LOCKED",
@@ -96,6 +100,7 @@ impl Error {
         "LIMIT",
         "NOAUTH",
         "NOPERM",
+        "TRYAGAIN",
     ];
 
     pub fn code(&self) -> &'static str {
@@ -117,6 +122,7 @@ impl Error {
             Error::Random(_) => "ERR",
             Error::NotAuthenticated => "NOAUTH",
             Error::NotPermitted { .. } => "NOPERM",
+            Error::Unavailable(_) => "TRYAGAIN",
         }
     }
 }
@@ -146,6 +152,7 @@ impl Error {
             // Asked for more than one reply may hold: ask for pages.
             | Error::TooManyResults { .. } => 400,
             Error::Random(_) => 500,
+            Error::Unavailable(_) => 503,
         }
     }
 }
@@ -206,6 +213,7 @@ mod tests {
                 role: "readonly",
                 what: "x",
             },
+            Error::Unavailable("x".into()),
         ];
         for e in &all {
             assert!(

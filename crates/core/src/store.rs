@@ -112,12 +112,18 @@ impl Shard {
     }
 
     /// Adds a session with its indexes and expiry deadline, and logs it.
-    pub(crate) fn insert(&mut self, id: SessionId, mut session: Session) {
-        session.logged_ms = session.accessed_ms;
+    pub(crate) fn insert(&mut self, id: SessionId, session: Session) {
         self.journal.record(|| Mutation::Put {
             id: id.clone(),
             session: session.clone(),
         });
+        self.insert_unlogged(id, session);
+    }
+
+    /// [`Shard::insert`] without the log record: a session as a store
+    /// behind the engine already holds it.
+    pub(crate) fn insert_unlogged(&mut self, id: SessionId, mut session: Session) {
+        session.logged_ms = session.accessed_ms;
         // A session put in place of one (replaying a log over a snapshot)
         // takes the old one's index entries with it.
         if self.sessions.contains_key(&id) {
@@ -503,6 +509,18 @@ impl Shard {
             }
             None => false,
         }
+    }
+
+    /// Drops the expiry and lease entries of sessions and locks no longer
+    /// here (a cluster node's working copy, whose sessions come and go
+    /// without ever expiring in it).
+    pub(crate) fn drop_stale_deadlines(&mut self) {
+        let sessions = &self.sessions;
+        self.expiry
+            .retain(|Reverse((_, id))| sessions.contains_key(id));
+        let locks = &self.locks;
+        self.leases
+            .retain(|Reverse((_, _, id))| locks.contains_key(id));
     }
 
     /// Removes up to `budget` sessions whose deadline has passed. Each heap

@@ -221,6 +221,32 @@ pub struct Config {
     pub storage: Storage,
     /// Where `log` storage keeps its files.
     pub data_dir: PathBuf,
+    /// `postgres` storage: the database, as a URL
+    /// (`postgres://user@host:5432/sessiond?sslmode=require`). The
+    /// password may instead come from `SESSIOND_DATABASE_PASSWORD` (or
+    /// libpq's `PGPASSWORD`), so it need not be in a file or on a command
+    /// line.
+    pub database_url: String,
+    /// Connections to the database each node keeps; every client's
+    /// requests are pipelined over them.
+    pub database_pool: usize,
+    /// A PEM file of the certificate authorities a database's TLS
+    /// certificate must chain to (`sslmode=require`); empty: the
+    /// platform's web roots are not used, so set it for TLS.
+    pub database_ca_file: PathBuf,
+    /// How long a node waits for the database to answer one request
+    /// before the client is told to try again, ms.
+    pub database_timeout_ms: u64,
+    /// Whether a node brings the database's schema up to date itself when
+    /// it starts (off: only `sessiond migrate` does, and a node refuses a
+    /// schema older than it needs).
+    pub database_migrate: bool,
+    /// This node's name in the cluster (its heartbeat row, its locks).
+    /// Empty: the host name and the RESP port.
+    pub node_name: String,
+    /// How often a node renews its heartbeat, ms; a node silent for three
+    /// of these is dead and its locks are free.
+    pub heartbeat_ms: u64,
     /// When a write is on disk: `always`, `everysec` or `no`.
     pub fsync: Fsync,
     /// Never compact a log smaller than this many bytes.
@@ -299,6 +325,13 @@ impl Default for Config {
             allow_http: Vec::new(),
             storage: Storage::Log,
             data_dir: PathBuf::from("sessiond-data"),
+            database_url: String::new(),
+            database_pool: 4,
+            database_ca_file: PathBuf::new(),
+            database_timeout_ms: 5_000,
+            database_migrate: true,
+            node_name: String::new(),
+            heartbeat_ms: 1_000,
             fsync: Fsync::Everysec,
             compact_min_bytes: 64 * 1024 * 1024,
             compact_ratio: 2,
@@ -351,7 +384,10 @@ impl Config {
 
     /// The effective configuration as TOML (`--print-config`).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+        let mut shown = self.clone();
+        shown.database_url = without_password(&self.database_url);
+        toml::to_string(&shown)
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 
     /// Refuses unsafe or inconsistent settings.
@@ -392,6 +428,29 @@ impl Config {
                 "door_lock_wait_ms = {} must be at most max_wait_ms = {}",
                 self.door_lock_wait_ms, self.max_wait_ms
             ));
+        }
+        if self.storage == Storage::Postgres {
+            if self.database_url.is_empty() {
+                return bad("storage = \"postgres\" needs database_url (--database-url, SESSIOND_DATABASE_URL), e.g. postgres://sessiond@127.0.0.1:5432/sessiond".into());
+            }
+            let url: tokio_postgres::Config = match self.database_url.parse() {
+                Ok(u) => u,
+                Err(e) => return bad(format!("database_url: {e}")),
+            };
+            if url.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+                && self.database_ca_file.as_os_str().is_empty()
+            {
+                return bad("database_url asks for TLS (sslmode=require): set database_ca_file to the PEM file of the authorities the database's certificate chains to".into());
+            }
+            if self.database_pool == 0 || self.database_pool > 256 {
+                return bad(format!(
+                    "database_pool = {} must be between 1 and 256",
+                    self.database_pool
+                ));
+            }
+            if self.database_timeout_ms < 100 || self.heartbeat_ms < 100 {
+                return bad("database_timeout_ms and heartbeat_ms must be at least 100".into());
+            }
         }
         if self.shards == 0 || self.shards > 65_536 {
             return bad(format!(
@@ -495,6 +554,19 @@ impl Config {
             }
         }
         names
+    }
+
+    /// The node's name in the cluster: `node_name`, else the host name and
+    /// the RESP port.
+    pub fn node_name(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        let port = match self.listen_resp {
+            Listen::On(a) => a.port(),
+            Listen::Off => 0,
+        };
+        format!("{}:{port}", host_name())
     }
 
     /// Where a tenant's files are: the default tenant's in `data_dir`
@@ -607,9 +679,58 @@ pub(crate) struct Timeouts {
     pub(crate) max_output: usize,
 }
 
+/// A database URL with its password (if any) replaced by `***`, for
+/// printing.
+pub(crate) fn without_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// This host's name, for a node name nobody chose.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_configuration_hides_the_database_password() {
+        assert_eq!(
+            without_password("postgres://sd:s3cret@db:5432/sessiond?sslmode=require"),
+            "postgres://sd:***@db:5432/sessiond?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://sd@db/sessiond"),
+            "postgres://sd@db/sessiond"
+        );
+        assert_eq!(without_password(""), "");
+        let c = Config {
+            database_url: "postgres://a:b@h/d".into(),
+            ..Config::default()
+        };
+        assert!(!c.to_toml().contains(":b@"));
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip_through_toml() {

@@ -26,6 +26,9 @@ pub enum ServerError {
     NeedsRepair(String),
     #[error("TLS: {0}")]
     Tls(String),
+    /// The cluster's database cannot be used (storage = "postgres").
+    #[error("database: {0}")]
+    Database(String),
     #[error("I/O error on the listener: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -14,12 +14,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::admission::{Admission, Permit};
 use crate::access::allowlist;
 use crate::access::auth::Auth;
+use crate::backend::postgres::Cluster;
 use crate::config::Config;
 use crate::conn::stream::Stream;
 use crate::door::Door;
 use crate::doors::resp;
 use crate::error::ServerError;
-use crate::persist::Persistence;
+use crate::persist::{Persistence, Storage};
 use crate::shared::Shared;
 use crate::tenant::{Tenant, Tenants};
 
@@ -28,6 +29,8 @@ pub struct Server {
     config: Config,
     tenants: Arc<Tenants>,
     tls: Option<TlsAcceptor>,
+    /// The cluster's database, under `postgres` storage.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Server {
@@ -41,14 +44,44 @@ impl Server {
     /// Like [`Server::open`] with `engine` as the default tenant's (a
     /// test's manual clock); other tenants' engines share its clock.
     pub fn open_with_engine(config: Config, engine: Arc<Engine>) -> Result<Self, ServerError> {
+        Self::open_on(config, engine, None)
+    }
+
+    fn open_on(
+        config: Config,
+        engine: Arc<Engine>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Result<Self, ServerError> {
         // Certificate trouble stops the start, before any data is opened.
         let tls = config.tls.acceptor()?;
-        let tenants = Arc::new(Tenants::open(&config, engine)?);
+        let tenants = Arc::new(Tenants::open(&config, engine, cluster.as_ref())?);
         Ok(Self {
             config,
             tenants,
             tls,
+            cluster,
         })
+    }
+
+    /// Like [`Server::open`] for every storage: under `postgres`, connects
+    /// to the database first (migrating its schema, registering the node).
+    pub async fn start(config: Config) -> Result<Self, ServerError> {
+        let engine = Arc::new(Engine::new(config.engine(), Arc::new(SystemClock)));
+        Self::start_with_engine(config, engine).await
+    }
+
+    /// [`Server::start`] with `engine` as the default tenant's (its clock
+    /// is the node's; under `postgres` it is the node's working copy).
+    pub async fn start_with_engine(
+        config: Config,
+        engine: Arc<Engine>,
+    ) -> Result<Self, ServerError> {
+        if config.storage != Storage::Postgres {
+            return Self::open_on(config, engine, None);
+        }
+        config.validate()?;
+        let cluster = Cluster::open(&config, config.node_name(), engine.clock()).await?;
+        Self::open_on(config, engine, Some(cluster))
     }
 
     /// The default tenant's engine (the only one without users).
@@ -145,6 +178,10 @@ impl Server {
             self.config.tick_ms,
             stop_rx.clone(),
         ));
+        let cluster_upkeep = self
+            .cluster
+            .clone()
+            .map(|c| tokio::spawn(c.upkeep(stop_rx.clone())));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -187,6 +224,9 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = upkeep.await;
+        if let Some(c) = cluster_upkeep {
+            let _ = c.await;
+        }
 
         for p in self.tenants.iter().filter_map(|t| t.persistence()) {
             // Everything appended is written and fsynced before exit.
@@ -203,7 +243,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    Server::open(config)?.run(listener, shutdown).await
+    Server::start(config).await?.run(listener, shutdown).await
 }
 
 /// The listeners of the doors: the native RESP one, and optionally the
@@ -331,6 +371,12 @@ async fn upkeep(tenants: Arc<Tenants>, tick_ms: u64, mut stop: watch::Receiver<b
         tokio::select! {
             _ = every.tick() => {
                 for t in tenants.iter() {
+                    if let Some(c) = t.cluster() {
+                        // The database expires sessions (the cluster's
+                        // own upkeep); the working copy only tidies up.
+                        c.tick();
+                        continue;
+                    }
                     let report = t.engine().tick();
                     if report.expired_sessions > 0 || report.expired_leases > 0 {
                         tracing::debug!(tenant = t.name(), sessions = report.expired_sessions, leases = report.expired_leases, "expired");

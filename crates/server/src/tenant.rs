@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use sessiond_core::Engine;
 
+use crate::backend::postgres::{Cluster, PgTenant};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::persist::{Persistence, Storage};
@@ -21,6 +22,9 @@ pub struct Tenant {
     name: String,
     engine: Arc<Engine>,
     persist: Option<Arc<Persistence>>,
+    /// Under `postgres` storage: the database holds the sessions, and
+    /// `engine` is only the node's working copy.
+    cluster: Option<Arc<PgTenant>>,
     /// The memcached door's `stats` counters, per tenant like everything
     /// else a tenant can see.
     pub(crate) memcache_stats: crate::metrics::McStats,
@@ -37,9 +41,10 @@ impl Tenant {
         config: &Config,
         name: &str,
         engine: Arc<Engine>,
+        cluster: Option<&Arc<Cluster>>,
     ) -> Result<Arc<Self>, ServerError> {
         let persist = match config.storage {
-            Storage::Memory => None,
+            Storage::Memory | Storage::Postgres => None,
             Storage::Log => {
                 let dir = config.tenant_dir(name);
                 let (p, r) = Persistence::open(&dir, config.fsync, config.compaction(), &engine)?;
@@ -59,10 +64,20 @@ impl Tenant {
                 Some(p)
             }
         };
+        let cluster = match (config.storage, cluster) {
+            (Storage::Postgres, Some(c)) => Some(PgTenant::new(c.clone(), name, engine.clone())),
+            (Storage::Postgres, None) => {
+                return Err(ServerError::Database(
+                    "storage = \"postgres\" needs the database opened first (Server::start)".into(),
+                ))
+            }
+            _ => None,
+        };
         Ok(Arc::new(Self {
             name: name.to_string(),
             engine,
             persist,
+            cluster,
             memcache_stats: Default::default(),
             metrics: Default::default(),
             offload: Default::default(),
@@ -83,6 +98,11 @@ impl Tenant {
     pub fn persistence(&self) -> Option<&Arc<Persistence>> {
         self.persist.as_ref()
     }
+
+    /// The tenant on the cluster's database, under `postgres` storage.
+    pub(crate) fn cluster(&self) -> Option<&Arc<PgTenant>> {
+        self.cluster.as_ref()
+    }
 }
 
 /// Every tenant of a server, by name; the default one first.
@@ -94,7 +114,11 @@ pub(crate) struct Tenants {
 impl Tenants {
     /// Opens every tenant `config` names; the default one runs on
     /// `default_engine`, the others on new engines on the same clock.
-    pub(crate) fn open(config: &Config, default_engine: Arc<Engine>) -> Result<Self, ServerError> {
+    pub(crate) fn open(
+        config: &Config,
+        default_engine: Arc<Engine>,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Result<Self, ServerError> {
         let clock = default_engine.clock();
         let mut all = Vec::new();
         for name in config.tenant_names() {
@@ -103,7 +127,7 @@ impl Tenants {
             } else {
                 Arc::new(Engine::new(config.engine(), clock.clone()))
             };
-            all.push(Tenant::open(config, &name, engine)?);
+            all.push(Tenant::open(config, &name, engine, cluster)?);
         }
         let by_name = all.iter().map(|t| (t.name.clone(), t.clone())).collect();
         Ok(Self { all, by_name })

@@ -1,5 +1,6 @@
 //! Starting the real server on an ephemeral loopback port.
 
+pub mod postgres;
 pub mod process;
 pub mod wire;
 
@@ -56,6 +57,16 @@ impl TestServer {
     }
 
     async fn start_on(config: Config, engine: Option<Arc<Engine>>) -> Self {
+        let config = on_test_backend(config);
+        let engine = engine.unwrap_or_else(|| {
+            Arc::new(Engine::new(
+                config.engine(),
+                Arc::new(sessiond_core::SystemClock),
+            ))
+        });
+        let server = Server::start_with_engine(config, engine)
+            .await
+            .expect("open");
         let (listener, addr) = ephemeral().await;
         let (memcache_listener, memcache) = ephemeral().await;
         let (line_listener, line) = ephemeral().await;
@@ -68,12 +79,7 @@ impl TestServer {
                 memcache: Some(memcache_listener),
                 http: Some(http_listener),
             };
-            let server = match engine {
-                Some(engine) => Server::open_with_engine(config, engine),
-                None => Server::open(config),
-            };
             server
-                .expect("open")
                 .run_doors(doors, async {
                     let _ = rx.await;
                 })
@@ -112,6 +118,43 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// One command on a client: its reply, or its error as `Error("CODE
+/// message")` (panics if the connection fails).
+pub async fn call(c: &mut sessiond_client::Client, args: &[&str]) -> sessiond_client::RespValue {
+    match c.call(args).await {
+        Ok(v) => v,
+        Err(sessiond_client::Error::Server { code, message }) => {
+            sessiond_client::RespValue::Error(format!("{code} {message}"))
+        }
+        Err(e) => panic!("{args:?}: {e}"),
+    }
+}
+
+/// A bulk reply of `s`.
+pub fn bulk(s: &str) -> sessiond_client::RespValue {
+    sessiond_client::RespValue::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// The backend the tests' servers run on: `SESSIOND_TEST_BACKEND=postgres`
+/// puts every server a test starts with volatile storage on a database of
+/// its own in the private PostgreSQL cluster (the conformance run); else
+/// the embedded store, as configured.
+fn on_test_backend(mut config: Config) -> Config {
+    if config.storage == Storage::Memory
+        && std::env::var("SESSIOND_TEST_BACKEND").as_deref() == Ok("postgres")
+    {
+        let pg = postgres::shared().expect("PostgreSQL, for SESSIOND_TEST_BACKEND=postgres");
+        config.storage = Storage::Postgres;
+        config.database_url = pg.database();
+    }
+    if config.storage == Storage::Postgres && config.node_name.is_empty() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NODE: AtomicU64 = AtomicU64::new(0);
+        config.node_name = format!("test-node-{}", NODE.fetch_add(1, Ordering::Relaxed));
+    }
+    config
 }
 
 /// A `[[users]]` entry with `password` hashed as `sessiond passwd` would.

@@ -5,6 +5,7 @@
 //! whose future the caller awaits; the engine never sleeps.
 
 mod batch;
+mod copy;
 mod data;
 mod listing;
 mod locking;

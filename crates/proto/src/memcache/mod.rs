@@ -186,7 +186,8 @@ impl Status {
             | E::IncrOverflow
             | E::NotFinite
             | E::TooManyResults { .. }
-            | E::Random(_) => (Status::ServerError, e.to_string()),
+            | E::Random(_)
+            | E::Unavailable(_) => (Status::ServerError, e.to_string()),
         }
     }
 }

@@ -8,8 +8,7 @@
 //!
 //! This is the seam behind which the store sits: a door hands over a
 //! [`Command`] and gets a [`Reply`] or an [`Error`], and does not know
-//! whether the in-memory engine or (the backends to come) a database
-//! answered.
+//! whether the in-memory engine or the cluster's database answered.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -163,6 +162,17 @@ impl Caller {
                 .metrics
                 .command(self.proto, index, started.elapsed(), Some(&e));
             return Started::Done(finish(Err(e)));
+        }
+        if let Some(cluster) = self.tenant.cluster() {
+            // The database answers; the reply waits for its commit.
+            let result = cluster.execute(self.client(), cmd).await;
+            self.tenant.metrics.command(
+                self.proto,
+                index,
+                started.elapsed(),
+                result.as_ref().err(),
+            );
+            return Started::Done(finish(result));
         }
         let before = DurableMark::before(self.tenant.persistence(), meta.write);
         if meta.heavy {

@@ -44,6 +44,9 @@ pub enum Storage {
     Log,
     /// Memory only: everything is gone when the process stops.
     Memory,
+    /// A PostgreSQL database shared by every node of a cluster
+    /// (`database_url`); the node itself keeps nothing.
+    Postgres,
 }
 
 impl std::str::FromStr for Storage {
@@ -53,7 +56,8 @@ impl std::str::FromStr for Storage {
         match s.to_ascii_lowercase().as_str() {
             "log" => Ok(Storage::Log),
             "memory" => Ok(Storage::Memory),
-            _ => Err(format!("'{s}' is not one of log, memory")),
+            "postgres" | "postgresql" => Ok(Storage::Postgres),
+            _ => Err(format!("'{s}' is not one of log, memory, postgres")),
         }
     }
 }

@@ -1,0 +1,4 @@
+//! The stores behind the request path: the embedded engine (in
+//! `sessiond-core`, with `persist/`) and the cluster's database.
+
+pub(crate) mod postgres;

@@ -1,0 +1,302 @@
+//! `storage = "postgres"`: stateless nodes over one PostgreSQL database.
+//!
+//! The database holds every session; a node keeps nothing between
+//! commands. A command on sessions runs the engine's own rules on a
+//! *working copy*: the node reads the rows the command touches (one
+//! statement), puts them in place in a [`sessiond_core::Engine`] of its
+//! own, runs the command there, and writes back what changed — each row
+//! only if its revision is still the one read, so a write another node
+//! made in between is never overwritten: the command is run again on the
+//! new row instead. Commands on the same session within one node take
+//! turns; across nodes the revision decides. docs/cluster.md has the
+//! whole design.
+
+mod changes;
+mod exec;
+mod pool;
+mod row;
+mod schema;
+mod statements;
+mod tls;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessiond_core::Clock;
+use tokio::sync::watch;
+
+pub(crate) use exec::PgTenant;
+pub(crate) use pool::PoolStats;
+use pool::{DbError, Pool};
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::persist::Fsync;
+
+/// What every tenant of a node shares: the connections, the node's name
+/// and heartbeat, the scan-order key.
+pub(crate) struct Cluster {
+    pool: Pool,
+    node: String,
+    /// This run of the node (a random number): a node restarted under the
+    /// same name is a new instance.
+    instance: i64,
+    place_key: Vec<u8>,
+    heartbeat_ms: u64,
+    clock: Arc<dyn Clock>,
+}
+
+/// How many expired sessions one reaper statement removes at most.
+const REAP_BATCH: i64 = 500;
+
+impl Cluster {
+    /// Connects to the database, brings its schema up to date (or checks
+    /// it), and registers the node.
+    pub(crate) async fn open(
+        config: &Config,
+        node: String,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, ServerError> {
+        let db = |m: String| ServerError::Database(m);
+        let pg = pg_config(config)?;
+        // Durability follows the database's: under `always` a reply waits
+        // for a synchronous commit; otherwise data writes commit
+        // asynchronously (the database may lose the last few hundred ms of
+        // them in a crash of its own, as `everysec` promises).
+        let setup = match config.fsync {
+            Fsync::Always => String::new(),
+            Fsync::Everysec | Fsync::No => "SET synchronous_commit = off".to_string(),
+        };
+        let timeout = Duration::from_millis(config.database_timeout_ms);
+        let pool = Pool::new(
+            pg,
+            tls(config)?,
+            config.database_pool,
+            timeout,
+            setup,
+            &node,
+        );
+        let mut first = tokio::time::timeout(timeout, pool.connect())
+            .await
+            .map_err(|_| {
+                db(format!(
+                    "the database did not accept a connection within {} ms",
+                    timeout.as_millis()
+                ))
+            })?
+            .map_err(|e| db(format!("cannot connect to the database: {e}")))?;
+        if config.database_migrate {
+            let m = schema::migrate(&mut first, &node)
+                .await
+                .map_err(|e| db(e.to_string()))?;
+            if m.from != m.to {
+                tracing::info!(from = m.from, to = m.to, "database schema migrated");
+            }
+        } else {
+            schema::check(&first).await.map_err(|e| db(e.to_string()))?;
+        }
+        let place_key: Vec<u8> = first
+            .query_one("SELECT place_key FROM sessiond_meta", &[])
+            .await
+            .map_err(|e| db(e.to_string()))?
+            .get(0);
+        let instance = random_i64()?;
+        let now = row::to_sql(clock.now_ms());
+        let alive = now.saturating_add(3 * config.heartbeat_ms as i64);
+        let registered = first
+            .execute(
+                "INSERT INTO sessiond_node (node, instance, started_ms, alive_until_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (node) DO UPDATE SET \
+                 instance = EXCLUDED.instance, started_ms = EXCLUDED.started_ms, \
+                 alive_until_ms = EXCLUDED.alive_until_ms \
+                 WHERE sessiond_node.alive_until_ms < EXCLUDED.started_ms",
+                &[&node, &instance, &now, &alive],
+            )
+            .await
+            .map_err(|e| db(e.to_string()))?;
+        if registered == 0 {
+            return Err(db(format!(
+                "node_name '{node}' is taken by a node that is alive: give each node its own name (--node-name)"
+            )));
+        }
+        tracing::info!(node = %node, "joined the cluster");
+        Ok(Arc::new(Self {
+            pool,
+            node,
+            instance,
+            place_key,
+            heartbeat_ms: config.heartbeat_ms,
+            clock,
+        }))
+    }
+
+    /// The node's name.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The pool's counters.
+    pub(crate) fn pool_stats(&self) -> &PoolStats {
+        &self.pool.stats
+    }
+
+    /// Open connections, and the pool's size.
+    pub(crate) fn connections(&self) -> (usize, usize) {
+        (self.pool.open_connections(), self.pool.size())
+    }
+
+    /// The node's own upkeep until `stop`: the heartbeat, and expired
+    /// sessions removed in bounded batches (any node may; `SKIP LOCKED`
+    /// keeps two reapers, and a reaper and a request, out of each
+    /// other's way). On stop the node says it is gone.
+    pub(crate) async fn upkeep(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.heartbeat_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if let Err(e) = self.beat().await {
+                        tracing::warn!(error = ?e, "heartbeat failed");
+                    }
+                    match self.reap().await {
+                        Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = ?e, "expiring sessions failed"),
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        let (node, instance) = (self.node.as_str(), self.instance);
+        let gone = self
+            .pool
+            .run(|c| async move {
+                c.client
+                    .execute(
+                        "UPDATE sessiond_node SET alive_until_ms = 0 WHERE node = $1 AND instance = $2",
+                        &[&node, &instance],
+                    )
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await;
+        if let Err(e) = gone {
+            tracing::warn!(error = ?e, "could not tell the cluster this node stopped");
+        }
+    }
+
+    async fn beat(&self) -> Result<(), DbError> {
+        let alive = row::to_sql(self.clock.now_ms()).saturating_add(3 * self.heartbeat_ms as i64);
+        let n = self
+            .pool
+            .run(|c| async move {
+                c.client
+                    .execute(
+                        "UPDATE sessiond_node SET alive_until_ms = $3 WHERE node = $1 AND instance = $2",
+                        &[&self.node, &self.instance, &alive],
+                    )
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await?;
+        if n == 0 {
+            tracing::error!(node = %self.node, "this node's heartbeat row belongs to another instance now: another node took its name");
+        }
+        Ok(())
+    }
+
+    /// Removes expired sessions, a batch at a time, until none is left
+    /// (at most a few batches a round).
+    async fn reap(&self) -> Result<u64, DbError> {
+        let now = row::to_sql(self.clock.now_ms());
+        let mut total = 0;
+        for _ in 0..8 {
+            let n = self
+                .pool
+                .run(|c| async move {
+                    c.client
+                        .execute(
+                            "DELETE FROM sessiond_session WHERE (tenant, id) IN (\
+                             SELECT tenant, id FROM sessiond_session WHERE expires_ms < $1 \
+                             ORDER BY expires_ms LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                            &[&now, &REAP_BATCH],
+                        )
+                        .await
+                        .map_err(DbError::from)
+                })
+                .await?;
+            total += n;
+            if n < REAP_BATCH as u64 {
+                break;
+            }
+        }
+        self.pool_stats().reaped.fetch_add(total, Ordering::Relaxed);
+        Ok(total)
+    }
+}
+
+/// `sessiond migrate`: brings the database named by `config` to this
+/// binary's schema; says from which version to which.
+pub async fn migrate_database(config: &Config) -> Result<String, ServerError> {
+    let db = |m: String| ServerError::Database(m);
+    if config.database_url.is_empty() {
+        return Err(db(
+            "no database: give --database-url (or database_url in the file)".into(),
+        ));
+    }
+    let pg = pg_config(config)?;
+    let timeout = Duration::from_millis(config.database_timeout_ms);
+    let pool = Pool::new(pg, tls(config)?, 1, timeout, String::new(), "migrate");
+    let mut client = tokio::time::timeout(timeout, pool.connect())
+        .await
+        .map_err(|_| db("the database did not accept a connection in time".into()))?
+        .map_err(|e| db(format!("cannot connect to the database: {e}")))?;
+    let m = schema::migrate(&mut client, "sessiond migrate")
+        .await
+        .map_err(|e| db(e.to_string()))?;
+    Ok(if m.from == m.to {
+        format!("the schema is at version {} already", m.to)
+    } else {
+        format!("migrated the schema from version {} to {}", m.from, m.to)
+    })
+}
+
+/// The database's connection settings: the URL, with the password from
+/// the environment if the URL has none.
+fn pg_config(config: &Config) -> Result<tokio_postgres::Config, ServerError> {
+    let mut pg: tokio_postgres::Config = config
+        .database_url
+        .parse()
+        .map_err(|e| ServerError::Database(format!("database_url: {e}")))?;
+    if pg.get_password().is_none() {
+        if let Some(p) = database_password() {
+            pg.password(p);
+        }
+    }
+    Ok(pg)
+}
+
+/// TLS to the database, when `database_ca_file` names its authorities.
+fn tls(config: &Config) -> Result<Option<tls::Rustls>, ServerError> {
+    if config.database_ca_file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    tls::Rustls::from_ca_file(&config.database_ca_file)
+        .map(Some)
+        .map_err(ServerError::Database)
+}
+
+/// The database password from the environment, if the URL has none.
+fn database_password() -> Option<String> {
+    std::env::var("SESSIOND_DATABASE_PASSWORD")
+        .ok()
+        .or_else(|| std::env::var("PGPASSWORD").ok())
+        .filter(|p| !p.is_empty())
+}
+
+fn random_i64() -> Result<i64, ServerError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| ServerError::Database(format!("random: {e}")))?;
+    Ok(i64::from_be_bytes(b) & i64::MAX)
+}

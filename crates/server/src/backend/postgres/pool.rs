@@ -1,0 +1,258 @@
+//! A node's connections to PostgreSQL: a few shared connections, each
+//! pipelining every request its clients send (tokio-postgres runs
+//! concurrent queries on one connection in the order they are polled), so
+//! a node is the connection pool for every client behind it. A connection
+//! that fails is opened again by the next request that needs it; a request
+//! the database does not answer in `database_timeout_ms` is answered
+//! "try again".
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sessiond_core::Error;
+use tokio_postgres::NoTls;
+
+use super::statements::{Conn, Statements};
+use super::tls::Rustls;
+
+/// The pool's counters, for `/metrics` and `INFO`.
+#[derive(Debug, Default)]
+pub(crate) struct PoolStats {
+    /// Connections opened (the first ones and every reconnect).
+    pub(crate) connects: AtomicU64,
+    /// Attempts to connect that failed.
+    pub(crate) connect_failures: AtomicU64,
+    /// Requests that failed: the database refused them, the connection
+    /// broke, or they timed out.
+    pub(crate) errors: AtomicU64,
+    /// Requests that timed out.
+    pub(crate) timeouts: AtomicU64,
+    /// Expired sessions the node's reaper removed.
+    pub(crate) reaped: AtomicU64,
+}
+
+/// One connection place in the pool.
+struct Slot {
+    client: Mutex<Option<Arc<Conn>>>,
+    /// Serialises reconnecting this slot.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+pub(crate) struct Pool {
+    config: tokio_postgres::Config,
+    /// TLS to the database, if `database_ca_file` is set.
+    tls: Option<Rustls>,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+    timeout: Duration,
+    /// `SET` statements each new connection runs first.
+    session_setup: String,
+    pub(crate) stats: PoolStats,
+}
+
+/// Why the database could not be used.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    /// The row changed since it was read (another node wrote it): read it
+    /// again and redo the command.
+    Conflict,
+    /// The database refused the request or could not be reached.
+    Failed(String),
+}
+
+impl DbError {
+    /// What the client is told.
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            DbError::Conflict => Error::Unavailable(
+                "the session kept changing on other nodes while this command ran".into(),
+            ),
+            DbError::Failed(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+/// The SQLSTATE sessiond's functions raise when a row changed meanwhile.
+pub(crate) const CONFLICT_STATE: &str = "SDCHG";
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            if db.code().code() == CONFLICT_STATE {
+                return DbError::Conflict;
+            }
+            // Serialisation failures and deadlocks are the database's way
+            // of saying the same: try again.
+            if matches!(db.code().code(), "40001" | "40P01") {
+                return DbError::Conflict;
+            }
+            return DbError::Failed(format!("{}: {}", db.code().code(), db.message()));
+        }
+        DbError::Failed(e.to_string())
+    }
+}
+
+impl Pool {
+    /// A pool of `size` connections for `config` (none opened yet).
+    pub(crate) fn new(
+        mut config: tokio_postgres::Config,
+        tls: Option<Rustls>,
+        size: usize,
+        timeout: Duration,
+        session_setup: String,
+        node: &str,
+    ) -> Self {
+        config.connect_timeout(timeout);
+        config.application_name(format!("sessiond {node}"));
+        Self {
+            config,
+            tls,
+            slots: (0..size.max(1))
+                .map(|_| Slot {
+                    client: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            timeout,
+            session_setup,
+            stats: PoolStats::default(),
+        }
+    }
+
+    /// How many of the pool's connections are open.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.client
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|c| !c.client.is_closed())
+            })
+            .count()
+    }
+
+    /// The pool's size.
+    pub(crate) fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A connection to send a request on: the next open one, round robin;
+    /// a closed one is opened again first.
+    pub(crate) async fn client(&self) -> Result<Arc<Conn>, DbError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.slots.len();
+        for i in 0..n {
+            let slot = &self.slots[(start + i) % n];
+            if let Some(c) = slot.client.lock().as_ref() {
+                if !c.client.is_closed() {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        self.reconnect(&self.slots[start % n]).await
+    }
+
+    async fn reconnect(&self, slot: &Slot) -> Result<Arc<Conn>, DbError> {
+        let _one = slot.connecting.lock().await;
+        if let Some(c) = slot.client.lock().as_ref() {
+            if !c.client.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        match tokio::time::timeout(self.timeout, self.connect()).await {
+            Ok(Ok(client)) => {
+                let client = match Statements::prepare(&client).await {
+                    Ok(st) => Arc::new(Conn { client, st }),
+                    Err(e) => {
+                        self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                        return Err(DbError::Failed(format!(
+                            "cannot prepare sessiond's statements (is the schema migrated?): {e}"
+                        )));
+                    }
+                };
+                *slot.client.lock() = Some(client.clone());
+                self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                Ok(client)
+            }
+            Ok(Err(e)) => {
+                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                Err(DbError::Failed(format!(
+                    "cannot connect to the database: {e}"
+                )))
+            }
+            Err(_) => {
+                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                Err(DbError::Failed(format!(
+                    "the database did not accept a connection within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// Opens one connection (its driver runs on its own task) and sets it
+    /// up.
+    pub(crate) async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
+        if !self.session_setup.is_empty() {
+            client.batch_execute(&self.session_setup).await?;
+        }
+        Ok(client)
+    }
+
+    /// Runs `request` (a query on one of the pool's connections) within the
+    /// request timeout, counting failures.
+    pub(crate) async fn run<T, F, Fut>(&self, request: F) -> Result<T, DbError>
+    where
+        F: FnOnce(Arc<Conn>) -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let client = self.client().await?;
+            request(client).await
+        })
+        .await;
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(DbError::Conflict)) => Err(DbError::Conflict),
+            Ok(Err(e)) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(DbError::Failed(format!(
+                    "the database did not answer within {} ms (database_timeout_ms)",
+                    self.timeout.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+/// Runs a connection's I/O until it ends.
+async fn drive<F>(connection: F)
+where
+    F: Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "a database connection ended");
+    }
+}

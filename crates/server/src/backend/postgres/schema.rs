@@ -1,0 +1,219 @@
+//! The database schema, created and versioned by sessiond itself: each
+//! migration runs once, in order, in its own transaction, recorded in
+//! `sessiond_schema`. Nodes starting together take turns (a transaction
+//! advisory lock, held for the migration only); a node refuses a schema
+//! newer than it knows, so an old binary never writes rows a newer one
+//! laid out differently.
+
+use tokio_postgres::Client;
+
+/// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this binary writes.
+pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock key migrating nodes take turns on (any fixed number:
+/// "sessiond" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7365_7373_696f_6e64;
+
+/// Version 1: sessions, the index behind FIND/LISTVAR, the nodes.
+///
+/// - `sessiond_session`: one row per session. `rev` rises on every write
+///   and is what a write is conditional on (a node read the row at `rev`
+///   and writes only if nobody wrote since); `place` is the session's
+///   position in the scan order (a keyed hash of the id, the same on every
+///   node: `sessiond_meta.place_key`); `expires_ms` is indexed for the
+///   reaper. Times are ms since the epoch, the nodes' clocks.
+/// - `sessiond_var`: what FIND and LISTVAR look up: explicit variables
+///   (`kind` 'v') and the indexed fields of the data ('f'), by a key of
+///   the value (the value itself up to 64 bytes, else a hash: B-tree keys
+///   are bounded). Hits are checked against the session itself.
+/// - `sessiond_node`: each node's heartbeat.
+const V1: &str = r#"
+CREATE TABLE sessiond_meta (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    place_key bytea NOT NULL
+);
+INSERT INTO sessiond_meta (place_key) VALUES (gen_random_uuid()::text::bytea);
+
+CREATE TABLE sessiond_node (
+    node text PRIMARY KEY,
+    instance bigint NOT NULL,
+    started_ms bigint NOT NULL,
+    alive_until_ms bigint NOT NULL
+);
+
+CREATE TABLE sessiond_session (
+    tenant text NOT NULL,
+    id bytea NOT NULL,
+    rev bigint NOT NULL,
+    place bigint NOT NULL,
+    version bigint NOT NULL,
+    created_ms bigint NOT NULL,
+    accessed_ms bigint NOT NULL,
+    timeout_ms bigint NOT NULL,
+    expires_ms bigint NOT NULL,
+    flags bigint NOT NULL,
+    key_form smallint NOT NULL,
+    class bytea,
+    data bytea NOT NULL,
+    vars bytea,
+    PRIMARY KEY (tenant, id)
+) WITH (fillfactor = 70);
+CREATE INDEX sessiond_session_expires ON sessiond_session (expires_ms);
+CREATE INDEX sessiond_session_place ON sessiond_session (tenant, place);
+CREATE INDEX sessiond_session_class ON sessiond_session (tenant, class) WHERE class IS NOT NULL;
+
+CREATE TABLE sessiond_var (
+    tenant text NOT NULL,
+    id bytea NOT NULL,
+    kind "char" NOT NULL,
+    name bytea NOT NULL,
+    value_key bytea NOT NULL,
+    PRIMARY KEY (tenant, id, kind, name),
+    FOREIGN KEY (tenant, id) REFERENCES sessiond_session ON DELETE CASCADE
+);
+CREATE INDEX sessiond_var_find ON sessiond_var (tenant, name, value_key);
+
+-- Writes a whole session if its row is still at revision p_rev (0: there
+-- is no row), with its index rows when p_names is not null; raises SDCHG
+-- if another writer got there first. Returns the new revision.
+CREATE FUNCTION sessiond_put(
+    p_tenant text, p_id bytea, p_rev bigint, p_place bigint, p_version bigint,
+    p_created bigint, p_accessed bigint, p_timeout bigint, p_expires bigint,
+    p_flags bigint, p_key_form smallint, p_class bytea, p_data bytea, p_vars bytea,
+    p_kinds "char"[], p_names bytea[], p_keys bytea[]
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    new_rev bigint;
+BEGIN
+    IF p_rev = 0 THEN
+        INSERT INTO sessiond_session AS s (tenant, id, rev, place, version, created_ms,
+            accessed_ms, timeout_ms, expires_ms, flags, key_form, class, data, vars)
+        VALUES (p_tenant, p_id, 1, p_place, p_version, p_created, p_accessed, p_timeout,
+            p_expires, p_flags, p_key_form, p_class, p_data, p_vars)
+        ON CONFLICT DO NOTHING
+        RETURNING s.rev INTO new_rev;
+    ELSE
+        UPDATE sessiond_session AS s SET rev = s.rev + 1, version = p_version,
+            created_ms = p_created, accessed_ms = p_accessed, timeout_ms = p_timeout,
+            expires_ms = p_expires, flags = p_flags, key_form = p_key_form,
+            class = p_class, data = p_data, vars = p_vars
+        WHERE s.tenant = p_tenant AND s.id = p_id AND s.rev = p_rev
+        RETURNING s.rev INTO new_rev;
+    END IF;
+    IF new_rev IS NULL THEN
+        RAISE EXCEPTION 'session changed meanwhile' USING ERRCODE = 'SDCHG';
+    END IF;
+    IF p_names IS NOT NULL THEN
+        DELETE FROM sessiond_var v
+        WHERE v.tenant = p_tenant AND v.id = p_id
+          AND NOT EXISTS (SELECT 1 FROM unnest(p_kinds, p_names) AS u(k, n)
+                          WHERE u.k = v.kind AND u.n = v.name);
+        INSERT INTO sessiond_var AS v (tenant, id, kind, name, value_key)
+        SELECT p_tenant, p_id, u.k, u.n, u.vk FROM unnest(p_kinds, p_names, p_keys) AS u(k, n, vk)
+        ON CONFLICT (tenant, id, kind, name) DO UPDATE SET value_key = EXCLUDED.value_key
+        WHERE v.value_key <> EXCLUDED.value_key;
+    END IF;
+    RETURN new_rev;
+END
+$$;
+"#;
+
+/// What [`migrate`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Migrated {
+    pub(crate) from: i32,
+    pub(crate) to: i32,
+}
+
+/// Why the schema cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SchemaError {
+    #[error("the database's schema is version {found}, newer than this sessiond knows ({known}): upgrade this node's sessiond, or point it at another database")]
+    Newer { found: i32, known: i32 },
+    #[error("the database's schema is version {found}, older than this sessiond needs ({known}): run `sessiond migrate`, or start a node with database_migrate = true")]
+    Older { found: i32, known: i32 },
+    #[error("{0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// The schema version the database is at (0: none).
+pub(crate) async fn current(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('sessiond_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: Option<i32> = client
+        .query_one("SELECT max(version) FROM sessiond_schema", &[])
+        .await?
+        .get(0);
+    Ok(v.unwrap_or(0))
+}
+
+/// Brings the schema up to [`VERSION`], one migration per transaction;
+/// refuses a newer one.
+pub(crate) async fn migrate(client: &mut Client, node: &str) -> Result<Migrated, SchemaError> {
+    let from = current(client).await?;
+    if from > VERSION {
+        return Err(SchemaError::Newer {
+            found: from,
+            known: VERSION,
+        });
+    }
+    loop {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS sessiond_schema (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                node text NOT NULL)",
+        )
+        .await?;
+        let at: Option<i32> = tx
+            .query_one("SELECT max(version) FROM sessiond_schema", &[])
+            .await?
+            .get(0);
+        let at = at.unwrap_or(0);
+        if at > VERSION {
+            return Err(SchemaError::Newer {
+                found: at,
+                known: VERSION,
+            });
+        }
+        if at == VERSION {
+            tx.commit().await?;
+            return Ok(Migrated { from, to: at });
+        }
+        tx.batch_execute(MIGRATIONS[at as usize]).await?;
+        tx.execute(
+            "INSERT INTO sessiond_schema (version, node) VALUES ($1, $2)",
+            &[&(at + 1), &node],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = at + 1, "migrated the database schema");
+    }
+}
+
+/// Refuses a schema that is not the one this binary writes.
+pub(crate) async fn check(client: &Client) -> Result<(), SchemaError> {
+    let found = current(client).await?;
+    match found.cmp(&VERSION) {
+        std::cmp::Ordering::Greater => Err(SchemaError::Newer {
+            found,
+            known: VERSION,
+        }),
+        std::cmp::Ordering::Less => Err(SchemaError::Older {
+            found,
+            known: VERSION,
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}

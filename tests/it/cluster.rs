@@ -1,0 +1,311 @@
+//! `storage = "postgres"`: several nodes over one private PostgreSQL
+//! (tests/it/common/postgres.rs). What one node writes every other reads;
+//! concurrent writes through different nodes are never lost; the schema
+//! is sessiond's own; a database that is down is answered "try again".
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sessiond_client::RespValue as V;
+use sessiond_core::ManualClock;
+use sessiond_server::{Config, Server, Storage};
+
+use crate::common::postgres::{self, Postgres};
+use crate::common::{bulk, call, TestServer};
+
+fn on(url: &str) -> Config {
+    Config {
+        storage: Storage::Postgres,
+        database_url: url.to_string(),
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_node_writes_every_node_reads() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let (a, b) = (
+        TestServer::start_with(on(&url)).await,
+        TestServer::start_with(on(&url)).await,
+    );
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let key = "PHPREDIS_SESSION:s1";
+    assert_eq!(
+        call(&mut ca, &["SETEX", key, "100", "user_id|i:42;"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut cb, &["GET", key]).await, bulk("user_id|i:42;"));
+    assert_eq!(call(&mut cb, &["TTL", key]).await, V::Int(100));
+    // The same session through the native protocol and memcached's door.
+    assert_eq!(
+        call(&mut cb, &["SESSION.SET", "s1", "cart", "3"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(
+        call(&mut ca, &["SESSION.GET", "s1", "cart"]).await,
+        bulk("3")
+    );
+    let mut mc = crate::common::wire::Wire::connect(b.memcache).await;
+    let got = mc.ask(b"get memc.sess.key.s1\r\n", b"END\r\n").await;
+    assert!(got.contains("user_id|i:42;"), "{got}");
+    // Keys without expiry, increments, MGET: each node sees the other's.
+    assert_eq!(
+        call(&mut ca, &["SET", "plain", "v"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut cb, &["TTL", "plain"]).await, V::Int(-1));
+    assert_eq!(call(&mut ca, &["INCR", "n"]).await, V::Int(1));
+    assert_eq!(call(&mut cb, &["INCRBY", "n", "5"]).await, V::Int(6));
+    assert_eq!(
+        call(&mut ca, &["MGET", "plain", "n", "missing"]).await,
+        V::Array(vec![bulk("v"), bulk("6"), V::Nil])
+    );
+    // Destroyed on one node, gone on the other.
+    assert_eq!(call(&mut cb, &["DEL", key]).await, V::Int(1));
+    assert_eq!(call(&mut ca, &["GET", key]).await, V::Nil);
+    assert_eq!(
+        pg.sql(db_name(&url), "SELECT count(*) FROM sessiond_session"),
+        "2",
+        "plain and n are rows; s1 is gone"
+    );
+}
+
+/// The database name at the end of a URL.
+fn db_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or("postgres")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn increments_through_two_nodes_at_once_are_all_counted() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let nodes = [
+        TestServer::start_with(on(&url)).await,
+        TestServer::start_with(on(&url)).await,
+    ];
+    let mut setup = nodes[0].client().await;
+    assert_eq!(
+        call(&mut setup, &["SESSION.CREATE", "counter2"]).await,
+        V::Simple("OK".into())
+    );
+    let mut tasks = Vec::new();
+    for n in &nodes {
+        for _ in 0..4 {
+            let mut c = n.client().await;
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    match call(&mut c, &["INCR", "counter"]).await {
+                        V::Int(_) => {}
+                        other => panic!("INCR: {other:?}"),
+                    }
+                    match call(&mut c, &["SESSION.INC", "counter2", "hits"]).await {
+                        V::Int(_) => {}
+                        other => panic!("SESSION.INC: {other:?}"),
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let mut c = nodes[1].client().await;
+    // Every one of the 400 acknowledged increments is there: a write that
+    // raced another node's was run again on the new value, not lost.
+    assert_eq!(call(&mut c, &["GET", "counter"]).await, bulk("400"));
+    assert_eq!(
+        call(&mut c, &["SESSION.GET", "counter2", "hits"]).await,
+        bulk("400")
+    );
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    drop(Server::start(on(&url)).await.expect("first start migrates"));
+    pg.sql(
+        db_name(&url),
+        "INSERT INTO sessiond_schema (version, node) VALUES (999, 'from the future')",
+    );
+    let refused = Server::start(on(&url)).await.err().expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("version 999, newer than this sessiond knows"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn two_live_nodes_cannot_share_a_name() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let named = |n: &str| Config {
+        node_name: n.into(),
+        ..on(&url)
+    };
+    let _a = TestServer::start_with(named("web-1")).await;
+    let refused = Server::start(named("web-1")).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("node_name 'web-1' is taken"),
+        "{refused}"
+    );
+    drop(Server::start(named("web-2")).await.expect("another name"));
+}
+
+#[tokio::test]
+async fn sessiond_migrate_creates_the_schema_once() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let run = || {
+        let out = std::process::Command::new(crate::common::process::BIN)
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .expect("sessiond migrate");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(run(), "migrated the schema from version 0 to 1");
+    assert_eq!(run(), "the schema is at version 1 already");
+    assert_eq!(
+        pg.sql(
+            db_name(&url),
+            "SELECT string_agg(version::text, ',') FROM sessiond_schema"
+        ),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_on_every_node_and_the_rows_are_reaped() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let node = |clock: &Arc<ManualClock>| {
+        let config = Config {
+            heartbeat_ms: 100,
+            ..on(&url)
+        };
+        TestServer::start_with_clock(config, clock.clone())
+    };
+    let (a, b) = (node(&clock).await, node(&clock).await);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    assert_eq!(
+        call(&mut ca, &["SETEX", "short", "2", "x"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(
+        call(&mut ca, &["SETEX", "long", "100", "y"]).await,
+        V::Simple("OK".into())
+    );
+    clock.advance(2_500);
+    assert_eq!(call(&mut cb, &["GET", "short"]).await, V::Nil, "expired");
+    assert_eq!(call(&mut cb, &["GET", "long"]).await, bulk("y"));
+    // The reapers (every heartbeat) remove the expired row.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ids = pg.sql(
+            db_name(&url),
+            "SELECT string_agg(convert_from(id, 'UTF8'), ',') FROM sessiond_session",
+        );
+        if ids == "long" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not reaped: {ids}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_answered_try_again() {
+    // A cluster of its own: this test stops it.
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database();
+    // Under `always` a reply waits for a synchronous commit: the write
+    // survives the database's crash (under `everysec` it may not).
+    let config = Config {
+        database_timeout_ms: 1_000,
+        fsync: sessiond_server::Fsync::Always,
+        ..on(&url)
+    };
+    let s = TestServer::start_with(config).await;
+    let mut c = s.client().await;
+    assert_eq!(
+        call(&mut c, &["SET", "k", "before"]).await,
+        V::Simple("OK".into())
+    );
+    pg.stop();
+    let started = std::time::Instant::now();
+    match call(&mut c, &["GET", "k"]).await {
+        V::Error(e) => assert!(e.starts_with("TRYAGAIN "), "{e}"),
+        other => panic!("answered {other:?} with the database down"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    pg.start_again();
+    // The node connects again by itself; the acknowledged write is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match call(&mut c, &["GET", "k"]).await {
+            V::Bulk(b) => {
+                assert_eq!(b, Bytes::from("before"));
+                break;
+            }
+            V::Error(e) if e.starts_with("TRYAGAIN") => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_link_speaks_tls_when_asked_to() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let Some(pg) = Postgres::start() else { return };
+    // A CA, and a certificate it signs for the address in the URL.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("key");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
+    pg.enable_tls(&leaf.pem(), &leaf_key.serialize_pem());
+    let dir = crate::common::TempDir::new("pg-tls");
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).expect("ca file");
+
+    let url = format!("{}?sslmode=require", pg.database());
+    let config = Config {
+        database_ca_file: ca_file.clone(),
+        ..on(&url)
+    };
+    let s = TestServer::start_with(config).await;
+    let mut c = s.client().await;
+    assert_eq!(
+        call(&mut c, &["SET", "k", "over tls"]).await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut c, &["GET", "k"]).await, bulk("over tls"));
+    assert_ne!(
+        pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND application_name LIKE 'sessiond %'"
+        ),
+        "0",
+        "the node's connections use TLS"
+    );
+    // Asked for TLS without the authorities to check the database by: a
+    // clear refusal at start, not a plain-text fallback.
+    let refused = Server::start(on(&url)).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("database_ca_file"),
+        "{refused}"
+    );
+}

@@ -1,0 +1,239 @@
+//! A private PostgreSQL cluster for the tests: `initdb` in a temp dir (as
+//! the `postgres` user when the tests run as root: initdb refuses root),
+//! started on a free loopback port with `pg_ctl -w`, stopped with
+//! `pg_ctl -m immediate` and removed at the end — never the system's
+//! service, never a fixed port. Each server a test starts gets a database
+//! of its own in it ([`Postgres::database`]).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use super::process::{free_port, skipped};
+
+pub struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+/// The directory of PostgreSQL's server programs, if installed.
+fn bin_dir() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+static SHARED: OnceLock<Option<Postgres>> = OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(Some(pg)) = SHARED.get() {
+        pg.stop();
+        let _ = std::fs::remove_dir_all(&pg.dir);
+    }
+}
+
+/// The test process's one cluster, started on first use and stopped when
+/// the process exits; None (skipped, or a failure under CI) when
+/// PostgreSQL is not installed.
+pub fn shared() -> Option<&'static Postgres> {
+    SHARED
+        .get_or_init(|| {
+            let pg = Postgres::start()?;
+            // SAFETY: registers a plain function to run at exit.
+            unsafe { libc::atexit(stop_shared) };
+            Some(pg)
+        })
+        .as_ref()
+}
+
+impl Postgres {
+    /// A new private cluster, running.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = bin_dir() else {
+            skipped("PostgreSQL's server (Debian's postgresql package)");
+            return None;
+        };
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sessiond-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        // SAFETY: geteuid has no preconditions.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["postgres:", &dir.display().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the PostgreSQL directory to postgres");
+        }
+        let pg = Self {
+            bin,
+            dir,
+            port: free_port(),
+            as_postgres,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        pg.start_again();
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// `program` of PostgreSQL's, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the cluster (again, after [`Postgres::stop`]) and waits until
+    /// it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=on",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the cluster at once, as a crash would (`-m immediate`: no
+    /// checkpoint; the next start recovers from the WAL).
+    pub fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Turns TLS on with this certificate and key (PEM), by a reload.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.dir.join("data");
+        for (file, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(file);
+            std::fs::write(&path, text).expect("write a TLS file");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            if self.as_postgres {
+                let ok = Command::new("chown")
+                    .args(["postgres:", &path.display().to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "chown {file}");
+            }
+        }
+        self.sql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.sql("postgres", "SELECT pg_reload_conf()");
+    }
+
+    /// Runs SQL as the superuser (psql), returning what it printed
+    /// (unaligned, tuples only).
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atqc",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A new, empty database; its URL.
+    pub fn database(&self) -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!("t{}", N.fetch_add(1, Ordering::Relaxed));
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
