@@ -167,14 +167,15 @@ async fn sessiond_migrate_creates_the_schema_once() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(run(), "migrated the schema from version 0 to 1");
-    assert_eq!(run(), "the schema is at version 1 already");
+    assert_eq!(run(), "migrated the schema from version 0 to 2");
+    assert_eq!(run(), "the schema is at version 2 already");
     assert_eq!(
         pg.sql(
             db_name(&url),
-            "SELECT string_agg(version::text, ',') FROM sessiond_schema"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM sessiond_schema"
         ),
-        "1"
+        "1,2",
+        "each migration recorded once"
     );
 }
 

@@ -74,4 +74,22 @@ impl Reply {
     pub fn text(s: &'static str) -> Self {
         Reply::Bulk(Bytes::from_static(s.as_bytes()))
     }
+
+    /// `OPEN`'s answer: the lock's key, the session's data and variables.
+    pub fn opened(key: u64, session: &crate::session::Session) -> Self {
+        Reply::Array(vec![
+            Reply::Key(key),
+            Reply::Bulk(session.data.clone()),
+            vars_reply(session.vars()),
+        ])
+    }
+}
+
+/// Variables as a map reply.
+pub(crate) fn vars_reply(vars: &std::collections::BTreeMap<Bytes, Bytes>) -> Reply {
+    Reply::Map(
+        vars.iter()
+            .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+            .collect(),
+    )
 }

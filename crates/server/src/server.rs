@@ -178,10 +178,10 @@ impl Server {
             self.config.tick_ms,
             stop_rx.clone(),
         ));
-        let cluster_upkeep = self
-            .cluster
-            .clone()
-            .map(|c| tokio::spawn(c.upkeep(stop_rx.clone())));
+        let cluster_upkeep = self.cluster.clone().map(|c| {
+            tokio::spawn(c.clone().listen(stop_rx.clone()));
+            tokio::spawn(c.upkeep(stop_rx.clone()))
+        });
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {

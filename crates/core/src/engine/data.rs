@@ -6,6 +6,8 @@ use super::{check_random_len, strict_refusal, Chosen, Engine};
 use crate::command::{ExpireIf, StoreIf, StoreReply};
 use crate::error::Error;
 use crate::id::{SessionId, DEFAULT_GENERATED_LEN, MIN_GENERATED_LEN};
+#[cfg(test)]
+pub(crate) use crate::reply::vars_reply;
 use crate::reply::Reply;
 use crate::session::Session;
 use crate::store::Shard;
@@ -596,14 +598,6 @@ fn all_vars_reply(session: &Session) -> Reply {
             .all_vars()
             .into_iter()
             .map(|(k, v)| (Reply::Bulk(k), Reply::Bulk(v)))
-            .collect(),
-    )
-}
-
-pub(super) fn vars_reply(vars: &std::collections::BTreeMap<Bytes, Bytes>) -> Reply {
-    Reply::Map(
-        vars.iter()
-            .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
             .collect(),
     )
 }

@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 
-use super::data::vars_reply;
 use super::{Chosen, Engine, Outcome};
 use crate::client::ClientHandle;
 use crate::error::Error;
@@ -80,28 +79,11 @@ impl Engine {
             owner,
             require_session,
         } = ask;
-        self.check_id(&id)?;
-        let lease_ms = self.lease(lease_ms)?;
-        if wait_ms > self.config.max_wait_ms {
-            return Err(Error::LimitExceeded {
-                what: "the lock wait in ms",
-                got: wait_ms,
-                limit: self.config.max_wait_ms,
-            });
-        }
+        let lease_ms = self.lock_terms(&id, wait_ms, lease_ms, owner.as_ref())?;
         let mut guard = self.store.lock(&id);
         let shard = &mut *guard;
         if shard.live_touched(&id, now).is_none() && require_session {
             return Err(Error::NoSession(id.clone()));
-        }
-        if let Some(o) = &owner {
-            if o.len() > self.config.max_lock_owner_len {
-                return Err(Error::LimitExceeded {
-                    what: "the lock owner secret in bytes (limits.max_lock_owner_len)",
-                    got: o.len() as u64,
-                    limit: self.config.max_lock_owner_len as u64,
-                });
-            }
         }
         let Shard { locks, leases, .. } = shard;
         // Locks count against the tenant's quotas, on sessions or not.
@@ -167,6 +149,46 @@ impl Engine {
                 started_ms: now,
             })),
         }
+    }
+
+    /// Checks a lock request's terms (the id, how long it may wait, the
+    /// owner secret's length) and settles its lease (the default when none
+    /// is asked, capped at `max_lease_ms`): the lease in ms. The same rules
+    /// for a lock kept here and one a cluster node keeps in its database.
+    pub fn lock_terms(
+        &self,
+        id: &SessionId,
+        wait_ms: u64,
+        lease_ms: Option<u64>,
+        owner: Option<&Bytes>,
+    ) -> Result<u64, Error> {
+        self.check_id(id)?;
+        let lease_ms = self.lease(lease_ms)?;
+        if wait_ms > self.config.max_wait_ms {
+            return Err(Error::LimitExceeded {
+                what: "the lock wait in ms",
+                got: wait_ms,
+                limit: self.config.max_wait_ms,
+            });
+        }
+        if let Some(o) = owner {
+            if o.len() > self.config.max_lock_owner_len {
+                return Err(Error::LimitExceeded {
+                    what: "the lock owner secret in bytes (limits.max_lock_owner_len)",
+                    got: o.len() as u64,
+                    limit: self.config.max_lock_owner_len as u64,
+                });
+            }
+        }
+        Ok(lease_ms)
+    }
+
+    /// Counts a release refused because the lock is someone else's (the
+    /// `refused_unlocks` figure of `INFO`).
+    pub fn note_refused_unlock(&self) {
+        self.stats
+            .refused_unlocks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lease(&self, lease_ms: Option<u64>) -> Result<u64, Error> {
@@ -437,11 +459,7 @@ fn grant_reply(
             let session = shard
                 .live(&grant.id, now)
                 .ok_or_else(|| Error::NoSession(grant.id.clone()))?;
-            let reply = Reply::Array(vec![
-                key,
-                Reply::Bulk(session.data.clone()),
-                vars_reply(session.vars()),
-            ]);
+            let reply = Reply::opened(grant.key, session);
             shard.touch(&grant.id, now);
             Ok(reply)
         }

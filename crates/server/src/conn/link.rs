@@ -17,9 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::request::{Caller, Started};
+use super::request::{Caller, Pending, Started};
 use super::watchdog::{timed_out, Stop, Watchdog};
 use crate::access::auth::{Login, Refused, Role};
+use crate::backend::postgres::ClusterWait;
 use crate::conn::stream::{ReadSide, Stream, WriteSide};
 use crate::door::Door;
 use crate::metrics::{DoorCounters, Proto};
@@ -278,32 +279,14 @@ impl Link {
     /// treats a blocked client). Bytes that arrive meanwhile (pipelined
     /// requests) are kept, up to the door's limit. Shutdown ends the wait
     /// with an answer.
-    async fn await_lock(
-        &mut self,
-        pending: &mut PendingLock,
-    ) -> std::io::Result<Result<Reply, Error>> {
+    async fn await_lock(&mut self, pending: &mut Pending) -> std::io::Result<Result<Reply, Error>> {
         let tenant = self.caller.tenant().clone();
-        let engine = tenant.engine();
         let started = tokio::time::Instant::now();
-        let deadline = started + Duration::from_millis(pending.wait_ms);
-        tenant.metrics.wait_started(pending.id.as_bytes());
-        let ended = loop {
-            let room = self.inbuf.len() < self.max_buffer_while_waiting;
-            tokio::select! {
-                outcome = &mut pending.wait => {
-                    break Some(engine.complete_wait(pending, outcome));
-                }
-                () = tokio::time::sleep_until(deadline) => break Some(engine.give_up(pending)),
-                () = self.stop.wait() => break Some(engine.give_up(pending)),
-                n = self.rd.read_buf(&mut self.inbuf), if room => {
-                    match n {
-                        Ok(n) if n > 0 => {
-                            self.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        _ => break None,
-                    }
-                }
-            }
+        let deadline = started + Duration::from_millis(pending.wait_ms());
+        tenant.metrics.wait_started(pending.id().as_bytes());
+        let ended = match pending {
+            Pending::Engine(p) => self.await_engine_lock(&tenant, p, deadline).await,
+            Pending::Cluster(w) => self.await_cluster_lock(&tenant, w).await,
         };
         tenant
             .metrics
@@ -314,6 +297,64 @@ impl Link {
                 "the client hung up while waiting for a lock",
             )
         })
+    }
+
+    /// Whether a read while waiting for a lock kept the connection: bytes
+    /// that arrive (pipelined requests) are kept; None when the client hung
+    /// up or the socket failed.
+    fn kept_reading(&self, n: std::io::Result<usize>) -> Option<()> {
+        match n {
+            Ok(n) if n > 0 => {
+                self.counters()
+                    .bytes_in
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    async fn await_engine_lock(
+        &mut self,
+        tenant: &Tenant,
+        pending: &mut PendingLock,
+        deadline: Instant,
+    ) -> Option<Result<Reply, Error>> {
+        let engine = tenant.engine();
+        loop {
+            let room = self.inbuf.len() < self.max_buffer_while_waiting;
+            tokio::select! {
+                outcome = &mut pending.wait => {
+                    return Some(engine.complete_wait(pending, outcome));
+                }
+                () = tokio::time::sleep_until(deadline) => return Some(engine.give_up(pending)),
+                () = self.stop.wait() => return Some(engine.give_up(pending)),
+                n = self.rd.read_buf(&mut self.inbuf), if room => self.kept_reading(n)?,
+            }
+        }
+    }
+
+    /// A cluster's queued request: its node waits (woken by the releasing
+    /// node, or looking at the row now and then) up to its WAIT.
+    async fn await_cluster_lock(
+        &mut self,
+        tenant: &Tenant,
+        wait: &mut ClusterWait,
+    ) -> Option<Result<Reply, Error>> {
+        let cluster = tenant.cluster()?.clone();
+        loop {
+            let room = self.inbuf.len() < self.max_buffer_while_waiting;
+            tokio::select! {
+                outcome = cluster.wait(wait) => return Some(outcome),
+                () = self.stop.wait() => return Some(cluster.give_up(wait).await),
+                n = self.rd.read_buf(&mut self.inbuf), if room => {
+                    if self.kept_reading(n).is_none() {
+                        cluster.abandon(wait).await;
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, 
 
 use super::durable::DurableMark;
 use crate::access::auth::Role;
+use crate::backend::postgres::{ClusterWait, Done, PgTenant};
 use crate::metrics::Proto;
 use crate::shared::Shared;
 use crate::tenant::Tenant;
@@ -27,6 +28,9 @@ use crate::tenant::Tenant;
 struct Registration {
     engine: Arc<Engine>,
     client: ClientHandle,
+    /// The tenant on a cluster's database, whose lock rows the client's
+    /// holds and requests are in.
+    cluster: Option<Arc<PgTenant>>,
     /// The server's count of connected clients, when this is one (an HTTP
     /// request is not).
     connected: Option<Arc<Shared>>,
@@ -42,6 +46,7 @@ impl Registration {
         Self {
             engine,
             client,
+            cluster: tenant.cluster().cloned(),
             connected,
         }
     }
@@ -50,6 +55,14 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.engine.disconnect(&self.client);
+        if let Some(cluster) = self.cluster.clone() {
+            // Its lock rows are in the database: give them up off this
+            // (synchronous) drop.
+            let client = self.client.id();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { cluster.disconnect(client).await });
+            }
+        }
         if let Some(s) = &self.connected {
             s.connected.fetch_sub(1, Ordering::Relaxed);
         }
@@ -79,9 +92,34 @@ pub(crate) enum Started<T, F> {
 
 /// A command queued for a lock.
 pub(crate) struct Waiting<F> {
-    pub(crate) pending: PendingLock,
+    pub(crate) pending: Pending,
     before: Option<u64>,
     finish: F,
+}
+
+/// A queued lock request: in the engine's queue, or in a cluster's lock
+/// row (waited for on this node).
+pub(crate) enum Pending {
+    Engine(PendingLock),
+    Cluster(ClusterWait),
+}
+
+impl Pending {
+    /// The session whose lock is awaited.
+    pub(crate) fn id(&self) -> &sessiond_core::SessionId {
+        match self {
+            Pending::Engine(p) => &p.id,
+            Pending::Cluster(w) => &w.id,
+        }
+    }
+
+    /// How long the client agreed to wait, ms.
+    pub(crate) fn wait_ms(&self) -> u64 {
+        match self {
+            Pending::Engine(p) => p.wait_ms,
+            Pending::Cluster(w) => w.wait_ms,
+        }
+    }
 }
 
 impl Caller {
@@ -165,7 +203,19 @@ impl Caller {
         }
         if let Some(cluster) = self.tenant.cluster() {
             // The database answers; the reply waits for its commit.
-            let result = cluster.execute(self.client(), cmd).await;
+            let result = match cluster.execute(self.client(), cmd).await {
+                Done::Reply(r) => r,
+                Done::Wait(wait) => {
+                    self.tenant
+                        .metrics
+                        .command(self.proto, index, started.elapsed(), None);
+                    return Started::Wait(Waiting {
+                        pending: Pending::Cluster(wait),
+                        before: None,
+                        finish,
+                    });
+                }
+            };
             self.tenant.metrics.command(
                 self.proto,
                 index,
@@ -198,7 +248,7 @@ impl Caller {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
                 return Started::Wait(Waiting {
-                    pending,
+                    pending: Pending::Engine(pending),
                     before,
                     finish,
                 })
@@ -228,11 +278,19 @@ impl Caller {
 
     /// A queued command given up at once, for a caller that cannot wait
     /// (an HTTP request).
-    pub(crate) fn give_up<T, F>(&mut self, waiting: Waiting<F>) -> T
+    pub(crate) async fn give_up<T, F>(&mut self, waiting: Waiting<F>) -> T
     where
         F: FnOnce(Result<Reply, Error>) -> T,
     {
-        let result = self.tenant.engine().give_up(&waiting.pending);
+        let result = match (&waiting.pending, self.tenant.cluster()) {
+            (Pending::Engine(p), _) => self.tenant.engine().give_up(p),
+            (Pending::Cluster(w), Some(c)) => c.give_up(w).await,
+            (Pending::Cluster(w), None) => Err(Error::Locked {
+                id: w.id.clone(),
+                mode: sessiond_core::LockMode::Write,
+                waited_ms: 0,
+            }),
+        };
         self.finish_wait(waiting, result)
     }
 

@@ -3,21 +3,22 @@
 //! engine's own rules, and what changed is written back, conditional on
 //! each row's revision (see the module above).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sessiond_core::fields::IndexFields;
-use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, Reply, Session, SessionId};
+use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, Reply, SessionId};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::changes::{Change, Changes};
+use super::outcome::{Done, SessionWrite, Write};
 use super::pool::DbError;
 use super::row::{self, Loaded};
 use super::Cluster;
 
 /// How often a command is run again because its sessions changed on
 /// another node meanwhile, before the client is told to try again.
-const MAX_ATTEMPTS: usize = 16;
+pub(super) const MAX_ATTEMPTS: usize = 16;
 
 /// Per-node turns on sessions: commands on ids of the same stripe take
 /// turns, so a node never races itself for a row.
@@ -25,13 +26,16 @@ const STRIPES: usize = 1024;
 
 /// One tenant on a cluster node.
 pub(crate) struct PgTenant {
-    cluster: Arc<Cluster>,
-    name: String,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) name: String,
     /// The working copy the commands run on.
-    engine: Arc<Engine>,
-    changes: Arc<Changes>,
+    pub(super) engine: Arc<Engine>,
+    pub(super) changes: Arc<Changes>,
     stripes: Box<[Mutex<()>]>,
     indexed: IndexFields,
+    /// The ids each client of this node may hold or await a lock on (a
+    /// superset), so its locks are given up when it disconnects.
+    pub(super) lock_ids: parking_lot::Mutex<HashMap<u64, HashSet<SessionId>>>,
 }
 
 /// Where a command runs.
@@ -42,19 +46,12 @@ enum Route {
     Sessions(Vec<SessionId>),
     /// A new session under a random id.
     Uniq,
+    /// A lock command.
+    Lock,
     /// `INFO`'s figures.
     Info,
     /// Not available on this backend yet: the reason.
     Refused(&'static str),
-}
-
-/// A row to write back: the session as the command left it (None:
-/// removed), and the revision it was read at (0: there was no row).
-struct Write {
-    id: SessionId,
-    rev: i64,
-    change: Change,
-    session: Option<Session>,
 }
 
 impl PgTenant {
@@ -69,6 +66,7 @@ impl PgTenant {
             changes,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             indexed,
+            lock_ids: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -78,23 +76,32 @@ impl PgTenant {
     }
 
     /// Runs one command for `client`.
-    pub(crate) async fn execute(
-        &self,
-        client: &ClientHandle,
-        cmd: Command,
-    ) -> Result<Reply, Error> {
-        match route(&cmd) {
-            Route::Node => match self.engine.execute(client, cmd)? {
-                Outcome::Reply(r) => Ok(r),
-                Outcome::Wait(pending) => self.engine.give_up(&pending),
+    pub(crate) async fn execute(&self, client: &ClientHandle, cmd: Command) -> Done {
+        let reply = match route(&cmd) {
+            Route::Node => match self.engine.execute(client, cmd) {
+                Ok(Outcome::Reply(r)) => Ok(r),
+                Ok(Outcome::Wait(pending)) => self.engine.give_up(&pending),
+                Err(e) => Err(e),
             },
-            Route::Sessions(ids) => self.on_sessions(client, cmd, ids).await,
+            Route::Sessions(ids) => {
+                let info_of = match &cmd {
+                    Command::Info { id } => Some(id.clone()),
+                    _ => None,
+                };
+                let reply = self.on_sessions(client, cmd, ids).await;
+                match (reply, info_of) {
+                    (Ok(r), Some(id)) => self.with_lock_figures(r, &id).await,
+                    (reply, _) => reply,
+                }
+            }
             Route::Uniq => self.uniq(client, cmd).await,
             Route::Info => self.info(client, cmd).await,
+            Route::Lock => return self.lock_command(client, cmd).await,
             Route::Refused(what) => Err(Error::InvalidArgument(format!(
                 "{what} is not available on storage = \"postgres\" yet"
             ))),
-        }
+        };
+        Done::Reply(reply)
     }
 
     /// `UNIQ`: the working copy draws the id and creates the session by
@@ -116,9 +123,12 @@ impl PgTenant {
             self.engine.unload(&id);
             let write = Write {
                 id,
-                rev: 0,
-                change: Change::Written,
-                session,
+                session: Some(SessionWrite {
+                    rev: 0,
+                    change: Change::Written,
+                    session,
+                }),
+                lock: None,
             };
             match self.write(vec![write]).await {
                 Ok(()) => return Ok(reply),
@@ -127,6 +137,32 @@ impl PgTenant {
             }
         }
         Err(DbError::Conflict.into_error())
+    }
+
+    /// `SESSION.INFO`'s lock figures (the working copy holds no lock):
+    /// the mode, holders and waiters of the session's lock row.
+    async fn with_lock_figures(&self, reply: Reply, id: &SessionId) -> Result<Reply, Error> {
+        let Reply::Map(mut fields) = reply else {
+            return Ok(reply);
+        };
+        let mut row = self.load_lock(id).await.map_err(DbError::into_error)?;
+        let now = self.engine.now_ms();
+        row.expire(now, &|p| self.cluster.is_alive(p, now));
+        let mode = match row.mode() {
+            None => "none",
+            Some(sessiond_core::LockMode::Write) => "write",
+            Some(sessiond_core::LockMode::Read) => "read",
+        };
+        for (k, v) in &mut fields {
+            let Reply::Bulk(name) = k else { continue };
+            match name.as_ref() {
+                b"lock" => *v = Reply::text(mode),
+                b"lock_holders" => *v = Reply::Int(row.holders.len() as i64),
+                b"lock_waiters" => *v = Reply::Int(row.waiters.len() as i64),
+                _ => {}
+            }
+        }
+        Ok(Reply::Map(fields))
     }
 
     /// `INFO`: the working copy's counters (caps, refusals), with the
@@ -138,22 +174,22 @@ impl PgTenant {
         };
         let tenant = self.name.as_str();
         let now = row::to_sql(self.engine.now_ms());
-        let (sessions, nodes) = self
+        let sessions = self
             .cluster
             .pool
             .run(|c| async move {
                 let r = c
                     .client
                     .query_one(
-                        "SELECT (SELECT count(*) FROM sessiond_session WHERE tenant = $1 AND expires_ms >= $2), \
-                         (SELECT count(*) FROM sessiond_node WHERE alive_until_ms >= $2)",
+                        "SELECT count(*) FROM sessiond_session WHERE tenant = $1 AND expires_ms >= $2",
                         &[&tenant, &now],
                     )
                     .await?;
-                Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?))
+                Ok(r.try_get::<_, i64>(0)?)
             })
             .await
             .map_err(DbError::into_error)?;
+        let nodes = self.cluster.nodes_alive();
         let stats = self.cluster.pool_stats();
         let load = |a: &std::sync::atomic::AtomicU64| {
             a.load(std::sync::atomic::Ordering::Relaxed).to_string()
@@ -174,6 +210,10 @@ impl PgTenant {
                 ("storage".into(), "postgres".into()),
                 ("node".into(), self.cluster.node().to_string()),
                 ("nodes_alive".into(), nodes.to_string()),
+                (
+                    "lock_waits_here".into(),
+                    self.cluster.waits.len().to_string(),
+                ),
                 ("db_connections".into(), open.to_string()),
                 ("db_pool_size".into(), size.to_string()),
                 ("db_connects".into(), load(&stats.connects)),
@@ -206,25 +246,20 @@ impl PgTenant {
                 self.changes.take(id);
             }
             let outcome = self.engine.execute(client, cmd.clone());
-            let mut writes = Vec::new();
-            for (id, rev) in ids.iter().zip(&revs) {
-                if let Some(change) = self.changes.take(id) {
-                    writes.push(Write {
-                        id: id.clone(),
-                        rev: *rev,
-                        change,
-                        session: self.engine.stored(id),
-                    });
-                }
-                self.engine.unload(id);
-            }
+            let mut writes = self.collect_writes(&ids, &revs);
             let reply = match outcome {
                 Ok(Outcome::Reply(r)) => Ok(r),
                 // Only lock commands queue, and they do not come here.
                 Ok(Outcome::Wait(pending)) => self.engine.give_up(&pending),
                 Err(e) => Err(e),
             };
-            match self.write(writes).await {
+            // A session removed takes its lock with it: holders lose their
+            // keys, waiters are told.
+            let result = match self.removed_locks(&mut writes).await {
+                Ok(()) => self.write(writes).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => return reply,
                 Err(DbError::Conflict) => continue,
                 Err(e) => return Err(e.into_error()),
@@ -233,8 +268,29 @@ impl PgTenant {
         Err(DbError::Conflict.into_error())
     }
 
+    /// What the command changed in the working copy, for each of `ids`
+    /// (read at `revs`), taken out of it.
+    pub(super) fn collect_writes(&self, ids: &[SessionId], revs: &[i64]) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for (id, rev) in ids.iter().zip(revs) {
+            if let Some(change) = self.changes.take(id) {
+                writes.push(Write {
+                    id: id.clone(),
+                    session: Some(SessionWrite {
+                        rev: *rev,
+                        change,
+                        session: self.engine.stored(id),
+                    }),
+                    lock: None,
+                });
+            }
+            self.engine.unload(id);
+        }
+        writes
+    }
+
     /// This node's turn on `ids` (sorted): their stripes, in order.
-    async fn turns(&self, ids: &[SessionId]) -> Vec<MutexGuard<'_, ()>> {
+    pub(super) async fn turns(&self, ids: &[SessionId]) -> Vec<MutexGuard<'_, ()>> {
         let mut stripes: Vec<usize> = ids.iter().map(|id| stripe_of(id.as_bytes())).collect();
         stripes.sort_unstable();
         stripes.dedup();
@@ -246,7 +302,10 @@ impl PgTenant {
     }
 
     /// The rows of `ids` that exist.
-    async fn load(&self, ids: &[SessionId]) -> Result<HashMap<SessionId, Loaded>, DbError> {
+    pub(super) async fn load(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<HashMap<SessionId, Loaded>, DbError> {
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let tenant = self.name.as_str();
         let rows = self
@@ -267,98 +326,187 @@ impl PgTenant {
         Ok(out)
     }
 
-    /// Writes back what a command changed: one statement for one session,
-    /// one transaction for several; each row only if still at the revision
-    /// read ([`DbError::Conflict`] otherwise, with nothing written).
-    async fn write(&self, writes: Vec<Write>) -> Result<(), DbError> {
+    /// Writes back what a command changed: one statement for one id, one
+    /// transaction for several; each row only if still at the revision
+    /// read ([`DbError::Conflict`] otherwise, with nothing written). Then
+    /// wakes this node's own waiters the writes granted.
+    pub(super) async fn write(&self, writes: Vec<Write>) -> Result<(), DbError> {
         if writes.is_empty() {
             return Ok(());
         }
         let tenant = self.name.as_str();
         let this = self;
-        self.cluster
-            .pool
-            .run(|c| async move {
-                if writes.len() == 1 {
-                    return this.write_one(&c.client, &c.st, tenant, &writes[0]).await;
-                }
-                c.client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map_err(DbError::from)?;
-                let mut result = Ok(());
-                for w in &writes {
-                    result = this.write_one(&c.client, &c.st, tenant, w).await;
-                    if result.is_err() {
-                        break;
+        let writes_ref = &writes;
+        if writes.len() == 1 {
+            self.cluster
+                .pool
+                .run(|c| async move { this.write_one(&c, tenant, &writes_ref[0]).await })
+                .await?;
+        } else {
+            self.cluster
+                .pool
+                .transaction(|c| async move {
+                    for w in writes_ref {
+                        this.write_one(&c, tenant, w).await?;
                     }
+                    Ok(())
+                })
+                .await?;
+        }
+        for w in &writes {
+            if let Some(lock) = &w.lock {
+                for &(seq, woken) in &lock.local {
+                    self.cluster.waits.deliver(seq, woken);
                 }
-                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                c.client.batch_execute(end).await.map_err(DbError::from)?;
-                result
-            })
-            .await
+            }
+        }
+        Ok(())
     }
 
     async fn write_one(
         &self,
-        client: &tokio_postgres::Client,
-        st: &super::statements::Statements,
+        c: &super::statements::Conn,
         tenant: &str,
         w: &Write,
     ) -> Result<(), DbError> {
+        let (client, st) = (&c.client, &c.st);
         let id = w.id.as_bytes();
-        match (&w.session, w.change) {
-            (None, _) => {
-                if w.rev == 0 {
-                    return Ok(());
-                }
-                let n = client.execute(&st.delete, &[&tenant, &id, &w.rev]).await?;
-                if n == 0 {
-                    return Err(DbError::Conflict);
-                }
-                Ok(())
-            }
-            (Some(s), Change::Touched) if w.rev != 0 => {
-                let accessed = row::to_sql(s.accessed_ms);
-                let expires = row::to_sql(s.deadline_ms());
-                client
-                    .execute(&st.touch, &[&tenant, &id, &accessed, &expires])
-                    .await?;
-                Ok(())
-            }
-            (Some(s), _) => {
-                let place = row::place(&self.cluster.place_key, id);
-                let index = row::index_rows(s, &self.indexed);
-                let vars = row::encode_vars(s.vars());
-                let class: Option<&[u8]> = s.class().map(|c| c.as_ref());
-                let data: &[u8] = &s.data;
+        let lock = w.lock.as_ref().map(|l| l.params());
+        match (&w.session, lock) {
+            (None, None) => Ok(()),
+            (None, Some(l)) => {
                 client
                     .query_one(
-                        &st.put,
+                        &st.lock_put,
                         &[
                             &tenant,
                             &id,
-                            &w.rev,
-                            &place,
-                            &row::to_sql(s.version),
-                            &row::to_sql(s.created_ms),
-                            &row::to_sql(s.accessed_ms),
-                            &row::to_sql(s.timeout_ms),
-                            &row::to_sql(s.deadline_ms()),
-                            &i64::from(s.flags),
-                            &i16::from(s.key_form),
-                            &class,
-                            &data,
-                            &vars,
-                            &index.kinds,
-                            &index.names,
-                            &index.keys,
+                            &l.rev,
+                            &l.last_key,
+                            &l.held_until,
+                            &l.holders,
+                            &l.waiters,
+                            &l.channels,
+                            &l.payloads,
+                            &l.sync,
                         ],
                     )
                     .await?;
                 Ok(())
             }
+            (Some(sw), lock) => match (&sw.session, sw.change, lock) {
+                (None, _, lock) if sw.rev == 0 => match lock {
+                    None => Ok(()),
+                    Some(l) => {
+                        client
+                            .query_one(
+                                &st.lock_put,
+                                &[
+                                    &tenant,
+                                    &id,
+                                    &l.rev,
+                                    &l.last_key,
+                                    &l.held_until,
+                                    &l.holders,
+                                    &l.waiters,
+                                    &l.channels,
+                                    &l.payloads,
+                                    &l.sync,
+                                ],
+                            )
+                            .await?;
+                        Ok(())
+                    }
+                },
+                (None, _, None) => {
+                    client
+                        .query_one(&st.delete, &[&tenant, &id, &sw.rev])
+                        .await?;
+                    Ok(())
+                }
+                (None, _, Some(l)) => {
+                    client
+                        .query_one(
+                            &st.delete_and_lock,
+                            &[
+                                &tenant,
+                                &id,
+                                &sw.rev,
+                                &l.rev,
+                                &l.last_key,
+                                &l.held_until,
+                                &l.holders,
+                                &l.waiters,
+                                &l.channels,
+                                &l.payloads,
+                                &l.sync,
+                            ],
+                        )
+                        .await?;
+                    Ok(())
+                }
+                (Some(s), Change::Touched, None) if sw.rev != 0 => {
+                    let accessed = row::to_sql(s.accessed_ms);
+                    let expires = row::to_sql(s.deadline_ms());
+                    client
+                        .execute(&st.touch, &[&tenant, &id, &accessed, &expires])
+                        .await?;
+                    Ok(())
+                }
+                (Some(s), _, lock) => {
+                    let place = row::place(&self.cluster.place_key, id);
+                    let index = row::index_rows(s, &self.indexed);
+                    let vars = row::encode_vars(s.vars());
+                    let class: Option<&[u8]> = s.class().map(|c| c.as_ref());
+                    let data: &[u8] = &s.data;
+                    let (version, created, accessed, timeout, expires) = (
+                        row::to_sql(s.version),
+                        row::to_sql(s.created_ms),
+                        row::to_sql(s.accessed_ms),
+                        row::to_sql(s.timeout_ms),
+                        row::to_sql(s.deadline_ms()),
+                    );
+                    let (flags, key_form) = (i64::from(s.flags), i16::from(s.key_form));
+                    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                        &tenant,
+                        &id,
+                        &sw.rev,
+                        &place,
+                        &version,
+                        &created,
+                        &accessed,
+                        &timeout,
+                        &expires,
+                        &flags,
+                        &key_form,
+                        &class,
+                        &data,
+                        &vars,
+                        &index.kinds,
+                        &index.names,
+                        &index.keys,
+                    ];
+                    match &lock {
+                        None => {
+                            client.query_one(&st.put, &params).await?;
+                        }
+                        Some(l) => {
+                            params.extend_from_slice(&[
+                                &l.rev,
+                                &l.last_key,
+                                &l.held_until,
+                                &l.holders,
+                                &l.waiters,
+                                &l.channels,
+                                &l.payloads,
+                                &l.sync,
+                            ]);
+                            client.query_one(&st.put_and_lock, &params).await?;
+                        }
+                    }
+                    Ok(())
+                }
+            },
         }
     }
 }
@@ -414,6 +562,7 @@ fn route(cmd: &Command) -> Route {
                     Route::Sessions(more) => ids.extend(more),
                     Route::Uniq => return Route::Refused("UNIQ in a transaction"),
                     Route::Info => return Route::Refused("INFO in a transaction"),
+                    Route::Lock => return Route::Refused("a lock command in a transaction"),
                     Route::Refused(what) => return Route::Refused(what),
                 }
             }
@@ -435,6 +584,6 @@ fn route(cmd: &Command) -> Route {
         | Command::LockOwner { .. }
         | Command::Commit { .. }
         | Command::Open { .. }
-        | Command::Close { .. } => Route::Refused("locking"),
+        | Command::Close { .. } => Route::Lock,
     }
 }

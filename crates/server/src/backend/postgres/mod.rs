@@ -13,22 +13,31 @@
 
 mod changes;
 mod exec;
+mod locking;
+mod locks;
+mod outcome;
 mod pool;
 mod row;
 mod schema;
 mod statements;
 mod tls;
+mod wake;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use sessiond_core::Clock;
 use tokio::sync::watch;
 
 pub(crate) use exec::PgTenant;
+use locks::Party;
+pub(crate) use outcome::{ClusterWait, Done};
 pub(crate) use pool::PoolStats;
 use pool::{DbError, Pool};
+use wake::Waits;
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -39,13 +48,26 @@ use crate::persist::Fsync;
 pub(crate) struct Cluster {
     pool: Pool,
     node: String,
-    /// This run of the node (a random number): a node restarted under the
-    /// same name is a new instance.
+    /// This run of the node: its start time in ms, times 2^16, plus a
+    /// random number, so a later run of a node has a greater instance.
     instance: i64,
     place_key: Vec<u8>,
     heartbeat_ms: u64,
     clock: Arc<dyn Clock>,
+    /// Every node's run and heartbeat deadline, as last read.
+    nodes: Mutex<HashMap<String, (i64, i64)>>,
+    /// The block of fencing keys this node hands out: next, end.
+    keys: Mutex<(u64, u64)>,
+    /// Reserving a new block of keys, one at a time.
+    reserving: tokio::sync::Mutex<()>,
+    /// This node's queued lock requests.
+    pub(crate) waits: Waits,
+    /// The channel this node listens on for wake-ups.
+    channel: String,
 }
+
+/// Fencing keys a node reserves at a time.
+const KEY_BLOCK: i64 = 1 << 16;
 
 /// How many expired sessions one reaper statement removes at most.
 const REAP_BATCH: i64 = 500;
@@ -101,8 +123,8 @@ impl Cluster {
             .await
             .map_err(|e| db(e.to_string()))?
             .get(0);
-        let instance = random_i64()?;
         let now = row::to_sql(clock.now_ms());
+        let instance = (now << 16) | (random_i64()? & 0xffff);
         let alive = now.saturating_add(3 * config.heartbeat_ms as i64);
         let registered = first
             .execute(
@@ -123,12 +145,108 @@ impl Cluster {
         tracing::info!(node = %node, "joined the cluster");
         Ok(Arc::new(Self {
             pool,
+            channel: wake::channel(&node),
             node,
             instance,
             place_key,
             heartbeat_ms: config.heartbeat_ms,
             clock,
+            nodes: Mutex::new(HashMap::new()),
+            keys: Mutex::new((0, 0)),
+            reserving: tokio::sync::Mutex::new(()),
+            waits: Waits::default(),
         }))
+    }
+
+    /// This node's part in a lock: the client `client` of this run.
+    pub(crate) fn party(&self, client: u64) -> Party {
+        Party {
+            node: self.node.clone(),
+            instance: self.instance,
+            client,
+        }
+    }
+
+    /// Whether the node of `party` still runs, as far as this node knows:
+    /// an earlier run of a node, or a node whose heartbeat lapsed, does not;
+    /// a node not heard of yet (it just started) does.
+    pub(crate) fn is_alive(&self, party: &Party, now: u64) -> bool {
+        if party.node == self.node {
+            return party.instance == self.instance;
+        }
+        match self.nodes.lock().get(&party.node) {
+            None => true,
+            Some(&(instance, until)) => {
+                party.instance > instance
+                    || (party.instance == instance && until >= row::to_sql(now))
+            }
+        }
+    }
+
+    /// Makes sure this node's block holds `needed` keys above `above`,
+    /// reserving a new block (a synchronous commit) if not.
+    pub(crate) async fn ensure_keys(&self, above: u64, needed: u64) -> Result<(), DbError> {
+        let enough = |k: &(u64, u64)| k.0 > above && k.1.saturating_sub(k.0) >= needed;
+        if enough(&self.keys.lock()) {
+            return Ok(());
+        }
+        let _one = self.reserving.lock().await;
+        while !enough(&self.keys.lock()) {
+            let start: i64 = self
+                .pool
+                .run(|c| async move {
+                    let r = c
+                        .client
+                        .query_one(&c.st.reserve_keys, &[&KEY_BLOCK])
+                        .await?;
+                    Ok(r.try_get::<_, i64>(0)?)
+                })
+                .await?;
+            let start = row::from_sql(start).max(1);
+            *self.keys.lock() = (start, start.saturating_add(KEY_BLOCK as u64));
+        }
+        Ok(())
+    }
+
+    /// The next key of this node's block above `above` (after
+    /// [`Cluster::ensure_keys`] made room).
+    pub(crate) fn take_key(&self, above: u64) -> u64 {
+        let mut k = self.keys.lock();
+        let key = k.0.max(above.saturating_add(1));
+        k.0 = key.saturating_add(1);
+        key
+    }
+
+    /// Listens for wake-ups until `stop`, connecting again whenever the
+    /// connection is lost (and then telling every waiter to look again).
+    pub(crate) async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.pool.connect_listening().await {
+                Ok((client, mut rx)) => {
+                    let listen = format!("LISTEN \"{}\"", self.channel);
+                    match client.batch_execute(&listen).await {
+                        Ok(()) => {
+                            self.waits.recheck_all();
+                            loop {
+                                tokio::select! {
+                                    n = rx.recv() => match n {
+                                        Some(n) => self.waits.deliver_payload(n.payload()),
+                                        None => break,
+                                    },
+                                    _ = stop.changed() => return,
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                    }
+                }
+                Err(e) => tracing::debug!(error = ?e, "cannot open the listening connection"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     /// The node's name.
@@ -203,7 +321,35 @@ impl Cluster {
         if n == 0 {
             tracing::error!(node = %self.node, "this node's heartbeat row belongs to another instance now: another node took its name");
         }
+        let rows = self
+            .pool
+            .run(|c| async move {
+                Ok(c.client
+                    .query(
+                        "SELECT node, instance, alive_until_ms FROM sessiond_node",
+                        &[],
+                    )
+                    .await?)
+            })
+            .await?;
+        let mut nodes = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let (node, instance, until): (String, i64, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            nodes.insert(node, (instance, until));
+        }
+        *self.nodes.lock() = nodes;
         Ok(())
+    }
+
+    /// How many nodes' heartbeats are current, as last read.
+    pub(crate) fn nodes_alive(&self) -> usize {
+        let now = row::to_sql(self.clock.now_ms());
+        self.nodes
+            .lock()
+            .values()
+            .filter(|(_, u)| *u >= now)
+            .count()
     }
 
     /// Removes expired sessions, a batch at a time, until none is left
@@ -215,17 +361,26 @@ impl Cluster {
             let n = self
                 .pool
                 .run(|c| async move {
-                    c.client
-                        .execute(
-                            "DELETE FROM sessiond_session WHERE (tenant, id) IN (\
-                             SELECT tenant, id FROM sessiond_session WHERE expires_ms < $1 \
-                             ORDER BY expires_ms LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    let r = c
+                        .client
+                        .query_one(
+                            "WITH gone AS (DELETE FROM sessiond_session WHERE (tenant, id) IN (\
+                             SELECT s.tenant, s.id FROM sessiond_session s WHERE s.expires_ms < $1 \
+                             AND NOT EXISTS (SELECT 1 FROM sessiond_lock l WHERE l.tenant = s.tenant \
+                             AND l.id = s.id AND l.held_until_ms > $1) \
+                             ORDER BY s.expires_ms LIMIT $2 FOR UPDATE OF s SKIP LOCKED) \
+                             RETURNING tenant, id), \
+                             idle AS (DELETE FROM sessiond_lock l USING gone \
+                             WHERE l.tenant = gone.tenant AND l.id = gone.id \
+                             AND l.holders = '' AND l.waiters = '') \
+                             SELECT count(*) FROM gone",
                             &[&now, &REAP_BATCH],
                         )
-                        .await
-                        .map_err(DbError::from)
+                        .await?;
+                    Ok(r.try_get::<_, i64>(0)?)
                 })
                 .await?;
+            let n = n.max(0) as u64;
             total += n;
             if n < REAP_BATCH as u64 {
                 break;

@@ -7,7 +7,7 @@
 //! "try again".
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,10 @@ pub(crate) struct Pool {
     /// TLS to the database, if `database_ca_file` is set.
     tls: Option<Rustls>,
     slots: Vec<Slot>,
+    /// The connection for transactions of several statements: a shared
+    /// connection would run other clients' statements inside them, so a
+    /// transaction has this one to itself while it runs.
+    exclusive: Slot,
     next: AtomicUsize,
     timeout: Duration,
     /// `SET` statements each new connection runs first.
@@ -116,6 +120,10 @@ impl Pool {
                     connecting: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
+            exclusive: Slot {
+                client: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            },
             next: AtomicUsize::new(0),
             timeout,
             session_setup,
@@ -164,21 +172,30 @@ impl Pool {
                 return Ok(c.clone());
             }
         }
+        let conn = self.open().await?;
+        *slot.client.lock() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Opens a connection and prepares the statements on it.
+    async fn open(&self) -> Result<Arc<Conn>, DbError> {
         match tokio::time::timeout(self.timeout, self.connect()).await {
-            Ok(Ok(client)) => {
-                let client = match Statements::prepare(&client).await {
-                    Ok(st) => Arc::new(Conn { client, st }),
-                    Err(e) => {
-                        self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                        return Err(DbError::Failed(format!(
-                            "cannot prepare sessiond's statements (is the schema migrated?): {e}"
-                        )));
-                    }
-                };
-                *slot.client.lock() = Some(client.clone());
-                self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                Ok(client)
-            }
+            Ok(Ok(client)) => match Statements::prepare(&client).await {
+                Ok(st) => {
+                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    Ok(Arc::new(Conn {
+                        client,
+                        st,
+                        in_transaction: AtomicBool::new(false),
+                    }))
+                }
+                Err(e) => {
+                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    Err(DbError::Failed(format!(
+                        "cannot prepare sessiond's statements (is the schema migrated?): {e}"
+                    )))
+                }
+            },
             Ok(Err(e)) => {
                 self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
                 Err(DbError::Failed(format!(
@@ -216,6 +233,47 @@ impl Pool {
         Ok(client)
     }
 
+    /// Runs `body` as one transaction on the pool's exclusive connection
+    /// (BEGIN, `body`, COMMIT — or ROLLBACK if `body` fails), within the
+    /// request timeout. Transactions take turns on it.
+    pub(crate) async fn transaction<T, F, Fut>(&self, body: F) -> Result<T, DbError>
+    where
+        F: FnOnce(Arc<Conn>) -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let slot = &self.exclusive;
+        self.run_on(async move {
+            // Held for the whole transaction: `connecting` is this slot's
+            // turn as well as its reconnect guard.
+            let _turn = slot.connecting.lock().await;
+            let open = slot.client.lock().clone();
+            let conn = match open {
+                Some(c) if !c.client.is_closed() && !c.in_transaction.load(Ordering::Relaxed) => c,
+                _ => {
+                    let c = self.open().await?;
+                    *slot.client.lock() = Some(c.clone());
+                    c
+                }
+            };
+            conn.in_transaction.store(true, Ordering::Relaxed);
+            conn.client.batch_execute("BEGIN").await?;
+            let result = body(conn.clone()).await;
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let ended = conn.client.batch_execute(end).await;
+            if ended.is_ok() {
+                conn.in_transaction.store(false, Ordering::Relaxed);
+            }
+            if let Err(e) = ended {
+                // A transaction that cannot end leaves the connection
+                // unusable: drop it, the next one opens another.
+                *slot.client.lock() = None;
+                return Err(e.into());
+            }
+            result
+        })
+        .await
+    }
+
     /// Runs `request` (a query on one of the pool's connections) within the
     /// request timeout, counting failures.
     pub(crate) async fn run<T, F, Fut>(&self, request: F) -> Result<T, DbError>
@@ -223,11 +281,46 @@ impl Pool {
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        let outcome = tokio::time::timeout(self.timeout, async {
+        self.run_on(async {
             let client = self.client().await?;
             request(client).await
         })
-        .await;
+        .await
+    }
+
+    /// Opens a connection whose notifications (`LISTEN`) arrive on the
+    /// receiver, until the connection ends.
+    pub(crate) async fn connect_listening(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::mpsc::Receiver<tokio_postgres::Notification>,
+        ),
+        DbError,
+    > {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(forward(connection, tx));
+                client
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(forward(connection, tx));
+                client
+            }
+        };
+        Ok((client, rx))
+    }
+
+    /// Runs `work` within the request timeout, counting failures.
+    async fn run_on<T>(
+        &self,
+        work: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        let outcome = tokio::time::timeout(self.timeout, work).await;
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(DbError::Conflict)) => Err(DbError::Conflict),
@@ -254,5 +347,31 @@ where
 {
     if let Err(e) = connection.await {
         tracing::warn!(error = %e, "a database connection ended");
+    }
+}
+
+/// Runs a connection's I/O, handing its notifications to `tx`, until it
+/// ends.
+async fn forward<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: tokio::sync::mpsc::Sender<tokio_postgres::Notification>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                if tx.send(n).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the listening database connection ended");
+                return;
+            }
+            None => return,
+        }
     }
 }

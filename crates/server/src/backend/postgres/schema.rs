@@ -8,7 +8,7 @@
 use tokio_postgres::Client;
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes.
 pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -116,6 +116,73 @@ BEGIN
         ON CONFLICT (tenant, id, kind, name) DO UPDATE SET value_key = EXCLUDED.value_key
         WHERE v.value_key <> EXCLUDED.value_key;
     END IF;
+    RETURN new_rev;
+END
+$$;
+"#;
+
+/// Version 2: locks.
+///
+/// - `sessiond_lock`: one row per locked (or once locked) id: its holders
+///   and FIFO queue (encoded by the nodes), `last_key` (the next key must
+///   be above it), `held_until_ms` (the reaper spares the session until
+///   then). Written like a session row: only at the revision read.
+/// - `sessiond_meta.fence_next`: the next block of fencing keys a node
+///   may reserve (each node takes 65,536 at a time, in a synchronous
+///   commit, so no key is ever handed out twice, whatever crashes).
+/// - `sessiond_delete` raises SDCHG as `sessiond_put` does; `sessiond_lock_put`
+///   writes a lock row and sends the wake-ups of the waiters it granted
+///   (NOTIFY is transactional: they leave with the commit), committing
+///   synchronously when a grant is in it.
+const V2: &str = r#"
+ALTER TABLE sessiond_meta ADD COLUMN fence_next bigint NOT NULL DEFAULT 1;
+
+CREATE TABLE sessiond_lock (
+    tenant text NOT NULL,
+    id bytea NOT NULL,
+    rev bigint NOT NULL,
+    last_key bigint NOT NULL,
+    held_until_ms bigint NOT NULL,
+    holders bytea NOT NULL,
+    waiters bytea NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITH (fillfactor = 70);
+
+CREATE FUNCTION sessiond_delete(p_tenant text, p_id bytea, p_rev bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM sessiond_session WHERE tenant = p_tenant AND id = p_id AND rev = p_rev;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session changed meanwhile' USING ERRCODE = 'SDCHG';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION sessiond_lock_put(
+    p_tenant text, p_id bytea, p_rev bigint, p_last_key bigint, p_held_until bigint,
+    p_holders bytea, p_waiters bytea, p_channels text[], p_payloads text[], p_sync boolean
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    new_rev bigint;
+BEGIN
+    IF p_sync THEN
+        PERFORM set_config('synchronous_commit', 'on', true);
+    END IF;
+    IF p_rev = 0 THEN
+        INSERT INTO sessiond_lock AS l (tenant, id, rev, last_key, held_until_ms, holders, waiters)
+        VALUES (p_tenant, p_id, 1, p_last_key, p_held_until, p_holders, p_waiters)
+        ON CONFLICT DO NOTHING
+        RETURNING l.rev INTO new_rev;
+    ELSE
+        UPDATE sessiond_lock AS l SET rev = l.rev + 1, last_key = p_last_key,
+            held_until_ms = p_held_until, holders = p_holders, waiters = p_waiters
+        WHERE l.tenant = p_tenant AND l.id = p_id AND l.rev = p_rev
+        RETURNING l.rev INTO new_rev;
+    END IF;
+    IF new_rev IS NULL THEN
+        RAISE EXCEPTION 'lock changed meanwhile' USING ERRCODE = 'SDCHG';
+    END IF;
+    PERFORM pg_notify(c, m) FROM unnest(p_channels, p_payloads) AS u(c, m);
     RETURN new_rev;
 END
 $$;

@@ -6,6 +6,10 @@ use tokio_postgres::{Client, Statement};
 pub(crate) struct Conn {
     pub(crate) client: Client,
     pub(crate) st: Statements,
+    /// Set from BEGIN until COMMIT or ROLLBACK went through: a transaction
+    /// cut off in between (by the request timeout) leaves the connection
+    /// inside it, and such a connection is not used again.
+    pub(crate) in_transaction: std::sync::atomic::AtomicBool,
 }
 
 /// Every statement of the request path.
@@ -18,7 +22,21 @@ pub(crate) struct Statements {
     pub(crate) delete: Statement,
     /// `(tenant, id, accessed, expires)`: a read moved the expiry.
     pub(crate) touch: Statement,
+    /// `(tenant, ids)` → the lock rows of those ids.
+    pub(crate) load_locks: Statement,
+    /// A lock row, conditional on its revision, with its wake-ups.
+    pub(crate) lock_put: Statement,
+    /// A session and its lock row in one statement (one transaction).
+    pub(crate) put_and_lock: Statement,
+    /// A removal and its lock row in one statement.
+    pub(crate) delete_and_lock: Statement,
+    /// `(block)` → the first key of a newly reserved block, committed
+    /// synchronously.
+    pub(crate) reserve_keys: Statement,
 }
+
+/// The columns of [`Statements::load_locks`], in order.
+pub(crate) const LOCK_COLUMNS: &str = "id, rev, last_key, holders, waiters";
 
 /// The columns [`Statements::load`] returns, in order.
 pub(crate) const SESSION_COLUMNS: &str = "id, rev, version, created_ms, accessed_ms, timeout_ms, \
@@ -38,12 +56,39 @@ impl Statements {
                 )
                 .await?,
             delete: c
-                .prepare("DELETE FROM sessiond_session WHERE tenant = $1 AND id = $2 AND rev = $3")
+                .prepare("SELECT sessiond_delete($1, $2, $3)")
                 .await?,
             touch: c
                 .prepare(
                     "UPDATE sessiond_session SET accessed_ms = greatest(accessed_ms, $3), \
                      expires_ms = greatest(expires_ms, $4) WHERE tenant = $1 AND id = $2",
+                )
+                .await?,
+            load_locks: c
+                .prepare(&format!(
+                    "SELECT {LOCK_COLUMNS} FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2)"
+                ))
+                .await?,
+            lock_put: c
+                .prepare("SELECT sessiond_lock_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                .await?,
+            put_and_lock: c
+                .prepare(
+                    "SELECT sessiond_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17), \
+                     sessiond_lock_put($1, $2, $18, $19, $20, $21, $22, $23, $24, $25)",
+                )
+                .await?,
+            delete_and_lock: c
+                .prepare(
+                    "SELECT sessiond_delete($1, $2, $3), \
+                     sessiond_lock_put($1, $2, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .await?,
+            reserve_keys: c
+                .prepare(
+                    "UPDATE sessiond_meta SET fence_next = fence_next + $1 \
+                     FROM (SELECT set_config('synchronous_commit', 'on', true)) AS sync \
+                     RETURNING fence_next - $1",
                 )
                 .await?,
         })

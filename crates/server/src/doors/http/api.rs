@@ -369,7 +369,7 @@ async fn run_on(caller: &mut Caller, cmd: Command) -> Result<Reply, Error> {
         Started::Done(r) => r,
         // No HTTP operation takes a lock; one queued would have no
         // connection to wait on, so it is given up at once.
-        Started::Wait(waiting) => caller.give_up(waiting),
+        Started::Wait(waiting) => caller.give_up(waiting).await,
     }
 }
 

@@ -1,0 +1,709 @@
+//! Lock commands on a cluster node: `SESSION.LOCK`/`UNLOCK`/`COMMIT`/
+//! `OPEN`/`CLOSE`, and the Redis and memcached doors' lock keys, on the
+//! `sessiond_lock` rows (see `locks.rs` for the rules).
+//!
+//! Each command reads the lock row (with the session row when it needs
+//! it), changes it by the rules, and writes it back only at the revision it
+//! read — in the same statement as the session's write for `CLOSE`, so a
+//! key that no longer holds the lock cannot write. A lock is never held by
+//! holding a database connection or transaction: between commands it is
+//! only a row. A request that must wait is queued in the row and waits on
+//! this node; whoever releases hands the lock to the head of the queue in
+//! the same write and wakes the waiter's node.
+
+use bytes::Bytes;
+use sessiond_core::{ClientHandle, Command, Error, LockMode, Reply, SessionId, NEVER};
+
+use super::exec::PgTenant;
+use super::locks::{Asked, Handed, LockRow};
+use super::outcome::{ClusterWait, Done, LockWrite, Then, Write};
+use super::pool::DbError;
+use super::row;
+use super::wake::{self, Woken};
+
+/// What a request asks for.
+struct Ask {
+    mode: LockMode,
+    wait_ms: u64,
+    lease_ms: Option<u64>,
+    owner: Option<Bytes>,
+    require_session: bool,
+    then: Then,
+}
+
+/// How a request came out at once.
+enum Got {
+    Reply(Reply),
+    Queued(Option<u64>),
+}
+
+/// What a look at a waiter's row found.
+enum Seen {
+    Granted(u64),
+    Waiting(Option<u64>),
+    Gone,
+}
+
+/// How long a waiter goes without looking at its row, at most, ms.
+const RECHECK_MS: u64 = 1_000;
+
+/// The state an operation on one lock row works on.
+pub(super) struct Op<'a> {
+    pub(super) row: &'a mut LockRow,
+    handed: Vec<Handed>,
+    now: u64,
+    tenant: &'a PgTenant,
+    /// Whether the session's changes in the working copy are written
+    /// (an operation refused as a whole clears it).
+    keep_session: bool,
+}
+
+impl Op<'_> {
+    /// Grants the head of the queue as far as the rules allow.
+    fn pump(&mut self) {
+        let cluster = &self.tenant.cluster;
+        let handed = self
+            .row
+            .pump(self.now, &mut |above| cluster.take_key(above));
+        self.handed.extend(handed);
+    }
+
+    /// Runs `cmd` on the working copy.
+    fn run(&self, cmd: Command) -> Result<Reply, Error> {
+        let client = self.tenant.engine.connect();
+        let r = self.tenant.engine.execute_now(&client, cmd);
+        self.tenant.engine.disconnect(&client);
+        r
+    }
+}
+
+impl PgTenant {
+    /// One lock command.
+    pub(super) async fn lock_command(&self, client: &ClientHandle, cmd: Command) -> Done {
+        let config = self.engine.config();
+        let reply = match cmd {
+            Command::Lock {
+                id,
+                mode,
+                wait_ms,
+                lease_ms,
+            } => {
+                let ask = Ask {
+                    mode,
+                    wait_ms,
+                    lease_ms,
+                    owner: None,
+                    require_session: true,
+                    then: Then::Key,
+                };
+                return self.acquire(client, id, ask).await;
+            }
+            Command::Open {
+                id,
+                mode,
+                wait_ms,
+                lease_ms,
+                create,
+            } => {
+                let ask = Ask {
+                    mode,
+                    wait_ms,
+                    lease_ms,
+                    owner: None,
+                    require_session: true,
+                    then: Then::Open { create },
+                };
+                return self.acquire(client, id, ask).await;
+            }
+            Command::LockOwned {
+                id,
+                owner,
+                lease_ms,
+                wait_ms,
+            } => {
+                let ask = Ask {
+                    mode: LockMode::Write,
+                    wait_ms: wait_ms.unwrap_or(config.door_lock_wait_ms),
+                    // No expiry asked for: held until released, or until
+                    // the connection (or its node) ends.
+                    lease_ms: Some(lease_ms.unwrap_or(NEVER)),
+                    owner: Some(owner),
+                    require_session: false,
+                    then: Then::Key,
+                };
+                return self.acquire(client, id, ask).await;
+            }
+            Command::Unlock { id, key } => {
+                self.on_lock(&id, false, |op| {
+                    if op.row.release(key) {
+                        op.pump();
+                        Ok(Reply::Ok)
+                    } else {
+                        Err(Error::StaleKey {
+                            id: id.clone(),
+                            key,
+                        })
+                    }
+                })
+                .await
+            }
+            Command::UnlockOwned { id, owner } => {
+                let party = self.cluster.party(client.id());
+                self.on_lock(&id, false, |op| {
+                    let keys: Vec<u64> = op
+                        .row
+                        .holders
+                        .iter()
+                        .filter(|h| match &owner {
+                            Some(o) => h.owner.as_ref() == Some(o),
+                            None => h.party == party,
+                        })
+                        .map(|h| h.key)
+                        .collect();
+                    if keys.is_empty() && !op.row.holders.is_empty() {
+                        op.tenant.engine.note_refused_unlock();
+                    }
+                    let mut released = false;
+                    for k in keys {
+                        released |= op.row.release(k);
+                    }
+                    op.pump();
+                    Ok(Reply::Int(i64::from(released)))
+                })
+                .await
+            }
+            Command::LockOwner { id } => {
+                self.on_lock(&id, false, |op| {
+                    Ok(op
+                        .row
+                        .holders
+                        .iter()
+                        .find_map(|h| h.owner.clone())
+                        .map_or(Reply::Nil, Reply::Bulk))
+                })
+                .await
+            }
+            Command::Commit { id, key } => {
+                self.on_lock(&id, false, |op| {
+                    let held = op.row.downgrade(key);
+                    op.pump();
+                    if held {
+                        Ok(Reply::Ok)
+                    } else {
+                        Err(Error::StaleKey {
+                            id: id.clone(),
+                            key,
+                        })
+                    }
+                })
+                .await
+            }
+            Command::Close {
+                id,
+                key,
+                data,
+                sets,
+            } => self.close(&id, key, data, sets).await,
+            other => Err(Error::InvalidArgument(format!(
+                "{} is not a lock command",
+                other.name()
+            ))),
+        };
+        Done::Reply(reply)
+    }
+
+    /// `CLOSE`: writes, then unlocks, in one statement; refused as a whole
+    /// if `key` does not hold the lock, or holds it only for reading and
+    /// there is something to write.
+    async fn close(
+        &self,
+        id: &SessionId,
+        key: u64,
+        data: Option<Bytes>,
+        sets: Vec<(Bytes, Bytes)>,
+    ) -> Result<Reply, Error> {
+        self.on_lock(id, true, |op| {
+            let stale = || Error::StaleKey {
+                id: id.clone(),
+                key,
+            };
+            let mode = op.row.holder(key).ok_or_else(stale)?.mode;
+            let writes = data.is_some() || !sets.is_empty();
+            if writes {
+                if mode == LockMode::Read {
+                    return Err(Error::ReadOnlyLock {
+                        id: id.clone(),
+                        key,
+                    });
+                }
+                let live = op
+                    .tenant
+                    .engine
+                    .stored(id)
+                    .is_some_and(|s| s.deadline_ms() > op.now);
+                if !live {
+                    op.row.release(key);
+                    op.pump();
+                    return Err(Error::NoSession(id.clone()));
+                }
+                let mut written = Ok(Reply::Ok);
+                if !sets.is_empty() {
+                    written = op.run(Command::SetAll {
+                        id: id.clone(),
+                        pairs: sets.clone(),
+                    });
+                }
+                if let (Ok(_), Some(d)) = (&written, &data) {
+                    written = op.run(Command::SetData {
+                        id: id.clone(),
+                        data: d.clone(),
+                    });
+                }
+                if let Err(e) = written {
+                    // Refused whole, the lock still held: the client can
+                    // write less.
+                    op.keep_session = false;
+                    return Err(e);
+                }
+            }
+            op.row.release(key);
+            op.pump();
+            Ok(Reply::Ok)
+        })
+        .await
+    }
+
+    /// `LOCK`, `OPEN` and the doors' lock keys: granted at once, refused
+    /// as busy, or queued to wait.
+    async fn acquire(&self, client: &ClientHandle, id: SessionId, ask: Ask) -> Done {
+        let lease = match self
+            .engine
+            .lock_terms(&id, ask.wait_ms, ask.lease_ms, ask.owner.as_ref())
+        {
+            Ok(l) => l,
+            Err(e) => return Done::Reply(Err(e)),
+        };
+        let max_waiters = self.engine.config().max_lock_waiters;
+        let waiting = (ask.wait_ms > 0).then(|| self.cluster.waits.register());
+        let seq = waiting.as_ref().map(|(s, _)| *s);
+        self.note_lock(client, &id);
+        let party = self.cluster.party(client.id());
+        let started_ms = self.engine.now_ms();
+        let got = self
+            .on_lock(&id, true, |op| {
+                if let Then::Open { create: true } = ask.then {
+                    match op.run(Command::Create {
+                        id: id.clone(),
+                        class: None,
+                        data: None,
+                        timeout_ms: None,
+                    }) {
+                        Ok(_) | Err(Error::Exists(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if ask.require_session {
+                    op.run(Command::Touch { id: id.clone() })?;
+                }
+                if seq.is_some() && op.row.waiters.len() >= max_waiters {
+                    return Err(Error::LimitExceeded {
+                        what: "the number of lock requests queued on the session",
+                        got: op.row.waiters.len() as u64 + 1,
+                        limit: max_waiters as u64,
+                    });
+                }
+                let now = op.now;
+                let tenant = op.tenant;
+                let mut key = |above| tenant.cluster.take_key(above);
+                let asked = op.row.ask(
+                    ask.mode,
+                    party.clone(),
+                    lease,
+                    ask.owner.clone(),
+                    seq,
+                    now,
+                    &mut key,
+                );
+                match asked {
+                    Asked::Granted(k) => Ok(Got::Reply(match ask.then {
+                        Then::Key => Reply::Key(k),
+                        Then::Open { .. } => opened(op, &id, k)?,
+                    })),
+                    Asked::Busy => Err(Error::Locked {
+                        id: id.clone(),
+                        mode: op.row.mode().unwrap_or(ask.mode),
+                        waited_ms: 0,
+                    }),
+                    Asked::Queued => Ok(Got::Queued(op.row.next_expiry_ms())),
+                }
+            })
+            .await;
+        match (got, waiting) {
+            (Ok(Got::Queued(next_expiry_ms)), Some((seq, rx))) => Done::Wait(ClusterWait {
+                id,
+                seq,
+                rx,
+                mode: ask.mode,
+                then: ask.then,
+                wait_ms: ask.wait_ms,
+                started_ms,
+                next_expiry_ms,
+            }),
+            (got, waiting) => {
+                if let Some((seq, _)) = waiting {
+                    self.cluster.waits.forget(seq);
+                }
+                Done::Reply(match got {
+                    Ok(Got::Reply(r)) => Ok(r),
+                    Ok(Got::Queued(_)) => Err(Error::Locked {
+                        id,
+                        mode: ask.mode,
+                        waited_ms: 0,
+                    }),
+                    Err(e) => Err(e),
+                })
+            }
+        }
+    }
+
+    /// Waits for a queued request until it is granted, the session is
+    /// destroyed, or its wait runs out (then it is given up: the grant, if
+    /// one came meanwhile, or `LOCKED`). Cancel-safe: dropped and called
+    /// again, it goes on waiting.
+    pub(crate) async fn wait(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
+        loop {
+            let now = self.engine.now_ms();
+            let deadline = w.started_ms.saturating_add(w.wait_ms);
+            if now >= deadline {
+                return self.give_up(w).await;
+            }
+            let mut next = now.saturating_add(RECHECK_MS).min(deadline);
+            if let Some(e) = w.next_expiry_ms {
+                next = next.min(e.max(now));
+            }
+            let pause = std::time::Duration::from_millis(next.saturating_sub(now).max(1));
+            let woken = tokio::select! {
+                m = w.rx.recv() => m.unwrap_or(Woken::Recheck),
+                () = tokio::time::sleep(pause) => Woken::Recheck,
+            };
+            let seen = match woken {
+                Woken::Granted(key) => Seen::Granted(key),
+                Woken::Destroyed => Seen::Gone,
+                Woken::Recheck => self.look(w).await?,
+            };
+            match seen {
+                Seen::Granted(key) => return self.granted(w, key).await,
+                Seen::Gone => {
+                    self.cluster.waits.forget(w.seq);
+                    return Err(Error::DestroyedWhileWaiting(w.id.clone()));
+                }
+                Seen::Waiting(next_expiry) => w.next_expiry_ms = next_expiry,
+            }
+        }
+    }
+
+    /// Looks at a waiter's row (expiring leases and dead nodes' holds, and
+    /// handing the lock on, as any operation does).
+    async fn look(&self, w: &ClusterWait) -> Result<Seen, Error> {
+        let (node, seq) = (self.cluster.node().to_string(), w.seq);
+        self.on_lock(&w.id, false, |op| {
+            Ok(match op.row.granted_to(&node, seq) {
+                Some(h) => Seen::Granted(h.key),
+                None if op.row.is_queued(&node, seq) => Seen::Waiting(op.row.next_expiry_ms()),
+                None => Seen::Gone,
+            })
+        })
+        .await
+    }
+
+    /// A queued request that was granted `key`: its answer.
+    async fn granted(&self, w: &ClusterWait, key: u64) -> Result<Reply, Error> {
+        self.cluster.waits.forget(w.seq);
+        match w.then {
+            Then::Key => Ok(Reply::Key(key)),
+            Then::Open { create } => {
+                let id = &w.id;
+                self.on_lock(id, true, |op| {
+                    let live = op
+                        .tenant
+                        .engine
+                        .stored(id)
+                        .is_some_and(|s| s.deadline_ms() > op.now);
+                    if create && !live {
+                        op.run(Command::Create {
+                            id: id.clone(),
+                            class: None,
+                            data: None,
+                            timeout_ms: None,
+                        })?;
+                    }
+                    match opened(op, id, key) {
+                        Ok(r) => Ok(r),
+                        Err(e) => {
+                            // The session vanished between the grant and
+                            // now: give the lock back rather than leave the
+                            // client holding a key it never saw.
+                            op.row.release(key);
+                            op.pump();
+                            Err(e)
+                        }
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Ends a queued request whose wait ran out (or the server stops):
+    /// the grant if one came meanwhile, else `LOCKED`.
+    pub(crate) async fn give_up(&self, w: &ClusterWait) -> Result<Reply, Error> {
+        let (node, seq) = (self.cluster.node().to_string(), w.seq);
+        let waited_ms = self.engine.now_ms().saturating_sub(w.started_ms);
+        let (id, mode) = (w.id.clone(), w.mode);
+        let outcome = self
+            .on_lock(&w.id, false, |op| {
+                if op.row.cancel(&node, seq) {
+                    op.pump();
+                    return Ok(None);
+                }
+                Ok(op.row.granted_to(&node, seq).map(|h| h.key))
+            })
+            .await;
+        match outcome {
+            Ok(Some(key)) => self.granted(w, key).await,
+            Ok(None) => {
+                self.cluster.waits.forget(w.seq);
+                Err(Error::Locked {
+                    id,
+                    mode,
+                    waited_ms,
+                })
+            }
+            Err(e) => {
+                self.cluster.waits.forget(w.seq);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a queued request whose client hung up: out of the queue, and a
+    /// grant that came meanwhile given back.
+    pub(crate) async fn abandon(&self, w: &ClusterWait) {
+        let (node, seq) = (self.cluster.node().to_string(), w.seq);
+        self.cluster.waits.forget(seq);
+        let _ = self
+            .on_lock(&w.id, false, |op| {
+                op.row.cancel(&node, seq);
+                if let Some(key) = op.row.granted_to(&node, seq).map(|h| h.key) {
+                    op.row.release(key);
+                }
+                op.pump();
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Gives up every lock and request of a client that disconnected.
+    pub(crate) async fn disconnect(&self, client: u64) {
+        let ids = self.lock_ids.lock().remove(&client).unwrap_or_default();
+        let party = self.cluster.party(client);
+        for id in ids {
+            let dropped = self
+                .on_lock(&id, false, |op| {
+                    if op.row.drop_party(&party) {
+                        op.pump();
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = dropped {
+                tracing::warn!(error = %e, "could not give up a disconnected client's lock; its lease or the node's heartbeat will");
+            }
+        }
+    }
+
+    /// Remembers that `client` may hold or await the lock of `id`.
+    fn note_lock(&self, client: &ClientHandle, id: &SessionId) {
+        self.lock_ids
+            .lock()
+            .entry(client.id())
+            .or_default()
+            .insert(id.clone());
+    }
+
+    /// Runs `op` on the lock row of `id` (read with the session row when
+    /// `with_session`, which the working copy then holds) under this node's
+    /// turn on the id: expired leases and dead nodes' holds are dropped and
+    /// the lock handed on first; then what `op` changed is written back,
+    /// at the revisions read — if another node wrote in between, all of it
+    /// is done again on the new rows.
+    pub(super) async fn on_lock<T>(
+        &self,
+        id: &SessionId,
+        with_session: bool,
+        mut op: impl FnMut(&mut Op<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let ids = std::slice::from_ref(id);
+        let _turn = self.turns(ids).await;
+        for _ in 0..super::exec::MAX_ATTEMPTS {
+            let (loaded, lock) = if with_session {
+                let (s, l) = tokio::join!(self.load(ids), self.load_lock(id));
+                (Some(s.map_err(DbError::into_error)?), l)
+            } else {
+                (None, self.load_lock(id).await)
+            };
+            let mut row = lock.map_err(DbError::into_error)?;
+            let mut rev = 0;
+            if let Some(mut loaded) = loaded {
+                let l = loaded.remove(id);
+                rev = l.as_ref().map_or(0, |l| l.rev);
+                self.engine.load(id, l.map(|l| l.session));
+                self.changes.take(id);
+            }
+            let need = row.waiters.len() as u64 + 2;
+            self.cluster
+                .ensure_keys(row.last_key, need)
+                .await
+                .map_err(DbError::into_error)?;
+            let before = row.clone();
+            let now = self.engine.now_ms();
+            let mut o = Op {
+                row: &mut row,
+                handed: Vec::new(),
+                now,
+                tenant: self,
+                keep_session: true,
+            };
+            let cluster = &self.cluster;
+            if o.row.expire(now, &|p| cluster.is_alive(p, now)) {
+                o.pump();
+            }
+            let result = op(&mut o);
+            let (handed, keep_session) = (std::mem::take(&mut o.handed), o.keep_session);
+            let mut session = None;
+            if with_session {
+                let mut writes = self.collect_writes(ids, &[rev]);
+                if keep_session {
+                    session = writes.pop().and_then(|w| w.session);
+                }
+            }
+            let granted = row.holders.iter().any(|h| !before.holders.contains(h));
+            let lock_write = (row != before).then(|| self.lock_write(row, handed, granted));
+            let write = Write {
+                id: id.clone(),
+                session,
+                lock: lock_write,
+            };
+            match self.write(vec![write]).await {
+                Ok(()) => return result,
+                Err(DbError::Conflict) => continue,
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+        Err(DbError::Conflict.into_error())
+    }
+
+    /// The write of `row`, with the wake-ups of `handed`.
+    fn lock_write(&self, row: LockRow, handed: Vec<Handed>, granted: bool) -> LockWrite {
+        let mut w = LockWrite {
+            row,
+            remote: Vec::new(),
+            local: Vec::new(),
+            sync: granted,
+        };
+        for h in handed {
+            if h.node == self.cluster.node() {
+                w.local.push((h.seq, Woken::Granted(h.key)));
+            } else {
+                w.remote.push((
+                    wake::channel(&h.node),
+                    wake::payload(h.seq, Woken::Granted(h.key)),
+                ));
+            }
+        }
+        w
+    }
+
+    /// The lock row of `id` (an empty one at revision 0 if there is none).
+    pub(super) async fn load_lock(&self, id: &SessionId) -> Result<LockRow, DbError> {
+        let tenant = self.name.as_str();
+        let key = id.as_bytes();
+        let rows = self
+            .cluster
+            .pool
+            .run(|c| async move {
+                let keys = [key];
+                Ok(c.client
+                    .query(&c.st.load_locks, &[&tenant, &&keys[..]])
+                    .await?)
+            })
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(LockRow::default());
+        };
+        decode_lock(r).map_err(DbError::Failed)
+    }
+
+    /// For sessions a command removed: their lock rows, emptied — holders
+    /// lose their keys, waiters are told the session is gone — to be
+    /// written with the removal.
+    pub(super) async fn removed_locks(&self, writes: &mut [Write]) -> Result<(), DbError> {
+        for w in writes.iter_mut() {
+            let removed = w
+                .session
+                .as_ref()
+                .is_some_and(|s| s.session.is_none() && s.rev != 0);
+            if !removed {
+                continue;
+            }
+            let mut row = self.load_lock(&w.id).await?;
+            if row.holders.is_empty() && row.waiters.is_empty() {
+                continue;
+            }
+            let told: Vec<(String, u64)> = row
+                .waiters
+                .drain(..)
+                .map(|x| (x.party.node, x.seq))
+                .collect();
+            row.holders.clear();
+            let mut lw = self.lock_write(row, Vec::new(), false);
+            for (node, seq) in told {
+                if node == self.cluster.node() {
+                    lw.local.push((seq, Woken::Destroyed));
+                } else {
+                    lw.remote
+                        .push((wake::channel(&node), wake::payload(seq, Woken::Destroyed)));
+                }
+            }
+            w.lock = Some(lw);
+        }
+        Ok(())
+    }
+}
+
+/// `OPEN`'s answer for a grant of `key`: the session touched, its data
+/// and variables.
+fn opened(op: &mut Op<'_>, id: &SessionId, key: u64) -> Result<Reply, Error> {
+    op.run(Command::Touch { id: id.clone() })?;
+    let s = op
+        .tenant
+        .engine
+        .stored(id)
+        .ok_or_else(|| Error::NoSession(id.clone()))?;
+    Ok(Reply::opened(key, &s))
+}
+
+/// Reads one row of [`super::statements::LOCK_COLUMNS`].
+fn decode_lock(r: &tokio_postgres::Row) -> Result<LockRow, String> {
+    let e = |e: tokio_postgres::Error| e.to_string();
+    let rev: i64 = r.try_get(1).map_err(e)?;
+    let last_key: i64 = r.try_get(2).map_err(e)?;
+    let holders: Vec<u8> = r.try_get(3).map_err(e)?;
+    let waiters: Vec<u8> = r.try_get(4).map_err(e)?;
+    Ok(LockRow {
+        rev,
+        last_key: row::from_sql(last_key),
+        holders: super::locks::decode_holders(&holders).ok_or("a damaged holders column")?,
+        waiters: super::locks::decode_waiters(&waiters).ok_or("a damaged waiters column")?,
+    })
+}
