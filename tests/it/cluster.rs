@@ -310,3 +310,75 @@ async fn the_database_link_speaks_tls_when_asked_to() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let (a, b) = (
+        TestServer::start_with(on(&url)).await,
+        TestServer::start_with(on(&url)).await,
+    );
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    assert_eq!(
+        call(&mut ca, &["SESSION.CREATE", "s"]).await,
+        V::Simple("OK".into())
+    );
+    let V::Int(ka) = call(&mut ca, &["SESSION.LOCK", "s"]).await else {
+        panic!("no key")
+    };
+    // B queues for the lock A holds (on another node), waiting up to 20 s.
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = call(&mut cb, &["SESSION.LOCK", "s", "WAIT", "20000"]).await;
+        (r, started.elapsed(), cb)
+    });
+    let mut probe = a.client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let info = call(&mut probe, &["SESSION.INFO", "s"]).await;
+        if format!("{info:?}").contains("lock_waiters\"), Int(1)") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never queued: {info:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let released = std::time::Instant::now();
+    assert_eq!(
+        call(&mut ca, &["SESSION.UNLOCK", "s", &ka.to_string()]).await,
+        V::Simple("OK".into())
+    );
+    let (r, _, mut cb) = waiter.await.expect("waiter");
+    let V::Int(kb) = r else {
+        panic!("B was not granted: {r:?}")
+    };
+    // Woken by the NOTIFY, not by its once-a-second look at the row.
+    assert!(
+        released.elapsed() < std::time::Duration::from_millis(900),
+        "granted {:?} after the release",
+        released.elapsed()
+    );
+    assert!(kb > ka, "fencing keys rise: {ka} then {kb}");
+    // A's key no longer writes; B's does, through either node.
+    match call(
+        &mut ca,
+        &["SESSION.CLOSE", "s", &ka.to_string(), "DATA", "late"],
+    )
+    .await
+    {
+        V::Error(e) => assert!(e.starts_with("STALEKEY"), "{e}"),
+        other => panic!("a stale key wrote: {other:?}"),
+    }
+    assert_eq!(
+        call(
+            &mut cb,
+            &["SESSION.CLOSE", "s", &kb.to_string(), "DATA", "b's"]
+        )
+        .await,
+        V::Simple("OK".into())
+    );
+    assert_eq!(call(&mut ca, &["SESSION.GETDATA", "s"]).await, bulk("b's"));
+}
