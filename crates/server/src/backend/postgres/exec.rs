@@ -9,6 +9,7 @@ use std::sync::Arc;
 use sessiond_core::fields::IndexFields;
 use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, Reply, SessionId};
 use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::types::ToSql;
 
 use super::changes::{Change, Changes};
 use super::outcome::{Done, SessionWrite, Write};
@@ -372,52 +373,20 @@ impl PgTenant {
         let (client, st) = (&c.client, &c.st);
         let id = w.id.as_bytes();
         let lock = w.lock.as_ref().map(|l| l.params());
-        match (&w.session, lock) {
+        // A removal of a session that had no row writes its lock row alone.
+        let session = w
+            .session
+            .as_ref()
+            .filter(|sw| sw.session.is_some() || sw.rev != 0);
+        match (session, lock) {
             (None, None) => Ok(()),
             (None, Some(l)) => {
-                client
-                    .query_one(
-                        &st.lock_put,
-                        &[
-                            &tenant,
-                            &id,
-                            &l.rev,
-                            &l.last_key,
-                            &l.held_until,
-                            &l.holders,
-                            &l.waiters,
-                            &l.channels,
-                            &l.payloads,
-                            &l.sync,
-                        ],
-                    )
-                    .await?;
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id];
+                params.extend(l.args());
+                client.query_one(&st.lock_put, &params).await?;
                 Ok(())
             }
             (Some(sw), lock) => match (&sw.session, sw.change, lock) {
-                (None, _, lock) if sw.rev == 0 => match lock {
-                    None => Ok(()),
-                    Some(l) => {
-                        client
-                            .query_one(
-                                &st.lock_put,
-                                &[
-                                    &tenant,
-                                    &id,
-                                    &l.rev,
-                                    &l.last_key,
-                                    &l.held_until,
-                                    &l.holders,
-                                    &l.waiters,
-                                    &l.channels,
-                                    &l.payloads,
-                                    &l.sync,
-                                ],
-                            )
-                            .await?;
-                        Ok(())
-                    }
-                },
                 (None, _, None) => {
                     client
                         .query_one(&st.delete, &[&tenant, &id, &sw.rev])
@@ -425,24 +394,9 @@ impl PgTenant {
                     Ok(())
                 }
                 (None, _, Some(l)) => {
-                    client
-                        .query_one(
-                            &st.delete_and_lock,
-                            &[
-                                &tenant,
-                                &id,
-                                &sw.rev,
-                                &l.rev,
-                                &l.last_key,
-                                &l.held_until,
-                                &l.holders,
-                                &l.waiters,
-                                &l.channels,
-                                &l.payloads,
-                                &l.sync,
-                            ],
-                        )
-                        .await?;
+                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id, &sw.rev];
+                    params.extend(l.args());
+                    client.query_one(&st.delete_and_lock, &params).await?;
                     Ok(())
                 }
                 (Some(s), Change::Touched, None) if sw.rev != 0 => {
@@ -467,7 +421,7 @@ impl PgTenant {
                         row::to_sql(s.deadline_ms()),
                     );
                     let (flags, key_form) = (i64::from(s.flags), i16::from(s.key_form));
-                    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
                         &tenant,
                         &id,
                         &sw.rev,
@@ -491,16 +445,7 @@ impl PgTenant {
                             client.query_one(&st.put, &params).await?;
                         }
                         Some(l) => {
-                            params.extend_from_slice(&[
-                                &l.rev,
-                                &l.last_key,
-                                &l.held_until,
-                                &l.holders,
-                                &l.waiters,
-                                &l.channels,
-                                &l.payloads,
-                                &l.sync,
-                            ]);
+                            params.extend(l.args());
                             client.query_one(&st.put_and_lock, &params).await?;
                         }
                     }

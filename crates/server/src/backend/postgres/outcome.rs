@@ -53,6 +53,23 @@ pub(super) struct LockParams {
     pub(super) sync: bool,
 }
 
+impl LockParams {
+    /// The lock row's arguments of `sessiond_lock_put`, after the tenant
+    /// and the id.
+    pub(super) fn args(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.rev,
+            &self.last_key,
+            &self.held_until,
+            &self.holders,
+            &self.waiters,
+            &self.channels,
+            &self.payloads,
+            &self.sync,
+        ]
+    }
+}
+
 impl LockWrite {
     pub(super) fn params(&self) -> LockParams {
         LockParams {
