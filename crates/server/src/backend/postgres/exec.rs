@@ -33,7 +33,7 @@ pub(crate) struct PgTenant {
     pub(super) engine: Arc<Engine>,
     pub(super) changes: Arc<Changes>,
     stripes: Box<[Mutex<()>]>,
-    indexed: IndexFields,
+    pub(super) indexed: IndexFields,
     /// The ids each client of this node may hold or await a lock on (a
     /// superset), so its locks are given up when it disconnects.
     pub(super) lock_ids: parking_lot::Mutex<HashMap<u64, HashSet<SessionId>>>,
@@ -51,6 +51,8 @@ enum Route {
     Lock,
     /// `INFO`'s figures.
     Info,
+    /// A command that looks across the tenant's sessions.
+    Across,
     /// Not available on this backend yet: the reason.
     Refused(&'static str),
 }
@@ -97,6 +99,7 @@ impl PgTenant {
             }
             Route::Uniq => self.uniq(client, cmd).await,
             Route::Info => self.info(client, cmd).await,
+            Route::Across => self.across(client, cmd).await,
             Route::Lock => return self.lock_command(client, cmd).await,
             Route::Refused(what) => Err(Error::InvalidArgument(format!(
                 "{what} is not available on storage = \"postgres\" yet"
@@ -226,7 +229,7 @@ impl PgTenant {
         Ok(Reply::Info(sections))
     }
 
-    async fn on_sessions(
+    pub(super) async fn on_sessions(
         &self,
         client: &ClientHandle,
         cmd: Command,
@@ -507,20 +510,26 @@ fn route(cmd: &Command) -> Route {
                     Route::Sessions(more) => ids.extend(more),
                     Route::Uniq => return Route::Refused("UNIQ in a transaction"),
                     Route::Info => return Route::Refused("INFO in a transaction"),
+                    Route::Across => {
+                        return Route::Refused("a command across sessions in a transaction")
+                    }
                     Route::Lock => return Route::Refused("a lock command in a transaction"),
                     Route::Refused(what) => return Route::Refused(what),
                 }
             }
             Route::Sessions(ids)
         }
-        Command::Count { .. } => Route::Refused("COUNT"),
-        Command::List { .. } => Route::Refused("LIST"),
-        Command::Scan { .. } => Route::Refused("SCAN"),
-        Command::Find { .. } | Command::FindPage { .. } => Route::Refused("FIND"),
-        Command::ListVar { .. } | Command::ListVarPage { .. } => Route::Refused("LISTVAR"),
-        Command::KeyScan { .. } | Command::Keys => Route::Refused("listing keys"),
+        Command::Count { .. }
+        | Command::List { .. }
+        | Command::Scan { .. }
+        | Command::Find { .. }
+        | Command::FindPage { .. }
+        | Command::ListVar { .. }
+        | Command::ListVarPage { .. }
+        | Command::KeyScan { .. }
+        | Command::Keys
+        | Command::FlushAll => Route::Across,
         Command::ServerInfo => Route::Info,
-        Command::FlushAll => Route::Refused("flushing every session"),
         Command::Regenerate { .. } => Route::Refused("REGENERATE"),
         Command::Lock { .. }
         | Command::Unlock { .. }
