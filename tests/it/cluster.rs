@@ -167,7 +167,7 @@ async fn sessiond_migrate_creates_the_schema_once() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(run(), "migrated the schema from version 0 to 2");
+    assert_eq!(run(), "migrated the schema from version 0 to 3");
     assert_eq!(run(), "the schema is at version 2 already");
     assert_eq!(
         pg.sql(

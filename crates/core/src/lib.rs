@@ -23,13 +23,13 @@ pub use client::ClientHandle;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Access, Command, ExpireIf, Meta, StoreIf, StoreReply, Touches};
 pub use engine::{
-    not_in_transaction, AfterGrant, Engine, EngineConfig, EngineStats, Outcome, PendingLock,
-    TickReport,
+    not_in_transaction, AfterGrant, Engine, EngineConfig, EngineStats, Figures, Outcome,
+    PendingLock, TickReport,
 };
 pub use error::Error;
 pub use id::{IdChars, SessionId};
 pub use journal::{Mutation, MutationLog, KEY_BLOCK};
-pub use lock::{Grant, LockMode, LockWait};
+pub use lock::{lock_bytes, Grant, LockMode, LockWait};
 pub use reply::{InfoSection, Reply};
 pub use session::Session;
 

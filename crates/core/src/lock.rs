@@ -111,8 +111,8 @@ pub(crate) const HOLDER_BYTES: u64 = 96;
 pub(crate) const WAITER_BYTES: u64 = 256;
 
 /// The bytes a lock entry for `id` takes with holders and waiters whose
-/// owner secrets have these lengths.
-fn lock_bytes(
+/// owner secrets have these lengths (what counts against the quotas).
+pub fn lock_bytes(
     id_len: usize,
     holders: impl Iterator<Item = usize>,
     waiters: impl Iterator<Item = usize>,

@@ -374,7 +374,7 @@ async fn upkeep(tenants: Arc<Tenants>, tick_ms: u64, mut stop: watch::Receiver<b
                     if let Some(c) = t.cluster() {
                         // The database expires sessions (the cluster's
                         // own upkeep); the working copy only tidies up.
-                        c.tick();
+                        c.tick().await;
                         continue;
                     }
                     let report = t.engine().tick();

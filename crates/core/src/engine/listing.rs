@@ -383,8 +383,8 @@ impl Engine {
                 ("sessions".into(), sessions.to_string()),
                 ("locked_sessions".into(), locks.to_string()),
                 ("lock_waiters".into(), waiters.to_string()),
-                ("locks".into(), self.lock_usage.entries().to_string()),
-                ("lock_bytes".into(), self.lock_usage.bytes().to_string()),
+                ("locks".into(), self.lock_total().to_string()),
+                ("lock_bytes".into(), self.lock_bytes_total().to_string()),
                 (
                     "expired_sessions".into(),
                     stat(&self.stats.expired_sessions),

@@ -88,22 +88,7 @@ impl Engine {
         let Shard { locks, leases, .. } = shard;
         // Locks count against the tenant's quotas, on sessions or not.
         let fresh = !locks.contains_key(&id);
-        let entry_bytes = if fresh {
-            crate::lock::ENTRY_BYTES as usize + id.as_bytes().len()
-        } else {
-            0
-        };
-        let max_locks = self.config.max_locks;
-        if fresh && max_locks > 0 && self.lock_usage.entries() >= max_locks {
-            return Err(Error::LimitExceeded {
-                what: "the number of locks (limits.max_locks_per_tenant)",
-                got: self.lock_usage.entries() as u64 + 1,
-                limit: max_locks as u64,
-            });
-        }
-        self.room_for_bytes(
-            entry_bytes + LockState::party_bytes(owner.as_ref(), wait_ms > 0) as usize,
-        )?;
+        self.room_for_lock(&id, fresh, owner.as_ref(), wait_ms > 0)?;
         let usage = &self.lock_usage;
         let lock = locks
             .entry(id.clone())

@@ -28,6 +28,7 @@ use crate::session::Session;
 use crate::store::{Shard, Store};
 
 pub use batch::not_in_transaction;
+pub use copy::Figures;
 use data::Stored;
 use locking::LockAsk;
 pub use locking::{AfterGrant, PendingLock};
@@ -205,6 +206,9 @@ pub struct Engine {
     stats: Stats,
     /// What the locks take, for the quotas and `INFO`.
     lock_usage: Arc<LockUsage>,
+    /// What a store behind a working copy holds besides what is loaded
+    /// here (see `copy.rs`); zero for an engine that is the store.
+    elsewhere: copy::Elsewhere,
 }
 
 impl std::fmt::Debug for Engine {
@@ -246,6 +250,7 @@ impl Engine {
             next_client: AtomicU64::new(1),
             stats: Stats::default(),
             lock_usage: Arc::default(),
+            elsewhere: copy::Elsewhere::default(),
         }
     }
 
@@ -414,10 +419,9 @@ impl Engine {
     }
 
     /// How many sessions are stored (expired ones not yet reaped included).
+    /// On a working copy, what the store behind it holds counts too.
     pub fn session_count(&self) -> usize {
-        (0..self.store.len())
-            .map(|i| self.store.lock_at(i).sessions.len())
-            .sum()
+        self.session_total()
     }
 
     /// A copy of a live session and the mode its lock is held in, for
@@ -434,11 +438,11 @@ impl Engine {
     /// The engine's counters and gauges (cheap: no shard is locked).
     pub fn stats(&self) -> EngineStats {
         EngineStats {
-            sessions: self.store.count() as u64,
-            persistent: self.store.persistent() as u64,
-            bytes: self.store.bytes(),
-            locks: self.lock_usage.entries() as u64,
-            lock_bytes: self.lock_usage.bytes(),
+            sessions: self.session_total() as u64,
+            persistent: self.elsewhere.add_persistent(self.store.persistent()) as u64,
+            bytes: self.session_bytes(),
+            locks: self.lock_total() as u64,
+            lock_bytes: self.lock_bytes_total(),
             expired_sessions: self.stats.expired_sessions.load(Ordering::Relaxed),
             expired_leases: self.stats.expired_leases.load(Ordering::Relaxed),
             refused_unlocks: self.stats.refused_unlocks.load(Ordering::Relaxed),
@@ -655,7 +659,7 @@ impl Engine {
             return Err(self.bytes_refusal(0));
         }
         let max = self.config.max_sessions;
-        let count = self.store.count();
+        let count = self.session_total();
         if max > 0 && count >= max {
             return Err(Error::LimitExceeded {
                 what: "the number of sessions",
@@ -668,7 +672,7 @@ impl Engine {
 
     /// Bytes counted against `max_bytes`: sessions' and locks'.
     fn used_bytes(&self) -> u64 {
-        self.store.bytes().saturating_add(self.lock_usage.bytes())
+        self.session_bytes().saturating_add(self.lock_bytes_total())
     }
 
     /// Refuses a write that adds `growth` bytes past `max_bytes`.

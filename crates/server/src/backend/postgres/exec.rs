@@ -37,6 +37,13 @@ pub(crate) struct PgTenant {
     /// The ids each client of this node may hold or await a lock on (a
     /// superset), so its locks are given up when it disconnects.
     pub(super) lock_ids: parking_lot::Mutex<HashMap<u64, HashSet<SessionId>>>,
+    /// When the tenant's figures were last read (0: never).
+    figures_read_ms: std::sync::atomic::AtomicU64,
+    /// Held (shared) by every command from loading its rows to writing
+    /// them back, and (alone) while the figures are read: so what the
+    /// working copy moved is never counted twice or lost by a read that
+    /// raced a command. Never taken twice by one task.
+    pub(super) gate: tokio::sync::RwLock<()>,
 }
 
 /// Where a command runs.
@@ -70,12 +77,82 @@ impl PgTenant {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             indexed,
             lock_ids: parking_lot::Mutex::new(HashMap::new()),
+            figures_read_ms: std::sync::atomic::AtomicU64::new(0),
+            gate: tokio::sync::RwLock::new(()),
         })
     }
 
-    /// The working copy's upkeep (it never expires anything itself).
-    pub(crate) fn tick(&self) {
+    /// The working copy's upkeep (it never expires anything itself), and
+    /// the tenant's figures read again once a heartbeat.
+    pub(crate) async fn tick(&self) {
         self.engine.drop_stale_deadlines();
+        let now = self.engine.now_ms();
+        let last = self
+            .figures_read_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < self.cluster.heartbeat_ms() && last != 0 {
+            return;
+        }
+        self.figures_read_ms
+            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.read_figures().await {
+            tracing::warn!(tenant = %self.name, error = ?e, "could not read the tenant's figures");
+        }
+    }
+
+    /// The tenant's figures from the database: sessions and bytes from
+    /// `sessiond_usage`, locks counted from the rows held or awaited.
+    pub(super) async fn read_figures(&self) -> Result<(), DbError> {
+        let _alone = self.gate.write().await;
+        let tenant = self.name.as_str();
+        let (usage, locks) = self
+            .cluster
+            .pool
+            .run(|c| async move {
+                let u = c
+                    .client
+                    .query_one(
+                        "SELECT coalesce(sum(sessions), 0)::bigint, coalesce(sum(persistent), 0)::bigint, \
+                         coalesce(sum(bytes), 0)::bigint FROM sessiond_usage WHERE tenant = $1",
+                        &[&tenant],
+                    )
+                    .await?;
+                let l = c
+                    .client
+                    .query(
+                        "SELECT id, holders, waiters FROM sessiond_lock WHERE tenant = $1 \
+                         AND (holders <> ''::bytea OR waiters <> ''::bytea)",
+                        &[&tenant],
+                    )
+                    .await?;
+                Ok((u, l))
+            })
+            .await?;
+        let get = |i: usize| -> Result<u64, DbError> {
+            Ok(u64::try_from(usage.try_get::<_, i64>(i)?).unwrap_or(0))
+        };
+        let mut figures = sessiond_core::Figures {
+            sessions: get(0)?,
+            persistent: get(1)?,
+            bytes: get(2)?,
+            locks: 0,
+            lock_bytes: 0,
+        };
+        for r in &locks {
+            let id: Vec<u8> = r.try_get(0)?;
+            let holders: Vec<u8> = r.try_get(1)?;
+            let waiters: Vec<u8> = r.try_get(2)?;
+            let row = super::locks::LockRow {
+                holders: super::locks::decode_holders(&holders).unwrap_or_default(),
+                waiters: super::locks::decode_waiters(&waiters).unwrap_or_default(),
+                ..Default::default()
+            };
+            let (n, b) = row.usage(id.len());
+            figures.locks += n as u64;
+            figures.lock_bytes += b as u64;
+        }
+        self.engine.set_figures(figures);
+        Ok(())
     }
 
     /// Runs one command for `client`.
@@ -113,6 +190,7 @@ impl PgTenant {
     /// inserted, and should the id exist already (all but impossible with
     /// 128 random bits or more) it is drawn again.
     async fn uniq(&self, client: &ClientHandle, cmd: Command) -> Result<Reply, Error> {
+        let _gate = self.gate.read().await;
         for _ in 0..MAX_ATTEMPTS {
             let reply = match self.engine.execute(client, cmd.clone())? {
                 Outcome::Reply(r) => r,
@@ -238,6 +316,7 @@ impl PgTenant {
         ids.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         ids.dedup();
         let _turns = self.turns(&ids).await;
+        let _gate = self.gate.read().await;
         for _ in 0..MAX_ATTEMPTS {
             let mut rows = self.load(&ids).await.map_err(DbError::into_error)?;
             let mut revs = Vec::with_capacity(ids.len());
@@ -359,6 +438,9 @@ impl PgTenant {
         }
         for w in &writes {
             if let Some(lock) = &w.lock {
+                if lock.usage != (0, 0) {
+                    self.engine.note_lock_usage(lock.usage.0, lock.usage.1);
+                }
                 for &(seq, woken) in &lock.local {
                     self.cluster.waits.deliver(seq, woken);
                 }

@@ -286,7 +286,7 @@ impl PgTenant {
         let max_waiters = self.engine.config().max_lock_waiters;
         let waiting = (ask.wait_ms > 0).then(|| self.cluster.waits.register());
         let seq = waiting.as_ref().map(|(s, _)| *s);
-        self.note_lock(client, &id);
+        let noted = self.note_lock(client, &id);
         let party = self.cluster.party(client.id());
         let started_ms = self.engine.now_ms();
         let got = self
@@ -305,6 +305,10 @@ impl PgTenant {
                 if ask.require_session {
                     op.run(Command::Touch { id: id.clone() })?;
                 }
+                let fresh = op.row.holders.is_empty() && op.row.waiters.is_empty();
+                op.tenant
+                    .engine
+                    .room_for_lock(&id, fresh, ask.owner.as_ref(), seq.is_some())?;
                 if seq.is_some() && op.row.waiters.len() >= max_waiters {
                     return Err(Error::LimitExceeded {
                         what: "the number of lock requests queued on the session",
@@ -352,6 +356,9 @@ impl PgTenant {
             (got, waiting) => {
                 if let Some((seq, _)) = waiting {
                     self.cluster.waits.forget(seq);
+                }
+                if noted && !matches!(got, Ok(Got::Reply(_))) {
+                    self.unnote_lock(client, &id);
                 }
                 Done::Reply(match got {
                     Ok(Got::Reply(r)) => Ok(r),
@@ -522,13 +529,26 @@ impl PgTenant {
         }
     }
 
-    /// Remembers that `client` may hold or await the lock of `id`.
-    fn note_lock(&self, client: &ClientHandle, id: &SessionId) {
+    /// Remembers that `client` may hold or await the lock of `id`;
+    /// whether that is new.
+    fn note_lock(&self, client: &ClientHandle, id: &SessionId) -> bool {
         self.lock_ids
             .lock()
             .entry(client.id())
             .or_default()
-            .insert(id.clone());
+            .insert(id.clone())
+    }
+
+    /// Forgets a [`Self::note_lock`] that came to nothing (the request was
+    /// refused), so a disconnect does not visit ids it never held.
+    fn unnote_lock(&self, client: &ClientHandle, id: &SessionId) {
+        let mut ids = self.lock_ids.lock();
+        if let Some(set) = ids.get_mut(&client.id()) {
+            set.remove(id);
+            if set.is_empty() {
+                ids.remove(&client.id());
+            }
+        }
     }
 
     /// Runs `op` on the lock row of `id` (read with the session row when
@@ -545,6 +565,7 @@ impl PgTenant {
     ) -> Result<T, Error> {
         let ids = std::slice::from_ref(id);
         let _turn = self.turns(ids).await;
+        let _gate = self.gate.read().await;
         for _ in 0..super::exec::MAX_ATTEMPTS {
             let (loaded, lock) = if with_session {
                 let (s, l) = tokio::join!(self.load(ids), self.load_lock(id));
@@ -588,7 +609,8 @@ impl PgTenant {
                 }
             }
             let granted = row.holders.iter().any(|h| !before.holders.contains(h));
-            let lock_write = (row != before).then(|| self.lock_write(row, handed, granted));
+            let lock_write =
+                (row != before).then(|| self.lock_write(id, &before, row, handed, granted));
             let write = Write {
                 id: id.clone(),
                 session,
@@ -603,13 +625,24 @@ impl PgTenant {
         Err(DbError::Conflict.into_error())
     }
 
-    /// The write of `row`, with the wake-ups of `handed`.
-    fn lock_write(&self, row: LockRow, handed: Vec<Handed>, granted: bool) -> LockWrite {
+    /// The write of `row` (read as `before`), with the wake-ups of
+    /// `handed`.
+    pub(super) fn lock_write(
+        &self,
+        id: &SessionId,
+        before: &LockRow,
+        row: LockRow,
+        handed: Vec<Handed>,
+        granted: bool,
+    ) -> LockWrite {
+        let len = id.as_bytes().len();
+        let (was, is) = (before.usage(len), row.usage(len));
         let mut w = LockWrite {
             row,
             remote: Vec::new(),
             local: Vec::new(),
             sync: granted,
+            usage: (is.0 - was.0, is.1 - was.1),
         };
         for h in handed {
             if h.node == self.cluster.node() {
@@ -660,13 +693,14 @@ impl PgTenant {
             if row.holders.is_empty() && row.waiters.is_empty() {
                 continue;
             }
+            let before = row.clone();
             let told: Vec<(String, u64)> = row
                 .waiters
                 .drain(..)
                 .map(|x| (x.party.node, x.seq))
                 .collect();
             row.holders.clear();
-            let mut lw = self.lock_write(row, Vec::new(), false);
+            let mut lw = self.lock_write(&w.id, &before, row, Vec::new(), false);
             for (node, seq) in told {
                 if node == self.cluster.node() {
                     lw.local.push((seq, Woken::Destroyed));

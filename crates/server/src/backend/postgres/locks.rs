@@ -225,6 +225,21 @@ impl LockRow {
         before != (self.holders.len(), self.waiters.len())
     }
 
+    /// What the row counts for under the lock quotas: an entry (1, or 0
+    /// when nobody holds or awaits it) and its bytes, as on one node.
+    pub(crate) fn usage(&self, id_len: usize) -> (i64, i64) {
+        if self.holders.is_empty() && self.waiters.is_empty() {
+            return (0, 0);
+        }
+        let owner = |o: &Option<Bytes>| o.as_ref().map_or(0, Bytes::len);
+        let bytes = sessiond_core::lock_bytes(
+            id_len,
+            self.holders.iter().map(|h| owner(&h.owner)),
+            self.waiters.iter().map(|w| owner(&w.owner)),
+        );
+        (1, i64::try_from(bytes).unwrap_or(i64::MAX))
+    }
+
     /// The latest lease of the holders (0: not held): until then the
     /// session is not reaped.
     pub(crate) fn held_until_ms(&self) -> u64 {

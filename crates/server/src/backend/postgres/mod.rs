@@ -343,6 +343,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// How often the node beats, ms.
+    pub(crate) fn heartbeat_ms(&self) -> u64 {
+        self.heartbeat_ms
+    }
+
     /// How many nodes' heartbeats are current, as last read.
     pub(crate) fn nodes_alive(&self) -> usize {
         let now = row::to_sql(self.clock.now_ms());

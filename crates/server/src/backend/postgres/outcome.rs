@@ -39,6 +39,8 @@ pub(crate) struct LockWrite {
     pub(super) remote: Vec<(String, String)>,
     pub(super) local: Vec<(u64, Woken)>,
     pub(super) sync: bool,
+    /// How the write changes the tenant's lock figures: entries, bytes.
+    pub(super) usage: (i64, i64),
 }
 
 /// A lock row write as statement parameters.
