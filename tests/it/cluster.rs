@@ -168,13 +168,13 @@ async fn sessiond_migrate_creates_the_schema_once() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(run(), "migrated the schema from version 0 to 3");
-    assert_eq!(run(), "the schema is at version 2 already");
+    assert_eq!(run(), "the schema is at version 3 already");
     assert_eq!(
         pg.sql(
             db_name(&url),
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM sessiond_schema"
         ),
-        "1,2",
+        "1,2,3",
         "each migration recorded once"
     );
 }
@@ -381,4 +381,78 @@ async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
         V::Simple("OK".into())
     );
     assert_eq!(call(&mut ca, &["SESSION.GETDATA", "s"]).await, bulk("b's"));
+}
+
+/// `REGENERATE` on one node moves the lock with the session: the holder's
+/// key closes the new id, and a request queued on another node under the
+/// old id follows the rename and is granted the new id's lock.
+#[tokio::test]
+async fn a_rename_takes_the_lock_and_its_queue_along_across_nodes() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let (a, b) = (
+        TestServer::start_with(on(&url)).await,
+        TestServer::start_with(on(&url)).await,
+    );
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    call(&mut ca, &["SESSION.CREATE", "old"]).await;
+    let V::Int(ka) = call(&mut ca, &["SESSION.LOCK", "old"]).await else {
+        panic!("no key")
+    };
+    let waiter = tokio::spawn(async move {
+        let r = call(&mut cb, &["SESSION.OPEN", "old", "WAIT", "20000"]).await;
+        (r, cb)
+    });
+    let mut probe = b.client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !format!("{:?}", call(&mut probe, &["SESSION.INFO", "old"]).await)
+        .contains("lock_waiters\"), Int(1)")
+    {
+        assert!(std::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        call(&mut ca, &["SESSION.REGENERATE", "old", "new"]).await,
+        V::Bulk("new".into())
+    );
+    assert_eq!(
+        call(&mut probe, &["SESSION.EXISTS", "old"]).await,
+        V::Int(0),
+        "the old id is gone on every node"
+    );
+    let info = format!("{:?}", call(&mut probe, &["SESSION.INFO", "new"]).await);
+    assert!(info.contains("\"write\""), "the lock moved: {info}");
+    assert_eq!(
+        call(
+            &mut ca,
+            &["SESSION.CLOSE", "new", &ka.to_string(), "DATA", "by a"]
+        )
+        .await,
+        V::Simple("OK".into()),
+        "the holder's key holds the new id"
+    );
+    let (r, mut cb) = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was answered")
+        .expect("waiter");
+    let V::Array(opened) = r else {
+        panic!("the waiter was not granted: {r:?}")
+    };
+    let V::Int(kb) = opened[0] else {
+        panic!("no key in {opened:?}")
+    };
+    assert!(kb > ka, "{ka} then {kb}");
+    assert_eq!(
+        opened[1],
+        V::Bulk("by a".into()),
+        "it read the new id's data"
+    );
+    assert_eq!(
+        call(
+            &mut cb,
+            &["SESSION.CLOSE", "new", &kb.to_string(), "DATA", "by b"]
+        )
+        .await,
+        V::Simple("OK".into())
+    );
 }

@@ -439,7 +439,7 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             sessions: self.session_total() as u64,
-            persistent: self.elsewhere.add_persistent(self.store.persistent()) as u64,
+            persistent: self.elsewhere.add_persistent(self.store.persistent()),
             bytes: self.session_bytes(),
             locks: self.lock_total() as u64,
             lock_bytes: self.lock_bytes_total(),

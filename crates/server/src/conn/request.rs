@@ -278,11 +278,11 @@ impl Caller {
 
     /// A queued command given up at once, for a caller that cannot wait
     /// (an HTTP request).
-    pub(crate) async fn give_up<T, F>(&mut self, waiting: Waiting<F>) -> T
+    pub(crate) async fn give_up<T, F>(&mut self, mut waiting: Waiting<F>) -> T
     where
         F: FnOnce(Result<Reply, Error>) -> T,
     {
-        let result = match (&waiting.pending, self.tenant.cluster()) {
+        let result = match (&mut waiting.pending, self.tenant.cluster()) {
             (Pending::Engine(p), _) => self.tenant.engine().give_up(p),
             (Pending::Cluster(w), Some(c)) => c.give_up(w).await,
             (Pending::Cluster(w), None) => Err(Error::Locked {

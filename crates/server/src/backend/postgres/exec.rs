@@ -60,6 +60,8 @@ enum Route {
     Info,
     /// A command that looks across the tenant's sessions.
     Across,
+    /// `REGENERATE`: a session and its lock under a new id.
+    Regenerate,
     /// Not available on this backend yet: the reason.
     Refused(&'static str),
 }
@@ -177,6 +179,7 @@ impl PgTenant {
             Route::Uniq => self.uniq(client, cmd).await,
             Route::Info => self.info(client, cmd).await,
             Route::Across => self.across(client, cmd).await,
+            Route::Regenerate => self.regenerate(client, cmd).await,
             Route::Lock => return self.lock_command(client, cmd).await,
             Route::Refused(what) => Err(Error::InvalidArgument(format!(
                 "{what} is not available on storage = \"postgres\" yet"
@@ -455,6 +458,27 @@ impl PgTenant {
         tenant: &str,
         w: &Write,
     ) -> Result<(), DbError> {
+        self.write_rows(c, tenant, w).await?;
+        if let Some(to) = w.lock.as_ref().and_then(|l| l.moved_to.as_ref()) {
+            let (id, to) = (w.id.as_bytes(), to.as_bytes());
+            c.client
+                .execute(
+                    "UPDATE sessiond_lock SET moved_to = CASE WHEN id = $2 THEN $3 END \
+                     WHERE tenant = $1 AND id IN ($2, $3)",
+                    &[&tenant, &id, &to],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The session row and lock row of one write.
+    async fn write_rows(
+        &self,
+        c: &super::statements::Conn,
+        tenant: &str,
+        w: &Write,
+    ) -> Result<(), DbError> {
         let (client, st) = (&c.client, &c.st);
         let id = w.id.as_bytes();
         let lock = w.lock.as_ref().map(|l| l.params());
@@ -595,6 +619,7 @@ fn route(cmd: &Command) -> Route {
                     Route::Across => {
                         return Route::Refused("a command across sessions in a transaction")
                     }
+                    Route::Regenerate => return Route::Refused("REGENERATE in a transaction"),
                     Route::Lock => return Route::Refused("a lock command in a transaction"),
                     Route::Refused(what) => return Route::Refused(what),
                 }
@@ -612,7 +637,7 @@ fn route(cmd: &Command) -> Route {
         | Command::Keys
         | Command::FlushAll => Route::Across,
         Command::ServerInfo => Route::Info,
-        Command::Regenerate { .. } => Route::Refused("REGENERATE"),
+        Command::Regenerate { .. } => Route::Regenerate,
         Command::Lock { .. }
         | Command::Unlock { .. }
         | Command::LockOwned { .. }

@@ -411,16 +411,26 @@ impl PgTenant {
 
     /// Looks at a waiter's row (expiring leases and dead nodes' holds, and
     /// handing the lock on, as any operation does).
-    async fn look(&self, w: &ClusterWait) -> Result<Seen, Error> {
+    /// A request that is gone from its row follows the session's renames.
+    async fn look(&self, w: &mut ClusterWait) -> Result<Seen, Error> {
         let (node, seq) = (self.cluster.node().to_string(), w.seq);
-        self.on_lock(&w.id, false, |op| {
-            Ok(match op.row.granted_to(&node, seq) {
-                Some(h) => Seen::Granted(h.key),
-                None if op.row.is_queued(&node, seq) => Seen::Waiting(op.row.next_expiry_ms()),
-                None => Seen::Gone,
-            })
-        })
-        .await
+        for _ in 0..super::rename::MAX_HOPS {
+            let seen = self
+                .on_lock(&w.id, false, |op| {
+                    Ok(match op.row.granted_to(&node, seq) {
+                        Some(h) => Seen::Granted(h.key),
+                        None if op.row.is_queued(&node, seq) => {
+                            Seen::Waiting(op.row.next_expiry_ms())
+                        }
+                        None => Seen::Gone,
+                    })
+                })
+                .await?;
+            if !matches!(seen, Seen::Gone) || !self.follow(w).await? {
+                return Ok(seen);
+            }
+        }
+        Ok(Seen::Gone)
     }
 
     /// A queued request that was granted `key`: its answer.
@@ -463,19 +473,29 @@ impl PgTenant {
 
     /// Ends a queued request whose wait ran out (or the server stops):
     /// the grant if one came meanwhile, else `LOCKED`.
-    pub(crate) async fn give_up(&self, w: &ClusterWait) -> Result<Reply, Error> {
+    pub(crate) async fn give_up(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
         let (node, seq) = (self.cluster.node().to_string(), w.seq);
         let waited_ms = self.engine.now_ms().saturating_sub(w.started_ms);
+        let mut outcome = Ok(None);
+        for _ in 0..super::rename::MAX_HOPS {
+            let mut here = true;
+            outcome = self
+                .on_lock(&w.id, false, |op| {
+                    if op.row.cancel(&node, seq) {
+                        op.pump();
+                        return Ok(None);
+                    }
+                    let key = op.row.granted_to(&node, seq).map(|h| h.key);
+                    here = key.is_some();
+                    Ok(key)
+                })
+                .await;
+            // Not in its row: the session may have been renamed meanwhile.
+            if here || outcome.is_err() || !self.follow(w).await.unwrap_or(false) {
+                break;
+            }
+        }
         let (id, mode) = (w.id.clone(), w.mode);
-        let outcome = self
-            .on_lock(&w.id, false, |op| {
-                if op.row.cancel(&node, seq) {
-                    op.pump();
-                    return Ok(None);
-                }
-                Ok(op.row.granted_to(&node, seq).map(|h| h.key))
-            })
-            .await;
         match outcome {
             Ok(Some(key)) => self.granted(w, key).await,
             Ok(None) => {
@@ -495,19 +515,26 @@ impl PgTenant {
 
     /// Ends a queued request whose client hung up: out of the queue, and a
     /// grant that came meanwhile given back.
-    pub(crate) async fn abandon(&self, w: &ClusterWait) {
+    pub(crate) async fn abandon(&self, w: &mut ClusterWait) {
         let (node, seq) = (self.cluster.node().to_string(), w.seq);
         self.cluster.waits.forget(seq);
-        let _ = self
-            .on_lock(&w.id, false, |op| {
-                op.row.cancel(&node, seq);
-                if let Some(key) = op.row.granted_to(&node, seq).map(|h| h.key) {
-                    op.row.release(key);
-                }
-                op.pump();
-                Ok(())
-            })
-            .await;
+        for _ in 0..super::rename::MAX_HOPS {
+            let mut here = false;
+            let _ = self
+                .on_lock(&w.id, false, |op| {
+                    here = op.row.cancel(&node, seq);
+                    if let Some(key) = op.row.granted_to(&node, seq).map(|h| h.key) {
+                        op.row.release(key);
+                        here = true;
+                    }
+                    op.pump();
+                    Ok(())
+                })
+                .await;
+            if here || !self.follow(w).await.unwrap_or(false) {
+                break;
+            }
+        }
     }
 
     /// Gives up every lock and request of a client that disconnected.
@@ -515,16 +542,31 @@ impl PgTenant {
         let ids = self.lock_ids.lock().remove(&client).unwrap_or_default();
         let party = self.cluster.party(client);
         for id in ids {
-            let dropped = self
-                .on_lock(&id, false, |op| {
-                    if op.row.drop_party(&party) {
-                        op.pump();
+            // Nothing of the client's in the row: it may have been renamed
+            // (on another node) with the client's hold in it.
+            let mut at = vec![id.clone()];
+            let mut hops = 0;
+            while let Some(id) = at.pop() {
+                hops += 1;
+                let dropped = self
+                    .on_lock(&id, false, |op| {
+                        let found = op.row.drop_party(&party);
+                        if found {
+                            op.pump();
+                        }
+                        Ok(found)
+                    })
+                    .await;
+                match dropped {
+                    Ok(true) => {}
+                    Ok(false) if hops <= super::rename::MAX_HOPS => {
+                        at.extend(self.renamed(&id).await);
                     }
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = dropped {
-                tracing::warn!(error = %e, "could not give up a disconnected client's lock; its lease or the node's heartbeat will");
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not give up a disconnected client's lock; its lease or the node's heartbeat will");
+                    }
+                }
             }
         }
     }
@@ -643,6 +685,7 @@ impl PgTenant {
             local: Vec::new(),
             sync: granted,
             usage: (is.0 - was.0, is.1 - was.1),
+            moved_to: None,
         };
         for h in handed {
             if h.node == self.cluster.node() {

@@ -18,6 +18,7 @@ mod locking;
 mod locks;
 mod outcome;
 mod pool;
+mod rename;
 mod row;
 mod schema;
 mod statements;

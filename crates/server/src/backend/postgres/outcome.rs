@@ -41,6 +41,9 @@ pub(crate) struct LockWrite {
     pub(super) sync: bool,
     /// How the write changes the tenant's lock figures: entries, bytes.
     pub(super) usage: (i64, i64),
+    /// `REGENERATE` moved the lock to this id (noted in the old row, for
+    /// requests still queued under the old id to follow).
+    pub(super) moved_to: Option<SessionId>,
 }
 
 /// A lock row write as statement parameters.
