@@ -272,6 +272,8 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         let _ = Command::new("pkill")
             .arg("-f")
+            // The pattern starts with dashes: not an option of pkill's.
+            .arg("--")
             .arg(format!("--user-data-dir={}", self._profile.0.display()))
             .status();
     }

@@ -72,6 +72,13 @@ async fn a_listing_past_max_reply_items_points_to_the_cursor_form() {
 
 #[tokio::test]
 async fn clients_that_never_read_big_replies_are_cut_off() {
+    if common::on_postgres_pass(
+        "clients_that_never_read_big_replies_are_cut_off",
+        "the output bound is the doors' and the same on every backend; 200 listings of \
+         20,000 sessions from the database take over a minute on this machine",
+    ) {
+        return;
+    }
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,
         limits: LimitsConfig {

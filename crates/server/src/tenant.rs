@@ -103,6 +103,21 @@ impl Tenant {
     pub(crate) fn cluster(&self) -> Option<&Arc<PgTenant>> {
         self.cluster.as_ref()
     }
+
+    /// A live session and its lock's mode, for inspection (the HTTP API):
+    /// nothing is refreshed; on a cluster, read from the database.
+    pub(crate) async fn peek(
+        &self,
+        id: &sessiond_core::SessionId,
+    ) -> Result<
+        Option<(sessiond_core::Session, Option<sessiond_core::LockMode>)>,
+        sessiond_core::Error,
+    > {
+        match &self.cluster {
+            Some(c) => c.peek(id).await,
+            None => Ok(self.engine.peek(id)),
+        }
+    }
 }
 
 /// Every tenant of a server, by name; the default one first.

@@ -137,6 +137,16 @@ pub fn bulk(s: &str) -> sessiond_client::RespValue {
     sessiond_client::RespValue::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()))
 }
 
+/// Whether this run is the conformance pass on PostgreSQL; a test that
+/// is about the embedded store only says why it does not run there.
+pub fn on_postgres_pass(test: &str, why: &str) -> bool {
+    let on = std::env::var("SESSIOND_TEST_BACKEND").as_deref() == Ok("postgres");
+    if on {
+        eprintln!("not in the PostgreSQL pass: {test}: {why}");
+    }
+    on
+}
+
 /// The backend the tests' servers run on: `SESSIOND_TEST_BACKEND=postgres`
 /// puts every server a test starts with volatile storage on a database of
 /// its own in the private PostgreSQL cluster (the conformance run); else

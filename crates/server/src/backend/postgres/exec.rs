@@ -224,6 +224,26 @@ impl PgTenant {
         Err(DbError::Conflict.into_error())
     }
 
+    /// A live session and its lock's mode, as the database has them, for
+    /// inspection: nothing is refreshed or written.
+    pub(crate) async fn peek(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(sessiond_core::Session, Option<sessiond_core::LockMode>)>, Error> {
+        let ids = std::slice::from_ref(id);
+        let (rows, lock) = tokio::join!(self.load(ids), self.load_lock(id));
+        let mut rows = rows.map_err(DbError::into_error)?;
+        let mut lock = lock.map_err(DbError::into_error)?;
+        let now = self.engine.now_ms();
+        lock.expire(now, &|p| self.cluster.is_alive(p, now));
+        let mode = lock.mode();
+        Ok(rows
+            .remove(id)
+            .map(|l| l.session)
+            .filter(|s| s.deadline_ms() > now || mode.is_some())
+            .map(|s| (s, mode)))
+    }
+
     /// `SESSION.INFO`'s lock figures (the working copy holds no lock):
     /// the mode, holders and waiters of the session's lock row.
     async fn with_lock_figures(&self, reply: Reply, id: &SessionId) -> Result<Reply, Error> {
@@ -323,9 +343,17 @@ impl PgTenant {
         for _ in 0..MAX_ATTEMPTS {
             let mut rows = self.load(&ids).await.map_err(DbError::into_error)?;
             let mut revs = Vec::with_capacity(ids.len());
+            let now = self.engine.now_ms();
+            let mut expired = Vec::new();
             for id in &ids {
                 let loaded = rows.remove(id);
                 revs.push(loaded.as_ref().map_or(0, |l| l.rev));
+                if loaded
+                    .as_ref()
+                    .is_some_and(|l| l.session.deadline_ms() <= now)
+                {
+                    expired.push(id.clone());
+                }
                 self.engine.load(id, loaded.map(|l| l.session));
                 // Anything noted for the id before (nothing should be)
                 // is not this command's.
@@ -341,12 +369,28 @@ impl PgTenant {
             };
             // A session removed takes its lock with it: holders lose their
             // keys, waiters are told.
+            let removed: Vec<SessionId> = writes
+                .iter()
+                .filter(|w| w.session.as_ref().is_some_and(|s| s.session.is_none()))
+                .map(|w| w.id.clone())
+                .collect();
             let result = match self.removed_locks(&mut writes).await {
                 Ok(()) => self.write(writes).await,
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return reply,
+                Ok(()) => {
+                    // Sessions found expired and so removed count as the
+                    // reaper's would.
+                    let gone = writes_removed(&removed, &expired);
+                    if gone > 0 {
+                        self.cluster
+                            .pool_stats()
+                            .reaped
+                            .fetch_add(gone, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return reply;
+                }
                 Err(DbError::Conflict) => continue,
                 Err(e) => return Err(e.into_error()),
             }
@@ -563,6 +607,11 @@ impl PgTenant {
             },
         }
     }
+}
+
+/// How many of the ids `removed` were among those found `expired`.
+fn writes_removed(removed: &[SessionId], expired: &[SessionId]) -> u64 {
+    removed.iter().filter(|id| expired.contains(id)).count() as u64
 }
 
 fn stripe_of(id: &[u8]) -> usize {

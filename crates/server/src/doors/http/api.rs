@@ -109,8 +109,10 @@ pub(crate) async fn get_session(scope: Scope, Path(id): Path<String>) -> Respons
         return not_found(&id);
     };
     let sid = SessionId::new(Bytes::from(id.clone().into_bytes()));
-    let Some((s, lock)) = tenant.engine().peek(&sid) else {
-        return not_found(&id);
+    let (s, lock) = match tenant.peek(&sid).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(&id),
+        Err(e) => return failure(&e),
     };
     let now = tenant.engine().now_ms();
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
