@@ -21,6 +21,15 @@ fn on(url: &str) -> Config {
     }
 }
 
+/// Two nodes on one database of their own (None: no PostgreSQL, skipped).
+async fn two_nodes() -> Option<(TestServer, TestServer)> {
+    let url = postgres::shared()?.database();
+    Some((
+        TestServer::start_with(on(&url)).await,
+        TestServer::start_with(on(&url)).await,
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_writes_every_node_reads() {
     let Some(pg) = postgres::shared() else { return };
@@ -313,12 +322,9 @@ async fn the_database_link_speaks_tls_when_asked_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
-    let Some(pg) = postgres::shared() else { return };
-    let url = pg.database();
-    let (a, b) = (
-        TestServer::start_with(on(&url)).await,
-        TestServer::start_with(on(&url)).await,
-    );
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     assert_eq!(
         call(&mut ca, &["SESSION.CREATE", "s"]).await,
@@ -388,12 +394,9 @@ async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
 /// old id follows the rename and is granted the new id's lock.
 #[tokio::test]
 async fn a_rename_takes_the_lock_and_its_queue_along_across_nodes() {
-    let Some(pg) = postgres::shared() else { return };
-    let url = pg.database();
-    let (a, b) = (
-        TestServer::start_with(on(&url)).await,
-        TestServer::start_with(on(&url)).await,
-    );
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     call(&mut ca, &["SESSION.CREATE", "old"]).await;
     let V::Int(ka) = call(&mut ca, &["SESSION.LOCK", "old"]).await else {
