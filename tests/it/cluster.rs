@@ -459,3 +459,87 @@ async fn a_rename_takes_the_lock_and_its_queue_along_across_nodes() {
         V::Simple("OK".into())
     );
 }
+
+/// A node killed with -9 while it holds a lock: its heartbeat stops, and a
+/// request queued on another node is granted as soon as the others see
+/// the node dead (three heartbeats, then the waiter's next look) — not
+/// after the 30 s lease. The dead holder's key writes nothing.
+#[tokio::test]
+async fn a_node_killed_holding_a_lock_frees_it_within_seconds() {
+    use crate::common::process::{signal, start_binary};
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    const HEARTBEAT_MS: u64 = 300;
+    let dir = crate::common::TempDir::new("cluster-kill");
+    let file = dir.0.join("sessiond.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "storage = \"postgres\"\ndatabase_url = \"{url}\"\nnode_name = \"doomed\"\n\
+             heartbeat_ms = {HEARTBEAT_MS}\n"
+        ),
+    )
+    .unwrap();
+    let (mut doomed, port) = start_binary(&["--config", file.to_str().unwrap()]);
+    let b = TestServer::start_with(Config {
+        heartbeat_ms: HEARTBEAT_MS,
+        ..on(&url)
+    })
+    .await;
+    let mut ca = sessiond_client::Client::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    call(&mut ca, &["SESSION.CREATE", "s"]).await;
+    let V::Int(ka) = call(&mut ca, &["SESSION.LOCK", "s", "LEASE", "30000"]).await else {
+        panic!("no key")
+    };
+    let mut cb = b.client().await;
+    let waiter = tokio::spawn(async move {
+        let r = call(&mut cb, &["SESSION.LOCK", "s", "WAIT", "20000"]).await;
+        (r, cb)
+    });
+    let mut probe = b.client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !format!("{:?}", call(&mut probe, &["SESSION.INFO", "s"]).await)
+        .contains("lock_waiters\"), Int(1)")
+    {
+        assert!(std::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    signal(&doomed, "-KILL");
+    let killed = std::time::Instant::now();
+    let _ = doomed.wait();
+    let (r, mut cb) = tokio::time::timeout(std::time::Duration::from_secs(25), waiter)
+        .await
+        .expect("the waiter was answered")
+        .expect("waiter");
+    let V::Int(kb) = r else {
+        panic!("not granted: {r:?}")
+    };
+    let took = killed.elapsed();
+    // Dead after three missed heartbeats, seen at the next one, then the
+    // waiter's look (at most a second); far from the 30 s lease.
+    let bound = std::time::Duration::from_millis(5 * HEARTBEAT_MS + 1_000 + 500);
+    assert!(
+        took < bound,
+        "granted {took:?} after the kill (bound {bound:?})"
+    );
+    assert!(kb > ka, "{ka} then {kb}");
+    match call(
+        &mut probe,
+        &["SESSION.CLOSE", "s", &ka.to_string(), "DATA", "late"],
+    )
+    .await
+    {
+        V::Error(e) => assert!(e.starts_with("STALEKEY"), "{e}"),
+        other => panic!("the dead node's key wrote: {other:?}"),
+    }
+    assert_eq!(
+        call(
+            &mut cb,
+            &["SESSION.CLOSE", "s", &kb.to_string(), "DATA", "b"]
+        )
+        .await,
+        V::Simple("OK".into())
+    );
+}
