@@ -13,6 +13,7 @@ use crate::clock::ManualClock;
 use crate::command::{ExpireIf, StoreIf, StoreReply};
 use crate::lock::{Grant, LockMode};
 
+mod copy;
 mod expiry;
 mod fields;
 mod listing;
