@@ -543,3 +543,37 @@ async fn a_node_killed_holding_a_lock_frees_it_within_seconds() {
         V::Simple("OK".into())
     );
 }
+
+/// The one every PHP farm hits, on two nodes: 8 PHP processes, 4 through
+/// each node, each making 50 locked increments of one session on the
+/// extension's default lock settings (each request holds the session
+/// 2 ms). The lock queues in the database and hands over across nodes, so
+/// the count ends at exactly 400 with no request failed — through
+/// phpredis, php-memcached (binary and text) and our own handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_php_processes_over_two_nodes_lose_no_increment() {
+    use crate::php_handlers::{available, contend_with_default_settings, record, Handler};
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    for pair in [
+        [Handler::redis(&a), Handler::redis(&b)],
+        [Handler::memcached(&a, true), Handler::memcached(&b, true)],
+        [Handler::memcached(&a, false), Handler::memcached(&b, false)],
+        [Handler::native(&a), Handler::native(&b)],
+    ] {
+        if !available(pair[0]) {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let (n, failed) = tokio::task::spawn_blocking(move || contend_with_default_settings(&pair))
+            .await
+            .unwrap();
+        record(format!(
+            "two nodes, {:?}: n={n} of 400, {failed} failed requests, {:?}",
+            pair[0],
+            t.elapsed()
+        ));
+        assert_eq!((n, failed), (400, 0), "{:?}", pair[0]);
+    }
+}

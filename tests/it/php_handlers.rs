@@ -25,7 +25,7 @@ const REGISTER: &str = concat!(
 
 /// A save handler and how it reaches the server.
 #[derive(Clone, Copy, Debug)]
-enum Handler {
+pub(crate) enum Handler {
     Redis(SocketAddr),
     Memcached {
         addr: SocketAddr,
@@ -36,18 +36,18 @@ enum Handler {
 }
 
 impl Handler {
-    fn redis(s: &TestServer) -> Self {
+    pub(crate) fn redis(s: &TestServer) -> Self {
         Handler::Redis(s.addr)
     }
 
-    fn memcached(s: &TestServer, binary: bool) -> Self {
+    pub(crate) fn memcached(s: &TestServer, binary: bool) -> Self {
         Handler::Memcached {
             addr: s.memcache,
             binary,
         }
     }
 
-    fn native(s: &TestServer) -> Self {
+    pub(crate) fn native(s: &TestServer) -> Self {
         Handler::Native(s.addr)
     }
 
@@ -90,7 +90,7 @@ impl Handler {
 }
 
 /// Whether php with the handler's extension is here; in CI it must be.
-fn available(handler: Handler) -> bool {
+pub(crate) fn available(handler: Handler) -> bool {
     let ext = handler.extension();
     common::process::tool_available(
         Command::new("php").args(["-r", &format!("exit(extension_loaded('{ext}') ? 0 : 1);")]),
@@ -388,9 +388,9 @@ fn default_lock_ini(h: Handler) -> Vec<String> {
         .collect()
 }
 
-/// `php session_cli.php args…` with `ini`: whether it succeeded, and what
-/// it printed.
-fn php_ini(ini: &[String], args: &[&str]) -> (bool, String) {
+/// `php session_cli.php args…` through `h` with `ini`: whether it
+/// succeeded, and what it printed.
+fn php_ini(h: Handler, ini: &[String], args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new("php");
     for setting in ini
         .iter()
@@ -399,6 +399,9 @@ fn php_ini(ini: &[String], args: &[&str]) -> (bool, String) {
     {
         cmd.args(["-d", setting]);
     }
+    if let Handler::Native(addr) = h {
+        cmd.env("SESSIOND_ADDRESS", format!("tcp://{addr}"));
+    }
     let out = cmd.arg(SCRIPT).args(args).output().expect("run php");
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string()
         + &String::from_utf8_lossy(&out.stderr);
@@ -406,17 +409,19 @@ fn php_ini(ini: &[String], args: &[&str]) -> (bool, String) {
 }
 
 /// 8 processes x 50 locked increments of one session, each holding it
-/// 2 ms, on the extension's default lock settings: the final count and how
-/// many requests failed.
-fn contend_with_default_settings(h: Handler) -> (u32, usize) {
-    let ini = default_lock_ini(h);
-    let (ok, id) = php_ini(&ini, &["write", "seed", "n", "0"]);
+/// 2 ms, on the extension's default lock settings, process `i` through
+/// `handlers[i % len]` (the same extension on different nodes): the final
+/// count and how many requests failed.
+pub(crate) fn contend_with_default_settings(handlers: &[Handler]) -> (u32, usize) {
+    let h = handlers[0];
+    let (ok, id) = php_ini(h, &default_lock_ini(h), &["write", "seed", "n", "0"]);
     assert!(ok, "{id}");
     let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (ini, id) = (ini.clone(), id.clone());
+        .map(|i| {
+            let h = handlers[i % handlers.len()];
+            let (ini, id) = (default_lock_ini(h), id.clone());
             std::thread::spawn(move || {
-                let (ok, out) = php_ini(&ini, &["incr", &id, "50", "2"]);
+                let (ok, out) = php_ini(h, &ini, &["incr", &id, "50", "2"]);
                 assert!(ok, "{out}");
                 out.split("failed=")
                     .nth(1)
@@ -429,13 +434,13 @@ fn contend_with_default_settings(h: Handler) -> (u32, usize) {
         .into_iter()
         .map(|w| w.join().unwrap())
         .sum::<usize>();
-    let (ok, n) = php_ini(&ini, &["read", &id, "n"]);
+    let (ok, n) = php_ini(h, &default_lock_ini(h), &["read", &id, "n"]);
     assert!(ok, "{n}");
     (n.lines().next().unwrap_or("").parse().unwrap_or(0), failed)
 }
 
 /// Says a figure on the test run's own stderr (shown by `cargo test`).
-fn record(what: String) {
+pub(crate) fn record(what: String) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{what}");
 }
@@ -457,7 +462,7 @@ async fn default_lock_settings_lose_no_write_on_sessiond() {
         if !available(h) {
             continue;
         }
-        let (n, failed) = contend_with_default_settings(h);
+        let (n, failed) = contend_with_default_settings(&[h]);
         record(format!(
             "sessiond, {h:?}, default lock settings: n={n} of 400, {failed} failed requests"
         ));
@@ -466,7 +471,7 @@ async fn default_lock_settings_lose_no_write_on_sessiond() {
     if let Some((_redis, redis_port)) = start_peer(Peer::Redis) {
         let h = Handler::Redis(SocketAddr::from(([127, 0, 0, 1], redis_port)));
         if available(h) {
-            let (n, failed) = contend_with_default_settings(h);
+            let (n, failed) = contend_with_default_settings(&[h]);
             record(format!(
                 "real redis-server, default lock settings: n={n} of 400, {failed} failed requests"
             ));
@@ -479,7 +484,7 @@ async fn default_lock_settings_lose_no_write_on_sessiond() {
             binary: true,
         };
         if available(h) {
-            let (n, failed) = contend_with_default_settings(h);
+            let (n, failed) = contend_with_default_settings(&[h]);
             record(format!(
                 "real memcached, default lock settings: n={n} of 400, {failed} failed requests"
             ));

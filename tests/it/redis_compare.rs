@@ -414,6 +414,65 @@ async fn walks_cannot_be_queued_in_a_transaction() {
     assert_eq!(call(&mut c, &["GET", "k"]).await, V::Nil);
 }
 
+/// phpredis's lock keys in transactions and multi-key commands answer as
+/// on Redis: a lock taken inside MULTI, its owner read, a taken lock
+/// refused, a session and its lock deleted by one DEL — and the lock is
+/// really taken and released (another client sees it), on the cluster as
+/// on one node.
+#[tokio::test]
+async fn lock_keys_in_transactions_answer_as_redis_does() {
+    let Some(mut pair) = both().await else {
+        return;
+    };
+    const KEY: &str = "PHPREDIS_SESSION:tx1";
+    const LOCK: &str = "PHPREDIS_SESSION:tx1_LOCK";
+    pair.same(&[
+        &["SET", KEY, "n|i:1;"],
+        &["MULTI"],
+        &["SET", LOCK, "web1|1", "NX", "PX", "30000"],
+        &["GET", LOCK],
+        &["SET", LOCK, "web1|2", "NX", "PX", "30000"],
+        &["EXISTS", KEY, LOCK],
+        &["GET", KEY],
+        &["EXEC"],
+        &["MGET", KEY, LOCK],
+        &["SET", LOCK, "web1|3", "NX", "PX", "30000"],
+    ])
+    .await;
+    // The lock taken inside MULTI excludes another client, on both.
+    for c in [
+        &mut pair.server.client().await,
+        &mut Client::connect(pair.redis_addr).await.unwrap(),
+    ] {
+        let busy = call(c, &["SET", LOCK, "web2|1", "NX", "PX", "30000"]).await;
+        assert_eq!(busy, V::Nil, "the lock is held");
+    }
+    pair.same(&[
+        // The session and its lock in one DEL: both go.
+        &["DEL", KEY, LOCK],
+        &["EXISTS", KEY, LOCK],
+        &["MULTI"],
+        &["SET", LOCK, "web1|4", "NX", "PX", "30000"],
+        &["SET", KEY, "n|i:2;"],
+        &["DEL", LOCK],
+        &["SET", LOCK, "web1|5", "NX", "PX", "30000"],
+        &["GET", LOCK],
+        &["EXEC"],
+        &["GET", KEY],
+        &["DEL", LOCK, KEY],
+        &["MGET", KEY, LOCK],
+    ])
+    .await;
+    // Released: another client takes it at once, on both.
+    for c in [
+        &mut pair.server.client().await,
+        &mut Client::connect(pair.redis_addr).await.unwrap(),
+    ] {
+        let got = call(c, &["SET", LOCK, "web2|2", "NX", "PX", "30000"]).await;
+        assert_eq!(got, V::Simple("OK".into()), "the lock is free");
+    }
+}
+
 /// Every key of a SCAN walk (to cursor 0), sorted.
 async fn scan_all(c: &mut Client, opts: &[&str]) -> Vec<V> {
     let mut cursor = "0".to_string();

@@ -223,3 +223,31 @@ async fn long_timeouts_are_kept_and_longer_ones_capped_never_refused() {
     let info = String::from_utf8_lossy(&info);
     assert!(info.contains("capped_timeouts:3"), "{info}");
 }
+
+/// A lock key taken inside MULTI is the connection's like any other: when
+/// the connection closes it is released, and the next client gets it at
+/// once instead of after the 30 s lease (on the cluster too, where the
+/// transaction wrote the lock row).
+#[tokio::test]
+async fn a_lock_taken_in_a_transaction_goes_with_its_connection() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    assert_eq!(call(&mut a, &["MULTI"]).await, V::Simple("OK".into()));
+    call(&mut a, &["SET", LOCK, "web1|1", "NX", "PX", "30000"]).await;
+    assert_eq!(
+        call(&mut a, &["EXEC"]).await,
+        V::Array(vec![V::Simple("OK".into())])
+    );
+    let mut b = s.client().await;
+    let take = ["SET", LOCK, "web2|1", "NX", "PX", "30000"];
+    assert_eq!(call(&mut b, &take).await, V::Nil, "held by a");
+    drop(a);
+    let started = std::time::Instant::now();
+    while call(&mut b, &take).await != V::Simple("OK".into()) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the closed connection's lock was not released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

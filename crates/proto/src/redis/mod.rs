@@ -272,13 +272,16 @@ pub const COMMANDS: &[RedisCommand] = &[
     RedisCommand {
         names: &["DEL", "UNLINK"],
         parse: |name, a, keys, _| {
-            let commands = per_key(
+            let mut commands = per_key(
                 name,
                 a,
                 keys,
                 |id| Command::Destroy { id },
                 |id| Command::UnlockOwned { id, owner: None },
             )?;
+            // Locks first: a session destroyed takes its lock with it, so
+            // `DEL sess sess_LOCK` would count the lock as not there.
+            commands.sort_by_key(|c| !matches!(c, Command::UnlockOwned { .. }));
             one(commands, Render::Count)
         },
     },

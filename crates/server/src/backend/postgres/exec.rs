@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sessiond_core::fields::IndexFields;
-use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, Reply, SessionId};
+use sessiond_core::{
+    not_in_transaction, ClientHandle, Command, Engine, Error, Outcome, Reply, SessionId, Touches,
+};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
 
@@ -62,8 +64,15 @@ enum Route {
     Across,
     /// `REGENERATE`: a session and its lock under a new id.
     Regenerate,
-    /// Not available on this backend yet: the reason.
-    Refused(&'static str),
+    /// A transaction holding lock commands: its sessions, and the locks
+    /// among them (both sorted, without repeats).
+    Transaction {
+        ids: Vec<SessionId>,
+        lock_ids: Vec<SessionId>,
+    },
+    /// Refused: what is not available on this backend yet, or the
+    /// engine's own refusal.
+    Refused(Result<&'static str, Error>),
 }
 
 impl PgTenant {
@@ -180,10 +189,21 @@ impl PgTenant {
             Route::Info => self.info(client, cmd).await,
             Route::Across => self.across(client, cmd).await,
             Route::Regenerate => self.regenerate(client, cmd).await,
+            Route::Transaction { ids, lock_ids } => match cmd {
+                Command::Exec { watched, commands } => {
+                    self.transaction(client, watched, commands, ids, lock_ids)
+                        .await
+                }
+                other => Err(Error::InvalidArgument(format!(
+                    "{} is not a transaction",
+                    other.name()
+                ))),
+            },
             Route::Lock => return self.lock_command(client, cmd).await,
-            Route::Refused(what) => Err(Error::InvalidArgument(format!(
+            Route::Refused(Ok(what)) => Err(Error::InvalidArgument(format!(
                 "{what} is not available on storage = \"postgres\" yet"
             ))),
+            Route::Refused(Err(e)) => Err(e),
         };
         Done::Reply(reply)
     }
@@ -624,6 +644,11 @@ fn stripe_of(id: &[u8]) -> usize {
     (h % STRIPES as u64) as usize
 }
 
+/// Whether `cmd` works on a lock row.
+pub(super) fn is_lock_command(cmd: &Command) -> bool {
+    matches!(route(cmd), Route::Lock)
+}
+
 /// Where each command runs. Every variant is listed: a new command does
 /// not compile until it has its route.
 fn route(cmd: &Command) -> Route {
@@ -659,21 +684,40 @@ fn route(cmd: &Command) -> Route {
         Command::Uniq { .. } => Route::Uniq,
         Command::Exec { watched, commands } => {
             let mut ids: Vec<SessionId> = watched.iter().map(|(id, _)| id.clone()).collect();
+            let mut lock_ids = Vec::new();
             for c in commands {
+                if let Touches::Unsure = c.touches() {
+                    // The engine's own refusal, word for word.
+                    return Route::Refused(Err(not_in_transaction(c.name())));
+                }
                 match route(c) {
                     Route::Node => {}
                     Route::Sessions(more) => ids.extend(more),
-                    Route::Uniq => return Route::Refused("UNIQ in a transaction"),
-                    Route::Info => return Route::Refused("INFO in a transaction"),
-                    Route::Across => {
-                        return Route::Refused("a command across sessions in a transaction")
+                    Route::Lock => {
+                        if let Touches::One(id) = c.touches() {
+                            ids.push(id.clone());
+                            lock_ids.push(id.clone());
+                        }
                     }
-                    Route::Regenerate => return Route::Refused("REGENERATE in a transaction"),
-                    Route::Lock => return Route::Refused("a lock command in a transaction"),
-                    Route::Refused(what) => return Route::Refused(what),
+                    Route::Info | Route::Across | Route::Regenerate => {
+                        return Route::Refused(Ok(
+                            "INFO, DBSIZE, FLUSHALL or REGENERATE in a transaction",
+                        ))
+                    }
+                    Route::Uniq | Route::Transaction { .. } => {
+                        return Route::Refused(Err(not_in_transaction(c.name())))
+                    }
+                    Route::Refused(why) => return Route::Refused(why),
                 }
             }
-            Route::Sessions(ids)
+            if lock_ids.is_empty() {
+                return Route::Sessions(ids);
+            }
+            for v in [&mut ids, &mut lock_ids] {
+                v.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                v.dedup();
+            }
+            Route::Transaction { ids, lock_ids }
         }
         Command::Count { .. }
         | Command::List { .. }

@@ -11,11 +11,13 @@
 //! this node; whoever releases hands the lock to the head of the queue in
 //! the same write and wakes the waiter's node.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use sessiond_core::{ClientHandle, Command, Error, LockMode, Reply, SessionId, NEVER};
 
 use super::exec::PgTenant;
-use super::locks::{Asked, Handed, LockRow};
+use super::locks::{Asked, Handed, LockRow, Party};
 use super::outcome::{ClusterWait, Done, LockWrite, Then, Write};
 use super::pool::DbError;
 use super::row;
@@ -29,6 +31,27 @@ struct Ask {
     owner: Option<Bytes>,
     require_session: bool,
     then: Then,
+}
+
+impl Ask {
+    /// A door's request for a lock key (`SET … NX`, memcached's `add`).
+    fn key(
+        config: &sessiond_core::EngineConfig,
+        owner: Bytes,
+        lease_ms: Option<u64>,
+        wait_ms: Option<u64>,
+    ) -> Self {
+        Ask {
+            mode: LockMode::Write,
+            wait_ms: wait_ms.unwrap_or(config.door_lock_wait_ms),
+            // No expiry asked for: held until released, or until the
+            // connection (or its node) ends.
+            lease_ms: Some(lease_ms.unwrap_or(NEVER)),
+            owner: Some(owner),
+            require_session: false,
+            then: Then::Key,
+        }
+    }
 }
 
 /// How a request came out at once.
@@ -58,7 +81,30 @@ pub(super) struct Op<'a> {
     keep_session: bool,
 }
 
-impl Op<'_> {
+impl<'a> Op<'a> {
+    /// An operation on `row`, read for `tenant`, at `now`: expired leases
+    /// and dead nodes' holds are dropped and the lock handed on first.
+    pub(super) fn new(row: &'a mut LockRow, now: u64, tenant: &'a PgTenant) -> Self {
+        let mut op = Op {
+            row,
+            handed: Vec::new(),
+            now,
+            tenant,
+            keep_session: true,
+        };
+        let cluster = &tenant.cluster;
+        if op.row.expire(now, &|p| cluster.is_alive(p, now)) {
+            op.pump();
+        }
+        op
+    }
+
+    /// Who the operation handed the lock to, and whether the session's
+    /// changes are to be written.
+    pub(super) fn finish(self) -> (Vec<Handed>, bool) {
+        (self.handed, self.keep_session)
+    }
+
     /// Grants the head of the queue as far as the rules allow.
     fn pump(&mut self) {
         let cluster = &self.tenant.cluster;
@@ -121,156 +167,30 @@ impl PgTenant {
                 lease_ms,
                 wait_ms,
             } => {
-                let ask = Ask {
-                    mode: LockMode::Write,
-                    wait_ms: wait_ms.unwrap_or(config.door_lock_wait_ms),
-                    // No expiry asked for: held until released, or until
-                    // the connection (or its node) ends.
-                    lease_ms: Some(lease_ms.unwrap_or(NEVER)),
-                    owner: Some(owner),
-                    require_session: false,
-                    then: Then::Key,
-                };
+                let ask = Ask::key(config, owner, lease_ms, wait_ms);
                 return self.acquire(client, id, ask).await;
             }
-            Command::Unlock { id, key } => {
-                self.on_lock(&id, false, |op| {
-                    if op.row.release(key) {
-                        op.pump();
-                        Ok(Reply::Ok)
-                    } else {
-                        Err(Error::StaleKey {
-                            id: id.clone(),
-                            key,
-                        })
-                    }
-                })
-                .await
-            }
-            Command::UnlockOwned { id, owner } => {
+            Command::Close { ref id, .. } => {
+                let id = id.clone();
                 let party = self.cluster.party(client.id());
-                self.on_lock(&id, false, |op| {
-                    let keys: Vec<u64> = op
-                        .row
-                        .holders
-                        .iter()
-                        .filter(|h| match &owner {
-                            Some(o) => h.owner.as_ref() == Some(o),
-                            None => h.party == party,
-                        })
-                        .map(|h| h.key)
-                        .collect();
-                    if keys.is_empty() && !op.row.holders.is_empty() {
-                        op.tenant.engine.note_refused_unlock();
-                    }
-                    let mut released = false;
-                    for k in keys {
-                        released |= op.row.release(k);
-                    }
-                    op.pump();
-                    Ok(Reply::Int(i64::from(released)))
-                })
-                .await
+                self.on_lock(&id, true, |op| at_once(op, &party, cmd.clone()))
+                    .await
             }
-            Command::LockOwner { id } => {
-                self.on_lock(&id, false, |op| {
-                    Ok(op
-                        .row
-                        .holders
-                        .iter()
-                        .find_map(|h| h.owner.clone())
-                        .map_or(Reply::Nil, Reply::Bulk))
-                })
-                .await
+            Command::Unlock { ref id, .. }
+            | Command::UnlockOwned { ref id, .. }
+            | Command::LockOwner { ref id }
+            | Command::Commit { ref id, .. } => {
+                let id = id.clone();
+                let party = self.cluster.party(client.id());
+                self.on_lock(&id, false, |op| at_once(op, &party, cmd.clone()))
+                    .await
             }
-            Command::Commit { id, key } => {
-                self.on_lock(&id, false, |op| {
-                    let held = op.row.downgrade(key);
-                    op.pump();
-                    if held {
-                        Ok(Reply::Ok)
-                    } else {
-                        Err(Error::StaleKey {
-                            id: id.clone(),
-                            key,
-                        })
-                    }
-                })
-                .await
-            }
-            Command::Close {
-                id,
-                key,
-                data,
-                sets,
-            } => self.close(&id, key, data, sets).await,
             other => Err(Error::InvalidArgument(format!(
                 "{} is not a lock command",
                 other.name()
             ))),
         };
         Done::Reply(reply)
-    }
-
-    /// `CLOSE`: writes, then unlocks, in one statement; refused as a whole
-    /// if `key` does not hold the lock, or holds it only for reading and
-    /// there is something to write.
-    async fn close(
-        &self,
-        id: &SessionId,
-        key: u64,
-        data: Option<Bytes>,
-        sets: Vec<(Bytes, Bytes)>,
-    ) -> Result<Reply, Error> {
-        self.on_lock(id, true, |op| {
-            let stale = || Error::StaleKey {
-                id: id.clone(),
-                key,
-            };
-            let mode = op.row.holder(key).ok_or_else(stale)?.mode;
-            let writes = data.is_some() || !sets.is_empty();
-            if writes {
-                if mode == LockMode::Read {
-                    return Err(Error::ReadOnlyLock {
-                        id: id.clone(),
-                        key,
-                    });
-                }
-                let live = op
-                    .tenant
-                    .engine
-                    .stored(id)
-                    .is_some_and(|s| s.deadline_ms() > op.now);
-                if !live {
-                    op.row.release(key);
-                    op.pump();
-                    return Err(Error::NoSession(id.clone()));
-                }
-                let mut written = Ok(Reply::Ok);
-                if !sets.is_empty() {
-                    written = op.run(Command::SetAll {
-                        id: id.clone(),
-                        pairs: sets.clone(),
-                    });
-                }
-                if let (Ok(_), Some(d)) = (&written, &data) {
-                    written = op.run(Command::SetData {
-                        id: id.clone(),
-                        data: d.clone(),
-                    });
-                }
-                if let Err(e) = written {
-                    // Refused whole, the lock still held: the client can
-                    // write less.
-                    op.keep_session = false;
-                    return Err(e);
-                }
-            }
-            op.row.release(key);
-            op.pump();
-            Ok(Reply::Ok)
-        })
-        .await
     }
 
     /// `LOCK`, `OPEN` and the doors' lock keys: granted at once, refused
@@ -283,64 +203,13 @@ impl PgTenant {
             Ok(l) => l,
             Err(e) => return Done::Reply(Err(e)),
         };
-        let max_waiters = self.engine.config().max_lock_waiters;
         let waiting = (ask.wait_ms > 0).then(|| self.cluster.waits.register());
         let seq = waiting.as_ref().map(|(s, _)| *s);
         let noted = self.note_lock(client, &id);
         let party = self.cluster.party(client.id());
         let started_ms = self.engine.now_ms();
         let got = self
-            .on_lock(&id, true, |op| {
-                if let Then::Open { create: true } = ask.then {
-                    match op.run(Command::Create {
-                        id: id.clone(),
-                        class: None,
-                        data: None,
-                        timeout_ms: None,
-                    }) {
-                        Ok(_) | Err(Error::Exists(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                if ask.require_session {
-                    op.run(Command::Touch { id: id.clone() })?;
-                }
-                let fresh = op.row.holders.is_empty() && op.row.waiters.is_empty();
-                op.tenant
-                    .engine
-                    .room_for_lock(&id, fresh, ask.owner.as_ref(), seq.is_some())?;
-                if seq.is_some() && op.row.waiters.len() >= max_waiters {
-                    return Err(Error::LimitExceeded {
-                        what: "the number of lock requests queued on the session",
-                        got: op.row.waiters.len() as u64 + 1,
-                        limit: max_waiters as u64,
-                    });
-                }
-                let now = op.now;
-                let tenant = op.tenant;
-                let mut key = |above| tenant.cluster.take_key(above);
-                let asked = op.row.ask(
-                    ask.mode,
-                    party.clone(),
-                    lease,
-                    ask.owner.clone(),
-                    seq,
-                    now,
-                    &mut key,
-                );
-                match asked {
-                    Asked::Granted(k) => Ok(Got::Reply(match ask.then {
-                        Then::Key => Reply::Key(k),
-                        Then::Open { .. } => opened(op, &id, k)?,
-                    })),
-                    Asked::Busy => Err(Error::Locked {
-                        id: id.clone(),
-                        mode: op.row.mode().unwrap_or(ask.mode),
-                        waited_ms: 0,
-                    }),
-                    Asked::Queued => Ok(Got::Queued(op.row.next_expiry_ms())),
-                }
-            })
+            .on_lock(&id, true, |op| request(op, &id, &ask, &party, lease, seq))
             .await;
         match (got, waiting) {
             (Ok(Got::Queued(next_expiry_ms)), Some((seq, rx))) => Done::Wait(ClusterWait {
@@ -573,7 +442,7 @@ impl PgTenant {
 
     /// Remembers that `client` may hold or await the lock of `id`;
     /// whether that is new.
-    fn note_lock(&self, client: &ClientHandle, id: &SessionId) -> bool {
+    pub(super) fn note_lock(&self, client: &ClientHandle, id: &SessionId) -> bool {
         self.lock_ids
             .lock()
             .entry(client.id())
@@ -630,19 +499,9 @@ impl PgTenant {
                 .map_err(DbError::into_error)?;
             let before = row.clone();
             let now = self.engine.now_ms();
-            let mut o = Op {
-                row: &mut row,
-                handed: Vec::new(),
-                now,
-                tenant: self,
-                keep_session: true,
-            };
-            let cluster = &self.cluster;
-            if o.row.expire(now, &|p| cluster.is_alive(p, now)) {
-                o.pump();
-            }
+            let mut o = Op::new(&mut row, now, self);
             let result = op(&mut o);
-            let (handed, keep_session) = (std::mem::take(&mut o.handed), o.keep_session);
+            let (handed, keep_session) = o.finish();
             let mut session = None;
             if with_session {
                 let mut writes = self.collect_writes(ids, &[rev]);
@@ -702,22 +561,35 @@ impl PgTenant {
 
     /// The lock row of `id` (an empty one at revision 0 if there is none).
     pub(super) async fn load_lock(&self, id: &SessionId) -> Result<LockRow, DbError> {
+        let mut rows = self.load_locks(std::slice::from_ref(id)).await?;
+        Ok(rows.remove(id).unwrap_or_default())
+    }
+
+    /// The lock rows of `ids`, in one statement (empty ones at revision 0
+    /// for those that have none).
+    pub(super) async fn load_locks(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<HashMap<SessionId, LockRow>, DbError> {
         let tenant = self.name.as_str();
-        let key = id.as_bytes();
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let rows = self
             .cluster
             .pool
-            .run(|c| async move {
-                let keys = [key];
-                Ok(c.client
-                    .query(&c.st.load_locks, &[&tenant, &&keys[..]])
-                    .await?)
-            })
+            .run(|c| async move { Ok(c.client.query(&c.st.load_locks, &[&tenant, &keys]).await?) })
             .await?;
-        let Some(r) = rows.first() else {
-            return Ok(LockRow::default());
-        };
-        decode_lock(r).map_err(DbError::Failed)
+        let mut out: HashMap<SessionId, LockRow> = ids
+            .iter()
+            .map(|id| (id.clone(), LockRow::default()))
+            .collect();
+        for r in &rows {
+            let id: Vec<u8> = r.try_get(0)?;
+            out.insert(
+                SessionId::new(Bytes::from(id)),
+                decode_lock(r).map_err(DbError::Failed)?,
+            );
+        }
+        Ok(out)
     }
 
     /// For sessions a command removed: their lock rows, emptied — holders
@@ -729,7 +601,8 @@ impl PgTenant {
                 .session
                 .as_ref()
                 .is_some_and(|s| s.session.is_none() && s.rev != 0);
-            if !removed {
+            // A lock row written with the removal already was emptied.
+            if !removed || w.lock.is_some() {
                 continue;
             }
             let mut row = self.load_lock(&w.id).await?;
@@ -744,18 +617,229 @@ impl PgTenant {
                 .collect();
             row.holders.clear();
             let mut lw = self.lock_write(&w.id, &before, row, Vec::new(), false);
-            for (node, seq) in told {
-                if node == self.cluster.node() {
-                    lw.local.push((seq, Woken::Destroyed));
-                } else {
-                    lw.remote
-                        .push((wake::channel(&node), wake::payload(seq, Woken::Destroyed)));
-                }
-            }
+            self.tell_destroyed(&mut lw, told);
             w.lock = Some(lw);
         }
         Ok(())
     }
+
+    /// Adds to `lw` the wake-ups of the requests `told` (node, request)
+    /// that their session is gone.
+    pub(super) fn tell_destroyed(&self, lw: &mut LockWrite, told: Vec<(String, u64)>) {
+        for (node, seq) in told {
+            if node == self.cluster.node() {
+                lw.local.push((seq, Woken::Destroyed));
+            } else {
+                lw.remote
+                    .push((wake::channel(&node), wake::payload(seq, Woken::Destroyed)));
+            }
+        }
+    }
+}
+
+/// A request for the lock of `id` on its row (the session, when the
+/// request needs one, in the working copy): granted, refused as busy, or
+/// queued as `seq` (None: it does not wait).
+fn request(
+    op: &mut Op<'_>,
+    id: &SessionId,
+    ask: &Ask,
+    party: &Party,
+    lease: u64,
+    seq: Option<u64>,
+) -> Result<Got, Error> {
+    if let Then::Open { create: true } = ask.then {
+        match op.run(Command::Create {
+            id: id.clone(),
+            class: None,
+            data: None,
+            timeout_ms: None,
+        }) {
+            Ok(_) | Err(Error::Exists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if ask.require_session {
+        op.run(Command::Touch { id: id.clone() })?;
+    }
+    let fresh = op.row.holders.is_empty() && op.row.waiters.is_empty();
+    op.tenant
+        .engine
+        .room_for_lock(id, fresh, ask.owner.as_ref(), seq.is_some())?;
+    let max_waiters = op.tenant.engine.config().max_lock_waiters;
+    if seq.is_some() && op.row.waiters.len() >= max_waiters {
+        return Err(Error::LimitExceeded {
+            what: "the number of lock requests queued on the session",
+            got: op.row.waiters.len() as u64 + 1,
+            limit: max_waiters as u64,
+        });
+    }
+    let now = op.now;
+    let tenant = op.tenant;
+    let mut key = |above| tenant.cluster.take_key(above);
+    let asked = op.row.ask(
+        ask.mode,
+        party.clone(),
+        lease,
+        ask.owner.clone(),
+        seq,
+        now,
+        &mut key,
+    );
+    match asked {
+        Asked::Granted(k) => Ok(Got::Reply(match ask.then {
+            Then::Key => Reply::Key(k),
+            Then::Open { .. } => opened(op, id, k)?,
+        })),
+        Asked::Busy => Err(Error::Locked {
+            id: id.clone(),
+            mode: op.row.mode().unwrap_or(ask.mode),
+            waited_ms: 0,
+        }),
+        Asked::Queued => Ok(Got::Queued(op.row.next_expiry_ms())),
+    }
+}
+
+/// A door's request for a lock key inside a transaction: granted at once
+/// or refused as taken, never queued.
+pub(super) fn lock_key_now(
+    op: &mut Op<'_>,
+    id: &SessionId,
+    owner: Bytes,
+    lease_ms: Option<u64>,
+    wait_ms: Option<u64>,
+    party: &Party,
+) -> Result<Reply, Error> {
+    let engine = &op.tenant.engine;
+    let ask = Ask::key(engine.config(), owner, lease_ms, wait_ms);
+    let lease = engine.lock_terms(id, ask.wait_ms, ask.lease_ms, ask.owner.as_ref())?;
+    match request(op, id, &ask, party, lease, None)? {
+        Got::Reply(r) => Ok(r),
+        Got::Queued(_) => Err(Error::Locked {
+            id: id.clone(),
+            mode: LockMode::Write,
+            waited_ms: 0,
+        }),
+    }
+}
+
+/// The lock commands that answer at once, on their row (and, for
+/// `CLOSE`, the session in the working copy): `UNLOCK`, `COMMIT`,
+/// `CLOSE`, and the doors' release and owner of a lock key.
+pub(super) fn at_once(op: &mut Op<'_>, party: &Party, cmd: Command) -> Result<Reply, Error> {
+    match cmd {
+        Command::Unlock { id, key } => {
+            if op.row.release(key) {
+                op.pump();
+                Ok(Reply::Ok)
+            } else {
+                Err(Error::StaleKey { id, key })
+            }
+        }
+        Command::UnlockOwned { owner, .. } => {
+            let keys: Vec<u64> = op
+                .row
+                .holders
+                .iter()
+                .filter(|h| match &owner {
+                    Some(o) => h.owner.as_ref() == Some(o),
+                    None => &h.party == party,
+                })
+                .map(|h| h.key)
+                .collect();
+            if keys.is_empty() && !op.row.holders.is_empty() {
+                op.tenant.engine.note_refused_unlock();
+            }
+            let mut released = false;
+            for k in keys {
+                released |= op.row.release(k);
+            }
+            op.pump();
+            Ok(Reply::Int(i64::from(released)))
+        }
+        Command::LockOwner { .. } => Ok(op
+            .row
+            .holders
+            .iter()
+            .find_map(|h| h.owner.clone())
+            .map_or(Reply::Nil, Reply::Bulk)),
+        Command::Commit { id, key } => {
+            let held = op.row.downgrade(key);
+            op.pump();
+            if held {
+                Ok(Reply::Ok)
+            } else {
+                Err(Error::StaleKey { id, key })
+            }
+        }
+        Command::Close {
+            id,
+            key,
+            data,
+            sets,
+        } => close(op, &id, key, data, sets),
+        other => Err(Error::InvalidArgument(format!(
+            "{} does not answer at once on a lock",
+            other.name()
+        ))),
+    }
+}
+
+/// `CLOSE`: writes, then unlocks, in one statement; refused as a whole if
+/// `key` does not hold the lock, or holds it only for reading and there is
+/// something to write.
+fn close(
+    op: &mut Op<'_>,
+    id: &SessionId,
+    key: u64,
+    data: Option<Bytes>,
+    sets: Vec<(Bytes, Bytes)>,
+) -> Result<Reply, Error> {
+    let stale = || Error::StaleKey {
+        id: id.clone(),
+        key,
+    };
+    let mode = op.row.holder(key).ok_or_else(stale)?.mode;
+    if data.is_some() || !sets.is_empty() {
+        if mode == LockMode::Read {
+            return Err(Error::ReadOnlyLock {
+                id: id.clone(),
+                key,
+            });
+        }
+        let live = op
+            .tenant
+            .engine
+            .stored(id)
+            .is_some_and(|s| s.deadline_ms() > op.now);
+        if !live {
+            op.row.release(key);
+            op.pump();
+            return Err(Error::NoSession(id.clone()));
+        }
+        let mut written = Ok(Reply::Ok);
+        if !sets.is_empty() {
+            written = op.run(Command::SetAll {
+                id: id.clone(),
+                pairs: sets,
+            });
+        }
+        if let (Ok(_), Some(data)) = (&written, data) {
+            written = op.run(Command::SetData {
+                id: id.clone(),
+                data,
+            });
+        }
+        if let Err(e) = written {
+            // Refused whole, the lock still held: the client can write
+            // less.
+            op.keep_session = false;
+            return Err(e);
+        }
+    }
+    op.row.release(key);
+    op.pump();
+    Ok(Reply::Ok)
 }
 
 /// `OPEN`'s answer for a grant of `key`: the session touched, its data

@@ -23,6 +23,7 @@ mod row;
 mod schema;
 mod statements;
 mod tls;
+mod transaction;
 mod wake;
 
 use std::collections::HashMap;
