@@ -46,6 +46,9 @@ pub(crate) struct PgTenant {
     /// working copy moved is never counted twice or lost by a read that
     /// raced a command. Never taken twice by one task.
     pub(super) gate: tokio::sync::RwLock<()>,
+    /// Lock requests to take back when the database answers again: id and
+    /// request number (see [`PgTenant::settle_orphans`]).
+    pub(super) orphans: parking_lot::Mutex<Vec<(SessionId, u64)>>,
 }
 
 /// Where a command runs.
@@ -90,6 +93,7 @@ impl PgTenant {
             lock_ids: parking_lot::Mutex::new(HashMap::new()),
             figures_read_ms: std::sync::atomic::AtomicU64::new(0),
             gate: tokio::sync::RwLock::new(()),
+            orphans: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -97,6 +101,9 @@ impl PgTenant {
     /// the tenant's figures read again once a heartbeat.
     pub(crate) async fn tick(&self) {
         self.engine.drop_stale_deadlines();
+        if !self.orphans.lock().is_empty() {
+            self.settle_orphans().await;
+        }
         let now = self.engine.now_ms();
         let last = self
             .figures_read_ms

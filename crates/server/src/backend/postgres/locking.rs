@@ -204,7 +204,10 @@ impl PgTenant {
             Err(e) => return Done::Reply(Err(e)),
         };
         let waiting = (ask.wait_ms > 0).then(|| self.cluster.waits.register());
-        let seq = waiting.as_ref().map(|(s, _)| *s);
+        let seq = match &waiting {
+            Some((s, _)) => (*s, true),
+            None => (self.cluster.waits.number(), false),
+        };
         let noted = self.note_lock(client, &id);
         let party = self.cluster.party(client.id());
         let started_ms = self.engine.now_ms();
@@ -221,12 +224,20 @@ impl PgTenant {
                 wait_ms: ask.wait_ms,
                 started_ms,
                 next_expiry_ms,
+                party,
+                lease_ms: lease,
+                owner: ask.owner,
+                require_session: ask.require_session,
             }),
             (got, waiting) => {
                 if let Some((seq, _)) = waiting {
                     self.cluster.waits.forget(seq);
                 }
-                if noted && !matches!(got, Ok(Got::Reply(_))) {
+                if let Err(Error::Unavailable(_)) = &got {
+                    // The database may have taken the request before the
+                    // link failed: it is settled once it answers again.
+                    self.orphan(&id, seq.0);
+                } else if noted && !matches!(got, Ok(Got::Reply(_))) {
                     self.unnote_lock(client, &id);
                 }
                 Done::Reply(match got {
@@ -247,11 +258,29 @@ impl PgTenant {
     /// one came meanwhile, or `LOCKED`). Cancel-safe: dropped and called
     /// again, it goes on waiting.
     pub(crate) async fn wait(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
+        let r = self.wait_for(w).await;
+        self.orphan_if_unsure(w, &r);
+        r
+    }
+
+    /// A request the client was told failed because the database did not
+    /// answer may still be queued in its row, or granted meanwhile: it is
+    /// noted, to be taken out (or the grant given back) once the database
+    /// answers again — else it would be granted to no one and block the
+    /// lock for a whole lease.
+    fn orphan_if_unsure<T>(&self, w: &ClusterWait, r: &Result<T, Error>) {
+        if let Err(Error::Unavailable(_)) = r {
+            self.cluster.waits.forget(w.seq);
+            self.orphan(&w.id, w.seq);
+        }
+    }
+
+    async fn wait_for(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
         loop {
             let now = self.engine.now_ms();
             let deadline = w.started_ms.saturating_add(w.wait_ms);
             if now >= deadline {
-                return self.give_up(w).await;
+                return self.give_up_now(w).await;
             }
             let mut next = now.saturating_add(RECHECK_MS).min(deadline);
             if let Some(e) = w.next_expiry_ms {
@@ -295,11 +324,55 @@ impl PgTenant {
                     })
                 })
                 .await?;
-            if !matches!(seen, Seen::Gone) || !self.follow(w).await? {
+            if !matches!(seen, Seen::Gone) {
                 return Ok(seen);
+            }
+            if !self.follow(w).await? {
+                return self.queue_again(w).await;
             }
         }
         Ok(Seen::Gone)
+    }
+
+    /// A waiter missing from its row, which was not renamed: gone with its
+    /// session — or dropped while the session lives on (its node was taken
+    /// for dead while cut off from the database, or the database lost the
+    /// write that queued it in a crash). Then it is queued again, at the
+    /// back, and goes on waiting for what is left of its time.
+    async fn queue_again(&self, w: &ClusterWait) -> Result<Seen, Error> {
+        let (node, seq) = (self.cluster.node().to_string(), w.seq);
+        self.on_lock(&w.id, w.require_session, |op| {
+            if let Some(h) = op.row.granted_to(&node, seq) {
+                return Ok(Seen::Granted(h.key));
+            }
+            if op.row.is_queued(&node, seq) {
+                return Ok(Seen::Waiting(op.row.next_expiry_ms()));
+            }
+            let live = op
+                .tenant
+                .engine
+                .stored(&w.id)
+                .is_some_and(|s| s.deadline_ms() > op.now);
+            if w.require_session && !live {
+                return Ok(Seen::Gone);
+            }
+            let (now, tenant) = (op.now, op.tenant);
+            let mut key = |above| tenant.cluster.take_key(above);
+            let asked = op.row.ask(
+                w.mode,
+                w.party.clone(),
+                w.lease_ms,
+                w.owner.clone(),
+                (seq, true),
+                now,
+                &mut key,
+            );
+            Ok(match asked {
+                Asked::Granted(k) => Seen::Granted(k),
+                Asked::Queued | Asked::Busy => Seen::Waiting(op.row.next_expiry_ms()),
+            })
+        })
+        .await
     }
 
     /// A queued request that was granted `key`: its answer.
@@ -343,6 +416,12 @@ impl PgTenant {
     /// Ends a queued request whose wait ran out (or the server stops):
     /// the grant if one came meanwhile, else `LOCKED`.
     pub(crate) async fn give_up(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
+        let r = self.give_up_now(w).await;
+        self.orphan_if_unsure(w, &r);
+        r
+    }
+
+    async fn give_up_now(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
         let (node, seq) = (self.cluster.node().to_string(), w.seq);
         let waited_ms = self.engine.now_ms().saturating_sub(w.started_ms);
         let mut outcome = Ok(None);
@@ -388,21 +467,50 @@ impl PgTenant {
         let (node, seq) = (self.cluster.node().to_string(), w.seq);
         self.cluster.waits.forget(seq);
         for _ in 0..super::rename::MAX_HOPS {
-            let mut here = false;
-            let _ = self
-                .on_lock(&w.id, false, |op| {
-                    here = op.row.cancel(&node, seq);
-                    if let Some(key) = op.row.granted_to(&node, seq).map(|h| h.key) {
-                        op.row.release(key);
-                        here = true;
-                    }
-                    op.pump();
-                    Ok(())
-                })
-                .await;
-            if here || !self.follow(w).await.unwrap_or(false) {
-                break;
+            let here = self.on_lock(&w.id, false, |op| Ok(take_back(op, &node, seq)));
+            match here.await {
+                Ok(true) => break,
+                Ok(false) if self.follow(w).await.unwrap_or(false) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    self.orphan(&w.id, seq);
+                    break;
+                }
             }
+        }
+    }
+
+    /// Notes request `seq` of this node on the lock of `id` as to be taken
+    /// back (see [`PgTenant::settle_orphans`]).
+    pub(super) fn orphan(&self, id: &SessionId, seq: u64) {
+        let mut orphans = self.orphans.lock();
+        if orphans.len() >= MAX_ORPHANS {
+            // Past this, the leases and the waits' own ends free them.
+            tracing::warn!(id = %id, "too many lock requests to take back; this one is left to its lease");
+            return;
+        }
+        orphans.push((id.clone(), seq));
+    }
+
+    /// Takes back the requests the database may have kept when it stopped
+    /// answering (queued, or granted to a client told it failed), once it
+    /// answers again; those it still does not answer for are kept.
+    pub(super) async fn settle_orphans(&self) {
+        let orphans = std::mem::take(&mut *self.orphans.lock());
+        let node = self.cluster.node().to_string();
+        let mut left = Vec::new();
+        for (id, seq) in orphans {
+            if !left.is_empty() {
+                left.push((id, seq));
+                continue;
+            }
+            let settled = self.on_lock(&id, false, |op| Ok(take_back(op, &node, seq)));
+            if settled.await.is_err() {
+                left.push((id, seq));
+            }
+        }
+        if !left.is_empty() {
+            self.orphans.lock().extend(left);
         }
     }
 
@@ -479,15 +587,14 @@ impl PgTenant {
         let _gate = self.gate.read().await;
         for _ in 0..super::exec::MAX_ATTEMPTS {
             let (loaded, lock) = if with_session {
-                let (s, l) = tokio::join!(self.load(ids), self.load_lock(id));
-                (Some(s.map_err(DbError::into_error)?), l)
+                let (s, l) = self.load_with_lock(id).await.map_err(DbError::into_error)?;
+                (Some(s), l)
             } else {
-                (None, self.load_lock(id).await)
+                (None, self.load_lock(id).await.map_err(DbError::into_error)?)
             };
-            let mut row = lock.map_err(DbError::into_error)?;
+            let mut row = lock;
             let mut rev = 0;
-            if let Some(mut loaded) = loaded {
-                let l = loaded.remove(id);
+            if let Some(l) = loaded {
                 rev = l.as_ref().map_or(0, |l| l.rev);
                 self.engine.load(id, l.map(|l| l.session));
                 self.changes.take(id);
@@ -565,6 +672,36 @@ impl PgTenant {
         Ok(rows.remove(id).unwrap_or_default())
     }
 
+    /// The session `id` (None: there is no row) and its lock row, in one
+    /// statement, so both are as of one moment: a lock seen released
+    /// comes with the data its last holder wrote.
+    pub(super) async fn load_with_lock(
+        &self,
+        id: &SessionId,
+    ) -> Result<(Option<row::Loaded>, LockRow), DbError> {
+        let tenant = self.name.as_str();
+        let key = id.as_bytes();
+        let r = self
+            .cluster
+            .pool
+            .run(|c| async move {
+                Ok(c.client
+                    .query_one(&c.st.load_with_lock, &[&tenant, &key])
+                    .await?)
+            })
+            .await?;
+        let lock = match r.try_get::<_, Option<Vec<u8>>>(0)? {
+            Some(_) => decode_lock(&r).map_err(DbError::Failed)?,
+            None => LockRow::default(),
+        };
+        let at = super::statements::LOCK_COLUMNS.split(", ").count();
+        let session = match r.try_get::<_, Option<Vec<u8>>>(at)? {
+            Some(_) => Some(row::decode_at(&r, at).map_err(DbError::Failed)?.1),
+            None => None,
+        };
+        Ok((session, lock))
+    }
+
     /// The lock rows of `ids`, in one statement (empty ones at revision 0
     /// for those that have none).
     pub(super) async fn load_locks(
@@ -637,6 +774,21 @@ impl PgTenant {
     }
 }
 
+/// How many requests a tenant's node keeps to take back at most.
+const MAX_ORPHANS: usize = 10_000;
+
+/// Takes request `seq` of `node` out of the row: out of the queue, or its
+/// grant given back. Whether it was there.
+fn take_back(op: &mut Op<'_>, node: &str, seq: u64) -> bool {
+    let mut here = op.row.cancel(node, seq);
+    if let Some(key) = op.row.granted_to(node, seq).map(|h| h.key) {
+        op.row.release(key);
+        here = true;
+    }
+    op.pump();
+    here
+}
+
 /// A request for the lock of `id` on its row (the session, when the
 /// request needs one, in the working copy): granted, refused as busy, or
 /// queued as `seq` (None: it does not wait).
@@ -646,7 +798,7 @@ fn request(
     ask: &Ask,
     party: &Party,
     lease: u64,
-    seq: Option<u64>,
+    (seq, wait): (u64, bool),
 ) -> Result<Got, Error> {
     if let Then::Open { create: true } = ask.then {
         match op.run(Command::Create {
@@ -665,9 +817,9 @@ fn request(
     let fresh = op.row.holders.is_empty() && op.row.waiters.is_empty();
     op.tenant
         .engine
-        .room_for_lock(id, fresh, ask.owner.as_ref(), seq.is_some())?;
+        .room_for_lock(id, fresh, ask.owner.as_ref(), wait)?;
     let max_waiters = op.tenant.engine.config().max_lock_waiters;
-    if seq.is_some() && op.row.waiters.len() >= max_waiters {
+    if wait && op.row.waiters.len() >= max_waiters {
         return Err(Error::LimitExceeded {
             what: "the number of lock requests queued on the session",
             got: op.row.waiters.len() as u64 + 1,
@@ -682,7 +834,7 @@ fn request(
         party.clone(),
         lease,
         ask.owner.clone(),
-        seq,
+        (seq, wait),
         now,
         &mut key,
     );
@@ -713,7 +865,8 @@ pub(super) fn lock_key_now(
     let engine = &op.tenant.engine;
     let ask = Ask::key(engine.config(), owner, lease_ms, wait_ms);
     let lease = engine.lock_terms(id, ask.wait_ms, ask.lease_ms, ask.owner.as_ref())?;
-    match request(op, id, &ask, party, lease, None)? {
+    let seq = op.tenant.cluster.waits.number();
+    match request(op, id, &ask, party, lease, (seq, false))? {
         Got::Reply(r) => Ok(r),
         Got::Queued(_) => Err(Error::Locked {
             id: id.clone(),

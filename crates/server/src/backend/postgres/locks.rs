@@ -122,8 +122,9 @@ impl LockRow {
         });
     }
 
-    /// A request: granted at once (with a key from `key`) if compatible and
-    /// nobody is queued; else queued as `seq` when `wait`, else busy.
+    /// Request `seq` (a number unique on its node): granted at once (with
+    /// a key from `key`) if compatible and nobody is queued; else queued
+    /// when `wait`, else busy.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn ask(
         &mut self,
@@ -131,18 +132,18 @@ impl LockRow {
         party: Party,
         lease_ms: u64,
         owner: Option<Bytes>,
-        wait: Option<u64>,
+        (seq, wait): (u64, bool),
         now: u64,
         key: &mut dyn FnMut(u64) -> u64,
     ) -> Asked {
         if self.waiters.is_empty() && self.compatible(mode) {
             let k = key(self.last_key);
-            self.grant(0, mode, party, lease_ms, owner, now, k);
+            self.grant(seq, mode, party, lease_ms, owner, now, k);
             return Asked::Granted(k);
         }
-        let Some(seq) = wait else {
+        if !wait {
             return Asked::Busy;
-        };
+        }
         self.waiters.push(Waiter {
             seq,
             mode,
@@ -426,7 +427,7 @@ mod tests {
             party("a", 1),
             1000,
             None,
-            Some(1),
+            (1, true),
             0,
             &mut k,
         );
@@ -439,7 +440,7 @@ mod tests {
                 party("b", 2),
                 1000,
                 None,
-                Some(2),
+                (2, true),
                 0,
                 &mut k
             ),
@@ -451,14 +452,22 @@ mod tests {
                 party("a", 3),
                 1000,
                 None,
-                Some(3),
+                (3, true),
                 0,
                 &mut k
             ),
             Asked::Queued
         );
         assert_eq!(
-            l.ask(LockMode::Write, party("b", 4), 1000, None, None, 0, &mut k),
+            l.ask(
+                LockMode::Write,
+                party("b", 4),
+                1000,
+                None,
+                (51, false),
+                0,
+                &mut k
+            ),
             Asked::Busy
         );
         assert!(l.release(ka));
@@ -472,13 +481,21 @@ mod tests {
     fn a_lapsed_lease_or_a_dead_node_frees_the_lock() {
         let mut k = keys();
         let mut l = LockRow::default();
-        l.ask(LockMode::Write, party("a", 1), 100, None, None, 0, &mut k);
+        l.ask(
+            LockMode::Write,
+            party("a", 1),
+            100,
+            None,
+            (52, false),
+            0,
+            &mut k,
+        );
         l.ask(
             LockMode::Write,
             party("b", 1),
             1000,
             None,
-            Some(9),
+            (9, true),
             0,
             &mut k,
         );
@@ -498,7 +515,7 @@ mod tests {
             party("a", 1),
             NEVER,
             Some(Bytes::from("web1|42")),
-            None,
+            (60, false),
             5,
             &mut k,
         );
@@ -507,7 +524,7 @@ mod tests {
             party("b", 2),
             30,
             None,
-            Some(77),
+            (77, true),
             5,
             &mut k,
         );

@@ -58,7 +58,7 @@ pub(crate) struct Cluster {
     heartbeat_ms: u64,
     clock: Arc<dyn Clock>,
     /// Every node's run and heartbeat deadline, as last read.
-    nodes: Mutex<HashMap<String, (i64, i64)>>,
+    nodes: Mutex<NodesSeen>,
     /// The block of fencing keys this node hands out: next, end.
     keys: Mutex<(u64, u64)>,
     /// Reserving a new block of keys, one at a time.
@@ -67,6 +67,31 @@ pub(crate) struct Cluster {
     pub(crate) waits: Waits,
     /// The channel this node listens on for wake-ups.
     channel: String,
+}
+
+/// What a node knows of the others' heartbeats.
+#[derive(Default)]
+struct NodesSeen {
+    /// Each node's run and heartbeat deadline, as last read.
+    nodes: HashMap<String, (i64, i64)>,
+    /// When they were read (ms).
+    read_ms: i64,
+    /// This node judges no other dead before this (ms): after its own
+    /// heartbeat failed — the database was away, or the link to it — the
+    /// others get three heartbeats to be heard again, since they were
+    /// likely cut off alike.
+    judge_from_ms: i64,
+    /// Whether this node's last heartbeat failed.
+    out: bool,
+}
+
+impl NodesSeen {
+    /// Whether a node with heartbeat deadline `until` is to be taken as
+    /// gone at `now`: its deadline passed, and was seen passed in a read
+    /// made while this node was in touch with the database.
+    fn lapsed(&self, until: i64, now: i64) -> bool {
+        until < now && self.read_ms > until && now >= self.judge_from_ms
+    }
 }
 
 /// Fencing keys a node reserves at a time.
@@ -154,7 +179,7 @@ impl Cluster {
             place_key,
             heartbeat_ms: config.heartbeat_ms,
             clock,
-            nodes: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(NodesSeen::default()),
             keys: Mutex::new((0, 0)),
             reserving: tokio::sync::Mutex::new(()),
             waits: Waits::default(),
@@ -177,11 +202,12 @@ impl Cluster {
         if party.node == self.node {
             return party.instance == self.instance;
         }
-        match self.nodes.lock().get(&party.node) {
+        let seen = self.nodes.lock();
+        match seen.nodes.get(&party.node) {
             None => true,
             Some(&(instance, until)) => {
                 party.instance > instance
-                    || (party.instance == instance && until >= row::to_sql(now))
+                    || (party.instance == instance && !seen.lapsed(until, row::to_sql(now)))
             }
         }
     }
@@ -278,6 +304,7 @@ impl Cluster {
             tokio::select! {
                 _ = every.tick() => {
                     if let Err(e) = self.beat().await {
+                        self.nodes.lock().out = true;
                         tracing::warn!(error = ?e, "heartbeat failed");
                     }
                     match self.reap().await {
@@ -308,7 +335,8 @@ impl Cluster {
     }
 
     async fn beat(&self) -> Result<(), DbError> {
-        let alive = row::to_sql(self.clock.now_ms()).saturating_add(3 * self.heartbeat_ms as i64);
+        let started = row::to_sql(self.clock.now_ms());
+        let alive = started.saturating_add(3 * self.heartbeat_ms as i64);
         let n = self
             .pool
             .run(|c| async move {
@@ -341,7 +369,13 @@ impl Cluster {
                 (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
             nodes.insert(node, (instance, until));
         }
-        *self.nodes.lock() = nodes;
+        let mut seen = self.nodes.lock();
+        if seen.out {
+            seen.out = false;
+            seen.judge_from_ms = alive;
+        }
+        seen.nodes = nodes;
+        seen.read_ms = started;
         Ok(())
     }
 
@@ -353,10 +387,10 @@ impl Cluster {
     /// How many nodes' heartbeats are current, as last read.
     pub(crate) fn nodes_alive(&self) -> usize {
         let now = row::to_sql(self.clock.now_ms());
-        self.nodes
-            .lock()
+        let seen = self.nodes.lock();
+        seen.nodes
             .values()
-            .filter(|(_, u)| *u >= now)
+            .filter(|(_, u)| !seen.lapsed(*u, now))
             .count()
     }
 

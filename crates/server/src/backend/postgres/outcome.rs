@@ -111,4 +111,11 @@ pub(crate) struct ClusterWait {
     pub(super) started_ms: u64,
     /// When the holders' earliest lease runs out (a look at the row then).
     pub(super) next_expiry_ms: Option<u64>,
+    /// Who asked, for how long a lease, under which owner, and whether
+    /// the request needs the session: to queue it again should its place
+    /// in the row be lost.
+    pub(super) party: super::locks::Party,
+    pub(super) lease_ms: u64,
+    pub(super) owner: Option<bytes::Bytes>,
+    pub(super) require_session: bool,
 }

@@ -39,18 +39,23 @@ pub(crate) struct Loaded {
 
 /// Reads one row of [`super::statements::SESSION_COLUMNS`].
 pub(crate) fn decode(row: &Row) -> Result<(SessionId, Loaded), String> {
-    let id: Vec<u8> = row.try_get(0).map_err(|e| e.to_string())?;
-    let get_i64 = |i: usize| row.try_get::<_, i64>(i).map_err(|e| e.to_string());
+    decode_at(row, 0)
+}
+
+/// Reads [`super::statements::SESSION_COLUMNS`] from column `at` on.
+pub(crate) fn decode_at(row: &Row, at: usize) -> Result<(SessionId, Loaded), String> {
+    let id: Vec<u8> = row.try_get(at).map_err(|e| e.to_string())?;
+    let get_i64 = |i: usize| row.try_get::<_, i64>(at + i).map_err(|e| e.to_string());
     let rev = get_i64(1)?;
     let version = from_sql(get_i64(2)?);
     let created = from_sql(get_i64(3)?);
     let accessed = from_sql(get_i64(4)?);
     let timeout = from_sql(get_i64(5)?);
     let flags = u32::try_from(get_i64(6)?).unwrap_or(0);
-    let key_form: i16 = row.try_get(7).map_err(|e| e.to_string())?;
-    let class: Option<Vec<u8>> = row.try_get(8).map_err(|e| e.to_string())?;
-    let data: Vec<u8> = row.try_get(9).map_err(|e| e.to_string())?;
-    let vars: Option<Vec<u8>> = row.try_get(10).map_err(|e| e.to_string())?;
+    let key_form: i16 = row.try_get(at + 7).map_err(|e| e.to_string())?;
+    let class: Option<Vec<u8>> = row.try_get(at + 8).map_err(|e| e.to_string())?;
+    let data: Vec<u8> = row.try_get(at + 9).map_err(|e| e.to_string())?;
+    let vars: Option<Vec<u8>> = row.try_get(at + 10).map_err(|e| e.to_string())?;
     let vars = match vars {
         Some(b) => decode_vars(&b).ok_or("a damaged variables column")?,
         None => BTreeMap::new(),

@@ -24,6 +24,10 @@ pub(crate) struct Statements {
     pub(crate) touch: Statement,
     /// `(tenant, ids)` → the lock rows of those ids.
     pub(crate) load_locks: Statement,
+    /// `(tenant, id)` → one row: the lock row's [`LOCK_COLUMNS`] (null
+    /// without one) and the session's [`SESSION_COLUMNS`] (null without
+    /// one), read in one statement so that both are as of one moment.
+    pub(crate) load_with_lock: Statement,
     /// A lock row, conditional on its revision, with its wake-ups.
     pub(crate) lock_put: Statement,
     /// A session and its lock row in one statement (one transaction).
@@ -67,6 +71,19 @@ impl Statements {
             load_locks: c
                 .prepare(&format!(
                     "SELECT {LOCK_COLUMNS} FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2)"
+                ))
+                .await?,
+            load_with_lock: c
+                .prepare(&format!(
+                    "SELECT l.id, l.rev, l.last_key, l.holders, l.waiters, {} \
+                     FROM (SELECT 1) AS one \
+                     LEFT JOIN sessiond_lock AS l ON l.tenant = $1 AND l.id = $2 \
+                     LEFT JOIN sessiond_session AS s ON s.tenant = $1 AND s.id = $2",
+                    SESSION_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("s.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
                 .await?,
             lock_put: c

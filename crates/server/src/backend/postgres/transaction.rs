@@ -33,9 +33,14 @@ impl PgTenant {
         let _gate = self.gate.read().await;
         let party = self.cluster.party(client.id());
         for _ in 0..MAX_ATTEMPTS {
-            let (rows, locks) = tokio::join!(self.load(&ids), self.load_locks(&lock_ids));
-            let mut rows = rows.map_err(DbError::into_error)?;
-            let mut locks = locks.map_err(DbError::into_error)?;
+            // The locks first, then the sessions: a lock seen released
+            // comes with the data its last holder wrote in the same
+            // statement as the release.
+            let mut locks = self
+                .load_locks(&lock_ids)
+                .await
+                .map_err(DbError::into_error)?;
+            let mut rows = self.load(&ids).await.map_err(DbError::into_error)?;
             let mut revs = Vec::with_capacity(ids.len());
             for id in &ids {
                 let loaded = rows.remove(id);

@@ -84,6 +84,12 @@ impl Waits {
         (seq, rx)
     }
 
+    /// A number for a request that does not wait (so that its grant, too,
+    /// can be told from every other of this node's).
+    pub(crate) fn number(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn forget(&self, seq: u64) {
         self.by_seq.lock().remove(&seq);
     }
