@@ -810,3 +810,89 @@ async fn a_database_crash_under_load_loses_no_acknowledged_write() {
         "the crash was never seen: the test tested nothing"
     );
 }
+
+/// A node cut off from the database (a proxy in between black-holes its
+/// link, as a partition does) fails closed: its clients are told to try
+/// again, never served what it last knew. The other node takes the lock
+/// its client held once the cut-off node's heartbeat lapses (at the latest
+/// when the lease runs out); after the link heals, the cut-off client's
+/// late `CLOSE` is refused as stale and what the other wrote stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_fails_closed() {
+    use crate::common::proxy::Proxy;
+    use sessiond_client::{CreateOptions, LockOptions};
+    use std::time::{Duration, Instant};
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
+    let via_proxy = url.replace(
+        &format!(":{}/", pg.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    assert_ne!(via_proxy, url);
+    let config = |url: &str| Config {
+        heartbeat_ms: 300,
+        database_timeout_ms: 1_000,
+        ..on(url)
+    };
+    let a = TestServer::start_with(config(&via_proxy)).await;
+    let b = TestServer::start_with(config(&url)).await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    cb.create("part", CreateOptions::default()).await.unwrap();
+    cb.set_data("part", b"start").await.unwrap();
+    let lease = LockOptions {
+        lease_ms: Some(3_000),
+        ..Default::default()
+    };
+    let held = ca.open("part", lease).await.unwrap();
+    assert_eq!(held.data, Bytes::from("start"));
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    let mut other_a = a.client().await;
+    let t = Instant::now();
+    let refused = other_a.get_data("part").await.unwrap_err();
+    assert_eq!(refused.code(), Some("TRYAGAIN"), "{refused}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    let wait = LockOptions {
+        wait_ms: 10_000,
+        lease_ms: Some(5_000),
+        ..Default::default()
+    };
+    let taken = cb.open("part", wait).await.unwrap();
+    let took = cut_at.elapsed();
+    assert!(
+        took < Duration::from_millis(4_000),
+        "took over after {took:?}"
+    );
+    assert!(taken.key > held.key);
+    assert_eq!(taken.data, Bytes::from("start"));
+    cb.close("part", taken.key, Some(b"from b"), &[])
+        .await
+        .unwrap();
+
+    proxy.heal();
+    let t = Instant::now();
+    loop {
+        match other_a.get_data("part").await {
+            Ok(d) => {
+                assert_eq!(d, Bytes::from("from b"));
+                break;
+            }
+            Err(e) => assert_eq!(e.code(), Some("TRYAGAIN"), "{e}"),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the node never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = ca
+        .close("part", held.key, Some(b"from a"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Some("STALEKEY"), "{late}");
+    assert_eq!(cb.get_data("part").await.unwrap(), Bytes::from("from b"));
+    eprintln!("the other node took the lock {took:?} after the cut");
+}

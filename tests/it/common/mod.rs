@@ -2,6 +2,7 @@
 
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod wire;
 
 use std::net::SocketAddr;
