@@ -176,14 +176,14 @@ async fn sessiond_migrate_creates_the_schema_once() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(run(), "migrated the schema from version 0 to 3");
-    assert_eq!(run(), "the schema is at version 3 already");
+    assert_eq!(run(), "migrated the schema from version 0 to 4");
+    assert_eq!(run(), "the schema is at version 4 already");
     assert_eq!(
         pg.sql(
             db_name(&url),
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM sessiond_schema"
         ),
-        "1,2,3",
+        "1,2,3,4",
         "each migration recorded once"
     );
 }
@@ -895,4 +895,139 @@ async fn a_node_cut_off_from_the_database_fails_closed() {
     assert_eq!(late.code(), Some("STALEKEY"), "{late}");
     assert_eq!(cb.get_data("part").await.unwrap(), Bytes::from("from b"));
     eprintln!("the other node took the lock {took:?} after the cut");
+}
+
+/// 200,000 sessions expire while two nodes serve traffic: the reapers of
+/// both nodes remove them in bounded batches; the traffic on other
+/// sessions goes on, answered right, never stalled for long; and the
+/// sessions whose lock is held outlive their deadline — never reaped,
+/// still read through every node, written by their holder's `CLOSE`, as on
+/// one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mass_expiry_under_traffic_reaps_no_locked_session() {
+    use sessiond_client::LockOptions;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::time::{Duration, Instant};
+    const MANY: usize = 200_000;
+    const HELD: usize = 20;
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let db = db_name(&url).to_string();
+    let config = || Config {
+        heartbeat_ms: 300,
+        ..on(&url)
+    };
+    let (a, b) = (
+        TestServer::start_with(config()).await,
+        TestServer::start_with(config()).await,
+    );
+    // Sessions that expire in a second, each held by a client of its own.
+    let mut holders = Vec::new();
+    for i in 0..HELD {
+        let id = format!("held{i}");
+        let mut c = if i % 2 == 0 {
+            a.client().await
+        } else {
+            b.client().await
+        };
+        call(&mut c, &["SETEX", &id, "1", "before"]).await;
+        let lease = LockOptions {
+            lease_ms: Some(120_000),
+            ..Default::default()
+        };
+        let opened = c.open(&id, lease).await.unwrap();
+        holders.push((c, id, opened.key));
+    }
+    // Traffic on sessions that live on, through both nodes, all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic: Vec<_> = [a.addr, b.addr]
+        .into_iter()
+        .enumerate()
+        .map(|(n, addr)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut c = sessiond_client::Client::connect(addr).await.unwrap();
+                let (mut worst, mut done) = (Duration::ZERO, 0u64);
+                while !stop.load(Relaxed) {
+                    let key = format!("live{n}-{}", done % 100);
+                    let t = Instant::now();
+                    let v = done.to_string();
+                    assert_eq!(
+                        call(&mut c, &["SETEX", &key, "3600", &v]).await,
+                        V::Simple("OK".into())
+                    );
+                    assert_eq!(call(&mut c, &["GET", &key]).await, bulk(&v));
+                    worst = worst.max(t.elapsed());
+                    done += 1;
+                }
+                (worst, done)
+            })
+        })
+        .collect();
+    // The many, written straight into the table in one statement (writing
+    // them through the doors is not what is tested here), expiring over
+    // the next four seconds.
+    let tenant = pg.sql(&db, "SELECT tenant FROM sessiond_session LIMIT 1");
+    let started = Instant::now();
+    pg.sql(
+        &db,
+        &format!(
+            "WITH t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now) \
+             INSERT INTO sessiond_session (tenant, id, rev, place, version, created_ms, \
+             accessed_ms, timeout_ms, expires_ms, flags, key_form, class, data, vars) \
+             SELECT '{tenant}', convert_to('mass' || g, 'UTF8'), 1, hashtext('mass' || g), 1, \
+             t.now, t.now, 1000 + g % 4000, t.now + 1000 + g % 4000, 0, 0, NULL, 'x', NULL \
+             FROM t, generate_series(1, {MANY}) AS g"
+        ),
+    );
+    let written = started.elapsed();
+    // Every one of the many is reaped; the held ones and the traffic's are
+    // all that is left.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let left = loop {
+        let n: usize = pg
+            .sql(
+                &db,
+                "SELECT count(*) FROM sessiond_session WHERE substring(id FROM 1 FOR 4) = 'mass'::bytea",
+            )
+            .parse()
+            .unwrap();
+        if n == 0 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} expired sessions never reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reaped_in = started.elapsed();
+    stop.store(true, Relaxed);
+    let mut total = 0;
+    for t in traffic {
+        let (worst, done) = t.await.unwrap();
+        total += done;
+        assert!(
+            worst < Duration::from_secs(2),
+            "a request of the traffic took {worst:?}"
+        );
+    }
+    assert!(total > 0);
+    eprintln!(
+        "{MANY} sessions written in {written:?}, all reaped {reaped_in:?} after the first; {total} requests of traffic meanwhile; {left} left"
+    );
+    // The held sessions outlived their deadline: read through the other
+    // node, then written by their holder.
+    let mut other = b.client().await;
+    for (c, id, key) in &mut holders {
+        assert_eq!(
+            call(&mut other, &["GET", id.as_str()]).await,
+            bulk("before"),
+            "{id} was reaped while its lock was held"
+        );
+        c.close(id.as_str(), *key, Some(b"after"), &[])
+            .await
+            .unwrap();
+        assert_eq!(call(&mut other, &["GET", id.as_str()]).await, bulk("after"));
+    }
 }

@@ -55,6 +55,9 @@ pub(crate) struct Shard {
     /// was touched, renamed or destroyed); it is checked when it comes up.
     expiry: BinaryHeap<Reverse<(u64, SessionId)>>,
     pub(crate) leases: LeaseHeap,
+    /// Sessions of a working copy ([`crate::Engine::load_held`]) whose lock
+    /// is held in the store behind it: alive while held, as if locked here.
+    pub(crate) held_elsewhere: std::collections::HashSet<SessionId>,
     /// The thread running a transaction on this shard ([`Store::claim`]):
     /// every other thread waits until it ends.
     claim: Option<ThreadId>,
@@ -80,6 +83,7 @@ impl Shard {
             classes: ClassIndex::default(),
             expiry: BinaryHeap::new(),
             leases: BinaryHeap::new(),
+            held_elsewhere: std::collections::HashSet::new(),
             claim: None,
         }
     }
@@ -415,6 +419,7 @@ impl Shard {
 
     fn is_locked(&self, id: &SessionId) -> bool {
         self.locks.get(id).is_some_and(|l| !l.holders.is_empty())
+            || (!self.held_elsewhere.is_empty() && self.held_elsewhere.contains(id))
     }
 
     /// The session if it is alive at `now`. An expired one is removed on the

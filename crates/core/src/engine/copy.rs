@@ -66,9 +66,21 @@ impl Engine {
     /// Puts `id` in place as the store holds it: `session`, or none.
     /// Nothing is logged; later versions are numbered above its version.
     pub fn load(&self, id: &SessionId, session: Option<Session>) {
+        self.load_held(id, session, false);
+    }
+
+    /// [`Engine::load`], with whether the session's lock is held in the
+    /// store: a held lock keeps its session alive past its deadline, as on
+    /// the engine's own locks.
+    pub fn load_held(&self, id: &SessionId, session: Option<Session>, held: bool) {
         let mut shard = self.store.lock(id);
         if let Some(old) = shard.take(id) {
             self.elsewhere.shift(&old, 1);
+        }
+        if held {
+            shard.held_elsewhere.insert(id.clone());
+        } else if !shard.held_elsewhere.is_empty() {
+            shard.held_elsewhere.remove(id);
         }
         if let Some(session) = session {
             self.elsewhere.shift(&session, -1);
@@ -80,8 +92,12 @@ impl Engine {
 
     /// Takes `id` out again, unlogged, with what it left in the indexes.
     pub fn unload(&self, id: &SessionId) {
-        if let Some(s) = self.store.lock(id).take(id) {
+        let mut shard = self.store.lock(id);
+        if let Some(s) = shard.take(id) {
             self.elsewhere.shift(&s, 1);
+        }
+        if !shard.held_elsewhere.is_empty() {
+            shard.held_elsewhere.remove(id);
         }
     }
 

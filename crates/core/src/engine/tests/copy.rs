@@ -68,3 +68,35 @@ fn figures_count_with_what_is_loaded_and_quotas_see_them() {
     engine.note_lock_usage(2, 300);
     assert_eq!((engine.stats().locks, engine.stats().lock_bytes), (2, 300));
 }
+
+/// A session loaded as held (its lock is held in the store behind the
+/// copy) outlives its deadline, as one locked in the engine does; loaded
+/// as not held, it is gone at its deadline. Loading it again forgets it
+/// was held.
+#[test]
+fn a_session_held_elsewhere_outlives_its_deadline() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let engine = Engine::new(EngineConfig::default(), clock);
+    let client = engine.connect();
+    // Accessed at 1 s with a 60 s timeout: past its deadline now.
+    let expired = || Session::restored(None, b("data"), Default::default(), 0, 1, 1_000, 60_000, 3);
+    let get = |id: &str| {
+        engine.execute_now(
+            &client,
+            Command::GetData {
+                id: sid(id),
+                touch: false,
+            },
+        )
+    };
+    engine.load_held(&sid("h"), Some(expired()), true);
+    assert_eq!(get("h").unwrap(), Reply::Bulk(b("data")));
+    engine.unload(&sid("h"));
+    engine.load_held(&sid("h"), Some(expired()), false);
+    assert!(
+        matches!(get("h"), Err(Error::NoSession(_))),
+        "{:?}",
+        get("h")
+    );
+    engine.unload(&sid("h"));
+}

@@ -377,14 +377,13 @@ impl PgTenant {
                 revs.push(loaded.as_ref().map_or(0, |l| l.rev));
                 if loaded
                     .as_ref()
-                    .is_some_and(|l| l.session.deadline_ms() <= now)
+                    .is_some_and(|l| l.session.deadline_ms() <= now && l.held_until_ms <= now)
                 {
                     expired.push(id.clone());
                 }
-                self.engine.load(id, loaded.map(|l| l.session));
                 // Anything noted for the id before (nothing should be)
                 // is not this command's.
-                self.changes.take(id);
+                self.put_in_copy(id, loaded, now);
             }
             let outcome = self.engine.execute(client, cmd.clone());
             let mut writes = self.collect_writes(&ids, &revs);
@@ -423,6 +422,15 @@ impl PgTenant {
             }
         }
         Err(DbError::Conflict.into_error())
+    }
+
+    /// Puts `id` in the working copy as read, with nothing noted for it: a
+    /// session whose lock is held stays alive past its deadline, as on the
+    /// embedded store.
+    pub(super) fn put_in_copy(&self, id: &SessionId, loaded: Option<Loaded>, now: u64) {
+        let held = loaded.as_ref().is_some_and(|l| l.held_until_ms > now);
+        self.engine.load_held(id, loaded.map(|l| l.session), held);
+        self.changes.take(id);
     }
 
     /// What the command changed in the working copy, for each of `ids`
@@ -475,9 +483,12 @@ impl PgTenant {
                     .map_err(DbError::from)
             })
             .await?;
+        let held_at = super::statements::SESSION_COLUMNS.split(", ").count();
         let mut out = HashMap::with_capacity(rows.len());
         for r in &rows {
-            let (id, loaded) = row::decode(r).map_err(DbError::Failed)?;
+            let (id, mut loaded) = row::decode(r).map_err(DbError::Failed)?;
+            let held: Option<i64> = r.try_get(held_at)?;
+            loaded.held_until_ms = held.map_or(0, row::from_sql);
             out.insert(id, loaded);
         }
         Ok(out)

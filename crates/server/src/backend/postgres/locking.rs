@@ -348,11 +348,13 @@ impl PgTenant {
             if op.row.is_queued(&node, seq) {
                 return Ok(Seen::Waiting(op.row.next_expiry_ms()));
             }
+            // Alive by its deadline, or kept alive by a lock held.
+            let held = op.row.held_until_ms() > op.now;
             let live = op
                 .tenant
                 .engine
                 .stored(&w.id)
-                .is_some_and(|s| s.deadline_ms() > op.now);
+                .is_some_and(|s| s.deadline_ms() > op.now || held);
             if w.require_session && !live {
                 return Ok(Seen::Gone);
             }
@@ -383,11 +385,9 @@ impl PgTenant {
             Then::Open { create } => {
                 let id = &w.id;
                 self.on_lock(id, true, |op| {
-                    let live = op
-                        .tenant
-                        .engine
-                        .stored(id)
-                        .is_some_and(|s| s.deadline_ms() > op.now);
+                    // The grant holds the lock, which keeps the session
+                    // alive if it is there.
+                    let live = op.tenant.engine.stored(id).is_some();
                     if create && !live {
                         op.run(Command::Create {
                             id: id.clone(),
@@ -594,10 +594,12 @@ impl PgTenant {
             };
             let mut row = lock;
             let mut rev = 0;
-            if let Some(l) = loaded {
+            if let Some(mut l) = loaded {
                 rev = l.as_ref().map_or(0, |l| l.rev);
-                self.engine.load(id, l.map(|l| l.session));
-                self.changes.take(id);
+                if let Some(l) = &mut l {
+                    l.held_until_ms = row.held_until_ms();
+                }
+                self.put_in_copy(id, l, self.engine.now_ms());
             }
             let need = row.waiters.len() as u64 + 2;
             self.cluster
@@ -960,11 +962,9 @@ fn close(
                 key,
             });
         }
-        let live = op
-            .tenant
-            .engine
-            .stored(id)
-            .is_some_and(|s| s.deadline_ms() > op.now);
+        // `key` holds the lock, which keeps the session alive if it is
+        // there.
+        let live = op.tenant.engine.stored(id).is_some();
         if !live {
             op.row.release(key);
             op.pump();

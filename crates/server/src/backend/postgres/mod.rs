@@ -406,11 +406,11 @@ impl Cluster {
                     let r = c
                         .client
                         .query_one(
-                            "WITH gone AS (DELETE FROM sessiond_session WHERE (tenant, id) IN (\
-                             SELECT s.tenant, s.id FROM sessiond_session s WHERE s.expires_ms < $1 \
+                            "WITH gone AS (DELETE FROM sessiond_session WHERE ctid = ANY(ARRAY(\
+                             SELECT s.ctid FROM sessiond_session s WHERE s.expires_ms < $1 \
                              AND NOT EXISTS (SELECT 1 FROM sessiond_lock l WHERE l.tenant = s.tenant \
                              AND l.id = s.id AND l.held_until_ms > $1) \
-                             ORDER BY s.expires_ms LIMIT $2 FOR UPDATE OF s SKIP LOCKED) \
+                             ORDER BY s.expires_ms LIMIT $2 FOR UPDATE OF s SKIP LOCKED)) \
                              RETURNING tenant, id), \
                              idle AS (DELETE FROM sessiond_lock l USING gone \
                              WHERE l.tenant = gone.tenant AND l.id = gone.id \

@@ -37,11 +37,11 @@ impl PgTenant {
             let old_lock = old_lock.map_err(DbError::into_error)?;
             let mut all = ids.clone();
             let mut revs = Vec::with_capacity(ids.len() + 1);
+            let now = self.engine.now_ms();
             for i in &ids {
                 let loaded = rows.remove(i);
                 revs.push(loaded.as_ref().map_or(0, |l| l.rev));
-                self.engine.load(i, loaded.map(|l| l.session));
-                self.changes.take(i);
+                self.put_in_copy(i, loaded, now);
             }
             let reply = match self.engine.execute(client, cmd.clone()) {
                 Ok(Outcome::Reply(r)) => Ok(r),

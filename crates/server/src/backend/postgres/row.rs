@@ -35,6 +35,9 @@ pub(crate) fn from_sql(v: i64) -> u64 {
 pub(crate) struct Loaded {
     pub(crate) rev: i64,
     pub(crate) session: Session,
+    /// Until when its lock is held, as the lock row says (0: not held, or
+    /// not read).
+    pub(crate) held_until_ms: u64,
 }
 
 /// Reads one row of [`super::statements::SESSION_COLUMNS`].
@@ -71,7 +74,14 @@ pub(crate) fn decode_at(row: &Row, at: usize) -> Result<(SessionId, Loaded), Str
         version,
     );
     session.key_form = u8::try_from(key_form).unwrap_or(0);
-    Ok((SessionId::new(Bytes::from(id)), Loaded { rev, session }))
+    Ok((
+        SessionId::new(Bytes::from(id)),
+        Loaded {
+            rev,
+            session,
+            held_until_ms: 0,
+        },
+    ))
 }
 
 /// The variables as one column: for each, the name's length (u32, big

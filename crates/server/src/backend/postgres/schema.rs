@@ -8,7 +8,7 @@
 use tokio_postgres::Client;
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this binary writes.
 pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -256,6 +256,66 @@ SELECT tenant, hashtext(encode(id, 'hex')) & 63, count(*),
     count(*) FILTER (WHERE timeout_ms = 9223372036854775807),
     sum(octet_length(data) + coalesce(octet_length(class), 0) + coalesce(octet_length(vars), 0))
 FROM sessiond_session GROUP BY 1, 2;
+"#;
+
+/// Version 4: the tenants' figures kept once per statement, not per row.
+///
+/// A row trigger updated a `sessiond_usage` slot for every row written: a
+/// statement writing many rows (a reaper's batch, a bulk load) updated the
+/// same 64 rows over and over within one transaction — each update slower
+/// than the last, as it walks the versions before it — and held them
+/// locked meanwhile, so every other write waited. The statement triggers
+/// sum what the statement changed per slot (transition tables) and update
+/// each slot once, in slot order.
+const V4: &str = r#"
+DROP TRIGGER sessiond_session_usage ON sessiond_session;
+DROP FUNCTION sessiond_count();
+
+CREATE FUNCTION sessiond_count_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO sessiond_usage AS u (tenant, slot, sessions, persistent, bytes)
+        SELECT tenant, hashtext(encode(id, 'hex')) & 63, count(*),
+            count(*) FILTER (WHERE timeout_ms = 9223372036854775807),
+            sum(octet_length(data) + coalesce(octet_length(class), 0) + coalesce(octet_length(vars), 0))
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (tenant, slot) DO UPDATE SET sessions = u.sessions + EXCLUDED.sessions,
+            persistent = u.persistent + EXCLUDED.persistent, bytes = u.bytes + EXCLUDED.bytes;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO sessiond_usage AS u (tenant, slot, sessions, persistent, bytes)
+        SELECT tenant, hashtext(encode(id, 'hex')) & 63, -count(*),
+            -count(*) FILTER (WHERE timeout_ms = 9223372036854775807),
+            -sum(octet_length(data) + coalesce(octet_length(class), 0) + coalesce(octet_length(vars), 0))
+        FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (tenant, slot) DO UPDATE SET sessions = u.sessions + EXCLUDED.sessions,
+            persistent = u.persistent + EXCLUDED.persistent, bytes = u.bytes + EXCLUDED.bytes;
+    ELSE
+        INSERT INTO sessiond_usage AS u (tenant, slot, sessions, persistent, bytes)
+        SELECT tenant, slot, 0, sum(dp), sum(db) FROM (
+            SELECT tenant, hashtext(encode(id, 'hex')) & 63 AS slot,
+                (timeout_ms = 9223372036854775807)::int AS dp,
+                octet_length(data) + coalesce(octet_length(class), 0) + coalesce(octet_length(vars), 0) AS db
+            FROM new_rows
+            UNION ALL
+            SELECT tenant, hashtext(encode(id, 'hex')) & 63,
+                -(timeout_ms = 9223372036854775807)::int,
+                -(octet_length(data) + coalesce(octet_length(class), 0) + coalesce(octet_length(vars), 0))
+            FROM old_rows
+        ) AS d GROUP BY 1, 2 HAVING sum(dp) <> 0 OR sum(db) <> 0 ORDER BY 1, 2
+        ON CONFLICT (tenant, slot) DO UPDATE SET persistent = u.persistent + EXCLUDED.persistent,
+            bytes = u.bytes + EXCLUDED.bytes;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER sessiond_usage_insert AFTER INSERT ON sessiond_session
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sessiond_count_rows();
+CREATE TRIGGER sessiond_usage_delete AFTER DELETE ON sessiond_session
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION sessiond_count_rows();
+CREATE TRIGGER sessiond_usage_update AFTER UPDATE ON sessiond_session
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sessiond_count_rows();
 "#;
 
 /// What [`migrate`] found and did.

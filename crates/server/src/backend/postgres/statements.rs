@@ -14,7 +14,8 @@ pub(crate) struct Conn {
 
 /// Every statement of the request path.
 pub(crate) struct Statements {
-    /// `(tenant, ids)` → the rows of those sessions that exist.
+    /// `(tenant, ids)` → the rows of those sessions that exist, and until
+    /// when their locks are held (null: no lock row).
     pub(crate) load: Statement,
     /// The whole session, conditional on its revision (`sessiond_put`).
     pub(crate) put: Statement,
@@ -46,12 +47,24 @@ pub(crate) const LOCK_COLUMNS: &str = "id, rev, last_key, holders, waiters";
 pub(crate) const SESSION_COLUMNS: &str = "id, rev, version, created_ms, accessed_ms, timeout_ms, \
      flags, key_form, class, data, vars";
 
+/// [`SESSION_COLUMNS`] of the table named `table` in the statement.
+fn qualified(table: &str) -> String {
+    SESSION_COLUMNS
+        .split(", ")
+        .map(|c| format!("{table}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Statements {
     pub(crate) async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {
             load: c
                 .prepare(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessiond_session WHERE tenant = $1 AND id = ANY($2)"
+                    "SELECT {}, (SELECT l.held_until_ms FROM sessiond_lock AS l \
+                     WHERE l.tenant = s.tenant AND l.id = s.id) \
+                     FROM sessiond_session AS s WHERE s.tenant = $1 AND s.id = ANY($2)",
+                    qualified("s")
                 ))
                 .await?,
             put: c
@@ -79,11 +92,7 @@ impl Statements {
                      FROM (SELECT 1) AS one \
                      LEFT JOIN sessiond_lock AS l ON l.tenant = $1 AND l.id = $2 \
                      LEFT JOIN sessiond_session AS s ON s.tenant = $1 AND s.id = $2",
-                    SESSION_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("s.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    qualified("s")
                 ))
                 .await?,
             lock_put: c

@@ -42,11 +42,15 @@ impl PgTenant {
                 .map_err(DbError::into_error)?;
             let mut rows = self.load(&ids).await.map_err(DbError::into_error)?;
             let mut revs = Vec::with_capacity(ids.len());
+            let now = self.engine.now_ms();
+            let mut held = std::collections::HashSet::new();
             for id in &ids {
                 let loaded = rows.remove(id);
                 revs.push(loaded.as_ref().map_or(0, |l| l.rev));
-                self.engine.load(id, loaded.map(|l| l.session));
-                self.changes.take(id);
+                if loaded.as_ref().is_some_and(|l| l.held_until_ms > now) {
+                    held.insert(id.clone());
+                }
+                self.put_in_copy(id, loaded, now);
             }
             let (last_key, need) = locks.values().fold((0, 0), |(k, n), r| {
                 (k.max(r.last_key), n + r.waiters.len() as u64 + 2)
@@ -57,7 +61,6 @@ impl PgTenant {
             }
             let before: HashMap<SessionId, LockRow> = locks.clone();
             let mut handed: HashMap<SessionId, Vec<Handed>> = HashMap::new();
-            let now = self.engine.now_ms();
             for (id, row) in &mut locks {
                 let (h, _) = Op::new(row, now, self).finish();
                 handed.entry(id.clone()).or_default().extend(h);
@@ -84,7 +87,7 @@ impl PgTenant {
                             if !keep_session {
                                 // A `CLOSE` refused whole writes nothing
                                 // of its own.
-                                self.engine.load(&id, kept);
+                                self.engine.load_held(&id, kept, held.contains(&id));
                             }
                             handed.entry(id).or_default().extend(h);
                             r
