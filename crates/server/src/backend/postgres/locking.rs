@@ -854,20 +854,19 @@ fn request(
     }
 }
 
-/// A door's request for a lock key inside a transaction: granted at once
-/// or refused as taken, never queued.
+/// A door's request `seq` for a lock key inside a transaction: granted at
+/// once or refused as taken, never queued.
 pub(super) fn lock_key_now(
     op: &mut Op<'_>,
     id: &SessionId,
     owner: Bytes,
     lease_ms: Option<u64>,
     wait_ms: Option<u64>,
-    party: &Party,
+    (party, seq): (&Party, u64),
 ) -> Result<Reply, Error> {
     let engine = &op.tenant.engine;
     let ask = Ask::key(engine.config(), owner, lease_ms, wait_ms);
     let lease = engine.lock_terms(id, ask.wait_ms, ask.lease_ms, ask.owner.as_ref())?;
-    let seq = op.tenant.cluster.waits.number();
     match request(op, id, &ask, party, lease, (seq, false))? {
         Got::Reply(r) => Ok(r),
         Got::Queued(_) => Err(Error::Locked {

@@ -75,6 +75,9 @@ impl PgTenant {
                 return Ok(Reply::Exec(None));
             }
             let mut results = Vec::with_capacity(commands.len());
+            // The lock keys asked for: taken back should the write's
+            // outcome be unknown.
+            let mut asked = Vec::new();
             for cmd in commands.iter().cloned() {
                 let result = match lock_command_id(&cmd).cloned() {
                     None => self.engine.execute_now(client, cmd),
@@ -82,7 +85,7 @@ impl PgTenant {
                         Some(row) => {
                             let kept = self.engine.stored(&id);
                             let mut op = Op::new(row, now, self);
-                            let r = self.lock_step(client, &mut op, &party, cmd);
+                            let r = self.lock_step(client, &mut op, &party, cmd, &mut asked);
                             let (h, keep_session) = op.finish();
                             if !keep_session {
                                 // A `CLOSE` refused whole writes nothing
@@ -141,7 +144,12 @@ impl PgTenant {
             match result {
                 Ok(()) => return Ok(Reply::Exec(Some(results))),
                 Err(DbError::Conflict) => continue,
-                Err(e) => return Err(e.into_error()),
+                Err(e) => {
+                    for (id, seq) in asked {
+                        self.orphan(&id, seq);
+                    }
+                    return Err(e.into_error());
+                }
             }
         }
         Err(DbError::Conflict.into_error())
@@ -155,6 +163,7 @@ impl PgTenant {
         op: &mut Op<'_>,
         party: &super::locks::Party,
         cmd: Command,
+        asked: &mut Vec<(SessionId, u64)>,
     ) -> Result<Reply, Error> {
         match cmd {
             Command::LockOwned {
@@ -163,7 +172,9 @@ impl PgTenant {
                 lease_ms,
                 wait_ms,
             } => {
-                let reply = locking::lock_key_now(op, &id, owner, lease_ms, wait_ms, party)?;
+                let seq = self.cluster.waits.number();
+                asked.push((id.clone(), seq));
+                let reply = locking::lock_key_now(op, &id, owner, lease_ms, wait_ms, (party, seq))?;
                 self.note_lock(client, &id);
                 Ok(reply)
             }
