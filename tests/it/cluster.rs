@@ -246,6 +246,7 @@ async fn a_database_that_is_down_is_answered_try_again() {
         call(&mut c, &["SET", "k", "before"]).await,
         V::Simple("OK".into())
     );
+    assert_eq!(crate::http::get(&s, "/readyz", None).await.0, 200);
     pg.stop();
     let started = std::time::Instant::now();
     match call(&mut c, &["GET", "k"]).await {
@@ -253,6 +254,20 @@ async fn a_database_that_is_down_is_answered_try_again() {
         other => panic!("answered {other:?} with the database down"),
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Load balancers are told within a heartbeat and a request timeout.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, body) = crate::http::get(&s, "/readyz", None).await;
+        if status == 503 {
+            assert!(body.contains("database"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     pg.start_again();
     // The node connects again by itself; the acknowledged write is there.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -268,6 +283,32 @@ async fn a_database_that_is_down_is_answered_try_again() {
         assert!(std::time::Instant::now() < deadline, "never came back");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while crate::http::get(&s, "/readyz", None).await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never ready again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = crate::http::get(&s, "/metrics", None).await;
+    assert!(
+        metric(&metrics, "sessiond_db_errors_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "sessiond_db_connects_total") >= 2.0,
+        "{metrics}"
+    );
+}
+
+/// The sum of the samples of `/metrics` text whose line starts with
+/// `series` (a name, or a name and the start of its labels).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,6 +409,25 @@ async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
         released.elapsed()
     );
     assert!(kb > ka, "fencing keys rise: {ka} then {kb}");
+    // The hand-off is counted where it was made and where it was heard.
+    let (status, metrics_a) = crate::http::get(&a, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics_a.contains("sessiond_lock_handoffs_total{to=\"other_node\"} 1\n"),
+        "{metrics_a}"
+    );
+    assert_eq!(
+        metric(&metrics_a, "sessiond_cluster_node_alive{"),
+        2.0,
+        "both nodes seen: {metrics_a}"
+    );
+    assert!(metric(&metrics_a, "sessiond_db_request_duration_seconds_count") > 0.0);
+    let (_, metrics_b) = crate::http::get(&b, "/metrics", None).await;
+    assert!(metric(&metrics_b, "sessiond_lock_wakeups_heard_total") >= 1.0);
+    let (_, stats) = crate::http::get(&b, "/api/v1/stats", None).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
+    assert_eq!(stats["cluster"]["nodes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(stats["cluster"]["in_touch"], true);
     // A's key no longer writes; B's does, through either node.
     match call(
         &mut ca,

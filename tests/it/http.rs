@@ -8,7 +8,7 @@ use common::TestServer;
 use sessiond_server::{Config, Fsync, Role, Storage};
 
 /// One HTTP/1.1 GET; (status code, body).
-async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
+pub(crate) async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
     request(s, "GET", path, auth).await
 }
 

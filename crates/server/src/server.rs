@@ -163,6 +163,7 @@ impl Server {
             ],
             denied: AtomicU64::new(0),
             doors: Default::default(),
+            cluster: self.cluster.clone(),
             tls: Door::ALL.map(|d| {
                 self.config
                     .tls

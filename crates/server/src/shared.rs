@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::admission::Admission;
 use crate::access::allowlist::Cidr;
 use crate::access::auth::Auth;
+use crate::backend::postgres::Cluster;
 use crate::config::Timeouts;
 use crate::metrics::DoorCounters;
 use crate::tenant::Tenants;
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) tls_failures: AtomicU64,
     /// Per door: connections and bytes.
     pub(crate) doors: [DoorCounters; 4],
+    /// The cluster's database, under `postgres` storage.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl Shared {

@@ -105,6 +105,52 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "resident_memory_bytes" => ("gauge", "Resident memory of the server process."),
         "uptime_seconds" => ("gauge", "Seconds since the server started."),
+        "db_connections" => (
+            "gauge",
+            "Open connections of this node's database pool (postgres storage).",
+        ),
+        "db_pool_size" => ("gauge", "Connections the node's database pool may open."),
+        "db_requests_in_flight" => (
+            "gauge",
+            "Requests sent to the database and not yet answered (the pool in use).",
+        ),
+        "db_waits_total" => (
+            "counter",
+            "Database requests that waited before they could be sent: for the transactions' connection, or for a connection to open.",
+        ),
+        "db_request_duration_seconds" => (
+            "histogram",
+            "Time each database request took, waits included, failed ones too.",
+        ),
+        "db_errors_total" => (
+            "counter",
+            "Database requests that failed: refused, connection lost, or timed out.",
+        ),
+        "db_timeouts_total" => (
+            "counter",
+            "Database requests not answered within database_timeout_ms.",
+        ),
+        "db_connects_total" => (
+            "counter",
+            "Database connections opened, the first ones and every reconnect.",
+        ),
+        "db_connect_failures_total" => ("counter", "Attempts to connect to the database that failed."),
+        "db_in_touch" => (
+            "gauge",
+            "1 while the node's last heartbeat reached the database (/readyz answers 200), else 0.",
+        ),
+        "cluster_node_alive" => (
+            "gauge",
+            "Every node registered in the database: 1 if its heartbeat is current, as this node last read.",
+        ),
+        "lock_handoffs_total" => (
+            "counter",
+            "Locks this node's writes handed to a queued waiter, by where the waiter is (this_node, other_node).",
+        ),
+        "lock_wakeups_heard_total" => (
+            "counter",
+            "Wake-ups (NOTIFY) this node heard for its queued lock requests.",
+        ),
         _ => return None,
     })
 }

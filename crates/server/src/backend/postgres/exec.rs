@@ -4,6 +4,7 @@
 //! each row's revision (see the module above).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use sessiond_core::fields::IndexFields;
@@ -17,6 +18,7 @@ use super::changes::{Change, Changes};
 use super::outcome::{Done, SessionWrite, Write};
 use super::pool::DbError;
 use super::row::{self, Loaded};
+use super::wake::Woken;
 use super::Cluster;
 
 /// How often a command is run again because its sessions changed on
@@ -321,7 +323,17 @@ impl PgTenant {
             })
             .await
             .map_err(DbError::into_error)?;
-        let nodes = self.cluster.nodes_alive();
+        let nodes = self.cluster.nodes();
+        let alive: Vec<&str> = nodes
+            .iter()
+            .filter(|(_, up)| *up)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let gone: Vec<&str> = nodes
+            .iter()
+            .filter(|(_, up)| !*up)
+            .map(|(n, _)| n.as_str())
+            .collect();
         let stats = self.cluster.pool_stats();
         let load = |a: &std::sync::atomic::AtomicU64| {
             a.load(std::sync::atomic::Ordering::Relaxed).to_string()
@@ -341,7 +353,13 @@ impl PgTenant {
             fields: vec![
                 ("storage".into(), "postgres".into()),
                 ("node".into(), self.cluster.node().to_string()),
-                ("nodes_alive".into(), nodes.to_string()),
+                ("nodes_alive".into(), alive.len().to_string()),
+                ("nodes".into(), alive.join(",")),
+                ("nodes_gone".into(), gone.join(",")),
+                (
+                    "db_in_touch".into(),
+                    u8::from(self.cluster.in_touch()).to_string(),
+                ),
                 (
                     "lock_waits_here".into(),
                     self.cluster.waits.len().to_string(),
@@ -352,6 +370,19 @@ impl PgTenant {
                 ("db_connect_failures".into(), load(&stats.connect_failures)),
                 ("db_errors".into(), load(&stats.errors)),
                 ("db_timeouts".into(), load(&stats.timeouts)),
+                ("db_waits".into(), load(&stats.waits)),
+                (
+                    "db_requests_in_flight".into(),
+                    stats.in_flight.load(Ordering::Relaxed).max(0).to_string(),
+                ),
+                ("db_requests".into(), stats.latency.count().to_string()),
+                (
+                    "db_request_avg_us".into(),
+                    stats.latency.mean_us().to_string(),
+                ),
+                ("lock_handoffs_here".into(), load(&stats.handoffs_here)),
+                ("lock_handoffs_away".into(), load(&stats.handoffs_away)),
+                ("lock_wakeups_heard".into(), load(&stats.wakeups_heard)),
             ],
         });
         Ok(Reply::Info(sections))
@@ -526,9 +557,16 @@ impl PgTenant {
                 if lock.usage != (0, 0) {
                     self.engine.note_lock_usage(lock.usage.0, lock.usage.1);
                 }
+                let stats = self.cluster.pool_stats();
                 for &(seq, woken) in &lock.local {
+                    if matches!(woken, Woken::Granted(_)) {
+                        stats.handoffs_here.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.cluster.waits.deliver(seq, woken);
                 }
+                stats
+                    .handoffs_away
+                    .fetch_add(lock.handed_away, Ordering::Relaxed);
             }
         }
         Ok(())

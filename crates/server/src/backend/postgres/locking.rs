@@ -652,6 +652,7 @@ impl PgTenant {
             remote: Vec::new(),
             local: Vec::new(),
             sync: granted,
+            handed_away: 0,
             usage: (is.0 - was.0, is.1 - was.1),
             moved_to: None,
         };
@@ -659,6 +660,7 @@ impl PgTenant {
             if h.node == self.cluster.node() {
                 w.local.push((h.seq, Woken::Granted(h.key)));
             } else {
+                w.handed_away += 1;
                 w.remote.push((
                     wake::channel(&h.node),
                     wake::payload(h.seq, Woken::Granted(h.key)),

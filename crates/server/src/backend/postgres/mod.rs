@@ -259,7 +259,10 @@ impl Cluster {
                             loop {
                                 tokio::select! {
                                     n = rx.recv() => match n {
-                                        Some(n) => self.waits.deliver_payload(n.payload()),
+                                        Some(n) => {
+                                            self.pool.stats.wakeups_heard.fetch_add(1, Ordering::Relaxed);
+                                            self.waits.deliver_payload(n.payload());
+                                        }
                                         None => break,
                                     },
                                     _ = stop.changed() => return,
@@ -384,14 +387,24 @@ impl Cluster {
         self.heartbeat_ms
     }
 
-    /// How many nodes' heartbeats are current, as last read.
-    pub(crate) fn nodes_alive(&self) -> usize {
+    /// Whether the node is in touch with the database: its last heartbeat
+    /// went through (`/readyz`).
+    pub(crate) fn in_touch(&self) -> bool {
+        !self.nodes.lock().out
+    }
+
+    /// Every node registered, by name, and whether its heartbeat is
+    /// current, as last read.
+    pub(crate) fn nodes(&self) -> Vec<(String, bool)> {
         let now = row::to_sql(self.clock.now_ms());
         let seen = self.nodes.lock();
-        seen.nodes
-            .values()
-            .filter(|(_, u)| !seen.lapsed(*u, now))
-            .count()
+        let mut all: Vec<_> = seen
+            .nodes
+            .iter()
+            .map(|(name, (_, u))| (name.clone(), !seen.lapsed(*u, now)))
+            .collect();
+        all.sort();
+        all
     }
 
     /// Removes expired sessions, a batch at a time, until none is left

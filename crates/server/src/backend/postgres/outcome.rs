@@ -39,6 +39,9 @@ pub(crate) struct LockWrite {
     pub(super) remote: Vec<(String, String)>,
     pub(super) local: Vec<(u64, Woken)>,
     pub(super) sync: bool,
+    /// Locks the write hands to waiters on other nodes (wake-ups in
+    /// `remote` that are grants).
+    pub(super) handed_away: u64,
     /// How the write changes the tenant's lock figures: entries, bytes.
     pub(super) usage: (i64, i64),
     /// `REGENERATE` moved the lock to this id (noted in the old row, for

@@ -7,9 +7,9 @@
 //! "try again".
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sessiond_core::Error;
@@ -17,10 +17,20 @@ use tokio_postgres::NoTls;
 
 use super::statements::{Conn, Statements};
 use super::tls::Rustls;
+use crate::metrics::Histogram;
 
-/// The pool's counters, for `/metrics` and `INFO`.
-#[derive(Debug, Default)]
+/// The node's database counters, for `/metrics`, `INFO` and the
+/// dashboard.
+#[derive(Default)]
 pub(crate) struct PoolStats {
+    /// Requests on the database right now (sent, not yet answered).
+    pub(crate) in_flight: AtomicI64,
+    /// Requests that had to wait before they could be sent: for the
+    /// transactions' connection, or for a connection to be opened.
+    pub(crate) waits: AtomicU64,
+    /// How long each request took, from asking for a connection to the
+    /// answer (waits included), failed ones too.
+    pub(crate) latency: Histogram,
     /// Connections opened (the first ones and every reconnect).
     pub(crate) connects: AtomicU64,
     /// Attempts to connect that failed.
@@ -32,6 +42,13 @@ pub(crate) struct PoolStats {
     pub(crate) timeouts: AtomicU64,
     /// Expired sessions the node's reaper removed.
     pub(crate) reaped: AtomicU64,
+    /// Locks this node's writes handed to a waiter on this node.
+    pub(crate) handoffs_here: AtomicU64,
+    /// Locks this node's writes handed to a waiter on another node (each
+    /// a wake-up sent with the commit).
+    pub(crate) handoffs_away: AtomicU64,
+    /// Wake-ups heard from the database for this node's waiters.
+    pub(crate) wakeups_heard: AtomicU64,
 }
 
 /// One connection place in the pool.
@@ -162,6 +179,7 @@ impl Pool {
                 }
             }
         }
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
         self.reconnect(&self.slots[start % n]).await
     }
 
@@ -245,7 +263,13 @@ impl Pool {
         self.run_on(async move {
             // Held for the whole transaction: `connecting` is this slot's
             // turn as well as its reconnect guard.
-            let _turn = slot.connecting.lock().await;
+            let _turn = match slot.connecting.try_lock() {
+                Ok(turn) => turn,
+                Err(_) => {
+                    self.stats.waits.fetch_add(1, Ordering::Relaxed);
+                    slot.connecting.lock().await
+                }
+            };
             let open = slot.client.lock().clone();
             let conn = match open {
                 Some(c) if !c.client.is_closed() && !c.in_transaction.load(Ordering::Relaxed) => c,
@@ -320,7 +344,10 @@ impl Pool {
         &self,
         work: impl Future<Output = Result<T, DbError>>,
     ) -> Result<T, DbError> {
-        let outcome = tokio::time::timeout(self.timeout, work).await;
+        let outcome = {
+            let _timed = InFlight::start(&self.stats);
+            tokio::time::timeout(self.timeout, work).await
+        };
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(DbError::Conflict)) => Err(DbError::Conflict),
@@ -337,6 +364,30 @@ impl Pool {
                 )))
             }
         }
+    }
+}
+
+/// A request being counted: in flight until dropped (answered, failed, or
+/// given up by its caller), then its time observed.
+struct InFlight<'a> {
+    stats: &'a PoolStats,
+    started: Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(stats: &'a PoolStats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            stats,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.latency.observe(self.started.elapsed());
     }
 }
 

@@ -97,6 +97,28 @@ pub(crate) async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Re
             "connections_rejected": load(&shared.admission.rejected),
             "auth_failures": shared.auth.refusals().0,
         });
+        if let Some(c) = &shared.cluster {
+            let st = c.pool_stats();
+            let (open, size) = c.connections();
+            body["cluster"] = json!({
+                "storage": "postgres",
+                "node": c.node(),
+                "in_touch": c.in_touch(),
+                "nodes": c.nodes().into_iter().map(|(name, alive)| json!({
+                    "name": name,
+                    "alive": alive,
+                })).collect::<Vec<_>>(),
+                "db_connections": open,
+                "db_pool_size": size,
+                "db_requests": st.latency.count(),
+                "db_request_avg_us": st.latency.mean_us(),
+                "db_errors": load(&st.errors),
+                "db_connects": load(&st.connects),
+                "handoffs_here": load(&st.handoffs_here),
+                "handoffs_away": load(&st.handoffs_away),
+                "wakeups_heard": load(&st.wakeups_heard),
+            });
+        }
     }
     Json(body).into_response()
 }

@@ -5,7 +5,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::http::header;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -138,9 +139,18 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready for traffic: answering at all means recovery is done, as the
-/// listeners open only after it (and close when a shutdown begins).
-async fn readyz() -> &'static str {
-    "ready\n"
+/// listeners open only after it (and close when a shutdown begins). On a
+/// cluster the node is ready only while in touch with the database: its
+/// last heartbeat went through.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match &shared.cluster {
+        Some(c) if !c.in_touch() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the database does not answer this node's heartbeat\n",
+        )
+            .into_response(),
+        _ => "ready\n".into_response(),
+    }
 }
 
 /// `/`: the dashboard, one page that reads the JSON API.

@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::scope::Scope;
+use crate::backend::postgres::Cluster;
 use crate::door::Door;
 use crate::metrics::{resident_memory_bytes, Families};
 use crate::shared::Shared;
@@ -86,6 +87,53 @@ fn render(shared: &Shared, scope: &Scope) -> String {
             f.series("resident_memory_bytes", "", rss);
         }
         f.series("uptime_seconds", "", shared.started.elapsed().as_secs());
+        if let Some(c) = &shared.cluster {
+            cluster(&mut f, c);
+        }
     }
     f.finish()
+}
+
+/// The node's database pool, its view of the cluster, and its lock
+/// hand-offs.
+fn cluster(f: &mut Families, c: &Cluster) {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let s = c.pool_stats();
+    let (open, size) = c.connections();
+    f.series("db_connections", "", open as u64);
+    f.series("db_pool_size", "", size as u64);
+    f.series(
+        "db_requests_in_flight",
+        "",
+        u64::try_from(s.in_flight.load(Ordering::Relaxed)).unwrap_or(0),
+    );
+    f.series("db_waits_total", "", load(&s.waits));
+    f.histogram("db_request_duration_seconds", "", &s.latency);
+    f.series("db_errors_total", "", load(&s.errors));
+    f.series("db_timeouts_total", "", load(&s.timeouts));
+    f.series("db_connects_total", "", load(&s.connects));
+    f.series("db_connect_failures_total", "", load(&s.connect_failures));
+    f.series("db_in_touch", "", u64::from(c.in_touch()));
+    for (name, alive) in c.nodes() {
+        let label = format!("node=\"{}\"", escape(&name));
+        f.series("cluster_node_alive", &label, u64::from(alive));
+    }
+    f.series(
+        "lock_handoffs_total",
+        "to=\"this_node\"",
+        load(&s.handoffs_here),
+    );
+    f.series(
+        "lock_handoffs_total",
+        "to=\"other_node\"",
+        load(&s.handoffs_away),
+    );
+    f.series("lock_wakeups_heard_total", "", load(&s.wakeups_heard));
+}
+
+/// A label value as Prometheus text writes it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
