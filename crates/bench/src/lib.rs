@@ -10,8 +10,10 @@
 
 pub mod data;
 pub mod echo;
+mod handoff;
 pub mod histogram;
 pub mod keys;
+mod pg;
 mod report;
 mod run;
 mod stall;

@@ -19,7 +19,8 @@ pub struct RunArgs {
     /// What to run.
     #[arg(long, value_enum, default_value = "raw")]
     pub workload: Workload,
-    /// Server address.
+    /// Server address; several, comma-separated (cluster nodes), share
+    /// the connections out in turn.
     #[arg(long, default_value = "127.0.0.1:6390")]
     pub addr: String,
     /// Protocol for `raw` and `load` (default resp) and for the memcached
@@ -80,6 +81,16 @@ pub struct RunArgs {
     /// Do not write every session before the run (reads then miss).
     #[arg(long)]
     pub no_preload: bool,
+    /// `handoff`: how long the waiter's request is given to queue before
+    /// the holder releases, ms.
+    #[arg(long, default_value_t = 20)]
+    pub settle_ms: u64,
+    /// `pg-for-update`: the database (`postgres://user@host:port/db`).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// `pg-for-update`: commit asynchronously (`synchronous_commit = off`).
+    #[arg(long)]
+    pub async_commit: bool,
 }
 
 impl RunArgs {
@@ -90,7 +101,7 @@ impl RunArgs {
             Workload::CycleMemcache => Some(Cycle::Memcache),
             Workload::CycleNative => Some(Cycle::Native),
             Workload::Contend => Some(self.cycle),
-            Workload::Raw | Workload::Load => None,
+            Workload::Raw | Workload::Load | Workload::Handoff | Workload::PgForUpdate => None,
         }
     }
 
@@ -147,30 +158,108 @@ impl RunArgs {
         Ok((r, w))
     }
 
-    fn addr(&self) -> Result<SocketAddr, BenchError> {
-        self.addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| BenchError::Options(format!("{} resolves to no address", self.addr)))
+    /// Every address of `--addr`, in order.
+    pub(crate) fn addrs(&self) -> Result<Vec<SocketAddr>, BenchError> {
+        let mut all = Vec::new();
+        for a in self
+            .addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            let found = a
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| BenchError::Options(format!("{a} resolves to no address")))?;
+            all.push(found);
+        }
+        if all.is_empty() {
+            return Err(BenchError::Options("--addr names no address".into()));
+        }
+        Ok(all)
     }
 }
 
 /// One connection's counts.
 #[derive(Default)]
-struct ConnStats {
-    latency: Histogram,
-    lock_wait: Histogram,
-    transactions: u64,
-    requests: u64,
-    lock_failures: u64,
-    errors: u64,
-    first_error: Option<String>,
+pub(crate) struct ConnStats {
+    pub(crate) latency: Histogram,
+    pub(crate) lock_wait: Histogram,
+    pub(crate) transactions: u64,
+    pub(crate) requests: u64,
+    pub(crate) lock_failures: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+}
+
+impl ConnStats {
+    /// A report of these counts for `args`, as measured over `proto`
+    /// (`failed` connections ended on an error); the caller sets what
+    /// its workload does differently.
+    pub(crate) fn report(self, args: &RunArgs, proto: Proto, keys: u64, failed: usize) -> Report {
+        Report {
+            workload: args.workload,
+            cycle: None,
+            proto,
+            label: args.label.clone(),
+            addr: args.addr.clone(),
+            conns: args.conns,
+            pipeline: args.pipeline,
+            rate: args.rate,
+            size: args.size,
+            keys,
+            popularity: args.popularity.clone(),
+            seconds: args.duration,
+            transactions: self.transactions,
+            requests: self.requests,
+            tx_per_s: self.transactions as f64 / args.duration,
+            req_per_s: self.requests as f64 / args.duration,
+            latency_us: Latency::of(&self.latency),
+            lock_wait_us: None,
+            lock_failures: self.lock_failures,
+            errors: self.errors,
+            failed_connections: failed,
+            first_error: self.first_error,
+            polling: None,
+        }
+    }
+}
+
+/// Every task's counts merged, and how many tasks ended on an error.
+pub(crate) async fn join(
+    tasks: Vec<tokio::task::JoinHandle<ConnStats>>,
+) -> Result<(ConnStats, usize), BenchError> {
+    let mut all = ConnStats::default();
+    let mut failed = 0;
+    for t in tasks {
+        let s = t
+            .await
+            .map_err(|e| BenchError::Io(std::io::Error::other(e.to_string())))?;
+        all.latency.merge(&s.latency);
+        all.lock_wait.merge(&s.lock_wait);
+        all.transactions += s.transactions;
+        all.requests += s.requests;
+        all.lock_failures += s.lock_failures;
+        all.errors += s.errors;
+        if s.first_error.is_some() {
+            failed += 1;
+            all.first_error = all.first_error.or(s.first_error);
+        }
+    }
+    Ok((all, failed))
 }
 
 /// Runs the workload and reports it.
 pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
+    if args.workload == Workload::Handoff {
+        return crate::handoff::run(args).await;
+    }
+    if args.workload == Workload::PgForUpdate {
+        return crate::pg::run(args).await;
+    }
     let proto = args.resolved_proto()?;
-    let addr = args.addr()?;
+    let addrs = args.addrs()?;
+    let addr = addrs[0];
     let popularity: Popularity = args.popularity.parse().map_err(BenchError::Options)?;
     let mix = args.mix()?;
     let cycle = args.cycle_kind();
@@ -215,7 +304,7 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
         .map(|r| Duration::from_secs_f64(args.conns as f64 / r.max(1e-9)));
     let mut tasks = Vec::with_capacity(args.conns);
     for n in 0..args.conns {
-        let conn = Conn::connect(addr, proto).await?;
+        let conn = Conn::connect(addrs[n % addrs.len()], proto).await?;
         let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n as u64 + 1);
         let worker = Worker::new(conn, seed, keys.clone(), args.size, mix, polling, n)
             .shaped(args.data, args.size, n);
@@ -226,55 +315,19 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
             worker, cycle, depth, first, interval, warm_end, end,
         )));
     }
-    let mut all = ConnStats::default();
-    let mut closed = 0;
-    for t in tasks {
-        let s = t
-            .await
-            .map_err(|e| BenchError::Io(std::io::Error::other(e.to_string())))?;
-        all.latency.merge(&s.latency);
-        all.lock_wait.merge(&s.lock_wait);
-        all.transactions += s.transactions;
-        all.requests += s.requests;
-        all.lock_failures += s.lock_failures;
-        all.errors += s.errors;
-        if s.first_error.is_some() {
-            closed += 1;
-            if all.first_error.is_none() {
-                all.first_error = s.first_error;
-            }
-        }
-    }
+    let (all, closed) = join(tasks).await?;
     if closed == args.conns {
         return Err(BenchError::Reply(format!(
             "every connection failed; the first: {}",
             all.first_error.unwrap_or_default()
         )));
     }
+    let lock_wait = cycle.map(|_| Latency::of(&all.lock_wait));
     Ok(Report {
-        workload: args.workload,
         cycle,
-        proto,
-        label: args.label.clone(),
-        addr: args.addr.clone(),
-        conns: args.conns,
-        pipeline: args.pipeline,
-        rate: args.rate,
-        size: args.size,
-        keys: n_keys,
-        popularity: args.popularity.clone(),
-        seconds: args.duration,
-        transactions: all.transactions,
-        requests: all.requests,
-        tx_per_s: all.transactions as f64 / args.duration,
-        req_per_s: all.requests as f64 / args.duration,
-        latency_us: Latency::of(&all.latency),
-        lock_wait_us: cycle.map(|_| Latency::of(&all.lock_wait)),
-        lock_failures: all.lock_failures,
-        errors: all.errors,
-        failed_connections: closed,
-        first_error: all.first_error,
+        lock_wait_us: lock_wait,
         polling: matches!(cycle, Some(Cycle::Redis | Cycle::Memcache)).then_some(polling),
+        ..all.report(args, proto, n_keys, closed)
     })
 }
 

@@ -34,6 +34,14 @@ pub enum Workload {
     Contend,
     /// Write every session once (pipelined), report how long it took.
     Load,
+    /// A lock passed between pairs of connections, each end on its own
+    /// server (`--addr a,b`: two cluster nodes): the time from the
+    /// holder's `SESSION.CLOSE` to the queued waiter's grant.
+    Handoff,
+    /// The SQL baseline, straight to PostgreSQL (`--database-url`):
+    /// Symfony `PdoSessionHandler`'s locked cycle, a transaction holding
+    /// `SELECT … FOR UPDATE` per request.
+    PgForUpdate,
 }
 
 /// The per-request sequence a `contend` run repeats.

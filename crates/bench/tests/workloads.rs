@@ -87,6 +87,10 @@ async fn every_workload_runs_clean_against_sessiond() {
         format!("--workload cycle-memcache --addr {mc}"),
         format!("--workload cycle-memcache --addr {mc} --proto memcache-text"),
         format!("--workload cycle-native --addr {resp}"),
+        // Several addresses share the connections out (cluster nodes).
+        format!("--workload cycle-native --addr {resp},{resp}"),
+        // One address: both ends of each hand-off on one server.
+        format!("--workload handoff --addr {resp} --settle-ms 2"),
         format!("--workload contend --cycle native --addr {resp} --conns 8 --keys 1"),
         format!("--workload contend --cycle redis --addr {resp} --conns 8 --keys 1 --lock-wait-us 200 --lock-retries 100000"),
     ] {

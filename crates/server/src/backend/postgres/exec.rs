@@ -259,15 +259,12 @@ impl PgTenant {
         &self,
         id: &SessionId,
     ) -> Result<Option<(sessiond_core::Session, Option<sessiond_core::LockMode>)>, Error> {
-        let ids = std::slice::from_ref(id);
-        let (rows, lock) = tokio::join!(self.load(ids), self.load_lock(id));
-        let mut rows = rows.map_err(DbError::into_error)?;
-        let mut lock = lock.map_err(DbError::into_error)?;
+        // One statement: the lock as of the data read.
+        let (loaded, mut lock) = self.load_with_lock(id).await.map_err(DbError::into_error)?;
         let now = self.engine.now_ms();
         lock.expire(now, &|p| self.cluster.is_alive(p, now));
         let mode = lock.mode();
-        Ok(rows
-            .remove(id)
+        Ok(loaded
             .map(|l| l.session)
             .filter(|s| s.deadline_ms() > now || mode.is_some())
             .map(|s| (s, mode)))

@@ -171,6 +171,9 @@ impl Cluster {
             )));
         }
         tracing::info!(node = %node, "joined the cluster");
+        if let Err(e) = pool.fill().await {
+            tracing::warn!(error = ?e, "could not open every connection of the pool yet");
+        }
         Ok(Arc::new(Self {
             pool,
             channel: wake::channel(&node),
@@ -306,6 +309,9 @@ impl Cluster {
         loop {
             tokio::select! {
                 _ = every.tick() => {
+                    if let Err(e) = self.pool.fill().await {
+                        tracing::debug!(error = ?e, "cannot open the pool's connections");
+                    }
                     if let Err(e) = self.beat().await {
                         self.nodes.lock().out = true;
                         tracing::warn!(error = ?e, "heartbeat failed");

@@ -183,6 +183,24 @@ impl Pool {
         self.reconnect(&self.slots[start % n]).await
     }
 
+    /// Opens every connection of the pool that is not open (the first
+    /// ones, and those that broke since): requests are spread over all of
+    /// them, so that a commit waiting on one does not hold up the rest.
+    /// Stops at the first that cannot be opened.
+    pub(crate) async fn fill(&self) -> Result<(), DbError> {
+        for slot in &self.slots {
+            let closed = slot
+                .client
+                .lock()
+                .as_ref()
+                .is_none_or(|c| c.client.is_closed());
+            if closed {
+                self.reconnect(slot).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn reconnect(&self, slot: &Slot) -> Result<Arc<Conn>, DbError> {
         let _one = slot.connecting.lock().await;
         if let Some(c) = slot.client.lock().as_ref() {
