@@ -699,19 +699,7 @@ fn stripe_of(id: &[u8]) -> usize {
 
 /// Whether `cmd` works on a lock row.
 pub(super) fn is_lock_command(cmd: &Command) -> bool {
-    let lock = matches!(
-        cmd,
-        Command::Lock { .. }
-            | Command::Unlock { .. }
-            | Command::LockOwned { .. }
-            | Command::UnlockOwned { .. }
-            | Command::LockOwner { .. }
-            | Command::Commit { .. }
-            | Command::Open { .. }
-            | Command::Close { .. }
-    );
-    debug_assert_eq!(lock, matches!(route(cmd), Route::Lock));
-    lock
+    matches!(route(cmd), Route::Lock)
 }
 
 /// Where each command runs. Every variant is listed: a new command does
@@ -796,7 +784,6 @@ fn route(cmd: &Command) -> Route {
         | Command::FlushAll => Route::Across,
         Command::ServerInfo => Route::Info,
         Command::Regenerate { .. } => Route::Regenerate,
-        // The lock commands: `is_lock_command` names the same ones.
         Command::Lock { .. }
         | Command::Unlock { .. }
         | Command::LockOwned { .. }

@@ -1,10 +1,11 @@
 //! A node's connections to PostgreSQL: a few shared connections, each
 //! pipelining every request its clients send (tokio-postgres runs
 //! concurrent queries on one connection in the order they are polled), so
-//! a node is the connection pool for every client behind it. A connection
-//! that fails is opened again by the next request that needs it; a request
-//! the database does not answer in `database_timeout_ms` is answered
-//! "try again".
+//! a node is the connection pool for every client behind it. Requests take
+//! the open connections in turn; all of them are opened at start and again
+//! after failures by the node's upkeep ([`Pool::fill`], each heartbeat), or
+//! by a request that finds none open. A request the database does not
+//! answer in `database_timeout_ms` is answered "try again".
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
