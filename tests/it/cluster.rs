@@ -436,6 +436,22 @@ async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
     assert_eq!(stats["cluster"]["nodes"].as_array().map(Vec::len), Some(2));
     assert_eq!(stats["cluster"]["in_touch"], true);
+    // INFO says the same, in Redis's shape.
+    let V::Bulk(info) = call(&mut probe, &["INFO", "database"]).await else {
+        panic!("INFO answered no text")
+    };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    let names: Vec<&str> = stats["cluster"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert!(
+        info.contains(&format!("nodes:{}\r\n", names.join(","))),
+        "{info}"
+    );
+    assert!(info.contains("lock_handoffs_away:1\r\n"), "{info}");
     // A's key no longer writes; B's does, through either node.
     match call(
         &mut ca,

@@ -328,6 +328,22 @@ async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
             t == api_sessions.to_string()
         })
         .await;
+    // The storage panel says where the sessions are: on the PostgreSQL
+    // pass, the database, this node and the pool.
+    if stats["cluster"].is_object() {
+        let node = stats["cluster"]["node"].as_str().unwrap().to_string();
+        browser
+            .wait_text("persistence", "the cluster's storage", |t| {
+                t.contains(&format!("postgres, node {node}"))
+                    && t.contains("in touch")
+                    && t.contains("db connections")
+            })
+            .await;
+    } else {
+        browser
+            .wait_text("persistence", "the storage", |t| t.contains("memory only"))
+            .await;
+    }
     let waits = stats["tenants"][0]["lock_waits"].as_u64().unwrap();
     assert_eq!(waits, 1);
     browser
