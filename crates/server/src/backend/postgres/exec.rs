@@ -455,10 +455,12 @@ impl PgTenant {
     /// Puts `id` in the working copy as read, with nothing noted for it: a
     /// session whose lock is held stays alive past its deadline, as on the
     /// embedded store.
-    pub(super) fn put_in_copy(&self, id: &SessionId, loaded: Option<Loaded>, now: u64) {
+    /// Whether its lock is held.
+    pub(super) fn put_in_copy(&self, id: &SessionId, loaded: Option<Loaded>, now: u64) -> bool {
         let held = loaded.as_ref().is_some_and(|l| l.held_until_ms > now);
         self.engine.load_held(id, loaded.map(|l| l.session), held);
         self.changes.take(id);
+        held
     }
 
     /// What the command changed in the working copy, for each of `ids`
@@ -511,11 +513,10 @@ impl PgTenant {
                     .map_err(DbError::from)
             })
             .await?;
-        let held_at = super::statements::SESSION_COLUMNS.split(", ").count();
         let mut out = HashMap::with_capacity(rows.len());
         for r in &rows {
             let (id, mut loaded) = row::decode(r).map_err(DbError::Failed)?;
-            let held: Option<i64> = r.try_get(held_at)?;
+            let held: Option<i64> = r.try_get(super::statements::SESSION_COLUMN_COUNT)?;
             loaded.held_until_ms = held.map_or(0, row::from_sql);
             out.insert(id, loaded);
         }

@@ -698,7 +698,7 @@ impl PgTenant {
             Some(_) => decode_lock(&r).map_err(DbError::Failed)?,
             None => LockRow::default(),
         };
-        let at = super::statements::LOCK_COLUMNS.split(", ").count();
+        let at = super::statements::LOCK_COLUMN_COUNT;
         let session = match r.try_get::<_, Option<Vec<u8>>>(at)? {
             Some(_) => Some(row::decode_at(&r, at).map_err(DbError::Failed)?.1),
             None => None,

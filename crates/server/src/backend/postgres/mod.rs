@@ -309,12 +309,17 @@ impl Cluster {
         loop {
             tokio::select! {
                 _ = every.tick() => {
-                    if let Err(e) = self.pool.fill().await {
-                        tracing::debug!(error = ?e, "cannot open the pool's connections");
-                    }
-                    if let Err(e) = self.beat().await {
-                        self.nodes.lock().out = true;
-                        tracing::warn!(error = ?e, "heartbeat failed");
+                    match self.beat().await {
+                        // In touch: open the connections that are not.
+                        Ok(()) => {
+                            if let Err(e) = self.pool.fill().await {
+                                tracing::debug!(error = ?e, "cannot open the pool's connections");
+                            }
+                        }
+                        Err(e) => {
+                            self.nodes.lock().out = true;
+                            tracing::warn!(error = ?e, "heartbeat failed");
+                        }
                     }
                     match self.reap().await {
                         Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired"),

@@ -47,9 +47,27 @@ pub(crate) const LOCK_COLUMNS: &str = "id, rev, last_key, holders, waiters";
 pub(crate) const SESSION_COLUMNS: &str = "id, rev, version, created_ms, accessed_ms, timeout_ms, \
      flags, key_form, class, data, vars";
 
-/// [`SESSION_COLUMNS`] of the table named `table` in the statement.
-fn qualified(table: &str) -> String {
-    SESSION_COLUMNS
+/// How many columns a list of them (`a, b, c`) names.
+const fn count(columns: &str) -> usize {
+    let bytes = columns.as_bytes();
+    let (mut n, mut i) = (1, 0);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// How many columns [`LOCK_COLUMNS`] and [`SESSION_COLUMNS`] are: where
+/// what follows them in a row starts.
+pub(crate) const LOCK_COLUMN_COUNT: usize = count(LOCK_COLUMNS);
+pub(crate) const SESSION_COLUMN_COUNT: usize = count(SESSION_COLUMNS);
+
+/// `columns` of the table named `table` in the statement.
+fn qualified(table: &str, columns: &str) -> String {
+    columns
         .split(", ")
         .map(|c| format!("{table}.{c}"))
         .collect::<Vec<_>>()
@@ -64,7 +82,7 @@ impl Statements {
                     "SELECT {}, (SELECT l.held_until_ms FROM sessiond_lock AS l \
                      WHERE l.tenant = s.tenant AND l.id = s.id) \
                      FROM sessiond_session AS s WHERE s.tenant = $1 AND s.id = ANY($2)",
-                    qualified("s")
+                    qualified("s", SESSION_COLUMNS)
                 ))
                 .await?,
             put: c
@@ -88,11 +106,12 @@ impl Statements {
                 .await?,
             load_with_lock: c
                 .prepare(&format!(
-                    "SELECT l.id, l.rev, l.last_key, l.holders, l.waiters, {} \
+                    "SELECT {}, {} \
                      FROM (SELECT 1) AS one \
                      LEFT JOIN sessiond_lock AS l ON l.tenant = $1 AND l.id = $2 \
                      LEFT JOIN sessiond_session AS s ON s.tenant = $1 AND s.id = $2",
-                    qualified("s")
+                    qualified("l", LOCK_COLUMNS),
+                    qualified("s", SESSION_COLUMNS)
                 ))
                 .await?,
             lock_put: c

@@ -47,10 +47,9 @@ impl PgTenant {
             for id in &ids {
                 let loaded = rows.remove(id);
                 revs.push(loaded.as_ref().map_or(0, |l| l.rev));
-                if loaded.as_ref().is_some_and(|l| l.held_until_ms > now) {
+                if self.put_in_copy(id, loaded, now) {
                     held.insert(id.clone());
                 }
-                self.put_in_copy(id, loaded, now);
             }
             let (last_key, need) = locks.values().fold((0, 0), |(k, n), r| {
                 (k.max(r.last_key), n + r.waiters.len() as u64 + 2)
