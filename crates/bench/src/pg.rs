@@ -4,8 +4,10 @@
 //! (`LOCK_TRANSACTIONAL`), one database connection per PHP process:
 //! `BEGIN`; `SELECT data … FOR UPDATE` (the lock: held by the open
 //! transaction for the whole request); the upsert of the new data;
-//! `COMMIT`. Its table is Symfony's (`sessions`: `sess_id`, `sess_data`,
-//! `sess_lifetime`, `sess_time`).
+//! `COMMIT`. Its table has the columns of Symfony's (`sess_id`,
+//! `sess_data`, `sess_lifetime`, `sess_time`) under a name of the
+//! benchmark's own, `sessiond_bench_for_update`, which each run makes afresh — so a real
+//! `sessions` table in the database named is never touched.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,8 +22,8 @@ use crate::workload::session_id;
 use crate::BenchError;
 
 const SELECT: &str =
-    "SELECT sess_data, sess_lifetime, sess_time FROM sessions WHERE sess_id = $1 FOR UPDATE";
-const MERGE: &str = "INSERT INTO sessions (sess_id, sess_data, sess_lifetime, sess_time) \
+    "SELECT sess_data, sess_lifetime, sess_time FROM sessiond_bench_for_update WHERE sess_id = $1 FOR UPDATE";
+const MERGE: &str = "INSERT INTO sessiond_bench_for_update (sess_id, sess_data, sess_lifetime, sess_time) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (sess_id) DO UPDATE SET \
      (sess_data, sess_lifetime, sess_time) = (EXCLUDED.sess_data, EXCLUDED.sess_lifetime, EXCLUDED.sess_time)";
 
@@ -52,15 +54,15 @@ fn now_s() -> i32 {
         .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
 }
 
-/// Creates Symfony's table (its `createTable()` for PostgreSQL) afresh and
-/// writes every session once.
+/// Creates the table as Symfony's `createTable()` does for PostgreSQL,
+/// afresh, and writes every session once.
 async fn preload(args: &RunArgs, n_keys: u64) -> Result<(), BenchError> {
     let c = connect(args).await?;
     c.batch_execute(
-        "DROP TABLE IF EXISTS sessions; \
-         CREATE TABLE sessions (sess_id VARCHAR(128) NOT NULL PRIMARY KEY, sess_data BYTEA NOT NULL, \
+        "DROP TABLE IF EXISTS sessiond_bench_for_update; \
+         CREATE TABLE sessiond_bench_for_update (sess_id VARCHAR(128) NOT NULL PRIMARY KEY, sess_data BYTEA NOT NULL, \
          sess_lifetime INTEGER NOT NULL, sess_time INTEGER NOT NULL); \
-         CREATE INDEX sessions_sess_lifetime_idx ON sessions (sess_lifetime)",
+         CREATE INDEX sessiond_bench_for_update_lifetime ON sessiond_bench_for_update (sess_lifetime)",
     )
     .await
     .map_err(db)?;
@@ -73,7 +75,7 @@ async fn preload(args: &RunArgs, n_keys: u64) -> Result<(), BenchError> {
         })
         .collect();
     c.execute(
-        "INSERT INTO sessions (sess_id, sess_data, sess_lifetime, sess_time) \
+        "INSERT INTO sessiond_bench_for_update (sess_id, sess_data, sess_lifetime, sess_time) \
          SELECT unnest($1::varchar[]), $2, 1440, $3",
         &[&ids, &blob, &now_s()],
     )

@@ -85,7 +85,9 @@ pub struct RunArgs {
     /// the holder releases, ms.
     #[arg(long, default_value_t = 20)]
     pub settle_ms: u64,
-    /// `pg-for-update`: the database (`postgres://user@host:port/db`).
+    /// `pg-for-update`: the database (`postgres://user@host:port/db`);
+    /// the run makes its own table there, `sessiond_bench_for_update`,
+    /// dropping one of that name left by an earlier run.
     #[arg(long)]
     pub database_url: Option<String>,
     /// `pg-for-update`: commit asynchronously (`synchronous_commit = off`).
