@@ -436,6 +436,7 @@ async fn a_lock_released_on_one_node_wakes_the_waiter_on_another_at_once() {
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
     assert_eq!(stats["cluster"]["nodes"].as_array().map(Vec::len), Some(2));
     assert_eq!(stats["cluster"]["in_touch"], true);
+    assert_eq!(stats["tenants"][0]["storage"], "postgres");
     // INFO says the same, in Redis's shape.
     let V::Bulk(info) = call(&mut probe, &["INFO", "database"]).await else {
         panic!("INFO answered no text")

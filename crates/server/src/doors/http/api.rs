@@ -48,8 +48,14 @@ pub(crate) async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Re
                     "snapshots": p.snapshots().count(),
                 })
             });
+            let storage = match (t.persistence(), t.cluster()) {
+                (Some(_), _) => "log",
+                (None, Some(_)) => "postgres",
+                (None, None) => "memory",
+            };
             json!({
                 "name": t.name(),
+                "storage": storage,
                 "sessions": s.sessions,
                 "bytes": s.bytes,
                 "commands": m.commands_total(),
