@@ -83,6 +83,9 @@ pub(crate) enum DbError {
     Conflict,
     /// The database refused the request or could not be reached.
     Failed(String),
+    /// The database did not answer within the request timeout: whether it
+    /// ran the request is not known.
+    TimedOut(String),
 }
 
 impl DbError {
@@ -92,7 +95,7 @@ impl DbError {
             DbError::Conflict => Error::Unavailable(
                 "the session kept changing on other nodes while this command ran".into(),
             ),
-            DbError::Failed(m) => Error::Unavailable(m),
+            DbError::Failed(m) | DbError::TimedOut(m) => Error::Unavailable(m),
         }
     }
 }
@@ -153,12 +156,7 @@ impl Pool {
     pub(crate) fn open_connections(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| {
-                s.client
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|c| !c.client.is_closed())
-            })
+            .filter(|s| s.client.lock().as_ref().is_some_and(|c| c.usable()))
             .count()
     }
 
@@ -175,7 +173,7 @@ impl Pool {
         for i in 0..n {
             let slot = &self.slots[(start + i) % n];
             if let Some(c) = slot.client.lock().as_ref() {
-                if !c.client.is_closed() {
+                if c.usable() {
                     return Ok(c.clone());
                 }
             }
@@ -190,11 +188,7 @@ impl Pool {
     /// Stops at the first that cannot be opened.
     pub(crate) async fn fill(&self) -> Result<(), DbError> {
         for slot in &self.slots {
-            let closed = slot
-                .client
-                .lock()
-                .as_ref()
-                .is_none_or(|c| c.client.is_closed());
+            let closed = slot.client.lock().as_ref().is_none_or(|c| !c.usable());
             if closed {
                 self.reconnect(slot).await?;
             }
@@ -205,7 +199,7 @@ impl Pool {
     async fn reconnect(&self, slot: &Slot) -> Result<Arc<Conn>, DbError> {
         let _one = slot.connecting.lock().await;
         if let Some(c) = slot.client.lock().as_ref() {
-            if !c.client.is_closed() {
+            if c.usable() {
                 return Ok(c.clone());
             }
         }
@@ -224,6 +218,7 @@ impl Pool {
                         client,
                         st,
                         in_transaction: AtomicBool::new(false),
+                        abandoned: AtomicBool::new(false),
                     }))
                 }
                 Err(e) => {
@@ -291,7 +286,7 @@ impl Pool {
             };
             let open = slot.client.lock().clone();
             let conn = match open {
-                Some(c) if !c.client.is_closed() && !c.in_transaction.load(Ordering::Relaxed) => c,
+                Some(c) if c.usable() && !c.in_transaction.load(Ordering::Relaxed) => c,
                 _ => {
                     let c = self.open().await?;
                     *slot.client.lock() = Some(c.clone());
@@ -318,17 +313,25 @@ impl Pool {
     }
 
     /// Runs `request` (a query on one of the pool's connections) within the
-    /// request timeout, counting failures.
+    /// request timeout, counting failures. A connection whose request timed
+    /// out is not used again ([`Conn::abandoned`]).
     pub(crate) async fn run<T, F, Fut>(&self, request: F) -> Result<T, DbError>
     where
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        self.run_on(async {
-            let client = self.client().await?;
-            request(client).await
-        })
-        .await
+        let mut used = None;
+        let outcome = self
+            .run_on(async {
+                let client = self.client().await?;
+                used = Some(client.clone());
+                request(client).await
+            })
+            .await;
+        if let (Err(DbError::TimedOut(_)), Some(c)) = (&outcome, used) {
+            c.abandoned.store(true, Ordering::Relaxed);
+        }
+        outcome
     }
 
     /// Opens a connection whose notifications (`LISTEN`) arrive on the
@@ -377,7 +380,7 @@ impl Pool {
             Err(_) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(DbError::Failed(format!(
+                Err(DbError::TimedOut(format!(
                     "the database did not answer within {} ms (database_timeout_ms)",
                     self.timeout.as_millis()
                 )))

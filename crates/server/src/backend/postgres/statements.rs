@@ -10,6 +10,19 @@ pub(crate) struct Conn {
     /// cut off in between (by the request timeout) leaves the connection
     /// inside it, and such a connection is not used again.
     pub(crate) in_transaction: std::sync::atomic::AtomicBool,
+    /// Set when a request on this connection went unanswered within the
+    /// request timeout: every request sent after it waits behind it on the
+    /// same connection, and after a network partition heals the connection
+    /// may be torn without the driver knowing yet, so no new request is
+    /// sent on it (its slot opens another).
+    pub(crate) abandoned: std::sync::atomic::AtomicBool,
+}
+
+impl Conn {
+    /// Whether a new request may be sent on this connection.
+    pub(crate) fn usable(&self) -> bool {
+        !self.client.is_closed() && !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Every statement of the request path.
