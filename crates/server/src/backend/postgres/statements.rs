@@ -78,6 +78,16 @@ const fn count(columns: &str) -> usize {
 pub(crate) const LOCK_COLUMN_COUNT: usize = count(LOCK_COLUMNS);
 pub(crate) const SESSION_COLUMN_COUNT: usize = count(SESSION_COLUMNS);
 
+/// How the statements that read rows by a list of ids (`$2`) go through
+/// it: one look-up by primary key per id, whatever the plan. Written as
+/// `id = ANY($2)`, the plan PostgreSQL keeps for a prepared statement
+/// after its first runs may be one chosen while the table was nearly
+/// empty, and kept as it grows until the next `ANALYZE`: it walked every
+/// row of the tenant for each read (measured: 3.7 ms a read at 10,000
+/// sessions, against 0.02 ms). The `LIMIT` keeps the planner from
+/// merging the look-up into a join it could plan otherwise.
+const BY_ID: &str = "unnest($2::bytea[]) AS u(id) CROSS JOIN LATERAL";
+
 /// `columns` of the table named `table` in the statement.
 fn qualified(table: &str, columns: &str) -> String {
     columns
@@ -94,7 +104,8 @@ impl Statements {
                 .prepare(&format!(
                     "SELECT {}, (SELECT l.held_until_ms FROM sessiond_lock AS l \
                      WHERE l.tenant = s.tenant AND l.id = s.id) \
-                     FROM sessiond_session AS s WHERE s.tenant = $1 AND s.id = ANY($2)",
+                     FROM {BY_ID} (SELECT * FROM sessiond_session AS s \
+                     WHERE s.tenant = $1 AND s.id = u.id LIMIT 1) AS s",
                     qualified("s", SESSION_COLUMNS)
                 ))
                 .await?,
@@ -114,7 +125,9 @@ impl Statements {
                 .await?,
             load_locks: c
                 .prepare(&format!(
-                    "SELECT {LOCK_COLUMNS} FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2)"
+                    "SELECT {} FROM {BY_ID} (SELECT * FROM sessiond_lock AS l \
+                     WHERE l.tenant = $1 AND l.id = u.id LIMIT 1) AS l",
+                    qualified("l", LOCK_COLUMNS)
                 ))
                 .await?,
             load_with_lock: c
