@@ -35,34 +35,11 @@ KEYS=${KEYS:-10000}
 SIZE=${SIZE:-1024}
 OUT=${OUT:-bench/cluster-results.jsonl}
 
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
-command -v redis-cli >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
-cargo build --release --quiet --bin sessiond
-sd=target/release/sessiond
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d)
-pids=()
-as_pg=()
-if [ "$(id -u)" = 0 ]; then chown postgres: "$work"; as_pg=(runuser -u postgres --); fi
-PGPORT=$(free_port)
-cleanup() {
-  for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done
-  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"${as_pg[@]}" "$pgbin/initdb" -D "$work/data" -A trust -U postgres -E UTF8 >/dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $work -c max_connections=300" start >/dev/null
-psql_() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qAt "$@"; }
+# shellcheck source=bench/private-postgres.sh
+. bench/private-postgres.sh
+start_postgres
 pg_version=$(psql_ -d postgres -c "SHOW server_version")
 
-wait_port() { for _ in $(seq 1 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 did not come up" >&2; exit 1; }
 : >"$OUT"
 record() { # mode case json
   echo "{\"mode\":\"$1\",\"case\":\"$2\",\"postgres\":\"$pg_version\",${3#\{}" >>"$OUT"
@@ -91,9 +68,7 @@ for mode in sync async; do
   record "$mode" contend-native "$(bench --workload contend --cycle native --addr "$nodes" --conns "$CONNS" --label sessiond)"
   record "$mode" contend-redis "$(bench --workload contend --cycle redis --addr "$nodes" --conns "$CONNS" --label sessiond)"
   record "$mode" handoff "$(bench --workload handoff --addr "$nodes" --conns 8 --label sessiond)"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
+  stop_nodes
 
   # The ceiling: pgbench running the nodes' statements on sessions of its own.
   psql_ -d "$db" -c "INSERT INTO sessiond_session (tenant, id, rev, place, version, created_ms, \

@@ -82,10 +82,10 @@ pub(crate) const SESSION_COLUMN_COUNT: usize = count(SESSION_COLUMNS);
 /// it: one look-up by primary key per id, whatever the plan. Written as
 /// `id = ANY($2)`, the plan PostgreSQL keeps for a prepared statement
 /// after its first runs may be one chosen while the table was nearly
-/// empty, and kept as it grows until the next `ANALYZE`: it walked every
-/// row of the tenant for each read (measured: 3.7 ms a read at 10,000
-/// sessions, against 0.02 ms). The `LIMIT` keeps the planner from
-/// merging the look-up into a join it could plan otherwise.
+/// empty, and kept while the table grows: it walked every row of the
+/// tenant for each read (measured with bench/cluster-profile.sh: 3.7 ms
+/// a read at 10,000 sessions, against 0.02 ms). The `LIMIT` keeps the
+/// planner from merging the look-up into a join it could plan otherwise.
 const BY_ID: &str = "unnest($2::bytea[]) AS u(id) CROSS JOIN LATERAL";
 
 /// `columns` of the table named `table` in the statement.
