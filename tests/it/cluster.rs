@@ -176,14 +176,14 @@ async fn sessiond_migrate_creates_the_schema_once() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(run(), "migrated the schema from version 0 to 4");
-    assert_eq!(run(), "the schema is at version 4 already");
+    assert_eq!(run(), "migrated the schema from version 0 to 5");
+    assert_eq!(run(), "the schema is at version 5 already");
     assert_eq!(
         pg.sql(
             db_name(&url),
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM sessiond_schema"
         ),
-        "1,2,3,4",
+        "1,2,3,4,5",
         "each migration recorded once"
     );
 }
@@ -1115,4 +1115,162 @@ async fn mass_expiry_under_traffic_reaps_no_locked_session() {
             .unwrap();
         assert_eq!(call(&mut other, &["GET", id.as_str()]).await, bulk("after"));
     }
+}
+
+/// The node's count of requests to the database (`INFO database`).
+async fn db_requests(c: &mut sessiond_client::Client) -> u64 {
+    let V::Bulk(info) = call(c, &["INFO", "database"]).await else {
+        panic!("INFO answered no text")
+    };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix("db_requests:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no db_requests in {info}"))
+}
+
+/// `OPEN` then `CLOSE` on one node is one round trip to the database each:
+/// the node writes at the revisions its last lock operation on the id
+/// left, without reading the rows again. What another node wrote meanwhile
+/// is never missed: the write checks both rows and, finding them changed,
+/// answers with them, and the command is done again on those — and a row
+/// deleted and written again never comes back at a revision it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_cycle_is_one_round_trip_each_way_and_misses_no_change() {
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.database();
+    let (a, b) = (
+        TestServer::start_with(on(&url)).await,
+        TestServer::start_with(on(&url)).await,
+    );
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let key = |r: &V| match r {
+        V::Array(items) => match items.first() {
+            Some(V::Int(k)) => k.to_string(),
+            _ => panic!("no key in {r:?}"),
+        },
+        _ => panic!("OPEN answered {r:?}"),
+    };
+    let open = call(&mut ca, &["SESSION.OPEN", "s", "CREATE"]).await;
+    let k = key(&open);
+    let ok = V::Simple("OK".into());
+    assert_eq!(
+        call(&mut ca, &["SESSION.CLOSE", "s", &k, "DATA", "a1"]).await,
+        ok
+    );
+    // Twenty cycles: one request each for OPEN and for CLOSE (the old
+    // way, a read before each write, was four a cycle); a little room for
+    // the node's own heartbeat and figures.
+    let before = db_requests(&mut ca).await;
+    for i in 0..20 {
+        let open = call(&mut ca, &["SESSION.OPEN", "s"]).await;
+        let k = key(&open);
+        let data = format!("a{i}");
+        assert_eq!(
+            call(&mut ca, &["SESSION.CLOSE", "s", &k, "DATA", &data]).await,
+            ok
+        );
+    }
+    let used = db_requests(&mut ca).await - before;
+    assert!(
+        (40..=48).contains(&used),
+        "{used} requests for 20 OPEN/CLOSE cycles"
+    );
+    // Sessions A never saw (made on B): each OPEN is one request too — the
+    // grant written on rows not read, the session sent back with it.
+    for i in 0..10 {
+        assert_eq!(
+            call(&mut cb, &["SESSION.CREATE", &format!("t{i}")]).await,
+            ok
+        );
+    }
+    let before = db_requests(&mut ca).await;
+    let mut keys = Vec::new();
+    for i in 0..10 {
+        keys.push(key(
+            &call(&mut ca, &["SESSION.OPEN", &format!("t{i}")]).await
+        ));
+    }
+    let used = db_requests(&mut ca).await - before;
+    assert!(
+        (10..=14).contains(&used),
+        "{used} requests for 10 first OPENs"
+    );
+    // One missing is refused, and not locked.
+    match call(&mut ca, &["SESSION.OPEN", "missing"]).await {
+        V::Error(e) => assert!(e.starts_with("NOSESSION"), "{e}"),
+        other => panic!("opened a missing session: {other:?}"),
+    }
+    assert_eq!(
+        pg.sql(
+            db_name(&url),
+            "SELECT count(*) FROM sessiond_lock WHERE id = 'missing' AND holders <> ''"
+        ),
+        "0"
+    );
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            call(&mut ca, &["SESSION.CLOSE", &format!("t{i}"), k]).await,
+            ok
+        );
+    }
+    // Another node writes the session without the lock: the lock row is
+    // as A left it, the session row is not; A's OPEN answers B's data.
+    assert_eq!(call(&mut cb, &["SESSION.SETDATA", "s", "b"]).await, ok);
+    let open = call(&mut ca, &["SESSION.OPEN", "s"]).await;
+    assert_eq!(
+        open,
+        V::Array(vec![
+            V::Int(key(&open).parse().expect("key")),
+            bulk("b"),
+            V::Array(vec![])
+        ])
+    );
+    let k = key(&open);
+    assert_eq!(call(&mut ca, &["SESSION.CLOSE", "s", &k]).await, ok);
+    // Another node takes the lock: A's kept rows say it is free, the
+    // write finds otherwise.
+    let held = call(&mut cb, &["SESSION.OPEN", "s"]).await;
+    match call(&mut ca, &["SESSION.OPEN", "s", "WAIT", "0"]).await {
+        V::Error(e) => assert!(e.starts_with("LOCKED"), "{e}"),
+        other => panic!("granted a lock held on another node: {other:?}"),
+    }
+    assert_eq!(
+        call(&mut cb, &["SESSION.CLOSE", "s", &key(&held)]).await,
+        ok
+    );
+    // Destroyed and made again: its rows come back at new revisions.
+    let revs = || {
+        pg.sql(
+            db_name(&url),
+            "SELECT (SELECT rev FROM sessiond_session WHERE id = 's') || ',' || \
+             (SELECT rev FROM sessiond_lock WHERE id = 's')",
+        )
+    };
+    let was = revs();
+    assert_eq!(call(&mut cb, &["SESSION.DESTROY", "s"]).await, ok);
+    pg.sql(db_name(&url), "DELETE FROM sessiond_lock WHERE id = 's'");
+    let open = call(&mut cb, &["SESSION.OPEN", "s", "CREATE"]).await;
+    assert_eq!(
+        call(&mut cb, &["SESSION.CLOSE", "s", &key(&open), "DATA", "b2"]).await,
+        ok
+    );
+    let is = revs();
+    let (was, is): (Vec<i64>, Vec<i64>) = (
+        was.split(',').map(|r| r.parse().expect("rev")).collect(),
+        is.split(',').map(|r| r.parse().expect("rev")).collect(),
+    );
+    assert!(
+        is[0] > was[0] && is[1] > was[1],
+        "revisions {was:?} then {is:?}"
+    );
+    let open = call(&mut ca, &["SESSION.OPEN", "s"]).await;
+    assert_eq!(
+        open,
+        V::Array(vec![
+            V::Int(key(&open).parse().expect("key")),
+            bulk("b2"),
+            V::Array(vec![])
+        ])
+    );
 }

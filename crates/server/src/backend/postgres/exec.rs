@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use sessiond_core::fields::IndexFields;
 use sessiond_core::{
-    not_in_transaction, ClientHandle, Command, Engine, Error, Outcome, Reply, SessionId, Touches,
+    not_in_transaction, ClientHandle, Command, Engine, Error, Outcome, Reply, Session, SessionId,
+    Touches,
 };
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
@@ -51,6 +52,9 @@ pub(crate) struct PgTenant {
     /// Lock requests to take back when the database answers again: id and
     /// request number (see [`PgTenant::settle_orphans`]).
     pub(super) orphans: parking_lot::Mutex<Vec<(SessionId, u64)>>,
+    /// The rows this node's last lock operation on an id left (see
+    /// `kept.rs`).
+    pub(super) kept: super::kept::Kept,
 }
 
 /// Where a command runs.
@@ -96,6 +100,7 @@ impl PgTenant {
             figures_read_ms: std::sync::atomic::AtomicU64::new(0),
             gate: tokio::sync::RwLock::new(()),
             orphans: parking_lot::Mutex::new(Vec::new()),
+            kept: super::kept::Kept::default(),
         })
     }
 
@@ -484,8 +489,18 @@ impl PgTenant {
         writes
     }
 
-    /// This node's turn on `ids` (sorted): their stripes, in order.
+    /// This node's turn on `ids` (sorted) for a command that may write
+    /// them: what was kept of their rows is forgotten.
     pub(super) async fn turns(&self, ids: &[SessionId]) -> Vec<MutexGuard<'_, ()>> {
+        let turns = self.lock_turns(ids).await;
+        for id in ids {
+            self.kept.forget(id);
+        }
+        turns
+    }
+
+    /// This node's turn on `ids` (sorted): their stripes, in order.
+    pub(super) async fn lock_turns(&self, ids: &[SessionId]) -> Vec<MutexGuard<'_, ()>> {
         let mut stripes: Vec<usize> = ids.iter().map(|id| stripe_of(id.as_bytes())).collect();
         stripes.sort_unstable();
         stripes.dedup();
@@ -550,7 +565,14 @@ impl PgTenant {
                 })
                 .await?;
         }
-        for w in &writes {
+        self.written(&writes);
+        Ok(())
+    }
+
+    /// What follows writes that went through: the lock figures moved,
+    /// this node's waiters they granted woken.
+    pub(super) fn written(&self, writes: &[Write]) {
+        for w in writes {
             if let Some(lock) = &w.lock {
                 if lock.usage != (0, 0) {
                     self.engine.note_lock_usage(lock.usage.0, lock.usage.1);
@@ -567,7 +589,6 @@ impl PgTenant {
                     .fetch_add(lock.handed_away, Ordering::Relaxed);
             }
         }
-        Ok(())
     }
 
     async fn write_one(
@@ -635,38 +656,9 @@ impl PgTenant {
                     Ok(())
                 }
                 (Some(s), _, lock) => {
-                    let place = row::place(&self.cluster.place_key, id);
-                    let index = row::index_rows(s, &self.indexed);
-                    let vars = row::encode_vars(s.vars());
-                    let class: Option<&[u8]> = s.class().map(|c| c.as_ref());
-                    let data: &[u8] = &s.data;
-                    let (version, created, accessed, timeout, expires) = (
-                        row::to_sql(s.version),
-                        row::to_sql(s.created_ms),
-                        row::to_sql(s.accessed_ms),
-                        row::to_sql(s.timeout_ms),
-                        row::to_sql(s.deadline_ms()),
-                    );
-                    let (flags, key_form) = (i64::from(s.flags), i16::from(s.key_form));
-                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-                        &tenant,
-                        &id,
-                        &sw.rev,
-                        &place,
-                        &version,
-                        &created,
-                        &accessed,
-                        &timeout,
-                        &expires,
-                        &flags,
-                        &key_form,
-                        &class,
-                        &data,
-                        &vars,
-                        &index.kinds,
-                        &index.names,
-                        &index.keys,
-                    ];
+                    let columns = self.session_params(id, s);
+                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id, &sw.rev];
+                    params.extend(columns.args());
                     match &lock {
                         None => {
                             client.query_one(&st.put, &params).await?;
@@ -680,6 +672,64 @@ impl PgTenant {
                 }
             },
         }
+    }
+
+    /// The columns of session `s` (of id `id`) as `sessiond_put` takes
+    /// them after the tenant, the id and the revision.
+    pub(super) fn session_params<'a>(&self, id: &[u8], s: &'a Session) -> SessionParams<'a> {
+        SessionParams {
+            place: row::place(&self.cluster.place_key, id),
+            version: row::to_sql(s.version),
+            created: row::to_sql(s.created_ms),
+            accessed: row::to_sql(s.accessed_ms),
+            timeout: row::to_sql(s.timeout_ms),
+            expires: row::to_sql(s.deadline_ms()),
+            flags: i64::from(s.flags),
+            key_form: i16::from(s.key_form),
+            class: s.class().map(|c| c.as_ref()),
+            data: &s.data,
+            vars: row::encode_vars(s.vars()),
+            index: row::index_rows(s, &self.indexed),
+        }
+    }
+}
+
+/// A session row's columns as statement parameters.
+pub(super) struct SessionParams<'a> {
+    place: i64,
+    version: i64,
+    created: i64,
+    accessed: i64,
+    timeout: i64,
+    expires: i64,
+    flags: i64,
+    key_form: i16,
+    class: Option<&'a [u8]>,
+    data: &'a [u8],
+    vars: Option<Vec<u8>>,
+    index: row::IndexRows,
+}
+
+impl SessionParams<'_> {
+    /// `sessiond_put`'s arguments after the tenant, the id and the
+    /// revision.
+    pub(super) fn args(&self) -> [&(dyn ToSql + Sync); 14] {
+        [
+            &self.place,
+            &self.version,
+            &self.created,
+            &self.accessed,
+            &self.timeout,
+            &self.expires,
+            &self.flags,
+            &self.key_form,
+            &self.class,
+            &self.data,
+            &self.vars,
+            &self.index.kinds,
+            &self.index.names,
+            &self.index.keys,
+        ]
     }
 }
 

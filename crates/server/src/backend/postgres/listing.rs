@@ -529,6 +529,9 @@ impl PgTenant {
                 self.engine.give_up(&pending)?;
             }
         }
+        // Nothing kept is worth anything after this (and a kept row's
+        // revision is checked anyway).
+        self.kept.clear();
         let tenant = self.name.as_str();
         let mut gone = 0i64;
         loop {

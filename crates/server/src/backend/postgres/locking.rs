@@ -17,11 +17,13 @@ use bytes::Bytes;
 use sessiond_core::{ClientHandle, Command, Error, LockMode, Reply, SessionId, NEVER};
 
 use super::exec::PgTenant;
+use super::kept::Rows;
 use super::locks::{Asked, Handed, LockRow, Party};
 use super::outcome::{ClusterWait, Done, LockWrite, Then, Write};
 use super::pool::DbError;
 use super::row;
 use super::wake::{self, Woken};
+use tokio_postgres::types::ToSql;
 
 /// What a request asks for.
 struct Ask {
@@ -65,6 +67,32 @@ enum Seen {
     Granted(u64),
     Waiting(Option<u64>),
     Gone,
+}
+
+/// What a lock operation's write came to.
+enum Stepped {
+    /// Written (or found unchanged): the session row's and the lock row's
+    /// revisions now (0: no row).
+    Written { rev: i64, lock_rev: i64 },
+    /// Another node wrote first: the rows as they are now.
+    Changed(Rows),
+    /// A grant on rows not read went through: the lock row's revision
+    /// now, and the session row as it is.
+    Granted {
+        lock_rev: i64,
+        session: Option<(i64, sessiond_core::Session)>,
+    },
+}
+
+/// A grant tried before the rows are read: who asks, how, and whether the
+/// session must be there.
+pub(super) struct Blind<'a> {
+    mode: LockMode,
+    party: &'a Party,
+    lease: u64,
+    owner: Option<&'a Bytes>,
+    seq: (u64, bool),
+    need_session: bool,
 }
 
 /// How long a waiter goes without looking at its row, at most, ms.
@@ -212,7 +240,18 @@ impl PgTenant {
         let party = self.cluster.party(client.id());
         let started_ms = self.engine.now_ms();
         let got = self
-            .on_lock(&id, true, |op| request(op, &id, &ask, &party, lease, seq))
+            .on_lock_asking(
+                &id,
+                &Blind {
+                    mode: ask.mode,
+                    party: &party,
+                    lease,
+                    owner: ask.owner.as_ref(),
+                    seq,
+                    need_session: ask.require_session && ask.then != (Then::Open { create: true }),
+                },
+                |op| request(op, &id, &ask, &party, lease, seq),
+            )
             .await;
         match (got, waiting) {
             (Ok(Got::Queued(next_expiry_ms)), Some((seq, rx))) => Done::Wait(ClusterWait {
@@ -570,32 +609,83 @@ impl PgTenant {
         }
     }
 
-    /// Runs `op` on the lock row of `id` (read with the session row when
+    /// Runs `op` on the lock row of `id` (with the session row when
     /// `with_session`, which the working copy then holds) under this node's
     /// turn on the id: expired leases and dead nodes' holds are dropped and
     /// the lock handed on first; then what `op` changed is written back,
-    /// at the revisions read — if another node wrote in between, all of it
-    /// is done again on the new rows.
+    /// at the revisions the rows were at — if another node wrote in
+    /// between, all of it is done again on the new rows.
+    ///
+    /// With the session, the rows this node's last lock operation on the
+    /// id left are used without reading them (see `kept.rs`): the write
+    /// checks both rows' revisions, and when they changed it answers with
+    /// the rows as they are, so a lock operation is one round trip to the
+    /// database when no other node came between, and two when one did.
     pub(super) async fn on_lock<T>(
         &self,
         id: &SessionId,
         with_session: bool,
+        op: impl FnMut(&mut Op<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.on_lock_with(id, with_session, None, op).await
+    }
+
+    /// [`Self::on_lock`] with the session, for a lock request: when no
+    /// rows are kept, the grant `blind` describes is written first, on
+    /// rows not read (it goes through only if the lock is free and, if
+    /// asked, the session there), and `op` then finds the request granted
+    /// — one round trip — or runs on the rows the write sent back.
+    pub(super) async fn on_lock_asking<T>(
+        &self,
+        id: &SessionId,
+        blind: &Blind<'_>,
+        op: impl FnMut(&mut Op<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.on_lock_with(id, true, Some(blind), op).await
+    }
+
+    async fn on_lock_with<T>(
+        &self,
+        id: &SessionId,
+        with_session: bool,
+        blind: Option<&Blind<'_>>,
         mut op: impl FnMut(&mut Op<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let ids = std::slice::from_ref(id);
-        let _turn = self.turns(ids).await;
+        let _turn = self.lock_turns(ids).await;
         let _gate = self.gate.read().await;
+        // Rows not read now: kept (checked by the write), or sent back by
+        // a write that found the rows changed, or as a blind grant left
+        // them (both as good as read).
+        let mut known = if with_session {
+            self.kept.take(id, self.engine.now_ms()).map(|r| (r, false))
+        } else {
+            self.kept.forget(id);
+            None
+        };
+        if let (None, Some(blind)) = (&known, blind) {
+            known = self
+                .blind_grant(id, blind)
+                .await
+                .map_err(DbError::into_error)?
+                .map(|r| (r, true));
+        }
         for _ in 0..super::exec::MAX_ATTEMPTS {
-            let (loaded, lock) = if with_session {
-                let (s, l) = self.load_with_lock(id).await.map_err(DbError::into_error)?;
-                (Some(s), l)
-            } else {
-                (None, self.load_lock(id).await.map_err(DbError::into_error)?)
+            let checked = known.as_ref().is_none_or(|(_, read)| *read);
+            let (loaded, lock) = match known.take() {
+                Some((rows, _)) => (Some(rows.loaded()), rows.lock),
+                None if with_session => {
+                    let (s, l) = self.load_with_lock(id).await.map_err(DbError::into_error)?;
+                    (Some(s), l)
+                }
+                None => (None, self.load_lock(id).await.map_err(DbError::into_error)?),
             };
             let mut row = lock;
             let mut rev = 0;
+            let mut as_read = None;
             if let Some(mut l) = loaded {
                 rev = l.as_ref().map_or(0, |l| l.rev);
+                as_read = l.as_ref().map(|l| (l.rev, l.session.clone()));
                 if let Some(l) = &mut l {
                     l.held_until_ms = row.held_until_ms();
                 }
@@ -626,13 +716,167 @@ impl PgTenant {
                 session,
                 lock: lock_write,
             };
-            match self.write(vec![write]).await {
-                Ok(()) => return result,
-                Err(DbError::Conflict) => continue,
+            let removes = write
+                .session
+                .as_ref()
+                .is_some_and(|sw| sw.session.is_none() && sw.rev != 0);
+            if !with_session || removes {
+                if !checked {
+                    // A removal is written only on rows read: read them.
+                    continue;
+                }
+                match self.write(vec![write]).await {
+                    Ok(()) => return result,
+                    Err(DbError::Conflict) => continue,
+                    Err(e) => return Err(e.into_error()),
+                }
+            }
+            if checked && write.session.is_none() && write.lock.is_none() {
+                self.kept.keep(
+                    id,
+                    Rows {
+                        lock: before,
+                        session: as_read,
+                    },
+                );
+                return result;
+            }
+            match self.step(&write, rev, before.rev).await {
+                Ok(Stepped::Written { rev, lock_rev }) => {
+                    let session = match write.session.as_ref().and_then(|w| w.session.clone()) {
+                        Some(s) => Some((rev, s)),
+                        None => as_read,
+                    };
+                    let mut lock = write.lock.as_ref().map_or(before, |l| l.row.clone());
+                    lock.rev = lock_rev;
+                    self.written(std::slice::from_ref(&write));
+                    self.kept.keep(id, Rows { lock, session });
+                    return result;
+                }
+                Ok(Stepped::Changed(rows)) => known = Some((rows, true)),
+                Ok(Stepped::Granted { .. }) => {
+                    return Err(DbError::Failed("a grant answered a write".into()).into_error())
+                }
+                // A deadlock or a serialisation failure: read again.
+                Err(DbError::Conflict) => {}
                 Err(e) => return Err(e.into_error()),
             }
         }
         Err(DbError::Conflict.into_error())
+    }
+
+    /// Grants the request `b` describes on rows not read, if the lock is
+    /// free (see `sessiond_step`): the rows then, or the rows as they
+    /// are when it was not free. None: not tried (past a quota: the
+    /// request, on rows read, says which).
+    async fn blind_grant(&self, id: &SessionId, b: &Blind<'_>) -> Result<Option<Rows>, DbError> {
+        if self
+            .engine
+            .room_for_lock(id, true, b.owner, b.seq.1)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        self.cluster.ensure_keys(0, 2).await?;
+        let now = self.engine.now_ms();
+        let mut row = LockRow::default();
+        let cluster = &self.cluster;
+        row.ask(
+            b.mode,
+            b.party.clone(),
+            b.lease,
+            b.owner.cloned(),
+            b.seq,
+            now,
+            &mut |above| cluster.take_key(above),
+        );
+        let write = Write {
+            id: id.clone(),
+            session: None,
+            lock: Some(self.lock_write(id, &LockRow::default(), row, Vec::new(), true)),
+        };
+        let need = if b.need_session { -1 } else { -2 };
+        match self.step(&write, need, -1).await? {
+            Stepped::Granted { lock_rev, session } => {
+                self.written(std::slice::from_ref(&write));
+                let mut lock = write.lock.map(|l| l.row).unwrap_or_default();
+                lock.rev = lock_rev;
+                Ok(Some(Rows { lock, session }))
+            }
+            Stepped::Changed(rows) => Ok(Some(rows)),
+            Stepped::Written { .. } => Ok(None),
+        }
+    }
+
+    /// Writes what one lock operation on rows of one id changed
+    /// (`sessiond_step`): the session row and the lock row each written,
+    /// or only checked when unchanged, at the revisions `rev` and
+    /// `lock_rev` (-1: a grant on rows not read, see [`Self::blind_grant`]).
+    async fn step(&self, w: &Write, rev: i64, lock_rev: i64) -> Result<Stepped, DbError> {
+        let now = super::row::to_sql(self.engine.now_ms());
+        let tenant = self.name.as_str();
+        let id = w.id.as_bytes();
+        let put = w.session.as_ref().and_then(|sw| sw.session.as_ref());
+        let columns = put.map(|s| self.session_params(id, s));
+        let lock = w.lock.as_ref().map(|l| l.params());
+        let none_i64: Option<i64> = None;
+        let none_i16: Option<i16> = None;
+        let none_bytes: Option<&[u8]> = None;
+        let none_kinds: Option<Vec<i8>> = None;
+        let none_list: Option<Vec<Vec<u8>>> = None;
+        let none_text: Option<Vec<String>> = None;
+        let none_bool: Option<bool> = None;
+        let (has_put, has_lock) = (put.is_some(), lock.is_some());
+        let r = self
+            .cluster
+            .pool
+            .run(|c| {
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id, &rev, &has_put];
+                match &columns {
+                    Some(columns) => params.extend(columns.args()),
+                    None => {
+                        params.extend([&none_i64 as &(dyn ToSql + Sync); 7]);
+                        params.push(&none_i16);
+                        params.extend([&none_bytes as &(dyn ToSql + Sync); 3]);
+                        params.push(&none_kinds);
+                        params.extend([&none_list as &(dyn ToSql + Sync); 2]);
+                    }
+                }
+                match &lock {
+                    Some(l) => {
+                        // The revision the row was at (-1: not read), then
+                        // the row as written.
+                        params.extend([&lock_rev as &(dyn ToSql + Sync), &has_lock]);
+                        params.extend(&l.args()[1..]);
+                    }
+                    None => {
+                        params.extend([&lock_rev as &(dyn ToSql + Sync), &has_lock]);
+                        params.extend([&none_i64 as &(dyn ToSql + Sync); 2]);
+                        params.extend([&none_bytes as &(dyn ToSql + Sync); 2]);
+                        params.extend([&none_text as &(dyn ToSql + Sync); 2]);
+                        params.push(&none_bool);
+                    }
+                }
+                params.push(&now);
+                async move { Ok(c.client.query_one(&c.st.step, &params).await?) }
+            })
+            .await?;
+        let at = super::statements::STEP_COLUMN_COUNT;
+        if r.try_get::<_, bool>(0)? && lock_rev < 0 {
+            return Ok(Stepped::Granted {
+                lock_rev: r.try_get(2)?,
+                session: decode_rows(&r, at).map_err(DbError::Failed)?.session,
+            });
+        }
+        if r.try_get::<_, bool>(0)? {
+            return Ok(Stepped::Written {
+                rev: r.try_get(1)?,
+                lock_rev: r.try_get(2)?,
+            });
+        }
+        Ok(Stepped::Changed(
+            decode_rows(&r, at).map_err(DbError::Failed)?,
+        ))
     }
 
     /// The write of `row` (read as `before`), with the wake-ups of
@@ -694,16 +938,8 @@ impl PgTenant {
                     .await?)
             })
             .await?;
-        let lock = match r.try_get::<_, Option<Vec<u8>>>(0)? {
-            Some(_) => decode_lock(&r).map_err(DbError::Failed)?,
-            None => LockRow::default(),
-        };
-        let at = super::statements::LOCK_COLUMN_COUNT;
-        let session = match r.try_get::<_, Option<Vec<u8>>>(at)? {
-            Some(_) => Some(row::decode_at(&r, at).map_err(DbError::Failed)?.1),
-            None => None,
-        };
-        Ok((session, lock))
+        let rows = decode_rows(&r, 0).map_err(DbError::Failed)?;
+        Ok((rows.loaded(), rows.lock))
     }
 
     /// The lock rows of `ids`, in one statement (empty ones at revision 0
@@ -814,6 +1050,20 @@ fn request(
             Ok(_) | Err(Error::Exists(_)) => {}
             Err(e) => return Err(e),
         }
+    }
+    let node = op.tenant.cluster.node();
+    if let Some(k) = op.row.granted_to(node, seq).map(|h| h.key) {
+        // Granted by the write that came before the rows were read (see
+        // `on_lock_asking`): answered as if granted now — and given back
+        // if it cannot be.
+        return match answer_grant(op, id, ask, k) {
+            Ok(r) => Ok(Got::Reply(r)),
+            Err(e) => {
+                op.row.release(k);
+                op.pump();
+                Err(e)
+            }
+        };
     }
     if ask.require_session {
         op.run(Command::Touch { id: id.clone() })?;
@@ -996,6 +1246,19 @@ fn close(
     Ok(Reply::Ok)
 }
 
+/// The answer to a request granted `key`.
+fn answer_grant(op: &mut Op<'_>, id: &SessionId, ask: &Ask, key: u64) -> Result<Reply, Error> {
+    match ask.then {
+        Then::Key => {
+            if ask.require_session {
+                op.run(Command::Touch { id: id.clone() })?;
+            }
+            Ok(Reply::Key(key))
+        }
+        Then::Open { .. } => opened(op, id, key),
+    }
+}
+
 /// `OPEN`'s answer for a grant of `key`: the session touched, its data
 /// and variables.
 fn opened(op: &mut Op<'_>, id: &SessionId, key: u64) -> Result<Reply, Error> {
@@ -1008,13 +1271,38 @@ fn opened(op: &mut Op<'_>, id: &SessionId, key: u64) -> Result<Reply, Error> {
     Ok(Reply::opened(key, &s))
 }
 
+/// Reads [`super::statements::LOCK_COLUMNS`] (the first of `r`'s columns
+/// when `at` is 0) and then [`super::statements::SESSION_COLUMNS`], each
+/// all null when there is no such row.
+fn decode_rows(r: &tokio_postgres::Row, at: usize) -> Result<Rows, String> {
+    let e = |e: tokio_postgres::Error| e.to_string();
+    let lock = match r.try_get::<_, Option<Vec<u8>>>(at).map_err(e)? {
+        Some(_) => decode_lock_at(r, at)?,
+        None => LockRow::default(),
+    };
+    let at = at + super::statements::LOCK_COLUMN_COUNT;
+    let session = match r.try_get::<_, Option<Vec<u8>>>(at).map_err(e)? {
+        Some(_) => {
+            let l = row::decode_at(r, at)?.1;
+            Some((l.rev, l.session))
+        }
+        None => None,
+    };
+    Ok(Rows { lock, session })
+}
+
 /// Reads one row of [`super::statements::LOCK_COLUMNS`].
 fn decode_lock(r: &tokio_postgres::Row) -> Result<LockRow, String> {
+    decode_lock_at(r, 0)
+}
+
+/// Reads [`super::statements::LOCK_COLUMNS`] from column `at` on.
+fn decode_lock_at(r: &tokio_postgres::Row, at: usize) -> Result<LockRow, String> {
     let e = |e: tokio_postgres::Error| e.to_string();
-    let rev: i64 = r.try_get(1).map_err(e)?;
-    let last_key: i64 = r.try_get(2).map_err(e)?;
-    let holders: Vec<u8> = r.try_get(3).map_err(e)?;
-    let waiters: Vec<u8> = r.try_get(4).map_err(e)?;
+    let rev: i64 = r.try_get(at + 1).map_err(e)?;
+    let last_key: i64 = r.try_get(at + 2).map_err(e)?;
+    let holders: Vec<u8> = r.try_get(at + 3).map_err(e)?;
+    let waiters: Vec<u8> = r.try_get(at + 4).map_err(e)?;
     Ok(LockRow {
         rev,
         last_key: row::from_sql(last_key),

@@ -13,6 +13,7 @@
 
 mod changes;
 mod exec;
+mod kept;
 mod listing;
 mod locking;
 mod locks;

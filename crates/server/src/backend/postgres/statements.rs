@@ -48,6 +48,10 @@ pub(crate) struct Statements {
     pub(crate) put_and_lock: Statement,
     /// A removal and its lock row in one statement.
     pub(crate) delete_and_lock: Statement,
+    /// One lock operation on rows not read first (`sessiond_step`): one
+    /// row, [`STEP_COLUMN_COUNT`] columns, then the lock row's and the
+    /// session's columns as [`Statements::load_with_lock`] has them.
+    pub(crate) step: Statement,
     /// `(block)` → the first key of a newly reserved block, committed
     /// synchronously.
     pub(crate) reserve_keys: Statement,
@@ -72,6 +76,10 @@ const fn count(columns: &str) -> usize {
     }
     n
 }
+
+/// The columns before the rows in [`Statements::step`]'s answer: whether
+/// it wrote, and the session's and lock row's revisions then.
+pub(crate) const STEP_COLUMN_COUNT: usize = 3;
 
 /// How many columns [`LOCK_COLUMNS`] and [`SESSION_COLUMNS`] are: where
 /// what follows them in a row starts.
@@ -153,6 +161,12 @@ impl Statements {
                 .prepare(
                     "SELECT sessiond_delete($1, $2, $3), \
                      sessiond_lock_put($1, $2, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .await?,
+            step: c
+                .prepare(
+                    "SELECT * FROM sessiond_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
                 )
                 .await?,
             reserve_keys: c
