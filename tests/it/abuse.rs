@@ -367,6 +367,23 @@ async fn a_full_tenant_refuses_new_sessions_through_every_door() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("LIMIT"), "{err}");
+    // `OPEN … CREATE` is refused the same way and leaves no lock behind
+    // (on a cluster its grant may be written before the session is made).
+    let err = c
+        .call(&["SESSION.OPEN", "c", "CREATE"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("LIMIT"), "{err}");
+    let mut other = s.client().await;
+    assert_eq!(
+        other
+            .call(&["SET", "PHPREDIS_SESSION:c_LOCK", "x", "NX", "PX", "2000"])
+            .await
+            .unwrap(),
+        sessiond_client::RespValue::Simple("OK".into()),
+        "c's lock is free"
+    );
     let mut mc = common::wire::Wire::connect(s.memcache).await;
     let reply = mc.ask(b"set c 0 0 1\r\nx\r\n", b"\r\n").await;
     assert!(

@@ -796,7 +796,12 @@ impl PgTenant {
             lock: Some(self.lock_write(id, &LockRow::default(), row, Vec::new(), true)),
         };
         let need = if b.need_session { -1 } else { -2 };
-        match self.step(&write, need, -1).await? {
+        let stepped = match self.step(&write, need, -1).await {
+            // The session it needs was not there: read, and decide on that.
+            Err(DbError::Conflict) => return Ok(None),
+            other => other?,
+        };
+        match stepped {
             Stepped::Granted { lock_rev, session } => {
                 self.written(std::slice::from_ref(&write));
                 let mut lock = write.lock.map(|l| l.row).unwrap_or_default();
@@ -1040,23 +1045,13 @@ fn request(
     lease: u64,
     (seq, wait): (u64, bool),
 ) -> Result<Got, Error> {
-    if let Then::Open { create: true } = ask.then {
-        match op.run(Command::Create {
-            id: id.clone(),
-            class: None,
-            data: None,
-            timeout_ms: None,
-        }) {
-            Ok(_) | Err(Error::Exists(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
     let node = op.tenant.cluster.node();
     if let Some(k) = op.row.granted_to(node, seq).map(|h| h.key) {
         // Granted by the write that came before the rows were read (see
         // `on_lock_asking`): answered as if granted now — and given back
         // if it cannot be.
-        return match answer_grant(op, id, ask, k) {
+        let answer = create_if_asked(op, id, ask).and_then(|()| answer_grant(op, id, ask, k));
+        return match answer {
             Ok(r) => Ok(Got::Reply(r)),
             Err(e) => {
                 op.row.release(k);
@@ -1065,6 +1060,7 @@ fn request(
             }
         };
     }
+    create_if_asked(op, id, ask)?;
     if ask.require_session {
         op.run(Command::Touch { id: id.clone() })?;
     }
@@ -1244,6 +1240,22 @@ fn close(
     op.row.release(key);
     op.pump();
     Ok(Reply::Ok)
+}
+
+/// `OPEN … CREATE`: the session made if it is not there.
+fn create_if_asked(op: &mut Op<'_>, id: &SessionId, ask: &Ask) -> Result<(), Error> {
+    if let Then::Open { create: true } = ask.then {
+        match op.run(Command::Create {
+            id: id.clone(),
+            class: None,
+            data: None,
+            timeout_ms: None,
+        }) {
+            Ok(_) | Err(Error::Exists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The answer to a request granted `key`.

@@ -345,9 +345,10 @@ CREATE TRIGGER sessiond_usage_update AFTER UPDATE ON sessiond_session
 ///   too made the cycle about a tenth slower in pgbench: a
 ///   subtransaction per call). With `p_lock_rev` -1, a grant on rows not
 ///   read at all (a node's first `OPEN`/`LOCK` of a session): written
-///   only if the lock row is idle or absent, its last key below the one
-///   granted, and — when `p_rev` is -1 — the session there and alive at
-///   `p_now`; the session comes back with the grant.
+///   only if the lock row is idle or absent and its last key below the
+///   one granted; the session, read after the grant, comes back with it
+///   (and when `p_rev` is -1 and it is not there and alive at `p_now`,
+///   SDCHG undoes the grant).
 const V5: &str = r#"
 CREATE SEQUENCE sessiond_rev AS bigint CACHE 32;
 SELECT setval('sessiond_rev', greatest(
@@ -448,23 +449,16 @@ DECLARE
 BEGIN
     IF p_lock_rev < 0 THEN
         -- A grant to a lock row not read: only if the row is idle (or
-        -- there is none) and the key is above every key granted on it,
-        -- and (p_rev = -1) the session is there and alive at p_now. Then
-        -- the session is sent back with the grant; else nothing is
-        -- written and both rows are.
-        SELECT s.rev, s.id, s.rev, s.version, s.created_ms, s.accessed_ms, s.timeout_ms,
-            s.flags, s.key_form, s.class, s.data, s.vars
-        INTO o_rev, o_s_id, o_s_rev, o_s_version, o_s_created, o_s_accessed, o_s_timeout,
-            o_s_flags, o_s_key_form, o_s_class, o_s_data, o_s_vars
-        FROM sessiond_session AS s
-        WHERE s.tenant = p_tenant AND s.id = p_id AND (p_rev <> -1 OR s.expires_ms > p_now);
-        o_ok := p_rev <> -1 OR o_rev IS NOT NULL;
-        IF o_ok THEN
-            SELECT l.rev, l.last_key, l.holders = ''::bytea AND l.waiters = ''::bytea
-            INTO l_rev, l_last, l_idle
-            FROM sessiond_lock AS l WHERE l.tenant = p_tenant AND l.id = p_id;
-            o_ok := l_rev IS NULL OR (l_idle AND l_last < p_last_key);
-        END IF;
+        -- there is none) and the key is above every key granted on it.
+        -- The session is read after the grant, so that it comes with
+        -- whatever the lock's last holder wrote (its release and its data
+        -- are one commit); if it must be there and alive at p_now (p_rev
+        -- = -1) and is not, the grant is undone (SDCHG: the node reads).
+        -- Else nothing is written and both rows are sent back.
+        SELECT l.rev, l.last_key, l.holders = ''::bytea AND l.waiters = ''::bytea
+        INTO l_rev, l_last, l_idle
+        FROM sessiond_lock AS l WHERE l.tenant = p_tenant AND l.id = p_id;
+        o_ok := l_rev IS NULL OR (l_idle AND l_last < p_last_key);
         IF o_ok THEN
             IF current_setting('synchronous_commit') = 'off' THEN
                 PERFORM set_config('synchronous_commit', 'on', true);
@@ -486,6 +480,14 @@ BEGIN
             o_ok := o_lock_rev IS NOT NULL;
         END IF;
         IF o_ok THEN
+            SELECT s.rev, s.expires_ms > p_now, s.id, s.rev, s.version, s.created_ms,
+                s.accessed_ms, s.timeout_ms, s.flags, s.key_form, s.class, s.data, s.vars
+            INTO o_rev, l_idle, o_s_id, o_s_rev, o_s_version, o_s_created, o_s_accessed,
+                o_s_timeout, o_s_flags, o_s_key_form, o_s_class, o_s_data, o_s_vars
+            FROM sessiond_session AS s WHERE s.tenant = p_tenant AND s.id = p_id;
+            IF p_rev = -1 AND NOT coalesce(l_idle, false) THEN
+                RAISE EXCEPTION 'session gone meanwhile' USING ERRCODE = 'SDCHG';
+            END IF;
             o_rev := coalesce(o_rev, 0);
             RETURN;
         END IF;
