@@ -321,9 +321,11 @@ CREATE TRIGGER sessiond_usage_update AFTER UPDATE ON sessiond_session
 /// Version 5: revisions that never repeat, and a write that answers with
 /// the rows when they changed.
 ///
-/// - `sessiond_rev`: every write of a session or lock row (and a read's
-///   touch) takes its revision from this sequence, so no row is ever at
-///   a revision it, or a row of the same id before it, was at: a node may
+/// - `sessiond_rev`: every write of a session or lock row takes its
+///   revision from this sequence (a read moving a session's expiry keeps
+///   the revision: a node reads a kept session past its deadline again),
+///   so no row is ever at a revision it, or a row of the same id before
+///   it, was at: a node may
 ///   then keep the rows it last wrote and write again at their revisions
 ///   without reading them first (a row deleted and written again used to
 ///   start over at 1, and an old copy could have passed for it).
