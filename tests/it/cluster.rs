@@ -24,20 +24,22 @@ fn on(url: &str) -> Config {
 /// Two nodes on one database of their own (None: no PostgreSQL, skipped).
 async fn two_nodes() -> Option<(TestServer, TestServer)> {
     let url = postgres::shared()?.database();
-    Some((
-        TestServer::start_with(on(&url)).await,
-        TestServer::start_with(on(&url)).await,
-    ))
+    Some(two_nodes_on(&url).await)
+}
+
+/// Two nodes on the database at `url`.
+async fn two_nodes_on(url: &str) -> (TestServer, TestServer) {
+    (
+        TestServer::start_with(on(url)).await,
+        TestServer::start_with(on(url)).await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_writes_every_node_reads() {
     let Some(pg) = postgres::shared() else { return };
     let url = pg.database();
-    let (a, b) = (
-        TestServer::start_with(on(&url)).await,
-        TestServer::start_with(on(&url)).await,
-    );
+    let (a, b) = two_nodes_on(&url).await;
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     let key = "PHPREDIS_SESSION:s1";
     assert_eq!(
@@ -1139,10 +1141,7 @@ async fn db_requests(c: &mut sessiond_client::Client) -> u64 {
 async fn a_locked_cycle_is_one_round_trip_each_way_and_misses_no_change() {
     let Some(pg) = postgres::shared() else { return };
     let url = pg.database();
-    let (a, b) = (
-        TestServer::start_with(on(&url)).await,
-        TestServer::start_with(on(&url)).await,
-    );
+    let (a, b) = two_nodes_on(&url).await;
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     let key = |r: &V| match r {
         V::Array(items) => match items.first() {

@@ -72,16 +72,15 @@ enum Seen {
 /// What a lock operation's write came to.
 enum Stepped {
     /// Written (or found unchanged): the session row's and the lock row's
-    /// revisions now (0: no row).
-    Written { rev: i64, lock_rev: i64 },
-    /// Another node wrote first: the rows as they are now.
-    Changed(Rows),
-    /// A grant on rows not read went through: the lock row's revision
-    /// now, and the session row as it is.
-    Granted {
+    /// revisions now (0: no row) — and, after a grant on rows not read,
+    /// the session row as read after it (None otherwise).
+    Written {
+        rev: i64,
         lock_rev: i64,
         session: Option<(i64, sessiond_core::Session)>,
     },
+    /// Another node wrote first: the rows as they are now.
+    Changed(Rows),
 }
 
 /// A grant tried before the rows are read: who asks, how, and whether the
@@ -742,7 +741,7 @@ impl PgTenant {
                 return result;
             }
             match self.step(&write, rev, before.rev).await {
-                Ok(Stepped::Written { rev, lock_rev }) => {
+                Ok(Stepped::Written { rev, lock_rev, .. }) => {
                     let session = match write.session.as_ref().and_then(|w| w.session.clone()) {
                         Some(s) => Some((rev, s)),
                         None => as_read,
@@ -754,9 +753,6 @@ impl PgTenant {
                     return result;
                 }
                 Ok(Stepped::Changed(rows)) => known = Some((rows, true)),
-                Ok(Stepped::Granted { .. }) => {
-                    return Err(DbError::Failed("a grant answered a write".into()).into_error())
-                }
                 // A deadlock or a serialisation failure: read again.
                 Err(DbError::Conflict) => {}
                 Err(e) => return Err(e.into_error()),
@@ -802,14 +798,15 @@ impl PgTenant {
             other => other?,
         };
         match stepped {
-            Stepped::Granted { lock_rev, session } => {
+            Stepped::Written {
+                lock_rev, session, ..
+            } => {
                 self.written(std::slice::from_ref(&write));
                 let mut lock = write.lock.map(|l| l.row).unwrap_or_default();
                 lock.rev = lock_rev;
                 Ok(Some(Rows { lock, session }))
             }
             Stepped::Changed(rows) => Ok(Some(rows)),
-            Stepped::Written { .. } => Ok(None),
         }
     }
 
@@ -866,22 +863,18 @@ impl PgTenant {
                 async move { Ok(c.client.query_one(&c.st.step, &params).await?) }
             })
             .await?;
-        let at = super::statements::STEP_COLUMN_COUNT;
-        if r.try_get::<_, bool>(0)? && lock_rev < 0 {
-            return Ok(Stepped::Granted {
-                lock_rev: r.try_get(2)?,
-                session: decode_rows(&r, at).map_err(DbError::Failed)?.session,
-            });
-        }
+        // The rows: those found changed, or the session read after a
+        // grant on rows not read (all null after any other write).
+        let rows =
+            decode_rows(&r, super::statements::STEP_COLUMN_COUNT).map_err(DbError::Failed)?;
         if r.try_get::<_, bool>(0)? {
             return Ok(Stepped::Written {
                 rev: r.try_get(1)?,
                 lock_rev: r.try_get(2)?,
+                session: rows.session,
             });
         }
-        Ok(Stepped::Changed(
-            decode_rows(&r, at).map_err(DbError::Failed)?,
-        ))
+        Ok(Stepped::Changed(rows))
     }
 
     /// The write of `row` (read as `before`), with the wake-ups of

@@ -329,8 +329,10 @@ CREATE TRIGGER sessiond_usage_update AFTER UPDATE ON sessiond_session
 ///   then keep the rows it last wrote and write again at their revisions
 ///   without reading them first (a row deleted and written again used to
 ///   start over at 1, and an old copy could have passed for it).
-/// - `sessiond_put` and `sessiond_lock_put` take revisions from it; the
-///   latter now runs `pg_notify` only when there is someone to wake, and
+/// - `sessiond_put` and `sessiond_lock_put` take revisions from it; a lock
+///   row is written by `sessiond_lock_write` (null instead of SDCHG when
+///   the row changed, for `sessiond_step`), which runs `pg_notify` only
+///   when there is someone to wake, and
 ///   raises `synchronous_commit` for a grant only from `off` (a stronger
 ///   setting of the operator's, such as `remote_apply`, is kept): each
 ///   statement a function runs costs an executor start, which is most of
@@ -397,16 +399,17 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION sessiond_lock_put(
+-- Writes a lock row if it is still at revision p_rev (0: there is no
+-- row), committing synchronously when p_sync, and sends its wake-ups;
+-- the new revision, or null (nothing written) if another writer got
+-- there first.
+CREATE FUNCTION sessiond_lock_write(
     p_tenant text, p_id bytea, p_rev bigint, p_last_key bigint, p_held_until bigint,
     p_holders bytea, p_waiters bytea, p_channels text[], p_payloads text[], p_sync boolean
 ) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     new_rev bigint;
 BEGIN
-    IF p_sync AND current_setting('synchronous_commit') = 'off' THEN
-        PERFORM set_config('synchronous_commit', 'on', true);
-    END IF;
     IF p_rev = 0 THEN
         INSERT INTO sessiond_lock AS l (tenant, id, rev, last_key, held_until_ms, holders, waiters)
         VALUES (p_tenant, p_id, nextval('sessiond_rev'), p_last_key, p_held_until, p_holders,
@@ -419,11 +422,29 @@ BEGIN
         WHERE l.tenant = p_tenant AND l.id = p_id AND l.rev = p_rev
         RETURNING l.rev INTO new_rev;
     END IF;
+    IF new_rev IS NOT NULL THEN
+        IF p_sync AND current_setting('synchronous_commit') = 'off' THEN
+            PERFORM set_config('synchronous_commit', 'on', true);
+        END IF;
+        IF cardinality(p_channels) > 0 THEN
+            PERFORM pg_notify(c, m) FROM unnest(p_channels, p_payloads) AS u(c, m);
+        END IF;
+    END IF;
+    RETURN new_rev;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sessiond_lock_put(
+    p_tenant text, p_id bytea, p_rev bigint, p_last_key bigint, p_held_until bigint,
+    p_holders bytea, p_waiters bytea, p_channels text[], p_payloads text[], p_sync boolean
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    new_rev bigint;
+BEGIN
+    new_rev := sessiond_lock_write(p_tenant, p_id, p_rev, p_last_key, p_held_until,
+        p_holders, p_waiters, p_channels, p_payloads, p_sync);
     IF new_rev IS NULL THEN
         RAISE EXCEPTION 'lock changed meanwhile' USING ERRCODE = 'SDCHG';
-    END IF;
-    IF cardinality(p_channels) > 0 THEN
-        PERFORM pg_notify(c, m) FROM unnest(p_channels, p_payloads) AS u(c, m);
     END IF;
     RETURN new_rev;
 END
@@ -462,23 +483,8 @@ BEGIN
         FROM sessiond_lock AS l WHERE l.tenant = p_tenant AND l.id = p_id;
         o_ok := l_rev IS NULL OR (l_idle AND l_last < p_last_key);
         IF o_ok THEN
-            IF current_setting('synchronous_commit') = 'off' THEN
-                PERFORM set_config('synchronous_commit', 'on', true);
-            END IF;
-            IF l_rev IS NULL THEN
-                INSERT INTO sessiond_lock AS l (tenant, id, rev, last_key, held_until_ms,
-                    holders, waiters)
-                VALUES (p_tenant, p_id, nextval('sessiond_rev'), p_last_key, p_held_until,
-                    p_holders, p_waiters)
-                ON CONFLICT DO NOTHING
-                RETURNING l.rev INTO o_lock_rev;
-            ELSE
-                UPDATE sessiond_lock AS l SET rev = nextval('sessiond_rev'),
-                    last_key = p_last_key, held_until_ms = p_held_until, holders = p_holders,
-                    waiters = p_waiters
-                WHERE l.tenant = p_tenant AND l.id = p_id AND l.rev = l_rev
-                RETURNING l.rev INTO o_lock_rev;
-            END IF;
+            o_lock_rev := sessiond_lock_write(p_tenant, p_id, coalesce(l_rev, 0), p_last_key,
+                p_held_until, p_holders, p_waiters, p_channels, p_payloads, true);
             o_ok := o_lock_rev IS NOT NULL;
         END IF;
         IF o_ok THEN
@@ -516,30 +522,13 @@ BEGIN
     END IF;
     IF o_ok THEN
         IF p_lock_put THEN
-            IF p_sync AND current_setting('synchronous_commit') = 'off' THEN
-                PERFORM set_config('synchronous_commit', 'on', true);
-            END IF;
-            IF p_lock_rev = 0 THEN
-                INSERT INTO sessiond_lock AS l (tenant, id, rev, last_key, held_until_ms,
-                    holders, waiters)
-                VALUES (p_tenant, p_id, nextval('sessiond_rev'), p_last_key, p_held_until,
-                    p_holders, p_waiters)
-                ON CONFLICT DO NOTHING
-                RETURNING l.rev INTO o_lock_rev;
-            ELSE
-                UPDATE sessiond_lock AS l SET rev = nextval('sessiond_rev'),
-                    last_key = p_last_key, held_until_ms = p_held_until, holders = p_holders,
-                    waiters = p_waiters
-                WHERE l.tenant = p_tenant AND l.id = p_id AND l.rev = p_lock_rev
-                RETURNING l.rev INTO o_lock_rev;
-            END IF;
+            o_lock_rev := sessiond_lock_write(p_tenant, p_id, p_lock_rev, p_last_key,
+                p_held_until, p_holders, p_waiters, p_channels, p_payloads, p_sync);
             IF o_lock_rev IS NULL THEN
                 IF p_put THEN
                     RAISE EXCEPTION 'lock changed meanwhile' USING ERRCODE = 'SDCHG';
                 END IF;
                 o_ok := false;
-            ELSIF cardinality(p_channels) > 0 THEN
-                PERFORM pg_notify(c, m) FROM unnest(p_channels, p_payloads) AS u(c, m);
             END IF;
         ELSIF NOT p_put THEN
             SELECT l.rev INTO o_lock_rev FROM sessiond_lock AS l
