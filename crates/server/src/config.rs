@@ -442,6 +442,27 @@ impl Config {
             {
                 return bad("database_url asks for TLS (sslmode=require): set database_ca_file to the PEM file of the authorities the database's certificate chains to".into());
             }
+        }
+        if self.storage == Storage::MySql {
+            if self.database_url.is_empty() {
+                return bad("storage = \"mysql\" needs database_url (--database-url, SESSIOND_DATABASE_URL), e.g. mysql://sessiond@127.0.0.1:3306/sessiond".into());
+            }
+            let url = match crate::backend::mysql::client::Opts::parse(&self.database_url) {
+                Ok(u) => u,
+                Err(e) => return bad(format!("database_url: {e}")),
+            };
+            if url.tls && self.database_ca_file.as_os_str().is_empty() {
+                return bad("database_url asks for TLS (ssl-mode=REQUIRED): set database_ca_file to the PEM file of the authorities the database's certificate chains to".into());
+            }
+            let most = crate::backend::cluster::MYSQL_MAX_ID_LEN;
+            if self.limits.max_id_len > most {
+                return bad(format!(
+                    "max_id_len = {} is above the {most} bytes an id may have on MySQL (its index keys are bounded)",
+                    self.limits.max_id_len
+                ));
+            }
+        }
+        if self.storage.is_cluster() {
             if self.database_pool == 0 || self.database_pool > 256 {
                 return bad(format!(
                     "database_pool = {} must be between 1 and 256",

@@ -35,7 +35,7 @@ pub use access::auth::{
     check_hash, hash_password, HashError, Role, UserConfig, DEFAULT_TENANT, DEFAULT_USER,
 };
 pub use access::tls::TlsConfig;
-pub use backend::postgres::migrate_database;
+pub use backend::cluster::migrate_database;
 pub use config::{Config, LimitsConfig, Listen, LogLevel};
 pub use door::Door;
 pub use error::ServerError;

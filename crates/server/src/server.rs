@@ -14,13 +14,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::admission::{Admission, Permit};
 use crate::access::allowlist;
 use crate::access::auth::Auth;
-use crate::backend::postgres::Cluster;
+use crate::backend::cluster::Cluster;
 use crate::config::Config;
 use crate::conn::stream::Stream;
 use crate::door::Door;
 use crate::doors::resp;
 use crate::error::ServerError;
-use crate::persist::{Persistence, Storage};
+use crate::persist::Persistence;
 use crate::shared::Shared;
 use crate::tenant::{Tenant, Tenants};
 
@@ -76,7 +76,7 @@ impl Server {
         config: Config,
         engine: Arc<Engine>,
     ) -> Result<Self, ServerError> {
-        if config.storage != Storage::Postgres {
+        if !config.storage.is_cluster() {
             return Self::open_on(config, engine, None);
         }
         config.validate()?;

@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::admission::Admission;
 use crate::access::allowlist::Cidr;
 use crate::access::auth::Auth;
-use crate::backend::postgres::Cluster;
+use crate::backend::cluster::Cluster;
 use crate::config::Timeouts;
 use crate::metrics::DoorCounters;
 use crate::tenant::Tenants;

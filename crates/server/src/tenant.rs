@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use sessiond_core::Engine;
 
-use crate::backend::postgres::{Cluster, PgTenant};
+use crate::backend::cluster::{Cluster, ClusterTenant};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::persist::{Persistence, Storage};
@@ -24,7 +24,7 @@ pub struct Tenant {
     persist: Option<Arc<Persistence>>,
     /// Under `postgres` storage: the database holds the sessions, and
     /// `engine` is only the node's working copy.
-    cluster: Option<Arc<PgTenant>>,
+    cluster: Option<Arc<ClusterTenant>>,
     /// The memcached door's `stats` counters, per tenant like everything
     /// else a tenant can see.
     pub(crate) memcache_stats: crate::metrics::McStats,
@@ -44,7 +44,7 @@ impl Tenant {
         cluster: Option<&Arc<Cluster>>,
     ) -> Result<Arc<Self>, ServerError> {
         let persist = match config.storage {
-            Storage::Memory | Storage::Postgres => None,
+            Storage::Memory | Storage::Postgres | Storage::MySql => None,
             Storage::Log => {
                 let dir = config.tenant_dir(name);
                 let (p, r) = Persistence::open(&dir, config.fsync, config.compaction(), &engine)?;
@@ -65,8 +65,10 @@ impl Tenant {
             }
         };
         let cluster = match (config.storage, cluster) {
-            (Storage::Postgres, Some(c)) => Some(PgTenant::new(c.clone(), name, engine.clone())),
-            (Storage::Postgres, None) => {
+            (Storage::Postgres | Storage::MySql, Some(c)) => {
+                Some(ClusterTenant::new(c.clone(), name, engine.clone()))
+            }
+            (Storage::Postgres | Storage::MySql, None) => {
                 return Err(ServerError::Database(
                     "storage = \"postgres\" needs the database opened first (Server::start)".into(),
                 ))
@@ -100,7 +102,7 @@ impl Tenant {
     }
 
     /// The tenant on the cluster's database, under `postgres` storage.
-    pub(crate) fn cluster(&self) -> Option<&Arc<PgTenant>> {
+    pub(crate) fn cluster(&self) -> Option<&Arc<ClusterTenant>> {
         self.cluster.as_ref()
     }
 

@@ -1,5 +1,5 @@
 //! The stores behind the request path: the embedded engine (in
 //! `sessiond-core`, with `persist/`) and the cluster's database.
 
+pub(crate) mod cluster;
 pub(crate) mod mysql;
-pub(crate) mod postgres;

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::request::{Caller, Pending, Started};
 use super::watchdog::{timed_out, Stop, Watchdog};
 use crate::access::auth::{Login, Refused, Role};
-use crate::backend::postgres::ClusterWait;
+use crate::backend::cluster::ClusterWait;
 use crate::conn::stream::{ReadSide, Stream, WriteSide};
 use crate::door::Door;
 use crate::metrics::{DoorCounters, Proto};

@@ -18,7 +18,7 @@ use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, 
 
 use super::durable::DurableMark;
 use crate::access::auth::Role;
-use crate::backend::postgres::{ClusterWait, Done, PgTenant};
+use crate::backend::cluster::{ClusterTenant, ClusterWait, Done};
 use crate::metrics::Proto;
 use crate::shared::Shared;
 use crate::tenant::Tenant;
@@ -30,7 +30,7 @@ struct Registration {
     client: ClientHandle,
     /// The tenant on a cluster's database, whose lock rows the client's
     /// holds and requests are in.
-    cluster: Option<Arc<PgTenant>>,
+    cluster: Option<Arc<ClusterTenant>>,
     /// The server's count of connected clients, when this is one (an HTTP
     /// request is not).
     connected: Option<Arc<Shared>>,

@@ -47,6 +47,15 @@ pub enum Storage {
     /// A PostgreSQL database shared by every node of a cluster
     /// (`database_url`); the node itself keeps nothing.
     Postgres,
+    /// The same on MySQL 8 or MariaDB 10.6+.
+    MySql,
+}
+
+impl Storage {
+    /// Whether the sessions are in a database the nodes of a cluster share.
+    pub fn is_cluster(self) -> bool {
+        matches!(self, Storage::Postgres | Storage::MySql)
+    }
 }
 
 impl std::str::FromStr for Storage {
@@ -57,7 +66,8 @@ impl std::str::FromStr for Storage {
             "log" => Ok(Storage::Log),
             "memory" => Ok(Storage::Memory),
             "postgres" | "postgresql" => Ok(Storage::Postgres),
-            _ => Err(format!("'{s}' is not one of log, memory, postgres")),
+            "mysql" | "mariadb" => Ok(Storage::MySql),
+            _ => Err(format!("'{s}' is not one of log, memory, postgres, mysql")),
         }
     }
 }

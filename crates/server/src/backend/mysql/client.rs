@@ -159,6 +159,7 @@ const BINARY: u8 = 63;
 const COM_QUERY: u8 = 0x03;
 const COM_STMT_PREPARE: u8 = 0x16;
 const COM_STMT_EXECUTE: u8 = 0x17;
+const COM_STMT_CLOSE: u8 = 0x19;
 
 /// A connection's byte stream, whatever carries it.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -193,6 +194,8 @@ enum Expect {
     Results(bool),
     /// A prepared statement's description.
     Prepared,
+    /// Nothing (`COM_STMT_CLOSE` has no answer).
+    Nothing,
 }
 
 enum Answer {
@@ -311,6 +314,21 @@ impl Client {
             Answer::Prepared(s) => Ok(s),
             Answer::Results(_) => Err(protocol("results where a statement was due")),
         }
+    }
+
+    /// Closes a statement this connection prepared (it has no answer; if
+    /// the connection is busy or gone, the statement goes with it).
+    pub(crate) fn close_statement(&self, st: Statement) {
+        let mut p = vec![COM_STMT_CLOSE];
+        p.extend_from_slice(&st.id.to_le_bytes());
+        let mut bytes = Vec::with_capacity(9);
+        wire::frame(&p, 0, &mut bytes);
+        let (reply, _) = oneshot::channel();
+        let _ = self.tx.try_send(Request {
+            bytes,
+            expect: Expect::Nothing,
+            reply,
+        });
     }
 
     /// Runs a statement this connection prepared.
@@ -585,7 +603,7 @@ async fn drive(stream: Box<dyn Io>, mut rx: mpsc::Receiver<Request>, closed: Arc
             let mut next = Some(first);
             while let Some(r) = next.take() {
                 out.extend_from_slice(&r.bytes);
-                if ptx.send((r.expect, r.reply)).is_err() {
+                if !matches!(r.expect, Expect::Nothing) && ptx.send((r.expect, r.reply)).is_err() {
                     return;
                 }
                 if out.len() < 1 << 16 {
@@ -633,6 +651,7 @@ async fn read_answer<R: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
 ) -> Result<Answer, MyError> {
     match expect {
+        Expect::Nothing => Err(protocol("an answer to a command that has none")),
         Expect::Prepared => {
             wire::read_payload(rd, buf, MAX_REPLY).await?;
             if buf.first() == Some(&0xff) {

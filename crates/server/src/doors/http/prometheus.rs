@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::scope::Scope;
-use crate::backend::postgres::Cluster;
+use crate::backend::cluster::Cluster;
 use crate::door::Door;
 use crate::metrics::{resident_memory_bytes, Families};
 use crate::shared::Shared;

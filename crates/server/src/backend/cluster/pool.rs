@@ -8,7 +8,7 @@
 //! answer in `database_timeout_ms` is answered "try again".
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,10 @@ use parking_lot::Mutex;
 use sessiond_core::Error;
 use tokio_postgres::NoTls;
 
-use super::statements::{Conn, Statements};
+use super::db::{Conn, Link};
+use super::statements::Statements;
 use super::tls::Rustls;
+use crate::backend::mysql::client as my;
 use crate::metrics::Histogram;
 
 /// The node's database counters, for `/metrics`, `INFO` and the
@@ -59,10 +61,21 @@ struct Slot {
     connecting: tokio::sync::Mutex<()>,
 }
 
+/// The database a pool connects to, and how.
+pub(crate) enum Target {
+    Postgres {
+        config: tokio_postgres::Config,
+        /// TLS to the database, if `database_ca_file` is set.
+        tls: Option<Rustls>,
+    },
+    MySql {
+        opts: my::Opts,
+        tls: Option<Rustls>,
+    },
+}
+
 pub(crate) struct Pool {
-    config: tokio_postgres::Config,
-    /// TLS to the database, if `database_ca_file` is set.
-    tls: Option<Rustls>,
+    target: Target,
     slots: Vec<Slot>,
     /// The connection for transactions of several statements: a shared
     /// connection would run other clients' statements inside them, so a
@@ -123,18 +136,18 @@ impl From<tokio_postgres::Error> for DbError {
 impl Pool {
     /// A pool of `size` connections for `config` (none opened yet).
     pub(crate) fn new(
-        mut config: tokio_postgres::Config,
-        tls: Option<Rustls>,
+        mut target: Target,
         size: usize,
         timeout: Duration,
         session_setup: String,
         node: &str,
     ) -> Self {
-        config.connect_timeout(timeout);
-        config.application_name(format!("sessiond {node}"));
+        if let Target::Postgres { config, .. } = &mut target {
+            config.connect_timeout(timeout);
+            config.application_name(format!("sessiond {node}"));
+        }
         Self {
-            config,
-            tls,
+            target,
             slots: (0..size.max(1))
                 .map(|_| Slot {
                     client: Mutex::new(None),
@@ -149,6 +162,14 @@ impl Pool {
             timeout,
             session_setup,
             stats: PoolStats::default(),
+        }
+    }
+
+    /// The database the pool connects to.
+    pub(crate) fn dialect(&self) -> super::db::Dialect {
+        match self.target {
+            Target::Postgres { .. } => super::db::Dialect::Postgres,
+            Target::MySql { .. } => super::db::Dialect::MySql,
         }
     }
 
@@ -210,29 +231,14 @@ impl Pool {
 
     /// Opens a connection and prepares the statements on it.
     async fn open(&self) -> Result<Arc<Conn>, DbError> {
-        match tokio::time::timeout(self.timeout, self.connect()).await {
-            Ok(Ok(client)) => match Statements::prepare(&client).await {
-                Ok(st) => {
-                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                    Ok(Arc::new(Conn {
-                        client,
-                        st,
-                        in_transaction: AtomicBool::new(false),
-                        abandoned: AtomicBool::new(false),
-                    }))
-                }
-                Err(e) => {
-                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                    Err(DbError::Failed(format!(
-                        "cannot prepare sessiond's statements (is the schema migrated?): {e}"
-                    )))
-                }
-            },
+        match tokio::time::timeout(self.timeout, self.connect_link()).await {
+            Ok(Ok(link)) => {
+                self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                Ok(Arc::new(Conn::new(link)))
+            }
             Ok(Err(e)) => {
                 self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                Err(DbError::Failed(format!(
-                    "cannot connect to the database: {e}"
-                )))
+                Err(e)
             }
             Err(_) => {
                 self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -244,23 +250,70 @@ impl Pool {
         }
     }
 
-    /// Opens one connection (its driver runs on its own task) and sets it
-    /// up.
+    /// Opens a connection of the request path: set up, its statements
+    /// prepared (PostgreSQL; MySQL's are prepared on first use).
+    async fn connect_link(&self) -> Result<Link, DbError> {
+        match &self.target {
+            Target::Postgres { .. } => {
+                let client = self
+                    .connect()
+                    .await
+                    .map_err(|e| DbError::Failed(format!("cannot connect to the database: {e}")))?;
+                let st = Statements::prepare(&client).await.map_err(|e| {
+                    DbError::Failed(format!(
+                        "cannot prepare sessiond's statements (is the schema migrated?): {e}"
+                    ))
+                })?;
+                Ok(Link::Pg { client, st })
+            }
+            Target::MySql { .. } => {
+                let client = self.connect_mysql().await?;
+                Ok(Link::My {
+                    client,
+                    prepared: Mutex::new(std::collections::HashMap::new()),
+                })
+            }
+        }
+    }
+
+    /// Opens one connection to PostgreSQL (its driver runs on its own
+    /// task) and sets it up.
     pub(crate) async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let client = match &self.tls {
+        let Target::Postgres { config, tls } = &self.target else {
+            unreachable!("a PostgreSQL connection asked of a MySQL pool")
+        };
+        let client = match tls {
             Some(tls) => {
-                let (client, connection) = self.config.connect(tls.clone()).await?;
+                let (client, connection) = config.connect(tls.clone()).await?;
                 tokio::spawn(drive(connection));
                 client
             }
             None => {
-                let (client, connection) = self.config.connect(NoTls).await?;
+                let (client, connection) = config.connect(NoTls).await?;
                 tokio::spawn(drive(connection));
                 client
             }
         };
         if !self.session_setup.is_empty() {
             client.batch_execute(&self.session_setup).await?;
+        }
+        Ok(client)
+    }
+
+    /// Opens one connection to MySQL (its I/O runs on its own task) and
+    /// sets it up.
+    pub(crate) async fn connect_mysql(&self) -> Result<my::Client, DbError> {
+        let Target::MySql { opts, tls } = &self.target else {
+            return Err(DbError::Failed(
+                "a MySQL connection asked of a PostgreSQL pool".into(),
+            ));
+        };
+        let (client, io) = my::Client::connect(opts, tls.as_ref().map(Rustls::config))
+            .await
+            .map_err(|e| DbError::Failed(format!("cannot connect to the database: {e}")))?;
+        tokio::spawn(io);
+        if !self.session_setup.is_empty() {
+            client.query(&self.session_setup).await?;
         }
         Ok(client)
     }
@@ -294,10 +347,9 @@ impl Pool {
                 }
             };
             conn.in_transaction.store(true, Ordering::Relaxed);
-            conn.client.batch_execute("BEGIN").await?;
+            conn.begin().await?;
             let result = body(conn.clone()).await;
-            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            let ended = conn.client.batch_execute(end).await;
+            let ended = conn.end(result.is_ok()).await;
             if ended.is_ok() {
                 conn.in_transaction.store(false, Ordering::Relaxed);
             }
@@ -305,7 +357,7 @@ impl Pool {
                 // A transaction that cannot end leaves the connection
                 // unusable: drop it, the next one opens another.
                 *slot.client.lock() = None;
-                return Err(e.into());
+                return Err(e);
             }
             result
         })
@@ -346,14 +398,17 @@ impl Pool {
         DbError,
     > {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        let client = match &self.tls {
+        let Target::Postgres { config, tls } = &self.target else {
+            return Err(DbError::Failed("LISTEN is PostgreSQL's".into()));
+        };
+        let client = match tls {
             Some(tls) => {
-                let (client, connection) = self.config.connect(tls.clone()).await?;
+                let (client, connection) = config.connect(tls.clone()).await?;
                 tokio::spawn(forward(connection, tx));
                 client
             }
             None => {
-                let (client, connection) = self.config.connect(NoTls).await?;
+                let (client, connection) = config.connect(NoTls).await?;
                 tokio::spawn(forward(connection, tx));
                 client
             }

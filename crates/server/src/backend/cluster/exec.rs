@@ -13,9 +13,9 @@ use sessiond_core::{
     Touches,
 };
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::types::ToSql;
 
 use super::changes::{Change, Changes};
+use super::db::{Conn, Dialect, St, P, Q};
 use super::outcome::{Done, SessionWrite, Write};
 use super::pool::DbError;
 use super::row::{self, Loaded};
@@ -31,7 +31,7 @@ pub(super) const MAX_ATTEMPTS: usize = 16;
 const STRIPES: usize = 1024;
 
 /// One tenant on a cluster node.
-pub(crate) struct PgTenant {
+pub(crate) struct ClusterTenant {
     pub(super) cluster: Arc<Cluster>,
     pub(super) name: String,
     /// The working copy the commands run on.
@@ -50,7 +50,7 @@ pub(crate) struct PgTenant {
     /// raced a command. Never taken twice by one task.
     pub(super) gate: tokio::sync::RwLock<()>,
     /// Lock requests to take back when the database answers again: id and
-    /// request number (see [`PgTenant::settle_orphans`]).
+    /// request number (see [`ClusterTenant::settle_orphans`]).
     pub(super) orphans: parking_lot::Mutex<Vec<(SessionId, u64)>>,
     /// The rows this node's last lock operation on an id left (see
     /// `kept.rs`).
@@ -84,7 +84,7 @@ enum Route {
     Refused(Result<&'static str, Error>),
 }
 
-impl PgTenant {
+impl ClusterTenant {
     pub(crate) fn new(cluster: Arc<Cluster>, name: &str, engine: Arc<Engine>) -> Arc<Self> {
         let changes = Arc::new(Changes::default());
         engine.install_log(changes.clone());
@@ -135,27 +135,33 @@ impl PgTenant {
             .pool
             .run(|c| async move {
                 let u = c
-                    .client
-                    .query_one(
-                        "SELECT coalesce(sum(sessions), 0)::bigint, coalesce(sum(persistent), 0)::bigint, \
-                         coalesce(sum(bytes), 0)::bigint FROM sessiond_usage WHERE tenant = $1",
-                        &[&tenant],
+                    .one(
+                        Q::Sql {
+                            pg: "SELECT coalesce(sum(sessions), 0)::bigint, \
+                                 coalesce(sum(persistent), 0)::bigint, \
+                                 coalesce(sum(bytes), 0)::bigint FROM sessiond_usage WHERE tenant = $1",
+                            my: "SELECT coalesce(sum(sessions), 0), coalesce(sum(persistent), 0), \
+                                 coalesce(sum(bytes), 0) FROM sessiond_usage WHERE tenant = $1",
+                        },
+                        &[P::Text(tenant)],
                     )
                     .await?;
                 let l = c
-                    .client
                     .query(
-                        "SELECT id, holders, waiters FROM sessiond_lock WHERE tenant = $1 \
-                         AND (holders <> ''::bytea OR waiters <> ''::bytea)",
-                        &[&tenant],
+                        Q::Sql {
+                            pg: "SELECT id, holders, waiters FROM sessiond_lock WHERE tenant = $1 \
+                                 AND (holders <> ''::bytea OR waiters <> ''::bytea)",
+                            my: "SELECT id, holders, waiters FROM sessiond_lock \
+                                 WHERE tenant = $1 AND live = 1",
+                        },
+                        &[P::Text(tenant)],
                     )
                     .await?;
                 Ok((u, l))
             })
             .await?;
-        let get = |i: usize| -> Result<u64, DbError> {
-            Ok(u64::try_from(usage.try_get::<_, i64>(i)?).unwrap_or(0))
-        };
+        let get =
+            |i: usize| -> Result<u64, DbError> { Ok(u64::try_from(usage.i64(i)?).unwrap_or(0)) };
         let mut figures = sessiond_core::Figures {
             sessions: get(0)?,
             persistent: get(1)?,
@@ -164,9 +170,9 @@ impl PgTenant {
             lock_bytes: 0,
         };
         for r in &locks {
-            let id: Vec<u8> = r.try_get(0)?;
-            let holders: Vec<u8> = r.try_get(1)?;
-            let waiters: Vec<u8> = r.try_get(2)?;
+            let id = r.bytes(0)?;
+            let holders = r.bytes(1)?;
+            let waiters = r.bytes(2)?;
             let row = super::locks::LockRow {
                 holders: super::locks::decode_holders(&holders).unwrap_or_default(),
                 waiters: super::locks::decode_waiters(&waiters).unwrap_or_default(),
@@ -314,14 +320,11 @@ impl PgTenant {
             .cluster
             .pool
             .run(|c| async move {
-                let r = c
-                    .client
-                    .query_one(
-                        "SELECT count(*) FROM sessiond_session WHERE tenant = $1 AND expires_ms >= $2",
-                        &[&tenant, &now],
-                    )
-                    .await?;
-                Ok(r.try_get::<_, i64>(0)?)
+                let sql =
+                    "SELECT count(*) FROM sessiond_session WHERE tenant = $1 AND expires_ms >= $2";
+                c.one(Q::Sql { pg: sql, my: sql }, &[P::Text(tenant), P::I64(now)])
+                    .await?
+                    .i64(0)
             })
             .await
             .map_err(DbError::into_error)?;
@@ -518,20 +521,19 @@ impl PgTenant {
     ) -> Result<HashMap<SessionId, Loaded>, DbError> {
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let tenant = self.name.as_str();
+        let keys = &keys;
         let rows = self
             .cluster
             .pool
             .run(|c| async move {
-                c.client
-                    .query(&c.st.load, &[&tenant, &keys])
+                c.query(Q::St(St::Load), &[P::Text(tenant), P::Refs(keys)])
                     .await
-                    .map_err(DbError::from)
             })
             .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in &rows {
-            let (id, mut loaded) = row::decode(r).map_err(DbError::Failed)?;
-            let held: Option<i64> = r.try_get(super::statements::SESSION_COLUMN_COUNT)?;
+            let (id, mut loaded) = row::decode(r)?;
+            let held = r.opt_i64(super::statements::SESSION_COLUMN_COUNT)?;
             loaded.held_until_ms = held.map_or(0, row::from_sql);
             out.insert(id, loaded);
         }
@@ -591,34 +593,24 @@ impl PgTenant {
         }
     }
 
-    async fn write_one(
-        &self,
-        c: &super::statements::Conn,
-        tenant: &str,
-        w: &Write,
-    ) -> Result<(), DbError> {
+    async fn write_one(&self, c: &Conn, tenant: &str, w: &Write) -> Result<(), DbError> {
         self.write_rows(c, tenant, w).await?;
         if let Some(to) = w.lock.as_ref().and_then(|l| l.moved_to.as_ref()) {
             let (id, to) = (w.id.as_bytes(), to.as_bytes());
-            c.client
-                .execute(
-                    "UPDATE sessiond_lock SET moved_to = CASE WHEN id = $2 THEN $3 END \
-                     WHERE tenant = $1 AND id IN ($2, $3)",
-                    &[&tenant, &id, &to],
-                )
-                .await?;
+            let sql = "UPDATE sessiond_lock SET moved_to = CASE WHEN id = $2 THEN $3 END \
+                       WHERE tenant = $1 AND id IN ($2, $3)";
+            c.execute(
+                Q::Sql { pg: sql, my: sql },
+                &[P::Text(tenant), P::Bytes(id), P::Bytes(to)],
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// The session row and lock row of one write.
-    async fn write_rows(
-        &self,
-        c: &super::statements::Conn,
-        tenant: &str,
-        w: &Write,
-    ) -> Result<(), DbError> {
-        let (client, st) = (&c.client, &c.st);
+    async fn write_rows(&self, c: &Conn, tenant: &str, w: &Write) -> Result<(), DbError> {
+        let dialect = c.dialect();
         let id = w.id.as_bytes();
         let lock = w.lock.as_ref().map(|l| l.params());
         // A removal of a session that had no row writes its lock row alone.
@@ -629,43 +621,52 @@ impl PgTenant {
         match (session, lock) {
             (None, None) => Ok(()),
             (None, Some(l)) => {
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id];
+                let mut params = vec![P::Text(tenant), P::Bytes(id)];
                 params.extend(l.args());
-                client.query_one(&st.lock_put, &params).await?;
+                c.one(Q::St(St::LockPut), &params).await?;
                 Ok(())
             }
             (Some(sw), lock) => match (&sw.session, sw.change, lock) {
                 (None, _, None) => {
-                    client
-                        .query_one(&st.delete, &[&tenant, &id, &sw.rev])
-                        .await?;
+                    c.one(
+                        Q::St(St::Delete),
+                        &[P::Text(tenant), P::Bytes(id), P::I64(sw.rev)],
+                    )
+                    .await?;
                     Ok(())
                 }
                 (None, _, Some(l)) => {
-                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id, &sw.rev];
+                    let mut params = vec![P::Text(tenant), P::Bytes(id), P::I64(sw.rev)];
                     params.extend(l.args());
-                    client.query_one(&st.delete_and_lock, &params).await?;
+                    c.one(Q::St(St::DeleteAndLock), &params).await?;
                     Ok(())
                 }
                 (Some(s), Change::Touched, None) if sw.rev != 0 => {
                     let accessed = row::to_sql(s.accessed_ms);
                     let expires = row::to_sql(s.deadline_ms());
-                    client
-                        .execute(&st.touch, &[&tenant, &id, &accessed, &expires])
-                        .await?;
+                    c.execute(
+                        Q::St(St::Touch),
+                        &[
+                            P::Text(tenant),
+                            P::Bytes(id),
+                            P::I64(accessed),
+                            P::I64(expires),
+                        ],
+                    )
+                    .await?;
                     Ok(())
                 }
                 (Some(s), _, lock) => {
-                    let columns = self.session_params(id, s);
-                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id, &sw.rev];
+                    let columns = self.session_params(id, s, dialect);
+                    let mut params = vec![P::Text(tenant), P::Bytes(id), P::I64(sw.rev)];
                     params.extend(columns.args());
                     match &lock {
                         None => {
-                            client.query_one(&st.put, &params).await?;
+                            c.one(Q::St(St::Put), &params).await?;
                         }
                         Some(l) => {
                             params.extend(l.args());
-                            client.query_one(&st.put_and_lock, &params).await?;
+                            c.one(Q::St(St::PutAndLock), &params).await?;
                         }
                     }
                     Ok(())
@@ -676,7 +677,17 @@ impl PgTenant {
 
     /// The columns of session `s` (of id `id`) as `sessiond_put` takes
     /// them after the tenant, the id and the revision.
-    pub(super) fn session_params<'a>(&self, id: &[u8], s: &'a Session) -> SessionParams<'a> {
+    pub(super) fn session_params<'a>(
+        &self,
+        id: &[u8],
+        s: &'a Session,
+        dialect: Dialect,
+    ) -> SessionParams<'a> {
+        let index = row::index_rows(s, &self.indexed);
+        let blob = match dialect {
+            Dialect::MySql => Some(index.blob()),
+            Dialect::Postgres => None,
+        };
         SessionParams {
             place: row::place(&self.cluster.place_key, id),
             version: row::to_sql(s.version),
@@ -689,7 +700,8 @@ impl PgTenant {
             class: s.class().map(|c| c.as_ref()),
             data: &s.data,
             vars: row::encode_vars(s.vars()),
-            index: row::index_rows(s, &self.indexed),
+            index,
+            blob,
         }
     }
 }
@@ -708,27 +720,38 @@ pub(super) struct SessionParams<'a> {
     data: &'a [u8],
     vars: Option<Vec<u8>>,
     index: row::IndexRows,
+    /// The index rows as MySQL takes them (None on PostgreSQL).
+    blob: Option<Vec<u8>>,
 }
 
 impl SessionParams<'_> {
     /// `sessiond_put`'s arguments after the tenant, the id and the
-    /// revision.
-    pub(super) fn args(&self) -> [&(dyn ToSql + Sync); 14] {
+    /// revision: the columns, then the index rows (PostgreSQL: three
+    /// arrays; MySQL: one string, then two nulls it does not read).
+    pub(super) fn args(&self) -> [P<'_>; 14] {
+        let (kinds, names, keys) = match &self.blob {
+            Some(b) => (P::Bytes(b), P::OptList(None), P::OptList(None)),
+            None => (
+                P::Kinds(Some(&self.index.kinds)),
+                P::List(&self.index.names),
+                P::List(&self.index.keys),
+            ),
+        };
         [
-            &self.place,
-            &self.version,
-            &self.created,
-            &self.accessed,
-            &self.timeout,
-            &self.expires,
-            &self.flags,
-            &self.key_form,
-            &self.class,
-            &self.data,
-            &self.vars,
-            &self.index.kinds,
-            &self.index.names,
-            &self.index.keys,
+            P::I64(self.place),
+            P::I64(self.version),
+            P::I64(self.created),
+            P::I64(self.accessed),
+            P::I64(self.timeout),
+            P::I64(self.expires),
+            P::I64(self.flags),
+            P::I16(self.key_form),
+            P::OptBytes(self.class),
+            P::Bytes(self.data),
+            P::OptBytes(self.vars.as_deref()),
+            kinds,
+            names,
+            keys,
         ]
     }
 }

@@ -16,14 +16,14 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use sessiond_core::{ClientHandle, Command, Error, LockMode, Reply, SessionId, NEVER};
 
-use super::exec::PgTenant;
+use super::db::{DbRow, St, P, Q};
+use super::exec::ClusterTenant;
 use super::kept::Rows;
 use super::locks::{Asked, Handed, LockRow, Party};
 use super::outcome::{ClusterWait, Done, LockWrite, Then, Write};
 use super::pool::DbError;
 use super::row;
 use super::wake::{self, Woken};
-use tokio_postgres::types::ToSql;
 
 /// What a request asks for.
 struct Ask {
@@ -102,7 +102,7 @@ pub(super) struct Op<'a> {
     pub(super) row: &'a mut LockRow,
     handed: Vec<Handed>,
     now: u64,
-    tenant: &'a PgTenant,
+    tenant: &'a ClusterTenant,
     /// Whether the session's changes in the working copy are written
     /// (an operation refused as a whole clears it).
     keep_session: bool,
@@ -111,7 +111,7 @@ pub(super) struct Op<'a> {
 impl<'a> Op<'a> {
     /// An operation on `row`, read for `tenant`, at `now`: expired leases
     /// and dead nodes' holds are dropped and the lock handed on first.
-    pub(super) fn new(row: &'a mut LockRow, now: u64, tenant: &'a PgTenant) -> Self {
+    pub(super) fn new(row: &'a mut LockRow, now: u64, tenant: &'a ClusterTenant) -> Self {
         let mut op = Op {
             row,
             handed: Vec::new(),
@@ -150,7 +150,7 @@ impl<'a> Op<'a> {
     }
 }
 
-impl PgTenant {
+impl ClusterTenant {
     /// One lock command.
     pub(super) async fn lock_command(&self, client: &ClientHandle, cmd: Command) -> Done {
         let config = self.engine.config();
@@ -519,7 +519,7 @@ impl PgTenant {
     }
 
     /// Notes request `seq` of this node on the lock of `id` as to be taken
-    /// back (see [`PgTenant::settle_orphans`]).
+    /// back (see [`ClusterTenant::settle_orphans`]).
     pub(super) fn orphan(&self, id: &SessionId, seq: u64) {
         let mut orphans = self.orphans.lock();
         if orphans.len() >= MAX_ORPHANS {
@@ -819,58 +819,47 @@ impl PgTenant {
         let tenant = self.name.as_str();
         let id = w.id.as_bytes();
         let put = w.session.as_ref().and_then(|sw| sw.session.as_ref());
-        let columns = put.map(|s| self.session_params(id, s));
         let lock = w.lock.as_ref().map(|l| l.params());
-        let none_i64: Option<i64> = None;
-        let none_i16: Option<i16> = None;
-        let none_bytes: Option<&[u8]> = None;
-        let none_kinds: Option<Vec<i8>> = None;
-        let none_list: Option<Vec<Vec<u8>>> = None;
-        let none_text: Option<Vec<String>> = None;
-        let none_bool: Option<bool> = None;
         let (has_put, has_lock) = (put.is_some(), lock.is_some());
         let r = self
             .cluster
             .pool
-            .run(|c| {
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &id, &rev, &has_put];
+            .run(|c| async move {
+                let columns = put.map(|s| self.session_params(id, s, c.dialect()));
+                let mut params = vec![P::Text(tenant), P::Bytes(id), P::I64(rev), P::Bool(has_put)];
                 match &columns {
                     Some(columns) => params.extend(columns.args()),
                     None => {
-                        params.extend([&none_i64 as &(dyn ToSql + Sync); 7]);
-                        params.push(&none_i16);
-                        params.extend([&none_bytes as &(dyn ToSql + Sync); 3]);
-                        params.push(&none_kinds);
-                        params.extend([&none_list as &(dyn ToSql + Sync); 2]);
+                        params.extend([P::OptI64(None); 7]);
+                        params.push(P::OptI16(None));
+                        params.extend([P::OptBytes(None); 3]);
+                        params.push(P::Kinds(None));
+                        params.extend([P::OptList(None); 2]);
                     }
                 }
+                // The revision the lock row was at (-1: not read), then
+                // the row as written.
+                params.extend([P::I64(lock_rev), P::Bool(has_lock)]);
                 match &lock {
-                    Some(l) => {
-                        // The revision the row was at (-1: not read), then
-                        // the row as written.
-                        params.extend([&lock_rev as &(dyn ToSql + Sync), &has_lock]);
-                        params.extend(&l.args()[1..]);
-                    }
+                    Some(l) => params.extend_from_slice(&l.args()[1..]),
                     None => {
-                        params.extend([&lock_rev as &(dyn ToSql + Sync), &has_lock]);
-                        params.extend([&none_i64 as &(dyn ToSql + Sync); 2]);
-                        params.extend([&none_bytes as &(dyn ToSql + Sync); 2]);
-                        params.extend([&none_text as &(dyn ToSql + Sync); 2]);
-                        params.push(&none_bool);
+                        params.extend([P::OptI64(None); 2]);
+                        params.extend([P::OptBytes(None); 2]);
+                        params.extend([P::Texts(None); 2]);
+                        params.push(P::OptBool(None));
                     }
                 }
-                params.push(&now);
-                async move { Ok(c.client.query_one(&c.st.step, &params).await?) }
+                params.push(P::I64(now));
+                c.one(Q::St(St::Step), &params).await
             })
             .await?;
         // The rows: those found changed, or the session read after a
         // grant on rows not read (all null after any other write).
-        let rows =
-            decode_rows(&r, super::statements::STEP_COLUMN_COUNT).map_err(DbError::Failed)?;
-        if r.try_get::<_, bool>(0)? {
+        let rows = decode_rows(&r, super::statements::STEP_COLUMN_COUNT)?;
+        if r.bool(0)? {
             return Ok(Stepped::Written {
-                rev: r.try_get(1)?,
-                lock_rev: r.try_get(2)?,
+                rev: r.i64(1)?,
+                lock_rev: r.i64(2)?,
                 session: rows.session,
             });
         }
@@ -931,12 +920,11 @@ impl PgTenant {
             .cluster
             .pool
             .run(|c| async move {
-                Ok(c.client
-                    .query_one(&c.st.load_with_lock, &[&tenant, &key])
-                    .await?)
+                c.one(Q::St(St::LoadWithLock), &[P::Text(tenant), P::Bytes(key)])
+                    .await
             })
             .await?;
-        let rows = decode_rows(&r, 0).map_err(DbError::Failed)?;
+        let rows = decode_rows(&r, 0)?;
         Ok((rows.loaded(), rows.lock))
     }
 
@@ -948,21 +936,22 @@ impl PgTenant {
     ) -> Result<HashMap<SessionId, LockRow>, DbError> {
         let tenant = self.name.as_str();
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        let keys = &keys;
         let rows = self
             .cluster
             .pool
-            .run(|c| async move { Ok(c.client.query(&c.st.load_locks, &[&tenant, &keys]).await?) })
+            .run(|c| async move {
+                c.query(Q::St(St::LoadLocks), &[P::Text(tenant), P::Refs(keys)])
+                    .await
+            })
             .await?;
         let mut out: HashMap<SessionId, LockRow> = ids
             .iter()
             .map(|id| (id.clone(), LockRow::default()))
             .collect();
         for r in &rows {
-            let id: Vec<u8> = r.try_get(0)?;
-            out.insert(
-                SessionId::new(Bytes::from(id)),
-                decode_lock(r).map_err(DbError::Failed)?,
-            );
+            let id = r.bytes(0)?;
+            out.insert(SessionId::new(Bytes::from(id)), decode_lock(r)?);
         }
         Ok(out)
     }
@@ -1279,39 +1268,36 @@ fn opened(op: &mut Op<'_>, id: &SessionId, key: u64) -> Result<Reply, Error> {
 /// Reads [`super::statements::LOCK_COLUMNS`] (the first of `r`'s columns
 /// when `at` is 0) and then [`super::statements::SESSION_COLUMNS`], each
 /// all null when there is no such row.
-fn decode_rows(r: &tokio_postgres::Row, at: usize) -> Result<Rows, String> {
-    let e = |e: tokio_postgres::Error| e.to_string();
-    let lock = match r.try_get::<_, Option<Vec<u8>>>(at).map_err(e)? {
-        Some(_) => decode_lock_at(r, at)?,
-        None => LockRow::default(),
+fn decode_rows(r: &DbRow, at: usize) -> Result<Rows, DbError> {
+    let lock = if r.is_null(at)? {
+        LockRow::default()
+    } else {
+        decode_lock_at(r, at)?
     };
     let at = at + super::statements::LOCK_COLUMN_COUNT;
-    let session = match r.try_get::<_, Option<Vec<u8>>>(at).map_err(e)? {
-        Some(_) => {
-            let l = row::decode_at(r, at)?.1;
-            Some((l.rev, l.session))
-        }
-        None => None,
+    let session = if r.is_null(at)? {
+        None
+    } else {
+        let l = row::decode_at(r, at)?.1;
+        Some((l.rev, l.session))
     };
     Ok(Rows { lock, session })
 }
 
 /// Reads one row of [`super::statements::LOCK_COLUMNS`].
-fn decode_lock(r: &tokio_postgres::Row) -> Result<LockRow, String> {
+fn decode_lock(r: &DbRow) -> Result<LockRow, DbError> {
     decode_lock_at(r, 0)
 }
 
 /// Reads [`super::statements::LOCK_COLUMNS`] from column `at` on.
-fn decode_lock_at(r: &tokio_postgres::Row, at: usize) -> Result<LockRow, String> {
-    let e = |e: tokio_postgres::Error| e.to_string();
-    let rev: i64 = r.try_get(at + 1).map_err(e)?;
-    let last_key: i64 = r.try_get(at + 2).map_err(e)?;
-    let holders: Vec<u8> = r.try_get(at + 3).map_err(e)?;
-    let waiters: Vec<u8> = r.try_get(at + 4).map_err(e)?;
+fn decode_lock_at(r: &DbRow, at: usize) -> Result<LockRow, DbError> {
+    let damaged = |what: &str| DbError::Failed(format!("a damaged {what} column"));
     Ok(LockRow {
-        rev,
-        last_key: row::from_sql(last_key),
-        holders: super::locks::decode_holders(&holders).ok_or("a damaged holders column")?,
-        waiters: super::locks::decode_waiters(&waiters).ok_or("a damaged waiters column")?,
+        rev: r.i64(at + 1)?,
+        last_key: row::from_sql(r.i64(at + 2)?),
+        holders: super::locks::decode_holders(&r.bytes(at + 3)?)
+            .ok_or_else(|| damaged("holders"))?,
+        waiters: super::locks::decode_waiters(&r.bytes(at + 4)?)
+            .ok_or_else(|| damaged("waiters"))?,
     })
 }

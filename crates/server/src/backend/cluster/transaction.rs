@@ -11,13 +11,13 @@ use std::collections::HashMap;
 
 use sessiond_core::{ClientHandle, Command, Error, Outcome, Reply, SessionId, Touches};
 
-use super::exec::{is_lock_command, PgTenant, MAX_ATTEMPTS};
+use super::exec::{is_lock_command, ClusterTenant, MAX_ATTEMPTS};
 use super::locking::{self, Op};
 use super::locks::{Handed, LockRow};
 use super::outcome::Write;
 use super::pool::DbError;
 
-impl PgTenant {
+impl ClusterTenant {
     /// Runs `commands` as one step on the sessions `ids` and the lock rows
     /// `lock_ids` (both sorted, without repeats; `lock_ids` among `ids`),
     /// unless a watched session changed.

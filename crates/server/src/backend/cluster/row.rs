@@ -7,7 +7,9 @@ use blake2::{Blake2b256, Digest};
 use bytes::Bytes;
 use sessiond_core::fields::IndexFields;
 use sessiond_core::{Session, SessionId, NEVER};
-use tokio_postgres::Row;
+
+use super::db::DbRow;
+use super::pool::DbError;
 
 /// How a time or timeout that never runs out is stored (`bigint`).
 const NEVER_SQL: i64 = i64::MAX;
@@ -41,26 +43,26 @@ pub(crate) struct Loaded {
 }
 
 /// Reads one row of [`super::statements::SESSION_COLUMNS`].
-pub(crate) fn decode(row: &Row) -> Result<(SessionId, Loaded), String> {
+pub(crate) fn decode(row: &DbRow) -> Result<(SessionId, Loaded), DbError> {
     decode_at(row, 0)
 }
 
 /// Reads [`super::statements::SESSION_COLUMNS`] from column `at` on.
-pub(crate) fn decode_at(row: &Row, at: usize) -> Result<(SessionId, Loaded), String> {
-    let id: Vec<u8> = row.try_get(at).map_err(|e| e.to_string())?;
-    let get_i64 = |i: usize| row.try_get::<_, i64>(at + i).map_err(|e| e.to_string());
-    let rev = get_i64(1)?;
-    let version = from_sql(get_i64(2)?);
-    let created = from_sql(get_i64(3)?);
-    let accessed = from_sql(get_i64(4)?);
-    let timeout = from_sql(get_i64(5)?);
-    let flags = u32::try_from(get_i64(6)?).unwrap_or(0);
-    let key_form: i16 = row.try_get(at + 7).map_err(|e| e.to_string())?;
-    let class: Option<Vec<u8>> = row.try_get(at + 8).map_err(|e| e.to_string())?;
-    let data: Vec<u8> = row.try_get(at + 9).map_err(|e| e.to_string())?;
-    let vars: Option<Vec<u8>> = row.try_get(at + 10).map_err(|e| e.to_string())?;
-    let vars = match vars {
-        Some(b) => decode_vars(&b).ok_or("a damaged variables column")?,
+pub(crate) fn decode_at(row: &DbRow, at: usize) -> Result<(SessionId, Loaded), DbError> {
+    let id = row.bytes(at)?;
+    let rev = row.i64(at + 1)?;
+    let version = from_sql(row.i64(at + 2)?);
+    let created = from_sql(row.i64(at + 3)?);
+    let accessed = from_sql(row.i64(at + 4)?);
+    let timeout = from_sql(row.i64(at + 5)?);
+    let flags = u32::try_from(row.i64(at + 6)?).unwrap_or(0);
+    let key_form = row.i16(at + 7)?;
+    let class = row.opt_bytes(at + 8)?;
+    let data = row.bytes(at + 9)?;
+    let vars = match row.opt_bytes(at + 10)? {
+        Some(b) => {
+            decode_vars(&b).ok_or_else(|| DbError::Failed("a damaged variables column".into()))?
+        }
         None => BTreeMap::new(),
     };
     let mut session = Session::restored(
@@ -137,6 +139,24 @@ pub(crate) struct IndexRows {
     pub(crate) kinds: Vec<i8>,
     pub(crate) names: Vec<Vec<u8>>,
     pub(crate) keys: Vec<Vec<u8>>,
+}
+
+impl IndexRows {
+    /// The rows as one string, as MySQL's procedures take them: for each,
+    /// its kind (one byte), then its name and its value key, each after
+    /// its length (two bytes, big endian).
+    pub(crate) fn blob(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ((kind, name), key) in self.kinds.iter().zip(&self.names).zip(&self.keys) {
+            out.push(*kind as u8);
+            for part in [name, key] {
+                let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&part[..usize::from(len)]);
+            }
+        }
+        out
+    }
 }
 
 pub(crate) fn index_rows(session: &Session, indexed: &IndexFields) -> IndexRows {

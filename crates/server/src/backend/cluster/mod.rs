@@ -12,11 +12,14 @@
 //! whole design.
 
 mod changes;
+mod db;
 mod exec;
 mod kept;
 mod listing;
 mod locking;
 mod locks;
+mod my_schema;
+mod my_statements;
 mod outcome;
 mod pool;
 mod rename;
@@ -36,11 +39,13 @@ use parking_lot::Mutex;
 use sessiond_core::Clock;
 use tokio::sync::watch;
 
-pub(crate) use exec::PgTenant;
+use db::{St, P, Q};
+pub(crate) use exec::ClusterTenant;
 use locks::Party;
+pub(crate) use my_schema::MAX_ID_LEN as MYSQL_MAX_ID_LEN;
 pub(crate) use outcome::{ClusterWait, Done};
 pub(crate) use pool::PoolStats;
-use pool::{DbError, Pool};
+use pool::{DbError, Pool, Target};
 use wake::Waits;
 
 use crate::config::Config;
@@ -110,62 +115,84 @@ impl Cluster {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, ServerError> {
         let db = |m: String| ServerError::Database(m);
-        let pg = pg_config(config)?;
-        // Durability follows the database's: under `always` a reply waits
-        // for a synchronous commit; otherwise data writes commit
-        // asynchronously (the database may lose the last few hundred ms of
-        // them in a crash of its own, as `everysec` promises).
-        let setup = match config.fsync {
-            Fsync::Always => String::new(),
-            Fsync::Everysec | Fsync::No => "SET synchronous_commit = off".to_string(),
-        };
         let timeout = Duration::from_millis(config.database_timeout_ms);
         let pool = Pool::new(
-            pg,
-            tls(config)?,
+            target(config)?,
             config.database_pool,
             timeout,
-            setup,
+            session_setup(config),
             &node,
         );
-        let mut first = tokio::time::timeout(timeout, pool.connect())
-            .await
-            .map_err(|_| {
-                db(format!(
-                    "the database did not accept a connection within {} ms",
-                    timeout.as_millis()
-                ))
-            })?
-            .map_err(|e| db(format!("cannot connect to the database: {e}")))?;
-        if config.database_migrate {
-            let m = schema::migrate(&mut first, &node)
-                .await
-                .map_err(|e| db(e.to_string()))?;
-            if m.from != m.to {
-                tracing::info!(from = m.from, to = m.to, "database schema migrated");
+        let in_time = |what: &str| {
+            db(format!(
+                "the database did not {what} within {} ms",
+                timeout.as_millis()
+            ))
+        };
+        match config.storage {
+            crate::persist::Storage::MySql => {
+                let first = tokio::time::timeout(timeout, pool.connect_mysql())
+                    .await
+                    .map_err(|_| in_time("accept a connection"))?
+                    .map_err(|e| db(format!("{e:?}")))?;
+                if config.database_migrate {
+                    let m = my_schema::migrate(&first, &node)
+                        .await
+                        .map_err(|e| db(e.to_string()))?;
+                    if m.from != m.to {
+                        tracing::info!(from = m.from, to = m.to, "database schema migrated");
+                    }
+                } else {
+                    my_schema::check(&first)
+                        .await
+                        .map_err(|e| db(e.to_string()))?;
+                }
+                my_schema::warn_durability(&first, config.fsync).await;
             }
-        } else {
-            schema::check(&first).await.map_err(|e| db(e.to_string()))?;
+            _ => {
+                let mut first = tokio::time::timeout(timeout, pool.connect())
+                    .await
+                    .map_err(|_| in_time("accept a connection"))?
+                    .map_err(|e| db(format!("cannot connect to the database: {e:?}")))?;
+                if config.database_migrate {
+                    let m = schema::migrate(&mut first, &node)
+                        .await
+                        .map_err(|e| db(e.to_string()))?;
+                    if m.from != m.to {
+                        tracing::info!(from = m.from, to = m.to, "database schema migrated");
+                    }
+                } else {
+                    schema::check(&first).await.map_err(|e| db(e.to_string()))?;
+                }
+            }
         }
-        let place_key: Vec<u8> = first
-            .query_one("SELECT place_key FROM sessiond_meta", &[])
-            .await
-            .map_err(|e| db(e.to_string()))?
-            .get(0);
         let now = row::to_sql(clock.now_ms());
         let instance = (now << 16) | (random_i64()? & 0xffff);
         let alive = now.saturating_add(3 * config.heartbeat_ms as i64);
-        let registered = first
-            .execute(
-                "INSERT INTO sessiond_node (node, instance, started_ms, alive_until_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (node) DO UPDATE SET \
-                 instance = EXCLUDED.instance, started_ms = EXCLUDED.started_ms, \
-                 alive_until_ms = EXCLUDED.alive_until_ms \
-                 WHERE sessiond_node.alive_until_ms < EXCLUDED.started_ms",
-                &[&node, &instance, &now, &alive],
-            )
+        let name = node.as_str();
+        let (place_key, registered) = pool
+            .run(|c| async move {
+                let sql = "SELECT place_key FROM sessiond_meta";
+                let key = c.one(Q::Sql { pg: sql, my: sql }, &[]).await?.bytes(0)?;
+                let registered = c
+                    .one(
+                        Q::Sql {
+                            pg: "WITH r AS (INSERT INTO sessiond_node (node, instance, started_ms, alive_until_ms) \
+                                 VALUES ($1, $2, $3, $4) ON CONFLICT (node) DO UPDATE SET \
+                                 instance = EXCLUDED.instance, started_ms = EXCLUDED.started_ms, \
+                                 alive_until_ms = EXCLUDED.alive_until_ms \
+                                 WHERE sessiond_node.alive_until_ms < EXCLUDED.started_ms RETURNING 1) \
+                                 SELECT count(*) FROM r",
+                            my: "CALL sessiond_register($1, $2, $3, $4)",
+                        },
+                        &[P::Text(name), P::I64(instance), P::I64(now), P::I64(alive)],
+                    )
+                    .await?
+                    .i64(0)?;
+                Ok((key, registered))
+            })
             .await
-            .map_err(|e| db(e.to_string()))?;
+            .map_err(|e| db(format!("{e:?}")))?;
         if registered == 0 {
             return Err(db(format!(
                 "node_name '{node}' is taken by a node that is alive: give each node its own name (--node-name)"
@@ -228,11 +255,9 @@ impl Cluster {
             let start: i64 = self
                 .pool
                 .run(|c| async move {
-                    let r = c
-                        .client
-                        .query_one(&c.st.reserve_keys, &[&KEY_BLOCK])
-                        .await?;
-                    Ok(r.try_get::<_, i64>(0)?)
+                    c.one(Q::St(St::ReserveKeys), &[P::I64(KEY_BLOCK)])
+                        .await?
+                        .i64(0)
                 })
                 .await?;
             let start = row::from_sql(start).max(1);
@@ -253,6 +278,10 @@ impl Cluster {
     /// Listens for wake-ups until `stop`, connecting again whenever the
     /// connection is lost (and then telling every waiter to look again).
     pub(crate) async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        if self.pool.dialect() == db::Dialect::MySql {
+            // No NOTIFY on MySQL: waiters are woken by the nodes directly.
+            return;
+        }
         loop {
             match self.pool.connect_listening().await {
                 Ok((client, mut rx)) => {
@@ -335,13 +364,13 @@ impl Cluster {
         let gone = self
             .pool
             .run(|c| async move {
-                c.client
-                    .execute(
-                        "UPDATE sessiond_node SET alive_until_ms = 0 WHERE node = $1 AND instance = $2",
-                        &[&node, &instance],
-                    )
-                    .await
-                    .map_err(DbError::from)
+                let sql =
+                    "UPDATE sessiond_node SET alive_until_ms = 0 WHERE node = $1 AND instance = $2";
+                c.execute(
+                    Q::Sql { pg: sql, my: sql },
+                    &[P::Text(node), P::I64(instance)],
+                )
+                .await
             })
             .await;
         if let Err(e) = gone {
@@ -355,13 +384,12 @@ impl Cluster {
         let n = self
             .pool
             .run(|c| async move {
-                c.client
-                    .execute(
-                        "UPDATE sessiond_node SET alive_until_ms = $3 WHERE node = $1 AND instance = $2",
-                        &[&self.node, &self.instance, &alive],
-                    )
-                    .await
-                    .map_err(DbError::from)
+                let sql = "UPDATE sessiond_node SET alive_until_ms = $3 WHERE node = $1 AND instance = $2";
+                c.execute(
+                    Q::Sql { pg: sql, my: sql },
+                    &[P::Text(&self.node), P::I64(self.instance), P::I64(alive)],
+                )
+                .await
             })
             .await?;
         if n == 0 {
@@ -370,18 +398,13 @@ impl Cluster {
         let rows = self
             .pool
             .run(|c| async move {
-                Ok(c.client
-                    .query(
-                        "SELECT node, instance, alive_until_ms FROM sessiond_node",
-                        &[],
-                    )
-                    .await?)
+                let sql = "SELECT node, instance, alive_until_ms FROM sessiond_node";
+                c.query(Q::Sql { pg: sql, my: sql }, &[]).await
             })
             .await?;
         let mut nodes = HashMap::with_capacity(rows.len());
         for r in rows {
-            let (node, instance, until): (String, i64, i64) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let (node, instance, until) = (r.text(0)?, r.i64(1)?, r.i64(2)?);
             nodes.insert(node, (instance, until));
         }
         let mut seen = self.nodes.lock();
@@ -428,23 +451,24 @@ impl Cluster {
             let n = self
                 .pool
                 .run(|c| async move {
-                    let r = c
-                        .client
-                        .query_one(
-                            "WITH gone AS (DELETE FROM sessiond_session WHERE ctid = ANY(ARRAY(\
-                             SELECT s.ctid FROM sessiond_session s WHERE s.expires_ms < $1 \
-                             AND NOT EXISTS (SELECT 1 FROM sessiond_lock l WHERE l.tenant = s.tenant \
-                             AND l.id = s.id AND l.held_until_ms > $1) \
-                             ORDER BY s.expires_ms LIMIT $2 FOR UPDATE OF s SKIP LOCKED)) \
-                             RETURNING tenant, id), \
-                             idle AS (DELETE FROM sessiond_lock l USING gone \
-                             WHERE l.tenant = gone.tenant AND l.id = gone.id \
-                             AND l.holders = '' AND l.waiters = '') \
-                             SELECT count(*) FROM gone",
-                            &[&now, &REAP_BATCH],
-                        )
-                        .await?;
-                    Ok(r.try_get::<_, i64>(0)?)
+                    c.one(
+                        Q::Sql {
+                            pg: "WITH gone AS (DELETE FROM sessiond_session WHERE ctid = ANY(ARRAY(\
+                                 SELECT s.ctid FROM sessiond_session s WHERE s.expires_ms < $1 \
+                                 AND NOT EXISTS (SELECT 1 FROM sessiond_lock l WHERE l.tenant = s.tenant \
+                                 AND l.id = s.id AND l.held_until_ms > $1) \
+                                 ORDER BY s.expires_ms LIMIT $2 FOR UPDATE OF s SKIP LOCKED)) \
+                                 RETURNING tenant, id), \
+                                 idle AS (DELETE FROM sessiond_lock l USING gone \
+                                 WHERE l.tenant = gone.tenant AND l.id = gone.id \
+                                 AND l.holders = '' AND l.waiters = '') \
+                                 SELECT count(*) FROM gone",
+                            my: "CALL sessiond_reap($1, $2)",
+                        },
+                        &[P::I64(now), P::I64(REAP_BATCH)],
+                    )
+                    .await?
+                    .i64(0)
                 })
                 .await?;
             let n = n.max(0) as u64;
@@ -467,21 +491,79 @@ pub async fn migrate_database(config: &Config) -> Result<String, ServerError> {
             "no database: give --database-url (or database_url in the file)".into(),
         ));
     }
-    let pg = pg_config(config)?;
     let timeout = Duration::from_millis(config.database_timeout_ms);
-    let pool = Pool::new(pg, tls(config)?, 1, timeout, String::new(), "migrate");
-    let mut client = tokio::time::timeout(timeout, pool.connect())
-        .await
-        .map_err(|_| db("the database did not accept a connection in time".into()))?
-        .map_err(|e| db(format!("cannot connect to the database: {e}")))?;
-    let m = schema::migrate(&mut client, "sessiond migrate")
-        .await
-        .map_err(|e| db(e.to_string()))?;
+    let pool = Pool::new(target(config)?, 1, timeout, String::new(), "migrate");
+    let late = || db("the database did not accept a connection in time".into());
+    let m = if config.storage == crate::persist::Storage::MySql
+        || config.database_url.starts_with("mysql:")
+        || config.database_url.starts_with("mariadb:")
+    {
+        let client = tokio::time::timeout(timeout, pool.connect_mysql())
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| db(format!("{e:?}")))?;
+        my_schema::migrate(&client, "sessiond migrate")
+            .await
+            .map_err(|e| db(e.to_string()))?
+    } else {
+        let mut client = tokio::time::timeout(timeout, pool.connect())
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| db(format!("cannot connect to the database: {e:?}")))?;
+        schema::migrate(&mut client, "sessiond migrate")
+            .await
+            .map_err(|e| db(e.to_string()))?
+    };
     Ok(if m.from == m.to {
         format!("the schema is at version {} already", m.to)
     } else {
         format!("migrated the schema from version {} to {}", m.from, m.to)
     })
+}
+
+/// The database a node's pool connects to, by `storage` (or, for
+/// `sessiond migrate`, by the URL's scheme).
+fn target(config: &Config) -> Result<Target, ServerError> {
+    let mysql = config.storage == crate::persist::Storage::MySql
+        || config.database_url.starts_with("mysql:")
+        || config.database_url.starts_with("mariadb:");
+    if mysql {
+        let mut opts = crate::backend::mysql::client::Opts::parse(&config.database_url)
+            .map_err(|e| ServerError::Database(format!("database_url: {e}")))?;
+        if opts.password.is_none() {
+            opts.password = database_password();
+        }
+        return Ok(Target::MySql {
+            opts,
+            tls: tls(config)?,
+        });
+    }
+    Ok(Target::Postgres {
+        config: pg_config(config)?,
+        tls: tls(config)?,
+    })
+}
+
+/// What each new connection runs first. PostgreSQL: under `always` a
+/// reply waits for a synchronous commit; otherwise data writes commit
+/// asynchronously (the database may lose the last few hundred ms of them
+/// in a crash of its own, as `everysec` promises). MySQL: every statement
+/// reads committed rows (no gap locks, which deadlock writers of
+/// neighbouring ids), waits at most 5 s for a row lock, and refuses what
+/// does not fit a column instead of cutting it; its commits are as durable
+/// as `innodb_flush_log_at_trx_commit` says, checked at start
+/// (`my_schema::warn_durability`).
+fn session_setup(config: &Config) -> String {
+    match (config.storage, config.fsync) {
+        (crate::persist::Storage::MySql, _) => {
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+             SET SESSION innodb_lock_wait_timeout = 5, \
+             sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
+                .to_string()
+        }
+        (_, Fsync::Always) => String::new(),
+        (_, Fsync::Everysec | Fsync::No) => "SET synchronous_commit = off".to_string(),
+    }
 }
 
 /// The database's connection settings: the URL, with the password from

@@ -15,10 +15,9 @@
 
 use bytes::Bytes;
 use sessiond_core::{ClientHandle, Command, Error, Outcome, Reply, SessionId};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
-use super::exec::PgTenant;
+use super::db::{DbRow, P, Q};
+use super::exec::ClusterTenant;
 use super::pool::DbError;
 use super::row;
 use super::statements::SESSION_COLUMNS;
@@ -68,19 +67,18 @@ struct Full {
 trait Walked: Sized {
     /// The columns selected, after which come `place` and the liveness.
     const COLUMNS: &'static str;
-    fn decode(row: &Row) -> Result<Self, String>;
+    fn decode(row: &DbRow) -> Result<Self, DbError>;
     fn at(&self) -> &After;
 }
 
 impl Walked for Brief {
     const COLUMNS: &'static str = "id, key_form, class";
-    fn decode(r: &Row) -> Result<Self, String> {
-        let e = |e: tokio_postgres::Error| e.to_string();
-        let id: Vec<u8> = r.try_get(0).map_err(e)?;
-        let key_form: i16 = r.try_get(1).map_err(e)?;
-        let class: Option<Vec<u8>> = r.try_get(2).map_err(e)?;
-        let place: i64 = r.try_get(3).map_err(e)?;
-        let live: bool = r.try_get(4).map_err(e)?;
+    fn decode(r: &DbRow) -> Result<Self, DbError> {
+        let id = r.bytes(0)?;
+        let key_form = r.i16(1)?;
+        let class = r.opt_bytes(2)?;
+        let place = r.i64(3)?;
+        let live = r.bool(4)?;
         Ok(Self {
             at: After {
                 place,
@@ -102,11 +100,10 @@ const SESSION_COLUMN_COUNT: usize = 11;
 
 impl Walked for Full {
     const COLUMNS: &'static str = SESSION_COLUMNS;
-    fn decode(r: &Row) -> Result<Self, String> {
-        let e = |e: tokio_postgres::Error| e.to_string();
+    fn decode(r: &DbRow) -> Result<Self, DbError> {
         let (id, loaded) = row::decode(r)?;
-        let place: i64 = r.try_get(SESSION_COLUMN_COUNT).map_err(e)?;
-        let live: bool = r.try_get(SESSION_COLUMN_COUNT + 1).map_err(e)?;
+        let place = r.i64(SESSION_COLUMN_COUNT)?;
+        let live = r.bool(SESSION_COLUMN_COUNT + 1)?;
         Ok(Self {
             at: After {
                 place,
@@ -186,7 +183,7 @@ fn format_cursor(next: Option<&After>) -> Bytes {
     Bytes::from(s)
 }
 
-impl PgTenant {
+impl ClusterTenant {
     /// Runs one command that looks across sessions.
     pub(super) async fn across(&self, client: &ClientHandle, cmd: Command) -> Result<Reply, Error> {
         let config = self.engine.config();
@@ -345,12 +342,11 @@ impl PgTenant {
             .cluster
             .pool
             .run(|c| async move {
-                let mut args: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &now];
-                if let Some(class) = &class {
-                    args.push(class);
+                let mut args = vec![P::Text(tenant), P::I64(now)];
+                if let Some(class) = class {
+                    args.push(P::Bytes(class));
                 }
-                let r = c.client.query_one(sql.as_str(), &args).await?;
-                Ok(r.try_get::<_, i64>(0)?)
+                c.one(Q::Sql { pg: sql, my: sql }, &args).await?.i64(0)
             })
             .await
             .map_err(DbError::into_error)?;
@@ -365,9 +361,18 @@ impl PgTenant {
         after: &After,
         limit: usize,
     ) -> Result<Vec<T>, DbError> {
-        let sql = format!(
+        let pg = format!(
             "SELECT {}, s.place, {LIVE} FROM sessiond_session s \
              WHERE s.tenant = $1 AND (s.place, s.id) > ($3, $4){} \
+             ORDER BY s.place, s.id LIMIT $5",
+            T::COLUMNS,
+            filter.sql()
+        );
+        // MySQL walks the index (tenant, place, id) for the expanded form;
+        // `LIVE` is a number there (0 or 1), read as a truth value.
+        let my = format!(
+            "SELECT {}, s.place, {LIVE} FROM sessiond_session s \
+             WHERE s.tenant = $1 AND (s.place > $3 OR (s.place = $3 AND s.id > $4)){} \
              ORDER BY s.place, s.id LIMIT $5",
             T::COLUMNS,
             filter.sql()
@@ -375,27 +380,30 @@ impl PgTenant {
         let tenant = self.name.as_str();
         let now = row::to_sql(self.engine.now_ms());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = &sql;
+        let (pg, my) = (&pg, &my);
         let rows = self
             .cluster
             .pool
             .run(|c| async move {
-                let mut args: Vec<&(dyn ToSql + Sync)> =
-                    vec![&tenant, &now, &after.place, &after.id, &limit];
+                let mut args = vec![
+                    P::Text(tenant),
+                    P::I64(now),
+                    P::I64(after.place),
+                    P::Bytes(&after.id),
+                    P::I64(limit),
+                ];
                 match &filter {
                     Filter::All => {}
-                    Filter::Class(v) | Filter::Named(v) => args.push(v),
+                    Filter::Class(v) | Filter::Named(v) => args.push(P::Bytes(v)),
                     Filter::Valued(n, k) => {
-                        args.push(n);
-                        args.push(k);
+                        args.push(P::Bytes(n));
+                        args.push(P::Bytes(k));
                     }
                 }
-                Ok(c.client.query(sql.as_str(), &args).await?)
+                c.query(Q::Sql { pg, my }, &args).await
             })
             .await?;
-        rows.iter()
-            .map(|r| T::decode(r).map_err(DbError::Failed))
-            .collect()
+        rows.iter().map(T::decode).collect()
     }
 
     /// Every row that passes `filter`, through `keep`; past
@@ -540,26 +548,26 @@ impl PgTenant {
                 .cluster
                 .pool
                 .run(|c| async move {
+                    let sql = "SELECT id FROM sessiond_session WHERE tenant = $1 ORDER BY id LIMIT $2";
                     let ids: Vec<Vec<u8>> = c
-                        .client
-                        .query(
-                            "SELECT id FROM sessiond_session WHERE tenant = $1 ORDER BY id LIMIT $2",
-                            &[&tenant, &limit],
-                        )
+                        .query(Q::Sql { pg: sql, my: sql }, &[P::Text(tenant), P::I64(limit)])
                         .await?
                         .iter()
-                        .map(|r| r.try_get(0))
+                        .map(|r| r.bytes(0))
                         .collect::<Result<_, _>>()?;
                     let locked: Vec<Vec<u8>> = c
-                        .client
                         .query(
-                            "SELECT id FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2) \
-                             AND (holders <> ''::bytea OR waiters <> ''::bytea)",
-                            &[&tenant, &ids],
+                            Q::Sql {
+                                pg: "SELECT id FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2) \
+                                     AND (holders <> ''::bytea OR waiters <> ''::bytea)",
+                                my: "SELECT id FROM sessiond_lock WHERE tenant = $1 AND id IN ($2) \
+                                     AND live = 1",
+                            },
+                            &[P::Text(tenant), P::List(&ids)],
                         )
                         .await?
                         .iter()
-                        .map(|r| r.try_get(0))
+                        .map(|r| r.bytes(0))
                         .collect::<Result<_, _>>()?;
                     Ok((ids, locked))
                 })
@@ -577,26 +585,35 @@ impl PgTenant {
                     Err(e) => return Err(e),
                 }
             }
-            let plain: Vec<&Vec<u8>> = ids.iter().filter(|id| !locked.contains(id)).collect();
+            let plain: Vec<&[u8]> = ids
+                .iter()
+                .filter(|id| !locked.contains(id))
+                .map(|id| id.as_slice())
+                .collect();
             let plain = &plain;
             let n = self
                 .cluster
                 .pool
                 .run(|c| async move {
                     let n = c
-                        .client
                         .execute(
-                            "DELETE FROM sessiond_session WHERE tenant = $1 AND id = ANY($2)",
-                            &[&tenant, plain],
+                            Q::Sql {
+                                pg: "DELETE FROM sessiond_session WHERE tenant = $1 AND id = ANY($2)",
+                                my: "DELETE FROM sessiond_session WHERE tenant = $1 AND id IN ($2)",
+                            },
+                            &[P::Text(tenant), P::Refs(plain)],
                         )
                         .await?;
-                    c.client
-                        .execute(
-                            "DELETE FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2) \
-                             AND holders = ''::bytea AND waiters = ''::bytea",
-                            &[&tenant, plain],
-                        )
-                        .await?;
+                    c.execute(
+                        Q::Sql {
+                            pg: "DELETE FROM sessiond_lock WHERE tenant = $1 AND id = ANY($2) \
+                                 AND holders = ''::bytea AND waiters = ''::bytea",
+                            my: "DELETE FROM sessiond_lock WHERE tenant = $1 AND id IN ($2) \
+                                 AND live = 0",
+                        },
+                        &[P::Text(tenant), P::Refs(plain)],
+                    )
+                    .await?;
                     Ok(n)
                 })
                 .await

@@ -1,29 +1,9 @@
-//! The statements a node sends, prepared once per connection.
+//! The statements a node sends to PostgreSQL, prepared once per
+//! connection.
 
 use tokio_postgres::{Client, Statement};
 
-/// One open connection and its prepared statements.
-pub(crate) struct Conn {
-    pub(crate) client: Client,
-    pub(crate) st: Statements,
-    /// Set from BEGIN until COMMIT or ROLLBACK went through: a transaction
-    /// cut off in between (by the request timeout) leaves the connection
-    /// inside it, and such a connection is not used again.
-    pub(crate) in_transaction: std::sync::atomic::AtomicBool,
-    /// Set when a request on this connection went unanswered within the
-    /// request timeout: every request sent after it waits behind it on the
-    /// same connection, and after a network partition heals the connection
-    /// may be torn without the driver knowing yet, so no new request is
-    /// sent on it (its slot opens another).
-    pub(crate) abandoned: std::sync::atomic::AtomicBool,
-}
-
-impl Conn {
-    /// Whether a new request may be sent on this connection.
-    pub(crate) fn usable(&self) -> bool {
-        !self.client.is_closed() && !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
+use super::db::St;
 
 /// Every statement of the request path.
 pub(crate) struct Statements {
@@ -106,6 +86,23 @@ fn qualified(table: &str, columns: &str) -> String {
 }
 
 impl Statements {
+    /// The prepared statement of `s`.
+    pub(crate) fn get(&self, s: St) -> &Statement {
+        match s {
+            St::Load => &self.load,
+            St::Put => &self.put,
+            St::Delete => &self.delete,
+            St::Touch => &self.touch,
+            St::LoadLocks => &self.load_locks,
+            St::LoadWithLock => &self.load_with_lock,
+            St::LockPut => &self.lock_put,
+            St::PutAndLock => &self.put_and_lock,
+            St::DeleteAndLock => &self.delete_and_lock,
+            St::Step => &self.step,
+            St::ReserveKeys => &self.reserve_keys,
+        }
+    }
+
     pub(crate) async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {
             load: c

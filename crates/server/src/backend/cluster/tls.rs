@@ -44,6 +44,12 @@ impl Rustls {
             .with_no_client_auth();
         Ok(Self(Arc::new(config)))
     }
+
+    /// The client configuration (for the MySQL client, which takes it as
+    /// it is).
+    pub(crate) fn config(&self) -> Arc<ClientConfig> {
+        self.0.clone()
+    }
 }
 
 impl<S> MakeTlsConnect<S> for Rustls

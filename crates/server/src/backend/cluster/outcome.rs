@@ -64,16 +64,17 @@ pub(super) struct LockParams {
 impl LockParams {
     /// The lock row's arguments of `sessiond_lock_put`, after the tenant
     /// and the id.
-    pub(super) fn args(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+    pub(super) fn args(&self) -> [super::db::P<'_>; 8] {
+        use super::db::P;
         [
-            &self.rev,
-            &self.last_key,
-            &self.held_until,
-            &self.holders,
-            &self.waiters,
-            &self.channels,
-            &self.payloads,
-            &self.sync,
+            P::I64(self.rev),
+            P::I64(self.last_key),
+            P::I64(self.held_until),
+            P::Bytes(&self.holders),
+            P::Bytes(&self.waiters),
+            P::Texts(Some(&self.channels)),
+            P::Texts(Some(&self.payloads)),
+            P::Bool(self.sync),
         ]
     }
 }

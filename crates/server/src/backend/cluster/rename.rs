@@ -8,7 +8,7 @@
 
 use sessiond_core::{ClientHandle, Command, Error, Outcome, Reply, SessionId};
 
-use super::exec::{PgTenant, MAX_ATTEMPTS};
+use super::exec::{ClusterTenant, MAX_ATTEMPTS};
 use super::outcome::{ClusterWait, Write};
 use super::pool::DbError;
 use super::wake::{self, Woken};
@@ -16,7 +16,7 @@ use super::wake::{self, Woken};
 /// How many renames a queued request follows at once, at most.
 pub(super) const MAX_HOPS: usize = 8;
 
-impl PgTenant {
+impl ClusterTenant {
     pub(super) async fn regenerate(
         &self,
         client: &ClientHandle,
@@ -139,17 +139,17 @@ impl PgTenant {
             .cluster
             .pool
             .run(|c| async move {
+                let sql = "SELECT moved_to FROM sessiond_lock WHERE tenant = $1 AND id = $2";
                 let rows = c
-                    .client
                     .query(
-                        "SELECT moved_to FROM sessiond_lock WHERE tenant = $1 AND id = $2",
-                        &[&tenant, &key],
+                        super::db::Q::Sql { pg: sql, my: sql },
+                        &[super::db::P::Text(tenant), super::db::P::Bytes(key)],
                     )
                     .await?;
-                Ok(match rows.first() {
-                    Some(r) => r.try_get(0)?,
-                    None => None,
-                })
+                match rows.first() {
+                    Some(r) => r.opt_bytes(0),
+                    None => Ok(None),
+                }
             })
             .await
             .map_err(DbError::into_error)?;
