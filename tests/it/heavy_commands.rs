@@ -72,7 +72,7 @@ async fn a_listing_past_max_reply_items_points_to_the_cursor_form() {
 
 #[tokio::test]
 async fn clients_that_never_read_big_replies_are_cut_off() {
-    if common::on_postgres_pass(
+    if common::on_cluster_pass(
         "clients_that_never_read_big_replies_are_cut_off",
         "the output bound is the doors' and the same on every backend; 200 listings of \
          20,000 sessions from the database take over a minute on this machine",

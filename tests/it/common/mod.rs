@@ -1,5 +1,6 @@
 //! Starting the real server on an ephemeral loopback port.
 
+pub mod mysql;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
@@ -138,29 +139,40 @@ pub fn bulk(s: &str) -> sessiond_client::RespValue {
     sessiond_client::RespValue::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()))
 }
 
-/// Whether this run is the conformance pass on PostgreSQL; a test that
-/// is about the embedded store only says why it does not run there.
-pub fn on_postgres_pass(test: &str, why: &str) -> bool {
-    let on = std::env::var("SESSIOND_TEST_BACKEND").as_deref() == Ok("postgres");
+/// Whether this run is a conformance pass on a cluster backend
+/// (PostgreSQL or MySQL); a test that is about the embedded store only
+/// says why it does not run there.
+pub fn on_cluster_pass(test: &str, why: &str) -> bool {
+    let backend = std::env::var("SESSIOND_TEST_BACKEND").unwrap_or_default();
+    let on = matches!(backend.as_str(), "postgres" | "mysql");
     if on {
-        eprintln!("not in the PostgreSQL pass: {test}: {why}");
+        eprintln!("not in the {backend} pass: {test}: {why}");
     }
     on
 }
 
 /// The backend the tests' servers run on: `SESSIOND_TEST_BACKEND=postgres`
-/// puts every server a test starts with volatile storage on a database of
-/// its own in the private PostgreSQL cluster (the conformance run); else
-/// the embedded store, as configured.
+/// (or `mysql`) puts every server a test starts with volatile storage on a
+/// database of its own in the private PostgreSQL cluster (MariaDB server)
+/// — the conformance runs; else the embedded store, as configured.
 fn on_test_backend(mut config: Config) -> Config {
-    if config.storage == Storage::Memory
-        && std::env::var("SESSIOND_TEST_BACKEND").as_deref() == Ok("postgres")
-    {
-        let pg = postgres::shared().expect("PostgreSQL, for SESSIOND_TEST_BACKEND=postgres");
-        config.storage = Storage::Postgres;
-        config.database_url = pg.database();
+    if config.storage == Storage::Memory {
+        match std::env::var("SESSIOND_TEST_BACKEND").as_deref() {
+            Ok("postgres") => {
+                let pg =
+                    postgres::shared().expect("PostgreSQL, for SESSIOND_TEST_BACKEND=postgres");
+                config.storage = Storage::Postgres;
+                config.database_url = pg.database();
+            }
+            Ok("mysql") => {
+                let my = mysql::shared().expect("MariaDB, for SESSIOND_TEST_BACKEND=mysql");
+                config.storage = Storage::MySql;
+                config.database_url = my.database();
+            }
+            _ => {}
+        }
     }
-    if config.storage == Storage::Postgres && config.node_name.is_empty() {
+    if config.storage.is_cluster() && config.node_name.is_empty() {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NODE: AtomicU64 = AtomicU64::new(0);
         config.node_name = format!("test-node-{}", NODE.fetch_add(1, Ordering::Relaxed));

@@ -579,6 +579,7 @@ impl ClusterTenant {
                 if lock.usage != (0, 0) {
                     self.engine.note_lock_usage(lock.usage.0, lock.usage.1);
                 }
+                self.cluster.send_wakeups(&lock.remote);
                 let stats = self.cluster.pool_stats();
                 for &(seq, woken) in &lock.local {
                     if matches!(woken, Woken::Granted(_)) {

@@ -14,6 +14,7 @@
 mod changes;
 mod db;
 mod exec;
+mod hint;
 mod kept;
 mod listing;
 mod locking;
@@ -73,6 +74,8 @@ pub(crate) struct Cluster {
     pub(crate) waits: Waits,
     /// The channel this node listens on for wake-ups.
     channel: String,
+    /// Wake-ups sent and heard by the nodes themselves (MySQL).
+    hints: Option<hint::Hints>,
 }
 
 /// What a node knows of the others' heartbeats.
@@ -129,6 +132,9 @@ impl Cluster {
                 timeout.as_millis()
             ))
         };
+        // MySQL: where other nodes send this node's wake-ups — the address
+        // it reaches the database from.
+        let mut hint_ip = None;
         match config.storage {
             crate::persist::Storage::MySql => {
                 let first = tokio::time::timeout(timeout, pool.connect_mysql())
@@ -148,6 +154,13 @@ impl Cluster {
                         .map_err(|e| db(e.to_string()))?;
                 }
                 my_schema::warn_durability(&first, config.fsync).await;
+                hint_ip = Some(
+                    first
+                        .local_addr()
+                        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| {
+                            a.ip()
+                        }),
+                );
             }
             _ => {
                 let mut first = tokio::time::timeout(timeout, pool.connect())
@@ -170,10 +183,18 @@ impl Cluster {
         let instance = (now << 16) | (random_i64()? & 0xffff);
         let alive = now.saturating_add(3 * config.heartbeat_ms as i64);
         let name = node.as_str();
-        let (place_key, registered) = pool
+        let (place_key, wake_key, registered) = pool
             .run(|c| async move {
-                let sql = "SELECT place_key FROM sessiond_meta";
-                let key = c.one(Q::Sql { pg: sql, my: sql }, &[]).await?.bytes(0)?;
+                let meta = c
+                    .one(
+                        Q::Sql {
+                            pg: "SELECT place_key, NULL::bytea FROM sessiond_meta",
+                            my: "SELECT place_key, wake_key FROM sessiond_meta",
+                        },
+                        &[],
+                    )
+                    .await?;
+                let (key, wake_key) = (meta.bytes(0)?, meta.opt_bytes(1)?);
                 let registered = c
                     .one(
                         Q::Sql {
@@ -189,7 +210,7 @@ impl Cluster {
                     )
                     .await?
                     .i64(0)?;
-                Ok((key, registered))
+                Ok((key, wake_key, registered))
             })
             .await
             .map_err(|e| db(format!("{e:?}")))?;
@@ -198,6 +219,28 @@ impl Cluster {
                 "node_name '{node}' is taken by a node that is alive: give each node its own name (--node-name)"
             )));
         }
+        let hints = match (hint_ip, wake_key) {
+            (Some(ip), Some(key)) => {
+                let h = hint::Hints::bind(ip, key)
+                    .await
+                    .map_err(|e| db(format!("cannot open the wake-up socket: {e}")))?;
+                let addr = h.advertised.to_string();
+                let addr = addr.as_str();
+                pool.run(|c| async move {
+                    let sql =
+                        "UPDATE sessiond_node SET wake_addr = $3 WHERE node = $1 AND instance = $2";
+                    c.execute(
+                        Q::Sql { pg: sql, my: sql },
+                        &[P::Text(name), P::I64(instance), P::Text(addr)],
+                    )
+                    .await
+                })
+                .await
+                .map_err(|e| db(format!("{e:?}")))?;
+                Some(h)
+            }
+            _ => None,
+        };
         tracing::info!(node = %node, "joined the cluster");
         if let Err(e) = pool.fill().await {
             tracing::warn!(error = ?e, "could not open every connection of the pool yet");
@@ -214,6 +257,7 @@ impl Cluster {
             keys: Mutex::new((0, 0)),
             reserving: tokio::sync::Mutex::new(()),
             waits: Waits::default(),
+            hints,
         }))
     }
 
@@ -278,9 +322,24 @@ impl Cluster {
     /// Listens for wake-ups until `stop`, connecting again whenever the
     /// connection is lost (and then telling every waiter to look again).
     pub(crate) async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        if self.pool.dialect() == db::Dialect::MySql {
-            // No NOTIFY on MySQL: waiters are woken by the nodes directly.
-            return;
+        if let Some(hints) = &self.hints {
+            // No NOTIFY on MySQL: the nodes wake each other.
+            self.waits.recheck_all();
+            loop {
+                tokio::select! {
+                    got = hints.recv(&self.channel) => match got {
+                        Ok(payload) => {
+                            self.pool.stats.wakeups_heard.fetch_add(1, Ordering::Relaxed);
+                            self.waits.deliver_payload(&payload);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the wake-up socket failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
         }
         loop {
             match self.pool.connect_listening().await {
@@ -310,6 +369,16 @@ impl Cluster {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Sends wake-ups a committed write carries, where the nodes send
+    /// them themselves (MySQL; on PostgreSQL the write's NOTIFY did).
+    pub(crate) fn send_wakeups(&self, wakeups: &[(String, String)]) {
+        if let Some(h) = &self.hints {
+            if !wakeups.is_empty() {
+                h.send(wakeups);
             }
         }
     }
@@ -398,14 +467,28 @@ impl Cluster {
         let rows = self
             .pool
             .run(|c| async move {
-                let sql = "SELECT node, instance, alive_until_ms FROM sessiond_node";
-                c.query(Q::Sql { pg: sql, my: sql }, &[]).await
+                c.query(
+                    Q::Sql {
+                        pg: "SELECT node, instance, alive_until_ms, NULL::bytea FROM sessiond_node",
+                        my: "SELECT node, instance, alive_until_ms, wake_addr FROM sessiond_node",
+                    },
+                    &[],
+                )
+                .await
             })
             .await?;
         let mut nodes = HashMap::with_capacity(rows.len());
+        let mut addrs = Vec::new();
         for r in rows {
             let (node, instance, until) = (r.text(0)?, r.i64(1)?, r.i64(2)?);
+            if self.hints.is_some() {
+                let addr = r.opt_bytes(3)?.and_then(|a| String::from_utf8(a).ok());
+                addrs.push((node.clone(), addr));
+            }
             nodes.insert(node, (instance, until));
+        }
+        if let Some(h) = &self.hints {
+            h.set_addrs(&addrs);
         }
         let mut seen = self.nodes.lock();
         if seen.out {

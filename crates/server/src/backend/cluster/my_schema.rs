@@ -64,17 +64,21 @@ const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sessiond_meta (
         singleton TINYINT NOT NULL PRIMARY KEY,
         place_key VARBINARY(64) NOT NULL,
-        fence_next BIGINT NOT NULL
+        fence_next BIGINT NOT NULL,
+        wake_key VARBINARY(64) NOT NULL
     ) ENGINE = InnoDB",
-    // The place key is the node's random bytes (`{place_key}`).
-    "INSERT INTO sessiond_meta (singleton, place_key, fence_next)
-        SELECT 1, {place_key}, 1 FROM DUAL
+    // The keys are random bytes of the migrating node's (`{place_key}`,
+    // `{wake_key}`): the scan order's, and the one wake-ups between nodes
+    // are signed with (`hint.rs`).
+    "INSERT INTO sessiond_meta (singleton, place_key, fence_next, wake_key)
+        SELECT 1, {place_key}, 1, {wake_key} FROM DUAL
         WHERE NOT EXISTS (SELECT 1 FROM sessiond_meta)",
     "CREATE TABLE IF NOT EXISTS sessiond_node (
         node VARBINARY(255) NOT NULL PRIMARY KEY,
         instance BIGINT NOT NULL,
         started_ms BIGINT NOT NULL,
-        alive_until_ms BIGINT NOT NULL
+        alive_until_ms BIGINT NOT NULL,
+        wake_addr VARBINARY(255)
     ) ENGINE = InnoDB",
     "CREATE TABLE IF NOT EXISTS sessiond_session (
         tenant VARBINARY(255) NOT NULL,
@@ -643,10 +647,13 @@ pub(crate) async fn migrate(client: &Client, node: &str) -> Result<Migrated, MyS
             if at == VERSION {
                 return Ok(Migrated { from, to: at });
             }
-            let mut key = [0u8; 32];
+            let mut key = [0u8; 64];
             getrandom::fill(&mut key).map_err(|e| MyError::Protocol(format!("random: {e}")))?;
+            let (place_key, wake_key) = key.split_at(32);
             for statement in MIGRATIONS[at as usize] {
-                let sql = statement.replace("{place_key}", &hex_literal(&key));
+                let sql = statement
+                    .replace("{place_key}", &hex_literal(place_key))
+                    .replace("{wake_key}", &hex_literal(wake_key));
                 client.query(&sql).await?;
             }
             client

@@ -165,14 +165,6 @@ impl Pool {
         }
     }
 
-    /// The database the pool connects to.
-    pub(crate) fn dialect(&self) -> super::db::Dialect {
-        match self.target {
-            Target::Postgres { .. } => super::db::Dialect::Postgres,
-            Target::MySql { .. } => super::db::Dialect::MySql,
-        }
-    }
-
     /// How many of the pool's connections are open.
     pub(crate) fn open_connections(&self) -> usize {
         self.slots

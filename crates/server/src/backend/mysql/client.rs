@@ -215,6 +215,8 @@ pub(crate) struct Client {
     tx: mpsc::Sender<Request>,
     closed: Arc<AtomicBool>,
     server_version: Arc<str>,
+    /// This end's address, over TCP.
+    local: Option<std::net::SocketAddr>,
 }
 
 impl Client {
@@ -224,6 +226,7 @@ impl Client {
         opts: &Opts,
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<(Client, impl std::future::Future<Output = ()> + Send), MyError> {
+        let mut local = None;
         let (stream, version): (Box<dyn Io>, String) = match &opts.socket {
             Some(path) => {
                 let s = UnixStream::connect(path).await.map_err(|e| {
@@ -241,6 +244,7 @@ impl Client {
                         ))
                     })?;
                 let _ = s.set_nodelay(true);
+                local = s.local_addr().ok();
                 let tls = match (opts.tls, tls) {
                     (true, Some(c)) => Some(c),
                     (true, None) => {
@@ -262,6 +266,7 @@ impl Client {
                 tx,
                 closed,
                 server_version: version.into(),
+                local,
             },
             driver,
         ))
@@ -270,6 +275,11 @@ impl Client {
     /// Whether the connection ended.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed) || self.tx.is_closed()
+    }
+
+    /// This end's address (None over a Unix socket).
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local
     }
 
     /// The server's version string (MariaDB's says `MariaDB`).

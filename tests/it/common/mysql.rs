@@ -1,0 +1,208 @@
+//! A private MariaDB server for the tests: `mariadb-install-db` in a temp
+//! dir (owned by the `mysql` user when the tests run as root), `mariadbd`
+//! started on a free loopback port and a socket in that dir, killed and
+//! removed at the end — never the system's service, never a fixed port.
+//! Each server a test starts gets a database of its own in it
+//! ([`MariaDb::database`]).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::process::{free_port, skipped};
+
+pub struct MariaDb {
+    dir: PathBuf,
+    pub port: u16,
+    as_mysql: bool,
+    child: Mutex<Option<Child>>,
+}
+
+/// Where MariaDB's programs are, if installed.
+fn installed() -> bool {
+    ["mariadbd", "mariadb-install-db", "mariadb"]
+        .iter()
+        .all(|p| which(p).is_some())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.exists())
+}
+
+static SHARED: OnceLock<Option<MariaDb>> = OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(Some(db)) = SHARED.get() {
+        db.kill();
+        let _ = std::fs::remove_dir_all(&db.dir);
+    }
+}
+
+/// The test process's one server, started on first use and stopped when
+/// the process exits; None (skipped, or a failure under CI) when MariaDB
+/// is not installed.
+pub fn shared() -> Option<&'static MariaDb> {
+    SHARED
+        .get_or_init(|| {
+            let db = MariaDb::start()?;
+            // SAFETY: registers a plain function to run at exit.
+            unsafe { libc::atexit(stop_shared) };
+            Some(db)
+        })
+        .as_ref()
+}
+
+impl MariaDb {
+    /// A new private server, running.
+    pub fn start() -> Option<Self> {
+        if !installed() {
+            skipped("MariaDB's server (Debian's mariadb-server package)");
+            return None;
+        }
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sessiond-my-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).expect("mariadb dir");
+        // SAFETY: geteuid has no preconditions.
+        let as_mysql = unsafe { libc::geteuid() } == 0;
+        if as_mysql {
+            let ok = Command::new("chown")
+                .args(["-R", "mysql:", &dir.display().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the MariaDB directory to mysql");
+        }
+        let db = Self {
+            dir,
+            port: free_port(),
+            as_mysql,
+            child: Mutex::new(None),
+        };
+        let mut install = Command::new(which("mariadb-install-db").expect("installed"));
+        install
+            .arg(format!("--datadir={}", db.data().display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if as_mysql {
+            install.arg("--user=mysql");
+        }
+        let out = install
+            .stdin(Stdio::null())
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db.start_again();
+        Some(db)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The server's Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    /// Starts the server (again, after [`MariaDb::kill`]) and waits until
+    /// it answers.
+    pub fn start_again(&self) {
+        let mut cmd = Command::new(which("mariadbd").expect("installed"));
+        // --no-defaults first: nothing of the machine's own my.cnf.
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data().display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--pid-file={}", self.dir.join("pid").display()))
+            .arg(format!("--log-error={}", self.dir.join("log").display()))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--max-connections=600",
+                "--innodb-buffer-pool-size=128M",
+                "--innodb-log-file-size=64M",
+            ]);
+        if self.as_mysql {
+            cmd.arg("--user=mysql");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        *self.child.lock().expect("child") = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.try_sql("SELECT 1").is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "MariaDB did not start: {}",
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// Kills the server at once, as a crash would (`kill -9`: the next
+    /// start recovers from InnoDB's redo log).
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(which("mariadb").expect("installed"))
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Runs SQL as root, returning what it printed (tab-separated rows).
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql)
+            .unwrap_or_else(|e| panic!("mariadb {sql}: {e}"))
+    }
+
+    /// A new, empty database; its URL.
+    pub fn database(&self) -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!("t{}", N.fetch_add(1, Ordering::Relaxed));
+        self.sql(&format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
