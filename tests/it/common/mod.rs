@@ -1,5 +1,6 @@
 //! Starting the real server on an ephemeral loopback port.
 
+pub mod db;
 pub mod mysql;
 pub mod postgres;
 pub mod process;

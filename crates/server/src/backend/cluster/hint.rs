@@ -91,12 +91,13 @@ impl Hints {
         d
     }
 
-    /// Sends each wake-up to its node (those whose address is not known
-    /// are left to the waiters' own looks).
-    pub(crate) fn send(&self, wakeups: &[(String, String)]) {
+    /// Sends each wake-up to its node; answers those whose node's address
+    /// is not known yet (a node that joined since the last heartbeat).
+    pub(crate) fn send(&self, wakeups: &[(String, String)]) -> Vec<(String, String)> {
+        let mut unknown = Vec::new();
         for (channel, payload) in wakeups {
             let Some(addr) = self.addrs.lock().get(channel).copied() else {
-                tracing::debug!(channel, "no address for a wake-up's node");
+                unknown.push((channel.clone(), payload.clone()));
                 continue;
             };
             let d = self.datagram(channel, payload);
@@ -104,6 +105,7 @@ impl Hints {
                 tracing::debug!(error = %e, %addr, "a wake-up was not sent");
             }
         }
+        unknown
     }
 
     /// The next wake-up for `channel` (this node's) that carries the
@@ -148,7 +150,11 @@ mod tests {
             h.set_addrs(&[("b".into(), Some(b.advertised.to_string()))]);
         }
         stranger.send(&[(channel_b.clone(), "1 2".into())]);
-        a.send(&[(channel_b.clone(), "7 42".into())]);
+        let unknown = a.send(&[
+            (channel_b.clone(), "7 42".into()),
+            ("elsewhere".into(), "1 1".into()),
+        ]);
+        assert_eq!(unknown, vec![("elsewhere".to_string(), "1 1".to_string())]);
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), b.recv(&channel_b))
             .await
             .expect("in time")

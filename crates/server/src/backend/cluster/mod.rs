@@ -374,13 +374,46 @@ impl Cluster {
     }
 
     /// Sends wake-ups a committed write carries, where the nodes send
-    /// them themselves (MySQL; on PostgreSQL the write's NOTIFY did).
-    pub(crate) fn send_wakeups(&self, wakeups: &[(String, String)]) {
-        if let Some(h) = &self.hints {
-            if !wakeups.is_empty() {
-                h.send(wakeups);
-            }
+    /// them themselves (MySQL; on PostgreSQL the write's NOTIFY did). A
+    /// wake-up for a node whose address is not known yet is sent once the
+    /// nodes' addresses are read again, off the request's path.
+    pub(crate) fn send_wakeups(self: &Arc<Self>, wakeups: &[(String, String)]) {
+        let Some(h) = &self.hints else { return };
+        if wakeups.is_empty() {
+            return;
         }
+        let unknown = h.send(wakeups);
+        if unknown.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.read_wake_addrs().await {
+                tracing::debug!(error = ?e, "cannot read the nodes' wake-up addresses");
+            }
+            if let Some(h) = &this.hints {
+                h.send(&unknown);
+            }
+        });
+    }
+
+    /// Every node's wake-up address, read again (MySQL).
+    async fn read_wake_addrs(&self) -> Result<(), DbError> {
+        let Some(h) = &self.hints else { return Ok(()) };
+        let rows = self
+            .pool
+            .run(|c| async move {
+                let sql = "SELECT node, wake_addr FROM sessiond_node";
+                c.query(Q::Sql { pg: sql, my: sql }, &[]).await
+            })
+            .await?;
+        let mut addrs = Vec::with_capacity(rows.len());
+        for r in rows {
+            let addr = r.opt_bytes(1)?.and_then(|a| String::from_utf8(a).ok());
+            addrs.push((r.text(0)?, addr));
+        }
+        h.set_addrs(&addrs);
+        Ok(())
     }
 
     /// The node's name.

@@ -485,46 +485,67 @@ const V1: &[&str] = &[
     END",
     // Up to p_limit expired sessions whose lock is not held, removed: each
     // taken with SKIP LOCKED (a row a request holds waits for the next
-    // round) and deleted by its key, with its idle lock row. One row: how
-    // many went.
+    // round) and deleted by its key, with its idle lock row, committed 50
+    // at a time — every delete moves a tenant's figures (sessiond_usage),
+    // and a long transaction would keep writers of new sessions waiting on
+    // them. One row: how many went.
     "DROP PROCEDURE IF EXISTS sessiond_reap",
     "CREATE PROCEDURE sessiond_reap(p_now BIGINT, p_limit INT)
     BEGIN
         DECLARE done INT DEFAULT 0;
         DECLARE n INT DEFAULT 0;
+        DECLARE seen INT DEFAULT 0;
+        DECLARE fetched INT;
+        DECLARE gone INT;
+        DECLARE chunk INT DEFAULT 50;
         DECLARE t VARBINARY(255);
         DECLARE i VARBINARY(1024);
         DECLARE got INT;
+        -- The earliest to expire, taken in the order of their figure rows
+        -- (as every write of several sessions takes them), so that two
+        -- transactions never wait on each other's figures.
         DECLARE c CURSOR FOR
-            SELECT s.tenant, s.id FROM sessiond_session AS s
-            WHERE s.expires_ms < p_now AND NOT EXISTS (SELECT 1 FROM sessiond_lock AS l
-                WHERE l.tenant = s.tenant AND l.id = s.id AND l.held_until_ms > p_now)
-            ORDER BY s.expires_ms LIMIT p_limit;
+            SELECT e.tenant, e.id FROM (
+                SELECT s.tenant, s.id FROM sessiond_session AS s
+                WHERE s.expires_ms < p_now AND NOT EXISTS (SELECT 1 FROM sessiond_lock AS l
+                    WHERE l.tenant = s.tenant AND l.id = s.id AND l.held_until_ms > p_now)
+                ORDER BY s.expires_ms LIMIT chunk) AS e
+            ORDER BY e.tenant, CRC32(e.id) & 63, e.id;
         DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;
         DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN
             ROLLBACK;
             RESIGNAL;
         END;
-        START TRANSACTION;
-        OPEN c;
-        reap: LOOP
-            FETCH c INTO t, i;
-            IF done = 1 THEN
-                LEAVE reap;
-            END IF;
-            SET got = 0;
-            SELECT 1 INTO got FROM sessiond_session
-            WHERE tenant = t AND id = i AND expires_ms < p_now FOR UPDATE SKIP LOCKED;
-            SET done = 0;
-            IF got = 1 AND NOT EXISTS (SELECT 1 FROM sessiond_lock AS l
-                WHERE l.tenant = t AND l.id = i AND l.held_until_ms > p_now) THEN
-                DELETE FROM sessiond_session WHERE tenant = t AND id = i;
-                DELETE FROM sessiond_lock WHERE tenant = t AND id = i AND live = 0;
-                SET n = n + 1;
+        chunks: LOOP
+            SET fetched = 0, gone = 0, done = 0;
+            START TRANSACTION;
+            OPEN c;
+            each_row: LOOP
+                FETCH c INTO t, i;
+                IF done = 1 THEN
+                    LEAVE each_row;
+                END IF;
+                SET fetched = fetched + 1;
+                SET got = 0;
+                SELECT 1 INTO got FROM sessiond_session
+                WHERE tenant = t AND id = i AND expires_ms < p_now FOR UPDATE SKIP LOCKED;
+                SET done = 0;
+                IF got = 1 AND NOT EXISTS (SELECT 1 FROM sessiond_lock AS l
+                    WHERE l.tenant = t AND l.id = i AND l.held_until_ms > p_now) THEN
+                    DELETE FROM sessiond_session WHERE tenant = t AND id = i;
+                    DELETE FROM sessiond_lock WHERE tenant = t AND id = i AND live = 0;
+                    SET gone = gone + 1;
+                END IF;
+            END LOOP;
+            CLOSE c;
+            COMMIT;
+            SET n = n + gone, seen = seen + fetched;
+            -- Done: the candidates ran out, every one left is held by a
+            -- request (the next round takes them), or enough went.
+            IF fetched < chunk OR gone = 0 OR seen >= p_limit THEN
+                LEAVE chunks;
             END IF;
         END LOOP;
-        CLOSE c;
-        COMMIT;
         SELECT n;
     END",
 ];
