@@ -33,7 +33,7 @@ enum Cmd {
     /// standard output (inspection, backup). Changes nothing on disk.
     Dump(DataDirArgs),
     /// Create or upgrade the cluster database's schema (storage
-    /// `postgres`) and exit; nodes do it themselves unless
+    /// `postgres` or `mysql`, by the URL) and exit; nodes do it themselves unless
     /// database_migrate = false.
     Migrate(MigrateArgs),
     /// Read a password (one line) on standard input and print its Argon2id
@@ -120,8 +120,9 @@ struct ServeArgs {
     /// Directory of the log and snapshots (storage `log`).
     #[arg(long, env = "SESSIOND_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The cluster's database (storage `postgres`), e.g.
-    /// postgres://sessiond@db:5432/sessiond; the password may come from
+    /// The cluster's database (storage `postgres` or `mysql`), e.g.
+    /// postgres://sessiond@db:5432/sessiond or
+    /// mysql://sessiond@db:3306/sessiond; the password may come from
     /// SESSIOND_DATABASE_PASSWORD instead.
     #[arg(long, env = "SESSIOND_DATABASE_URL")]
     database_url: Option<String>,

@@ -70,7 +70,7 @@ impl Tenant {
             }
             (Storage::Postgres | Storage::MySql, None) => {
                 return Err(ServerError::Database(
-                    "storage = \"postgres\" needs the database opened first (Server::start)".into(),
+                    "storage = \"postgres\" and \"mysql\" need the database opened first (Server::start)".into(),
                 ))
             }
             _ => None,
