@@ -70,13 +70,22 @@ impl Opts {
                 None => (decode(a)?, None),
             },
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                p.parse::<u16>()
-                    .map_err(|_| format!("the URL's port '{p}' is not a port number"))?,
-            ),
-            _ => (hostport.to_string(), 3306),
+        // `host`, `host:port`, `[v6]` or `[v6]:port`.
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(v6) => {
+                let (h, rest) = v6
+                    .split_once(']')
+                    .ok_or("the URL's [IPv6 address] has no closing ]")?;
+                match rest.strip_prefix(':') {
+                    Some(p) => (h.to_string(), port_number(p)?),
+                    None if rest.is_empty() => (h.to_string(), 3306),
+                    None => return Err(format!("the URL's host '{hostport}' is not one")),
+                }
+            }
+            None => match hostport.split_once(':') {
+                Some((h, p)) => (h.to_string(), port_number(p)?),
+                None => (hostport.to_string(), 3306),
+            },
         };
         let mut opts = Opts {
             host: if host.is_empty() {
@@ -112,6 +121,11 @@ impl Opts {
         }
         Ok(opts)
     }
+}
+
+fn port_number(p: &str) -> Result<u16, String> {
+    p.parse::<u16>()
+        .map_err(|_| format!("the URL's port '{p}' is not a port number"))
 }
 
 /// Percent-decoding of one part of a URL.
@@ -768,6 +782,10 @@ mod tests {
         let o = Opts::parse("mariadb://root@localhost/s?socket=%2Frun%2Fmysqld.sock").expect("p");
         assert_eq!(o.socket, Some(PathBuf::from("/run/mysqld.sock")));
         assert_eq!((o.port, o.password), (3306, None));
+        let v6 = |u: &str| Opts::parse(u).map(|o| (o.host, o.port));
+        assert_eq!(v6("mysql://[::1]:3307/d"), Ok(("::1".into(), 3307)));
+        assert_eq!(v6("mysql://[::1]/d"), Ok(("::1".into(), 3306)));
+        assert!(Opts::parse("mysql://[::1/d").is_err());
         assert!(Opts::parse("mysql://h/").is_err(), "no database");
         assert!(Opts::parse("postgres://h/d").is_err());
         assert!(Opts::parse("mysql://h:99999/d").is_err());
