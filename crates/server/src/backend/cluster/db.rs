@@ -18,10 +18,56 @@ use std::sync::atomic::AtomicBool;
 
 use tokio_postgres::types::ToSql;
 
-use super::pool::DbError;
+pub(crate) use super::statements::St;
 use super::statements::Statements;
 use crate::backend::mysql::client::{self as my, Param};
 use crate::backend::mysql::wire::{MyError, Value};
+use sessiond_core::Error;
+
+/// Why the database could not be used.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    /// The row changed since it was read (another node wrote it): read it
+    /// again and redo the command.
+    Conflict,
+    /// The database refused the request or could not be reached.
+    Failed(String),
+    /// The database did not answer within the request timeout: whether it
+    /// ran the request is not known.
+    TimedOut(String),
+}
+
+impl DbError {
+    /// What the client is told.
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            DbError::Conflict => Error::Unavailable(
+                "the session kept changing on other nodes while this command ran".into(),
+            ),
+            DbError::Failed(m) | DbError::TimedOut(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+/// The SQLSTATE sessiond's functions raise when a row changed meanwhile.
+pub(crate) const CONFLICT_STATE: &str = "SDCHG";
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            if db.code().code() == CONFLICT_STATE {
+                return DbError::Conflict;
+            }
+            // Serialisation failures and deadlocks are the database's way
+            // of saying the same: try again.
+            if matches!(db.code().code(), "40001" | "40P01") {
+                return DbError::Conflict;
+            }
+            return DbError::Failed(format!("{}: {}", db.code().code(), db.message()));
+        }
+        DbError::Failed(e.to_string())
+    }
+}
 
 /// Which database a connection is to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,22 +147,6 @@ impl P<'_> {
             _ => 1,
         }
     }
-}
-
-/// The statements of the request path, prepared once per connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum St {
-    Load,
-    Put,
-    Delete,
-    Touch,
-    LoadLocks,
-    LoadWithLock,
-    LockPut,
-    PutAndLock,
-    DeleteAndLock,
-    Step,
-    ReserveKeys,
 }
 
 /// A request: one of the request path's statements, or one written for

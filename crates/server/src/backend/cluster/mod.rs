@@ -43,7 +43,6 @@ use tokio::sync::watch;
 use db::{St, P, Q};
 pub(crate) use exec::ClusterTenant;
 use locks::Party;
-pub(crate) use my_schema::MAX_ID_LEN as MYSQL_MAX_ID_LEN;
 pub(crate) use outcome::{ClusterWait, Done};
 pub(crate) use pool::PoolStats;
 use pool::{DbError, Pool, Target};
@@ -646,6 +645,9 @@ fn target(config: &Config) -> Result<Target, ServerError> {
     if mysql {
         let mut opts = crate::backend::mysql::client::Opts::parse(&config.database_url)
             .map_err(|e| ServerError::Database(format!("database_url: {e}")))?;
+        if opts.tls && config.database_ca_file.as_os_str().is_empty() {
+            return Err(ServerError::Database("database_url asks for TLS (ssl-mode=REQUIRED): set database_ca_file to the PEM file of the authorities the database's certificate chains to".into()));
+        }
         if opts.password.is_none() {
             opts.password = database_password();
         }

@@ -43,9 +43,6 @@ const MIGRATIONS: &[&[&str]] = &[V1];
 /// The schema version this binary writes.
 pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// The longest id (and variable name, and class) the tables hold.
-pub(crate) const MAX_ID_LEN: usize = 1024;
-
 /// Why the schema cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MySchemaError {

@@ -10,7 +10,7 @@
 //! (`innodb_flush_log_at_trx_commit` is the server's, not a
 //! transaction's).
 
-use super::db::St;
+use super::statements::St;
 
 /// The statement of `s`.
 pub(crate) fn sql(s: St) -> &'static str {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sessiond_core::Error;
 use tokio_postgres::NoTls;
 
+pub(crate) use super::db::DbError;
 use super::db::{Conn, Link};
 use super::statements::Statements;
 use super::tls::Rustls;
@@ -86,51 +86,6 @@ pub(crate) struct Pool {
     /// `SET` statements each new connection runs first.
     session_setup: String,
     pub(crate) stats: PoolStats,
-}
-
-/// Why the database could not be used.
-#[derive(Debug)]
-pub(crate) enum DbError {
-    /// The row changed since it was read (another node wrote it): read it
-    /// again and redo the command.
-    Conflict,
-    /// The database refused the request or could not be reached.
-    Failed(String),
-    /// The database did not answer within the request timeout: whether it
-    /// ran the request is not known.
-    TimedOut(String),
-}
-
-impl DbError {
-    /// What the client is told.
-    pub(crate) fn into_error(self) -> Error {
-        match self {
-            DbError::Conflict => Error::Unavailable(
-                "the session kept changing on other nodes while this command ran".into(),
-            ),
-            DbError::Failed(m) | DbError::TimedOut(m) => Error::Unavailable(m),
-        }
-    }
-}
-
-/// The SQLSTATE sessiond's functions raise when a row changed meanwhile.
-pub(crate) const CONFLICT_STATE: &str = "SDCHG";
-
-impl From<tokio_postgres::Error> for DbError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        if let Some(db) = e.as_db_error() {
-            if db.code().code() == CONFLICT_STATE {
-                return DbError::Conflict;
-            }
-            // Serialisation failures and deadlocks are the database's way
-            // of saying the same: try again.
-            if matches!(db.code().code(), "40001" | "40P01") {
-                return DbError::Conflict;
-            }
-            return DbError::Failed(format!("{}: {}", db.code().code(), db.message()));
-        }
-        DbError::Failed(e.to_string())
-    }
 }
 
 impl Pool {

@@ -3,7 +3,21 @@
 
 use tokio_postgres::{Client, Statement};
 
-use super::db::St;
+/// The statements of the request path, prepared once per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum St {
+    Load,
+    Put,
+    Delete,
+    Touch,
+    LoadLocks,
+    LoadWithLock,
+    LockPut,
+    PutAndLock,
+    DeleteAndLock,
+    Step,
+    ReserveKeys,
+}
 
 /// Every statement of the request path.
 pub(crate) struct Statements {
