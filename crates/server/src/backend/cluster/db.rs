@@ -407,9 +407,9 @@ impl Conn {
             Q::St(s) => super::my_statements::sql(s),
             Q::Sql { my, .. } => my,
         };
-        let sql = placeholders(text, params)?;
+        let (sql, order) = placeholders(text, params)?;
         let mut args = Vec::with_capacity(params.len());
-        for n in order(text) {
+        for n in order {
             params[n].my(&mut args);
         }
         let found = prepared.lock().get(&sql).copied();
@@ -433,36 +433,13 @@ impl Conn {
     }
 }
 
-/// The parameter numbers (from 0) of `$1, $2, …` in `sql`, in order.
-fn order(sql: &str) -> Vec<usize> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let start = i + 1;
-            let mut j = start;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            if j > start {
-                if let Ok(n) = sql[start..j].parse::<usize>() {
-                    out.push(n.saturating_sub(1));
-                }
-                i = j;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
 /// `sql` with `$n` as MySQL's `?` (a list as one `?` per item; an empty
-/// list as `NULL`, which no `IN` matches).
-fn placeholders(sql: &str, params: &[P<'_>]) -> Result<String, DbError> {
+/// list as `NULL`, which no `IN` matches), and the parameter numbers
+/// (from 0) in the order the `?`s stand for them.
+fn placeholders(sql: &str, params: &[P<'_>]) -> Result<(String, Vec<usize>), DbError> {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
+    let mut order = Vec::with_capacity(params.len());
     let mut i = 0;
     let mut copied = 0;
     while i < b.len() {
@@ -474,10 +451,12 @@ fn placeholders(sql: &str, params: &[P<'_>]) -> Result<String, DbError> {
             }
             if j > start {
                 let n: usize = sql[start..j].parse().unwrap_or(0);
-                let p = n
+                let k = n
                     .checked_sub(1)
-                    .and_then(|k| params.get(k))
+                    .filter(|&k| k < params.len())
                     .ok_or_else(|| DbError::Failed(format!("no parameter ${n}")))?;
+                let p = &params[k];
+                order.push(k);
                 out.push_str(&sql[copied..i]);
                 match p.my_len() {
                     0 => out.push_str("NULL"),
@@ -495,7 +474,7 @@ fn placeholders(sql: &str, params: &[P<'_>]) -> Result<String, DbError> {
         i += 1;
     }
     out.push_str(&sql[copied..]);
-    Ok(out)
+    Ok((out, order))
 }
 
 /// The SQLSTATE or error number sessiond's procedures raise when a row
@@ -533,15 +512,17 @@ mod tests {
         let sql = "SELECT 1 WHERE t = $1 AND id IN ($2) AND n > $3 AND u = $1";
         assert_eq!(
             placeholders(sql, &params).expect("ok"),
-            "SELECT 1 WHERE t = ? AND id IN (?, ?) AND n > ? AND u = ?"
+            (
+                "SELECT 1 WHERE t = ? AND id IN (?, ?) AND n > ? AND u = ?".to_string(),
+                vec![0, 1, 2, 0]
+            )
         );
-        assert_eq!(order(sql), vec![0, 1, 2, 0]);
         let empty: Vec<Vec<u8>> = Vec::new();
         assert_eq!(
-            placeholders("x IN ($1)", &[P::List(&empty)]).expect("ok"),
+            placeholders("x IN ($1)", &[P::List(&empty)]).expect("ok").0,
             "x IN (NULL)"
         );
         assert!(placeholders("$4", &params).is_err());
-        assert_eq!(placeholders("a $ b $$", &params).expect("ok"), "a $ b $$");
+        assert_eq!(placeholders("a $ b $$", &params).expect("ok").0, "a $ b $$");
     }
 }

@@ -1,4 +1,6 @@
-//! `storage = "postgres"`: stateless nodes over one PostgreSQL database.
+//! `storage = "postgres"` and `storage = "mysql"`: stateless nodes over
+//! one PostgreSQL (or MySQL/MariaDB) database, through the seam in
+//! `db.rs`.
 //!
 //! The database holds every session; a node keeps nothing between
 //! commands. A command on sessions runs the engine's own rules on a
@@ -607,12 +609,11 @@ pub async fn migrate_database(config: &Config) -> Result<String, ServerError> {
         ));
     }
     let timeout = Duration::from_millis(config.database_timeout_ms);
-    let pool = Pool::new(target(config)?, 1, timeout, String::new(), "migrate");
     let late = || db("the database did not accept a connection in time".into());
-    let m = if config.storage == crate::persist::Storage::MySql
-        || config.database_url.starts_with("mysql:")
-        || config.database_url.starts_with("mariadb:")
-    {
+    let pool_target = target(config)?;
+    let mysql = matches!(pool_target, Target::MySql { .. });
+    let pool = Pool::new(pool_target, 1, timeout, String::new(), "migrate");
+    let m = if mysql {
         let client = tokio::time::timeout(timeout, pool.connect_mysql())
             .await
             .map_err(|_| late())?

@@ -228,7 +228,6 @@ struct Request {
 pub(crate) struct Client {
     tx: mpsc::Sender<Request>,
     closed: Arc<AtomicBool>,
-    server_version: Arc<str>,
     /// This end's address, over TCP.
     local: Option<std::net::SocketAddr>,
 }
@@ -241,7 +240,7 @@ impl Client {
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<(Client, impl std::future::Future<Output = ()> + Send), MyError> {
         let mut local = None;
-        let (stream, version): (Box<dyn Io>, String) = match &opts.socket {
+        let stream: Box<dyn Io> = match &opts.socket {
             Some(path) => {
                 let s = UnixStream::connect(path).await.map_err(|e| {
                     MyError::Io(format!("cannot connect to {}: {e}", path.display()))
@@ -275,15 +274,7 @@ impl Client {
         let (tx, rx) = mpsc::channel::<Request>(1024);
         let closed = Arc::new(AtomicBool::new(false));
         let driver = drive(stream, rx, closed.clone());
-        Ok((
-            Client {
-                tx,
-                closed,
-                server_version: version.into(),
-                local,
-            },
-            driver,
-        ))
+        Ok((Client { tx, closed, local }, driver))
     }
 
     /// Whether the connection ended.
@@ -294,11 +285,6 @@ impl Client {
     /// This end's address (None over a Unix socket).
     pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.local
-    }
-
-    /// The server's version string (MariaDB's says `MariaDB`).
-    pub(crate) fn server_version(&self) -> &str {
-        &self.server_version
     }
 
     async fn send(&self, payload: &[u8], expect: Expect) -> Result<Answer, MyError> {
@@ -414,13 +400,13 @@ impl Client {
 }
 
 /// Logs in on `stream` (switching it to TLS first if `tls` is given);
-/// returns the stream to go on with and the server's version.
+/// returns the stream to go on with.
 async fn login(
     mut stream: Box<dyn Io>,
     opts: &Opts,
     tls: Option<Arc<ClientConfig>>,
     local: bool,
-) -> Result<(Box<dyn Io>, String), MyError> {
+) -> Result<Box<dyn Io>, MyError> {
     let mut buf = Vec::new();
     let seq = wire::read_payload(&mut stream, &mut buf, 1 << 16).await?;
     if buf.first() == Some(&0xff) {
@@ -430,7 +416,7 @@ async fn login(
     if c.u8()? != 10 {
         return Err(protocol("not protocol version 10 (MySQL 4.1 or later)"));
     }
-    let version = String::from_utf8_lossy(c.nul_str()).into_owned();
+    c.nul_str(); // the server's version
     c.u32()?;
     let mut scramble = c.take(8)?.to_vec();
     c.u8()?;
@@ -523,7 +509,7 @@ async fn login(
     loop {
         let seq = wire::read_payload(&mut stream, &mut buf, 1 << 16).await?;
         let reply = match buf.first() {
-            Some(0x00) => return Ok((stream, version)),
+            Some(0x00) => return Ok(stream),
             Some(0xff) => return Err(wire::err_packet(&buf)),
             Some(0xfe) => {
                 // Switch to the method the server names, on its new nonce.

@@ -1,7 +1,5 @@
-//! `storage = "mysql"`: the cluster on MySQL 8 or MariaDB 10.6+ (being
-//! built: the client is here, the backend on it comes next).
-
-#![allow(dead_code)]
+//! A MySQL/MariaDB client of sessiond's own, for `storage = "mysql"`
+//! (docs/cluster.md, "MySQL and MariaDB").
 
 pub(crate) mod client;
 pub(crate) mod wire;

@@ -269,7 +269,6 @@ pub(crate) struct Column {
 
 /// Column types (the protocol's numbers).
 pub(crate) mod kind {
-    pub(crate) const DECIMAL: u8 = 0x00;
     pub(crate) const TINY: u8 = 0x01;
     pub(crate) const SHORT: u8 = 0x02;
     pub(crate) const LONG: u8 = 0x03;
@@ -279,9 +278,7 @@ pub(crate) mod kind {
     pub(crate) const LONGLONG: u8 = 0x08;
     pub(crate) const INT24: u8 = 0x09;
     pub(crate) const YEAR: u8 = 0x0d;
-    pub(crate) const NEWDECIMAL: u8 = 0xf6;
     pub(crate) const BLOB: u8 = 0xfc;
-    pub(crate) const VAR_STRING: u8 = 0xfd;
 }
 
 /// Reads a column definition (protocol 4.1).
