@@ -1359,3 +1359,51 @@ async fn a_locked_cycle_is_one_round_trip_each_way_and_misses_no_change(kind: Ki
     );
 }
 }
+
+/// A `sessiond bench run` command line, short.
+fn bench_args(line: &str) -> sessiond_bench::RunArgs {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: sessiond_bench::RunArgs,
+    }
+    let base = "bench --warmup 0 --duration 1 --conns 8 --keys 2 --count ";
+    <Cli as clap::Parser>::try_parse_from(format!("{base}{line}").split_whitespace())
+        .expect("flags")
+        .args
+}
+
+on_each_db! {
+/// The baselines BENCHMARKS.md sets beside the cluster, run for real and
+/// counted (each request writes back the count it read plus one): Symfony's
+/// `SELECT … FOR UPDATE` cycle loses no update, and neither do two nodes;
+/// the seeds' write-through handler (memcached in front, `REPLACE INTO`
+/// behind, no lock) loses some as soon as requests for one session overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_under_contention_the_write_through_baseline_loses_updates_and_the_cluster_none(kind: Kind) {
+    let Some(db) = kind.shared() else { return };
+    let Some((_memcached, mport)) = crate::common::process::start_peer(crate::common::process::Peer::Memcached) else {
+        return;
+    };
+    let url = db.database();
+    let run = |line: String| async move {
+        let r = sessiond_bench::run(&bench_args(&line)).await.expect("run");
+        assert_eq!((r.errors, r.failed_connections), (0, 0), "{line}: {:?}", r.first_error);
+        assert!(r.transactions > 0, "{line}");
+        (r.acked_writes.expect("acked"), r.lost_updates.expect("counted"))
+    };
+    let (_, lost) = run(format!("--workload for-update --database-url {url}")).await;
+    assert_eq!(lost, 0, "FOR UPDATE serialises the cycles");
+    let (acked, lost) =
+        run(format!("--workload write-through --addr 127.0.0.1:{mport} --database-url {url}")).await;
+    assert!(lost > 0 && lost < acked as i64, "write-through: {lost} of {acked} lost");
+
+    let (a, b) = two_nodes_on(kind, &url).await;
+    let (_, lost) = run(format!(
+        "--workload contend --cycle native --addr {},{}",
+        a.addr, b.addr
+    ))
+    .await;
+    assert_eq!(lost, 0, "sessiond's locks across nodes");
+}
+}

@@ -65,6 +65,11 @@ pub struct Report {
     pub first_error: Option<String>,
     /// How the imitated client polls for its lock.
     pub polling: Option<Polling>,
+    /// `--count`: writes acknowledged over the whole run.
+    pub acked_writes: Option<u64>,
+    /// `--count`: acknowledged writes the sessions' counts do not show
+    /// (negative: the counts show more than was acknowledged).
+    pub lost_updates: Option<i64>,
 }
 
 impl Report {
@@ -94,6 +99,8 @@ impl Report {
             failed_connections: 0,
             first_error: None,
             polling: None,
+            acked_writes: None,
+            lost_updates: None,
         }
     }
 
@@ -151,6 +158,13 @@ impl Report {
             "  errors {}, lock failures {}, failed connections {}",
             self.errors, self.lock_failures, self.failed_connections
         );
+        if let (Some(acked), Some(lost)) = (self.acked_writes, self.lost_updates) {
+            let _ = writeln!(
+                s,
+                "  writes acknowledged {acked}, lost updates {lost} ({:.2} %)",
+                lost as f64 * 100.0 / acked.max(1) as f64
+            );
+        }
         if let Some(e) = &self.first_error {
             let _ = writeln!(s, "  first error: {e}");
         }

@@ -85,14 +85,25 @@ pub struct RunArgs {
     /// the holder releases, ms.
     #[arg(long, default_value_t = 20)]
     pub settle_ms: u64,
-    /// `pg-for-update`: the database (`postgres://user@host:port/db`);
-    /// the run makes its own table there, `sessiond_bench_for_update`,
-    /// dropping one of that name left by an earlier run.
+    /// `for-update`, `write-through`: the database
+    /// (`postgres://user@host:port/db` or `mysql://user@host:port/db`);
+    /// the run makes its own table there (`sessiond_bench_for_update`,
+    /// `sessiond_bench_write_through`), dropping one of that name left by
+    /// an earlier run.
     #[arg(long)]
     pub database_url: Option<String>,
-    /// `pg-for-update`: commit asynchronously (`synchronous_commit = off`).
+    /// `for-update`, `write-through`: commit asynchronously (PostgreSQL:
+    /// `synchronous_commit = off`; MySQL has no such session setting, so
+    /// the run checks that the server's `innodb_flush_log_at_trx_commit`
+    /// is not 1).
     #[arg(long)]
     pub async_commit: bool,
+    /// Count lost updates: each transaction writes back the count it read
+    /// plus one, and after the run every session is read; acknowledged
+    /// writes missing from the sum were lost. The cycles and the SQL
+    /// workloads, with opaque data of 16 bytes or more.
+    #[arg(long)]
+    pub count: bool,
 }
 
 impl RunArgs {
@@ -103,7 +114,11 @@ impl RunArgs {
             Workload::CycleMemcache => Some(Cycle::Memcache),
             Workload::CycleNative => Some(Cycle::Native),
             Workload::Contend => Some(self.cycle),
-            Workload::Raw | Workload::Load | Workload::Handoff | Workload::PgForUpdate => None,
+            Workload::Raw
+            | Workload::Load
+            | Workload::Handoff
+            | Workload::ForUpdate
+            | Workload::WriteThrough => None,
         }
     }
 
@@ -192,6 +207,9 @@ pub(crate) struct ConnStats {
     pub(crate) lock_failures: u64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
+    /// Writes the server acknowledged, over the whole run (warm-up and
+    /// the last transactions included): what `--count` checks against.
+    pub(crate) acked: u64,
 }
 
 impl ConnStats {
@@ -223,6 +241,8 @@ impl ConnStats {
             failed_connections: failed,
             first_error: self.first_error,
             polling: None,
+            acked_writes: None,
+            lost_updates: None,
         }
     }
 }
@@ -243,6 +263,7 @@ pub(crate) async fn join(
         all.requests += s.requests;
         all.lock_failures += s.lock_failures;
         all.errors += s.errors;
+        all.acked += s.acked;
         if s.first_error.is_some() {
             failed += 1;
             all.first_error = all.first_error.or(s.first_error);
@@ -256,8 +277,18 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
     if args.workload == Workload::Handoff {
         return crate::handoff::run(args).await;
     }
-    if args.workload == Workload::PgForUpdate {
-        return crate::pg::run(args).await;
+    if args.count && (args.data != crate::data::Shape::Opaque || args.size < 16) {
+        return Err(BenchError::Options(
+            "--count needs opaque data of 16 bytes or more".into(),
+        ));
+    }
+    if matches!(args.workload, Workload::ForUpdate | Workload::WriteThrough) {
+        return crate::sql::run(args).await;
+    }
+    if args.count && args.cycle_kind().is_none() {
+        return Err(BenchError::Options(
+            "--count applies to the cycles and the SQL workloads".into(),
+        ));
     }
     let proto = args.resolved_proto()?;
     let addrs = args.addrs()?;
@@ -309,7 +340,8 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
         let conn = Conn::connect(addrs[n % addrs.len()], proto).await?;
         let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n as u64 + 1);
         let worker = Worker::new(conn, seed, keys.clone(), args.size, mix, polling, n)
-            .shaped(args.data, args.size, n);
+            .shaped(args.data, args.size, n)
+            .counting(args.count);
         let depth = args.pipeline;
         // Open loop: connections start staggered across one interval.
         let first = interval.map(|i| start + i.mul_f64(n as f64 / args.conns as f64));
@@ -325,9 +357,18 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
         )));
     }
     let lock_wait = cycle.map(|_| Latency::of(&all.lock_wait));
+    let (acked_writes, lost_updates) = match cycle {
+        Some(c) if args.count => {
+            let held = count_all(addr, proto, c, n_keys).await?;
+            (Some(all.acked), Some(all.acked as i64 - held as i64))
+        }
+        _ => (None, None),
+    };
     Ok(Report {
         cycle,
         lock_wait_us: lock_wait,
+        acked_writes,
+        lost_updates,
         polling: matches!(cycle, Some(Cycle::Redis | Cycle::Memcache)).then_some(polling),
         ..all.report(args, proto, n_keys, closed)
     })
@@ -355,7 +396,8 @@ async fn preload(
             Polling::PHPREDIS,
             l as usize,
         )
-        .shaped(args.data, args.size, l as usize);
+        .shaped(args.data, args.size, l as usize)
+        .counting(args.count);
         let (from, to) = (l * per, ((l + 1) * per).min(n_keys));
         tasks.push(tokio::spawn(
             async move { w.load(from, to, 64, cycle).await },
@@ -366,6 +408,23 @@ async fn preload(
             .map_err(|e| BenchError::Io(std::io::Error::other(e.to_string())))??;
     }
     Ok(())
+}
+
+/// The sum of every session's count, read as `cycle` reads (`--count`).
+async fn count_all(
+    addr: SocketAddr,
+    proto: Proto,
+    cycle: Cycle,
+    n_keys: u64,
+) -> Result<u64, BenchError> {
+    let conn = Conn::connect(addr, proto).await?;
+    let one = KeyChooser::new(1, Popularity::Uniform);
+    let mut w = Worker::new(conn, 0, one, 16, (1, 1), Polling::PHPREDIS, 0).counting(true);
+    let mut sum = 0u64;
+    for n in 0..n_keys {
+        sum += w.count_of(n, cycle).await?;
+    }
+    Ok(sum)
 }
 
 /// One connection's loop until `end`; counts only what starts after
@@ -409,6 +468,9 @@ async fn drive(
         };
         let t1 = Instant::now();
         let counted = t0 >= warm_end && t1 <= end;
+        if let Ok((Outcome::Done { .. }, _)) = &result {
+            s.acked += depth as u64;
+        }
         match result {
             Ok((outcome, errors)) if counted => {
                 s.errors += u64::from(errors);

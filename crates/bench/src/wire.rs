@@ -56,6 +56,9 @@ pub struct Conn {
     echoes: VecDeque<usize>,
     /// When set, the name of every request sent (for tests of sequencing).
     pub trace: Option<Vec<String>>,
+    /// When set, each reply's first value is copied here (empty when the
+    /// reply had none): the counting runs read what they write back.
+    pub kept: Option<Vec<u8>>,
 }
 
 impl Conn {
@@ -69,6 +72,7 @@ impl Conn {
             inbuf: BytesMut::with_capacity(16 * 1024),
             echoes: VecDeque::new(),
             trace: None,
+            kept: None,
         })
     }
 
@@ -182,6 +186,12 @@ impl Conn {
     pub async fn read_frame(&mut self) -> Result<Frame, BenchError> {
         loop {
             if let Some((frame, used)) = self.parse()? {
+                if let Some(kept) = &mut self.kept {
+                    kept.clear();
+                    if let Some(v) = first_value(&self.inbuf[..used], self.proto) {
+                        kept.extend_from_slice(&self.inbuf[v]);
+                    }
+                }
                 self.inbuf.advance(used);
                 return Ok(frame);
             }
@@ -300,6 +310,56 @@ pub fn parse_resp(buf: &[u8], depth: usize) -> Result<Option<(Frame, usize)>, Be
     Ok(Some((frame, used)))
 }
 
+/// Where the first value of one whole reply (as the parsers accepted it)
+/// lies: a RESP bulk string, first in depth-first order; a memcached
+/// text `VALUE`'s data; a binary response's value.
+fn first_value(frame: &[u8], proto: Proto) -> Option<std::ops::Range<usize>> {
+    match proto {
+        Proto::Resp => resp_value(frame, 0).ok().and_then(|(v, _)| v),
+        Proto::MemcacheText => {
+            let (l, used) = line(frame).ok()??;
+            let n = l.strip_prefix(b"VALUE ")?.split(|&b| b == b' ').nth(2)?;
+            let n = usize::try_from(number(n).ok()?).ok()?;
+            Some(used..used + n)
+        }
+        Proto::MemcacheBinary => {
+            let key = usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]));
+            let from = 24 + usize::from(*frame.get(4)?) + key;
+            let status = u16::from_be_bytes([*frame.get(6)?, *frame.get(7)?]);
+            let get = matches!(frame.get(1), Some(0x00 | 0x0c));
+            (get && status == 0 && from <= frame.len()).then_some(from..frame.len())
+        }
+        Proto::Echo => None,
+    }
+}
+
+/// The first bulk string in the RESP frame at `at`, and where the frame
+/// ends.
+fn resp_value(
+    buf: &[u8],
+    at: usize,
+) -> Result<(Option<std::ops::Range<usize>>, usize), BenchError> {
+    let (l, used) = line(&buf[at..])?.ok_or(BenchError::Closed)?;
+    let after = at + used;
+    match l.split_first() {
+        Some((b'$', n)) => match usize::try_from(number(n)?) {
+            Ok(n) => Ok((Some(after..after + n), after + n + 2)),
+            Err(_) => Ok((None, after)),
+        },
+        Some((&kind @ (b'*' | b'%' | b'~'), n)) => {
+            let n = usize::try_from(number(n)?).unwrap_or(0) * if kind == b'%' { 2 } else { 1 };
+            let (mut found, mut end) = (None, after);
+            for _ in 0..n {
+                let (v, e) = resp_value(buf, end)?;
+                found = found.or(v);
+                end = e;
+            }
+            Ok((found, end))
+        }
+        _ => Ok((None, after)),
+    }
+}
+
 /// One memcached text reply to get/set/add/delete.
 pub fn parse_mc_text(buf: &[u8]) -> Result<Option<(Frame, usize)>, BenchError> {
     let Some((l, used)) = line(buf)? else {
@@ -395,6 +455,29 @@ mod tests {
             );
         }
         assert!(parse_resp(b"?x\r\n", 0).is_err());
+    }
+
+    #[test]
+    fn first_values_of_replies() {
+        let of = |f: &[u8], p| first_value(f, p).map(|r| f[r].to_vec());
+        let open = b"*3\r\n:8\r\n$2\r\nab\r\n*2\r\n$1\r\nu\r\n$1\r\nv\r\n";
+        assert_eq!(of(open, Proto::Resp), Some(b"ab".to_vec()));
+        assert_eq!(of(b"$3\r\nabc\r\n", Proto::Resp), Some(b"abc".to_vec()));
+        assert_eq!(
+            of(b"*2\r\n$-1\r\n$1\r\nz\r\n", Proto::Resp),
+            Some(b"z".to_vec())
+        );
+        assert_eq!(of(b"$-1\r\n", Proto::Resp), None);
+        assert_eq!(of(b"+OK\r\n", Proto::Resp), None);
+        let hit = b"VALUE k 0 3\r\nabc\r\nEND\r\n";
+        assert_eq!(of(hit, Proto::MemcacheText), Some(b"abc".to_vec()));
+        assert_eq!(of(b"END\r\n", Proto::MemcacheText), None);
+        let mut getk = vec![0x81, 0x0c, 0, 1, 4, 0, 0, 0, 0, 0, 0, 8];
+        getk.extend_from_slice(&[0; 12]);
+        getk.extend_from_slice(b"\0\0\0\0kabc");
+        assert_eq!(of(&getk, Proto::MemcacheBinary), Some(b"abc".to_vec()));
+        getk[7] = 1; // not found
+        assert_eq!(of(&getk, Proto::MemcacheBinary), None);
     }
 
     #[test]

@@ -38,10 +38,17 @@ pub enum Workload {
     /// server (`--addr a,b`: two cluster nodes): the time from the
     /// holder's `SESSION.CLOSE` to the queued waiter's grant.
     Handoff,
-    /// The SQL baseline, straight to PostgreSQL (`--database-url`):
-    /// Symfony `PdoSessionHandler`'s locked cycle, a transaction holding
-    /// `SELECT … FOR UPDATE` per request.
-    PgForUpdate,
+    /// The SQL baseline, straight to the database (`--database-url`,
+    /// PostgreSQL or MySQL/MariaDB): Symfony `PdoSessionHandler`'s locked
+    /// cycle, a transaction holding `SELECT … FOR UPDATE` per request.
+    #[value(alias = "pg-for-update")]
+    ForUpdate,
+    /// The seeds' "memcache + MySQL" handler: read from memcached
+    /// (`--addr`, text protocol), on a miss from the database and back
+    /// into memcached; write to memcached, then `REPLACE INTO` the
+    /// database (`--database-url`). No lock: run it with `--count` to see
+    /// the updates it loses.
+    WriteThrough,
 }
 
 /// The per-request sequence a `contend` run repeats.
@@ -139,6 +146,27 @@ pub struct Worker {
     lock: Vec<u8>,
     /// Writes so far, stamped into the value.
     stamp: u64,
+    /// Counting (`--count`): each write stamps the count its read found
+    /// plus one, instead of `stamp`.
+    count: Option<u64>,
+}
+
+/// The count a counting run keeps in a session: its first 16 bytes, hex
+/// (a missing session, or data without one, counts 0).
+pub fn count_in(data: &[u8]) -> u64 {
+    data.get(..16)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// Writes `n` as the count at the start of `data` (16 hex digits).
+pub fn put_count(data: &mut [u8], mut n: u64) {
+    let end = data.len().min(16);
+    for b in data[..end].iter_mut().rev() {
+        *b = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+    }
 }
 
 fn unexpected(what: &str, f: &Frame) -> BenchError {
@@ -176,7 +204,42 @@ impl Worker {
             key: Vec::new(),
             lock: Vec::new(),
             stamp: (n as u64) << 40,
+            count: None,
         }
+    }
+
+    /// Counts (`--count`): every read's count is kept, and the next write
+    /// carries it plus one (a load writes 0). Opaque data only.
+    pub fn counting(mut self, on: bool) -> Self {
+        if on {
+            self.count = Some(0);
+            self.conn.kept = Some(Vec::new());
+        }
+        self
+    }
+
+    /// After a read: the next write carries the count it found plus one.
+    fn counted_read(&mut self) {
+        if let (Some(c), Some(kept)) = (&mut self.count, &self.conn.kept) {
+            *c = count_in(kept) + 1;
+        }
+    }
+
+    /// The count session `n` holds now, read as `cycle` reads it (the
+    /// native cycle with `SESSION.GETDATA`). Needs [`Worker::counting`].
+    pub async fn count_of(&mut self, n: u64, cycle: Cycle) -> Result<u64, BenchError> {
+        session_id(n, &mut self.id);
+        self.names(Some(cycle));
+        match cycle {
+            Cycle::Native => self.conn.push_resp(&[b"SESSION.GETDATA", &self.id]),
+            _ => self.push_get(),
+        }
+        match self.conn.call().await? {
+            Frame::Value(_) | Frame::Miss => {}
+            Frame::Error(e) if e.starts_with("NOSESSION") => return Ok(0),
+            f => return Err(unexpected("reading the count", &f)),
+        }
+        Ok(self.conn.kept.as_deref().map_or(0, count_in))
     }
 
     /// Writes data of `shape` (`size` bytes) instead of letters; a shaped
@@ -232,14 +295,14 @@ impl Worker {
     /// on each request: a counter, a timestamp), so no server can skip the
     /// write as an identical rewrite. The first 16 bytes count writes.
     fn stamp(&mut self) {
+        if let Some(c) = self.count {
+            put_count(&mut self.value, c);
+            return;
+        }
         self.stamp = self.stamp.wrapping_add(1);
         for &at in &self.stamps {
-            let end = self.value.len().min(at + 16);
-            let mut v = self.stamp;
-            for b in self.value[at.min(end)..end].iter_mut().rev() {
-                *b = b"0123456789abcdef"[(v & 15) as usize];
-                v >>= 4;
-            }
+            let at = at.min(self.value.len());
+            put_count(&mut self.value[at..], self.stamp);
         }
     }
 
@@ -369,7 +432,7 @@ impl Worker {
         let lock_wait = t0.elapsed();
         self.conn.push_resp(&[b"GET", &self.key]);
         match self.conn.call().await? {
-            Frame::Value(_) | Frame::Miss => {}
+            Frame::Value(_) | Frame::Miss => self.counted_read(),
             f => return Err(unexpected("GET", &f)),
         }
         let ttl = SESSION_TTL.to_string();
@@ -409,7 +472,7 @@ impl Worker {
         let lock_wait = t0.elapsed();
         self.conn.push_mc_get(&self.key);
         match self.conn.call().await? {
-            Frame::Value(_) | Frame::Miss => {}
+            Frame::Value(_) | Frame::Miss => self.counted_read(),
             f => return Err(unexpected("get", &f)),
         }
         self.stamp();
@@ -441,6 +504,7 @@ impl Worker {
             },
             f => return Err(unexpected("SESSION.OPEN", &f)),
         };
+        self.counted_read();
         let lock_wait = t0.elapsed();
         let key = key.to_string();
         self.stamp();

@@ -108,6 +108,66 @@ async fn every_workload_runs_clean_against_sessiond() {
     assert_eq!(load.transactions, 1000);
 }
 
+/// `--count`: each cycle writes back the count it read plus one, through
+/// every door, and the run checks the sum against the writes acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_runs_find_no_lost_update_under_locks() {
+    let (resp, mc) = sessiond().await;
+    for (cycle, addr) in [
+        (Cycle::Native, resp),
+        (Cycle::Redis, resp),
+        (Cycle::Memcache, mc),
+    ] {
+        // Counts go up by one per cycle, read back as the cycle reads.
+        let proto = if cycle == Cycle::Memcache {
+            Proto::MemcacheBinary
+        } else {
+            Proto::Resp
+        };
+        let conn = Conn::connect(addr, proto).await.expect("conn");
+        let mut w = Worker::new(
+            conn,
+            1,
+            KeyChooser::new(1, Popularity::Uniform),
+            100,
+            (1, 1),
+            Polling::PHPREDIS,
+            0,
+        )
+        .counting(true);
+        let before = w.count_of(0, cycle).await.expect("count");
+        for _ in 0..3 {
+            assert!(matches!(
+                w.cycle(cycle).await.expect("cycle"),
+                Outcome::Done { .. }
+            ));
+        }
+        assert_eq!(
+            w.count_of(0, cycle).await.expect("count"),
+            before + 3,
+            "{cycle:?}"
+        );
+    }
+    for line in [
+        format!("--workload contend --cycle native --addr {resp} --conns 8 --keys 2 --count"),
+        format!("--workload contend --cycle redis --addr {resp} --conns 8 --keys 2 --count --lock-wait-us 200 --lock-retries 100000"),
+        format!("--workload cycle-memcache --addr {mc} --keys 3 --count --lock-wait-us 200 --lock-retries 100000"),
+    ] {
+        let r = clean_run(&line).await;
+        assert!(r.acked_writes.is_some_and(|a| a >= r.transactions), "{line}");
+        assert_eq!(r.lost_updates, Some(0), "{line}");
+    }
+    // Counting needs a count to keep.
+    assert!(run(&args(&format!("--workload raw --addr {resp} --count")))
+        .await
+        .is_err());
+    assert!(run(&args(&format!(
+        "--workload cycle-native --addr {resp} --count --size 8"
+    )))
+    .await
+    .is_err());
+}
+
 fn worker(conn: Conn, keys: u64) -> Worker {
     let mut w = Worker::new(
         conn,

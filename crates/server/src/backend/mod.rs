@@ -2,4 +2,3 @@
 //! `sessiond-core`, with `persist/`) and the cluster's database.
 
 pub(crate) mod cluster;
-pub(crate) mod mysql;

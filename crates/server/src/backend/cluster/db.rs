@@ -20,9 +20,9 @@ use tokio_postgres::types::ToSql;
 
 pub(crate) use super::statements::St;
 use super::statements::Statements;
-use crate::backend::mysql::client::{self as my, Param};
-use crate::backend::mysql::wire::{MyError, Value};
 use sessiond_core::Error;
+use sessiond_mysql::{self as my, Param};
+use sessiond_mysql::{MyError, Value};
 
 /// Why the database could not be used.
 #[derive(Debug)]

@@ -644,7 +644,7 @@ fn target(config: &Config) -> Result<Target, ServerError> {
         || config.database_url.starts_with("mysql:")
         || config.database_url.starts_with("mariadb:");
     if mysql {
-        let mut opts = crate::backend::mysql::client::Opts::parse(&config.database_url)
+        let mut opts = sessiond_mysql::Opts::parse(&config.database_url)
             .map_err(|e| ServerError::Database(format!("database_url: {e}")))?;
         if opts.tls && config.database_ca_file.as_os_str().is_empty() {
             return Err(ServerError::Database("database_url asks for TLS (ssl-mode=REQUIRED): set database_ca_file to the PEM file of the authorities the database's certificate chains to".into()));

@@ -33,9 +33,9 @@
 //!   index keys are bounded); `max_id_len` is checked against it.
 
 use super::schema::Migrated;
-use crate::backend::mysql::client::Client;
-use crate::backend::mysql::wire::{MyError, Value};
 use crate::persist::Fsync;
+use sessiond_mysql::Client;
+use sessiond_mysql::{MyError, Value};
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`.
 const MIGRATIONS: &[&[&str]] = &[V1];
@@ -565,7 +565,7 @@ async fn current(client: &Client) -> Result<i32, MyError> {
 }
 
 /// The first column of the first row, as a number.
-fn first_int(sets: &[crate::backend::mysql::client::ResultSet]) -> Result<i64, MyError> {
+fn first_int(sets: &[sessiond_mysql::ResultSet]) -> Result<i64, MyError> {
     let v = sets
         .iter()
         .flat_map(|s| s.rows.first())

@@ -19,8 +19,8 @@ pub(crate) use super::db::DbError;
 use super::db::{Conn, Link};
 use super::statements::Statements;
 use super::tls::Rustls;
-use crate::backend::mysql::client as my;
 use crate::metrics::Histogram;
+use sessiond_mysql as my;
 
 /// The node's database counters, for `/metrics`, `INFO` and the
 /// dashboard.

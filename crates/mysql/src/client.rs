@@ -30,20 +30,20 @@ use super::wire::{self, kind, protocol, Column, Cur, MyError, Value, MAX_REPLY};
 /// Where and as whom to connect (`mysql://user:password@host:port/db`,
 /// with `?socket=/path` for a Unix socket and `?ssl-mode=REQUIRED` for TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Opts {
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) user: String,
-    pub(crate) password: Option<String>,
-    pub(crate) database: String,
-    pub(crate) socket: Option<PathBuf>,
+pub struct Opts {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    pub socket: Option<PathBuf>,
     /// TLS is required (`ssl-mode=REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`).
-    pub(crate) tls: bool,
+    pub tls: bool,
 }
 
 impl Opts {
     /// Reads a `mysql://` (or `mariadb://`) URL.
-    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, String> {
         let rest = url
             .strip_prefix("mysql://")
             .or_else(|| url.strip_prefix("mariadb://"))
@@ -181,7 +181,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A parameter of a prepared statement.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Param<'a> {
+pub enum Param<'a> {
     Null,
     Int(i64),
     Bytes(&'a [u8]),
@@ -189,7 +189,7 @@ pub(crate) enum Param<'a> {
 
 /// A prepared statement: its number on the connection that prepared it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Statement {
+pub struct Statement {
     id: u32,
     params: u16,
 }
@@ -197,9 +197,9 @@ pub(crate) struct Statement {
 /// One result of a command: its rows (none for a statement that returns
 /// none) and the rows it changed (found, for an UPDATE).
 #[derive(Debug, Default)]
-pub(crate) struct ResultSet {
-    pub(crate) rows: Vec<Vec<Value>>,
-    pub(crate) affected: u64,
+pub struct ResultSet {
+    pub rows: Vec<Vec<Value>>,
+    pub affected: u64,
 }
 
 /// What a command's answer is read as.
@@ -225,7 +225,7 @@ struct Request {
 
 /// A connection, shared: every clone sends on it.
 #[derive(Clone)]
-pub(crate) struct Client {
+pub struct Client {
     tx: mpsc::Sender<Request>,
     closed: Arc<AtomicBool>,
     /// This end's address, over TCP.
@@ -235,7 +235,7 @@ pub(crate) struct Client {
 impl Client {
     /// Connects and logs in. The returned future runs the connection's
     /// I/O until it ends (spawn it); the client fails every request after.
-    pub(crate) async fn connect(
+    pub async fn connect(
         opts: &Opts,
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<(Client, impl std::future::Future<Output = ()> + Send), MyError> {
@@ -278,12 +278,12 @@ impl Client {
     }
 
     /// Whether the connection ended.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed) || self.tx.is_closed()
     }
 
     /// This end's address (None over a Unix socket).
-    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.local
     }
 
@@ -305,7 +305,7 @@ impl Client {
 
     /// Runs `sql` (one statement, or several separated by `;`), rows in
     /// text: every value bytes or NULL.
-    pub(crate) async fn query(&self, sql: &str) -> Result<Vec<ResultSet>, MyError> {
+    pub async fn query(&self, sql: &str) -> Result<Vec<ResultSet>, MyError> {
         let mut p = Vec::with_capacity(sql.len() + 1);
         p.push(COM_QUERY);
         p.extend_from_slice(sql.as_bytes());
@@ -316,7 +316,7 @@ impl Client {
     }
 
     /// Prepares `sql` on this connection.
-    pub(crate) async fn prepare(&self, sql: &str) -> Result<Statement, MyError> {
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, MyError> {
         let mut p = Vec::with_capacity(sql.len() + 1);
         p.push(COM_STMT_PREPARE);
         p.extend_from_slice(sql.as_bytes());
@@ -328,7 +328,7 @@ impl Client {
 
     /// Closes a statement this connection prepared (it has no answer; if
     /// the connection is busy or gone, the statement goes with it).
-    pub(crate) fn close_statement(&self, st: Statement) {
+    pub fn close_statement(&self, st: Statement) {
         let mut p = vec![COM_STMT_CLOSE];
         p.extend_from_slice(&st.id.to_le_bytes());
         let mut bytes = Vec::with_capacity(9);
@@ -342,7 +342,7 @@ impl Client {
     }
 
     /// Runs a statement this connection prepared.
-    pub(crate) async fn execute(
+    pub async fn execute(
         &self,
         st: &Statement,
         params: &[Param<'_>],

@@ -10,16 +10,16 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The largest payload one packet carries; a payload of this length is
 /// continued in the next packet.
-pub(crate) const MAX_CHUNK: usize = 0xff_ffff;
+pub const MAX_CHUNK: usize = 0xff_ffff;
 
 /// The largest payload (all its packets together) a connection reads:
 /// above the largest row sessiond writes (a session's data is bounded far
 /// below it), and the `max_allowed_packet` it asks the server to keep to.
-pub(crate) const MAX_REPLY: usize = 256 << 20;
+pub const MAX_REPLY: usize = 256 << 20;
 
 /// Why a request to the database failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum MyError {
+pub enum MyError {
     /// The server refused it: its error number, SQLSTATE and message.
     Server {
         code: u16,
@@ -59,13 +59,13 @@ impl From<std::io::Error> for MyError {
     }
 }
 
-pub(crate) fn protocol(m: impl Into<String>) -> MyError {
+pub fn protocol(m: impl Into<String>) -> MyError {
     MyError::Protocol(m.into())
 }
 
 /// Reads one payload (joining continued packets); returns it and the
 /// sequence number of its last packet.
-pub(crate) async fn read_payload<R: AsyncRead + Unpin>(
+pub async fn read_payload<R: AsyncRead + Unpin>(
     r: &mut R,
     out: &mut Vec<u8>,
     limit: usize,
@@ -91,7 +91,7 @@ pub(crate) async fn read_payload<R: AsyncRead + Unpin>(
 
 /// Appends `payload` to `out` as packets numbered from `seq`; returns the
 /// number after the last.
-pub(crate) fn frame(payload: &[u8], mut seq: u8, out: &mut Vec<u8>) -> u8 {
+pub fn frame(payload: &[u8], mut seq: u8, out: &mut Vec<u8>) -> u8 {
     let mut rest = payload;
     loop {
         let n = rest.len().min(MAX_CHUNK);
@@ -106,7 +106,7 @@ pub(crate) fn frame(payload: &[u8], mut seq: u8, out: &mut Vec<u8>) -> u8 {
 }
 
 /// A length-encoded integer.
-pub(crate) fn put_lenenc(out: &mut Vec<u8>, v: u64) {
+pub fn put_lenenc(out: &mut Vec<u8>, v: u64) {
     if v < 251 {
         out.push(v as u8);
     } else if v < 1 << 16 {
@@ -122,22 +122,22 @@ pub(crate) fn put_lenenc(out: &mut Vec<u8>, v: u64) {
 }
 
 /// A length-encoded string.
-pub(crate) fn put_lenenc_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub fn put_lenenc_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_lenenc(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
 /// Reading a payload from the front.
-pub(crate) struct Cur<'a> {
-    pub(crate) b: &'a [u8],
+pub struct Cur<'a> {
+    pub b: &'a [u8],
 }
 
 impl<'a> Cur<'a> {
-    pub(crate) fn new(b: &'a [u8]) -> Self {
+    pub fn new(b: &'a [u8]) -> Self {
         Self { b }
     }
 
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], MyError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], MyError> {
         if self.b.len() < n {
             return Err(protocol("a packet ended early"));
         }
@@ -146,21 +146,21 @@ impl<'a> Cur<'a> {
         Ok(head)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, MyError> {
+    pub fn u8(&mut self) -> Result<u8, MyError> {
         Ok(self.take(1)?[0])
     }
 
-    pub(crate) fn u16(&mut self) -> Result<u16, MyError> {
+    pub fn u16(&mut self) -> Result<u16, MyError> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32, MyError> {
+    pub fn u32(&mut self) -> Result<u32, MyError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    pub(crate) fn u64(&mut self) -> Result<u64, MyError> {
+    pub fn u64(&mut self) -> Result<u64, MyError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -168,7 +168,7 @@ impl<'a> Cur<'a> {
     }
 
     /// A length-encoded integer; None for the NULL marker (0xfb).
-    pub(crate) fn lenenc(&mut self) -> Result<Option<u64>, MyError> {
+    pub fn lenenc(&mut self) -> Result<Option<u64>, MyError> {
         Ok(match self.u8()? {
             0xfb => None,
             0xfc => Some(u64::from(self.u16()?)),
@@ -183,7 +183,7 @@ impl<'a> Cur<'a> {
     }
 
     /// A length-encoded string; None for NULL.
-    pub(crate) fn lenenc_bytes(&mut self) -> Result<Option<&'a [u8]>, MyError> {
+    pub fn lenenc_bytes(&mut self) -> Result<Option<&'a [u8]>, MyError> {
         match self.lenenc()? {
             None => Ok(None),
             Some(n) => {
@@ -194,7 +194,7 @@ impl<'a> Cur<'a> {
     }
 
     /// A string ended by a 0 byte (the rest if there is none).
-    pub(crate) fn nul_str(&mut self) -> &'a [u8] {
+    pub fn nul_str(&mut self) -> &'a [u8] {
         match self.b.iter().position(|&c| c == 0) {
             Some(i) => {
                 let s = &self.b[..i];
@@ -207,17 +207,17 @@ impl<'a> Cur<'a> {
 }
 
 /// The server status flag that says another result follows.
-pub(crate) const MORE_RESULTS: u16 = 0x0008;
+pub const MORE_RESULTS: u16 = 0x0008;
 
 /// An OK packet's figures.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Ok_ {
-    pub(crate) affected: u64,
-    pub(crate) status: u16,
+pub struct Ok_ {
+    pub affected: u64,
+    pub status: u16,
 }
 
 /// Reads an OK packet (its first byte, 0x00 or 0xfe, included).
-pub(crate) fn ok_packet(p: &[u8]) -> Result<Ok_, MyError> {
+pub fn ok_packet(p: &[u8]) -> Result<Ok_, MyError> {
     let mut c = Cur::new(p);
     c.u8()?;
     let affected = c.lenenc()?.unwrap_or(0);
@@ -227,7 +227,7 @@ pub(crate) fn ok_packet(p: &[u8]) -> Result<Ok_, MyError> {
 }
 
 /// Reads an EOF packet's status flags (0xfe, warnings, status).
-pub(crate) fn eof_status(p: &[u8]) -> Result<u16, MyError> {
+pub fn eof_status(p: &[u8]) -> Result<u16, MyError> {
     let mut c = Cur::new(p);
     c.u8()?;
     c.u16()?;
@@ -235,13 +235,13 @@ pub(crate) fn eof_status(p: &[u8]) -> Result<u16, MyError> {
 }
 
 /// Whether `p` is an EOF packet (and not a row that starts with 0xfe).
-pub(crate) fn is_eof(p: &[u8]) -> bool {
+pub fn is_eof(p: &[u8]) -> bool {
     p.first() == Some(&0xfe) && p.len() < 9
 }
 
 /// Reads an ERR packet (0xff, the error number, `#` and the SQLSTATE,
 /// the message).
-pub(crate) fn err_packet(p: &[u8]) -> MyError {
+pub fn err_packet(p: &[u8]) -> MyError {
     let mut c = Cur::new(p);
     let parse = |c: &mut Cur<'_>| -> Result<MyError, MyError> {
         c.u8()?;
@@ -262,27 +262,27 @@ pub(crate) fn err_packet(p: &[u8]) -> MyError {
 
 /// What a column definition says that decoding a binary row needs.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Column {
-    pub(crate) kind: u8,
-    pub(crate) unsigned: bool,
+pub struct Column {
+    pub kind: u8,
+    pub unsigned: bool,
 }
 
 /// Column types (the protocol's numbers).
-pub(crate) mod kind {
-    pub(crate) const TINY: u8 = 0x01;
-    pub(crate) const SHORT: u8 = 0x02;
-    pub(crate) const LONG: u8 = 0x03;
-    pub(crate) const FLOAT: u8 = 0x04;
-    pub(crate) const DOUBLE: u8 = 0x05;
-    pub(crate) const NULL: u8 = 0x06;
-    pub(crate) const LONGLONG: u8 = 0x08;
-    pub(crate) const INT24: u8 = 0x09;
-    pub(crate) const YEAR: u8 = 0x0d;
-    pub(crate) const BLOB: u8 = 0xfc;
+pub mod kind {
+    pub const TINY: u8 = 0x01;
+    pub const SHORT: u8 = 0x02;
+    pub const LONG: u8 = 0x03;
+    pub const FLOAT: u8 = 0x04;
+    pub const DOUBLE: u8 = 0x05;
+    pub const NULL: u8 = 0x06;
+    pub const LONGLONG: u8 = 0x08;
+    pub const INT24: u8 = 0x09;
+    pub const YEAR: u8 = 0x0d;
+    pub const BLOB: u8 = 0xfc;
 }
 
 /// Reads a column definition (protocol 4.1).
-pub(crate) fn column(p: &[u8]) -> Result<Column, MyError> {
+pub fn column(p: &[u8]) -> Result<Column, MyError> {
     let mut c = Cur::new(p);
     for _ in 0..6 {
         c.lenenc_bytes()?;
@@ -300,7 +300,7 @@ pub(crate) fn column(p: &[u8]) -> Result<Column, MyError> {
 
 /// A value in a row.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     Null,
     Int(i64),
     UInt(u64),
@@ -309,7 +309,7 @@ pub(crate) enum Value {
 }
 
 /// Reads a row of the binary protocol.
-pub(crate) fn binary_row(p: &[u8], columns: &[Column]) -> Result<Vec<Value>, MyError> {
+pub fn binary_row(p: &[u8], columns: &[Column]) -> Result<Vec<Value>, MyError> {
     let mut c = Cur::new(p);
     if c.u8()? != 0 {
         return Err(protocol("a binary row without its 0 header"));
@@ -351,7 +351,7 @@ pub(crate) fn binary_row(p: &[u8], columns: &[Column]) -> Result<Vec<Value>, MyE
 }
 
 /// Reads a row of the text protocol: every value a string or NULL.
-pub(crate) fn text_row(p: &[u8], columns: usize) -> Result<Vec<Value>, MyError> {
+pub fn text_row(p: &[u8], columns: usize) -> Result<Vec<Value>, MyError> {
     let mut c = Cur::new(p);
     let mut row = Vec::with_capacity(columns);
     for _ in 0..columns {
