@@ -25,11 +25,12 @@ start_mariadb() {
   mkdir -p "$mywork/data"
   if [ "$(id -u)" = 0 ]; then chown -R mysql: "$mywork"; fi
   mariadb-install-db --datadir="$mywork/data" --auth-root-authentication-method=normal \
-    --skip-test-db "${as_my[@]}" >/dev/null
-  "$mybin" --no-defaults --datadir="$mywork/data" --socket="$mywork/sock" --port="$MYPORT" \
+    --skip-test-db "${as_my[@]}" >"$mywork/install.log" 2>&1 || { cat "$mywork/install.log" >&2; exit 1; }
+  # In a subshell of its own: not a job of this shell (stopped by its pid file).
+  ("$mybin" --no-defaults --datadir="$mywork/data" --socket="$mywork/sock" --port="$MYPORT" \
     --pid-file="$mywork/pid" --log-error="$mywork/log" --bind-address=127.0.0.1 \
     --max-connections=600 --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
-    "${as_my[@]}" "$@" 2>/dev/null &
+    "${as_my[@]}" "$@" 2>/dev/null &)
   for _ in $(seq 1 600); do mysql_ -e "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "MariaDB did not start: $(cat "$mywork/log")" >&2
   exit 1

@@ -51,6 +51,26 @@ async fn create_with_class_data_timeout_and_info() {
     assert_eq!(code(c.info("zz").await.unwrap_err()), "NOSESSION");
 }
 
+/// A class is listed by like an id, so it is bounded like one
+/// (`max_id_len`, 256 by default), by CREATE and UNIQ alike.
+#[tokio::test]
+async fn a_class_longer_than_an_id_may_be_is_refused() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let class = vec![b'c'; 257];
+    let opts = || CreateOptions {
+        class: Some(&class),
+        ..CreateOptions::default()
+    };
+    assert_eq!(code(c.create("a", opts()).await.unwrap_err()), "LIMIT");
+    assert_eq!(code(c.uniq(opts()).await.unwrap_err()), "LIMIT");
+    let fits = CreateOptions {
+        class: Some(&class[..256]),
+        ..CreateOptions::default()
+    };
+    c.create("a", fits).await.unwrap();
+}
+
 #[tokio::test]
 async fn uniq_returns_fresh_urlsafe_ids() {
     let s = TestServer::start().await;

@@ -22,6 +22,7 @@ impl Engine {
         now: u64,
     ) -> Result<Reply, Error> {
         self.check_id(&id)?;
+        self.check_class(class.as_deref())?;
         let timeout = self.timeout_or_default(timeout_ms)?;
         let mut shard = self.store.lock(&id);
         if shard.live(&id, now).is_some() {
@@ -68,6 +69,7 @@ impl Engine {
                 limit: self.config.max_id_len as u64,
             });
         }
+        self.check_class(class.as_deref())?;
         let timeout = self.timeout_or_default(timeout_ms)?;
         self.may_create(Chosen::ByServer)?;
         self.room_for_bytes(data.as_ref().map_or(0, |d| d.len()))?;

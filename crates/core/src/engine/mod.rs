@@ -649,6 +649,19 @@ impl Engine {
         Ok(())
     }
 
+    /// A class is listed by like an id, so it is bounded like one
+    /// (`max_id_len`).
+    fn check_class(&self, class: Option<&[u8]>) -> Result<(), Error> {
+        match class {
+            Some(c) if c.len() > self.config.max_id_len => Err(Error::LimitExceeded {
+                what: "the class length",
+                got: c.len() as u64,
+                limit: self.config.max_id_len as u64,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a new session past `max_sessions`, or one whose id a client
     /// chose under `strict_ids`.
     fn may_create(&self, chosen: Chosen) -> Result<(), Error> {

@@ -241,7 +241,8 @@ impl ClusterTenant {
             Command::KeyScan { cursor, count } => self.key_scan(cursor, page(count)).await,
             Command::Find { name, value } => {
                 let key = row::value_key(&value);
-                let filter = self.filter_for(&name, Some(&key));
+                let name_key = row::name_key(&name);
+                let filter = self.filter_for(&name, &name_key, Some(&key));
                 let ids = self
                     .walk_all::<Full, _>(
                         filter,
@@ -262,7 +263,8 @@ impl ClusterTenant {
             } => {
                 let after = parse_cursor(&cursor)?;
                 let key = row::value_key(&value);
-                let filter = self.filter_for(&name, Some(&key));
+                let name_key = row::name_key(&name);
+                let filter = self.filter_for(&name, &name_key, Some(&key));
                 let (rows, next) = self.walk_page::<Full>(filter, &after, page(count)).await?;
                 let ids = rows
                     .into_iter()
@@ -275,7 +277,8 @@ impl ClusterTenant {
                 })
             }
             Command::ListVar { name } => {
-                let filter = self.filter_for(&name, None);
+                let name_key = row::name_key(&name);
+                let filter = self.filter_for(&name, &name_key, None);
                 let pairs = self
                     .walk_all::<Full, _>(filter, "SESSION.LISTVAR name CURSOR c [COUNT n]", |f| {
                         let v = f.session.var(&name).filter(|_| f.live)?;
@@ -290,7 +293,8 @@ impl ClusterTenant {
                 count,
             } => {
                 let after = parse_cursor(&cursor)?;
-                let filter = self.filter_for(&name, None);
+                let name_key = row::name_key(&name);
+                let filter = self.filter_for(&name, &name_key, None);
                 let (rows, next) = self.walk_page::<Full>(filter, &after, page(count)).await?;
                 let pairs = rows
                     .into_iter()
@@ -316,13 +320,13 @@ impl ClusterTenant {
     /// when it covers the name (an explicit variable is always indexed; a
     /// field of the data only if `index_fields` names it), else by reading
     /// every session.
-    fn filter_for<'a>(&self, name: &'a [u8], key: Option<&'a [u8]>) -> Filter<'a> {
+    fn filter_for<'a>(&self, name: &[u8], name_key: &'a [u8], key: Option<&'a [u8]>) -> Filter<'a> {
         if !self.indexed.wants(name) {
             return Filter::All;
         }
         match key {
-            Some(k) => Filter::Valued(name, k),
-            None => Filter::Named(name),
+            Some(k) => Filter::Valued(name_key, k),
+            None => Filter::Named(name_key),
         }
     }
 

@@ -38,7 +38,7 @@ use sessiond_mysql::Client;
 use sessiond_mysql::{MyError, Value};
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&[&str]] = &[V1];
+const MIGRATIONS: &[&[&str]] = &[V1, V2];
 
 /// The schema version this binary writes.
 pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -56,7 +56,8 @@ pub(crate) enum MySchemaError {
     Db(#[from] MyError),
 }
 
-/// Version 1: everything PostgreSQL's versions 1–5 built.
+/// Version 1: everything PostgreSQL's versions 1–5 built but the reaper
+/// (`sessiond_reap`), which version 2 makes.
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sessiond_meta (
         singleton TINYINT NOT NULL PRIMARY KEY,
@@ -480,12 +481,24 @@ const V1: &[&str] = &[
         END IF;
         SELECT n;
     END",
+];
+
+/// Version 2: the reapers of several nodes take turns (`sessiond_reaping`).
+const V2: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS sessiond_reaping (
+        singleton TINYINT NOT NULL PRIMARY KEY
+    ) ENGINE = InnoDB",
+    "INSERT IGNORE INTO sessiond_reaping (singleton) VALUES (1)",
     // Up to p_limit expired sessions whose lock is not held, removed: each
     // taken with SKIP LOCKED (a row a request holds waits for the next
     // round) and deleted by its key, with its idle lock row, committed 50
     // at a time — every delete moves a tenant's figures (sessiond_usage),
     // and a long transaction would keep writers of new sessions waiting on
-    // them. One row: how many went.
+    // them. One node reaps at a time: each batch first takes the turn row
+    // (SKIP LOCKED: a node that finds it taken leaves the round to the
+    // other) — two reapers' batches, each holding the figure rows of the
+    // sessions it deleted, were seen to deadlock under load. One row: how
+    // many went.
     "DROP PROCEDURE IF EXISTS sessiond_reap",
     "CREATE PROCEDURE sessiond_reap(p_now BIGINT, p_limit INT)
     BEGIN
@@ -498,6 +511,7 @@ const V1: &[&str] = &[
         DECLARE t VARBINARY(255);
         DECLARE i VARBINARY(1024);
         DECLARE got INT;
+        DECLARE turn INT;
         -- The earliest to expire, taken in the order of their figure rows
         -- (as every write of several sessions takes them), so that two
         -- transactions never wait on each other's figures.
@@ -516,6 +530,14 @@ const V1: &[&str] = &[
         chunks: LOOP
             SET fetched = 0, gone = 0, done = 0;
             START TRANSACTION;
+            SET turn = 0;
+            SELECT 1 INTO turn FROM sessiond_reaping WHERE singleton = 1
+                FOR UPDATE SKIP LOCKED;
+            SET done = 0;
+            IF turn = 0 THEN
+                COMMIT;
+                LEAVE chunks;
+            END IF;
             OPEN c;
             each_row: LOOP
                 FETCH c INTO t, i;

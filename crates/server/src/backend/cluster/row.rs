@@ -133,6 +133,25 @@ pub(crate) fn value_key(value: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Longest variable name `sessiond_var` keeps as it is (B-tree keys are
+/// bounded: MySQL's column is `VARBINARY(1024)`, PostgreSQL's index entries
+/// some 2.7 kB).
+pub(crate) const MAX_NAME_KEY: usize = 1024;
+
+/// The key a variable's name is found by in `sessiond_var`: the name
+/// itself up to [`MAX_NAME_KEY`] bytes, else a 0xff byte and its hash. A
+/// short name that equals some long name's key only makes FIND read one
+/// session more: every hit is checked against the session itself.
+pub(crate) fn name_key(name: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if name.len() <= MAX_NAME_KEY {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut k = Vec::with_capacity(33);
+    k.push(0xff);
+    k.extend_from_slice(&Blake2b256::digest(name));
+    std::borrow::Cow::Owned(k)
+}
+
 /// The index rows of a session: its variables (`v`), and the fields of its
 /// data the operator indexes (`f`) that no variable shadows.
 pub(crate) struct IndexRows {
@@ -168,14 +187,14 @@ pub(crate) fn index_rows(session: &Session, indexed: &IndexFields) -> IndexRows 
     let vars = session.vars();
     for (name, value) in vars {
         rows.kinds.push(b'v' as i8);
-        rows.names.push(name.to_vec());
+        rows.names.push(name_key(name).into_owned());
         rows.keys.push(value_key(value));
     }
     if !matches!(indexed, IndexFields::Only(n) if n.is_empty()) {
         for (name, value) in session.fields() {
             if indexed.wants(&name) && !vars.contains_key(&name) {
                 rows.kinds.push(b'f' as i8);
-                rows.names.push(name.to_vec());
+                rows.names.push(name_key(&name).into_owned());
                 rows.keys.push(value_key(&value));
             }
         }
