@@ -129,6 +129,11 @@ struct ServeArgs {
     /// This node's name in the cluster (default: host name and RESP port).
     #[arg(long, env = "SESSIOND_NODE_NAME")]
     node_name: Option<String>,
+    /// storage mysql: where other nodes send this node's lock wake-ups
+    /// (UDP ip:port; 0.0.0.0 = the address it reaches the database from,
+    /// port 0 = any).
+    #[arg(long, env = "SESSIOND_WAKE_ADDR")]
+    wake_addr: Option<String>,
     /// When a write is on disk: always, everysec, no.
     #[arg(long, env = "SESSIOND_FSYNC", value_parser = clap::value_parser!(Fsync))]
     fsync: Option<Fsync>,
@@ -199,6 +204,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.node_name {
             c.node_name = v.clone();
+        }
+        if let Some(v) = &self.wake_addr {
+            c.wake_addr = v.clone();
         }
         if let Some(v) = self.fsync {
             c.fsync = v;

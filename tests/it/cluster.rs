@@ -14,7 +14,6 @@ use sessiond_core::ManualClock;
 use sessiond_server::{Config, Server};
 
 use crate::common::db::Kind;
-use crate::common::postgres;
 use crate::common::{bulk, call, TestServer};
 use crate::on_each_db;
 
@@ -336,13 +335,13 @@ fn metric(text: &str, series: &str) -> f64 {
         .sum()
 }
 
+on_each_db! {
+/// The node's link to the database over TLS, the database checked against
+/// `database_ca_file`; asked for TLS without it, a node refuses to start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_database_link_speaks_tls_when_asked_to() {
+async fn the_database_link_speaks_tls_when_asked_to(kind: Kind) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    // TLS on PostgreSQL's link (MariaDB's is the same client code path of
-    // rustls, not tested here).
-    let kind = Kind::Postgres;
-    let Some(pg) = postgres::Postgres::start() else {
+    let Some(owned) = kind.start() else {
         return;
     };
     // A CA, and a certificate it signs for the address in the URL.
@@ -356,12 +355,27 @@ async fn the_database_link_speaks_tls_when_asked_to() {
         .expect("params")
         .signed_by(&leaf_key, &issuer)
         .expect("leaf");
-    pg.enable_tls(&leaf.pem(), &leaf_key.serialize_pem());
-    let dir = crate::common::TempDir::new("pg-tls");
+    let dir = crate::common::TempDir::new("db-tls");
     let ca_file = dir.0.join("ca.pem");
     std::fs::write(&ca_file, ca_cert.pem()).expect("ca file");
-
-    let url = format!("{}?sslmode=require", pg.database());
+    let url = match &owned {
+        crate::common::db::OwnedDb::Pg(pg) => {
+            pg.enable_tls(&leaf.pem(), &leaf_key.serialize_pem());
+            format!("{}?sslmode=require", pg.database())
+        }
+        crate::common::db::OwnedDb::My(my) => {
+            my.enable_tls(&leaf.pem(), &leaf_key.serialize_pem());
+            // A user who may only log in over TLS, with a password (sent
+            // hashed by mysql_native_password).
+            let base = my.database();
+            let db = crate::common::db::db_name(&base).to_string();
+            my.sql(&format!(
+                "CREATE USER 'tls'@'%' IDENTIFIED BY 'secret' REQUIRE SSL; \
+                 GRANT ALL ON {db}.* TO 'tls'@'%'"
+            ));
+            format!("mysql://tls:secret@127.0.0.1:{}/{db}?ssl-mode=REQUIRED", my.port)
+        }
+    };
     let config = Config {
         database_ca_file: ca_file.clone(),
         ..on(kind, &url)
@@ -373,15 +387,18 @@ async fn the_database_link_speaks_tls_when_asked_to() {
         V::Simple("OK".into())
     );
     assert_eq!(call(&mut c, &["GET", "k"]).await, bulk("over tls"));
-    assert_ne!(
-        pg.sql(
+    let tls_links = match &owned {
+        crate::common::db::OwnedDb::Pg(pg) => pg.sql(
             "postgres",
             "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
-             WHERE ssl AND application_name LIKE 'sessiond %'"
+             WHERE ssl AND application_name LIKE 'sessiond %'",
         ),
-        "0",
-        "the node's connections use TLS"
-    );
+        crate::common::db::OwnedDb::My(my) => my.sql(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'SSL_ACCEPTS'",
+        ),
+    };
+    assert_ne!(tls_links, "0", "the node's connections use TLS");
     // Asked for TLS without the authorities to check the database by: a
     // clear refusal at start, not a plain-text fallback.
     let refused = Server::start(on(kind, &url)).await.err().expect("refused");
@@ -389,6 +406,7 @@ async fn the_database_link_speaks_tls_when_asked_to() {
         refused.to_string().contains("database_ca_file"),
         "{refused}"
     );
+}
 }
 
 on_each_db! {
@@ -1472,4 +1490,68 @@ async fn long_variable_names_are_found_and_long_classes_refused(kind: Kind) {
     );
     assert_eq!(call(&mut ca, &["SESSION.COUNT", "CLASS", &class]).await, V::Int(1));
 }
+}
+
+/// `wake_addr`: a node told where other nodes reach it (a fixed port, an
+/// address of its choosing — behind NAT, in a container) listens on that
+/// port and registers that address, and wake-ups reach it there; a value
+/// that is not an `ip:port` is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_node_listens_for_wake_ups_where_wake_addr_says() {
+    let kind = Kind::MySql;
+    let Some(my) = kind.shared() else { return };
+    let url = my.database();
+    let port = crate::common::process::free_port();
+    let wake = format!("127.0.0.1:{port}");
+    let a = TestServer::start_with(on(kind, &url)).await;
+    let b = TestServer::start_with(Config {
+        node_name: "fixed".into(),
+        wake_addr: wake.clone(),
+        ..on(kind, &url)
+    })
+    .await;
+    assert_eq!(
+        my.sql(
+            &url,
+            "SELECT wake_addr FROM sessiond_node WHERE node = 'fixed'"
+        ),
+        wake
+    );
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
+        "the node listens on {wake}"
+    );
+    // A lock held on A, released while B's client waits: B hears it at once.
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    assert_eq!(
+        call(&mut ca, &["SESSION.CREATE", "w"]).await,
+        V::Simple("OK".into())
+    );
+    let V::Int(ka) = call(&mut ca, &["SESSION.LOCK", "w"]).await else {
+        panic!("no key")
+    };
+    let waiter =
+        tokio::spawn(async move { call(&mut cb, &["SESSION.LOCK", "w", "WAIT", "20000"]).await });
+    let mut probe = a.client().await;
+    while !format!("{:?}", call(&mut probe, &["SESSION.INFO", "w"]).await)
+        .contains("lock_waiters\"), Int(1)")
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let released = std::time::Instant::now();
+    call(&mut ca, &["SESSION.UNLOCK", "w", &ka.to_string()]).await;
+    assert!(matches!(waiter.await.expect("waiter"), V::Int(_)));
+    assert!(
+        released.elapsed() < std::time::Duration::from_millis(900),
+        "woken {:?} after the release, not by the wake-up",
+        released.elapsed()
+    );
+    let refused = Server::start(Config {
+        wake_addr: "db-host:7390".into(),
+        ..on(kind, &url)
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(refused.to_string().contains("wake_addr"), "{refused}");
 }

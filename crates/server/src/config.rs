@@ -248,6 +248,12 @@ pub struct Config {
     /// This node's name in the cluster (its heartbeat row, its locks).
     /// Empty: the host name and the RESP port.
     pub node_name: String,
+    /// `storage = "mysql"`: where other nodes send this node's lock
+    /// wake-ups (UDP), `ip:port`. The node listens on that port on every
+    /// interface and registers the address; an unspecified ip (`0.0.0.0`)
+    /// means the address this node reaches the database from, port 0 one
+    /// the system picks. Empty: both (`0.0.0.0:0`).
+    pub wake_addr: String,
     /// How often a node renews its heartbeat, ms; a node silent for three
     /// of these is dead and its locks are free.
     pub heartbeat_ms: u64,
@@ -335,6 +341,7 @@ impl Default for Config {
             database_timeout_ms: 5_000,
             database_migrate: true,
             node_name: String::new(),
+            wake_addr: String::new(),
             heartbeat_ms: 1_000,
             fsync: Fsync::Everysec,
             compact_min_bytes: 64 * 1024 * 1024,
@@ -460,6 +467,12 @@ impl Config {
                     "database_url: storage = \"mysql\" takes a mysql:// (or mariadb://) URL".into(),
                 );
             }
+            if self.wake_address().is_none() {
+                return bad(format!(
+                    "wake_addr = {:?} is not an ip:port (such as 10.0.0.5:7390, or 0.0.0.0:7390 for the address this node reaches the database from)",
+                    self.wake_addr
+                ));
+            }
             if self.limits.max_id_len > MYSQL_MAX_ID_LEN {
                 return bad(format!(
                     "max_id_len = {} is above the {MYSQL_MAX_ID_LEN} bytes an id may have on MySQL (its index keys are bounded)",
@@ -580,6 +593,14 @@ impl Config {
             }
         }
         names
+    }
+
+    /// `wake_addr` read (None: not an `ip:port`); empty is `0.0.0.0:0`.
+    pub fn wake_address(&self) -> Option<std::net::SocketAddr> {
+        if self.wake_addr.is_empty() {
+            return Some(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
+        self.wake_addr.parse().ok()
     }
 
     /// The node's name in the cluster: `node_name`, else the host name and

@@ -18,6 +18,8 @@ pub struct MariaDb {
     pub port: u16,
     as_mysql: bool,
     child: Mutex<Option<Child>>,
+    /// Settings added to the server's command line ([`MariaDb::enable_tls`]).
+    extra: Mutex<Vec<String>>,
 }
 
 /// Where MariaDB's programs are, if installed.
@@ -87,6 +89,7 @@ impl MariaDb {
             port: free_port(),
             as_mysql,
             child: Mutex::new(None),
+            extra: Mutex::new(Vec::new()),
         };
         let mut install = Command::new(which("mariadb-install-db").expect("installed"));
         install
@@ -138,6 +141,7 @@ impl MariaDb {
         if self.as_mysql {
             cmd.arg("--user=mysql");
         }
+        cmd.args(self.extra.lock().expect("extra").iter());
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -156,6 +160,29 @@ impl MariaDb {
             "MariaDB did not start: {}",
             std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
         );
+    }
+
+    /// Restarts the server with TLS on, serving this certificate.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let mut extra = Vec::new();
+        for (file, text, flag) in [
+            ("server.crt", cert_pem, "--ssl-cert"),
+            ("server.key", key_pem, "--ssl-key"),
+        ] {
+            let path = self.dir.join(file);
+            std::fs::write(&path, text).expect("write a TLS file");
+            if self.as_mysql {
+                let ok = Command::new("chown")
+                    .args(["mysql:", &path.display().to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "chown {file}");
+            }
+            extra.push(format!("{flag}={}", path.display()));
+        }
+        *self.extra.lock().expect("extra") = extra;
+        self.kill();
+        self.start_again();
     }
 
     /// Kills the server at once, as a crash would (`kill -9`: the next

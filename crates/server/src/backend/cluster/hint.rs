@@ -38,16 +38,25 @@ pub(crate) struct Hints {
 }
 
 impl Hints {
-    /// Binds a socket on every interface, on a port of the system's
-    /// choice; the address other nodes reach it at is `ip` (the one this
-    /// node reaches the database from) with that port.
-    pub(crate) async fn bind(ip: std::net::IpAddr, key: Vec<u8>) -> std::io::Result<Self> {
-        let any: SocketAddr = if ip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    /// Binds a socket on every interface, on `port` (0: one of the
+    /// system's choice); the address other nodes reach it at is `ip` with
+    /// that port.
+    pub(crate) async fn bind(
+        ip: std::net::IpAddr,
+        port: u16,
+        key: Vec<u8>,
+    ) -> std::io::Result<Self> {
+        let any = SocketAddr::new(
+            if ip.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            },
+            port,
+        );
         let socket = UdpSocket::bind(any).await?;
         let port = socket.local_addr()?.port();
-        let sender = std::net::UdpSocket::bind(any)?;
+        let sender = std::net::UdpSocket::bind(SocketAddr::new(any.ip(), 0))?;
         sender.set_nonblocking(true)?;
         Ok(Self {
             socket: Arc::new(socket),
@@ -142,9 +151,9 @@ mod tests {
     #[tokio::test]
     async fn a_wake_up_reaches_its_node_and_a_forged_one_does_not() {
         let ip = "127.0.0.1".parse().expect("ip");
-        let a = Hints::bind(ip, b"k".to_vec()).await.expect("bind");
-        let b = Hints::bind(ip, b"k".to_vec()).await.expect("bind");
-        let stranger = Hints::bind(ip, b"other".to_vec()).await.expect("bind");
+        let a = Hints::bind(ip, 0, b"k".to_vec()).await.expect("bind");
+        let b = Hints::bind(ip, 0, b"k".to_vec()).await.expect("bind");
+        let stranger = Hints::bind(ip, 0, b"other".to_vec()).await.expect("bind");
         let channel_b = super::super::wake::channel("b");
         for h in [&a, &stranger] {
             h.set_addrs(&[("b".into(), Some(b.advertised.to_string()))]);

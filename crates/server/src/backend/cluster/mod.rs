@@ -135,7 +135,7 @@ impl Cluster {
         };
         // MySQL: where other nodes send this node's wake-ups — the address
         // it reaches the database from.
-        let mut hint_ip = None;
+        let mut wake_at = None;
         match config.storage {
             crate::persist::Storage::MySql => {
                 let first = tokio::time::timeout(timeout, pool.connect_mysql())
@@ -155,13 +155,25 @@ impl Cluster {
                         .map_err(|e| db(e.to_string()))?;
                 }
                 my_schema::warn_durability(&first, config.fsync).await;
-                hint_ip = Some(
+                // Where other nodes send wake-ups: `wake_addr`, its
+                // unspecified ip the one this node reaches the database
+                // from (over a Unix socket, loopback).
+                let wake = config.wake_address().ok_or_else(|| {
+                    db(format!(
+                        "wake_addr = {:?} is not an ip:port",
+                        config.wake_addr
+                    ))
+                })?;
+                let ip = if wake.ip().is_unspecified() {
                     first
                         .local_addr()
                         .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| {
                             a.ip()
-                        }),
-                );
+                        })
+                } else {
+                    wake.ip()
+                };
+                wake_at = Some(std::net::SocketAddr::new(ip, wake.port()));
             }
             _ => {
                 let mut first = tokio::time::timeout(timeout, pool.connect())
@@ -220,11 +232,15 @@ impl Cluster {
                 "node_name '{node}' is taken by a node that is alive: give each node its own name (--node-name)"
             )));
         }
-        let hints = match (hint_ip, wake_key) {
-            (Some(ip), Some(key)) => {
-                let h = hint::Hints::bind(ip, key)
+        let hints = match (wake_at, wake_key) {
+            (Some(wake), Some(key)) => {
+                let h = hint::Hints::bind(wake.ip(), wake.port(), key)
                     .await
-                    .map_err(|e| db(format!("cannot open the wake-up socket: {e}")))?;
+                    .map_err(|e| {
+                        db(format!(
+                            "cannot open the wake-up socket on {wake} (wake_addr): {e}"
+                        ))
+                    })?;
                 let addr = h.advertised.to_string();
                 let addr = addr.as_str();
                 pool.run(|c| async move {
