@@ -308,6 +308,30 @@ pub enum Value {
     Bytes(Vec<u8>),
 }
 
+impl Value {
+    /// The value as an integer (None: NULL): an integer column, a double
+    /// (truncated), or text of digits, as the text protocol sends numbers
+    /// (a decimal's fraction dropped).
+    pub fn to_i64(&self) -> Result<Option<i64>, MyError> {
+        match self {
+            Value::Null => Ok(None),
+            Value::Int(n) => Ok(Some(*n)),
+            Value::UInt(n) => i64::try_from(*n)
+                .map(Some)
+                .map_err(|_| MyError::Protocol("a number above 2^63".into())),
+            Value::Double(d) => Ok(Some(*d as i64)),
+            Value::Bytes(b) => std::str::from_utf8(b)
+                .ok()
+                .map(|s| s.split('.').next().unwrap_or(s))
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    MyError::Protocol("a number the database sent as text is not one".into())
+                }),
+        }
+    }
+}
+
 /// Reads a row of the binary protocol.
 pub fn binary_row(p: &[u8], columns: &[Column]) -> Result<Vec<Value>, MyError> {
     let mut c = Cur::new(p);

@@ -157,6 +157,14 @@ pub(crate) enum Q<'a> {
     Sql { pg: &'a str, my: &'a str },
 }
 
+impl<'a> Q<'a> {
+    /// SQL both databases take as it is (`$n` placeholders become `?` on
+    /// MySQL).
+    pub(crate) fn both(sql: &'a str) -> Self {
+        Q::Sql { pg: sql, my: sql }
+    }
+}
+
 /// A row as read, whatever the database.
 pub(crate) enum DbRow {
     Pg(tokio_postgres::Row),
@@ -245,20 +253,7 @@ impl DbRow {
 /// A MySQL value as a whole number: integers as they are, and the decimal
 /// text of `SUM()` and of the text protocol.
 fn my_int(v: &Value) -> Result<Option<i64>, DbError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Int(n) => Ok(Some(*n)),
-        Value::UInt(n) => i64::try_from(*n)
-            .map(Some)
-            .map_err(|_| DbError::Failed("a number above 2^63".into())),
-        Value::Double(d) => Ok(Some(*d as i64)),
-        Value::Bytes(b) => std::str::from_utf8(b)
-            .ok()
-            .map(|s| s.split('.').next().unwrap_or(s))
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(Some)
-            .ok_or_else(|| DbError::Failed("a number the database sent as text is not one".into())),
-    }
+    v.to_i64().map_err(|e| DbError::Failed(e.to_string()))
 }
 
 /// The driver side of a connection.

@@ -319,14 +319,14 @@ impl ClusterTenant {
         let sessions = self
             .cluster
             .pool
-            .run(|c| async move {
-                let sql =
-                    "SELECT count(*) FROM sessiond_session WHERE tenant = $1 AND expires_ms >= $2";
-                c.one(Q::Sql { pg: sql, my: sql }, &[P::Text(tenant), P::I64(now)])
-                    .await?
-                    .i64(0)
-            })
+            .one(
+                Q::both(
+                    "SELECT count(*) FROM sessiond_session WHERE tenant = $1 AND expires_ms >= $2",
+                ),
+                &[P::Text(tenant), P::I64(now)],
+            )
             .await
+            .and_then(|r| r.i64(0))
             .map_err(DbError::into_error)?;
         let nodes = self.cluster.nodes();
         let alive: Vec<&str> = nodes
@@ -525,10 +525,7 @@ impl ClusterTenant {
         let rows = self
             .cluster
             .pool
-            .run(|c| async move {
-                c.query(Q::St(St::Load), &[P::Text(tenant), P::Refs(keys)])
-                    .await
-            })
+            .query(Q::St(St::Load), &[P::Text(tenant), P::Refs(keys)])
             .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in &rows {
@@ -600,11 +597,8 @@ impl ClusterTenant {
             let (id, to) = (w.id.as_bytes(), to.as_bytes());
             let sql = "UPDATE sessiond_lock SET moved_to = CASE WHEN id = $2 THEN $3 END \
                        WHERE tenant = $1 AND id IN ($2, $3)";
-            c.execute(
-                Q::Sql { pg: sql, my: sql },
-                &[P::Text(tenant), P::Bytes(id), P::Bytes(to)],
-            )
-            .await?;
+            c.execute(Q::both(sql), &[P::Text(tenant), P::Bytes(id), P::Bytes(to)])
+                .await?;
         }
         Ok(())
     }

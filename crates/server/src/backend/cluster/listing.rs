@@ -350,7 +350,7 @@ impl ClusterTenant {
                 if let Some(class) = class {
                     args.push(P::Bytes(class));
                 }
-                c.one(Q::Sql { pg: sql, my: sql }, &args).await?.i64(0)
+                c.one(Q::both(sql), &args).await?.i64(0)
             })
             .await
             .map_err(DbError::into_error)?;
@@ -554,7 +554,7 @@ impl ClusterTenant {
                 .run(|c| async move {
                     let sql = "SELECT id FROM sessiond_session WHERE tenant = $1 ORDER BY id LIMIT $2";
                     let ids: Vec<Vec<u8>> = c
-                        .query(Q::Sql { pg: sql, my: sql }, &[P::Text(tenant), P::I64(limit)])
+                        .query(Q::both(sql), &[P::Text(tenant), P::I64(limit)])
                         .await?
                         .iter()
                         .map(|r| r.bytes(0))

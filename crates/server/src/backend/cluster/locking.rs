@@ -919,10 +919,7 @@ impl ClusterTenant {
         let r = self
             .cluster
             .pool
-            .run(|c| async move {
-                c.one(Q::St(St::LoadWithLock), &[P::Text(tenant), P::Bytes(key)])
-                    .await
-            })
+            .one(Q::St(St::LoadWithLock), &[P::Text(tenant), P::Bytes(key)])
             .await?;
         let rows = decode_rows(&r, 0)?;
         Ok((rows.loaded(), rows.lock))
@@ -940,10 +937,7 @@ impl ClusterTenant {
         let rows = self
             .cluster
             .pool
-            .run(|c| async move {
-                c.query(Q::St(St::LoadLocks), &[P::Text(tenant), P::Refs(keys)])
-                    .await
-            })
+            .query(Q::St(St::LoadLocks), &[P::Text(tenant), P::Refs(keys)])
             .await?;
         let mut out: HashMap<SessionId, LockRow> = ids
             .iter()

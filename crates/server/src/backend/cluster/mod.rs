@@ -243,15 +243,12 @@ impl Cluster {
                     })?;
                 let addr = h.advertised.to_string();
                 let addr = addr.as_str();
-                pool.run(|c| async move {
-                    let sql =
-                        "UPDATE sessiond_node SET wake_addr = $3 WHERE node = $1 AND instance = $2";
-                    c.execute(
-                        Q::Sql { pg: sql, my: sql },
-                        &[P::Text(name), P::I64(instance), P::Text(addr)],
-                    )
-                    .await
-                })
+                pool.execute(
+                    Q::both(
+                        "UPDATE sessiond_node SET wake_addr = $3 WHERE node = $1 AND instance = $2",
+                    ),
+                    &[P::Text(name), P::I64(instance), P::Text(addr)],
+                )
                 .await
                 .map_err(|e| db(format!("{e:?}")))?;
                 Some(h)
@@ -419,10 +416,7 @@ impl Cluster {
         let Some(h) = &self.hints else { return Ok(()) };
         let rows = self
             .pool
-            .run(|c| async move {
-                let sql = "SELECT node, wake_addr FROM sessiond_node";
-                c.query(Q::Sql { pg: sql, my: sql }, &[]).await
-            })
+            .query(Q::both("SELECT node, wake_addr FROM sessiond_node"), &[])
             .await?;
         let mut addrs = Vec::with_capacity(rows.len());
         for r in rows {
@@ -482,15 +476,12 @@ impl Cluster {
         let (node, instance) = (self.node.as_str(), self.instance);
         let gone = self
             .pool
-            .run(|c| async move {
-                let sql =
-                    "UPDATE sessiond_node SET alive_until_ms = 0 WHERE node = $1 AND instance = $2";
-                c.execute(
-                    Q::Sql { pg: sql, my: sql },
-                    &[P::Text(node), P::I64(instance)],
-                )
-                .await
-            })
+            .execute(
+                Q::both(
+                    "UPDATE sessiond_node SET alive_until_ms = 0 WHERE node = $1 AND instance = $2",
+                ),
+                &[P::Text(node), P::I64(instance)],
+            )
             .await;
         if let Err(e) = gone {
             tracing::warn!(error = ?e, "could not tell the cluster this node stopped");
@@ -502,30 +493,25 @@ impl Cluster {
         let alive = started.saturating_add(3 * self.heartbeat_ms as i64);
         let n = self
             .pool
-            .run(|c| async move {
-                let sql = "UPDATE sessiond_node SET alive_until_ms = $3 WHERE node = $1 AND instance = $2";
-                c.execute(
-                    Q::Sql { pg: sql, my: sql },
-                    &[P::Text(&self.node), P::I64(self.instance), P::I64(alive)],
-                )
-                .await
-            })
+            .execute(
+                Q::both(
+                    "UPDATE sessiond_node SET alive_until_ms = $3 WHERE node = $1 AND instance = $2",
+                ),
+                &[P::Text(&self.node), P::I64(self.instance), P::I64(alive)],
+            )
             .await?;
         if n == 0 {
             tracing::error!(node = %self.node, "this node's heartbeat row belongs to another instance now: another node took its name");
         }
         let rows = self
             .pool
-            .run(|c| async move {
-                c.query(
-                    Q::Sql {
-                        pg: "SELECT node, instance, alive_until_ms, NULL::bytea FROM sessiond_node",
-                        my: "SELECT node, instance, alive_until_ms, wake_addr FROM sessiond_node",
-                    },
-                    &[],
-                )
-                .await
-            })
+            .query(
+                Q::Sql {
+                    pg: "SELECT node, instance, alive_until_ms, NULL::bytea FROM sessiond_node",
+                    my: "SELECT node, instance, alive_until_ms, wake_addr FROM sessiond_node",
+                },
+                &[],
+            )
             .await?;
         let mut nodes = HashMap::with_capacity(rows.len());
         let mut addrs = Vec::new();

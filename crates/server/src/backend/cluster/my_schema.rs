@@ -35,7 +35,7 @@
 use super::schema::Migrated;
 use crate::persist::Fsync;
 use sessiond_mysql::Client;
-use sessiond_mysql::{MyError, Value};
+use sessiond_mysql::MyError;
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`.
 const MIGRATIONS: &[&[&str]] = &[V1, V2];
@@ -588,21 +588,13 @@ async fn current(client: &Client) -> Result<i32, MyError> {
 
 /// The first column of the first row, as a number.
 fn first_int(sets: &[sessiond_mysql::ResultSet]) -> Result<i64, MyError> {
-    let v = sets
-        .iter()
+    sets.iter()
         .flat_map(|s| s.rows.first())
         .next()
         .and_then(|r| r.first())
-        .ok_or_else(|| MyError::Protocol("no row where one was due".into()))?;
-    match v {
-        Value::Int(n) => Ok(*n),
-        Value::UInt(n) => Ok(i64::try_from(*n).unwrap_or(i64::MAX)),
-        Value::Bytes(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| MyError::Protocol("not a number".into())),
-        _ => Ok(0),
-    }
+        .ok_or_else(|| MyError::Protocol("no row where one was due".into()))?
+        .to_i64()
+        .map(|n| n.unwrap_or(0))
 }
 
 /// A string as an SQL literal of its bytes.

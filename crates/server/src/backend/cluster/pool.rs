@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio_postgres::NoTls;
 
 pub(crate) use super::db::DbError;
-use super::db::{Conn, Link};
+use super::db::{Conn, DbRow, Link, P, Q};
 use super::statements::Statements;
 use super::tls::Rustls;
 use crate::metrics::Histogram;
@@ -331,6 +331,22 @@ impl Pool {
             c.abandoned.store(true, Ordering::Relaxed);
         }
         outcome
+    }
+
+    /// One query on a connection of the pool ([`Pool::run`]): its rows.
+    pub(crate) async fn query(&self, q: Q<'_>, params: &[P<'_>]) -> Result<Vec<DbRow>, DbError> {
+        self.run(|c| async move { c.query(q, params).await }).await
+    }
+
+    /// One query that answers one row.
+    pub(crate) async fn one(&self, q: Q<'_>, params: &[P<'_>]) -> Result<DbRow, DbError> {
+        self.run(|c| async move { c.one(q, params).await }).await
+    }
+
+    /// One statement: the rows it changed.
+    pub(crate) async fn execute(&self, q: Q<'_>, params: &[P<'_>]) -> Result<u64, DbError> {
+        self.run(|c| async move { c.execute(q, params).await })
+            .await
     }
 
     /// Opens a connection whose notifications (`LISTEN`) arrive on the

@@ -142,7 +142,7 @@ impl ClusterTenant {
                 let sql = "SELECT moved_to FROM sessiond_lock WHERE tenant = $1 AND id = $2";
                 let rows = c
                     .query(
-                        super::db::Q::Sql { pg: sql, my: sql },
+                        super::db::Q::both(sql),
                         &[super::db::P::Text(tenant), super::db::P::Bytes(key)],
                     )
                     .await?;
