@@ -134,6 +134,10 @@ struct ServeArgs {
     /// port 0 = any).
     #[arg(long, env = "SESSIOND_WAKE_ADDR")]
     wake_addr: Option<String>,
+    /// Where the Lua plugins (*.lua) are, loaded at start and on SIGHUP or
+    /// `sessiond ctl reload`.
+    #[arg(long, env = "SESSIOND_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
     /// When a write is on disk: always, everysec, no.
     #[arg(long, env = "SESSIOND_FSYNC", value_parser = clap::value_parser!(Fsync))]
     fsync: Option<Fsync>,
@@ -207,6 +211,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.wake_addr {
             c.wake_addr = v.clone();
+        }
+        if let Some(v) = &self.plugins_dir {
+            c.plugins_dir = v.clone();
         }
         if let Some(v) = self.fsync {
             c.fsync = v;

@@ -16,7 +16,8 @@
  * sessions having the variable: sessions sharing a value appear once per
  * value (msession_find() lists them all).
  * msession_uniq() never makes an id shorter than 22 characters (128 bits).
- * msession_plugin() has no plugins to call: it warns and returns false.
+ * msession_plugin($session, $val, $param) calls the plugin function named
+ * $val with $param (docs/plugins.md).
  */
 
 declare(strict_types=1);
@@ -157,11 +158,16 @@ if (!function_exists('msession_connect')) {
         return MSessionConnection::run(__FUNCTION__, fn ($c) => $c->lock((string) $name, 'write', 30_000));
     }
 
-    /** The msession personality plugins do not exist in sessiond. */
+    /**
+     * Call the plugin function named `val` on the session with `param`
+     * (docs/plugins.md): what it returns, numbers as strings.
+     */
     function msession_plugin($session, $val, $param = '')
     {
-        trigger_error('msession_plugin(): sessiond has no plugins', E_USER_WARNING);
-        return false;
+        return MSessionConnection::run(__FUNCTION__, function ($c) use ($session, $val, $param) {
+            $r = $c->plugin((string) $session, (string) $val, (string) $param);
+            return is_int($r) ? (string) $r : $r;
+        });
     }
 
     /** A random string of `param` characters. */

@@ -33,6 +33,7 @@ mod node_clients;
 mod openapi;
 mod php_client;
 mod php_handlers;
+mod plugins;
 mod python_clients;
 mod raw_resp;
 mod redis_compare;

@@ -47,7 +47,22 @@ async fn every_msession_function_works_end_to_end() {
     if !php_available() {
         return;
     }
-    let s = TestServer::start().await;
+    // msession_plugin() calls a real plugin function.
+    let plugins = common::TempDir::new("php-plugins");
+    std::fs::write(
+        plugins.0.join("visits.lua"),
+        r#"sessiond.register("visit", function(s, page)
+             s:set("last_page", page)
+             return s:incr("pages")
+           end)"#,
+    )
+    .unwrap();
+    let s = TestServer::start_with(sessiond_server::Config {
+        storage: sessiond_server::Storage::Memory,
+        plugins_dir: plugins.0.clone(),
+        ..sessiond_server::Config::default()
+    })
+    .await;
     let (host, port) = (s.addr.ip().to_string(), s.addr.port().to_string());
     tokio::task::spawn_blocking(move || run("msession_test.php", &[host, port]))
         .await
@@ -57,6 +72,10 @@ async fn every_msession_function_works_end_to_end() {
     assert_eq!(
         c.get("legacy2", "cart").await.unwrap().as_deref(),
         Some(&b"3"[..])
+    );
+    assert_eq!(
+        c.get("legacy2", "last_page").await.unwrap().as_deref(),
+        Some(&b"/cart"[..])
     );
 }
 

@@ -277,6 +277,15 @@ final class Client
         return $this->call('SESSION.REGENERATE', $id, ...($newId === null ? [] : [$newId]));
     }
 
+    /**
+     * Runs the plugin function `name` on the session with `params`, all or
+     * nothing (docs/plugins.md); what the function returns.
+     */
+    public function plugin(string $id, string $name, string ...$params): mixed
+    {
+        return $this->call('SESSION.PLUGIN', $id, $name, ...$params);
+    }
+
     public function randstr(int $len): string
     {
         return $this->call('SESSION.RANDSTR', $len);

@@ -54,7 +54,9 @@ $id = msession_uniq(32, 'shop');
 check(is_string($id) && strlen($id) === 32, 'uniq of 32');
 same(22, strlen(msession_uniq(8)), 'uniq never below 22 characters');
 same(12, strlen(msession_randstr(12)), 'randstr');
-check(warning_of(fn () => same(false, msession_plugin('legacy1', 'x'), 'plugin')) !== null, 'plugin warns');
+same('1', msession_plugin('legacy2', 'visit', '/home'), 'plugin');
+same('2', msession_plugin('legacy2', 'visit', '/cart'), 'plugin again');
+check(warning_of(fn () => same(false, msession_plugin('legacy1', 'nope'), 'no such plugin')) !== null, 'an unknown plugin warns');
 
 same(true, msession_destroy('legacy1'), 'destroy');
 check(warning_of(fn () => same(false, msession_destroy('legacy1'), 'destroy twice')) !== null, 'destroying a missing session warns');

@@ -249,6 +249,14 @@ pub enum Command {
         watched: Vec<(SessionId, Option<u64>)>,
         commands: Vec<Command>,
     },
+    /// Run a server-side function (a Lua plugin) on `ids` as one step, all
+    /// or nothing ([`crate::script`]); it may touch no other session.
+    /// Answers what the function returns.
+    Call {
+        func: crate::script::Func,
+        ids: Vec<SessionId>,
+        args: Vec<Bytes>,
+    },
 }
 
 /// The sessions a command touches, as a transaction must know them before
@@ -334,7 +342,7 @@ impl Access {
 impl Command {
     /// Every command's name as metrics and statistics label it, in the
     /// order of [`Command::index`].
-    pub const NAMES: [&'static str; 51] = [
+    pub const NAMES: [&'static str; 52] = [
         "create",
         "uniq",
         "destroy",
@@ -386,6 +394,7 @@ impl Command {
         "incr_by_float",
         "exec",
         "keys",
+        "call",
     ];
 
     /// Everything the server needs to know of a command besides its
@@ -490,6 +499,9 @@ impl Command {
                 commands.iter().any(Command::is_write),
                 false,
             ),
+            // A function may change what it touches; it runs off the
+            // request workers, as its time is its author's to spend.
+            Command::Call { .. } => m(51, "call", Write, true, true),
         }
     }
 
@@ -549,7 +561,8 @@ impl Command {
             | Command::Keys
             | Command::Lock { .. }
             | Command::Open { .. }
-            | Command::Exec { .. } => Unsure,
+            | Command::Exec { .. }
+            | Command::Call { .. } => Unsure,
         }
     }
 
@@ -779,6 +792,11 @@ mod name_tests {
                 commands: vec![],
             },
             Command::Keys,
+            Command::Call {
+                func: crate::script::Func::Plugin(b()),
+                ids: vec![id()],
+                args: vec![],
+            },
         ]
     }
 

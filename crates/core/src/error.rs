@@ -85,12 +85,19 @@ pub enum Error {
     /// nothing was changed, or the change is unknown and safe to retry.
     #[error("the database is unavailable, try again: {0}")]
     Unavailable(String),
+    /// A call named a function that is not loaded.
+    #[error("{0}")]
+    NoFunction(String),
+    /// A function failed (its error, or a limit it ran into): nothing it
+    /// did was kept.
+    #[error("function '{function}' failed, nothing it did was kept: {message}")]
+    Script { function: String, message: String },
 }
 
 impl Error {
     /// The stable error code, used as the RESP error prefix.
     /// Every code [`Error::code`] may return, for per-code tables.
-    pub const CODES: [&'static str; 10] = [
+    pub const CODES: [&'static str; 11] = [
         "NOSESSION",
         "EXISTS",
         "LOCKED",
@@ -101,6 +108,7 @@ impl Error {
         "NOAUTH",
         "NOPERM",
         "TRYAGAIN",
+        "NOSCRIPT",
     ];
 
     pub fn code(&self) -> &'static str {
@@ -119,7 +127,8 @@ impl Error {
             | Error::Overflow { .. }
             | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } | Error::TooManyResults { .. } => "LIMIT",
-            Error::Random(_) => "ERR",
+            Error::Random(_) | Error::Script { .. } => "ERR",
+            Error::NoFunction(_) => "NOSCRIPT",
             Error::NotAuthenticated => "NOAUTH",
             Error::NotPermitted { .. } => "NOPERM",
             Error::Unavailable(_) => "TRYAGAIN",
@@ -152,6 +161,9 @@ impl Error {
             // Asked for more than one reply may hold: ask for pages.
             | Error::TooManyResults { .. } => 400,
             Error::Random(_) => 500,
+            Error::NoFunction(_) => 404,
+            // The function's own failing, or its running out of a limit.
+            Error::Script { .. } => 500,
             Error::Unavailable(_) => 503,
         }
     }
@@ -214,6 +226,11 @@ mod tests {
                 what: "x",
             },
             Error::Unavailable("x".into()),
+            Error::NoFunction("x".into()),
+            Error::Script {
+                function: "f".into(),
+                message: "x".into(),
+            },
         ];
         for e in &all {
             assert!(

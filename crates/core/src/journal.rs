@@ -82,15 +82,48 @@ impl Journal {
     }
 
     /// Records the mutation `make` builds — built only if there is a log, so
-    /// the volatile mode pays nothing.
+    /// the volatile mode pays nothing. While this thread runs a function
+    /// ([`Held`]), changes to sessions are not recorded one by one: the
+    /// call records each session's outcome once it has succeeded.
     pub(crate) fn record(&self, make: impl FnOnce() -> Mutation) {
         if let Some(log) = self.log.get() {
+            if HELD.with(std::cell::Cell::get) {
+                let m = make();
+                if matches!(m, Mutation::Touch { .. } | Mutation::FencingKeys { .. }) {
+                    log.append(&m);
+                }
+                return;
+            }
             log.append(&make());
         }
     }
 
     pub(crate) fn is_on(&self) -> bool {
         self.log.get().is_some()
+    }
+}
+
+thread_local! {
+    /// Whether this thread is running a function's commands ([`Held`]).
+    static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While it lives, this thread's changes to sessions are kept out of the
+/// log (a function's commands: its outcome is recorded whole, or not at
+/// all). Touches and fencing-key reservations still go through: they are
+/// true whatever the function comes to.
+pub(crate) struct Held(());
+
+impl Held {
+    pub(crate) fn start() -> Self {
+        HELD.with(|h| h.set(true));
+        Held(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(false));
     }
 }
 

@@ -16,6 +16,7 @@ mod journal;
 mod lock;
 pub mod php;
 mod reply;
+pub mod script;
 mod session;
 mod store;
 
@@ -24,7 +25,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Access, Command, ExpireIf, Meta, StoreIf, StoreReply, Touches};
 pub use engine::{
     not_in_transaction, AfterGrant, Engine, EngineConfig, EngineStats, Figures, Outcome,
-    PendingLock, TickReport,
+    PendingLock, TickReport, MAX_CALL_SESSIONS,
 };
 pub use error::Error;
 pub use id::{IdChars, SessionId};

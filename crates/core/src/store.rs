@@ -723,6 +723,16 @@ impl Store {
         shard
     }
 
+    /// Locks shard `index` unless another thread has claimed it (then
+    /// None, at once).
+    pub(crate) fn lock_unclaimed(&self, index: usize) -> Option<MutexGuard<'_, Shard>> {
+        let shard = self.shards[index].lock();
+        match shard.claim {
+            Some(owner) if owner != thread::current().id() => None,
+            _ => Some(shard),
+        }
+    }
+
     /// Claims shards `indexes` (and every shard when `all`) for this thread
     /// until the [`Claim`] drops: other threads' commands on them wait, so
     /// a transaction's commands run as one step. Claims are taken in index

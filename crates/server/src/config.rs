@@ -316,6 +316,11 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// TLS on the listeners.
     pub tls: TlsConfig,
+    /// The Lua plugins (`*.lua`) loaded at start and on `SIGHUP` or
+    /// `sessiond ctl reload`; empty: none (docs/plugins.md).
+    pub plugins_dir: PathBuf,
+    /// What one call of a plugin function may spend.
+    pub scripts: crate::scripts::ScriptLimits,
     /// Who may log in (`[[users]]`). None: no logins, and listeners on
     /// loopback only. Any: every connection must log in first.
     pub users: Vec<UserConfig>,
@@ -364,6 +369,8 @@ impl Default for Config {
             log_level: LogLevel::Info,
             limits: LimitsConfig::default(),
             tls: TlsConfig::default(),
+            plugins_dir: PathBuf::new(),
+            scripts: crate::scripts::ScriptLimits::default(),
             users: Vec::new(),
         }
     }

@@ -14,6 +14,8 @@ mod offload;
 // Counters, and the data directory (which times its fsyncs with them).
 mod metrics;
 mod persist;
+// Server-side functions (Lua plugins).
+mod scripts;
 // Who may come in: limits, allowlists, users and roles, TLS.
 mod access;
 // The configuration file.
@@ -42,6 +44,7 @@ pub use error::ServerError;
 pub use persist::{
     check, dump, repair, CompactionPolicy, Fsync, Persistence, RecoveryReport, Storage,
 };
+pub use scripts::ScriptLimits;
 pub use server::{run, Doors, Server};
 pub use tenant::Tenant;
 

@@ -21,6 +21,7 @@ use crate::door::Door;
 use crate::doors::resp;
 use crate::error::ServerError;
 use crate::persist::Persistence;
+use crate::scripts::Scripts;
 use crate::shared::Shared;
 use crate::tenant::{Tenant, Tenants};
 
@@ -31,6 +32,8 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     /// The cluster's database, under `postgres` storage.
     cluster: Option<Arc<Cluster>>,
+    /// The plugins, when `plugins_dir` is set.
+    scripts: Option<Arc<Scripts>>,
 }
 
 impl Server {
@@ -55,11 +58,22 @@ impl Server {
         // Certificate trouble stops the start, before any data is opened.
         let tls = config.tls.acceptor()?;
         let tenants = Arc::new(Tenants::open(&config, engine, cluster.as_ref())?);
+        let scripts = (!config.plugins_dir.as_os_str().is_empty())
+            .then(|| Scripts::open(&config.plugins_dir, config.scripts.clone()));
+        if let Some(s) = &scripts {
+            // Every tenant's engine (a cluster node's working copies too)
+            // runs calls on the same functions; each sees only its own
+            // tenant's sessions.
+            for t in tenants.iter() {
+                t.engine().install_scripts(s.clone());
+            }
+        }
         Ok(Self {
             config,
             tenants,
             tls,
             cluster,
+            scripts,
         })
     }
 
@@ -172,6 +186,7 @@ impl Server {
                     .flatten()
             }),
             tls_failures: AtomicU64::new(0),
+            scripts: self.scripts.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(
@@ -183,6 +198,10 @@ impl Server {
             tokio::spawn(c.clone().listen(stop_rx.clone()));
             tokio::spawn(c.upkeep(stop_rx.clone()))
         });
+        let reloads = self
+            .scripts
+            .clone()
+            .map(|s| tokio::spawn(reload_on_hangup(s, stop_rx.clone())));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -225,6 +244,9 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = upkeep.await;
+        if let Some(r) = reloads {
+            let _ = r.await;
+        }
         if let Some(c) = cluster_upkeep {
             let _ = c.await;
         }
@@ -235,6 +257,31 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Reloads the plugins on every `SIGHUP`, until the server stops.
+async fn reload_on_hangup(scripts: Arc<Scripts>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload the plugins with `sessiond ctl reload`");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP received: reloading the plugins");
+                let s = scripts.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            }
+        }
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) doors: [DoorCounters; 4],
     /// The cluster's database, under `postgres` storage.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// The plugins, when `plugins_dir` is set.
+    pub(crate) scripts: Option<Arc<crate::scripts::Scripts>>,
 }
 
 impl Shared {

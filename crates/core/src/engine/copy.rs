@@ -197,7 +197,10 @@ impl Engine {
     /// of [`Engine::tick`].
     pub fn drop_stale_deadlines(&self) {
         for i in 0..self.store.len() {
-            self.store.lock_at(i).drop_stale_deadlines();
+            // A shard a function holds waits for the next round.
+            if let Some(mut shard) = self.store.lock_unclaimed(i) {
+                shard.drop_stale_deadlines();
+            }
         }
     }
 

@@ -9,9 +9,10 @@ mod copy;
 mod data;
 mod listing;
 mod locking;
+mod script;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -32,6 +33,7 @@ pub use copy::Figures;
 use data::Stored;
 use locking::LockAsk;
 pub use locking::{AfterGrant, PendingLock};
+pub use script::MAX_CALL_SESSIONS;
 
 /// Tunables of the engine. Times in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +211,8 @@ pub struct Engine {
     /// What a store behind a working copy holds besides what is loaded
     /// here (see `copy.rs`); zero for an engine that is the store.
     elsewhere: copy::Elsewhere,
+    /// What runs [`Command::Call`]'s functions, once installed.
+    scripts: OnceLock<Arc<dyn crate::script::ScriptHost>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -251,6 +255,7 @@ impl Engine {
             stats: Stats::default(),
             lock_usage: Arc::default(),
             elsewhere: copy::Elsewhere::default(),
+            scripts: OnceLock::new(),
         }
     }
 
@@ -307,7 +312,11 @@ impl Engine {
         let now = self.now_ms();
         let mut report = TickReport::default();
         for i in 0..self.store.len() {
-            let mut shard = self.store.lock_at(i);
+            // A shard a transaction or function holds is left for the next
+            // tick: upkeep runs on a request worker and must not wait.
+            let Some(mut shard) = self.store.lock_unclaimed(i) else {
+                continue;
+            };
             report.expired_leases += shard.expire_leases(now, &self.keys);
             report.expired_sessions += shard.reap(now, REAP_BUDGET_PER_SHARD);
         }
@@ -622,6 +631,7 @@ impl Engine {
             Command::Echo { message } => Reply::Bulk(message),
             Command::ServerInfo => self.server_info(now),
             Command::Exec { watched, commands } => self.exec(client, watched, commands)?,
+            Command::Call { func, ids, args } => self.call(client, func, ids, args)?,
         };
         Ok(Outcome::Reply(reply))
     }

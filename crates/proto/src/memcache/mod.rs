@@ -187,7 +187,9 @@ impl Status {
             | E::NotFinite
             | E::TooManyResults { .. }
             | E::Random(_)
-            | E::Unavailable(_) => (Status::ServerError, e.to_string()),
+            | E::Unavailable(_)
+            | E::NoFunction(_)
+            | E::Script { .. } => (Status::ServerError, e.to_string()),
         }
     }
 }

@@ -471,6 +471,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         },
     ),
     spec(
+        "SESSION.PLUGIN",
+        -3,
+        true,
+        "id name [param ...]",
+        "Run plugin function name on the session, all or nothing; its answer.",
+        |a| {
+            Ok(Request::Engine({
+                let id = a.id()?;
+                let name = a.next()?;
+                let args = a.it.by_ref().collect();
+                Command::Call {
+                    func: sessiond_core::script::Func::Plugin(name),
+                    ids: vec![id],
+                    args,
+                }
+            }))
+        },
+    ),
+    spec(
         "SESSION.RANDSTR",
         2,
         false,

@@ -92,6 +92,20 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
             "Connections closed for an address on no allowlist.",
         ),
         "tls_handshake_failures_total" => ("counter", "TLS handshakes that failed or timed out."),
+        "plugin_functions" => ("gauge", "Plugin functions loaded."),
+        "plugin_load_errors_total" => (
+            "counter",
+            "Plugin files that failed to load (their previous versions stayed).",
+        ),
+        "plugin_calls_total" => ("counter", "Calls of a plugin function."),
+        "plugin_errors_total" => (
+            "counter",
+            "Calls of a plugin function that failed (nothing they did was kept).",
+        ),
+        "plugin_call_microseconds_total" => (
+            "counter",
+            "Time spent in calls of a plugin function, microseconds.",
+        ),
         "auth_failures_total" => ("counter", "Logins refused for a wrong user or password."),
         "auth_throttled_total" => (
             "counter",

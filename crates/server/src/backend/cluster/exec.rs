@@ -421,7 +421,16 @@ impl ClusterTenant {
                 // is not this command's.
                 self.put_in_copy(id, loaded, now);
             }
-            let outcome = self.engine.execute(client, cmd.clone());
+            let outcome = if cmd.is_heavy() {
+                // A function's time is its author's: off the workers.
+                let (engine, client, cmd) = (self.engine.clone(), client.clone(), cmd.clone());
+                match tokio::task::spawn_blocking(move || engine.execute(&client, cmd)).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            } else {
+                self.engine.execute(client, cmd.clone())
+            };
             let mut writes = self.collect_writes(&ids, &revs);
             let reply = match outcome {
                 Ok(Outcome::Reply(r)) => Ok(r),
@@ -804,6 +813,10 @@ fn route(cmd: &Command) -> Route {
         | Command::PTtl { id }
         | Command::Touch { id } => one(id),
         Command::Uniq { .. } => Route::Uniq,
+        // A function runs on the working copy like any command on these
+        // sessions: what it changed is written back, each row only if no
+        // other node wrote it meanwhile, else it runs again on the new rows.
+        Command::Call { ids, .. } => Route::Sessions(ids.clone()),
         Command::Exec { watched, commands } => {
             let mut ids: Vec<SessionId> = watched.iter().map(|(id, _)| id.clone()).collect();
             let mut lock_ids = Vec::new();

@@ -90,6 +90,17 @@ fn render(shared: &Shared, scope: &Scope) -> String {
         if let Some(c) = &shared.cluster {
             cluster(&mut f, c);
         }
+        if let Some(s) = &shared.scripts {
+            f.series("plugin_functions", "", s.functions().len() as u64);
+            f.series("plugin_load_errors_total", "", load(&s.load_errors));
+            // Function names are letters, digits, '_', '.' and '-'.
+            for (name, st) in s.stats() {
+                let label = format!("function=\"{name}\"");
+                f.series("plugin_calls_total", &label, load(&st.calls));
+                f.series("plugin_errors_total", &label, load(&st.errors));
+                f.series("plugin_call_microseconds_total", &label, load(&st.micros));
+            }
+        }
     }
     f.finish()
 }

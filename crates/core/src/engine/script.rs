@@ -1,0 +1,184 @@
+//! Functions ([`Command::Call`]): a function runs ordinary commands on the
+//! sessions it names, as one step, all or nothing.
+//!
+//! The named sessions' shards are claimed in index order (as a
+//! transaction's are), so no other client sees a function half done. Their
+//! sessions are copied first; the function's commands run with the log
+//! held back ([`Held`]); when it succeeds, each session it changed is
+//! logged once, whole (one record per session, so a crash keeps all of a
+//! one-session function or none of it); when it fails, the copies are put
+//! back and nothing is logged.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Engine;
+use crate::client::ClientHandle;
+use crate::command::{Command, Touches};
+use crate::engine::Outcome;
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::journal::{Held, Mutation};
+use crate::reply::Reply;
+use crate::script::{CallSpec, Func, ScriptHost, Txn};
+use crate::session::Session;
+
+/// Most sessions one call may name.
+pub const MAX_CALL_SESSIONS: usize = 64;
+
+impl Engine {
+    /// From now on, [`Command::Call`] runs functions on `host`. Returns
+    /// false if a host was already installed.
+    pub fn install_scripts(&self, host: Arc<dyn ScriptHost>) -> bool {
+        self.scripts.set(host).is_ok()
+    }
+
+    pub(super) fn call(
+        &self,
+        client: &ClientHandle,
+        func: Func,
+        ids: Vec<SessionId>,
+        args: Vec<Bytes>,
+    ) -> Result<Reply, Error> {
+        let Some(host) = self.scripts.get() else {
+            return Err(Error::NoFunction(format!(
+                "no function '{}': this server loads none (set plugins_dir)",
+                String::from_utf8_lossy(func.name())
+            )));
+        };
+        if ids.len() > MAX_CALL_SESSIONS {
+            return Err(Error::LimitExceeded {
+                what: "the number of sessions one call names",
+                got: ids.len() as u64,
+                limit: MAX_CALL_SESSIONS as u64,
+            });
+        }
+        for id in &ids {
+            self.check_id(id)?;
+        }
+        let shards = ids.iter().map(|id| self.store.index_of(id)).collect();
+        let _claim = self.store.claim(shards, false);
+        let mut distinct: Vec<&SessionId> = ids.iter().collect();
+        distinct.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        distinct.dedup();
+        let before: Vec<(SessionId, Option<Session>)> = distinct
+            .iter()
+            .map(|&id| (id.clone(), self.stored(id)))
+            .collect();
+        let result = {
+            let _held = Held::start();
+            let mut tx = EngineTxn {
+                engine: self,
+                client,
+                ids: &ids,
+            };
+            let spec = CallSpec {
+                func: &func,
+                ids: &ids,
+                args: &args,
+            };
+            host.call(spec, &mut tx)
+        };
+        match result {
+            Ok(reply) => {
+                for (id, was) in before {
+                    self.record_outcome(id, was.as_ref());
+                }
+                Ok(reply)
+            }
+            Err(e) => {
+                for (id, was) in before {
+                    self.put_back(&id, was);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Logs what a call left of session `id`, if it changed it.
+    fn record_outcome(&self, id: SessionId, was: Option<&Session>) {
+        let shard = self.store.lock(&id);
+        let now = shard.sessions.get(&id);
+        let changed = match (was, now) {
+            (None, None) => false,
+            (Some(a), Some(b)) => {
+                a.version != b.version || a.timeout_ms != b.timeout_ms || a.flags != b.flags
+            }
+            _ => true,
+        };
+        if !changed {
+            return;
+        }
+        let m = match now {
+            Some(s) => Mutation::Put {
+                id,
+                session: Session::clone(s),
+            },
+            None => Mutation::Remove { id },
+        };
+        self.journal.record(|| m);
+    }
+
+    /// Puts session `id` back as it was before a call that failed.
+    fn put_back(&self, id: &SessionId, was: Option<Session>) {
+        let mut shard = self.store.lock(id);
+        shard.take(id);
+        if let Some(s) = was {
+            shard.insert_unlogged(id.clone(), s);
+        }
+    }
+}
+
+/// A call's commands: only on its sessions, never waiting, taking no lock.
+struct EngineTxn<'a> {
+    engine: &'a Engine,
+    client: &'a ClientHandle,
+    ids: &'a [SessionId],
+}
+
+impl Txn for EngineTxn<'_> {
+    fn run(&mut self, cmd: Command) -> Result<Reply, Error> {
+        let named = |id: &SessionId| self.ids.contains(id);
+        let allowed = match cmd.touches() {
+            Touches::Nothing => true,
+            Touches::One(id) => named(id),
+            Touches::Two(..) | Touches::All | Touches::Unsure => false,
+        };
+        if !allowed {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not allowed in a function: a function runs commands only on the sessions it was called with, and cannot walk, rename or flush",
+                cmd.name()
+            )));
+        }
+        if takes_lock(&cmd) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not allowed in a function: a function cannot take, release or commit a lock",
+                cmd.name()
+            )));
+        }
+        match self.engine.execute(self.client, cmd)? {
+            Outcome::Reply(reply) => Ok(reply),
+            Outcome::Wait(pending) => self.engine.give_up(&pending),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.engine.now_ms()
+    }
+}
+
+/// Whether a command works a lock: a function's effect is undone when it
+/// fails, a lock handed on is not.
+fn takes_lock(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Lock { .. }
+            | Command::Unlock { .. }
+            | Command::LockOwned { .. }
+            | Command::UnlockOwned { .. }
+            | Command::Commit { .. }
+            | Command::Open { .. }
+            | Command::Close { .. }
+    )
+}

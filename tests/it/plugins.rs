@@ -1,0 +1,287 @@
+//! Lua plugins (docs/plugins.md): `SESSION.PLUGIN` runs a function of the
+//! plugins directory on a session, all or nothing, inside its budgets and
+//! sandbox; a reload with a broken file keeps the old functions. Runs on
+//! every backend (the functions run on a cluster node's working copy).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sessiond_client::{Client, CreateOptions, RespValue};
+use sessiond_server::{Config, ScriptLimits, Storage};
+
+use crate::common::{TempDir, TestServer};
+
+const VISITS: &str = r#"
+-- Counts a session's visits and remembers the last page.
+sessiond.register("visit", function(s, page)
+  local n = s:incr("visits")
+  s:set("last_page", page)
+  return n
+end)
+
+sessiond.register("fail_after_write", function(s)
+  s:set("visits", "999")
+  s:set_data("gone")
+  error("changed my mind")
+end)
+
+sessiond.register("spin", function(s)
+  while true do end
+end)
+
+-- Catching its own stop does not let a function go on.
+sessiond.register("spin_caught", function(s)
+  while true do pcall(function() while true do end end) end
+end)
+
+sessiond.register("hog", function(s)
+  local t = {}
+  while true do t[#t + 1] = string.rep("x", 65536) .. #t end
+end)
+
+sessiond.register("shell", function(s)
+  return os.execute("touch " .. s.id)
+end)
+
+sessiond.register("set_global", function(s)
+  leaked = 1
+end)
+"#;
+
+async fn start(dir: &Path, limits: ScriptLimits) -> TestServer {
+    TestServer::start_with(Config {
+        storage: Storage::Memory,
+        plugins_dir: dir.to_path_buf(),
+        scripts: limits,
+        ..Config::default()
+    })
+    .await
+}
+
+async fn plugin(c: &mut Client, args: &[&str]) -> Result<RespValue, sessiond_client::Error> {
+    let mut all = vec!["SESSION.PLUGIN"];
+    all.extend_from_slice(args);
+    c.call(&all).await
+}
+
+fn bulk(s: &str) -> RespValue {
+    RespValue::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn message(e: &sessiond_client::Error) -> String {
+    e.to_string()
+}
+
+#[tokio::test]
+async fn a_plugin_changes_the_session_it_is_called_on() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    assert_eq!(
+        plugin(&mut c, &["a", "visit", "/home"]).await.unwrap(),
+        RespValue::Int(1)
+    );
+    assert_eq!(
+        plugin(&mut c, &["a", "visit", "/cart"]).await.unwrap(),
+        RespValue::Int(2)
+    );
+    assert_eq!(
+        c.get("a", "last_page").await.unwrap(),
+        Some(Bytes::from("/cart"))
+    );
+    assert_eq!(c.get("a", "visits").await.unwrap(), Some(Bytes::from("2")));
+    // A session that is not there is the engine's own refusal.
+    let e = plugin(&mut c, &["nobody", "visit", "/"]).await.unwrap_err();
+    assert_eq!(e.code(), Some("NOSESSION"), "{e}");
+    // A function that is not loaded.
+    let e = plugin(&mut c, &["a", "nope"]).await.unwrap_err();
+    assert_eq!(e.code(), Some("NOSCRIPT"), "{e}");
+    assert!(message(&e).contains("'nope'"), "{e}");
+    // Counted per function: two calls, and the one that found no session.
+    let (_, metrics) = crate::http::get(&s, "/metrics", None).await;
+    assert!(
+        metrics.contains("sessiond_plugin_calls_total{function=\"visit\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sessiond_plugin_errors_total{function=\"visit\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_function_that_fails_keeps_nothing_it_did() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create(
+        "a",
+        CreateOptions {
+            data: Some(b"kept"),
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    plugin(&mut c, &["a", "visit", "/home"]).await.unwrap();
+    let e = plugin(&mut c, &["a", "fail_after_write"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ERR"), "{e}");
+    assert!(message(&e).contains("changed my mind"), "{e}");
+    assert!(message(&e).contains("nothing it did was kept"), "{e}");
+    assert_eq!(c.get("a", "visits").await.unwrap(), Some(Bytes::from("1")));
+    assert_eq!(c.get_data("a").await.unwrap(), Bytes::from("kept"));
+}
+
+/// An endless loop is stopped at its budget with an error that names the
+/// limit, also when it catches its own stop; meanwhile other clients are
+/// answered (PING latency measured through the runaway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_function_is_stopped_and_others_are_served_meanwhile() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    let s = start(
+        &dir.0,
+        ScriptLimits {
+            max_instructions: u64::MAX,
+            max_time_ms: 1_500,
+            ..ScriptLimits::default()
+        },
+    )
+    .await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    for name in ["spin", "spin_caught"] {
+        let mut runaway = s.client().await;
+        let started = Instant::now();
+        let call = tokio::spawn(async move { plugin(&mut runaway, &["a", name]).await });
+        let mut other = s.client().await;
+        let mut worst = Duration::ZERO;
+        let mut pings = 0;
+        while !call.is_finished() {
+            let t = Instant::now();
+            assert_eq!(
+                other.call(&["PING"]).await.unwrap(),
+                RespValue::Simple("PONG".into())
+            );
+            worst = worst.max(t.elapsed());
+            pings += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let e = call.await.unwrap().unwrap_err();
+        let took = started.elapsed();
+        eprintln!("{name}: stopped after {took:?}; {pings} PINGs meanwhile, the slowest {worst:?}");
+        assert!(message(&e).contains("scripts.max_time_ms"), "{e}");
+        assert!(took >= Duration::from_millis(1_400), "{took:?}");
+        assert!(pings >= 10, "{pings} PINGs in {took:?}");
+        assert!(worst < Duration::from_millis(500), "a PING took {worst:?}");
+    }
+    // The instruction budget, on its default.
+    drop(s);
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    let e = plugin(&mut c, &["a", "spin"]).await.unwrap_err();
+    assert!(message(&e).contains("scripts.max_instructions"), "{e}");
+    // The server goes on, and so do functions.
+    assert_eq!(
+        plugin(&mut c, &["a", "visit", "/"]).await.unwrap(),
+        RespValue::Int(1)
+    );
+}
+
+#[tokio::test]
+async fn a_memory_hungry_function_is_stopped_at_its_limit() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    let e = plugin(&mut c, &["a", "hog"]).await.unwrap_err();
+    assert!(message(&e).contains("scripts.max_memory_bytes"), "{e}");
+    assert_eq!(
+        plugin(&mut c, &["a", "visit", "/"]).await.unwrap(),
+        RespValue::Int(1)
+    );
+}
+
+#[tokio::test]
+async fn the_sandbox_has_no_os_and_no_writable_globals() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    let target = dir.0.join("pwned");
+    let id = target.to_string_lossy().to_string();
+    c.create(&id, CreateOptions::default()).await.unwrap();
+    let e = plugin(&mut c, &[&id, "shell"]).await.unwrap_err();
+    assert!(message(&e).contains("no global 'os'"), "{e}");
+    assert!(!target.exists(), "os.execute ran");
+    let e = plugin(&mut c, &[&id, "set_global"]).await.unwrap_err();
+    assert!(
+        message(&e).contains("may not set the global 'leaked'"),
+        "{e}"
+    );
+}
+
+/// SIGHUP reloads the directory: a file that fails to load is reported
+/// and its previous version stays; a good one replaces it.
+#[tokio::test]
+async fn a_reload_with_a_broken_file_keeps_the_old_functions() {
+    if crate::common::on_cluster_pass(
+        "a_reload_with_a_broken_file_keeps_the_old_functions",
+        "one SIGHUP per process is enough, and the reload does not touch the store",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("plugins");
+    let file = dir.0.join("hello.lua");
+    std::fs::write(
+        &file,
+        r#"sessiond.register("hello", function(s) return "v1" end)"#,
+    )
+    .unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    assert_eq!(plugin(&mut c, &["a", "hello"]).await.unwrap(), bulk("v1"));
+
+    let hangup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    // Broken: the old version stays.
+    std::fs::write(
+        &file,
+        "sessiond.register(\"hello\", function(s) return 'v2' en",
+    )
+    .unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(plugin(&mut c, &["a", "hello"]).await.unwrap(), bulk("v1"));
+    // Mended: the new version is called.
+    std::fs::write(
+        &file,
+        r#"sessiond.register("hello", function(s) return "v2" end)"#,
+    )
+    .unwrap();
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = plugin(&mut c, &["a", "hello"]).await.unwrap();
+        if got == bulk("v2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {got:?} after the reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
