@@ -285,3 +285,67 @@ async fn a_reload_with_a_broken_file_keeps_the_old_functions() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The worked examples of docs/plugins.md, as they are in docs/plugins/.
+#[tokio::test]
+async fn the_documented_examples_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/plugins");
+    let clock = std::sync::Arc::new(sessiond_core::ManualClock::new(1_700_000_000_000));
+    let s = TestServer::start_with_clock(
+        Config {
+            storage: Storage::Memory,
+            plugins_dir: dir,
+            ..Config::default()
+        },
+        clock.clone(),
+    )
+    .await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+
+    // Two calls a minute: then refused, until the window has passed.
+    for left in [1, 0, -1, -1] {
+        let got = plugin(&mut c, &["a", "rate_limit", "2", "60"])
+            .await
+            .unwrap();
+        assert_eq!(got, RespValue::Int(left));
+    }
+    clock.advance(60_000);
+    assert_eq!(
+        plugin(&mut c, &["a", "rate_limit", "2", "60"])
+            .await
+            .unwrap(),
+        RespValue::Int(1)
+    );
+
+    // Two different items fit; a third is refused and changes nothing.
+    for (item, qty) in [("sku-1", 1), ("sku-1", 2), ("sku-2", 1)] {
+        let got = plugin(&mut c, &["a", "cart_add", item, "2"]).await.unwrap();
+        assert_eq!(got, RespValue::Int(qty), "{item}");
+    }
+    let e = plugin(&mut c, &["a", "cart_add", "sku-3", "2"])
+        .await
+        .unwrap_err();
+    assert!(message(&e).contains("the cart is full"), "{e}");
+    assert_eq!(
+        c.get("a", "cart.items").await.unwrap(),
+        Some(Bytes::from("2"))
+    );
+    assert_eq!(c.get("a", "cart.sku-3").await.unwrap(), None);
+
+    // The last three pages, newest first.
+    let mut last = RespValue::Nil;
+    for page in ["/", "/shop", "/cart", "/checkout"] {
+        last = plugin(&mut c, &["a", "visit_page", page, "3"])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        last,
+        RespValue::Array(vec![bulk("/checkout"), bulk("/cart"), bulk("/shop")])
+    );
+    assert_eq!(
+        c.get("a", "pages").await.unwrap(),
+        Some(Bytes::from("/checkout\n/cart\n/shop"))
+    );
+}

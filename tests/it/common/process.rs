@@ -44,9 +44,15 @@ pub fn start_binary(extra: &[&str]) -> (Running, u16) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut said = Vec::new();
     loop {
         assert!(Instant::now() < deadline, "no start-up line");
-        let line = lines.next().expect("sessiond exited early").unwrap();
+        // What it printed says why (a port another test took meanwhile).
+        let Some(line) = lines.next() else {
+            panic!("sessiond exited early: {}", said.join("\n"));
+        };
+        let line = line.unwrap();
+        said.push(line.clone());
         if line.contains("listening") {
             assert!(line.contains(&listen), "{line}");
             break;

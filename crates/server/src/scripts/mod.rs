@@ -95,6 +95,9 @@ struct Vm {
     lua: Lua,
     /// Set by the budget's hook once a call is over it.
     stopped: Arc<AtomicBool>,
+    /// The engine's clock as the call started (`sessiond.now_ms()`): one
+    /// time for the whole call, and the same clock as expiry.
+    clock: Arc<AtomicU64>,
     generation: u64,
     functions: BTreeMap<String, Function>,
 }
@@ -279,6 +282,7 @@ impl Scripts {
         let Some(id) = call.ids.first() else {
             return Err(failed("it was called without a session".into()));
         };
+        vm.clock.store(tx.now_ms(), Ordering::Relaxed);
         let budget = Budget::start(&vm.lua, &self.limits, vm.stopped.clone())
             .map_err(|e| failed(e.to_string()))?;
         let tx = RefCell::new(tx);
@@ -428,7 +432,7 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// why it fails.
 fn try_load(path: &Path, source: &str) -> Result<Vec<String>, String> {
     let lua = sandbox::new_state(Arc::default()).map_err(|e| e.to_string())?;
-    let registered = run_file(&lua, path, source).map_err(|e| lua_message(&e))?;
+    let registered = run_file(&lua, path, source, Arc::default()).map_err(|e| lua_message(&e))?;
     if registered.is_empty() {
         return Err("it registers no function (call sessiond.register(name, fn))".into());
     }
@@ -437,7 +441,12 @@ fn try_load(path: &Path, source: &str) -> Result<Vec<String>, String> {
 
 /// Runs a plugin file in `lua`, with `sessiond.register` collecting what it
 /// registers.
-fn run_file(lua: &Lua, path: &Path, source: &str) -> mlua::Result<Vec<(String, Function)>> {
+fn run_file(
+    lua: &Lua,
+    path: &Path,
+    source: &str,
+    clock: Arc<AtomicU64>,
+) -> mlua::Result<Vec<(String, Function)>> {
     let found: Arc<Mutex<Vec<(String, Function)>>> = Arc::default();
     let sink = found.clone();
     let register = lua.create_function(move |_, (name, f): (String, Function)| {
@@ -455,7 +464,7 @@ fn run_file(lua: &Lua, path: &Path, source: &str) -> mlua::Result<Vec<(String, F
         sink.push((name, f));
         Ok(())
     })?;
-    let sessiond = helpers(lua)?;
+    let sessiond = helpers(lua, clock)?;
     sessiond.raw_set("register", register)?;
     lua.globals().raw_set("sessiond", sessiond)?;
     let name = format!(
@@ -470,17 +479,13 @@ fn run_file(lua: &Lua, path: &Path, source: &str) -> mlua::Result<Vec<(String, F
     Ok(found)
 }
 
-/// The `sessiond` table every function sees: the clock and a logger.
-fn helpers(lua: &Lua) -> mlua::Result<mlua::Table> {
+/// The `sessiond` table every function sees: the clock (the engine's, as
+/// the call started; 0 while a file loads) and a logger.
+fn helpers(lua: &Lua, clock: Arc<AtomicU64>) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
     t.raw_set(
         "now_ms",
-        lua.create_function(|_, ()| {
-            Ok(std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as f64)
-                .unwrap_or(0.0))
-        })?,
+        lua.create_function(move |_, ()| Ok(clock.load(Ordering::Relaxed) as f64))?,
     )?;
     t.raw_set(
         "log",
@@ -521,10 +526,11 @@ fn valid_name(name: &str) -> bool {
 /// A state with every plugin of `registry` loaded, sealed.
 fn build(registry: &Registry) -> Result<Vm, String> {
     let stopped: Arc<AtomicBool> = Arc::default();
+    let clock: Arc<AtomicU64> = Arc::default();
     let lua = sandbox::new_state(stopped.clone()).map_err(|e| e.to_string())?;
     let mut functions = BTreeMap::new();
     for p in &registry.plugins {
-        let found = run_file(&lua, &p.path, &p.source)
+        let found = run_file(&lua, &p.path, &p.source, clock.clone())
             .map_err(|e| format!("{}: {}", p.path.display(), lua_message(&e)))?;
         functions.extend(found);
     }
@@ -532,6 +538,7 @@ fn build(registry: &Registry) -> Result<Vm, String> {
     Ok(Vm {
         lua,
         stopped,
+        clock,
         generation: registry.generation,
         functions,
     })
