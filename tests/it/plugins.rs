@@ -110,6 +110,8 @@ async fn a_plugin_changes_the_session_it_is_called_on() {
         metrics.contains("sessiond_plugin_errors_total{function=\"visit\"} 1"),
         "{metrics}"
     );
+    // A name nobody loaded is not counted: clients cannot grow the table.
+    assert!(!metrics.contains("function=\"nope\""), "{metrics}");
 }
 
 #[tokio::test]

@@ -234,6 +234,8 @@ impl Scripts {
             .collect()
     }
 
+    /// The figures of a loaded function (never of a name a client made
+    /// up: the table stays as small as the plugins).
     fn stats_of(&self, name: &str) -> Arc<FnStats> {
         self.stats
             .lock()
@@ -269,12 +271,6 @@ impl Scripts {
             function: name.to_string(),
             message,
         };
-        if !self.registry.lock().functions.contains_key(name) {
-            return Err(Error::NoFunction(format!(
-                "no function '{name}' is loaded from the plugins directory {} (sessiond ctl reload after adding it)",
-                self.dir.display()
-            )));
-        }
         let vm = self.checkout().map_err(failed)?;
         let Some(func) = vm.functions.get(name).cloned() else {
             return Err(failed("it is not in the loaded plugins".into()));
@@ -319,6 +315,12 @@ impl Scripts {
 impl ScriptHost for Scripts {
     fn call(&self, call: CallSpec<'_>, tx: &mut dyn Txn) -> Result<Reply, Error> {
         let name = String::from_utf8_lossy(call.func.name()).into_owned();
+        if !self.registry.lock().functions.contains_key(&name) {
+            return Err(Error::NoFunction(format!(
+                "no function '{name}' is loaded from the plugins directory {} (kill -HUP the server after adding it)",
+                self.dir.display()
+            )));
+        }
         let stats = self.stats_of(&name);
         let started = Instant::now();
         let reply = match call.func {
