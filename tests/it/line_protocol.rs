@@ -10,13 +10,13 @@ use common::process::{signal, start_binary};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-struct Line {
+pub(crate) struct Line {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
     w: tokio::net::tcp::OwnedWriteHalf,
 }
 
 impl Line {
-    async fn connect(port: u16) -> Self {
+    pub(crate) async fn connect(port: u16) -> Self {
         let (r, w) = TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap()
@@ -43,7 +43,7 @@ impl Line {
         s.trim_end().to_string()
     }
 
-    async fn ask(&mut self, line: &str) -> String {
+    pub(crate) async fn ask(&mut self, line: &str) -> String {
         self.send(line).await;
         self.reply().await
     }
@@ -80,6 +80,7 @@ async fn the_seed_conversation_and_write_mode_blocking() {
     );
     assert!(a.ask("get nope").await.starts_with("err no variable"));
     assert!(a.ask("fly").await.starts_with("err unknown command"));
+    assert!(a.ask("fly/away").await.starts_with("err unknown command"));
 
     // Another client asking to write waits until the first one closes.
     let mut b = Line::connect(line_port).await;

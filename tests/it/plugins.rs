@@ -351,3 +351,52 @@ async fn the_documented_examples_run() {
         Some(Bytes::from("/checkout\n/cart\n/shop"))
     );
 }
+
+/// HTTP_SessionServer's "your own commands": on the line protocol a word
+/// that names a function runs it on the open session — the same session,
+/// and the same function, as SESSION.PLUGIN.
+#[tokio::test]
+async fn the_line_protocol_runs_functions_as_its_own_commands() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    std::fs::write(
+        dir.0.join("pages.lua"),
+        r#"sessiond.register("pages", function(s) return { s:get("last_page"), "a b" } end)"#,
+    )
+    .unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    plugin(&mut c, &["a", "visit", "/home"]).await.unwrap();
+
+    let mut l = crate::line_protocol::Line::connect(s.line.port()).await;
+    assert!(l
+        .ask("visit /x")
+        .await
+        .starts_with("err no session is open"));
+    assert_eq!(l.ask("open a r").await, "ok");
+    assert!(l
+        .ask("visit /x")
+        .await
+        .starts_with("err the session is open read-only"));
+    assert_eq!(l.ask("close").await, "ok");
+    assert_eq!(l.ask("open a w").await, "ok");
+    // Params are percent-decoded like values.
+    assert_eq!(l.ask("visit /cart%20page").await, "ok 2");
+    assert_eq!(l.ask("pages").await, "ok %2Fcart%20page a%20b");
+    let failed = l.ask("fail_after_write").await;
+    assert!(
+        failed.starts_with("err function 'fail_after_write' failed"),
+        "{failed}"
+    );
+    assert!(l
+        .ask("nope")
+        .await
+        .starts_with("err unknown command 'nope'"));
+    assert_eq!(l.ask("close").await, "ok");
+    assert_eq!(
+        c.get("a", "last_page").await.unwrap(),
+        Some(Bytes::from("/cart page"))
+    );
+    assert_eq!(c.get("a", "visits").await.unwrap(), Some(Bytes::from("2")));
+}

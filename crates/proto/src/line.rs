@@ -14,6 +14,7 @@
 //! close                    -> ok            release the session
 //! auth <user> <password>   -> ok            log in (servers with users); the password is the rest of the line
 //! quit                     -> ok            and the connection closes
+//! <function> [param ...]   -> ok [answer]   run a plugin function on the open session (write mode)
 //! ```
 //!
 //! Errors are `err <message>`. A value is sent and returned with `%`, CR
@@ -56,6 +57,26 @@ pub enum LineCommand {
         password: Bytes,
     },
     Quit,
+    /// Any other word that could name a plugin function: HTTP_SessionServer's
+    /// "your own commands" (docs/plugins.md). Params are space-separated,
+    /// each percent-decoded like a value.
+    Own {
+        name: Bytes,
+        params: Vec<Bytes>,
+    },
+}
+
+/// The words a line names its commands with: a plugin function's name
+/// can be one.
+const COMMANDS: &str =
+    "new, open, put, get, remove, get_all, put_all, commit, regenerate_id, close, auth, quit";
+
+/// The refusal of a word that is no command (and no plugin function).
+pub fn unknown_command(word: &[u8]) -> String {
+    format!(
+        "unknown command '{}'; try {COMMANDS}, or a plugin function (docs/plugins.md)",
+        String::from_utf8_lossy(&word[..word.len().min(32)])
+    )
 }
 
 /// A line that could not be understood (the connection goes on).
@@ -119,7 +140,10 @@ fn command(line: &[u8]) -> Result<LineCommand, LineError> {
         "get" | "remove" => {
             let (name, _) = split_word(rest);
             if name.is_empty() {
-                return Err(need(&format!("{name_} <name>", name_ = String::from_utf8_lossy(word))));
+                return Err(need(&format!(
+                    "{name_} <name>",
+                    name_ = String::from_utf8_lossy(word)
+                )));
             }
             let name = Bytes::copy_from_slice(name);
             if word.eq_ignore_ascii_case(b"get") {
@@ -147,13 +171,37 @@ fn command(line: &[u8]) -> Result<LineCommand, LineError> {
         }
         "quit" | "exit" => LineCommand::Quit,
         "" => return Err(LineError("empty line".into())),
-        _ => {
-            return Err(LineError(format!(
-                "unknown command '{}'; try new, open, put, get, remove, get_all, put_all, commit, regenerate_id, close, auth, quit",
-                String::from_utf8_lossy(&word[..word.len().min(32)])
-            )))
-        }
+        _ if could_name_a_function(word) => LineCommand::Own {
+            name: Bytes::copy_from_slice(word),
+            params: rest
+                .split(|&b| b == b' ')
+                .filter(|w| !w.is_empty())
+                .map(unescape)
+                .collect(),
+        },
+        _ => return Err(LineError(unknown_command(word))),
     })
+}
+
+/// Whether `word` has the shape of a plugin function's name (letters,
+/// digits, `_`, `.`, `-`; up to 64).
+fn could_name_a_function(word: &[u8]) -> bool {
+    word.len() <= 64
+        && word
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Items URL-encoded and separated by spaces (a function's list answer).
+pub fn list_encode(items: impl Iterator<Item = Bytes>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        percent(&item, &mut out);
+    }
+    out
 }
 
 /// The first space-separated word, and the rest after one space.
@@ -306,7 +354,15 @@ mod tests {
             })
         );
         assert!(one("open\r\n").is_err());
-        assert!(one("fly away\r\n").is_err());
+        // A word that could name a plugin function is one; others are not.
+        assert_eq!(
+            one("fly  away%20now x\r\n"),
+            Ok(LineCommand::Own {
+                name: Bytes::from("fly"),
+                params: vec![Bytes::from("away now"), Bytes::from("x")],
+            })
+        );
+        assert!(one("fly/away\r\n").is_err());
         assert_eq!(
             one("auth shop pass word%25\r\n"),
             Ok(LineCommand::Auth {

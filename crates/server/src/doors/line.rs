@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use sessiond_core::{Command, LockMode, Reply, SessionId};
+use sessiond_core::script::Func;
+use sessiond_core::{Command, Error, LockMode, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
 use tokio::sync::watch;
 
@@ -199,6 +200,7 @@ impl Conn {
                 Err(e) => return Ok(Err(e)),
             },
             LineCommand::Put { .. }
+            | LineCommand::Own { .. }
             | LineCommand::Remove { .. }
             | LineCommand::PutAll { .. }
             | LineCommand::Commit
@@ -212,6 +214,19 @@ impl Conn {
                 .exec(Command::Set { id, name, value })
                 .await?
                 .map(|_| None),
+            LineCommand::Own { name, params } => {
+                let call = Command::Call {
+                    func: Func::Plugin(name.clone()),
+                    ids: vec![id],
+                    args: params,
+                };
+                match self.link.run(call).await? {
+                    Ok(reply) => Ok(own_answer(reply)),
+                    // Not a function either: the word is no command.
+                    Err(Error::NoFunction(_)) => Err(line::unknown_command(&name)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
             LineCommand::Get { name } => {
                 let get = Command::Get {
                     id,
@@ -272,6 +287,22 @@ impl Conn {
             | LineCommand::Close
             | LineCommand::Quit => Ok(None),
         })
+    }
+}
+
+/// A function's answer on one line: text percent-escaped like a value, a
+/// number as digits, a list URL-encoded and separated by spaces, nil as
+/// nothing.
+fn own_answer(reply: Reply) -> Option<Vec<u8>> {
+    match reply {
+        Reply::Bulk(b) => Some(line::escape(&b)),
+        Reply::Int(n) => Some(n.to_string().into_bytes()),
+        Reply::Array(items) => Some(line::list_encode(items.into_iter().map(|r| match r {
+            Reply::Bulk(b) => b,
+            Reply::Int(n) => bytes::Bytes::from(n.to_string()),
+            _ => bytes::Bytes::new(),
+        }))),
+        _ => None,
     }
 }
 
