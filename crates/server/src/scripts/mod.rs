@@ -79,17 +79,6 @@ struct Registry {
     functions: BTreeMap<String, PathBuf>,
 }
 
-/// What a reload did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Reloaded {
-    /// Files loaded (new or changed or unchanged).
-    pub(crate) loaded: Vec<PathBuf>,
-    /// Files that failed, with why; their previous versions stay.
-    pub(crate) failed: Vec<(PathBuf, String)>,
-    /// The functions now callable.
-    pub(crate) functions: Vec<String>,
-}
-
 /// One state ready to call functions.
 struct Vm {
     lua: Lua,
@@ -147,20 +136,25 @@ impl Scripts {
 
     /// Reads the directory again: new and changed files replace their
     /// previous versions, removed ones go; a file that fails to load is
-    /// reported and its previous version stays.
-    pub(crate) fn reload(&self) -> Reloaded {
-        let mut report = Reloaded::default();
+    /// reported (log, `sessiond_plugin_load_errors_total`) and its
+    /// previous version stays.
+    pub(crate) fn reload(&self) {
+        let mut failed = 0;
+        let mut refuse = |path: &Path, why: &str| {
+            tracing::error!(path = %path.display(), "plugin not loaded: {why}");
+            self.load_errors.fetch_add(1, Ordering::Relaxed);
+            failed += 1;
+        };
         let old = self.registry.lock().clone();
         let mut files = match list_files(&self.dir) {
             Ok(files) => files,
             Err(e) => {
-                let why = format!("cannot read the plugins directory: {e}");
-                tracing::error!(dir = %self.dir.display(), "{why}");
-                self.load_errors.fetch_add(1, Ordering::Relaxed);
-                report.failed.push((self.dir.clone(), why));
                 // Everything stays as it was.
-                report.functions = old.functions.keys().cloned().collect();
-                return report;
+                refuse(
+                    &self.dir,
+                    &format!("cannot read the plugins directory: {e}"),
+                );
+                return;
             }
         };
         files.sort();
@@ -180,9 +174,7 @@ impl Scripts {
             let plugin = match loaded {
                 Ok(p) => Some(p),
                 Err(why) => {
-                    tracing::error!(file = %path.display(), "plugin not loaded: {why}");
-                    self.load_errors.fetch_add(1, Ordering::Relaxed);
-                    report.failed.push((path.clone(), why));
+                    refuse(&path, &why);
                     old.plugins.iter().find(|p| p.path == path).cloned()
                 }
             };
@@ -192,18 +184,14 @@ impl Scripts {
                     "function '{name}' is registered by {} already",
                     taken[name].display()
                 );
-                tracing::error!(file = %plugin.path.display(), "plugin not loaded: {why}");
-                self.load_errors.fetch_add(1, Ordering::Relaxed);
-                report.failed.push((plugin.path.clone(), why));
+                refuse(&plugin.path, &why);
                 continue;
             }
             for f in &plugin.functions {
                 taken.insert(f.clone(), plugin.path.clone());
             }
-            report.loaded.push(plugin.path.clone());
             plugins.push(plugin);
         }
-        report.functions = taken.keys().cloned().collect();
         let registry = Arc::new(Registry {
             generation: old.generation + 1,
             plugins,
@@ -211,18 +199,17 @@ impl Scripts {
         });
         tracing::info!(
             dir = %self.dir.display(),
-            functions = ?report.functions,
-            failed = report.failed.len(),
+            functions = ?registry.functions.keys().collect::<Vec<_>>(),
+            failed,
             "plugins loaded"
         );
         *self.registry.lock() = registry;
         self.pool.lock().clear();
-        report
     }
 
-    /// The functions callable now.
-    pub(crate) fn functions(&self) -> Vec<String> {
-        self.registry.lock().functions.keys().cloned().collect()
+    /// How many functions are callable now.
+    pub(crate) fn function_count(&self) -> usize {
+        self.registry.lock().functions.len()
     }
 
     /// Each function's figures so far.

@@ -91,7 +91,7 @@ fn render(shared: &Shared, scope: &Scope) -> String {
             cluster(&mut f, c);
         }
         if let Some(s) = &shared.scripts {
-            f.series("plugin_functions", "", s.functions().len() as u64);
+            f.series("plugin_functions", "", s.function_count() as u64);
             f.series("plugin_load_errors_total", "", load(&s.load_errors));
             // Function names are letters, digits, '_', '.' and '-'.
             for (name, st) in s.stats() {
