@@ -45,6 +45,10 @@ enum CtlCmd {
     /// Whether the server answers, logged in, with its storage keeping up:
     /// exit status 0 if so, 1 if not.
     Check,
+    /// Read the plugins directory again (as SIGHUP does; an admin's): the
+    /// functions loaded, and each file that failed (its old version stays).
+    /// Exit status 1 if any failed.
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +94,7 @@ pub async fn run(args: &CtlArgs) -> Result<bool, String> {
         CtlCmd::Sessions(cmd) => sessions(&mut c, cmd).await,
         CtlCmd::Dump => dump(&mut c).await,
         CtlCmd::Check => check(&mut c).await,
+        CtlCmd::Reload => reload(&mut c).await,
     }
 }
 
@@ -423,6 +428,36 @@ async fn check(c: &mut Client) -> Result<bool, String> {
     let healthy = pong && pending < 100_000;
     println!("{}", if healthy { "ok" } else { "NOT OK" });
     Ok(healthy)
+}
+
+async fn reload(c: &mut Client) -> Result<bool, String> {
+    let report = pairs(call(c, &["SESSION.RELOAD"]).await?);
+    let mut ok = true;
+    for (k, v) in report {
+        match (k.as_str(), v) {
+            ("functions", RespValue::Array(names)) => {
+                let names: Vec<String> = names.iter().map(text).collect();
+                println!("{} functions loaded: {}", names.len(), names.join(" "));
+            }
+            ("failed", RespValue::Array(failed)) => {
+                for f in failed {
+                    ok = false;
+                    match f {
+                        RespValue::Array(f) if f.len() == 2 => {
+                            println!(
+                                "not loaded: {}: {} (its previous version, if any, stays)",
+                                text(&f[0]),
+                                text(&f[1])
+                            );
+                        }
+                        other => println!("not loaded: {}", text(&other)),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(ok)
 }
 
 async fn call<A: AsRef<[u8]>>(c: &mut Client, args: &[A]) -> Result<RespValue, String> {

@@ -15,7 +15,10 @@ use sessiond_server::{Config, Role, Storage};
 
 /// Runs `sessiond <args>` (blocking, off the runtime's threads); the
 /// arguments are copied at once, so the future borrows nothing.
-fn sessiond(args: &[&str], env: &[(&str, &str)]) -> impl std::future::Future<Output = Output> {
+pub(crate) fn sessiond(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> impl std::future::Future<Output = Output> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let env: Vec<(String, String)> = env
         .iter()

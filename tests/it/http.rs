@@ -14,6 +14,18 @@ pub(crate) async fn get(s: &TestServer, path: &str, auth: Option<&str>) -> (u16,
 
 /// One HTTP/1.1 request; (status code, body).
 async fn request(s: &TestServer, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    send(s, method, path, auth, "").await
+}
+
+/// One HTTP/1.1 request with a JSON body (none when empty); (status code,
+/// body).
+pub(crate) async fn send(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut w = Wire::connect(s.http).await;
     let auth = auth.map_or(String::new(), |a| {
         use base64ct::Encoding;
@@ -22,8 +34,17 @@ async fn request(s: &TestServer, method: &str, path: &str, auth: Option<&str>) -
             base64ct::Base64::encode_string(a.as_bytes())
         )
     });
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: sessiond\r\n{auth}Connection: close\r\n\r\n");
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: sessiond\r\n{auth}{content}Connection: close\r\n\r\n{body}"
+    );
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     w.stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();

@@ -20,6 +20,8 @@ async fn the_openapi_document_matches_the_server() {
     }
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,
+        // The worked examples, so the plugin call runs real functions.
+        plugins_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/docs/plugins").into(),
         users: vec![common::user("ops", "pw", "default", Role::Admin)],
         limits: LimitsConfig {
             // schemathesis sends wrong credentials on purpose, many times.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sessiond_client::{Client, CreateOptions, RespValue};
-use sessiond_server::{Config, ScriptLimits, Storage};
+use sessiond_server::{Config, Role, ScriptLimits, Storage};
 
 use crate::common::{TempDir, TestServer};
 
@@ -399,4 +399,141 @@ async fn the_line_protocol_runs_functions_as_its_own_commands() {
         Some(Bytes::from("/cart page"))
     );
     assert_eq!(c.get("a", "visits").await.unwrap(), Some(Bytes::from("2")));
+}
+
+/// HTTP runs a function as SESSION.PLUGIN does, on the same session and
+/// under the caller's role; `sessiond ctl reload` (an admin's) reads the
+/// directory again and reports a file that fails, whose functions stay
+/// out while the others load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_calls_functions_and_ctl_reloads_them() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    std::fs::write(
+        dir.0.join("pages.lua"),
+        r#"sessiond.register("pages", function(s) return { s:get("last_page"), 7, false } end)"#,
+    )
+    .unwrap();
+    let user = |name: &str, role| crate::common::user(name, &format!("pw-{name}"), "shop", role);
+    let s = TestServer::start_with(Config {
+        storage: Storage::Memory,
+        plugins_dir: dir.0.clone(),
+        users: vec![
+            user("op", Role::Admin),
+            user("web", Role::Readwrite),
+            user("ro", Role::Readonly),
+        ],
+        ..Config::default()
+    })
+    .await;
+    let mut c = s.client().await;
+    c.auth("web", "pw-web").await.unwrap();
+    c.create("a", CreateOptions::default()).await.unwrap();
+    assert_eq!(
+        plugin(&mut c, &["a", "visit", "/home"]).await.unwrap(),
+        RespValue::Int(1)
+    );
+
+    let web = Some("web:pw-web");
+    let post = |name: &str, body: &'static str, auth: Option<&'static str>| {
+        let path = format!("/api/v1/sessions/a/plugins/{name}");
+        let s = &s;
+        async move {
+            let (status, body) = crate::http::send(s, "POST", &path, auth, body).await;
+            let json: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{status} {body:?} is not JSON: {e}"));
+            (status, json)
+        }
+    };
+    let (status, body) = post("visit", r#"{"params": ["/api"]}"#, web).await;
+    assert_eq!((status, &body), (200, &serde_json::json!({ "result": 2 })));
+    assert_eq!(
+        c.get("a", "last_page").await.unwrap(),
+        Some(Bytes::from("/api"))
+    );
+    // No body: no params. A list is an array; false, like nil, is null.
+    let (status, body) = post("pages", "", web).await;
+    assert_eq!(
+        (status, &body),
+        (200, &serde_json::json!({ "result": ["/api", 7, null] }))
+    );
+    // A readonly user may not run functions (they may write).
+    let (status, body) = post("visit", r#"{"params": ["/ro"]}"#, Some("ro:pw-ro")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("NOPERM")),
+        "{body}"
+    );
+    // Unknown, failing, malformed.
+    let (status, body) = post("nope", "", web).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("NOSCRIPT")),
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("sessiond ctl reload"),
+        "{body}"
+    );
+    let (status, body) = post("fail_after_write", "", web).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("changed my mind"),
+        "{body}"
+    );
+    let (status, body) = post("visit", r#"{"param": ["/x"]}"#, web).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("params"), "{body}");
+    assert_eq!(c.get("a", "visits").await.unwrap(), Some(Bytes::from("2")));
+
+    // A new file and a broken one, then `ctl reload`.
+    std::fs::write(
+        dir.0.join("hello.lua"),
+        r#"sessiond.register("hello", function(s) return "hi " .. s.id end)"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("broken.lua"),
+        "sessiond.register(\"x\", function(s) en",
+    )
+    .unwrap();
+    let addr = s.addr.to_string();
+    let reload = |user: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let password = format!("pw-{user}");
+            crate::ctl_import::sessiond(
+                &["ctl", "--addr", &addr, "--user", user, "reload"],
+                &[("SESSIOND_PASSWORD", &password)],
+            )
+            .await
+        }
+    };
+    let out = reload("op").await;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        said.contains("9 functions loaded: fail_after_write hello hog pages"),
+        "{said}"
+    );
+    assert!(
+        said.contains("not loaded: ") && said.contains("broken.lua"),
+        "{said}"
+    );
+    let (status, body) = post("hello", "", web).await;
+    assert_eq!(
+        (status, &body),
+        (200, &serde_json::json!({ "result": "hi a" }))
+    );
+    // Reloading is an admin's.
+    let out = reload("web").await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not allow"),
+        "{out:?}"
+    );
+    s.stop().await;
 }

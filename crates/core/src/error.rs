@@ -162,8 +162,9 @@ impl Error {
             | Error::TooManyResults { .. } => 400,
             Error::Random(_) => 500,
             Error::NoFunction(_) => 404,
-            // The function's own failing, or its running out of a limit.
-            Error::Script { .. } => 500,
+            // The function's own refusal, or its running out of a limit:
+            // the request was understood, and nothing was changed.
+            Error::Script { .. } => 422,
             Error::Unavailable(_) => 503,
         }
     }

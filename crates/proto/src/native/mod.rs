@@ -33,6 +33,9 @@ pub enum Request {
     /// `INFO [section ...]`: the server's statistics, the named sections
     /// only (none: the default set).
     Info { sections: Vec<Bytes> },
+    /// `SESSION.RELOAD`: read the plugins directory again (an admin's,
+    /// server-wide, like SIGHUP).
+    Reload,
 }
 
 /// A request that is well framed but wrong: the client gets `-ERR …` and the

@@ -590,6 +590,14 @@ pub const COMMANDS: &[CommandSpec] = &[
             })
         },
     ),
+    spec(
+        "SESSION.RELOAD",
+        1,
+        false,
+        "",
+        "Read the plugins directory again (admin); the functions loaded and the files that failed.",
+        |_| Ok(Request::Reload),
+    ),
     spec("QUIT", 1, false, "", "Close the connection.", |_| {
         Ok(Request::Quit)
     }),

@@ -115,6 +115,12 @@ impl Link {
         self.caller.permit(cmd)
     }
 
+    /// Refuses unless the connection's role allows `access` (for requests
+    /// that are not engine commands).
+    pub(crate) fn allows(&self, access: sessiond_core::Access) -> Result<(), Error> {
+        self.caller.allows(access)
+    }
+
     /// The protocol the next commands are counted under (the RESP
     /// listener speaks native and Redis).
     pub(crate) fn set_proto(&mut self, proto: Proto) {

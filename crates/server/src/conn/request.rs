@@ -160,7 +160,8 @@ impl Caller {
         self.allows(cmd.access())
     }
 
-    fn allows(&self, access: sessiond_core::Access) -> Result<(), Error> {
+    /// Refuses unless the caller's role allows `access`.
+    pub(crate) fn allows(&self, access: sessiond_core::Access) -> Result<(), Error> {
         match self.role {
             None => Err(Error::NotAuthenticated),
             Some(role) => role.check(access),

@@ -182,6 +182,14 @@ impl Conn {
                 encode_reply(&reply, self.proto, &mut self.link.out);
                 return Ok(Next::Continue);
             }
+            Request::Reload => {
+                let reply = match self.link.allows(sessiond_core::Access::Admin) {
+                    Ok(()) => reload(self.link.shared.scripts.clone()).await,
+                    Err(e) => Err(e),
+                };
+                encode_result(reply, self.proto, &mut self.link.out);
+                return Ok(Next::Continue);
+            }
             Request::Info { sections } => {
                 // The engine's own section, then the server's around it.
                 match self.link.run(Command::ServerInfo).await? {
@@ -465,6 +473,40 @@ fn unexpected_shape(reply: &Reply, out: &mut BytesMut) {
 }
 
 /// A command's reply or refusal, in RESP.
+/// `SESSION.RELOAD` (an admin's, checked first): reads the plugins
+/// directory again, as SIGHUP does; answered with the functions now loaded
+/// and the files that failed, each with why.
+async fn reload(
+    scripts: Option<Arc<crate::scripts::Scripts>>,
+) -> Result<Reply, sessiond_core::Error> {
+    let Some(scripts) = scripts else {
+        return Err(sessiond_core::Error::InvalidArgument(
+            "no plugins directory is configured (plugins_dir): nothing to reload".into(),
+        ));
+    };
+    let done = tokio::task::spawn_blocking(move || scripts.reload())
+        .await
+        .map_err(|e| sessiond_core::Error::InvalidArgument(format!("the reload failed: {e}")))?;
+    let text = |s: &str| Reply::Bulk(bytes::Bytes::from(s.to_string()));
+    Ok(Reply::Map(vec![
+        (
+            Reply::text("functions"),
+            Reply::Array(done.functions.iter().map(|f| text(f)).collect()),
+        ),
+        (
+            Reply::text("failed"),
+            Reply::Array(
+                done.failed
+                    .iter()
+                    .map(|(path, why)| {
+                        Reply::Array(vec![text(&path.display().to_string()), text(why)])
+                    })
+                    .collect(),
+            ),
+        ),
+    ]))
+}
+
 fn encode_result(result: Result<Reply, sessiond_core::Error>, proto: Protocol, out: &mut BytesMut) {
     match result {
         Ok(reply) => encode_reply(&reply, proto, out),

@@ -91,6 +91,14 @@ struct Vm {
     functions: BTreeMap<String, Function>,
 }
 
+/// What a reload did: the functions in force after it, and the files it
+/// could not load (each with why; their previous versions, if any, stay).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reloaded {
+    pub(crate) functions: Vec<String>,
+    pub(crate) failed: Vec<(PathBuf, String)>,
+}
+
 /// Per-function figures for `/metrics` and the dashboard.
 #[derive(Debug, Default)]
 pub(crate) struct FnStats {
@@ -130,7 +138,7 @@ impl Scripts {
             stats: Mutex::new(BTreeMap::new()),
             load_errors: AtomicU64::new(0),
         });
-        scripts.reload();
+        let _ = scripts.reload();
         scripts
     }
 
@@ -138,12 +146,12 @@ impl Scripts {
     /// previous versions, removed ones go; a file that fails to load is
     /// reported (log, `sessiond_plugin_load_errors_total`) and its
     /// previous version stays.
-    pub(crate) fn reload(&self) {
-        let mut failed = 0;
+    pub(crate) fn reload(&self) -> Reloaded {
+        let mut failed = Vec::new();
         let mut refuse = |path: &Path, why: &str| {
             tracing::error!(path = %path.display(), "plugin not loaded: {why}");
             self.load_errors.fetch_add(1, Ordering::Relaxed);
-            failed += 1;
+            failed.push((path.to_path_buf(), why.to_string()));
         };
         let old = self.registry.lock().clone();
         let mut files = match list_files(&self.dir) {
@@ -154,7 +162,10 @@ impl Scripts {
                     &self.dir,
                     &format!("cannot read the plugins directory: {e}"),
                 );
-                return;
+                return Reloaded {
+                    functions: old.functions.keys().cloned().collect(),
+                    failed,
+                };
             }
         };
         files.sort();
@@ -197,14 +208,16 @@ impl Scripts {
             plugins,
             functions: taken,
         });
+        let functions: Vec<String> = registry.functions.keys().cloned().collect();
         tracing::info!(
             dir = %self.dir.display(),
-            functions = ?registry.functions.keys().collect::<Vec<_>>(),
-            failed,
+            ?functions,
+            failed = failed.len(),
             "plugins loaded"
         );
         *self.registry.lock() = registry;
         self.pool.lock().clear();
+        Reloaded { functions, failed }
     }
 
     /// How many functions are callable now.
@@ -304,7 +317,7 @@ impl ScriptHost for Scripts {
         let name = String::from_utf8_lossy(call.func.name()).into_owned();
         if !self.registry.lock().functions.contains_key(&name) {
             return Err(Error::NoFunction(format!(
-                "no function '{name}' is loaded from the plugins directory {} (kill -HUP the server after adding it)",
+                "no function '{name}' is loaded from the plugins directory {} (after adding it, `sessiond ctl reload` or SIGHUP loads it)",
                 self.dir.display()
             )));
         }

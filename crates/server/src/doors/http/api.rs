@@ -372,6 +372,63 @@ pub(crate) async fn destroy_sessions(
     Json(json!({ "destroyed": destroyed })).into_response()
 }
 
+/// The body of `POST /api/v1/sessions/{id}/plugins/{name}`: the
+/// function's parameters (none when the body is empty).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CallBody {
+    #[serde(default)]
+    params: Vec<String>,
+}
+
+/// `POST /api/v1/sessions/{id}/plugins/{name}`: runs plugin function
+/// `name` on the session, all or nothing, as `SESSION.PLUGIN` does;
+/// answers `{"result": …}`. A role that may not write is refused.
+pub(crate) async fn call_plugin(
+    scope: Scope,
+    Path((id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body: CallBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CallBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return bad_request(format!(
+                    "the body must be empty or {{\"params\": [\"text\", ...]}}: {e}"
+                ))
+            }
+        }
+    };
+    let call = Command::Call {
+        func: sessiond_core::script::Func::Plugin(Bytes::from(name)),
+        ids: vec![SessionId::new(Bytes::from(id.into_bytes()))],
+        args: body.params.into_iter().map(Bytes::from).collect(),
+    };
+    match run(&scope, call).await {
+        Ok(reply) => Json(json!({ "result": reply_json(reply) })).into_response(),
+        Err(e) => failure(&e),
+    }
+}
+
+/// A function's answer as JSON: nothing is `null`, a number a number, a
+/// text a string (`{"base64": …}` when it is not UTF-8), a list an array.
+fn reply_json(reply: Reply) -> Value {
+    match reply {
+        Reply::Nil => Value::Null,
+        Reply::Ok => Value::from("OK"),
+        Reply::Status(s) => Value::from(s),
+        Reply::Int(n) => Value::from(n),
+        Reply::Bulk(b) => match std::str::from_utf8(&b) {
+            Ok(t) => Value::from(t),
+            Err(_) => json!({ "base64": Base64::encode_string(&b) }),
+        },
+        Reply::Array(items) => Value::Array(items.into_iter().map(reply_json).collect()),
+        other => Value::from(format!("{other:?}")),
+    }
+}
+
 /// Runs `cmd` in the scope's tenant on the one request path (see
 /// `conn::request`); answered once a write is as durable as the `fsync`
 /// policy promises.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -18,7 +18,10 @@ mod api;
 mod prometheus;
 mod scope;
 
-use api::{destroy_session, destroy_sessions, find_sessions, get_session, list_sessions, stats};
+use api::{
+    call_plugin, destroy_session, destroy_sessions, find_sessions, get_session, list_sessions,
+    stats,
+};
 use prometheus::metrics;
 use scope::{Peer, Scope};
 
@@ -51,6 +54,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, mut stop: watch::
             "/api/v1/sessions/{id}",
             get(get_session).delete(destroy_session),
         )
+        .route("/api/v1/sessions/{id}/plugins/{name}", post(call_plugin))
         .with_state(shared)
         .layer(Extension(peer));
     let conn = hyper::server::conn::http1::Builder::new()
