@@ -92,6 +92,11 @@ pub enum Error {
     /// did was kept.
     #[error("function '{function}' failed, nothing it did was kept: {message}")]
     Script { function: String, message: String },
+    /// An error a Redis script raised or returned (`{err = "..."}`,
+    /// `redis.call` refused), sent as the script gave it, its first word
+    /// the code, as Redis does; nothing the script did was kept.
+    #[error("{0}")]
+    Raised(String),
 }
 
 impl Error {
@@ -127,7 +132,7 @@ impl Error {
             | Error::Overflow { .. }
             | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } | Error::TooManyResults { .. } => "LIMIT",
-            Error::Random(_) | Error::Script { .. } => "ERR",
+            Error::Random(_) | Error::Script { .. } | Error::Raised(_) => "ERR",
             Error::NoFunction(_) => "NOSCRIPT",
             Error::NotAuthenticated => "NOAUTH",
             Error::NotPermitted { .. } => "NOPERM",
@@ -164,7 +169,7 @@ impl Error {
             Error::NoFunction(_) => 404,
             // The function's own refusal, or its running out of a limit:
             // the request was understood, and nothing was changed.
-            Error::Script { .. } => 422,
+            Error::Script { .. } | Error::Raised(_) => 422,
             Error::Unavailable(_) => 503,
         }
     }
@@ -232,6 +237,7 @@ mod tests {
                 function: "f".into(),
                 message: "x".into(),
             },
+            Error::Raised("ERR x".into()),
         ];
         for e in &all {
             assert!(

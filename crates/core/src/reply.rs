@@ -11,6 +11,9 @@ pub enum Reply {
     Ok,
     /// A short status word, such as `PONG`.
     Status(&'static str),
+    /// A status line of any text: a Redis script's `{ok = "…"}` (without
+    /// CR or LF; the encoder blanks them).
+    StatusText(Bytes),
     /// Nothing there (an absent variable).
     Nil,
     /// A number.

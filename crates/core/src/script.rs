@@ -23,13 +23,28 @@ pub enum Func {
     /// line protocol's own commands, HTTP), called with the first session
     /// and the arguments.
     Plugin(Bytes),
+    /// A Redis script (`EVAL`, `EVALSHA`): its source and SHA1 (hex, lower
+    /// case), and the keys it declares (`KEYS`, which map onto the call's
+    /// sessions); the arguments are `ARGV`.
+    Eval {
+        sha: Bytes,
+        source: Bytes,
+        keys: Vec<Bytes>,
+    },
+    /// `FCALL name numkeys key... arg...`: a function of the plugins
+    /// directory, called Redis's way (`redis.register_function`:
+    /// `fn(keys, args)`) or sessiond's (`sessiond.register`: the first
+    /// key's session and the arguments).
+    FCall { name: Bytes, keys: Vec<Bytes> },
 }
 
 impl Func {
-    /// How errors and metrics name it.
+    /// How errors and metrics name it: a loaded function by its name,
+    /// every Redis script as `(eval)`.
     pub fn name(&self) -> &[u8] {
         match self {
-            Func::Plugin(name) => name,
+            Func::Plugin(name) | Func::FCall { name, .. } => name,
+            Func::Eval { .. } => b"(eval)",
         }
     }
 }

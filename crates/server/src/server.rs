@@ -33,7 +33,7 @@ pub struct Server {
     /// The cluster's database, under `postgres` storage.
     cluster: Option<Arc<Cluster>>,
     /// The plugins, when `plugins_dir` is set.
-    scripts: Option<Arc<Scripts>>,
+    scripts: Arc<Scripts>,
 }
 
 impl Server {
@@ -58,15 +58,17 @@ impl Server {
         // Certificate trouble stops the start, before any data is opened.
         let tls = config.tls.acceptor()?;
         let tenants = Arc::new(Tenants::open(&config, engine, cluster.as_ref())?);
-        let scripts = (!config.plugins_dir.as_os_str().is_empty())
-            .then(|| Scripts::open(&config.plugins_dir, config.scripts.clone()));
-        if let Some(s) = &scripts {
-            // Every tenant's engine (a cluster node's working copies too)
-            // runs calls on the same functions; each sees only its own
-            // tenant's sessions.
-            for t in tenants.iter() {
-                t.engine().install_scripts(s.clone());
-            }
+        let dir = config.plugins_dir.as_path();
+        let scripts = Scripts::open(
+            (!dir.as_os_str().is_empty()).then_some(dir),
+            config.scripts.clone(),
+            config.redis_keys(),
+        );
+        // Every tenant's engine (a cluster node's working copies too) runs
+        // calls on the same functions and Redis scripts; each sees only
+        // its own tenant's sessions.
+        for t in tenants.iter() {
+            t.engine().install_scripts(scripts.clone());
         }
         Ok(Self {
             config,
@@ -200,8 +202,8 @@ impl Server {
         });
         let reloads = self
             .scripts
-            .clone()
-            .map(|s| tokio::spawn(reload_on_hangup(s, stop_rx.clone())));
+            .has_dir()
+            .then(|| tokio::spawn(reload_on_hangup(self.scripts.clone(), stop_rx.clone())));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {

@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     /// The cluster's database, under `postgres` storage.
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// The plugins, when `plugins_dir` is set.
-    pub(crate) scripts: Option<Arc<crate::scripts::Scripts>>,
+    pub(crate) scripts: Arc<crate::scripts::Scripts>,
 }
 
 impl Shared {

@@ -32,6 +32,9 @@ pub struct Tenant {
     pub(crate) metrics: crate::metrics::TenantMetrics,
     /// Where its cross-session commands run.
     pub(crate) offload: crate::offload::Offload,
+    /// Its Redis scripts by SHA1 (`SCRIPT LOAD`, `EVAL`; `EVALSHA` reads
+    /// them): one tenant's scripts are not another's.
+    pub(crate) script_cache: crate::scripts::ScriptCache,
 }
 
 impl Tenant {
@@ -83,6 +86,7 @@ impl Tenant {
             memcache_stats: Default::default(),
             metrics: Default::default(),
             offload: Default::default(),
+            script_cache: Default::default(),
         }))
     }
 

@@ -139,10 +139,14 @@ struct EngineTxn<'a> {
 
 impl Txn for EngineTxn<'_> {
     fn run(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let named = |id: &SessionId| self.ids.contains(id);
         let allowed = match cmd.touches() {
             Touches::Nothing => true,
-            Touches::One(id) => named(id),
+            Touches::One(id) if self.ids.contains(id) => true,
+            Touches::One(id) => {
+                return Err(Error::InvalidArgument(format!(
+                    "session '{id}' is not one the call named: a function works only on the sessions it is called with (a Redis script on the keys it declares in KEYS)"
+                )))
+            }
             Touches::Two(..) | Touches::All | Touches::Unsure => false,
         };
         if !allowed {

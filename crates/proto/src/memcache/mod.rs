@@ -189,6 +189,7 @@ impl Status {
             | E::Random(_)
             | E::Unavailable(_)
             | E::NoFunction(_)
+            | E::Raised(_)
             | E::Script { .. } => (Status::ServerError, e.to_string()),
         }
     }

@@ -23,6 +23,10 @@ pub use keys::{glob_match, Key, RedisKeys, LOCK_SUFFIX};
 
 use crate::native::CommandError;
 
+/// The Redis version the door claims (`INFO`'s `redis_version`, scripts'
+/// `redis.REDIS_VERSION`).
+pub const REDIS_VERSION: &str = "7.2.0";
+
 /// The SHA1 of phpredis's session unlock script, which it sends first.
 pub const UNLOCK_SHA: &[u8] = b"b70c2384248f88e6b75b9f89241a180f856ad852";
 /// phpredis's session unlock script, which it sends when EVALSHA fails.
@@ -69,9 +73,58 @@ pub enum Render {
     AllOk,
     /// `:1` if stored, `:0` if not (`SETNX`).
     Stored,
+    /// Scripting: the connection answers it with the server's script
+    /// host and the tenant's script cache; no engine command yet.
+    Script(Scripting),
 
     /// A fixed reply computed by the codec; no engine command.
     Fixed(Reply),
+}
+
+/// A scripting request (`EVAL`, `EVALSHA`, `FCALL`, `SCRIPT …`), which
+/// the connection resolves (an `EVALSHA` against the tenant's cache)
+/// before it becomes a [`Command::Call`] ([`script_call`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scripting {
+    /// `EVAL script numkeys key... arg...`.
+    Eval {
+        source: Bytes,
+        keys: Vec<Bytes>,
+        args: Vec<Bytes>,
+    },
+    /// `EVALSHA sha numkeys key... arg...`.
+    EvalSha {
+        sha: Bytes,
+        keys: Vec<Bytes>,
+        args: Vec<Bytes>,
+    },
+    /// `FCALL function numkeys key... arg...`.
+    FCall {
+        name: Bytes,
+        keys: Vec<Bytes>,
+        args: Vec<Bytes>,
+    },
+    /// `SCRIPT LOAD script`.
+    Load(Bytes),
+    /// `SCRIPT EXISTS sha...`.
+    Exists(Vec<Bytes>),
+    /// `SCRIPT FLUSH [ASYNC|SYNC]`.
+    Flush,
+}
+
+/// The [`Command::Call`] of `func`, on the sessions its `keys` map onto
+/// (lock keys onto their sessions), in order.
+pub fn script_call(
+    func: sessiond_core::script::Func,
+    keys: &[Bytes],
+    args: Vec<Bytes>,
+    map: &RedisKeys,
+) -> Command {
+    Command::Call {
+        ids: keys.iter().map(|k| lock_id(map, k)).collect(),
+        func,
+        args,
+    }
 }
 
 fn err(msg: impl Into<String>) -> CommandError {
@@ -590,29 +643,49 @@ pub const COMMANDS: &[RedisCommand] = &[
         },
     },
     RedisCommand {
-        names: &["EVALSHA", "EVAL"],
-        parse: |name, a, keys, _| parse_unlock_script(name, a, keys),
+        names: &["EVALSHA", "EVAL", "FCALL"],
+        parse: |name, a, keys, _| parse_eval(name, a, keys),
     },
     RedisCommand {
         names: &["SCRIPT"],
         parse: |_, a, _, _| {
-            match a.first() {
-            Some(s) if s.eq_ignore_ascii_case(b"EXISTS") => fixed(Reply::Array(
-                a[1..]
-                    .iter()
-                    .map(|sha| Reply::Int(i64::from(sha.eq_ignore_ascii_case(UNLOCK_SHA))))
-                    .collect(),
-            )),
-            Some(s)
-                if s.eq_ignore_ascii_case(b"LOAD")
-                    && a.get(1).is_some_and(|l| is_unlock_lua(l)) =>
-            {
-                fixed(Reply::Bulk(Bytes::from_static(UNLOCK_SHA)))
+            let sub = a.first().map(|s| s.to_ascii_uppercase());
+            let script = |s| {
+                Ok(RedisRequest {
+                    commands: Vec::new(),
+                    render: Render::Script(s),
+                })
+            };
+            match (sub.as_deref(), &a[1.min(a.len())..]) {
+                (Some(b"LOAD"), [source]) => script(Scripting::Load(source.clone())),
+                (Some(b"EXISTS"), shas) if !shas.is_empty() => {
+                    script(Scripting::Exists(shas.to_vec()))
+                }
+                (Some(b"FLUSH"), []) => script(Scripting::Flush),
+                (Some(b"FLUSH"), [mode])
+                    if mode.eq_ignore_ascii_case(b"ASYNC")
+                        || mode.eq_ignore_ascii_case(b"SYNC") =>
+                {
+                    script(Scripting::Flush)
+                }
+                (Some(b"KILL"), []) => Err(CommandError {
+                    code: "NOTBUSY",
+                    message: "No scripts in execution right now.".into(),
+                }),
+                (Some(b"LOAD" | b"EXISTS" | b"FLUSH" | b"KILL"), _) => Err(err(format!(
+                    "wrong number of arguments for 'script|{}' command",
+                    String::from_utf8_lossy(sub.as_deref().unwrap_or_default()).to_lowercase()
+                ))),
+                _ => Err(err("SCRIPT supports LOAD, EXISTS, FLUSH and KILL")),
             }
-            _ => Err(err(
-                "scripting is not supported yet: SCRIPT LOAD takes only the compare-and-delete script (phpredis's unlock, Laravel's and Redlock's lock release)",
-            )),
-        }
+        },
+    },
+    RedisCommand {
+        names: &["FUNCTION"],
+        parse: |_, _, _, _| {
+            Err(err(
+                "FUNCTION is not supported: put the library in a file of the plugins directory (plugins_dir) and reload; FCALL calls its functions (docs/plugins.md)",
+            ))
         },
     },
     RedisCommand {
@@ -810,56 +883,65 @@ fn is_unlock_lua(script: &[u8]) -> bool {
     lower(squash(script)) == lower(squash(UNLOCK_LUA))
 }
 
-/// `EVALSHA sha 1 key secret` / `EVAL script 1 key secret`: only phpredis's
-/// unlock script ("delete the lock key if it holds my secret").
-fn parse_unlock_script(
-    name: &str,
-    a: &[Bytes],
-    keys: &RedisKeys,
-) -> Result<RedisRequest, CommandError> {
+/// `EVAL script numkeys key... arg...`, `EVALSHA sha …`, `FCALL name …`.
+/// The compare-and-delete script (phpredis's unlock, Laravel's and
+/// Redlock's lock release) on one key runs as one engine command: on a
+/// lock key it releases the session's lock, which no script may do.
+fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError> {
     let [script, numkeys, rest @ ..] = a else {
         return Err(arity(name));
     };
-    let known = if name == "EVALSHA" {
-        script.eq_ignore_ascii_case(UNLOCK_SHA)
-    } else {
-        is_unlock_lua(script)
+    let n = int(numkeys)?;
+    let n = match usize::try_from(n) {
+        Ok(n) if n <= rest.len() => n,
+        Ok(_) => return Err(err("Number of keys can't be greater than number of args")),
+        Err(_) => return Err(err("Number of keys can't be negative")),
     };
-    if !known {
-        return Err(if name == "EVALSHA" {
-            CommandError {
-                code: "NOSCRIPT",
-                message: "No matching script. Please use EVAL.".into(),
-            }
-        } else {
-            err("scripting is not supported yet: the one script understood is compare-and-delete (if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end), phpredis's session unlock and Laravel's and Redlock's lock release")
+    let (declared, args) = rest.split_at(n);
+    let unlock = match name {
+        "EVALSHA" => script.eq_ignore_ascii_case(UNLOCK_SHA),
+        "EVAL" => is_unlock_lua(script),
+        _ => false,
+    };
+    if let (true, [key], [value]) = (unlock, declared, args) {
+        let command = match keys.map(key) {
+            // phpredis's unlock: release the lock if that secret holds it.
+            Key::Lock(id) => Command::UnlockOwned {
+                id,
+                owner: Some(value.clone()),
+            },
+            // Any other key: delete it if it holds that value, atomically.
+            Key::Session(id) => Command::DestroyIf {
+                id,
+                data: value.clone(),
+            },
+        };
+        return Ok(RedisRequest {
+            commands: vec![command],
+            render: Render::Plain,
         });
     }
-    let [key, value] = rest else {
-        return Err(err(
-            "the compare-and-delete script takes one key and one argument",
-        ));
-    };
-    if int(numkeys)? != 1 {
-        return Err(err(
-            "the compare-and-delete script takes one key and one argument",
-        ));
-    }
-    let command = match keys.map(key) {
-        // phpredis's unlock: release the lock if that secret holds it.
-        Key::Lock(id) => Command::UnlockOwned {
-            id,
-            owner: Some(value.clone()),
+    let (keys, args) = (declared.to_vec(), args.to_vec());
+    let request = match name {
+        "EVAL" => Scripting::Eval {
+            source: script.clone(),
+            keys,
+            args,
         },
-        // Any other key: delete it if it holds that value, atomically.
-        Key::Session(id) => Command::DestroyIf {
-            id,
-            data: value.clone(),
+        "EVALSHA" => Scripting::EvalSha {
+            sha: script.clone(),
+            keys,
+            args,
+        },
+        _ => Scripting::FCall {
+            name: script.clone(),
+            keys,
+            args,
         },
     };
     Ok(RedisRequest {
-        commands: vec![command],
-        render: Render::Plain,
+        commands: Vec::new(),
+        render: Render::Script(request),
     })
 }
 
@@ -869,7 +951,7 @@ pub fn render(
     keys: &RedisKeys,
     results: Vec<Result<Reply, Error>>,
 ) -> Result<Reply, (&'static str, String)> {
-    let fail = |e: &Error| (e.code(), e.to_string());
+    let fail = crate::resp::error_parts;
     let success = |r: &Result<Reply, Error>| match r {
         Ok(Reply::Ok | Reply::Bulk(_) | Reply::Key(_) | Reply::Version(_)) => true,
         Ok(Reply::Int(n)) => *n > 0,
@@ -879,6 +961,11 @@ pub fn render(
     let mut results = results;
     match render {
         Render::Fixed(r) => Ok(r.clone()),
+        // The connection answers scripting itself; reaching here is a bug.
+        Render::Script(_) => Err((
+            "ERR",
+            "internal error: a scripting request reached the reply fold".into(),
+        )),
         Render::Flushed => match results.pop() {
             Some(Err(e)) => Err(fail(&e)),
             _ => Ok(Reply::Ok),

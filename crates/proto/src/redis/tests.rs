@@ -76,11 +76,31 @@ fn phpredis_session_commands() {
             .commands,
         unlock.commands
     );
+    // Any other script is the connection's to resolve and run.
     assert_eq!(
-        p(&["EVALSHA", "0000", "1", "k", "v"]).unwrap_err().code,
-        "NOSCRIPT"
+        p(&["EVALSHA", "0000", "1", "k", "v"]).unwrap().render,
+        Render::Script(Scripting::EvalSha {
+            sha: Bytes::from("0000"),
+            keys: vec![Bytes::from("k")],
+            args: vec![Bytes::from("v")],
+        })
     );
-    assert!(p(&["EVAL", "return 1", "0"]).is_err());
+    assert_eq!(
+        p(&["EVAL", "return 1", "0"]).unwrap().render,
+        Render::Script(Scripting::Eval {
+            source: Bytes::from("return 1"),
+            keys: vec![],
+            args: vec![],
+        })
+    );
+    assert_eq!(
+        p(&["EVAL", "return 1", "2", "k"]).unwrap_err().message,
+        "Number of keys can't be greater than number of args"
+    );
+    assert_eq!(
+        p(&["FCALL", "f", "-1"]).unwrap_err().message,
+        "Number of keys can't be negative"
+    );
 }
 
 #[test]

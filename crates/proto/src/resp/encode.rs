@@ -20,6 +20,13 @@ pub fn encode_reply(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
             out.put_slice(s.as_bytes());
             out.put_slice(b"\r\n");
         }
+        Reply::StatusText(s) => {
+            out.put_u8(b'+');
+            for &b in s.iter() {
+                out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
+            }
+            out.put_slice(b"\r\n");
+        }
         Reply::Nil => match proto {
             Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
             Protocol::Resp3 => out.put_slice(b"_\r\n"),
@@ -109,12 +116,24 @@ fn put_ids(out: &mut BytesMut, ids: &[sessiond_core::SessionId]) {
 /// spaces, so a reply is always one line whatever a client sent.
 pub fn encode_error(code: &str, message: &str, out: &mut BytesMut) {
     out.put_u8(b'-');
-    out.put_slice(code.as_bytes());
-    out.put_u8(b' ');
+    // No code: the message is a whole error line (a Redis script's own).
+    if !code.is_empty() {
+        out.put_slice(code.as_bytes());
+        out.put_u8(b' ');
+    }
     for &b in message.as_bytes() {
         out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
     }
     out.put_slice(b"\r\n");
+}
+
+/// The code and message RESP writes for `e`: a Redis script's own error
+/// line as it is (no code of ours before it).
+pub fn error_parts(e: &sessiond_core::Error) -> (&'static str, String) {
+    match e {
+        sessiond_core::Error::Raised(line) => ("", line.clone()),
+        other => (other.code(), other.to_string()),
+    }
 }
 
 /// Redis's INFO text: `# Section` headers, `field:value` lines, a blank

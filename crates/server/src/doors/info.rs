@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use sessiond_core::InfoSection;
+use sessiond_proto::redis::REDIS_VERSION;
 
 use crate::metrics::resident_memory_bytes;
 use crate::shared::Shared;
@@ -17,9 +18,6 @@ const CONTENDED: usize = 10;
 
 /// Sections left out of a bare `INFO` (as Redis leaves out its
 /// `commandstats`); `INFO all` or naming them shows them.
-/// The Redis version `INFO` reports (`redis_version`).
-const REDIS_VERSION: &str = "7.2.0";
-
 const NOT_BY_DEFAULT: [&str; 3] = ["Commandstats", "Errorstats", "Contention"];
 
 /// Every section for a connection of `tenant`, the engine's own

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use sessiond_core::{not_in_transaction, Command, Reply, SessionId, Touches};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
-    encode_error, encode_reply, parse_request, Discard, FrameError, Protocol,
+    encode_error, encode_reply, error_parts, parse_request, Discard, FrameError, Protocol,
 };
 use tokio::sync::watch;
 
@@ -245,6 +245,15 @@ impl Conn {
                     return Ok(());
                 }
             };
+        if let redis::Render::Script(op) = request.render {
+            if let Some(m) = &mut self.multi {
+                m.aborted = true;
+                let e = not_in_transaction(&name.unwrap_or_default());
+                encode_error(e.code(), &e.to_string(), &mut self.link.out);
+                return Ok(());
+            }
+            return self.script(op).await;
+        }
         // All or nothing: the reply folds every command's result, so one
         // refusal refuses the request.
         if let Some(e) = request
@@ -317,6 +326,136 @@ impl Conn {
                 Err(e) => encode_error(e.code(), &e.to_string(), out),
             })
             .await
+    }
+
+    /// `EVAL`, `EVALSHA`, `FCALL` and `SCRIPT …`: a script or function
+    /// runs as one [`Command::Call`] on the sessions its keys name; the
+    /// tenant's cache keeps scripts for `EVALSHA`.
+    async fn script(&mut self, op: redis::Scripting) -> std::io::Result<()> {
+        use redis::Scripting as S;
+        use sessiond_core::script::Func;
+        use sessiond_core::Access;
+        let scripts = self.link.shared.scripts.clone();
+        let (func, keys, args) = match op {
+            S::Eval { source, keys, args } => {
+                let sha = Bytes::from(crate::scripts::sha1_hex(&source));
+                (
+                    Func::Eval {
+                        sha,
+                        source,
+                        keys: keys.clone(),
+                    },
+                    keys,
+                    args,
+                )
+            }
+            S::EvalSha { sha, keys, args } => {
+                let Some(source) = self.link.tenant().script_cache.get(&sha) else {
+                    encode_error(
+                        "NOSCRIPT",
+                        "No matching script. Please use EVAL.",
+                        &mut self.link.out,
+                    );
+                    return Ok(());
+                };
+                let sha = Bytes::from(sha.to_ascii_lowercase());
+                (
+                    Func::Eval {
+                        sha,
+                        source,
+                        keys: keys.clone(),
+                    },
+                    keys,
+                    args,
+                )
+            }
+            S::FCall { name, keys, args } => (
+                Func::FCall {
+                    name,
+                    keys: keys.clone(),
+                },
+                keys,
+                args,
+            ),
+            S::Load(source) => {
+                let reply = match self.link.allows(Access::Write) {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let sha = Bytes::from(crate::scripts::sha1_hex(&source));
+                        let (s, k) = (sha.clone(), source.clone());
+                        match tokio::task::spawn_blocking(move || scripts.check_compiles(&s, &k))
+                            .await
+                        {
+                            Ok(Ok(())) => {
+                                self.link.tenant().script_cache.insert(sha.clone(), source);
+                                Ok(Reply::Bulk(sha))
+                            }
+                            Ok(Err(e)) => Err(e),
+                            Err(e) => Err(sessiond_core::Error::Raised(format!(
+                                "ERR the compile failed: {e}"
+                            ))),
+                        }
+                    }
+                };
+                self.encode_script_reply(reply);
+                return Ok(());
+            }
+            S::Exists(shas) => {
+                let reply = self.link.allows(Access::Read).map(|()| {
+                    let cache = &self.link.tenant().script_cache;
+                    Reply::Array(
+                        shas.iter()
+                            .map(|sha| {
+                                let known = sha.eq_ignore_ascii_case(redis::UNLOCK_SHA)
+                                    || cache.get(sha).is_some();
+                                Reply::Int(i64::from(known))
+                            })
+                            .collect(),
+                    )
+                });
+                self.encode_script_reply(reply);
+                return Ok(());
+            }
+            S::Flush => {
+                let reply = self.link.allows(Access::Write).map(|()| {
+                    self.link.tenant().script_cache.clear();
+                    Reply::Ok
+                });
+                self.encode_script_reply(reply);
+                return Ok(());
+            }
+        };
+        let cmd = redis::script_call(func.clone(), &keys, args, &self.link.shared.redis_keys);
+        if let Err(e) = self.link.permit(&cmd) {
+            self.link.count_error(&e);
+            encode_error(e.code(), &e.to_string(), &mut self.link.out);
+            return Ok(());
+        }
+        // EVAL keeps the script for EVALSHA, as Redis does.
+        if let Func::Eval { sha, source, .. } = func {
+            self.link.tenant().script_cache.insert(sha, source);
+        }
+        let proto = self.proto;
+        self.link
+            .run_into(cmd, move |result, out| match result {
+                Ok(reply) => encode_reply(&reply, proto, out),
+                Err(e) => {
+                    let (code, message) = error_parts(&e);
+                    encode_error(code, &message, out);
+                }
+            })
+            .await
+    }
+
+    fn encode_script_reply(&mut self, reply: Result<Reply, sessiond_core::Error>) {
+        match reply {
+            Ok(r) => encode_reply(&r, self.proto, &mut self.link.out),
+            Err(e) => {
+                self.link.count_error(&e);
+                let (code, message) = error_parts(&e);
+                encode_error(code, &message, &mut self.link.out);
+            }
+        }
     }
 
     /// Marks the transaction being queued (if any) as failed: its EXEC
@@ -476,14 +615,12 @@ fn unexpected_shape(reply: &Reply, out: &mut BytesMut) {
 /// `SESSION.RELOAD` (an admin's, checked first): reads the plugins
 /// directory again, as SIGHUP does; answered with the functions now loaded
 /// and the files that failed, each with why.
-async fn reload(
-    scripts: Option<Arc<crate::scripts::Scripts>>,
-) -> Result<Reply, sessiond_core::Error> {
-    let Some(scripts) = scripts else {
+async fn reload(scripts: Arc<crate::scripts::Scripts>) -> Result<Reply, sessiond_core::Error> {
+    if !scripts.has_dir() {
         return Err(sessiond_core::Error::InvalidArgument(
             "no plugins directory is configured (plugins_dir): nothing to reload".into(),
         ));
-    };
+    }
     let done = tokio::task::spawn_blocking(move || scripts.reload())
         .await
         .map_err(|e| sessiond_core::Error::InvalidArgument(format!("the reload failed: {e}")))?;

@@ -16,7 +16,12 @@
 //! [`Command::Call`]: sessiond_core::Command::Call
 
 mod api;
+mod cache;
+mod redis;
 mod sandbox;
+
+pub(crate) use cache::ScriptCache;
+pub(crate) use redis::sha1_hex;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,11 +30,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, MultiValue, Value, VmState};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sessiond_core::script::{CallSpec, Func, ScriptHost, Txn};
-use sessiond_core::{Error, Reply};
+use sessiond_core::{Error, Reply, SessionId};
+use sessiond_proto::redis::RedisKeys;
 
 /// What one call of a function may spend (`[scripts]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +74,7 @@ struct Plugin {
     path: PathBuf,
     source: String,
     /// The functions it registers, in order.
-    functions: Vec<String>,
+    functions: Vec<(String, Kind)>,
 }
 
 /// The plugins in force: a new one on every reload that changed anything.
@@ -76,8 +83,21 @@ struct Registry {
     generation: u64,
     plugins: Vec<Plugin>,
     /// Function name → the file that registers it.
-    functions: BTreeMap<String, PathBuf>,
+    functions: BTreeMap<String, (PathBuf, Kind)>,
 }
+
+/// How a function was registered, so how it is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `sessiond.register(name, fn)`: `fn(session, param...)`.
+    Session,
+    /// `redis.register_function(name, fn)`: `fn(keys, args)`, with
+    /// `redis.call` on the keys' sessions.
+    Redis,
+}
+
+/// Most compiled `EVAL` scripts one state keeps.
+const MAX_COMPILED: usize = 512;
 
 /// One state ready to call functions.
 struct Vm {
@@ -88,7 +108,12 @@ struct Vm {
     /// time for the whole call, and the same clock as expiry.
     clock: Arc<AtomicU64>,
     generation: u64,
-    functions: BTreeMap<String, Function>,
+    functions: BTreeMap<String, (Kind, Function)>,
+    /// `EVAL` scripts compiled in this state, by SHA1.
+    compiled: std::collections::HashMap<Bytes, Function>,
+    /// The metatable of an `EVAL` script's globals: the sandbox's, read
+    /// only.
+    eval_globals: mlua::Table,
 }
 
 /// What a reload did: the functions in force after it, and the files it
@@ -109,7 +134,10 @@ pub(crate) struct FnStats {
 
 /// The plugins directory and the functions it holds.
 pub(crate) struct Scripts {
-    dir: PathBuf,
+    /// The plugins directory; none: no plugins, only Redis scripts.
+    dir: Option<PathBuf>,
+    /// How `redis.call` reads keys (the Redis door's configuration).
+    redis_keys: RedisKeys,
     limits: ScriptLimits,
     registry: Mutex<Arc<Registry>>,
     pool: Mutex<Vec<Vm>>,
@@ -128,10 +156,15 @@ impl std::fmt::Debug for Scripts {
 
 impl Scripts {
     /// Loads `dir`'s plugins (reporting files that fail, which are left
-    /// out).
-    pub(crate) fn open(dir: &Path, limits: ScriptLimits) -> Arc<Self> {
+    /// out); without a directory, Redis scripts run all the same.
+    pub(crate) fn open(
+        dir: Option<&Path>,
+        limits: ScriptLimits,
+        redis_keys: RedisKeys,
+    ) -> Arc<Self> {
         let scripts = Arc::new(Self {
-            dir: dir.to_path_buf(),
+            dir: dir.map(Path::to_path_buf),
+            redis_keys,
             limits,
             registry: Mutex::new(Arc::new(Registry::default())),
             pool: Mutex::new(Vec::new()),
@@ -147,6 +180,9 @@ impl Scripts {
     /// reported (log, `sessiond_plugin_load_errors_total`) and its
     /// previous version stays.
     pub(crate) fn reload(&self) -> Reloaded {
+        let Some(dir) = &self.dir else {
+            return Reloaded::default();
+        };
         let mut failed = Vec::new();
         let mut refuse = |path: &Path, why: &str| {
             tracing::error!(path = %path.display(), "plugin not loaded: {why}");
@@ -154,14 +190,11 @@ impl Scripts {
             failed.push((path.to_path_buf(), why.to_string()));
         };
         let old = self.registry.lock().clone();
-        let mut files = match list_files(&self.dir) {
+        let mut files = match list_files(dir) {
             Ok(files) => files,
             Err(e) => {
                 // Everything stays as it was.
-                refuse(
-                    &self.dir,
-                    &format!("cannot read the plugins directory: {e}"),
-                );
+                refuse(dir, &format!("cannot read the plugins directory: {e}"));
                 return Reloaded {
                     functions: old.functions.keys().cloned().collect(),
                     failed,
@@ -170,7 +203,7 @@ impl Scripts {
         };
         files.sort();
         let mut plugins: Vec<Plugin> = Vec::new();
-        let mut taken: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut taken: BTreeMap<String, (PathBuf, Kind)> = BTreeMap::new();
         for path in files {
             let loaded = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read it: {e}"))
@@ -190,16 +223,16 @@ impl Scripts {
                 }
             };
             let Some(plugin) = plugin else { continue };
-            if let Some(name) = plugin.functions.iter().find(|f| taken.contains_key(*f)) {
+            if let Some((name, _)) = plugin.functions.iter().find(|(f, _)| taken.contains_key(f)) {
                 let why = format!(
                     "function '{name}' is registered by {} already",
-                    taken[name].display()
+                    taken[name].0.display()
                 );
                 refuse(&plugin.path, &why);
                 continue;
             }
-            for f in &plugin.functions {
-                taken.insert(f.clone(), plugin.path.clone());
+            for (f, kind) in &plugin.functions {
+                taken.insert(f.clone(), (plugin.path.clone(), *kind));
             }
             plugins.push(plugin);
         }
@@ -210,7 +243,7 @@ impl Scripts {
         });
         let functions: Vec<String> = registry.functions.keys().cloned().collect();
         tracing::info!(
-            dir = %self.dir.display(),
+            dir = %dir.display(),
             ?functions,
             failed = failed.len(),
             "plugins loaded"
@@ -218,6 +251,12 @@ impl Scripts {
         *self.registry.lock() = registry;
         self.pool.lock().clear();
         Reloaded { functions, failed }
+    }
+
+    /// Whether a plugins directory is configured (else there is nothing
+    /// to reload).
+    pub(crate) fn has_dir(&self) -> bool {
+        self.dir.is_some()
     }
 
     /// How many functions are callable now.
@@ -266,17 +305,19 @@ impl Scripts {
         }
     }
 
-    fn run_plugin(&self, name: &str, call: CallSpec<'_>, tx: &mut dyn Txn) -> Result<Reply, Error> {
-        let failed = |message: String| Error::Script {
-            function: name.to_string(),
-            message,
-        };
-        let vm = self.checkout().map_err(failed)?;
-        let Some(func) = vm.functions.get(name).cloned() else {
-            return Err(failed("it is not in the loaded plugins".into()));
-        };
-        let Some(id) = call.ids.first() else {
-            return Err(failed("it was called without a session".into()));
+    /// Runs `what` in a state of the pool, within the budgets; the reply
+    /// as the function's kind converts it, or the error.
+    fn run(&self, what: What<'_>, call: CallSpec<'_>, tx: &mut dyn Txn) -> Result<Reply, Error> {
+        let failed = |message: String| what.failure(message);
+        let mut vm = self.checkout().map_err(failed)?;
+        let func = match &what {
+            What::Session { name, .. } | What::Function { name, .. } => {
+                match vm.functions.get(*name) {
+                    Some((_, f)) => f.clone(),
+                    None => return Err(failed("it is not in the loaded plugins".into())),
+                }
+            }
+            What::Eval { sha, source, .. } => vm.compile(sha, source)?,
         };
         vm.clock.store(tx.now_ms(), Ordering::Relaxed);
         let budget = Budget::start(&vm.lua, &self.limits, vm.stopped.clone())
@@ -284,21 +325,56 @@ impl Scripts {
         let tx = RefCell::new(tx);
         let tx = &tx;
         let lua = &vm.lua;
-        let outcome = vm.lua.scope(move |scope| {
-            let session = api::session(lua, scope, tx, id)?;
+        let keys = &self.redis_keys;
+        let eval_globals = &vm.eval_globals;
+        let outcome = vm.lua.scope(|scope| {
             let mut args = MultiValue::new();
-            args.push_back(Value::Table(session));
-            for a in call.args {
-                args.push_back(Value::String(lua.create_string(a)?));
+            match &what {
+                What::Session { id, .. } => {
+                    args.push_back(Value::Table(api::session(lua, scope, tx, id)?));
+                    for a in call.args {
+                        args.push_back(Value::String(lua.create_string(a)?));
+                    }
+                    return func.call::<MultiValue>(args).map(|v| (true, v));
+                }
+                What::Function { keys: names, .. } => {
+                    args.push_back(Value::Table(redis::strings(lua, names)?));
+                    args.push_back(Value::Table(redis::strings(lua, call.args)?));
+                }
+                What::Eval { keys: names, .. } => {
+                    // KEYS and ARGV are the script's own globals, over the
+                    // sandbox's read-only ones.
+                    let env = lua.create_table()?;
+                    env.raw_set("KEYS", redis::strings(lua, names)?)?;
+                    env.raw_set("ARGV", redis::strings(lua, call.args)?)?;
+                    env.set_metatable(Some(eval_globals.clone()))?;
+                    func.set_environment(env)?;
+                }
             }
-            func.call::<MultiValue>(args)
+            redis::runner(lua, scope, tx, keys)?;
+            // Through pcall, so an error value (redis.call's {err=...})
+            // reaches here as it was raised.
+            let pcall: Function = lua.named_registry_value(sandbox::REAL_PCALL)?;
+            args.push_front(Value::Function(func.clone()));
+            let out = pcall.call::<MultiValue>(args);
+            redis::done(lua)?;
+            let mut out = out?;
+            let ok = matches!(out.pop_front(), Some(Value::Boolean(true)));
+            Ok((ok, out))
         });
         let spent = budget.finish(&vm.lua);
         let reply = match (spent, outcome) {
             // Past a limit, whatever the function did after (it may have
             // caught the error) does not count.
             (Some(limit), _) => Err(failed(limit)),
-            (None, Ok(values)) => api::from_lua(values).map_err(failed),
+            (None, Ok((true, values))) => match &what {
+                What::Session { .. } => api::from_lua(values).map_err(failed),
+                _ => redis::from_lua(values),
+            },
+            (None, Ok((false, values))) => Err(redis::raised(
+                &values.into_iter().next().unwrap_or(Value::Nil),
+                &what.place(),
+            )),
             (None, Err(e)) => match api::engine_error(&e) {
                 Some(engine) => Err(engine),
                 None => Err(failed(lua_message(&e))),
@@ -310,22 +386,16 @@ impl Scripts {
         }
         reply
     }
-}
 
-impl ScriptHost for Scripts {
-    fn call(&self, call: CallSpec<'_>, tx: &mut dyn Txn) -> Result<Reply, Error> {
-        let name = String::from_utf8_lossy(call.func.name()).into_owned();
-        if !self.registry.lock().functions.contains_key(&name) {
-            return Err(Error::NoFunction(format!(
-                "no function '{name}' is loaded from the plugins directory {} (after adding it, `sessiond ctl reload` or SIGHUP loads it)",
-                self.dir.display()
-            )));
-        }
-        let stats = self.stats_of(&name);
+    /// Counts a call of `label` in its figures.
+    fn counted(
+        &self,
+        label: &str,
+        run: impl FnOnce() -> Result<Reply, Error>,
+    ) -> Result<Reply, Error> {
+        let stats = self.stats_of(label);
         let started = Instant::now();
-        let reply = match call.func {
-            Func::Plugin(_) => self.run_plugin(&name, call, tx),
-        };
+        let reply = run();
         stats.calls.fetch_add(1, Ordering::Relaxed);
         if reply.is_err() {
             stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +405,148 @@ impl ScriptHost for Scripts {
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         reply
     }
+
+    /// Whether SCRIPT LOAD may keep `source`: it compiles.
+    pub(crate) fn check_compiles(&self, sha: &Bytes, source: &Bytes) -> Result<(), Error> {
+        let mut vm = self
+            .checkout()
+            .map_err(|e| Error::Raised(format!("ERR {e}")))?;
+        let compiled = vm.compile(sha, source).map(|_| ());
+        self.checkin(vm);
+        compiled
+    }
+
+    /// The kind of loaded function `name`, if one is loaded.
+    fn kind_of(&self, name: &str) -> Option<Kind> {
+        self.registry.lock().functions.get(name).map(|(_, k)| *k)
+    }
+
+    fn not_loaded(&self, name: &str) -> Error {
+        Error::NoFunction(match &self.dir {
+            Some(dir) => format!(
+                "no function '{name}' is loaded from the plugins directory {} (after adding it, `sessiond ctl reload` or SIGHUP loads it)",
+                dir.display()
+            ),
+            None => format!("no function '{name}': this server has no plugins directory (plugins_dir)"),
+        })
+    }
 }
+
+/// What a call runs.
+enum What<'a> {
+    /// A `sessiond.register` function on its session.
+    Session { name: &'a str, id: &'a SessionId },
+    /// A `redis.register_function` function (`FCALL`).
+    Function { name: &'a str, keys: &'a [Bytes] },
+    /// An `EVAL` script.
+    Eval {
+        sha: &'a Bytes,
+        source: &'a Bytes,
+        keys: &'a [Bytes],
+    },
+}
+
+impl What<'_> {
+    /// The error of a call that failed (its message, or a limit it ran
+    /// into): a plugin's names the function; a Redis script's is a Redis
+    /// error line.
+    fn failure(&self, message: String) -> Error {
+        match self {
+            What::Session { name, .. } => Error::Script {
+                function: name.to_string(),
+                message,
+            },
+            _ => Error::Raised(format!(
+                "ERR {message}{}; nothing the script did was kept",
+                self.place()
+            )),
+        }
+    }
+
+    /// Where a Redis error happened, as Redis names it after the message.
+    fn place(&self) -> String {
+        match self {
+            What::Eval { sha, .. } => format!(" script: {}", String::from_utf8_lossy(sha)),
+            What::Function { name, .. } => format!(" function: {name}"),
+            What::Session { name, .. } => format!(" function: {name}"),
+        }
+    }
+}
+
+impl Vm {
+    /// `EVAL` script `source` (SHA1 `sha`) compiled in this state.
+    fn compile(&mut self, sha: &Bytes, source: &Bytes) -> Result<Function, Error> {
+        if let Some(f) = self.compiled.get(sha) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .lua
+            .load(&source[..])
+            .set_name("@user_script")
+            .into_function()
+            .map_err(|e| {
+                Error::Raised(format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_message(&e)
+                ))
+            })?;
+        if self.compiled.len() >= MAX_COMPILED {
+            self.compiled.clear();
+        }
+        self.compiled.insert(sha.clone(), f.clone());
+        Ok(f)
+    }
+}
+
+impl ScriptHost for Scripts {
+    fn call(&self, call: CallSpec<'_>, tx: &mut dyn Txn) -> Result<Reply, Error> {
+        match call.func {
+            Func::Plugin(name) => {
+                let name = String::from_utf8_lossy(name);
+                match self.kind_of(&name) {
+                    None => Err(self.not_loaded(&name)),
+                    Some(Kind::Redis) => Err(Error::Script {
+                        function: name.to_string(),
+                        message:
+                            "it is a Redis function (redis.register_function): call it with FCALL"
+                                .into(),
+                    }),
+                    Some(Kind::Session) => self.counted(&name, || {
+                        let Some(id) = call.ids.first() else {
+                            return Err(Error::Script {
+                                function: name.to_string(),
+                                message: "it was called without a session".into(),
+                            });
+                        };
+                        self.run(What::Session { name: &name, id }, call, tx)
+                    }),
+                }
+            }
+            Func::FCall { name, keys } => {
+                let name = String::from_utf8_lossy(name);
+                match self.kind_of(&name) {
+                    None => Err(Error::Raised("ERR Function not found".into())),
+                    Some(Kind::Session) => self.counted(&name, || match call.ids.first() {
+                        Some(id) => self.run(What::Session { name: &name, id }, call, tx),
+                        None => Err(Error::Raised(format!(
+                            "ERR function '{name}' is sessiond's (sessiond.register): name its session as the first key"
+                        ))),
+                    }),
+                    Some(Kind::Redis) => self.counted(&name, || {
+                        self.run(What::Function { name: &name, keys }, call, tx)
+                    }),
+                }
+            }
+            Func::Eval { sha, source, keys } => self.counted(EVAL_LABEL, || {
+                self.run(What::Eval { sha, source, keys }, call, tx)
+            }),
+        }
+    }
+}
+
+/// How the figures name every `EVAL` script together (no plugin function
+/// can be called this).
+pub(crate) const EVAL_LABEL: &str = "(eval)";
 
 /// A call's instruction, time and memory budget, watched by a hook.
 struct Budget {
@@ -432,51 +643,85 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Runs one file alone in a fresh state: the functions it registers, or
 /// why it fails.
-fn try_load(path: &Path, source: &str) -> Result<Vec<String>, String> {
+fn try_load(path: &Path, source: &str) -> Result<Vec<(String, Kind)>, String> {
     let lua = sandbox::new_state(Arc::default()).map_err(|e| e.to_string())?;
     let registered = run_file(&lua, path, source, Arc::default()).map_err(|e| lua_message(&e))?;
     if registered.is_empty() {
-        return Err("it registers no function (call sessiond.register(name, fn))".into());
+        return Err(
+            "it registers no function (call sessiond.register(name, fn) or redis.register_function(name, fn))"
+                .into(),
+        );
     }
-    Ok(registered.into_iter().map(|(name, _)| name).collect())
+    Ok(registered
+        .into_iter()
+        .map(|(name, kind, _)| (name, kind))
+        .collect())
 }
 
-/// Runs a plugin file in `lua`, with `sessiond.register` collecting what it
-/// registers.
+/// Runs a plugin file in `lua`, with `sessiond.register` and
+/// `redis.register_function` collecting what it registers. A first line
+/// `#!lua name=…` (a Redis library's) is read as a comment.
 fn run_file(
     lua: &Lua,
     path: &Path,
     source: &str,
     clock: Arc<AtomicU64>,
-) -> mlua::Result<Vec<(String, Function)>> {
-    let found: Arc<Mutex<Vec<(String, Function)>>> = Arc::default();
-    let sink = found.clone();
-    let register = lua.create_function(move |_, (name, f): (String, Function)| {
-        let mut sink = sink.lock();
-        if !valid_name(&name) {
-            return Err(mlua::Error::runtime(format!(
-                "'{name}' is not a function name: use letters, digits, '_', '.' and '-', up to 64"
-            )));
+) -> mlua::Result<Vec<(String, Kind, Function)>> {
+    let found: Arc<Mutex<Vec<(String, Kind, Function)>>> = Arc::default();
+    let collect = |kind: Kind| {
+        let sink = found.clone();
+        move |name: String, f: Function| {
+            let mut sink = sink.lock();
+            if !valid_name(&name) {
+                return Err(mlua::Error::runtime(format!(
+                    "'{name}' is not a function name: use letters, digits, '_', '.' and '-', up to 64"
+                )));
+            }
+            if sink.iter().any(|(n, _, _)| *n == name) {
+                return Err(mlua::Error::runtime(format!(
+                    "function '{name}' is registered twice"
+                )));
+            }
+            sink.push((name, kind, f));
+            Ok(())
         }
-        if sink.iter().any(|(n, _)| *n == name) {
-            return Err(mlua::Error::runtime(format!(
-                "function '{name}' is registered twice"
-            )));
+    };
+    let session_fn = collect(Kind::Session);
+    let register =
+        lua.create_function(move |_, (name, f): (String, Function)| session_fn(name, f))?;
+    let redis_fn = collect(Kind::Redis);
+    // Redis's two spellings: (name, fn) and {function_name=, callback=}.
+    let register_function = lua.create_function(move |_, (first, f): (Value, Option<Function>)| {
+        match (first, f) {
+            (Value::String(name), Some(f)) => redis_fn(name.to_string_lossy(), f),
+            (Value::Table(t), None) => {
+                let name: String = t.get("function_name")?;
+                let f: Function = t.get("callback")?;
+                redis_fn(name, f)
+            }
+            _ => Err(mlua::Error::runtime(
+                "redis.register_function takes (name, function) or {function_name=..., callback=...}",
+            )),
         }
-        sink.push((name, f));
-        Ok(())
     })?;
     let sessiond = helpers(lua, clock)?;
     sessiond.raw_set("register", register)?;
     lua.globals().raw_set("sessiond", sessiond)?;
+    let redis: mlua::Table = lua.globals().raw_get("redis")?;
+    redis.raw_set("register_function", register_function)?;
     let name = format!(
         "@{}",
         path.file_name().unwrap_or_default().to_string_lossy()
     );
+    let source = match source.strip_prefix("#!") {
+        Some(rest) => format!("--#!{rest}"),
+        None => source.to_string(),
+    };
     lua.load(source).set_name(name).exec()?;
     lua.globals()
         .get::<mlua::Table>("sessiond")?
         .raw_set("register", Value::Nil)?;
+    redis.raw_set("register_function", Value::Nil)?;
     let found = std::mem::take(&mut *found.lock());
     Ok(found)
 }
@@ -534,14 +779,17 @@ fn build(registry: &Registry) -> Result<Vm, String> {
     for p in &registry.plugins {
         let found = run_file(&lua, &p.path, &p.source, clock.clone())
             .map_err(|e| format!("{}: {}", p.path.display(), lua_message(&e)))?;
-        functions.extend(found);
+        functions.extend(found.into_iter().map(|(name, kind, f)| (name, (kind, f))));
     }
     sandbox::seal(&lua).map_err(|e| e.to_string())?;
+    let eval_globals = sandbox::script_globals(&lua).map_err(|e| e.to_string())?;
     Ok(Vm {
         lua,
         stopped,
         clock,
         generation: registry.generation,
         functions,
+        compiled: std::collections::HashMap::new(),
+        eval_globals,
     })
 }

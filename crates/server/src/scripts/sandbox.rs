@@ -27,6 +27,10 @@ const REMOVED: &[&str] = &[
     "print",
 ];
 
+/// Where the state's own `pcall` is kept, for the host to run calls
+/// through (the scripts' `pcall` is guarded).
+pub(super) const REAL_PCALL: &str = "sessiond.pcall";
+
 /// What the sandbox says of a global it does not have.
 const MISSING: &str = "sessiond's sandbox has no global '%s' (no os, io, require, load, debug or file access; see docs/plugins.md)";
 
@@ -47,19 +51,52 @@ pub(super) fn new_state(stopped: Arc<AtomicBool>) -> mlua::Result<Lua> {
     // and nothing needs it.
     let string: Table = g.raw_get("string")?;
     string.raw_set("dump", Value::Nil)?;
+    let real_pcall: Function = g.raw_get("pcall")?;
+    lua.set_named_registry_value(REAL_PCALL, real_pcall)?;
     for name in ["pcall", "xpcall"] {
         let real: Function = g.raw_get(name)?;
         let flag = stopped.clone();
         let guarded = lua.create_function(move |_, args: MultiValue| {
-            let out: MultiValue = real.call(args)?;
+            let mut out: MultiValue = real.call(args)?;
             if flag.load(Ordering::Relaxed) {
                 return Err(mlua::Error::runtime("stopped: the call is over its budget"));
+            }
+            // As in Redis, a caught `{err = …}` (what redis.call raises)
+            // is its message.
+            if let (Some(Value::Boolean(false)), Some(Value::Table(t))) = (out.front(), out.get(1))
+            {
+                if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                    out[1] = Value::String(e);
+                }
             }
             Ok(out)
         })?;
         g.raw_set(name, guarded)?;
     }
+    super::redis::install(&lua)?;
     Ok(lua)
+}
+
+/// The metatable of an `EVAL` script's globals (its `KEYS` and `ARGV`):
+/// everything else is read from the sealed globals, and nothing may be
+/// set, as in Redis.
+pub(super) fn script_globals(lua: &Lua) -> mlua::Result<Table> {
+    let mt = lua.create_table()?;
+    mt.raw_set("__index", lua.globals())?;
+    mt.raw_set(
+        "__newindex",
+        lua.create_function(|_, (_t, name): (Value, Value)| -> mlua::Result<()> {
+            let name = match name {
+                Value::String(s) => s.to_string_lossy(),
+                other => other.type_name().to_string(),
+            };
+            Err(mlua::Error::runtime(format!(
+                "Attempt to modify a readonly table: a script may not set the global '{name}' (use local variables)"
+            )))
+        })?,
+    )?;
+    mt.raw_set("__metatable", false)?;
+    Ok(mt)
 }
 
 /// Makes the globals read-only and their absence an error that says so:

@@ -90,10 +90,12 @@ fn render(shared: &Shared, scope: &Scope) -> String {
         if let Some(c) = &shared.cluster {
             cluster(&mut f, c);
         }
-        if let Some(s) = &shared.scripts {
+        {
+            let s = &shared.scripts;
             f.series("plugin_functions", "", s.function_count() as u64);
             f.series("plugin_load_errors_total", "", load(&s.load_errors));
-            // Function names are letters, digits, '_', '.' and '-'.
+            // Function names are letters, digits, '_', '.' and '-'; every
+            // Redis script counts as "(eval)".
             for (name, st) in s.stats() {
                 let label = format!("function=\"{name}\"");
                 f.series("plugin_calls_total", &label, load(&st.calls));
