@@ -38,4 +38,5 @@ mod python_clients;
 mod raw_resp;
 mod redis_compare;
 mod redis_door;
+mod redis_scripts;
 mod tls;

@@ -69,7 +69,7 @@ pub(crate) async fn both() -> Option<Both> {
 }
 
 /// Runs every command on both and compares the replies.
-async fn same(ours: &mut Client, redis: &mut Client, script: &[&[&str]]) {
+pub(crate) async fn same(ours: &mut Client, redis: &mut Client, script: &[&[&str]]) {
     for args in script {
         let (a, b) = (call(ours, args).await, call(redis, args).await);
         assert_eq!(

@@ -97,7 +97,10 @@ pub(crate) fn describe(name: &str) -> Option<(&'static str, &'static str)> {
             "counter",
             "Plugin files that failed to load (their previous versions stayed).",
         ),
-        "plugin_calls_total" => ("counter", "Calls of a plugin function."),
+        "plugin_calls_total" => (
+            "counter",
+            "Calls of a plugin function (every Redis EVAL script as function=\"(eval)\").",
+        ),
         "plugin_errors_total" => (
             "counter",
             "Calls of a plugin function that failed (nothing they did was kept).",
