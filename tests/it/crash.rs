@@ -135,3 +135,118 @@ async fn kill_9_with_fsync_always_loses_no_acknowledged_write() {
 async fn kill_9_with_fsync_everysec_loses_at_most_the_window() {
     crash_rounds("everysec", 3).await;
 }
+
+/// A plugin function's changes under `fsync always`, through kill -9: each
+/// call moves one unit between two variables and counts itself, so a call
+/// kept in part would break `a + b = 1000` or `n = 1000 - a`. Every
+/// acknowledged call is there, and no call is there half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_keeps_every_acknowledged_function_call_whole() {
+    let dir = TempDir::new("crash-plugins");
+    let plugins = dir.0.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("move.lua"),
+        r#"sessiond.register("move", function(s, i)
+             local a = tonumber(s:get("a") or "1000")
+             local n = s:incr("n")
+             s:set("a", tostring(a - 1))
+             s:set("b", tostring(1000 - (a - 1)))
+             s:set("last", i)
+             return n
+           end)"#,
+    )
+    .unwrap();
+    let data = dir.0.join("data");
+    let a = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--fsync",
+        "always",
+        "--plugins-dir",
+        plugins.to_str().unwrap(),
+    ];
+    let mut acked: Vec<u64> = vec![0; WRITERS];
+    let mut sent: Vec<u64> = vec![0; WRITERS];
+    for round in 0..3u64 {
+        let (mut child, port) = start_binary(&a);
+        let addr = format!("127.0.0.1:{port}");
+        let mut c = Client::connect(&addr).await.unwrap();
+        if round > 0 {
+            check_moves(&mut c, &acked, &sent).await;
+        }
+        for w in 0..WRITERS {
+            let id = format!("m{w}");
+            if !c.exists(&id).await.unwrap() {
+                c.create(&id, CreateOptions::default()).await.unwrap();
+            }
+        }
+        let histories: Vec<Arc<Mutex<History>>> = (0..WRITERS).map(|_| Arc::default()).collect();
+        let mut tasks = Vec::new();
+        for (w, h) in histories.iter().enumerate() {
+            let (addr, h) = (addr.clone(), h.clone());
+            let from = sent[w];
+            tasks.push(tokio::spawn(async move {
+                let mut c = Client::connect(&addr).await.unwrap();
+                let id = format!("m{w}");
+                for i in from + 1.. {
+                    h.lock().unwrap().sent = i;
+                    let call = c
+                        .call(&["SESSION.PLUGIN", &id, "move", &i.to_string()])
+                        .await;
+                    if call.is_err() {
+                        return;
+                    }
+                    h.lock().unwrap().acked.push((i, Instant::now()));
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
+        signal(&child, "-KILL");
+        let _ = child.wait();
+        for t in tasks {
+            let _ = t.await;
+        }
+        for (w, h) in histories.iter().enumerate() {
+            let h = h.lock().unwrap();
+            assert!(!h.acked.is_empty(), "round {round}: m{w} made progress");
+            acked[w] = h.acked.last().map_or(acked[w], |&(i, _)| i);
+            sent[w] = sent[w].max(h.sent);
+        }
+    }
+    let (mut child, port) = start_binary(&a);
+    let mut c = Client::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    check_moves(&mut c, &acked, &sent).await;
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}
+
+/// Each `m{w}` holds every call acknowledged (`last` at least `acked`,
+/// never past `sent`), and only whole calls: `n` calls moved `n` units.
+async fn check_moves(c: &mut Client, acked: &[u64], sent: &[u64]) {
+    for w in 0..WRITERS {
+        let id = format!("m{w}");
+        let (n, a) = (var(c, &id, "n").await, var(c, &id, "a").await);
+        let (b, last) = (var(c, &id, "b").await, var(c, &id, "last").await);
+        if n == 0 {
+            assert_eq!((a, b, last), (0, 0, 0), "m{w}: no call, no change");
+            continue;
+        }
+        assert_eq!(a + b, 1000, "m{w}: a={a} b={b}: a call kept in part");
+        assert_eq!(n, 1000 - a, "m{w}: n={n} a={a}: a call kept in part");
+        assert!(
+            last as u64 >= acked[w],
+            "m{w}: call {} was acknowledged, the last kept is {last}",
+            acked[w]
+        );
+        assert!(last as u64 <= sent[w], "m{w}: {last} was never sent");
+    }
+}
+
+/// Variable `name` of session `id` as a number (absent: 0).
+async fn var(c: &mut Client, id: &str, name: &str) -> i64 {
+    c.get(id, name)
+        .await
+        .unwrap()
+        .map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap())
+}

@@ -63,7 +63,10 @@ async fn real_world_scripts_through_redis_py_answer_as_redis_does() {
     assert_eq!(ours["shapes"][4], serde_json::Value::Null, "false is nil");
     assert_eq!(ours["call_error"], "value", "redis-py drops the ERR");
     assert_eq!(ours["returned_error"], "MYERR");
-    assert_eq!(ours["noscript"], "No", "redis-py drops NOSCRIPT: No matching script");
+    assert_eq!(
+        ours["noscript"], "No",
+        "redis-py drops NOSCRIPT: No matching script"
+    );
     assert_eq!(
         (&ours["sha_known"], &ours["flushed"]),
         (&serde_json::json!(true), &serde_json::json!(false))
