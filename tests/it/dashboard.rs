@@ -291,10 +291,19 @@ fn artifact(name: &str) -> PathBuf {
 async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
     let s = TestServer::start_with(Config {
         storage: Storage::Memory,
+        plugins_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/docs/plugins").into(),
         ..Config::default()
     })
     .await;
     let mut c = s.client().await;
+    // Function calls to show: a plugin, one refused, and a Redis script.
+    c.call(&["SESSION.CREATE", "s-cart"]).await.unwrap();
+    for item in ["sku-1", "sku-2", "sku-3"] {
+        let _ = c
+            .call(&["SESSION.PLUGIN", "s-cart", "cart_add", item, "2"])
+            .await;
+    }
+    c.call(&["EVAL", "return 1", "0"]).await.unwrap();
     for (id, user) in [("s-alice-1", "42"), ("s-alice-2", "42"), ("s-bob", "7")] {
         c.call(&["SESSION.CREATE", id, "DATA", "cart|a:0:{}"])
             .await
@@ -322,7 +331,7 @@ async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
     // The counts shown are the API's.
     let (_, stats) = http(&http_addr, "GET", "/api/v1/stats", None).await;
     let api_sessions = stats["tenants"][0]["sessions"].as_u64().unwrap();
-    assert_eq!(api_sessions, 3);
+    assert_eq!(api_sessions, 4);
     browser
         .wait_text("sessions", "the API's session count", |t| {
             t == api_sessions.to_string()
@@ -344,6 +353,21 @@ async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
             .wait_text("persistence", "the storage", |t| t.contains("memory only"))
             .await;
     }
+    // The functions' figures are the API's: cart_add called three times,
+    // once refused (the cart was full), and the EVAL.
+    let fns = &stats["server"]["functions"];
+    let cart = fns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "cart_add")
+        .unwrap_or_else(|| panic!("cart_add in {fns}"));
+    assert_eq!((&cart["calls"], &cart["errors"]), (&json!(3), &json!(1)));
+    browser
+        .wait_text("functions", "the function figures", |t| {
+            t.contains("cart_add") && t.contains("(eval)")
+        })
+        .await;
     let waits = stats["tenants"][0]["lock_waits"].as_u64().unwrap();
     assert_eq!(waits, 1);
     browser
@@ -352,7 +376,7 @@ async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
         })
         .await;
     browser
-        .wait_text("listed", "every session listed", |t| t == "3 listed")
+        .wait_text("listed", "every session listed", |t| t == "4 listed")
         .await;
 
     // Search: the sessions of user 42.
@@ -391,7 +415,7 @@ async fn the_dashboard_shows_the_api_numbers_finds_and_destroys() {
         sessiond_client::RespValue::Int(0)
     );
     browser
-        .wait_text("sessions", "the new count", |t| t == "2")
+        .wait_text("sessions", "the new count", |t| t == "3")
         .await;
 
     let shot = artifact("dashboard.png");

@@ -102,6 +102,16 @@ pub(crate) async fn stats(State(shared): State<Arc<Shared>>, scope: Scope) -> Re
             "resident_memory_bytes": resident_memory_bytes(),
             "connections_rejected": load(&shared.admission.rejected),
             "auth_failures": shared.auth.refusals().0,
+            // Plugin functions and Redis scripts ("(eval)"), server-wide.
+            "functions": shared.scripts.stats().into_iter().map(|(name, st)| {
+                let calls = load(&st.calls);
+                json!({
+                    "name": name,
+                    "calls": calls,
+                    "errors": load(&st.errors),
+                    "avg_us": load(&st.micros).checked_div(calls).unwrap_or(0),
+                })
+            }).collect::<Vec<_>>(),
         });
         if let Some(c) = &shared.cluster {
             let st = c.pool_stats();
