@@ -35,6 +35,15 @@ sessiond.register("spin_caught", function(s)
   while true do pcall(function() while true do end end) end
 end)
 
+-- Longer than a call may run in place on a request worker: it is run again,
+-- whole, off the workers, and counts once.
+sessiond.register("slow_incr", function(s)
+  local n = s:incr("n")
+  local x = 0
+  for i = 1, 300000 do x = x + i end
+  return n
+end)
+
 sessiond.register("hog", function(s)
   local t = {}
   while true do t[#t + 1] = string.rep("x", 65536) .. #t end
@@ -516,7 +525,7 @@ async fn http_calls_functions_and_ctl_reloads_them() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        said.contains("9 functions loaded: fail_after_write hello hog pages"),
+        said.contains("10 functions loaded: fail_after_write hello hog pages"),
         "{said}"
     );
     assert!(
@@ -536,4 +545,28 @@ async fn http_calls_functions_and_ctl_reloads_them() {
         "{out:?}"
     );
     s.stop().await;
+}
+
+/// A function that outlasts the slice a call gets in place (on a request
+/// worker) is run again off the workers: its effect and its answer are
+/// those of one run.
+#[tokio::test]
+async fn a_call_too_long_to_run_in_place_counts_once() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(dir.0.join("visits.lua"), VISITS).unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    c.create("a", CreateOptions::default()).await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(
+            plugin(&mut c, &["a", "slow_incr"]).await.unwrap(),
+            RespValue::Int(n)
+        );
+    }
+    assert_eq!(c.get("a", "n").await.unwrap(), Some(Bytes::from("3")));
+    let (_, metrics) = crate::http::get(&s, "/metrics", None).await;
+    assert!(
+        metrics.contains("sessiond_plugin_calls_total{function=\"slow_incr\"} 3"),
+        "{metrics}"
+    );
 }

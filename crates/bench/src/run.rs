@@ -10,7 +10,7 @@ use crate::histogram::Histogram;
 use crate::keys::{KeyChooser, Popularity};
 use crate::report::{Latency, Report};
 use crate::wire::{Conn, Proto};
-use crate::workload::{Cycle, Outcome, Polling, Worker, Workload};
+use crate::workload::{Cycle, Outcome, Polling, RateLimit, Worker, Workload};
 use crate::BenchError;
 
 /// Everything a run is made of (the `sessiond bench run` flags).
@@ -113,6 +113,10 @@ impl RunArgs {
             Workload::CycleRedis => Some(Cycle::Redis),
             Workload::CycleMemcache => Some(Cycle::Memcache),
             Workload::CycleNative => Some(Cycle::Native),
+            Workload::RateLimitPlugin => Some(Cycle::RateLimit(RateLimit::Plugin)),
+            Workload::RateLimitCommands => Some(Cycle::RateLimit(RateLimit::Commands)),
+            Workload::RateLimitScript => Some(Cycle::RateLimit(RateLimit::Script)),
+            Workload::RateLimitRedisCommands => Some(Cycle::RateLimit(RateLimit::RedisCommands)),
             Workload::Contend => Some(self.cycle),
             Workload::Raw
             | Workload::Load
@@ -285,7 +289,12 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
     if matches!(args.workload, Workload::ForUpdate | Workload::WriteThrough) {
         return crate::sql::run(args).await;
     }
-    if args.count && args.cycle_kind().is_none() {
+    if args.count
+        && !matches!(
+            args.cycle_kind(),
+            Some(Cycle::Redis | Cycle::Memcache | Cycle::Native)
+        )
+    {
         return Err(BenchError::Options(
             "--count applies to the cycles and the SQL workloads".into(),
         ));
@@ -320,7 +329,15 @@ pub async fn run(args: &RunArgs) -> Result<Report, BenchError> {
     let polling = args.polling();
     let n_keys = args.keys();
 
-    if args.workload == Workload::Load || (!args.no_preload && proto != Proto::Echo) {
+    // The rate-limit keys start absent, as a rate limiter's do (the
+    // sessions of the plugin and native ways are loaded: they need one).
+    let absent = matches!(
+        cycle,
+        Some(Cycle::RateLimit(
+            RateLimit::Script | RateLimit::RedisCommands
+        ))
+    );
+    if args.workload == Workload::Load || (!args.no_preload && !absent && proto != Proto::Echo) {
         let started = Instant::now();
         preload(args, addr, proto, cycle, n_keys).await?;
         if args.workload == Workload::Load {

@@ -7,6 +7,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::keys::{KeyChooser, Rng};
+
+/// SHA1 of `script`, hex, as `SCRIPT LOAD` answers it.
+fn sha1_hex(script: &[u8]) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(script)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 use crate::wire::{Conn, Frame, Proto};
 use crate::BenchError;
 
@@ -43,6 +52,20 @@ pub enum Workload {
     /// cycle, a transaction holding `SELECT … FOR UPDATE` per request.
     #[value(alias = "pg-for-update")]
     ForUpdate,
+    /// A server-side function's cost (docs/plugins.md): the per-session
+    /// rate limit of docs/plugins/rate_limit.lua as one `SESSION.PLUGIN`
+    /// call (the server needs `--plugins-dir docs/plugins`).
+    RateLimitPlugin,
+    /// The same logic as separate native commands, as a client without
+    /// functions does it: `SESSION.GET` the window's start and count,
+    /// then `SESSION.SET` both (4 round trips, not atomic).
+    RateLimitCommands,
+    /// The same logic as a Redis script on two keys (`EVALSHA`, `EVAL` on
+    /// NOSCRIPT): runs unchanged on sessiond and on Redis.
+    RateLimitScript,
+    /// The script's logic as separate Redis commands: `GET`, `GET`, `SET`,
+    /// `SET` (4 round trips, not atomic).
+    RateLimitRedisCommands,
     /// The seeds' "memcache + MySQL" handler: read from memcached
     /// (`--addr`, text protocol), on a miss from the database and back
     /// into memcached; write to memcached, then `REPLACE INTO` the
@@ -52,13 +75,58 @@ pub enum Workload {
 }
 
 /// The per-request sequence a `contend` run repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cycle {
     Redis,
     Memcache,
     Native,
+    /// The rate-limit workloads (`rate-limit-*`), by how they run it.
+    RateLimit(RateLimit),
 }
+
+/// How a rate-limit transaction runs the same logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateLimit {
+    Plugin,
+    Commands,
+    Script,
+    RedisCommands,
+}
+
+impl clap::ValueEnum for Cycle {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Cycle::Redis, Cycle::Memcache, Cycle::Native]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            Cycle::Redis => Some(clap::builder::PossibleValue::new("redis")),
+            Cycle::Memcache => Some(clap::builder::PossibleValue::new("memcache")),
+            Cycle::Native => Some(clap::builder::PossibleValue::new("native")),
+            Cycle::RateLimit(_) => None,
+        }
+    }
+}
+
+/// The rate-limit script: at most ARGV[1] calls in each ARGV[2] seconds,
+/// ARGV[3] the time now (s); KEYS: the window's start and its count. The
+/// same logic as docs/plugins/rate_limit.lua, on two keys.
+pub const RATE_LIMIT_LUA: &[u8] =
+    b"local limit, window, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local start = tonumber(redis.call('GET', KEYS[1])) or 0
+local count = tonumber(redis.call('GET', KEYS[2])) or 0
+if now - start >= window then start, count = now, 0 end
+if count >= limit then return -1 end
+redis.call('SET', KEYS[1], start)
+redis.call('SET', KEYS[2], count + 1)
+return limit - count - 1";
+
+/// Calls a rate-limit transaction allows: more than a run makes, so every
+/// call does the whole read-modify-write.
+const RATE_LIMIT: &[u8] = b"1000000000";
+const RATE_WINDOW: &[u8] = b"60";
 
 /// phpredis's key prefix (`PHPREDIS_SESSION:`) and php-memcached's
 /// (`memc.sess.key.`): the names the real handlers use.
@@ -267,7 +335,19 @@ impl Worker {
             Proto::MemcacheText | Proto::MemcacheBinary
         );
         match cycle {
-            Some(Cycle::Native) => self.key.extend_from_slice(&self.id),
+            Some(Cycle::Native | Cycle::RateLimit(RateLimit::Plugin | RateLimit::Commands)) => {
+                self.key.extend_from_slice(&self.id)
+            }
+            Some(Cycle::RateLimit(_)) => {
+                // rl:<id>:start and rl:<id>:count, as a rate limiter names
+                // its keys.
+                self.key.extend_from_slice(b"rl:");
+                self.key.extend_from_slice(&self.id);
+                self.key.extend_from_slice(b":start");
+                self.lock.extend_from_slice(b"rl:");
+                self.lock.extend_from_slice(&self.id);
+                self.lock.extend_from_slice(b":count");
+            }
             _ if memcache => {
                 self.key.extend_from_slice(MEMCACHE_PREFIX);
                 self.key.extend_from_slice(&self.id);
@@ -381,7 +461,123 @@ impl Worker {
             Cycle::Redis => self.cycle_redis().await,
             Cycle::Memcache => self.cycle_memcache().await,
             Cycle::Native => self.cycle_native().await,
+            Cycle::RateLimit(how) => self.rate_limit(how).await,
         }
+    }
+
+    /// One rate-limited request, run `how`.
+    async fn rate_limit(&mut self, how: RateLimit) -> Result<Outcome, BenchError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            .to_string();
+        // Values read back are needed here (the count, the start).
+        if self.conn.kept.is_none() {
+            self.conn.kept = Some(Vec::new());
+        }
+        let number = |f: Frame, kept: Option<&[u8]>, what: &str| -> Result<i64, BenchError> {
+            match f {
+                Frame::Int(n) => Ok(n),
+                // Not a number reads as 0, as the script's tonumber does.
+                Frame::Value(_) => Ok(kept
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0)),
+                Frame::Miss => Ok(0),
+                f => Err(unexpected(what, &f)),
+            }
+        };
+        let requests = match how {
+            RateLimit::Plugin => {
+                self.conn.push_resp(&[
+                    b"SESSION.PLUGIN",
+                    &self.key,
+                    b"rate_limit",
+                    RATE_LIMIT,
+                    RATE_WINDOW,
+                ]);
+                let f = self.conn.call().await?;
+                number(f, self.conn.kept.as_deref(), "SESSION.PLUGIN rate_limit")?;
+                1
+            }
+            RateLimit::Script => {
+                let sha = sha1_hex(RATE_LIMIT_LUA);
+                let args: [&[u8]; 5] = [b"2", &self.key, &self.lock, RATE_LIMIT, RATE_WINDOW];
+                let mut call = vec![b"EVALSHA".as_slice(), sha.as_bytes()];
+                call.extend_from_slice(&args);
+                call.push(now.as_bytes());
+                self.conn.push_resp(&call);
+                let mut reply = self.conn.call().await?;
+                let mut requests = 1;
+                if matches!(&reply, Frame::Error(e) if e.starts_with("NOSCRIPT")) {
+                    call[0] = b"EVAL";
+                    call[1] = RATE_LIMIT_LUA;
+                    self.conn.push_resp(&call);
+                    reply = self.conn.call().await?;
+                    requests += 1;
+                }
+                number(reply, self.conn.kept.as_deref(), "the rate-limit script")?;
+                requests
+            }
+            RateLimit::Commands | RateLimit::RedisCommands => {
+                let native = how == RateLimit::Commands;
+                let (get, set): (&[&[u8]], &[&[u8]]) = if native {
+                    (
+                        &[b"SESSION.GET", &self.key, b"rate.start"],
+                        &[b"SESSION.GET", &self.key, b"rate.count"],
+                    )
+                } else {
+                    (&[b"GET", &self.key], &[b"GET", &self.lock])
+                };
+                self.conn.push_resp(get);
+                let f = self.conn.call().await?;
+                let start = number(f, self.conn.kept.as_deref(), "GET (window start)")?;
+                self.conn.push_resp(set);
+                let f = self.conn.call().await?;
+                let count = number(f, self.conn.kept.as_deref(), "GET (count)")?;
+                let now_s: i64 = now.parse().unwrap_or(0);
+                let (start, count) = if now_s - start >= 60 {
+                    (now_s, 0)
+                } else {
+                    (start, count)
+                };
+                let (start, count) = (start.to_string(), (count + 1).to_string());
+                if native {
+                    self.conn.push_resp(&[
+                        b"SESSION.SET",
+                        &self.key,
+                        b"rate.start",
+                        start.as_bytes(),
+                    ]);
+                } else {
+                    self.conn.push_resp(&[b"SET", &self.key, start.as_bytes()]);
+                }
+                match self.conn.call().await? {
+                    Frame::Ok => {}
+                    f => return Err(unexpected("SET (window start)", &f)),
+                }
+                if native {
+                    self.conn.push_resp(&[
+                        b"SESSION.SET",
+                        &self.key,
+                        b"rate.count",
+                        count.as_bytes(),
+                    ]);
+                } else {
+                    self.conn.push_resp(&[b"SET", &self.lock, count.as_bytes()]);
+                }
+                match self.conn.call().await? {
+                    Frame::Ok => {}
+                    f => return Err(unexpected("SET (count)", &f)),
+                }
+                4
+            }
+        };
+        Ok(Outcome::Done {
+            lock_wait: None,
+            requests,
+        })
     }
 
     /// Sleeps before poll attempt `attempt` (0-based), doubling from

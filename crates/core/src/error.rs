@@ -97,6 +97,11 @@ pub enum Error {
     /// the code, as Redis does; nothing the script did was kept.
     #[error("{0}")]
     Raised(String),
+    /// A call tried in place on a request worker ran past its short slice
+    /// (nothing of it was kept): the server runs it again off the workers.
+    /// Never answered to a client.
+    #[error("internal: the call is to run off the request workers")]
+    NotInPlace,
 }
 
 impl Error {
@@ -132,7 +137,7 @@ impl Error {
             | Error::Overflow { .. }
             | Error::InvalidArgument(_) => "ERR",
             Error::LimitExceeded { .. } | Error::TooManyResults { .. } => "LIMIT",
-            Error::Random(_) | Error::Script { .. } | Error::Raised(_) => "ERR",
+            Error::Random(_) | Error::Script { .. } | Error::Raised(_) | Error::NotInPlace => "ERR",
             Error::NoFunction(_) => "NOSCRIPT",
             Error::NotAuthenticated => "NOAUTH",
             Error::NotPermitted { .. } => "NOPERM",
@@ -165,7 +170,7 @@ impl Error {
             | Error::InvalidArgument(_)
             // Asked for more than one reply may hold: ask for pages.
             | Error::TooManyResults { .. } => 400,
-            Error::Random(_) => 500,
+            Error::Random(_) | Error::NotInPlace => 500,
             Error::NoFunction(_) => 404,
             // The function's own refusal, or its running out of a limit:
             // the request was understood, and nothing was changed.
@@ -238,6 +243,7 @@ mod tests {
                 message: "x".into(),
             },
             Error::Raised("ERR x".into()),
+            Error::NotInPlace,
         ];
         for e in &all {
             assert!(

@@ -56,6 +56,11 @@ pub struct CallSpec<'a> {
     /// The sessions the function may touch; the first is "its" session.
     pub ids: &'a [SessionId],
     pub args: &'a [Bytes],
+    /// Run in place on a request worker: the host gives it only a short
+    /// slice and answers [`Error::NotInPlace`] past it (or whenever it
+    /// would rather not run it there); the server then runs the call
+    /// again, whole, off the workers.
+    pub in_place: bool,
 }
 
 /// The function's way to the sessions it was given: each command runs as

@@ -759,6 +759,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Claims shards `indexes` for this thread as [`Store::claim`] does,
+    /// but only if no other thread holds any of them: None at once
+    /// otherwise (nothing claimed), so a request worker never waits.
+    pub(crate) fn try_claim(&self, mut indexes: Vec<usize>) -> Option<Claim<'_>> {
+        indexes.sort_unstable();
+        indexes.dedup();
+        let me = thread::current().id();
+        for (n, &i) in indexes.iter().enumerate() {
+            let mut shard = self.shards[i].lock();
+            if shard.claim.is_some_and(|owner| owner != me) {
+                drop(shard);
+                // Lets go of those taken so far.
+                drop(Claim {
+                    store: self,
+                    indexes: indexes[..n].to_vec(),
+                });
+                return None;
+            }
+            shard.claim = Some(me);
+        }
+        Some(Claim {
+            store: self,
+            indexes,
+        })
+    }
+}
+
 /// Shards claimed by one thread ([`Store::claim`]); dropping it lets the
 /// others in.
 pub(crate) struct Claim<'a> {

@@ -631,7 +631,7 @@ impl Engine {
             Command::Echo { message } => Reply::Bulk(message),
             Command::ServerInfo => self.server_info(now),
             Command::Exec { watched, commands } => self.exec(client, watched, commands)?,
-            Command::Call { func, ids, args } => self.call(client, func, ids, args)?,
+            Command::Call { func, ids, args } => self.call(client, &func, &ids, &args)?,
         };
         Ok(Outcome::Reply(reply))
     }

@@ -37,28 +37,67 @@ impl Engine {
     pub(super) fn call(
         &self,
         client: &ClientHandle,
-        func: Func,
-        ids: Vec<SessionId>,
-        args: Vec<Bytes>,
+        func: &Func,
+        ids: &[SessionId],
+        args: &[Bytes],
     ) -> Result<Reply, Error> {
+        self.run_call(client, func, ids, args, false)
+            .unwrap_or(Err(Error::NotInPlace))
+    }
+
+    /// Runs a [`Command::Call`] in place, on the calling (request) thread,
+    /// if its sessions are free now and it ends within the host's short
+    /// slice; None otherwise (nothing of it kept): the caller then runs
+    /// the command as usual, off the request workers. Any other command:
+    /// None.
+    pub fn call_in_place(
+        &self,
+        client: &ClientHandle,
+        cmd: &Command,
+    ) -> Option<Result<Reply, Error>> {
+        let Command::Call { func, ids, args } = cmd else {
+            return None;
+        };
+        match self.run_call(client, func, ids, args, true) {
+            None | Some(Err(Error::NotInPlace)) => None,
+            done => done,
+        }
+    }
+
+    /// A call, all or nothing; None when `in_place` and another thread
+    /// holds one of its sessions' shards.
+    fn run_call(
+        &self,
+        client: &ClientHandle,
+        func: &Func,
+        ids: &[SessionId],
+        args: &[Bytes],
+        in_place: bool,
+    ) -> Option<Result<Reply, Error>> {
         let Some(host) = self.scripts.get() else {
-            return Err(Error::NoFunction(format!(
+            return Some(Err(Error::NoFunction(format!(
                 "no function '{}': this server loads none (set plugins_dir)",
                 String::from_utf8_lossy(func.name())
-            )));
+            ))));
         };
         if ids.len() > MAX_CALL_SESSIONS {
-            return Err(Error::LimitExceeded {
+            return Some(Err(Error::LimitExceeded {
                 what: "the number of sessions one call names",
                 got: ids.len() as u64,
                 limit: MAX_CALL_SESSIONS as u64,
-            });
+            }));
         }
-        for id in &ids {
-            self.check_id(id)?;
+        for id in ids {
+            if let Err(e) = self.check_id(id) {
+                return Some(Err(e));
+            }
         }
-        let shards = ids.iter().map(|id| self.store.index_of(id)).collect();
-        let _claim = self.store.claim(shards, false);
+        let shards: Vec<usize> = ids.iter().map(|id| self.store.index_of(id)).collect();
+        let _claim = if in_place {
+            self.store.try_claim(shards)?
+        } else {
+            self.store.claim(shards, false)
+        };
         let mut distinct: Vec<&SessionId> = ids.iter().collect();
         distinct.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         distinct.dedup();
@@ -71,16 +110,17 @@ impl Engine {
             let mut tx = EngineTxn {
                 engine: self,
                 client,
-                ids: &ids,
+                ids,
             };
             let spec = CallSpec {
-                func: &func,
-                ids: &ids,
-                args: &args,
+                func,
+                ids,
+                args,
+                in_place,
             };
             host.call(spec, &mut tx)
         };
-        match result {
+        Some(match result {
             Ok(reply) => {
                 for (id, was) in before {
                     self.record_outcome(id, was.as_ref());
@@ -93,7 +133,7 @@ impl Engine {
                 }
                 Err(e)
             }
-        }
+        })
     }
 
     /// Logs what a call left of session `id`, if it changed it.

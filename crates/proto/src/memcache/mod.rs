@@ -190,6 +190,7 @@ impl Status {
             | E::Unavailable(_)
             | E::NoFunction(_)
             | E::Raised(_)
+            | E::NotInPlace
             | E::Script { .. } => (Status::ServerError, e.to_string()),
         }
     }

@@ -12,159 +12,196 @@ use sessiond_core::{Command, Error, Reply, SessionId};
 /// Most nesting of tables a function may answer.
 const MAX_DEPTH: usize = 16;
 
-/// The session object for `id`: `s.id`, and methods called as `s:get(name)`.
+/// Where the running call's session dispatcher waits in the Lua registry
+/// while a call runs.
+const CURRENT: &str = "sessiond.session_call";
+
+/// The session object's methods, in the order of their numbers.
+const METHODS: [&str; 13] = [
+    "exists",
+    "get",
+    "set",
+    "del",
+    "incr",
+    "vars",
+    "data",
+    "set_data",
+    "timeout",
+    "set_timeout",
+    "touch",
+    "create",
+    "destroy",
+];
+
+/// The metatable of session objects, made once per state: each method
+/// forwards to the running call's dispatcher ([`session`]), so a call
+/// makes one callback, not one per method.
+pub(super) fn session_class(lua: &Lua) -> mlua::Result<Table> {
+    let methods = lua.create_table()?;
+    for (op, name) in METHODS.iter().enumerate() {
+        let forward = lua.create_function(move |lua, mut args: MultiValue| {
+            let run: Option<mlua::Function> = lua.named_registry_value(CURRENT)?;
+            let Some(run) = run else {
+                return Err(mlua::Error::runtime(
+                    "a session object works only during its call",
+                ));
+            };
+            // The object itself (s:get(...)) is not an argument.
+            args.pop_front();
+            args.push_front(Value::Integer(op as i64));
+            run.call::<MultiValue>(args)
+        })?;
+        methods.raw_set(*name, forward)?;
+    }
+    let class = lua.create_table()?;
+    class.raw_set("__index", methods)?;
+    class.raw_set("__metatable", false)?;
+    Ok(class)
+}
+
+/// The session object for `id` (`s.id`, and the methods of `class`, called
+/// as `s:get(name)`), working through `tx` until [`done`].
 pub(super) fn session<'scope, 'env, 't: 'env>(
     lua: &Lua,
     scope: &'scope Scope<'scope, 'env>,
     tx: &'env RefCell<&'t mut (dyn Txn + 't)>,
     id: &'env SessionId,
+    class: &Table,
 ) -> mlua::Result<Table> {
-    let s = lua.create_table()?;
-    s.set("id", lua.create_string(id.as_bytes())?)?;
-    let run = move |cmd: Command| -> mlua::Result<Reply> {
-        tx.borrow_mut().run(cmd).map_err(mlua::Error::external)
-    };
-    let me = move || id.clone();
-    let method = |name: &str, f: mlua::Function| s.set(name, f);
-
-    method(
-        "exists",
-        scope.create_function(move |_, _this: Value| {
-            Ok(matches!(run(Command::Exists { id: me() })?, Reply::Int(1)))
-        })?,
-    )?;
-    method(
-        "get",
-        scope.create_function(move |lua, (_this, name): (Value, Value)| {
-            let name = arg(lua, name, "the variable name")?;
-            to_lua(
-                lua,
-                run(Command::Get {
-                    id: me(),
-                    name,
-                    default: None,
-                })?,
-            )
-        })?,
-    )?;
-    method(
-        "set",
-        scope.create_function(move |lua, (_this, name, value): (Value, Value, Value)| {
-            let name = arg(lua, name, "the variable name")?;
-            let value = arg(lua, value, "the value")?;
-            run(Command::Set {
-                id: me(),
-                name,
-                value,
-            })?;
-            Ok(())
-        })?,
-    )?;
-    method(
-        "del",
-        scope.create_function(move |lua, (_this, name): (Value, Value)| {
-            let name = arg(lua, name, "the variable name")?;
-            Ok(matches!(
-                run(Command::Del { id: me(), name })?,
-                Reply::Int(1)
-            ))
-        })?,
-    )?;
-    method(
-        "incr",
-        scope.create_function(move |lua, (_this, name, by): (Value, Value, Option<i64>)| {
-            let name = arg(lua, name, "the variable name")?;
-            to_lua(
-                lua,
-                run(Command::Inc {
-                    id: me(),
-                    name,
-                    by: by.unwrap_or(1),
-                })?,
-            )
-        })?,
-    )?;
-    method(
-        "vars",
-        scope.create_function(move |lua, _this: Value| {
-            let t = lua.create_table()?;
-            if let Reply::Map(pairs) = run(Command::GetAll { id: me() })? {
-                for (k, v) in pairs {
-                    t.set(to_lua(lua, k)?, to_lua(lua, v)?)?;
-                }
+    let run = scope.create_function(move |lua, mut args: MultiValue| {
+        let op = match args.pop_front() {
+            Some(Value::Integer(op)) => op,
+            _ => return Err(mlua::Error::runtime("internal: no method number")),
+        };
+        let mut next = || args.pop_front().unwrap_or(Value::Nil);
+        let run = |cmd: Command| -> mlua::Result<Reply> {
+            tx.borrow_mut().run(cmd).map_err(mlua::Error::external)
+        };
+        let me = || id.clone();
+        let value: Value = match METHODS.get(op as usize).copied().unwrap_or("") {
+            "exists" => Value::Boolean(matches!(run(Command::Exists { id: me() })?, Reply::Int(1))),
+            "get" => {
+                let name = arg(lua, next(), "the variable name")?;
+                to_lua(
+                    lua,
+                    run(Command::Get {
+                        id: me(),
+                        name,
+                        default: None,
+                    })?,
+                )?
             }
-            Ok(t)
-        })?,
-    )?;
-    method(
-        "data",
-        scope.create_function(move |lua, _this: Value| {
-            to_lua(
+            "set" => {
+                let name = arg(lua, next(), "the variable name")?;
+                let value = arg(lua, next(), "the value")?;
+                run(Command::Set {
+                    id: me(),
+                    name,
+                    value,
+                })?;
+                Value::Nil
+            }
+            "del" => {
+                let name = arg(lua, next(), "the variable name")?;
+                Value::Boolean(matches!(
+                    run(Command::Del { id: me(), name })?,
+                    Reply::Int(1)
+                ))
+            }
+            "incr" => {
+                let name = arg(lua, next(), "the variable name")?;
+                let by = match next() {
+                    Value::Nil => 1,
+                    Value::Integer(n) => n,
+                    Value::Number(n) if n.fract() == 0.0 => n as i64,
+                    other => {
+                        return Err(mlua::Error::runtime(format!(
+                            "the increment must be an integer, not {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                to_lua(lua, run(Command::Inc { id: me(), name, by })?)?
+            }
+            "vars" => {
+                let t = lua.create_table()?;
+                if let Reply::Map(pairs) = run(Command::GetAll { id: me() })? {
+                    for (k, v) in pairs {
+                        t.set(to_lua(lua, k)?, to_lua(lua, v)?)?;
+                    }
+                }
+                Value::Table(t)
+            }
+            "data" => to_lua(
                 lua,
                 run(Command::GetData {
                     id: me(),
                     touch: true,
                 })?,
-            )
-        })?,
-    )?;
-    method(
-        "set_data",
-        scope.create_function(move |lua, (_this, data): (Value, Value)| {
-            let data = arg(lua, data, "the data")?;
-            run(Command::SetData { id: me(), data })?;
-            Ok(())
-        })?,
-    )?;
-    method(
-        "timeout",
-        scope.create_function(move |lua, _this: Value| {
-            to_lua(
+            )?,
+            "set_data" => {
+                let data = arg(lua, next(), "the data")?;
+                run(Command::SetData { id: me(), data })?;
+                Value::Nil
+            }
+            "timeout" => to_lua(
                 lua,
                 run(Command::Timeout {
                     id: me(),
                     timeout_ms: None,
                 })?,
-            )
-        })?,
-    )?;
-    method(
-        "set_timeout",
-        scope.create_function(move |_, (_this, seconds): (Value, u64)| {
-            run(Command::Timeout {
-                id: me(),
-                timeout_ms: Some(seconds.saturating_mul(1000)),
-            })?;
-            Ok(())
-        })?,
-    )?;
-    method(
-        "touch",
-        scope.create_function(move |_, _this: Value| {
-            run(Command::Touch { id: me() })?;
-            Ok(())
-        })?,
-    )?;
-    method(
-        "create",
-        scope.create_function(move |lua, (_this, data): (Value, Option<Value>)| {
-            let data = data.map(|d| arg(lua, d, "the data")).transpose()?;
-            run(Command::Create {
-                id: me(),
-                class: None,
-                data,
-                timeout_ms: None,
-            })?;
-            Ok(())
-        })?,
-    )?;
-    method(
-        "destroy",
-        scope.create_function(move |_, _this: Value| {
-            Ok(matches!(run(Command::Destroy { id: me() })?, Reply::Int(1)))
-        })?,
-    )?;
+            )?,
+            "set_timeout" => {
+                let seconds = match next() {
+                    Value::Integer(n) if n >= 0 => n as u64,
+                    Value::Number(n) if n >= 0.0 && n.fract() == 0.0 => n as u64,
+                    other => {
+                        return Err(mlua::Error::runtime(format!(
+                            "the timeout must be whole seconds, not {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                run(Command::Timeout {
+                    id: me(),
+                    timeout_ms: Some(seconds.saturating_mul(1000)),
+                })?;
+                Value::Nil
+            }
+            "touch" => {
+                run(Command::Touch { id: me() })?;
+                Value::Nil
+            }
+            "create" => {
+                let data = match next() {
+                    Value::Nil => None,
+                    d => Some(arg(lua, d, "the data")?),
+                };
+                run(Command::Create {
+                    id: me(),
+                    class: None,
+                    data,
+                    timeout_ms: None,
+                })?;
+                Value::Nil
+            }
+            "destroy" => {
+                Value::Boolean(matches!(run(Command::Destroy { id: me() })?, Reply::Int(1)))
+            }
+            _ => return Err(mlua::Error::runtime("internal: no such method")),
+        };
+        Ok(value)
+    })?;
+    lua.set_named_registry_value(CURRENT, run)?;
+    let s = lua.create_table()?;
+    s.raw_set("id", lua.create_string(id.as_bytes())?)?;
+    s.set_metatable(Some(class.clone()))?;
     Ok(s)
+}
+
+/// Ends what [`session`] began: the object's methods refuse from now on.
+pub(super) fn done(lua: &Lua) -> mlua::Result<()> {
+    lua.unset_named_registry_value(CURRENT)
 }
 
 /// A string argument: a Lua string, or a number in Lua's own spelling.

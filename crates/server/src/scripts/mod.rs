@@ -62,6 +62,16 @@ impl Default for ScriptLimits {
     }
 }
 
+/// A call tried in place on a request worker (`CallSpec::in_place`) may
+/// run this long, and this many instructions; past either it is stopped,
+/// nothing of it kept, and run again off the workers with its whole
+/// budget. Most functions end well within it.
+const IN_PLACE_SLICE: Duration = Duration::from_micros(1_000);
+const IN_PLACE_INSTRUCTIONS: u64 = 100_000;
+/// After a function ran past its in-place slice, its calls skip the try
+/// for this long.
+const SLOW_FOR: Duration = Duration::from_secs(1);
+
 /// How often the budget is checked, in instructions.
 const CHECK_EVERY: u32 = 1_000;
 
@@ -114,6 +124,8 @@ struct Vm {
     /// The metatable of an `EVAL` script's globals: the sandbox's, read
     /// only.
     eval_globals: mlua::Table,
+    /// The metatable of session objects (their methods).
+    session_class: mlua::Table,
 }
 
 /// What a reload did: the functions in force after it, and the files it
@@ -130,6 +142,9 @@ pub(crate) struct FnStats {
     pub(crate) calls: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) micros: AtomicU64,
+    /// Until when (ms after [`Scripts`]' start) its calls skip the
+    /// in-place try: one ran past the slice lately.
+    slow_until_ms: AtomicU64,
 }
 
 /// The plugins directory and the functions it holds.
@@ -144,6 +159,8 @@ pub(crate) struct Scripts {
     stats: Mutex<BTreeMap<String, Arc<FnStats>>>,
     /// Reload failures since start.
     pub(crate) load_errors: AtomicU64,
+    /// When it was opened: the clock of [`FnStats`]' slow marks.
+    started: Instant,
 }
 
 impl std::fmt::Debug for Scripts {
@@ -170,6 +187,7 @@ impl Scripts {
             pool: Mutex::new(Vec::new()),
             stats: Mutex::new(BTreeMap::new()),
             load_errors: AtomicU64::new(0),
+            started: Instant::now(),
         });
         let _ = scripts.reload();
         scripts
@@ -320,22 +338,35 @@ impl Scripts {
             What::Eval { sha, source, .. } => vm.compile(sha, source)?,
         };
         vm.clock.store(tx.now_ms(), Ordering::Relaxed);
-        let budget = Budget::start(&vm.lua, &self.limits, vm.stopped.clone())
+        let mut limits = Limits {
+            instructions: self.limits.max_instructions,
+            time: Duration::from_millis(self.limits.max_time_ms),
+            memory: self.limits.max_memory_bytes,
+        };
+        if call.in_place {
+            limits.instructions = limits.instructions.min(IN_PLACE_INSTRUCTIONS);
+            limits.time = limits.time.min(IN_PLACE_SLICE);
+        }
+        let budget = Budget::start(&vm.lua, &limits, vm.stopped.clone())
             .map_err(|e| failed(e.to_string()))?;
         let tx = RefCell::new(tx);
         let tx = &tx;
         let lua = &vm.lua;
         let keys = &self.redis_keys;
         let eval_globals = &vm.eval_globals;
+        let session_class = &vm.session_class;
         let outcome = vm.lua.scope(|scope| {
             let mut args = MultiValue::new();
             match &what {
                 What::Session { id, .. } => {
-                    args.push_back(Value::Table(api::session(lua, scope, tx, id)?));
+                    let session = api::session(lua, scope, tx, id, session_class)?;
+                    args.push_back(Value::Table(session));
                     for a in call.args {
                         args.push_back(Value::String(lua.create_string(a)?));
                     }
-                    return func.call::<MultiValue>(args).map(|v| (true, v));
+                    let out = func.call::<MultiValue>(args);
+                    api::done(lua)?;
+                    return out.map(|v| (true, v));
                 }
                 What::Function { keys: names, .. } => {
                     args.push_back(Value::Table(redis::strings(lua, names)?));
@@ -364,6 +395,8 @@ impl Scripts {
         });
         let spent = budget.finish(&vm.lua);
         let reply = match (spent, outcome) {
+            // Past its slice in place: it runs again, whole, elsewhere.
+            (Some(_), _) if call.in_place => Err(Error::NotInPlace),
             // Past a limit, whatever the function did after (it may have
             // caught the error) does not count.
             (Some(limit), _) => Err(failed(limit)),
@@ -387,15 +420,28 @@ impl Scripts {
         reply
     }
 
-    /// Counts a call of `label` in its figures.
+    /// Counts a call of `label` in its figures. A call tried in place
+    /// that is to run elsewhere is not counted (its run there is), and
+    /// marks the function slow for a while; a function marked slow is not
+    /// tried in place.
     fn counted(
         &self,
         label: &str,
+        in_place: bool,
         run: impl FnOnce() -> Result<Reply, Error>,
     ) -> Result<Reply, Error> {
         let stats = self.stats_of(label);
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if in_place && stats.slow_until_ms.load(Ordering::Relaxed) > now_ms {
+            return Err(Error::NotInPlace);
+        }
         let started = Instant::now();
         let reply = run();
+        if let Err(Error::NotInPlace) = reply {
+            let until = now_ms + SLOW_FOR.as_millis() as u64;
+            stats.slow_until_ms.store(until, Ordering::Relaxed);
+            return reply;
+        }
         stats.calls.fetch_add(1, Ordering::Relaxed);
         if reply.is_err() {
             stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -511,7 +557,7 @@ impl ScriptHost for Scripts {
                             "it is a Redis function (redis.register_function): call it with FCALL"
                                 .into(),
                     }),
-                    Some(Kind::Session) => self.counted(&name, || {
+                    Some(Kind::Session) => self.counted(&name, call.in_place, || {
                         let Some(id) = call.ids.first() else {
                             return Err(Error::Script {
                                 function: name.to_string(),
@@ -526,18 +572,18 @@ impl ScriptHost for Scripts {
                 let name = String::from_utf8_lossy(name);
                 match self.kind_of(&name) {
                     None => Err(Error::Raised("ERR Function not found".into())),
-                    Some(Kind::Session) => self.counted(&name, || match call.ids.first() {
+                    Some(Kind::Session) => self.counted(&name, call.in_place, || match call.ids.first() {
                         Some(id) => self.run(What::Session { name: &name, id }, call, tx),
                         None => Err(Error::Raised(format!(
                             "ERR function '{name}' is sessiond's (sessiond.register): name its session as the first key"
                         ))),
                     }),
-                    Some(Kind::Redis) => self.counted(&name, || {
+                    Some(Kind::Redis) => self.counted(&name, call.in_place, || {
                         self.run(What::Function { name: &name, keys }, call, tx)
                     }),
                 }
             }
-            Func::Eval { sha, source, keys } => self.counted(EVAL_LABEL, || {
+            Func::Eval { sha, source, keys } => self.counted(EVAL_LABEL, call.in_place, || {
                 self.run(What::Eval { sha, source, keys }, call, tx)
             }),
         }
@@ -548,6 +594,13 @@ impl ScriptHost for Scripts {
 /// can be called this).
 pub(crate) const EVAL_LABEL: &str = "(eval)";
 
+/// What one run of a call may spend.
+struct Limits {
+    instructions: u64,
+    time: Duration,
+    memory: usize,
+}
+
 /// A call's instruction, time and memory budget, watched by a hook.
 struct Budget {
     stop: Arc<Mutex<Option<String>>>,
@@ -555,13 +608,10 @@ struct Budget {
 }
 
 impl Budget {
-    fn start(lua: &Lua, limits: &ScriptLimits, stopped: Arc<AtomicBool>) -> mlua::Result<Self> {
+    fn start(lua: &Lua, limits: &Limits, stopped: Arc<AtomicBool>) -> mlua::Result<Self> {
         let stop: Arc<Mutex<Option<String>>> = Arc::default();
         stopped.store(false, Ordering::Relaxed);
-        let (max_instructions, max_time) = (
-            limits.max_instructions,
-            Duration::from_millis(limits.max_time_ms),
-        );
+        let (max_instructions, max_time) = (limits.instructions, limits.time);
         let started = Instant::now();
         let count = AtomicU64::new(0);
         let (s, flag) = (stop.clone(), stopped.clone());
@@ -595,7 +645,7 @@ impl Budget {
                 }
             },
         )?;
-        let limit = lua.used_memory().saturating_add(limits.max_memory_bytes);
+        let limit = lua.used_memory().saturating_add(limits.memory);
         lua.set_memory_limit(limit)?;
         Ok(Self { stop, stopped })
     }
@@ -783,6 +833,7 @@ fn build(registry: &Registry) -> Result<Vm, String> {
     }
     sandbox::seal(&lua).map_err(|e| e.to_string())?;
     let eval_globals = sandbox::script_globals(&lua).map_err(|e| e.to_string())?;
+    let session_class = api::session_class(&lua).map_err(|e| e.to_string())?;
     Ok(Vm {
         lua,
         stopped,
@@ -791,5 +842,6 @@ fn build(registry: &Registry) -> Result<Vm, String> {
         functions,
         compiled: std::collections::HashMap::new(),
         eval_globals,
+        session_class,
     })
 }
