@@ -570,3 +570,48 @@ async fn a_call_too_long_to_run_in_place_counts_once() {
         "{metrics}"
     );
 }
+
+/// `sessiond.find` pages through the sessions where a variable has a value,
+/// a bounded number at a time, from inside a function: here, the other
+/// sessions of the caller's user. A cluster node refuses it (its sessions
+/// are in the database), saying what to do instead.
+#[tokio::test]
+async fn a_function_finds_sessions_by_variable_a_page_at_a_time() {
+    let dir = TempDir::new("plugins");
+    std::fs::write(
+        dir.0.join("others.lua"),
+        r#"sessiond.register("other_sessions", function(s)
+             local found, cursor = {}, "0"
+             repeat
+               local page
+               page, cursor = sessiond.find("user", s:get("user"), 2, cursor)
+               for _, id in ipairs(page) do
+                 if id ~= s.id then found[#found + 1] = id end
+               end
+             until cursor == "0"
+             table.sort(found)
+             return found
+           end)"#,
+    )
+    .unwrap();
+    let s = start(&dir.0, ScriptLimits::default()).await;
+    let mut c = s.client().await;
+    for (id, user) in [("a1", "1"), ("a2", "1"), ("a3", "1"), ("b1", "2")] {
+        c.create(id, CreateOptions::default()).await.unwrap();
+        c.set(id, "user", user).await.unwrap();
+    }
+    let got = plugin(&mut c, &["a2", "other_sessions"]).await;
+    if std::env::var("SESSIOND_TEST_BACKEND").is_ok_and(|b| b == "postgres" || b == "mysql") {
+        let e = got.unwrap_err();
+        assert!(
+            message(&e).contains("not available on a cluster node"),
+            "{e}"
+        );
+        return;
+    }
+    assert_eq!(got.unwrap(), RespValue::Array(vec![bulk("a1"), bulk("a3")]));
+    assert_eq!(
+        plugin(&mut c, &["b1", "other_sessions"]).await.unwrap(),
+        RespValue::Array(vec![])
+    );
+}

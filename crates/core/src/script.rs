@@ -71,6 +71,18 @@ pub trait Txn {
     fn run(&mut self, cmd: Command) -> Result<Reply, Error>;
     /// The engine's clock, in ms since the epoch.
     fn now_ms(&self) -> u64;
+    /// One page of the sessions where variable (or PHP entry) `name` is
+    /// `value`, visiting at most `count` sessions from `cursor` (`0` to
+    /// start): [`Reply::Page`]. Ids only — the call may not touch them. A
+    /// page ends early where another call holds sessions (go on from the
+    /// cursor); refused on a working copy, which holds only some.
+    fn find(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        cursor: &[u8],
+        count: usize,
+    ) -> Result<Reply, Error>;
 }
 
 /// What runs functions: the server's Lua host.

@@ -265,6 +265,27 @@ impl Engine {
         })
     }
 
+    /// [`Engine::find_page`] for a function's `sessiond.find`: a page ends
+    /// early at a shard another call holds, and never waits for it.
+    pub(super) fn find_page_in_call(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        cursor: &[u8],
+        count: usize,
+        now: u64,
+    ) -> Result<Reply, Error> {
+        let count = count.clamp(1, self.config.max_scan_count);
+        let start = parse_cursor(cursor, self.store.len())?;
+        let (page, next) = self.walk_page_with(start, count, false, |shard, after, room, out| {
+            find_slice(shard, name, value, after, room, now, out)
+        });
+        Ok(Reply::Page {
+            cursor: Bytes::from(id_cursor(next)),
+            ids: page,
+        })
+    }
+
     pub(super) fn list_var(&self, name: &[u8], now: u64) -> Result<Reply, Error> {
         let instead = "SESSION.LISTVAR name CURSOR c [COUNT n]";
         let pairs = self.walk_all(instead, |shard, after, room, out| {
@@ -332,6 +353,20 @@ impl Engine {
         &self,
         start: (usize, Option<K>),
         budget: usize,
+        slice: impl FnMut(&Shard, Option<&K>, usize, &mut Vec<T>) -> Sliced<K>,
+    ) -> (Vec<T>, Option<(usize, Option<K>)>) {
+        self.walk_page_with(start, budget, true, slice)
+    }
+
+    /// [`Engine::walk_page`]; without `wait`, a shard another thread has
+    /// claimed ends the page early there (the cursor resumes at it), so a
+    /// walk from inside a function never waits on another's claim.
+    #[allow(clippy::type_complexity)]
+    fn walk_page_with<K, T>(
+        &self,
+        start: (usize, Option<K>),
+        budget: usize,
+        wait: bool,
         mut slice: impl FnMut(&Shard, Option<&K>, usize, &mut Vec<T>) -> Sliced<K>,
     ) -> (Vec<T>, Option<(usize, Option<K>)>) {
         let (mut shard_at, mut after) = start;
@@ -342,7 +377,14 @@ impl Engine {
                 return (out, Some((shard_at, after)));
             }
             let sliced = {
-                let shard = self.store.lock_at(shard_at);
+                let shard = if wait {
+                    self.store.lock_at(shard_at)
+                } else {
+                    match self.store.lock_unclaimed(shard_at) {
+                        Some(shard) => shard,
+                        None => return (out, Some((shard_at, after))),
+                    }
+                };
                 slice(&shard, after.as_ref(), left.min(SLICE), &mut out)
             };
             left = left.saturating_sub(sliced.visited);

@@ -213,6 +213,9 @@ pub struct Engine {
     elsewhere: copy::Elsewhere,
     /// What runs [`Command::Call`]'s functions, once installed.
     scripts: OnceLock<Arc<dyn crate::script::ScriptHost>>,
+    /// A working copy of sessions another store holds: walks see only
+    /// what is loaded here, so a function may not walk.
+    working_copy: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -256,7 +259,14 @@ impl Engine {
             lock_usage: Arc::default(),
             elsewhere: copy::Elsewhere::default(),
             scripts: OnceLock::new(),
+            working_copy: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the engine as a working copy of sessions another store
+    /// holds (a cluster node's): functions may not walk it.
+    pub fn mark_working_copy(&self) {
+        self.working_copy.store(true, Ordering::Relaxed);
     }
 
     /// The engine's configuration.

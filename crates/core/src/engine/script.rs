@@ -210,6 +210,27 @@ impl Txn for EngineTxn<'_> {
     fn now_ms(&self) -> u64 {
         self.engine.now_ms()
     }
+
+    fn find(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        cursor: &[u8],
+        count: usize,
+    ) -> Result<Reply, Error> {
+        if self
+            .engine
+            .working_copy
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::InvalidArgument(
+                "sessiond.find is not available on a cluster node (its sessions are in the database): find with SESSION.FIND, then call the function on each".into(),
+            ));
+        }
+        let now = self.engine.now_ms();
+        self.engine
+            .find_page_in_call(name, value, cursor, count, now)
+    }
 }
 
 /// Whether a command works a lock: a function's effect is undone when it

@@ -16,8 +16,12 @@ const MAX_DEPTH: usize = 16;
 /// while a call runs.
 const CURRENT: &str = "sessiond.session_call";
 
-/// The session object's methods, in the order of their numbers.
-const METHODS: [&str; 13] = [
+/// Sessions `sessiond.find` looks at by default, per call.
+const FIND_DEFAULT: usize = 1_000;
+
+/// The session object's methods, in the order of their numbers; the last,
+/// `find`, is `sessiond.find`, not a method.
+const METHODS: [&str; 14] = [
     "exists",
     "get",
     "set",
@@ -31,6 +35,7 @@ const METHODS: [&str; 13] = [
     "touch",
     "create",
     "destroy",
+    "find",
 ];
 
 /// The metatable of session objects, made once per state: each method
@@ -38,7 +43,7 @@ const METHODS: [&str; 13] = [
 /// makes one callback, not one per method.
 pub(super) fn session_class(lua: &Lua) -> mlua::Result<Table> {
     let methods = lua.create_table()?;
-    for (op, name) in METHODS.iter().enumerate() {
+    for (op, name) in METHODS.iter().enumerate().filter(|(_, n)| **n != "find") {
         let forward = lua.create_function(move |lua, mut args: MultiValue| {
             let run: Option<mlua::Function> = lua.named_registry_value(CURRENT)?;
             let Some(run) = run else {
@@ -57,6 +62,22 @@ pub(super) fn session_class(lua: &Lua) -> mlua::Result<Table> {
     class.raw_set("__index", methods)?;
     class.raw_set("__metatable", false)?;
     Ok(class)
+}
+
+/// `sessiond.find(name, value [, limit [, cursor]])`: forwards to the
+/// running call as the methods do.
+pub(super) fn find_helper(lua: &Lua) -> mlua::Result<mlua::Function> {
+    let op = METHODS.iter().position(|m| *m == "find").unwrap_or(0) as i64;
+    lua.create_function(move |lua, mut args: MultiValue| {
+        let run: Option<mlua::Function> = lua.named_registry_value(CURRENT)?;
+        let Some(run) = run else {
+            return Err(mlua::Error::runtime(
+                "sessiond.find works only during a call of a function registered with sessiond.register",
+            ));
+        };
+        args.push_front(Value::Integer(op));
+        run.call::<MultiValue>(args)
+    })
 }
 
 /// The session object for `id` (`s.id`, and the methods of `class`, called
@@ -79,6 +100,32 @@ pub(super) fn session<'scope, 'env, 't: 'env>(
         };
         let me = || id.clone();
         let value: Value = match METHODS.get(op as usize).copied().unwrap_or("") {
+            "find" => {
+                let name = arg(lua, next(), "the variable name")?;
+                let value = arg(lua, next(), "the value")?;
+                let limit = match next() {
+                    Value::Nil => FIND_DEFAULT,
+                    Value::Integer(n) if n > 0 => n as usize,
+                    Value::Number(n) if n >= 1.0 => n as usize,
+                    _ => return Err(mlua::Error::runtime(
+                        "sessiond.find: the limit is a number of sessions to look at, 1 or more",
+                    )),
+                };
+                let cursor = match next() {
+                    Value::Nil => Bytes::from_static(b"0"),
+                    c => arg(lua, c, "the cursor")?,
+                };
+                let page = tx
+                    .borrow_mut()
+                    .find(&name, &value, &cursor, limit)
+                    .map_err(mlua::Error::external)?;
+                let Reply::Page { cursor, ids } = page else {
+                    return Err(mlua::Error::runtime("internal: find answered no page"));
+                };
+                let found = to_lua(lua, Reply::Ids(ids))?;
+                let cursor = Value::String(lua.create_string(&cursor)?);
+                return Ok(MultiValue::from_vec(vec![found, cursor]));
+            }
             "exists" => Value::Boolean(matches!(run(Command::Exists { id: me() })?, Reply::Int(1))),
             "get" => {
                 let name = arg(lua, next(), "the variable name")?;
@@ -190,7 +237,7 @@ pub(super) fn session<'scope, 'env, 't: 'env>(
             }
             _ => return Err(mlua::Error::runtime("internal: no such method")),
         };
-        Ok(value)
+        Ok(MultiValue::from_vec(vec![value]))
     })?;
     lua.set_named_registry_value(CURRENT, run)?;
     let s = lua.create_table()?;

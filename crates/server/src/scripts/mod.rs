@@ -780,6 +780,7 @@ fn run_file(
 /// the call started; 0 while a file loads) and a logger.
 fn helpers(lua: &Lua, clock: Arc<AtomicU64>) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
+    t.raw_set("find", api::find_helper(lua)?)?;
     t.raw_set(
         "now_ms",
         lua.create_function(move |_, ()| Ok(clock.load(Ordering::Relaxed) as f64))?,

@@ -88,6 +88,7 @@ impl ClusterTenant {
     pub(crate) fn new(cluster: Arc<Cluster>, name: &str, engine: Arc<Engine>) -> Arc<Self> {
         let changes = Arc::new(Changes::default());
         engine.install_log(changes.clone());
+        engine.mark_working_copy();
         let indexed = engine.config().index_fields.clone();
         Arc::new(Self {
             cluster,
