@@ -363,7 +363,7 @@ async fn the_documented_examples_run() {
 
 /// HTTP_SessionServer's "your own commands": on the line protocol a word
 /// that names a function runs it on the open session — the same session,
-/// and the same function, as SESSION.PLUGIN.
+/// and the same function, as SESSION.PLUGIN, HTTP and FCALL reach.
 #[tokio::test]
 async fn the_line_protocol_runs_functions_as_its_own_commands() {
     let dir = TempDir::new("plugins");
@@ -408,6 +408,28 @@ async fn the_line_protocol_runs_functions_as_its_own_commands() {
         Some(Bytes::from("/cart page"))
     );
     assert_eq!(c.get("a", "visits").await.unwrap(), Some(Bytes::from("2")));
+
+    // The same function on the same session over HTTP and the Redis
+    // door's FCALL (its key naming the session).
+    let (status, body) = crate::http::send(
+        &s,
+        "POST",
+        "/api/v1/sessions/a/plugins/visit",
+        None,
+        r#"{"params": ["/http"]}"#,
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"result":3}"#));
+    assert_eq!(
+        c.call(&["FCALL", "visit", "1", "PHPREDIS_SESSION:a", "/fcall"])
+            .await
+            .unwrap(),
+        RespValue::Int(4)
+    );
+    assert_eq!(
+        c.get("a", "last_page").await.unwrap(),
+        Some(Bytes::from("/fcall"))
+    );
 }
 
 /// HTTP runs a function as SESSION.PLUGIN does, on the same session and
