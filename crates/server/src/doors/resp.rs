@@ -611,7 +611,6 @@ fn unexpected_shape(reply: &Reply, out: &mut BytesMut) {
     );
 }
 
-/// A command's reply or refusal, in RESP.
 /// `SESSION.RELOAD` (an admin's, checked first): reads the plugins
 /// directory again, as SIGHUP does; answered with the functions now loaded
 /// and the files that failed, each with why.
@@ -644,6 +643,7 @@ async fn reload(scripts: Arc<crate::scripts::Scripts>) -> Result<Reply, sessiond
     ]))
 }
 
+/// A command's reply or refusal, in RESP.
 fn encode_result(result: Result<Reply, sessiond_core::Error>, proto: Protocol, out: &mut BytesMut) {
     match result {
         Ok(reply) => encode_reply(&reply, proto, out),

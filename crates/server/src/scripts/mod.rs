@@ -106,8 +106,10 @@ enum Kind {
     Redis,
 }
 
-/// Most compiled `EVAL` scripts one state keeps.
+/// Most compiled `EVAL` scripts one state keeps, and most bytes of their
+/// sources: past either, it forgets them all (they compile again).
 const MAX_COMPILED: usize = 512;
+const MAX_COMPILED_BYTES: usize = 16 * 1024 * 1024;
 
 /// One state ready to call functions.
 struct Vm {
@@ -119,8 +121,10 @@ struct Vm {
     clock: Arc<AtomicU64>,
     generation: u64,
     functions: BTreeMap<String, (Kind, Function)>,
-    /// `EVAL` scripts compiled in this state, by SHA1.
+    /// `EVAL` scripts compiled in this state, by SHA1, and the bytes of
+    /// their sources.
     compiled: std::collections::HashMap<Bytes, Function>,
+    compiled_bytes: usize,
     /// The metatable of an `EVAL` script's globals: the sandbox's, read
     /// only.
     eval_globals: mlua::Table,
@@ -329,13 +333,20 @@ impl Scripts {
         let failed = |message: String| what.failure(message);
         let mut vm = self.checkout().map_err(failed)?;
         let func = match &what {
-            What::Session { name, .. } | What::Function { name, .. } => {
-                match vm.functions.get(*name) {
-                    Some((_, f)) => f.clone(),
-                    None => return Err(failed("it is not in the loaded plugins".into())),
-                }
+            What::Session { name, .. } | What::Function { name, .. } => vm
+                .functions
+                .get(*name)
+                .map(|(_, f)| f.clone())
+                .ok_or_else(|| failed("it is not in the loaded plugins".into())),
+            What::Eval { sha, source, .. } => vm.compile(sha, source),
+        };
+        let func = match func {
+            Ok(f) => f,
+            Err(e) => {
+                // The state is as good as before: keep it.
+                self.checkin(vm);
+                return Err(e);
             }
-            What::Eval { sha, source, .. } => vm.compile(sha, source)?,
         };
         vm.clock.store(tx.now_ms(), Ordering::Relaxed);
         let mut limits = Limits {
@@ -536,9 +547,13 @@ impl Vm {
                     lua_message(&e)
                 ))
             })?;
-        if self.compiled.len() >= MAX_COMPILED {
+        if self.compiled.len() >= MAX_COMPILED
+            || self.compiled_bytes + source.len() > MAX_COMPILED_BYTES
+        {
             self.compiled.clear();
+            self.compiled_bytes = 0;
         }
+        self.compiled_bytes += source.len();
         self.compiled.insert(sha.clone(), f.clone());
         Ok(f)
     }
@@ -842,6 +857,7 @@ fn build(registry: &Registry) -> Result<Vm, String> {
         generation: registry.generation,
         functions,
         compiled: std::collections::HashMap::new(),
+        compiled_bytes: 0,
         eval_globals,
         session_class,
     })

@@ -42,7 +42,7 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
         match lua.named_registry_value::<Option<Function>>(CURRENT)? {
             Some(run) => run.call::<MultiValue>(args),
             None => Err(mlua::Error::runtime(
-                "redis.call runs only inside a call (not while a plugin file loads)",
+                "redis.call works in Redis scripts (EVAL) and functions registered with redis.register_function, while they run; a sessiond.register function uses its session object",
             )),
         }
     })?;
