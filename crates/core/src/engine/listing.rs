@@ -246,38 +246,20 @@ impl Engine {
         Ok(Reply::Ids(ids))
     }
 
+    /// One page of `FIND … CURSOR`; without `wait` (a function's
+    /// `sessiond.find`), a page ends early at a shard another call holds
+    /// instead of waiting for it.
     pub(super) fn find_page(
         &self,
-        name: &[u8],
-        value: &[u8],
+        (name, value): (&[u8], &[u8]),
         cursor: &[u8],
         count: usize,
+        wait: bool,
         now: u64,
     ) -> Result<Reply, Error> {
         let count = count.clamp(1, self.config.max_scan_count);
         let start = parse_cursor(cursor, self.store.len())?;
-        let (page, next) = self.walk_page(start, count, |shard, after, room, out| {
-            find_slice(shard, name, value, after, room, now, out)
-        });
-        Ok(Reply::Page {
-            cursor: Bytes::from(id_cursor(next)),
-            ids: page,
-        })
-    }
-
-    /// [`Engine::find_page`] for a function's `sessiond.find`: a page ends
-    /// early at a shard another call holds, and never waits for it.
-    pub(super) fn find_page_in_call(
-        &self,
-        name: &[u8],
-        value: &[u8],
-        cursor: &[u8],
-        count: usize,
-        now: u64,
-    ) -> Result<Reply, Error> {
-        let count = count.clamp(1, self.config.max_scan_count);
-        let start = parse_cursor(cursor, self.store.len())?;
-        let (page, next) = self.walk_page_with(start, count, false, |shard, after, room, out| {
+        let (page, next) = self.walk_page_with(start, count, wait, |shard, after, room, out| {
             find_slice(shard, name, value, after, room, now, out)
         });
         Ok(Reply::Page {

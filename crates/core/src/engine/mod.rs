@@ -566,7 +566,7 @@ impl Engine {
                 value,
                 cursor,
                 count,
-            } => self.find_page(&name, &value, &cursor, count, now)?,
+            } => self.find_page((&name, &value), &cursor, count, true, now)?,
             Command::ListVarPage {
                 name,
                 cursor,

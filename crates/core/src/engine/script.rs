@@ -229,7 +229,7 @@ impl Txn for EngineTxn<'_> {
         }
         let now = self.engine.now_ms();
         self.engine
-            .find_page_in_call(name, value, cursor, count, now)
+            .find_page((name, value), cursor, count, false, now)
     }
 }
 

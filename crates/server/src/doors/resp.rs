@@ -336,18 +336,15 @@ impl Conn {
         use sessiond_core::script::Func;
         use sessiond_core::Access;
         let scripts = self.link.shared.scripts.clone();
+        let eval = |sha, source, keys: &[Bytes]| Func::Eval {
+            sha,
+            source,
+            keys: keys.to_vec(),
+        };
         let (func, keys, args) = match op {
             S::Eval { source, keys, args } => {
                 let sha = Bytes::from(crate::scripts::sha1_hex(&source));
-                (
-                    Func::Eval {
-                        sha,
-                        source,
-                        keys: keys.clone(),
-                    },
-                    keys,
-                    args,
-                )
+                (eval(sha, source, &keys), keys, args)
             }
             S::EvalSha { sha, keys, args } => {
                 let Some(source) = self.link.tenant().script_cache.get(&sha) else {
@@ -359,15 +356,7 @@ impl Conn {
                     return Ok(());
                 };
                 let sha = Bytes::from(sha.to_ascii_lowercase());
-                (
-                    Func::Eval {
-                        sha,
-                        source,
-                        keys: keys.clone(),
-                    },
-                    keys,
-                    args,
-                )
+                (eval(sha, source, &keys), keys, args)
             }
             S::FCall { name, keys, args } => (
                 Func::FCall {

@@ -170,13 +170,17 @@ fn command(tx: &mut dyn Txn, keys: &RedisKeys, words: Vec<Bytes>) -> Result<Repl
         return Err(not_allowed());
     }
     let results = request.commands.into_iter().map(|c| tx.run(c)).collect();
-    redis::render(&request.render, keys, results).map_err(|(code, message)| {
-        if code.is_empty() {
-            message
-        } else {
-            format!("{code} {message}")
-        }
-    })
+    redis::render(&request.render, keys, results).map_err(|(code, message)| line(code, message))
+}
+
+/// An error as the one line RESP sends (without its `-`): the code, then
+/// the message; no code: the message is the whole line (a script's own).
+fn line(code: &str, message: String) -> String {
+    if code.is_empty() {
+        message
+    } else {
+        format!("{code} {message}")
+    }
 }
 
 /// `{err = line}`, what `redis.pcall` answers for a refusal.
@@ -308,11 +312,7 @@ pub(super) fn raised(v: &Value, where_: &str) -> Error {
         Value::Error(e) => match super::api::engine_error(e) {
             Some(engine) => {
                 let (code, message) = sessiond_proto::resp::error_parts(&engine);
-                if code.is_empty() {
-                    message
-                } else {
-                    format!("{code} {message}")
-                }
+                line(code, message)
             }
             None => format!("ERR {}{where_}", super::lua_message(e)),
         },
