@@ -18,27 +18,56 @@ pub const MAX_RANDOM_LEN: usize = 4096;
 /// (26 to 32 symbols by default) and generated ones (32) fit, so looking an
 /// id up compares bytes that are already in the hash table's slot instead
 /// of chasing a pointer, and a stored session's id costs no allocation.
-pub const INLINE_ID_LEN: usize = 38;
+pub const INLINE_ID_LEN: usize = 34;
 
 /// A session id: arbitrary bytes chosen by a client, or generated.
 ///
 /// Cheap to clone: short ids are held inline (40 bytes in all), longer ones
-/// are reference counted. Equality, ordering and hashing are those of the
-/// bytes, whichever way they are held.
+/// are reference counted. Equality and ordering are those of the bytes,
+/// whichever way they are held. The id carries its hash, made once when it
+/// is made: a keyed SipHash of the bytes (the key random per process, so no
+/// choice of ids can bunch them up), which every look-up of the request
+/// reuses ([`IdHasher`], [`SessionId::hash_code`]) instead of hashing the
+/// bytes again for the shard, the sessions, the locks.
 #[derive(Clone)]
 pub struct SessionId(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE_ID_LEN] },
-    Shared(Bytes),
+    Inline {
+        len: u8,
+        hash: u32,
+        bytes: [u8; INLINE_ID_LEN],
+    },
+    Shared {
+        hash: u32,
+        bytes: Bytes,
+    },
+}
+
+/// The keyed hash of an id's bytes (SipHash-1-3 with a key drawn once per
+/// process), folded to 32 bits.
+fn hash_of(bytes: &[u8]) -> u32 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let h = KEY
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(bytes);
+    // Truncation is the point: both halves folded into one.
+    (h ^ (h >> 32)) as u32
 }
 
 impl SessionId {
     /// Wraps raw bytes as an id. Length and alphabet checks are the engine's.
     pub fn new(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Self::from_slice(&bytes).unwrap_or(Self(Repr::Shared(bytes)))
+        Self::from_slice(&bytes).unwrap_or_else(|| {
+            Self(Repr::Shared {
+                hash: hash_of(&bytes),
+                bytes,
+            })
+        })
     }
 
     /// An id copied from `bytes`, if it is short enough to be held inline.
@@ -46,13 +75,22 @@ impl SessionId {
         let len = u8::try_from(bytes.len()).ok()?;
         let mut inline = [0; INLINE_ID_LEN];
         inline.get_mut(..bytes.len())?.copy_from_slice(bytes);
-        Some(Self(Repr::Inline { len, bytes: inline }))
+        Some(Self(Repr::Inline {
+            len,
+            hash: hash_of(bytes),
+            bytes: inline,
+        }))
     }
 
     /// An id with the bytes of `bytes`: inline if short, else copied into
     /// an allocation of its own (so it never keeps a larger buffer alive).
     pub fn copy_from_slice(bytes: &[u8]) -> Self {
-        Self::from_slice(bytes).unwrap_or_else(|| Self(Repr::Shared(Bytes::copy_from_slice(bytes))))
+        Self::from_slice(bytes).unwrap_or_else(|| {
+            Self(Repr::Shared {
+                hash: hash_of(bytes),
+                bytes: Bytes::copy_from_slice(bytes),
+            })
+        })
     }
 
     /// A fresh id of `len` URL-safe symbols from the OS CSPRNG.
@@ -63,8 +101,8 @@ impl SessionId {
     /// The id's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(b) => b,
+            Repr::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            Repr::Shared { bytes, .. } => bytes,
         }
     }
 
@@ -72,8 +110,47 @@ impl SessionId {
     pub fn to_bytes(&self) -> Bytes {
         match &self.0 {
             Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
-            Repr::Shared(b) => b.clone(),
+            Repr::Shared { bytes, .. } => bytes.clone(),
         }
+    }
+
+    /// The id's keyed hash, made when the id was: the same for the same
+    /// bytes within this process, unpredictable to clients.
+    pub fn hash_code(&self) -> u32 {
+        match &self.0 {
+            Repr::Inline { hash, .. } | Repr::Shared { hash, .. } => *hash,
+        }
+    }
+}
+
+/// The hasher of maps keyed by [`SessionId`]: it takes the hash the id
+/// carries, spread over 64 bits, so a look-up hashes nothing. Only for
+/// `SessionId` keys (anything else hashed with it gets a plain, unkeyed
+/// mix of its bytes).
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+/// Builds [`IdHasher`]s: `HashMap<SessionId, V, IdHash>`.
+pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+/// An odd constant with well mixed bits (2^64 / φ).
+const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(SPREAD);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        // The low bits pick the bucket, the top 7 the tag: an odd multiplier
+        // keeps the low bits a permutation of the hash's and fills the top.
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(SPREAD);
     }
 }
 
@@ -98,8 +175,9 @@ impl Ord for SessionId {
 }
 
 impl std::hash::Hash for SessionId {
+    /// The hash made with the id (equal bytes, equal hash).
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
+        state.write_u32(self.hash_code());
     }
 }
 
@@ -164,16 +242,24 @@ mod tests {
         let cases: [&[u8]; 5] = [b"", b"a", b"abc", &[b'x'; INLINE_ID_LEN], &long];
         for bytes in cases {
             let inline_or_not = SessionId::new(Bytes::copy_from_slice(bytes));
-            let shared = SessionId(Repr::Shared(Bytes::copy_from_slice(bytes)));
+            let shared = SessionId(Repr::Shared {
+                hash: hash_of(bytes),
+                bytes: Bytes::copy_from_slice(bytes),
+            });
             assert_eq!(inline_or_not, shared);
             assert_eq!(hasher.hash_one(&inline_or_not), hasher.hash_one(&shared));
+            let by_id = IdHash::default();
+            assert_eq!(by_id.hash_one(&inline_or_not), by_id.hash_one(&shared));
             assert_eq!(inline_or_not.as_bytes(), bytes);
             assert_eq!(&inline_or_not.to_bytes()[..], bytes);
             assert_eq!(SessionId::copy_from_slice(bytes), shared);
         }
         let short = SessionId::new(&b"abc"[..]);
         assert!(matches!(short.0, Repr::Inline { len: 3, .. }));
-        assert!(matches!(SessionId::new(long.clone()).0, Repr::Shared(_)));
+        assert!(matches!(
+            SessionId::new(long.clone()).0,
+            Repr::Shared { .. }
+        ));
         assert!(SessionId::new(&b"ab"[..]) < SessionId::new(&b"abc"[..]));
         assert!(SessionId::new(&b"y"[..]) > SessionId::new(long.clone()));
         assert!(SessionId::new(&b"abd"[..]) < SessionId::new(long));

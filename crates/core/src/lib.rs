@@ -28,7 +28,7 @@ pub use engine::{
     PendingLock, TickReport, MAX_CALL_SESSIONS,
 };
 pub use error::Error;
-pub use id::{IdChars, SessionId};
+pub use id::{IdChars, IdHash, IdHasher, SessionId};
 pub use journal::{Mutation, MutationLog, KEY_BLOCK};
 pub use lock::{lock_bytes, Grant, LockMode, LockWait};
 pub use reply::{InfoSection, Reply};

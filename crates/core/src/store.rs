@@ -17,7 +17,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::fields::IndexFields;
-use crate::id::SessionId;
+use crate::id::{IdHash, SessionId};
 use crate::index::{ClassIndex, FieldIndex, VarIndex, KEY_BITS};
 use crate::journal::{FencingKeys, Journal, Mutation};
 use crate::lock::{LeaseHeap, LockState};
@@ -35,7 +35,7 @@ pub(crate) struct Shard {
     usage: Arc<Usage>,
     /// The sessions by id: a hash map, as every request looks one up.
     /// Boxed so the table's empty slots stay small (it is at most 7/8 full).
-    pub(crate) sessions: HashMap<SessionId, Box<Session>>,
+    pub(crate) sessions: HashMap<SessionId, Box<Session>, IdHash>,
     /// The same ids in scan order, for `SCAN` cursors and `LIST`: by a
     /// keyed hash of the id (then the id), so a numeric cursor can name any
     /// place in it (Redis `SCAN`) and no choice of ids can bunch them up.
@@ -43,7 +43,7 @@ pub(crate) struct Shard {
     order: BTreeSet<(u64, SessionId)>,
     /// The key of that hash (the same for every shard of a store).
     order_hasher: RandomState,
-    pub(crate) locks: HashMap<SessionId, LockState>,
+    pub(crate) locks: HashMap<SessionId, LockState, IdHash>,
     pub(crate) vars: VarIndex,
     /// The same for the entries of PHP-encoded data.
     /// Fields of the data (PHP, JSON, msgpack) of the indexed names.
@@ -57,7 +57,7 @@ pub(crate) struct Shard {
     pub(crate) leases: LeaseHeap,
     /// Sessions of a working copy ([`crate::Engine::load_held`]) whose lock
     /// is held in the store behind it: alive while held, as if locked here.
-    pub(crate) held_elsewhere: std::collections::HashSet<SessionId>,
+    pub(crate) held_elsewhere: std::collections::HashSet<SessionId, IdHash>,
     /// The thread running a transaction on this shard ([`Store::claim`]):
     /// every other thread waits until it ends.
     claim: Option<ThreadId>,
@@ -73,17 +73,17 @@ impl Shard {
         Self {
             journal,
             usage,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             order: BTreeSet::new(),
             order_hasher,
-            locks: HashMap::new(),
+            locks: HashMap::default(),
             vars: VarIndex::default(),
             fields: FieldIndex::default(),
             field_keys,
             classes: ClassIndex::default(),
             expiry: BinaryHeap::new(),
             leases: BinaryHeap::new(),
-            held_elsewhere: std::collections::HashSet::new(),
+            held_elsewhere: std::collections::HashSet::default(),
             claim: None,
         }
     }
@@ -607,7 +607,6 @@ pub(crate) struct Store {
     shards: Box<[Mutex<Shard>]>,
     /// Signalled when a shard's claim ends, one per shard.
     released: Box<[Condvar]>,
-    hasher: RandomState,
     usage: Arc<Usage>,
 }
 
@@ -674,7 +673,6 @@ impl Store {
                 .collect(),
             released: (0..n).map(|_| Condvar::new()).collect(),
             usage,
-            hasher: RandomState::new(),
         }
     }
 
@@ -699,11 +697,12 @@ impl Store {
 
     /// Which shard holds `id`.
     pub(crate) fn index_of(&self, id: &SessionId) -> usize {
-        // The hasher is randomly keyed, so a client cannot aim many ids at one
-        // shard.
-        let h = self.hasher.hash_one(id);
-        // Truncation is fine: only the low bits choose the shard.
-        (h % self.shards.len() as u64) as usize
+        // The id's hash is randomly keyed, so a client cannot aim many ids
+        // at one shard. Its high bits choose the shard (multiply and
+        // shift); a shard's table looks at its low bits.
+        let n = self.shards.len() as u64;
+        // Truncation is fine: the product shifted is below `n`.
+        ((u64::from(id.hash_code()) * n) >> 32) as usize
     }
 
     pub(crate) fn lock(&self, id: &SessionId) -> MutexGuard<'_, Shard> {

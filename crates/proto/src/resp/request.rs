@@ -117,8 +117,31 @@ fn line_end(buf: &[u8], at: usize, max: usize) -> Result<Option<usize>, ()> {
     }
 }
 
+/// A header's number, as `str::parse::<i64>` reads it (an optional sign,
+/// then at least one digit, no overflow), without going through `str`.
 fn parse_int(digits: &[u8]) -> Option<i64> {
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let (negative, digits) = match digits {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        let d = i64::from(d.wrapping_sub(b'0'));
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
+    }
+    Some(n)
 }
 
 fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, FrameError> {
@@ -312,6 +335,37 @@ mod tests {
             out.push(args);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn header_numbers_read_as_str_parse_reads_them() {
+        let cases: [&[u8]; 14] = [
+            b"0",
+            b"7",
+            b"-1",
+            b"+12",
+            b"",
+            b"-",
+            b"+",
+            b"1a",
+            b" 1",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"\xff1",
+        ];
+        for digits in cases {
+            let want = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            assert_eq!(
+                parse_int(digits),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(digits)
+            );
+        }
     }
 
     #[test]
