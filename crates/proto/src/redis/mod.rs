@@ -952,11 +952,7 @@ pub fn render(
     results: Vec<Result<Reply, Error>>,
 ) -> Result<Reply, (&'static str, String)> {
     let fail = crate::resp::error_parts;
-    let success = |r: &Result<Reply, Error>| match r {
-        Ok(Reply::Ok | Reply::Bulk(_) | Reply::Key(_) | Reply::Version(_)) => true,
-        Ok(Reply::Int(n)) => *n > 0,
-        _ => false,
-    };
+    let success = succeeded;
     let missing = |e: &Error| matches!(e, Error::NoSession(_));
     let mut results = results;
     match render {
@@ -1030,18 +1026,48 @@ pub fn render(
                 Reply::Array(keys)
             })
         }
-        _ => {
-            let last = results.pop().unwrap_or(Ok(Reply::Nil));
-            match (render, last) {
-                (Render::NilIfMissing, Err(e)) if missing(&e) => Ok(Reply::Nil),
-                (Render::LockAcquired, Ok(_)) => Ok(Reply::Ok),
-                (Render::LockAcquired, Err(Error::Locked { .. })) => Ok(Reply::Nil),
-                (Render::Ttl, Err(e)) if missing(&e) => Ok(Reply::Int(-2)),
-                (Render::Type, r) => Ok(Reply::Status(if success(&r) { "string" } else { "none" })),
-                (_, Ok(r)) => Ok(r),
-                (_, Err(e)) => Err(fail(&e)),
-            }
-        }
+        _ => fold_last(render, results.pop().unwrap_or(Ok(Reply::Nil))),
+    }
+}
+
+/// [`render`] of a request of one command: the common replies straight
+/// from its result, with no vector made for it.
+pub fn render_one(
+    how: &Render,
+    keys: &RedisKeys,
+    result: Result<Reply, Error>,
+) -> Result<Reply, (&'static str, String)> {
+    match how {
+        Render::Plain
+        | Render::NilIfMissing
+        | Render::LockAcquired
+        | Render::Ttl
+        | Render::Type => fold_last(how, result),
+        _ => render(how, keys, vec![result]),
+    }
+}
+
+/// The reply of the renders that look at the last result only.
+fn fold_last(render: &Render, last: Result<Reply, Error>) -> Result<Reply, (&'static str, String)> {
+    let fail = crate::resp::error_parts;
+    let missing = |e: &Error| matches!(e, Error::NoSession(_));
+    match (render, last) {
+        (Render::NilIfMissing, Err(e)) if missing(&e) => Ok(Reply::Nil),
+        (Render::LockAcquired, Ok(_)) => Ok(Reply::Ok),
+        (Render::LockAcquired, Err(Error::Locked { .. })) => Ok(Reply::Nil),
+        (Render::Ttl, Err(e)) if missing(&e) => Ok(Reply::Int(-2)),
+        (Render::Type, r) => Ok(Reply::Status(if succeeded(&r) { "string" } else { "none" })),
+        (_, Ok(r)) => Ok(r),
+        (_, Err(e)) => Err(fail(&e)),
+    }
+}
+
+/// Whether a result counts as done (DEL's count, TYPE's "string").
+fn succeeded(r: &Result<Reply, Error>) -> bool {
+    match r {
+        Ok(Reply::Ok | Reply::Bulk(_) | Reply::Key(_) | Reply::Version(_)) => true,
+        Ok(Reply::Int(n)) => *n > 0,
+        _ => false,
     }
 }
 

@@ -213,7 +213,10 @@ impl Link {
             return Ok(false);
         }
         let (due, what) = self.dog.read_deadline(self.inbuf.len());
+        // In this order, with no random start (`biased`): a stop is seen
+        // by `stopped` above at the next read however busy the client.
         let read = tokio::select! {
+            biased;
             n = self.rd.read_buf(&mut self.inbuf) => {
                 let n = n?;
                 self.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
@@ -252,6 +255,7 @@ impl Link {
             let wr = &mut self.wr;
             let out = &self.out[written..];
             tokio::select! {
+                biased;
                 n = wr.write(out) => match n? {
                     0 => return Err(std::io::ErrorKind::WriteZero.into()),
                     n => written += n,
@@ -270,6 +274,7 @@ impl Link {
         // The flush matters under TLS only (records wait in the session);
         // on plain TCP it does nothing.
         tokio::select! {
+            biased;
             r = self.wr.flush() => r?,
             () = self.dog.until(Some(due)) => return Err(timed_out("request")),
         }

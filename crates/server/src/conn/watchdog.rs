@@ -80,6 +80,8 @@ impl Watchdog {
 pub(crate) struct Stop {
     fired: bool,
     signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The signal's value, looked at without waiting.
+    peek: watch::Receiver<bool>,
 }
 
 impl Stop {
@@ -87,6 +89,7 @@ impl Stop {
         let fired = *rx.borrow_and_update();
         Self {
             fired,
+            peek: rx.clone(),
             // A dropped sender counts as a stop, as the server is gone.
             signal: Box::pin(async move {
                 let _ = rx.wait_for(|stopping| *stopping).await;
@@ -94,8 +97,9 @@ impl Stop {
         }
     }
 
-    /// Whether the server is stopping (as far as seen so far).
-    pub(crate) fn stopped(&self) -> bool {
+    /// Whether the server is stopping.
+    pub(crate) fn stopped(&mut self) -> bool {
+        self.fired = self.fired || *self.peek.borrow() || self.peek.has_changed().is_err();
         self.fired
     }
 

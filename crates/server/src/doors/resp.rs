@@ -299,10 +299,11 @@ impl Conn {
             self.link.shared.redis_keys.clone(),
             request.render,
         );
-        let fold = move |results, out: &mut BytesMut| match redis::render(&render, &keys, results) {
-            Ok(reply) => encode_reply(&reply, proto, out),
-            Err((code, message)) => encode_error(code, &message, out),
-        };
+        let encode =
+            move |folded: Result<Reply, (&'static str, String)>, out: &mut BytesMut| match folded {
+                Ok(reply) => encode_reply(&reply, proto, out),
+                Err((code, message)) => encode_error(code, &message, out),
+            };
         let mut commands = request.commands;
         if commands.len() == 1 {
             // KEYS, SCAN, FLUSHDB run (and are rendered) off the request
@@ -310,10 +311,14 @@ impl Conn {
             if let Some(cmd) = commands.pop() {
                 return self
                     .link
-                    .run_into(cmd, move |result, out| fold(vec![result], out))
+                    .run_into(cmd, move |result, out| {
+                        encode(redis::render_one(&render, &keys, result), out)
+                    })
                     .await;
             }
         }
+        let fold =
+            move |results, out: &mut BytesMut| encode(redis::render(&render, &keys, results), out);
         // Several keys (MGET, MSET, DEL a b, GETEX): one step, as in Redis.
         let exec = Command::Exec {
             watched: Vec::new(),
