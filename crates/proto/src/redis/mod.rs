@@ -36,8 +36,68 @@ pub const UNLOCK_LUA: &[u8] =
 /// Engine commands, and how their results become one Redis reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisRequest {
-    pub commands: Vec<Command>,
+    pub commands: Commands,
     pub render: Render,
+}
+
+/// A request's engine commands: most requests are one, held without an
+/// allocation of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commands {
+    One(Command),
+    Many(Vec<Command>),
+}
+
+impl Commands {
+    /// The command, when there is exactly one.
+    pub fn single(self) -> Result<Command, Vec<Command>> {
+        match self {
+            Commands::One(c) => Ok(c),
+            Commands::Many(mut v) if v.len() == 1 => v.pop().ok_or(v),
+            Commands::Many(v) => Err(v),
+        }
+    }
+}
+
+impl std::ops::Deref for Commands {
+    type Target = [Command];
+
+    fn deref(&self) -> &[Command] {
+        match self {
+            Commands::One(c) => std::slice::from_ref(c),
+            Commands::Many(v) => v,
+        }
+    }
+}
+
+impl From<Command> for Commands {
+    fn from(c: Command) -> Self {
+        Commands::One(c)
+    }
+}
+
+impl From<Vec<Command>> for Commands {
+    fn from(v: Vec<Command>) -> Self {
+        Commands::Many(v)
+    }
+}
+
+impl IntoIterator for Commands {
+    type Item = Command;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Command>, std::vec::IntoIter<Command>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Commands::One(c) => Some(c).into_iter().chain(Vec::new()),
+            Commands::Many(v) => None.into_iter().chain(v),
+        }
+    }
+}
+
+impl PartialEq<Vec<Command>> for Commands {
+    fn eq(&self, other: &Vec<Command>) -> bool {
+        **self == **other
+    }
 }
 
 /// How the results of a [`RedisRequest`] become one reply.
@@ -243,11 +303,10 @@ pub const COMMANDS: &[RedisCommand] = &[
         parse: |name, a, keys, _| {
             let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
-                Key::Session(id) => one(
-                    vec![Command::GetData { id, touch: false }],
-                    Render::NilIfMissing,
-                ),
-                Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Plain),
+                Key::Session(id) => {
+                    one(Command::GetData { id, touch: false }, Render::NilIfMissing)
+                }
+                Key::Lock(id) => one(Command::LockOwner { id }, Render::Plain),
             }
         },
     },
@@ -257,9 +316,9 @@ pub const COMMANDS: &[RedisCommand] = &[
             let (key, opts) = a.split_first().ok_or_else(|| arity(name))?;
             let Key::Session(id) = keys.map(key) else {
                 return one(
-                    vec![Command::LockOwner {
+                    Command::LockOwner {
                         id: lock_id(keys, key),
-                    }],
+                    },
                     Render::Plain,
                 );
             };
@@ -307,7 +366,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             let ms = expire_ms(int(n)?, unit, &name.to_ascii_lowercase())?;
             match keys.map(key) {
                 Key::Session(id) => one(
-                    vec![Command::Store {
+                    Command::Store {
                         id,
                         data: value.clone(),
                         timeout_ms: Some(ms),
@@ -315,7 +374,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                         flags: None,
                         reply: StoreReply::Ok,
                         key_form: keys.form_of(key),
-                    }],
+                    },
                     Render::Plain,
                 ),
                 Key::Lock(_) => Err(lock_key_misuse()),
@@ -408,7 +467,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 timeout_ms: Some(timeout_ms),
                 when,
             };
-            one(vec![cmd], Render::IntOrZero)
+            one(cmd, Render::IntOrZero)
         },
     },
     RedisCommand {
@@ -423,7 +482,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 timeout_ms: None,
                 when: ExpireIf::HasExpiry,
             };
-            one(vec![cmd], Render::IntOrZero)
+            one(cmd, Render::IntOrZero)
         },
     },
     RedisCommand {
@@ -434,7 +493,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 return fixed(Reply::Int(-2));
             };
             let ms = name.starts_with('P');
-            one(vec![Command::PTtl { id }], Render::ExpireTime { ms })
+            one(Command::PTtl { id }, Render::ExpireTime { ms })
         },
     },
     RedisCommand {
@@ -451,7 +510,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 by: by.clone(),
                 key_form: keys.form_of(key),
             };
-            one(vec![cmd], Render::Plain)
+            one(cmd, Render::Plain)
         },
     },
     RedisCommand {
@@ -473,7 +532,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 return Err(lock_key_misuse());
             };
             let key_form = keys.form_of(key);
-            one(vec![Command::IncrBy { id, by, key_form }], Render::Plain)
+            one(Command::IncrBy { id, by, key_form }, Render::Plain)
         },
     },
     RedisCommand {
@@ -488,7 +547,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             } else {
                 Command::PTtl { id }
             };
-            one(vec![cmd], Render::Ttl)
+            one(cmd, Render::Ttl)
         },
     },
     RedisCommand {
@@ -496,8 +555,8 @@ pub const COMMANDS: &[RedisCommand] = &[
         parse: |name, a, keys, _| {
             let [key] = a else { return Err(arity(name)) };
             match keys.map(key) {
-                Key::Session(id) => one(vec![Command::Exists { id }], Render::Type),
-                Key::Lock(id) => one(vec![Command::LockOwner { id }], Render::Type),
+                Key::Session(id) => one(Command::Exists { id }, Render::Type),
+                Key::Lock(id) => one(Command::LockOwner { id }, Render::Type),
             }
         },
     },
@@ -552,7 +611,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             // and MATCH filters what it found, as in Redis: a pattern that
             // matches nothing costs a page's work, not the whole store's.
             one(
-                vec![Command::KeyScan { cursor, count }],
+                Command::KeyScan { cursor, count },
                 Render::Keys {
                     pattern,
                     scan: true,
@@ -593,7 +652,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                     }),
                     Key::Lock(_) => Err(lock_key_misuse()),
                 })
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             one(commands, Render::AllOk)
         },
     },
@@ -615,7 +674,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 reply: StoreReply::Ok,
                 key_form: keys.form_of(key),
             };
-            one(vec![store], Render::Stored)
+            one(store, Render::Stored)
         },
     },
     RedisCommand {
@@ -625,19 +684,19 @@ pub const COMMANDS: &[RedisCommand] = &[
             let Key::Session(id) = keys.map(key) else {
                 return Err(lock_key_misuse());
             };
-            one(vec![Command::Take { id }], Render::NilIfMissing)
+            one(Command::Take { id }, Render::NilIfMissing)
         },
     },
     RedisCommand {
         names: &["DBSIZE"],
-        parse: |_, _, _, _| one(vec![Command::Count { class: None }], Render::Plain),
+        parse: |_, _, _, _| one(Command::Count { class: None }, Render::Plain),
     },
     RedisCommand {
         names: &["FLUSHDB", "FLUSHALL"],
         parse: |_, a, _, _| match a {
-            [] => one(vec![Command::FlushAll], Render::Flushed),
+            [] => one(Command::FlushAll, Render::Flushed),
             [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {
-                one(vec![Command::FlushAll], Render::Flushed)
+                one(Command::FlushAll, Render::Flushed)
             }
             _ => Err(err("syntax error")),
         },
@@ -652,7 +711,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             let sub = a.first().map(|s| s.to_ascii_uppercase());
             let script = |s| {
                 Ok(RedisRequest {
-                    commands: Vec::new(),
+                    commands: Commands::Many(Vec::new()),
                     render: Render::Script(s),
                 })
             };
@@ -724,14 +783,17 @@ pub const COMMANDS: &[RedisCommand] = &[
 ];
 
 /// The request of `commands` folded by `render`.
-fn one(commands: Vec<Command>, render: Render) -> Result<RedisRequest, CommandError> {
-    Ok(RedisRequest { commands, render })
+fn one(commands: impl Into<Commands>, render: Render) -> Result<RedisRequest, CommandError> {
+    Ok(RedisRequest {
+        commands: commands.into(),
+        render,
+    })
 }
 
 /// A reply the codec computes, with no engine command.
 fn fixed(reply: Reply) -> Result<RedisRequest, CommandError> {
     Ok(RedisRequest {
-        commands: Vec::new(),
+        commands: Commands::Many(Vec::new()),
         render: Render::Fixed(reply),
     })
 }
@@ -837,7 +899,7 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
     };
     match keys.map(key) {
         Key::Session(id) => Ok(RedisRequest {
-            commands: vec![Command::Store {
+            commands: Commands::One(Command::Store {
                 id,
                 data: value.clone(),
                 timeout_ms,
@@ -845,7 +907,7 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
                 flags: None,
                 reply: if get { StoreReply::Old } else { StoreReply::Ok },
                 key_form: keys.form_of(key),
-            }],
+            }),
             render: Render::Plain,
         }),
         // phpredis's lock: SET <key>_LOCK <secret> NX [PX ms].
@@ -853,12 +915,12 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
             // No PX: no expiry (held until released or the connection
             // closes). A held lock is waited for, as configured
             // (`door_lock_wait_ms`), so phpredis's own retries rarely run.
-            commands: vec![Command::LockOwned {
+            commands: Commands::One(Command::LockOwned {
                 id,
                 owner: value.clone(),
                 lease_ms: timeout_ms,
                 wait_ms: None,
-            }],
+            }),
             render: Render::LockAcquired,
         }),
         Key::Lock(_) => Err(lock_key_misuse()),
@@ -917,7 +979,7 @@ fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest,
             },
         };
         return Ok(RedisRequest {
-            commands: vec![command],
+            commands: Commands::One(command),
             render: Render::Plain,
         });
     }
@@ -940,7 +1002,7 @@ fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest,
         },
     };
     Ok(RedisRequest {
-        commands: Vec::new(),
+        commands: Commands::Many(Vec::new()),
         render: Render::Script(request),
     })
 }

@@ -304,11 +304,10 @@ impl Conn {
                 Ok(reply) => encode_reply(&reply, proto, out),
                 Err((code, message)) => encode_error(code, &message, out),
             };
-        let mut commands = request.commands;
-        if commands.len() == 1 {
+        let commands = match request.commands.single() {
             // KEYS, SCAN, FLUSHDB run (and are rendered) off the request
             // workers, like every cross-session command.
-            if let Some(cmd) = commands.pop() {
+            Ok(cmd) => {
                 return self
                     .link
                     .run_into(cmd, move |result, out| {
@@ -316,7 +315,8 @@ impl Conn {
                     })
                     .await;
             }
-        }
+            Err(commands) => commands,
+        };
         let fold =
             move |results, out: &mut BytesMut| encode(redis::render(&render, &keys, results), out);
         // Several keys (MGET, MSET, DEL a b, GETEX): one step, as in Redis.
