@@ -164,7 +164,7 @@ impl Server {
             started: Instant::now(),
             port: local.port(),
             connected: AtomicUsize::new(0),
-            redis_keys: self.config.redis_keys(),
+            redis_keys: Arc::new(self.config.redis_keys()),
             memcache_keys: self.config.memcache_keys(),
             timeouts: self.config.connection_timeouts(),
             admission: Arc::new(Admission::new(

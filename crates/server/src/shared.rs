@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) port: u16,
     pub(crate) connected: AtomicUsize,
-    pub(crate) redis_keys: sessiond_proto::redis::RedisKeys,
+    pub(crate) redis_keys: Arc<sessiond_proto::redis::RedisKeys>,
     pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
     pub(crate) timeouts: Timeouts,
     pub(crate) admission: Arc<Admission>,

@@ -187,6 +187,15 @@ pub fn script_call(
     }
 }
 
+/// An argument kept past its request (a stored value, a lock's owner, a
+/// cached script), copied out of the request's bytes: the door's arguments
+/// are slices of its read buffer ([`crate::resp::parse_request_shared`]),
+/// which a kept slice would hold whole. Everything else a parser takes
+/// from the arguments lives only as long as the request.
+fn kept(arg: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(arg)
+}
+
 fn err(msg: impl Into<String>) -> CommandError {
     CommandError {
         code: "ERR",
@@ -368,7 +377,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 Key::Session(id) => one(
                     Command::Store {
                         id,
-                        data: value.clone(),
+                        data: kept(value),
                         timeout_ms: Some(ms),
                         condition: StoreIf::Always,
                         flags: None,
@@ -643,7 +652,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 .map(|kv| match keys.map(&kv[0]) {
                     Key::Session(id) => Ok(Command::Store {
                         id,
-                        data: kv[1].clone(),
+                        data: kept(&kv[1]),
                         timeout_ms: Some(NEVER),
                         condition: StoreIf::Always,
                         flags: None,
@@ -667,7 +676,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             };
             let store = Command::Store {
                 id,
-                data: value.clone(),
+                data: kept(value),
                 timeout_ms: Some(NEVER),
                 condition: StoreIf::Absent,
                 flags: None,
@@ -716,7 +725,7 @@ pub const COMMANDS: &[RedisCommand] = &[
                 })
             };
             match (sub.as_deref(), &a[1.min(a.len())..]) {
-                (Some(b"LOAD"), [source]) => script(Scripting::Load(source.clone())),
+                (Some(b"LOAD"), [source]) => script(Scripting::Load(kept(source))),
                 (Some(b"EXISTS"), shas) if !shas.is_empty() => {
                     script(Scripting::Exists(shas.to_vec()))
                 }
@@ -805,7 +814,7 @@ fn lookup(name: &str) -> Option<&'static RedisCommand> {
 
 /// Translates one Redis request (name first).
 pub fn parse(
-    args: Vec<Bytes>,
+    args: &[Bytes],
     keys: &RedisKeys,
     client_id: u64,
 ) -> Result<RedisRequest, CommandError> {
@@ -901,7 +910,7 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
         Key::Session(id) => Ok(RedisRequest {
             commands: Commands::One(Command::Store {
                 id,
-                data: value.clone(),
+                data: kept(value),
                 timeout_ms,
                 condition,
                 flags: None,
@@ -917,7 +926,7 @@ fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError
             // (`door_lock_wait_ms`), so phpredis's own retries rarely run.
             commands: Commands::One(Command::LockOwned {
                 id,
-                owner: value.clone(),
+                owner: kept(value),
                 lease_ms: timeout_ms,
                 wait_ms: None,
             }),
@@ -986,7 +995,7 @@ fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest,
     let (keys, args) = (declared.to_vec(), args.to_vec());
     let request = match name {
         "EVAL" => Scripting::Eval {
-            source: script.clone(),
+            source: kept(script),
             keys,
             args,
         },

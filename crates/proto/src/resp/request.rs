@@ -95,10 +95,40 @@ pub fn parse_request(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<Vec<Bytes>>, FrameError> {
+    let mut args = Vec::new();
+    if !parse_request_shared(buf, limits, &mut args)? {
+        return Ok(None);
+    }
+    for a in &mut args {
+        *a = Bytes::copy_from_slice(a);
+    }
+    Ok(Some(args))
+}
+
+/// [`parse_request`] without copies: `args` (cleared first) gets the
+/// arguments as slices of the request's own bytes, split off `buf`. True
+/// when a request was taken (`args` may then be empty), false when more
+/// must arrive (nothing consumed).
+///
+/// The slices share the read buffer's allocation: whatever outlives the
+/// request (a stored value, a lock owner, a cached script) must be copied
+/// out (`Bytes::copy_from_slice`), or it keeps that whole buffer alive.
+pub fn parse_request_shared(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    args: &mut Vec<Bytes>,
+) -> Result<bool, FrameError> {
+    args.clear();
     match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+        None => Ok(false),
+        Some(b'*') => parse_multibulk(buf, limits, args),
+        Some(_) => match parse_inline(buf, limits)? {
+            Some(found) => {
+                *args = found;
+                Ok(true)
+            }
+            None => Ok(false),
+        },
     }
 }
 
@@ -144,16 +174,20 @@ fn parse_int(digits: &[u8]) -> Option<i64> {
     Some(n)
 }
 
-fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, FrameError> {
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    args: &mut Vec<Bytes>,
+) -> Result<bool, FrameError> {
     let Some(end) =
         line_end(buf, 1, MAX_HEADER).map_err(|()| FrameError::InvalidMultibulkLength)?
     else {
-        return Ok(None);
+        return Ok(false);
     };
     let count = parse_int(&buf[1..end]).ok_or(FrameError::InvalidMultibulkLength)?;
     if count <= 0 {
         buf.advance(end + 2);
-        return Ok(Some(Vec::new()));
+        return Ok(true);
     }
     let count = count as u64;
     if count > limits.max_args as u64 {
@@ -162,64 +196,93 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Byt
             limit: limits.max_args,
         });
     }
-    // First pass: find every argument without copying, so an incomplete
-    // request costs nothing but this walk.
-    let mut spans = Vec::with_capacity((count as usize).min(64));
+    // First pass: check every argument is here and sound, copying nothing,
+    // so an incomplete request costs nothing but this walk.
     let mut pos = end + 2;
     for i in 0..count {
-        let Some(&first) = buf.get(pos) else {
-            return Ok(None);
-        };
-        if first != b'$' {
-            return Err(FrameError::ExpectedBulk(first));
+        match bulk_at(buf, pos, limits)? {
+            Bulk::Whole { stop, .. } => pos = stop + 2,
+            Bulk::Partial => return Ok(false),
+            Bulk::TooLarge { start, got } => {
+                // Well framed, only too big: drop what is here and skip
+                // the rest as it arrives, so the connection lives.
+                buf.advance(start);
+                return Err(FrameError::ValueTooLarge(Discard {
+                    got,
+                    limit: limits.max_bulk_len,
+                    bulk_left: got.saturating_add(2),
+                    args_left: count - i - 1,
+                }));
+            }
         }
-        let Some(end) =
-            line_end(buf, pos + 1, MAX_HEADER).map_err(|()| FrameError::InvalidBulkLength)?
-        else {
-            return Ok(None);
-        };
-        let len = parse_int(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
-        let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
-        let start = end + 2;
-        if len > limits.max_request_len.max(limits.max_bulk_len) as u64 {
-            // Too big to be worth reading through: as Redis, give up.
-            return Err(FrameError::BulkTooLarge {
-                got: len,
-                limit: limits.max_bulk_len,
-            });
-        }
-        if len > limits.max_bulk_len as u64 {
-            // Well framed, only too big: drop what is here and skip the
-            // rest as it arrives, so the connection lives.
-            buf.advance(start);
-            return Err(FrameError::ValueTooLarge(Discard {
-                got: len,
-                limit: limits.max_bulk_len,
-                bulk_left: len.saturating_add(2),
-                args_left: count - i - 1,
-            }));
-        }
-        let stop = start + len as usize;
-        if stop > limits.max_request_len {
-            return Err(FrameError::RequestTooLarge {
-                limit: limits.max_request_len,
-            });
-        }
-        if buf.len() < stop + 2 {
-            return Ok(None);
-        }
-        if &buf[stop..stop + 2] != b"\r\n" {
-            return Err(FrameError::MissingCrlf);
-        }
-        spans.push((start, stop));
-        pos = stop + 2;
     }
-    let args = spans
-        .into_iter()
-        .map(|(a, b)| Bytes::copy_from_slice(&buf[a..b]))
-        .collect();
-    buf.advance(pos);
-    Ok(Some(args))
+    // Second pass, over the request split off the buffer: each argument a
+    // slice of it.
+    let frame = buf.split_to(pos).freeze();
+    args.reserve(count as usize);
+    let mut at = end + 2;
+    while at < frame.len() {
+        match bulk_at(&frame, at, limits)? {
+            Bulk::Whole { start, stop } => {
+                args.push(frame.slice(start..stop));
+                at = stop + 2;
+            }
+            // The first pass saw it whole.
+            Bulk::Partial | Bulk::TooLarge { .. } => return Err(FrameError::InvalidBulkLength),
+        }
+    }
+    Ok(true)
+}
+
+/// What is at `pos` of a multibulk request.
+enum Bulk {
+    /// A bulk string whose bytes are `start..stop`, CRLF after them.
+    Whole { start: usize, stop: usize },
+    /// Not all here yet.
+    Partial,
+    /// Sound, but over `max_bulk_len`: its bytes start at `start`.
+    TooLarge { start: usize, got: u64 },
+}
+
+/// Reads the bulk string header at `pos` and checks its bytes are there.
+fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Bulk, FrameError> {
+    let Some(&first) = buf.get(pos) else {
+        return Ok(Bulk::Partial);
+    };
+    if first != b'$' {
+        return Err(FrameError::ExpectedBulk(first));
+    }
+    let Some(end) =
+        line_end(buf, pos + 1, MAX_HEADER).map_err(|()| FrameError::InvalidBulkLength)?
+    else {
+        return Ok(Bulk::Partial);
+    };
+    let len = parse_int(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
+    let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
+    let start = end + 2;
+    if len > limits.max_request_len.max(limits.max_bulk_len) as u64 {
+        // Too big to be worth reading through: as Redis, give up.
+        return Err(FrameError::BulkTooLarge {
+            got: len,
+            limit: limits.max_bulk_len,
+        });
+    }
+    if len > limits.max_bulk_len as u64 {
+        return Ok(Bulk::TooLarge { start, got: len });
+    }
+    let stop = start + len as usize;
+    if stop > limits.max_request_len {
+        return Err(FrameError::RequestTooLarge {
+            limit: limits.max_request_len,
+        });
+    }
+    if buf.len() < stop + 2 {
+        return Ok(Bulk::Partial);
+    }
+    if &buf[stop..stop + 2] != b"\r\n" {
+        return Err(FrameError::MissingCrlf);
+    }
+    Ok(Bulk::Whole { start, stop })
 }
 
 fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, FrameError> {

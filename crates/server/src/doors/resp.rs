@@ -10,7 +10,7 @@ use sessiond_core::{not_in_transaction, Command, Reply, SessionId, Touches};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
-    encode_error, encode_reply, error_parts, parse_request, Discard, FrameError, Protocol,
+    encode_error, encode_reply, error_parts, parse_request_shared, Discard, FrameError, Protocol,
 };
 use tokio::sync::watch;
 
@@ -30,6 +30,9 @@ struct Conn {
     multi: Option<Multi>,
     /// WATCHed sessions and their versions then (None: absent).
     watched: Vec<(SessionId, Option<u64>)>,
+    /// The request being answered: slices of its bytes, split off the
+    /// read buffer (kept between requests for its room).
+    args: Vec<Bytes>,
 }
 
 /// A Redis transaction being queued.
@@ -52,6 +55,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Rece
         discard: None,
         multi: None,
         watched: Vec::new(),
+        args: Vec::new(),
     };
     super::serve(&mut conn).await;
 }
@@ -74,16 +78,26 @@ impl SocketDoor for Conn {
                     }
                 }
             }
-            let args = match parse_request(&mut self.link.inbuf, &self.link.shared.limits) {
-                Ok(None) => return Ok(Next::Continue),
-                Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => args,
+            let mut args = std::mem::take(&mut self.args);
+            let parsed =
+                parse_request_shared(&mut self.link.inbuf, &self.link.shared.limits, &mut args);
+            match parsed {
+                Ok(false) => {
+                    self.args = args;
+                    return Ok(Next::Continue);
+                }
+                Ok(true) if args.is_empty() => {
+                    self.args = args;
+                    continue;
+                }
+                Ok(true) => {}
                 Err(e @ FrameError::ValueTooLarge(_)) => {
                     // Answered at once; its bytes are skipped as they come.
                     encode_error("LIMIT", &e.to_string(), &mut self.link.out);
                     if let FrameError::ValueTooLarge(d) = e {
                         self.discard = Some(d);
                     }
+                    self.args = args;
                     continue;
                 }
                 Err(e) => {
@@ -91,8 +105,13 @@ impl SocketDoor for Conn {
                     encode_error("ERR", &e.to_string(), &mut self.link.out);
                     return Ok(Next::Close);
                 }
-            };
-            if let Next::Close = self.handle(args).await? {
+            }
+            let next = self.handle(&args).await;
+            // The slices go now: the read buffer is the only holder of its
+            // bytes again, so it can take its room back without copying.
+            args.clear();
+            self.args = args;
+            if let Next::Close = next? {
                 return Ok(Next::Close);
             }
             if self.link.out.len() >= FLUSH_AT {
@@ -103,7 +122,9 @@ impl SocketDoor for Conn {
 }
 
 impl Conn {
-    async fn handle(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<Next> {
+    /// Answers one request. `args` are slices of the read buffer: what a
+    /// command keeps is copied out by its parser.
+    async fn handle(&mut self, args: &[Bytes]) -> std::io::Result<Next> {
         if !self.link.authenticated() && !opens_session(&args[0]) {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
             return Ok(Next::Continue);
@@ -123,7 +144,7 @@ impl Conn {
         let parsed = match native::lookup(&args[0]) {
             Some(spec) => {
                 self.link.set_proto(Proto::Native);
-                native::parse_command(spec, args.into_iter().skip(1).collect())
+                native::parse_command(spec, copied(&args[1..]))
             }
             None if redis::is_redis_command(&args[0]) => {
                 self.link.set_proto(Proto::Redis);
@@ -132,7 +153,7 @@ impl Conn {
             }
             None => {
                 self.link.set_proto(Proto::Native);
-                native::parse(args)
+                native::parse(copied(args))
             }
         };
         let request = match parsed {
@@ -217,8 +238,8 @@ impl Conn {
 
     /// A Redis-door request: a transaction command, a command queued
     /// between MULTI and EXEC, or one run now (`run_redis`).
-    async fn handle_redis(&mut self, args: Vec<bytes::Bytes>) -> std::io::Result<()> {
-        if let Some(t) = redis::transaction(&args, &self.link.shared.redis_keys) {
+    async fn handle_redis(&mut self, args: &[Bytes]) -> std::io::Result<()> {
+        if let Some(t) = redis::transaction(args, &self.link.shared.redis_keys) {
             return match t {
                 Ok(t) => self.transaction(t).await,
                 Err(e) => {
@@ -643,6 +664,12 @@ fn encode_result(result: Result<Reply, sessiond_core::Error>, proto: Protocol, o
         Ok(reply) => encode_reply(&reply, proto, out),
         Err(e) => encode_error(e.code(), &e.to_string(), out),
     }
+}
+
+/// Arguments the native parsers may keep as they are: copies, so nothing
+/// they keep holds the read buffer.
+fn copied(args: &[Bytes]) -> Vec<Bytes> {
+    args.iter().map(|a| Bytes::copy_from_slice(a)).collect()
 }
 
 /// Whether a client that has not logged in may send this command: the

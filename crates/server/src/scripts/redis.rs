@@ -165,7 +165,7 @@ fn command(tx: &mut dyn Txn, keys: &RedisKeys, words: Vec<Bytes>) -> Result<Repl
     if !words.first().is_some_and(|w| redis::is_redis_command(w)) {
         return Err("ERR Unknown Redis command called from script".into());
     }
-    let request = redis::parse(words, keys, 0).map_err(|e| format!("{} {}", e.code, e.message))?;
+    let request = redis::parse(&words, keys, 0).map_err(|e| format!("{} {}", e.code, e.message))?;
     if matches!(request.render, Render::Script(_)) {
         return Err(not_allowed());
     }
