@@ -623,9 +623,21 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-/// The spec for `name` (any case).
+/// The spec for `name` (any case): one binary search of the names,
+/// upper-cased on the stack.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS
-        .iter()
-        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    static SORTED: std::sync::OnceLock<Vec<&'static CommandSpec>> = std::sync::OnceLock::new();
+    let sorted = SORTED.get_or_init(|| {
+        let mut all: Vec<_> = COMMANDS.iter().collect();
+        all.sort_unstable_by_key(|c| c.name);
+        all
+    });
+    let mut buf = [0u8; 32];
+    let upper = buf.get_mut(..name.len())?;
+    upper.copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    sorted
+        .binary_search_by(|c| c.name.as_bytes().cmp(upper))
+        .ok()
+        .map(|i| sorted[i])
 }

@@ -247,11 +247,7 @@ fn now_unix_ms() -> i64 {
 
 /// Whether `name` is a Redis command this door knows (any case).
 pub fn is_redis_command(name: &[u8]) -> bool {
-    COMMANDS
-        .iter()
-        .flat_map(|c| c.names)
-        .chain(TRANSACTION_WORDS)
-        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    find(name).is_some()
 }
 
 /// The commands of a Redis transaction, which the connection answers
@@ -807,9 +803,40 @@ fn fixed(reply: Reply) -> Result<RedisRequest, CommandError> {
     })
 }
 
-/// The row for `name` (upper case).
-fn lookup(name: &str) -> Option<&'static RedisCommand> {
-    COMMANDS.iter().find(|c| c.names.contains(&name))
+/// Every name of [`COMMANDS`] and of the transaction commands, sorted, with
+/// its row (None: a transaction command).
+fn names() -> &'static [(&'static str, Option<&'static RedisCommand>)] {
+    static NAMES: std::sync::OnceLock<Vec<(&'static str, Option<&'static RedisCommand>)>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut all: Vec<_> = COMMANDS
+            .iter()
+            .flat_map(|c| c.names.iter().map(move |n| (*n, Some(c))))
+            .chain(TRANSACTION_WORDS.iter().map(|n| (*n, None)))
+            .collect();
+        all.sort_unstable_by_key(|(n, _)| *n);
+        all
+    })
+}
+
+/// `name` upper-cased into `buf`, if it is short enough to be a name this
+/// door knows (they all are short ASCII).
+fn upper<'a>(name: &[u8], buf: &'a mut [u8; 16]) -> Option<&'a str> {
+    let slot = buf.get_mut(..name.len())?;
+    slot.copy_from_slice(name);
+    slot.make_ascii_uppercase();
+    std::str::from_utf8(slot).ok()
+}
+
+/// The known name `name` spells (any case), and its row (None: a
+/// transaction command): one binary search.
+fn find(name: &[u8]) -> Option<(&'static str, Option<&'static RedisCommand>)> {
+    let mut buf = [0u8; 16];
+    let name = upper(name, &mut buf)?;
+    let all = names();
+    all.binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .map(|i| all[i])
 }
 
 /// Translates one Redis request (name first).
@@ -821,20 +848,9 @@ pub fn parse(
     let Some(name) = args.first() else {
         return Err(err("empty command"));
     };
-    // Upper-cased on the stack: every name this door knows is short ASCII,
-    // and anything else is no command of its own.
-    let mut upper = [0u8; 16];
-    let name = match upper.get_mut(..name.len()) {
-        Some(slot) => {
-            slot.copy_from_slice(name);
-            slot.make_ascii_uppercase();
-            std::str::from_utf8(slot).unwrap_or("")
-        }
-        None => "",
-    };
-    match lookup(name) {
-        Some(c) => (c.parse)(name, &args[1..], keys, client_id),
-        None => Err(err(format!(
+    match find(name) {
+        Some((name, Some(c))) => (c.parse)(name, &args[1..], keys, client_id),
+        _ => Err(err(format!(
             "unknown command '{}'; COMMAND lists the commands, docs/protocol.md explains them",
             SessionId::new(args[0].clone())
         ))),

@@ -290,3 +290,22 @@ fn what_a_command_keeps_is_copied_out_of_the_read_buffer() {
     };
     assert!(!whole.contains(&(source.as_ptr() as usize)));
 }
+
+/// The RESP door looks a name up in the Redis table first, then the native
+/// one: that order is free only while no name is in both.
+#[test]
+fn no_name_is_both_a_redis_and_a_native_command() {
+    for spec in crate::native::COMMANDS {
+        assert!(
+            !is_redis_command(spec.name.as_bytes()),
+            "{} is in both tables",
+            spec.name
+        );
+    }
+    for name in ["get", "Set", "MULTI", "exec", "evalsha", "PSETEX"] {
+        assert!(is_redis_command(name.as_bytes()), "{name}");
+    }
+    for name in ["", "GE", "GETT", "SESSION.GET", "averyveryverylongname"] {
+        assert!(!is_redis_command(name.as_bytes()), "{name}");
+    }
+}

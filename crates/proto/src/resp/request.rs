@@ -199,9 +199,16 @@ fn parse_multibulk(
     // First pass: check every argument is here and sound, copying nothing,
     // so an incomplete request costs nothing but this walk.
     let mut pos = end + 2;
+    // Where the first few arguments are, so most requests are walked once.
+    let mut spans = [(0, 0); 8];
     for i in 0..count {
         match bulk_at(buf, pos, limits)? {
-            Bulk::Whole { stop, .. } => pos = stop + 2,
+            Bulk::Whole { start, stop } => {
+                if let Some(span) = usize::try_from(i).ok().and_then(|i| spans.get_mut(i)) {
+                    *span = (start, stop);
+                }
+                pos = stop + 2;
+            }
             Bulk::Partial => return Ok(false),
             Bulk::TooLarge { start, got } => {
                 // Well framed, only too big: drop what is here and skip
@@ -216,10 +223,14 @@ fn parse_multibulk(
             }
         }
     }
-    // Second pass, over the request split off the buffer: each argument a
-    // slice of it.
+    // Each argument a slice of the request, split off the buffer; past the
+    // first few, found by a second walk.
     let frame = buf.split_to(pos).freeze();
     args.reserve(count as usize);
+    if let Some(known) = spans.get(..count as usize) {
+        args.extend(known.iter().map(|&(a, b)| frame.slice(a..b)));
+        return Ok(true);
+    }
     let mut at = end + 2;
     while at < frame.len() {
         match bulk_at(&frame, at, limits)? {
@@ -428,6 +439,25 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(digits)
             );
+        }
+    }
+
+    #[test]
+    fn requests_of_few_and_many_arguments_split_alike() {
+        for n in [1usize, 7, 8, 9, 30] {
+            let words: Vec<String> = (0..n).map(|i| "w".repeat(i + 1)).collect();
+            let mut wire = format!("*{n}\r\n");
+            for w in &words {
+                wire.push_str(&format!("${}\r\n{w}\r\n", w.len()));
+            }
+            wire.push_str("*1\r\n$4\r\nnext\r\n");
+            let mut buf = BytesMut::from(wire.as_bytes());
+            let mut args = vec![Bytes::from("stale")];
+            assert!(parse_request_shared(&mut buf, &Limits::default(), &mut args).unwrap());
+            let got: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+            let want: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+            assert_eq!(got, want, "{n} arguments");
+            assert_eq!(&buf[..], b"*1\r\n$4\r\nnext\r\n");
         }
     }
 
