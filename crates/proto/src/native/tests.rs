@@ -188,4 +188,5 @@ fn every_command_is_found_by_its_name_in_any_case() {
     }
     assert!(crate::native::lookup(b"SESSION.NOPE").is_none());
     assert!(crate::native::lookup(&[b'A'; 40]).is_none());
+    assert!(crate::native::lookup(b"PING\0").is_none());
 }

@@ -305,7 +305,25 @@ fn no_name_is_both_a_redis_and_a_native_command() {
     for name in ["get", "Set", "MULTI", "exec", "evalsha", "PSETEX"] {
         assert!(is_redis_command(name.as_bytes()), "{name}");
     }
-    for name in ["", "GE", "GETT", "SESSION.GET", "averyveryverylongname"] {
-        assert!(!is_redis_command(name.as_bytes()), "{name}");
+    for name in [
+        "",
+        "GE",
+        "GETT",
+        "GET\0",
+        "SESSION.GET",
+        "averyveryverylongname",
+    ] {
+        assert!(!is_redis_command(name.as_bytes()), "{name:?}");
+    }
+    // Every name is short enough to be found.
+    for name in COMMANDS
+        .iter()
+        .flat_map(|c| c.names)
+        .chain(TRANSACTION_WORDS)
+    {
+        assert!(
+            is_redis_command(name.to_ascii_lowercase().as_bytes()),
+            "{name}"
+        );
     }
 }
