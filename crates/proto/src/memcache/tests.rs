@@ -421,3 +421,27 @@ fn stored_values_do_not_keep_the_read_buffer_alive() {
         }
     }
 }
+
+/// A line's tokens are kept on the stack up to sixteen and in a vector
+/// past that: both read the same, and the name is matched in any case.
+#[test]
+fn text_gets_of_few_and_many_keys_read_alike() {
+    for n in [1usize, 15, 16, 17, 40] {
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        let line = format!("GeT {}\r\n", keys.join(" "));
+        let (parsed, rest) = text(line.as_bytes());
+        assert!(rest.is_empty());
+        let Op::Get { keys: got, touch } = op(&parsed[0]) else {
+            panic!("{n} keys: {:?}", parsed[0]);
+        };
+        assert_eq!(*touch, None);
+        assert_eq!(
+            got,
+            &keys.iter().map(|k| b(k)).collect::<Vec<_>>(),
+            "{n} keys"
+        );
+    }
+    // A name longer than any command's is no command.
+    let (parsed, _) = text(b"averyveryverylongname k\r\n");
+    assert!(!matches!(parsed[0], Parsed::Request(_)), "{:?}", parsed[0]);
+}

@@ -32,6 +32,10 @@ fn key(t: &[u8]) -> Option<Bytes> {
         .then(|| Bytes::copy_from_slice(t))
 }
 
+/// Tokens of a request line held on the stack; a line of more uses a
+/// vector.
+const FEW: usize = 16;
+
 pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed>, FrameError> {
     let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
     let Some(nl) = window.iter().position(|&b| b == b'\n') else {
@@ -48,22 +52,43 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
     } else {
         nl
     };
-    let tokens: Vec<&[u8]> = buf[..end]
-        .split(|&b| b == b' ')
-        .filter(|t| !t.is_empty())
-        .collect();
+    // The tokens of a short line on the stack; a longer one's in a vector.
+    let mut few: [&[u8]; FEW] = [&[]; FEW];
+    let mut many: Vec<&[u8]> = Vec::new();
+    let mut n = 0;
+    for t in buf[..end].split(|&b| b == b' ').filter(|t| !t.is_empty()) {
+        if n == FEW {
+            many.extend_from_slice(&few);
+        }
+        match few.get_mut(n) {
+            Some(slot) => *slot = t,
+            None => many.push(t),
+        }
+        n += 1;
+    }
+    let tokens: &[&[u8]] = if n <= FEW { &few[..n] } else { &many };
     if tokens.len() > limits.max_args {
         buf.advance(nl + 1);
         return Ok(Some(refused(Status::Invalid, "too many tokens", false)));
     }
-    let (name, args) = match tokens.split_first() {
-        Some((name, args)) => (name.to_ascii_lowercase(), args),
-        None => (Vec::new(), &[][..]),
+    // The name lower-cased on the stack (every command's name is short;
+    // a longer one is no command, and stays as sent).
+    let mut lower = [0u8; 16];
+    let (name, args): (&[u8], &[&[u8]]) = match tokens.split_first() {
+        Some((name, args)) => match lower.get_mut(..name.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(name);
+                slot.make_ascii_lowercase();
+                (slot, args)
+            }
+            None => (name, args),
+        },
+        None => (&[], &[]),
     };
     // A trailing `noreply` silences the reply of the commands that take it
     // (and is an argument like any other to those that do not).
     let takes_noreply = matches!(
-        name.as_slice(),
+        name,
         b"set"
             | b"add"
             | b"replace"
@@ -81,7 +106,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         Some((last, rest)) if takes_noreply && *last == b"noreply" => (rest, true),
         _ => (args, false),
     };
-    let storage = match name.as_slice() {
+    let storage = match name {
         b"set" => Some(StoreKind::Set),
         b"add" => Some(StoreKind::Add),
         b"replace" => Some(StoreKind::Replace),
@@ -94,7 +119,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         let header = storage_header(kind, args);
         return Ok(read_block(buf, nl, header, noreply, limits));
     }
-    let parsed = parse_line(&name, args, noreply);
+    let parsed = parse_line(name, args, noreply);
     buf.advance(nl + 1);
     Ok(Some(parsed))
 }

@@ -238,10 +238,20 @@ impl Link {
         if self.out.is_empty() {
             return Ok(());
         }
-        let due = Instant::now() + self.dog.timeouts.request;
+        // Most replies go out in one write that completes at once: tried
+        // first, with no clock read and no timer.
+        let mut written = match now_or_never(self.wr.write(&self.out)).await {
+            Some(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Some(n) => n?,
+            None => 0,
+        };
+        // The request timeout runs from the first wait, if any.
+        let request = self.dog.timeouts.request;
+        let mut due = None;
+        let mut due_at = move || *due.get_or_insert_with(|| Instant::now() + request);
         let max = self.dog.timeouts.max_output;
-        let mut written = 0;
         while written < self.out.len() {
+            let due = due_at();
             let pending = self.out.len() - written;
             // A client that stopped reading with more than `max_output`
             // unsent is cut off after a short grace, not at the request
@@ -272,12 +282,19 @@ impl Link {
             }
         }
         // The flush matters under TLS only (records wait in the session);
-        // on plain TCP it does nothing.
-        tokio::select! {
-            biased;
-            r = self.wr.flush() => r?,
-            () = self.dog.until(Some(due)) => return Err(timed_out("request")),
+        // on plain TCP it does nothing, at once.
+        match now_or_never(self.wr.flush()).await {
+            Some(r) => r?,
+            None => {
+                let due = due_at();
+                tokio::select! {
+                    biased;
+                    r = self.wr.flush() => r?,
+                    () = self.dog.until(Some(due)) => return Err(timed_out("request")),
+                }
+            }
         }
+
         self.counters()
             .bytes_out
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);
@@ -366,6 +383,17 @@ impl Link {
                 }
             }
         }
+    }
+}
+
+/// `fut`'s output if it is ready at its first poll, else None (and `fut`
+/// is dropped: only for futures that do nothing until they are ready, as a
+/// socket's write and flush).
+async fn now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = fut => Some(out),
+        () = std::future::ready(()) => None,
     }
 }
 

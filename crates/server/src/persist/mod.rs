@@ -341,6 +341,9 @@ fn log_format(dir: &Path, gen: u64) -> Option<Format> {
     Format::of(&head, false)
 }
 
+/// How many times, 10 ms apart, a held directory lock is tried again.
+const LOCK_TRIES: u32 = 50;
+
 /// Takes the directory's lock file, so that two servers (or a server and
 /// `repair`) never write one directory at once.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File, ServerError> {
@@ -351,7 +354,20 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File, ServerError> {
         .write(true)
         .open(&p)
         .map_err(|e| ServerError::Storage(format!("cannot open {}: {e}", p.display())))?;
-    match f.try_lock() {
+    // A lock still held for a moment is waited out: a process that just
+    // stopped, or a child being started anywhere in this process, which
+    // holds a copy of the descriptor until its `exec`.
+    let mut tries = 0;
+    let taken = loop {
+        match f.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match taken {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Storage(format!(
             "{} is in use by another sessiond process; stop it first",
