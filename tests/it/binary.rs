@@ -67,7 +67,20 @@ fn redis_cli_runs_the_readme_session_and_sigterm_exits_zero() {
     assert_eq!(redis_cli(port, &["PING"]).unwrap(), "PONG");
     let info = redis_cli(port, &["INFO"]).unwrap();
     assert!(info.contains("sessions:1"), "{info}");
+    // A client idle between requests is told of the stop at once: its
+    // connection closes and the server exits well inside its 5 s grace.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut idle, b"PING\r\n").unwrap();
+    let mut pong = [0u8; 7];
+    std::io::Read::read_exact(&mut idle, &mut pong).unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+    let stopping = Instant::now();
     sigterm(&child);
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut idle, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -77,6 +90,11 @@ fn redis_cli_runs_the_readme_session_and_sigterm_exits_zero() {
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "stopped after {:?}, not at once",
+        stopping.elapsed()
+    );
 }
 
 #[test]

@@ -165,6 +165,7 @@ impl Server {
             port: local.port(),
             connected: AtomicUsize::new(0),
             redis_keys: Arc::new(self.config.redis_keys()),
+            stopping: Arc::new(tokio::sync::Notify::new()),
             memcache_keys: self.config.memcache_keys(),
             timeouts: self.config.connection_timeouts(),
             admission: Arc::new(Admission::new(
@@ -233,6 +234,7 @@ impl Server {
         drop(memcache);
         drop(http);
         let _ = stop_tx.send(true);
+        shared.stopping.notify_waiters();
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
             while connections.join_next().await.is_some() {}

@@ -73,12 +73,12 @@ impl Link {
             caller: Caller::new(tenant, role, Proto::first(door), Some(shared.clone())),
             peer,
             dog: Watchdog::new(shared.timeouts),
+            stop: Stop::new(stop, shared.stopping.clone()),
             shared,
             rd,
             wr,
             inbuf: BytesMut::with_capacity(capacity),
             out: BytesMut::with_capacity(capacity),
-            stop: Stop::new(stop),
             door,
             max_buffer_while_waiting,
         }

@@ -1,11 +1,12 @@
 //! A connection's clocks: its timeouts on one lazily moved timer, and the
 //! server's stop signal as one long-lived future.
 
-use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::Timeouts;
@@ -75,29 +76,30 @@ impl Watchdog {
 }
 
 /// The server's stop signal, as a connection sees it: one long-lived
-/// future, so waiting on it between reads costs no new registration with
-/// the channel each time.
+/// future of the server's [`Notify`] (registered when made, so no
+/// notification is missed), cheap to poll on every wait, and the stop
+/// flag, looked at without waiting.
 pub(crate) struct Stop {
     fired: bool,
-    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
-    /// The signal's value, looked at without waiting.
+    signal: Pin<Box<OwnedNotified>>,
     peek: watch::Receiver<bool>,
 }
 
 impl Stop {
-    pub(crate) fn new(mut rx: watch::Receiver<bool>) -> Self {
-        let fired = *rx.borrow_and_update();
-        Self {
-            fired,
-            peek: rx.clone(),
-            // A dropped sender counts as a stop, as the server is gone.
-            signal: Box::pin(async move {
-                let _ = rx.wait_for(|stopping| *stopping).await;
-            }),
-        }
+    pub(crate) fn new(rx: watch::Receiver<bool>, stopping: Arc<Notify>) -> Self {
+        let mut signal = Box::pin(stopping.notified_owned());
+        signal.as_mut().enable();
+        let mut stop = Self {
+            fired: false,
+            signal,
+            peek: rx,
+        };
+        stop.stopped();
+        stop
     }
 
-    /// Whether the server is stopping.
+    /// Whether the server is stopping (a dropped sender counts: the
+    /// server is gone).
     pub(crate) fn stopped(&mut self) -> bool {
         self.fired = self.fired || *self.peek.borrow() || self.peek.has_changed().is_err();
         self.fired
@@ -105,7 +107,7 @@ impl Stop {
 
     /// Resolves once the server is stopping; at once if it already is.
     pub(crate) async fn wait(&mut self) {
-        if !self.fired {
+        if !self.stopped() {
             self.signal.as_mut().await;
             self.fired = true;
         }
