@@ -85,22 +85,27 @@ grind() {
 }
 
 # counted PID NAME CMD…: zeroes PID's counters, runs CMD (its stdout kept
-# in $work/last), dumps the counters; their total in $total.
+# in $work/last), dumps the counters: the file in $dump, the total in
+# $total.
 counted() {
   local pid=$1 name=$2
   shift 2
   callgrind_control -z "$pid" >/dev/null 2>&1
   "$@" >"$work/last" 2>/dev/null
   callgrind_control -d "$pid" >/dev/null 2>&1
-  local dump
   dump=$(ls -t "$work/$name.$pid".* | head -1)
   total=$(awk '/^(totals|summary):/ {print $2; exit}' "$dump")
-  if [ -n "${PROFILE:-}" ] && [ "$PROFILE" = "$case" ]; then
-    echo "== $case on $name: the functions with the most instructions (self)" >&2
-    callgrind_annotate --threshold=90 "$dump" 2>/dev/null |
-      sed -n '/file:function/,$p' | grep -v -E '\(below main\)|lang_start|block_on|enter_runtime|__libc_start' |
-      head -40 >&2
-  fi
+}
+
+# profile SYSTEM DUMP N: the functions of DUMP with the most instructions
+# of their own, per request (of N).
+profile() {
+  echo "== $case on $1: instructions per request by function (self cost)" >&2
+  # Lines at 100 % are the frames every cost is also filed under (main and
+  # the runtime, inlined); left out.
+  callgrind_annotate --threshold=100 --inclusive=no "$2" 2>/dev/null |
+    sed -n '/file:function/,$p' | grep -E '^ *[0-9,]+ \( *[0-9]' | grep -v '(100.0%)' |
+    head -40 | N=$3 awk '{ n = $1; gsub(/,/, "", n); $1 = sprintf("%7.0f", n / ENVIRON["N"]); $2 = ""; print }' >&2
 }
 
 # gen KEY: a field of the generator's JSON report in $work/last.
@@ -136,6 +141,7 @@ case_on() {
       n=$(gen transactions) ;;
   esac
   [ "$n" -gt 0 ] || { echo "$case on $system: nothing answered" >&2; exit 1; }
+  [ "${PROFILE:-}" = "$case" ] && profile "$system" "$dump" "$n"
   echo $((total / n))
 }
 
