@@ -27,9 +27,20 @@ fn num<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
     std::str::from_utf8(t).ok()?.parse().ok()
 }
 
+/// Whether `t` may be a key: at most 250 bytes, no control characters
+/// or spaces.
+fn is_key(t: &[u8]) -> bool {
+    t.len() <= MAX_KEY_LEN && t.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80)
+}
+
+/// A key kept by a command (a store's): copied out of the buffer.
 fn key(t: &[u8]) -> Option<Bytes> {
-    (t.len() <= MAX_KEY_LEN && t.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80))
-        .then(|| Bytes::copy_from_slice(t))
+    is_key(t).then(|| Bytes::copy_from_slice(t))
+}
+
+/// A key of a command without a data block: a slice of its `line`.
+fn key_in(line: &Bytes, t: &[u8]) -> Option<Bytes> {
+    is_key(t).then(|| line.slice_ref(t))
 }
 
 /// Tokens of a request line held on the stack; a line of more uses a
@@ -119,13 +130,74 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         let header = storage_header(kind, args);
         return Ok(read_block(buf, nl, header, noreply, limits));
     }
-    let parsed = parse_line(name, args, noreply);
-    buf.advance(nl + 1);
-    Ok(Some(parsed))
+    // A command without a data block: its line is split off the buffer and
+    // its keys are slices of it (they live as long as the request; the door
+    // copies the id out of a key).
+    let base = buf.as_ptr() as usize;
+    let at = |t: &[u8]| (t.as_ptr() as usize - base, t.len());
+    let mut spans_few = [(0, 0); FEW];
+    let mut spans_many = Vec::new();
+    for (i, t) in args.iter().enumerate() {
+        match spans_few.get_mut(i) {
+            Some(slot) => *slot = at(t),
+            None => {
+                if i == FEW {
+                    spans_many.extend_from_slice(&spans_few);
+                }
+                spans_many.push(at(t));
+            }
+        }
+    }
+    let count = args.len();
+    let name = Name::of(name);
+    let line = buf.split_to(nl + 1).freeze();
+    let spans = if count <= FEW {
+        &spans_few[..count]
+    } else {
+        &spans_many[..]
+    };
+    let mut few: [&[u8]; FEW] = [&[]; FEW];
+    let mut many: Vec<&[u8]> = Vec::new();
+    let args: &[&[u8]] = if count <= FEW {
+        for (slot, &(a, n)) in few.iter_mut().zip(spans) {
+            *slot = &line[a..a + n];
+        }
+        &few[..count]
+    } else {
+        many.extend(spans.iter().map(|&(a, n)| &line[a..a + n]));
+        &many
+    };
+    Ok(Some(parse_line(&line, name.as_bytes(), args, noreply)))
 }
 
-/// A command without a data block.
-fn parse_line(name: &[u8], args: &[&[u8]], noreply: bool) -> Parsed {
+/// A command's lower-cased name, held apart from the line (a name longer
+/// than any command's is kept as none: it is answered as unknown).
+struct Name {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl Name {
+    fn of(name: &[u8]) -> Self {
+        let mut bytes = [0u8; 16];
+        let len = match bytes.get_mut(..name.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(name);
+                name.len()
+            }
+            None => 0,
+        };
+        Self { bytes, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A command without a data block; `args` are slices of `line`.
+fn parse_line(line: &Bytes, name: &[u8], args: &[&[u8]], noreply: bool) -> Parsed {
+    let key = |t: &[u8]| key_in(line, t);
     let meta = Meta {
         quiet: noreply,
         ..Meta::text()
