@@ -444,4 +444,11 @@ fn text_gets_of_few_and_many_keys_read_alike() {
     // A name longer than any command's is no command.
     let (parsed, _) = text(b"averyveryverylongname k\r\n");
     assert!(!matches!(parsed[0], Parsed::Request(_)), "{:?}", parsed[0]);
+    // Keys: printable ASCII and bytes from 0x80 up; not DEL or controls.
+    let (parsed, _) = text(b"get caf\xc3\xa9 k~\r\n");
+    assert!(matches!(op(&parsed[0]), Op::Get { keys, .. } if keys.len() == 2));
+    for bad in [&b"get a\x7fb\r\n"[..], b"get a\x01b\r\n"] {
+        let (parsed, _) = text(bad);
+        assert!(!matches!(parsed[0], Parsed::Request(_)), "{:?}", parsed[0]);
+    }
 }

@@ -30,12 +30,22 @@ fn num<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
 /// Whether `t` may be a key: at most 250 bytes, no control characters
 /// or spaces.
 fn is_key(t: &[u8]) -> bool {
-    t.len() <= MAX_KEY_LEN && t.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80)
+    // Printable ASCII (0x21..=0x7e) or any byte of 0x80 and up.
+    t.len() <= MAX_KEY_LEN && t.iter().all(|&b| b > b' ' && b != 0x7f)
 }
 
 /// A key kept by a command (a store's): copied out of the buffer.
 fn key(t: &[u8]) -> Option<Bytes> {
     is_key(t).then(|| Bytes::copy_from_slice(t))
+}
+
+/// The keys of a get: slices of its `line`; None if one is no key.
+fn keys_in(line: &Bytes, words: &[&[u8]]) -> Option<Vec<Bytes>> {
+    let mut keys = Vec::with_capacity(words.len());
+    for w in words {
+        keys.push(key_in(line, w)?);
+    }
+    Some(keys)
 }
 
 /// A key of a command without a data block: a slice of its `line`.
@@ -206,7 +216,7 @@ fn parse_line(line: &Bytes, name: &[u8], args: &[&[u8]], noreply: bool) -> Parse
     let bad = || refused(Status::Invalid, BAD_FORMAT, noreply);
     match name {
         b"get" | b"gets" => {
-            let Some(keys) = args.iter().map(|k| key(k)).collect::<Option<Vec<_>>>() else {
+            let Some(keys) = keys_in(line, args) else {
                 return bad();
             };
             if keys.is_empty() || noreply {
@@ -227,7 +237,7 @@ fn parse_line(line: &Bytes, name: &[u8], args: &[&[u8]], noreply: bool) -> Parse
             let Some(exptime) = num::<i64>(exptime) else {
                 return refused(Status::Invalid, "invalid exptime argument", false);
             };
-            let Some(keys) = keys.iter().map(|k| key(k)).collect::<Option<Vec<_>>>() else {
+            let Some(keys) = keys_in(line, keys) else {
                 return bad();
             };
             Parsed::Request(Request {

@@ -46,15 +46,15 @@ impl Watchdog {
     /// The deadline for the next read, with a buffer holding `buffered`
     /// bytes of a partial request, and which timeout it is.
     pub(crate) fn read_deadline(&mut self, buffered: usize) -> (Option<Instant>, &'static str) {
-        let now = Instant::now();
         if buffered == 0 {
             self.partial_since = None;
-            return (self.timeouts.idle.map(|t| now + t), "idle");
+            // No idle timeout (the default): no clock to read.
+            return (self.timeouts.idle.map(|t| Instant::now() + t), "idle");
         }
         if buffered < self.len_after_read {
             self.partial_since = None;
         }
-        let since = *self.partial_since.get_or_insert(now);
+        let since = *self.partial_since.get_or_insert_with(Instant::now);
         (Some(since + self.timeouts.request), "request")
     }
 
