@@ -40,22 +40,8 @@ cargo build --release --quiet --bin sessiond
 B=target/release/sessiond
 work=$(mktemp -d)
 results="$work/results.jsonl"
-pids=()
-stop_all() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  pids=()
-}
+. bench/lib.sh
 trap 'stop_all; rm -rf "$work"' EXIT
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "port $1 did not come up" >&2
-  exit 1
-}
 
 # start_all MODE: off | always | everysec
 start_all() {

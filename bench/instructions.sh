@@ -52,27 +52,13 @@ cargo build --release --quiet --bin sessiond
 B=target/release/sessiond
 work=${KEEP:-$(mktemp -d)}
 mkdir -p "$work"
-pids=()
-stop_all() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  pids=()
-}
+. bench/lib.sh
 cleanup() {
   stop_all
   [ -z "${KEEP:-}" ] && rm -rf "$work"
   return 0
 }
 trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 did not come up" >&2
-  exit 1
-}
 
 # grind NAME CMD…: starts CMD under callgrind; its pid in $grind_pid.
 grind() {
@@ -160,7 +146,7 @@ rd=$grind_pid
 grind_pid=$!
 pids+=("$grind_pid")
 mc=$grind_pid
-wait_port "$SD_RESP"; wait_port "$SD_MC"; wait_port "$REDIS"; wait_port "$MEMC"
+wait_port "$SD_RESP" 60; wait_port "$SD_MC" 60; wait_port "$REDIS" 60; wait_port "$MEMC" 60
 
 echo "Machine: $(nproc) cores, $(uname -r). sessiond $($B --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(redis-server --version | awk '{print $1, $3}' | tr -d 'v='), $(memcached -V), $(valgrind --version)."
 echo "Command: \`bench/instructions.sh${*:+ $*}\` (N=$N N_PIPE=$N_PIPE SECS=$SECS CONNS=$CONNS)."

@@ -34,17 +34,8 @@ command -v redis-server >/dev/null 2>&1 || {
 cargo build --release --quiet --bin sessiond
 B=target/release/sessiond
 work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "port $1 did not come up" >&2
-  exit 1
-}
+. bench/lib.sh
+trap 'stop_all; rm -rf "$work"' EXIT
 
 $B serve --threads "$SD_THREADS" --listen-resp "127.0.0.1:$SD" --listen-http off \
   --storage memory --plugins-dir docs/plugins --log-level warn &
