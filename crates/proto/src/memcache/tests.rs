@@ -452,3 +452,25 @@ fn text_gets_of_few_and_many_keys_read_alike() {
         assert!(!matches!(parsed[0], Parsed::Request(_)), "{:?}", parsed[0]);
     }
 }
+
+/// A line of more tokens than `max_args` is refused whole, storage command
+/// or not, and the next line is read as a request of its own.
+#[test]
+fn text_lines_of_too_many_tokens_are_refused_and_skipped() {
+    let few = Limits {
+        max_args: 4,
+        ..limits()
+    };
+    for line in [&b"get a b c d e\r\n"[..], b"set k 0 0 1 x y\r\n"] {
+        let mut buf = BytesMut::from(line);
+        buf.extend_from_slice(b"get k\r\n");
+        let first = parse(&mut buf, Protocol::Text, &few).unwrap().unwrap();
+        assert!(
+            matches!(&first, Parsed::Refused { message, .. } if message == "too many tokens"),
+            "{first:?}"
+        );
+        let next = parse(&mut buf, Protocol::Text, &few).unwrap().unwrap();
+        assert!(matches!(op(&next), Op::Get { keys, .. } if keys == &vec![b("k")]));
+        assert!(buf.is_empty());
+    }
+}

@@ -53,10 +53,6 @@ fn key_in(line: &Bytes, t: &[u8]) -> Option<Bytes> {
     is_key(t).then(|| line.slice_ref(t))
 }
 
-/// Tokens of a request line held on the stack; a line of more uses a
-/// vector.
-const FEW: usize = 16;
-
 pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed>, FrameError> {
     let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
     let Some(nl) = window.iter().position(|&b| b == b'\n') else {
@@ -73,43 +69,63 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
     } else {
         nl
     };
-    // The tokens of a short line on the stack; a longer one's in a vector.
-    let mut few: [&[u8]; FEW] = [&[]; FEW];
-    let mut many: Vec<&[u8]> = Vec::new();
-    let mut n = 0;
-    for t in buf[..end].split(|&b| b == b' ').filter(|t| !t.is_empty()) {
-        if n == FEW {
-            many.extend_from_slice(&few);
-        }
-        match few.get_mut(n) {
-            Some(slot) => *slot = t,
-            None => many.push(t),
-        }
-        n += 1;
-    }
-    let tokens: &[&[u8]] = if n <= FEW { &few[..n] } else { &many };
-    if tokens.len() > limits.max_args {
-        buf.advance(nl + 1);
-        return Ok(Some(refused(Status::Invalid, "too many tokens", false)));
-    }
-    // The name lower-cased on the stack (every command's name is short;
-    // a longer one is no command, and stays as sent).
-    let mut lower = [0u8; 16];
-    let (name, args): (&[u8], &[&[u8]]) = match tokens.split_first() {
-        Some((name, args)) => match lower.get_mut(..name.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(name);
-                slot.make_ascii_lowercase();
-                (slot, args)
+    let name = Name::of(buf[..end].split(|&b| b == b' ').find(|t| !t.is_empty()));
+    if let Some(kind) = storage_kind(name.as_bytes()) {
+        // The data block follows the line: both stay in the buffer until
+        // the block is whole.
+        let mut tokens = Tokens::default();
+        let header = match shape(tokens.split(&buf[..end]), &name, limits) {
+            Ok((args, noreply)) => Ok((storage_header(kind, args), noreply)),
+            Err(refusal) => Err(refusal),
+        };
+        return Ok(match header {
+            Ok((header, noreply)) => read_block(buf, nl, header, noreply, limits),
+            Err(refusal) => {
+                buf.advance(nl + 1);
+                Some(refusal)
             }
-            None => (name, args),
+        });
+    }
+    // Any other command: its line is split off the buffer and its keys are
+    // slices of it (they live as long as the request; the door copies the
+    // id out of a key).
+    let line = buf.split_to(nl + 1).freeze();
+    let mut tokens = Tokens::default();
+    Ok(Some(
+        match shape(tokens.split(&line[..end]), &name, limits) {
+            Ok((args, noreply)) => parse_line(&line, name.as_bytes(), args, noreply),
+            Err(refusal) => refusal,
         },
-        None => (&[], &[]),
-    };
+    ))
+}
+
+fn storage_kind(name: &[u8]) -> Option<StoreKind> {
+    match name {
+        b"set" => Some(StoreKind::Set),
+        b"add" => Some(StoreKind::Add),
+        b"replace" => Some(StoreKind::Replace),
+        b"append" => Some(StoreKind::Append),
+        b"prepend" => Some(StoreKind::Prepend),
+        b"cas" => Some(StoreKind::Cas(0)),
+        _ => None,
+    }
+}
+
+/// A line's arguments (its tokens after the name) and whether it ends in
+/// `noreply` for a command that takes it; refused over `max_args` tokens.
+fn shape<'a>(
+    tokens: &'a [&'a [u8]],
+    name: &Name,
+    limits: &Limits,
+) -> Result<(&'a [&'a [u8]], bool), Parsed> {
+    if tokens.len() > limits.max_args {
+        return Err(refused(Status::Invalid, "too many tokens", false));
+    }
+    let args = tokens.get(1..).unwrap_or_default();
     // A trailing `noreply` silences the reply of the commands that take it
     // (and is an argument like any other to those that do not).
     let takes_noreply = matches!(
-        name,
+        name.as_bytes(),
         b"set"
             | b"add"
             | b"replace"
@@ -123,76 +139,67 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
             | b"flush_all"
             | b"verbosity"
     );
-    let (args, noreply) = match args.split_last() {
+    Ok(match args.split_last() {
         Some((last, rest)) if takes_noreply && *last == b"noreply" => (rest, true),
         _ => (args, false),
-    };
-    let storage = match name {
-        b"set" => Some(StoreKind::Set),
-        b"add" => Some(StoreKind::Add),
-        b"replace" => Some(StoreKind::Replace),
-        b"append" => Some(StoreKind::Append),
-        b"prepend" => Some(StoreKind::Prepend),
-        b"cas" => Some(StoreKind::Cas(0)),
-        _ => None,
-    };
-    if let Some(kind) = storage {
-        let header = storage_header(kind, args);
-        return Ok(read_block(buf, nl, header, noreply, limits));
-    }
-    // A command without a data block: its line is split off the buffer and
-    // its keys are slices of it (they live as long as the request; the door
-    // copies the id out of a key).
-    let base = buf.as_ptr() as usize;
-    let at = |t: &[u8]| (t.as_ptr() as usize - base, t.len());
-    let mut spans_few = [(0, 0); FEW];
-    let mut spans_many = Vec::new();
-    for (i, t) in args.iter().enumerate() {
-        match spans_few.get_mut(i) {
-            Some(slot) => *slot = at(t),
-            None => {
-                if i == FEW {
-                    spans_many.extend_from_slice(&spans_few);
-                }
-                spans_many.push(at(t));
-            }
-        }
-    }
-    let count = args.len();
-    let name = Name::of(name);
-    let line = buf.split_to(nl + 1).freeze();
-    let spans = if count <= FEW {
-        &spans_few[..count]
-    } else {
-        &spans_many[..]
-    };
-    let mut few: [&[u8]; FEW] = [&[]; FEW];
-    let mut many: Vec<&[u8]> = Vec::new();
-    let args: &[&[u8]] = if count <= FEW {
-        for (slot, &(a, n)) in few.iter_mut().zip(spans) {
-            *slot = &line[a..a + n];
-        }
-        &few[..count]
-    } else {
-        many.extend(spans.iter().map(|&(a, n)| &line[a..a + n]));
-        &many
-    };
-    Ok(Some(parse_line(&line, name.as_bytes(), args, noreply)))
+    })
 }
 
-/// A command's lower-cased name, held apart from the line (a name longer
-/// than any command's is kept as none: it is answered as unknown).
+/// Tokens of a request line held on the stack; a line of more uses a
+/// vector.
+const FEW: usize = 16;
+
+/// A line's space-separated tokens: on the stack for a short line.
+struct Tokens<'a> {
+    few: [&'a [u8]; FEW],
+    many: Vec<&'a [u8]>,
+}
+
+impl Default for Tokens<'_> {
+    fn default() -> Self {
+        Self {
+            few: [&[]; FEW],
+            many: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Tokens<'a> {
+    fn split(&mut self, line: &'a [u8]) -> &[&'a [u8]] {
+        let mut n = 0;
+        for t in line.split(|&b| b == b' ').filter(|t| !t.is_empty()) {
+            if n == FEW {
+                self.many.extend_from_slice(&self.few);
+            }
+            match self.few.get_mut(n) {
+                Some(slot) => *slot = t,
+                None => self.many.push(t),
+            }
+            n += 1;
+        }
+        if n <= FEW {
+            &self.few[..n]
+        } else {
+            &self.many
+        }
+    }
+}
+
+/// A command's name, lower-cased on the stack (a name longer than any
+/// command's is kept as none: it is answered as unknown).
 struct Name {
     bytes: [u8; 16],
     len: usize,
 }
 
 impl Name {
-    fn of(name: &[u8]) -> Self {
+    fn of(name: Option<&[u8]>) -> Self {
+        let name = name.unwrap_or_default();
         let mut bytes = [0u8; 16];
         let len = match bytes.get_mut(..name.len()) {
             Some(slot) => {
                 slot.copy_from_slice(name);
+                slot.make_ascii_lowercase();
                 name.len()
             }
             None => 0,
