@@ -354,9 +354,12 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File, ServerError> {
         .write(true)
         .open(&p)
         .map_err(|e| ServerError::Storage(format!("cannot open {}: {e}", p.display())))?;
-    // A lock still held for a moment is waited out: a process that just
-    // stopped, or a child being started anywhere in this process, which
-    // holds a copy of the descriptor until its `exec`.
+    // A lock still held for a moment is waited out: a server of this
+    // process stopping, a process that just exited, or a child being
+    // started here, which holds a copy of the descriptor until its
+    // `exec`. (Seen once as a flaky restart in the test suite, where many
+    // servers start and stop in one process; which of these it was is
+    // not known.)
     let mut tries = 0;
     let taken = loop {
         match f.try_lock() {
