@@ -429,6 +429,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_held_directory_lock_refuses_after_half_a_second_and_a_released_one_is_taken() {
+        let dir = std::env::temp_dir().join(format!("sessiond-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let held = lock_dir(&dir).unwrap();
+        let started = std::time::Instant::now();
+        let refused = lock_dir(&dir).unwrap_err().to_string();
+        assert!(
+            refused.contains("in use by another sessiond process"),
+            "{refused}"
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+        // Let go of while the next one is trying: it is taken.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+        });
+        lock_dir(&dir).unwrap();
+        releaser.join().unwrap();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_format_1_directory_is_read_and_continued_in_a_new_generation() {
         let dir = std::env::temp_dir().join(format!("sessiond-v1-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
