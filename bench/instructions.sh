@@ -106,10 +106,15 @@ case_on() {
   local system=$1 pid=$2 port=$3 n
   case $case in
     set | get)
+      # Every key written first, so a GET finds its 1 KiB value whatever
+      # ran before (-r 1000 picks keys at random: 20,000 writes leave
+      # none of the 1,000 out).
+      rb "$port" -t set -P 16 -n 20000 >/dev/null 2>&1
       rb "$port" -t "$case" -n 3000 >/dev/null 2>&1
       counted "$pid" "$system" rb "$port" -t "$case" -n "$N"
       n=$N ;;
     set-p16 | get-p16)
+      rb "$port" -t set -P 16 -n 20000 >/dev/null 2>&1
       rb "$port" -t "${case%-p16}" -P 16 -n 20000 >/dev/null 2>&1
       counted "$pid" "$system" rb "$port" -t "${case%-p16}" -P 16 -n "$N_PIPE"
       n=$N_PIPE ;;
