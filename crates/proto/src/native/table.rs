@@ -623,12 +623,35 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-/// The spec for `name` (any case): one binary search of the names.
+/// The spec for `name` (any case): one binary search of the names, each
+/// upper-cased and packed into two numbers (compared in an instruction
+/// each, where a string compare is a call).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    static NAMES: std::sync::OnceLock<crate::names::Names<&'static CommandSpec>> =
-        std::sync::OnceLock::new();
-    NAMES
-        .get_or_init(|| crate::names::Names::new(COMMANDS.iter().map(|c| (c.name, c))))
-        .find(name)
-        .map(|(_, spec)| spec)
+    type Keyed = ((u128, u128), &'static CommandSpec);
+    static SORTED: std::sync::OnceLock<Vec<Keyed>> = std::sync::OnceLock::new();
+    let sorted = SORTED.get_or_init(|| {
+        let mut all: Vec<Keyed> = COMMANDS
+            .iter()
+            .filter_map(|c| Some((name_key(c.name.as_bytes())?, c)))
+            .collect();
+        all.sort_unstable_by_key(|(k, _)| *k);
+        all
+    });
+    let key = name_key(name)?;
+    let i = sorted.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+    let spec = sorted[i].1;
+    // A name padded with NUL bytes packs like a shorter one.
+    (spec.name.len() == name.len()).then_some(spec)
+}
+
+/// A name of up to 32 bytes, upper-cased, as two numbers in its order.
+fn name_key(name: &[u8]) -> Option<(u128, u128)> {
+    let mut buf = [0u8; 32];
+    buf.get_mut(..name.len())?.copy_from_slice(name);
+    buf.make_ascii_uppercase();
+    let (hi, lo) = buf.split_at(16);
+    Some((
+        u128::from_be_bytes(hi.try_into().ok()?),
+        u128::from_be_bytes(lo.try_into().ok()?),
+    ))
 }
