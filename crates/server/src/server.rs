@@ -17,6 +17,7 @@ use crate::access::auth::Auth;
 use crate::backend::cluster::Cluster;
 use crate::config::Config;
 use crate::conn::stream::Stream;
+use crate::conn::watchdog::{FireOnDrop, StopSignal};
 use crate::door::Door;
 use crate::doors::resp;
 use crate::error::ServerError;
@@ -165,7 +166,7 @@ impl Server {
             port: local.port(),
             connected: AtomicUsize::new(0),
             redis_keys: Arc::new(self.config.redis_keys()),
-            stopping: Arc::new(tokio::sync::Notify::new()),
+            stopping: Arc::new(StopSignal::new()),
             memcache_keys: self.config.memcache_keys(),
             timeouts: self.config.connection_timeouts(),
             admission: Arc::new(Admission::new(
@@ -192,6 +193,8 @@ impl Server {
             scripts: self.scripts.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
+        // However this future ends, the socket connections stop waiting.
+        let _fire = FireOnDrop(shared.stopping.clone());
         let upkeep = tokio::spawn(upkeep(
             self.tenants.clone(),
             self.config.tick_ms,
@@ -234,7 +237,7 @@ impl Server {
         drop(memcache);
         drop(http);
         let _ = stop_tx.send(true);
-        shared.stopping.notify_waiters();
+        shared.stopping.fire();
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
             while connections.join_next().await.is_some() {}
@@ -371,9 +374,9 @@ async fn start(
     connections.spawn(async move {
         if let Some(stream) = handshake(tcp, door, &shared).await {
             match door {
-                Door::Resp => resp::serve(stream, shared.clone(), stop).await,
-                Door::Line => crate::doors::line::serve(stream, shared.clone(), stop).await,
-                Door::Memcache => crate::doors::memcache::serve(stream, shared.clone(), stop).await,
+                Door::Resp => resp::serve(stream, shared.clone()).await,
+                Door::Line => crate::doors::line::serve(stream, shared.clone()).await,
+                Door::Memcache => crate::doors::memcache::serve(stream, shared.clone()).await,
                 Door::Http => crate::doors::http::serve(stream, shared.clone(), stop).await,
             }
         }

@@ -25,9 +25,9 @@ pub(crate) struct Shared {
     pub(crate) port: u16,
     pub(crate) connected: AtomicUsize,
     pub(crate) redis_keys: Arc<sessiond_proto::redis::RedisKeys>,
-    /// Notified (after the stop flag is set) when the server stops: what a
-    /// socket door's connection waits on between requests.
-    pub(crate) stopping: Arc<tokio::sync::Notify>,
+    /// Fired when the server stops: what a socket door's connection
+    /// waits on between requests.
+    pub(crate) stopping: Arc<crate::conn::watchdog::StopSignal>,
     pub(crate) memcache_keys: sessiond_proto::memcache::McKeys,
     pub(crate) timeouts: Timeouts,
     pub(crate) admission: Arc<Admission>,

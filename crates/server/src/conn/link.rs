@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use sessiond_core::{ClientHandle, Command, Engine, Error, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::request::{Caller, Pending, Started};
@@ -52,13 +51,7 @@ pub(crate) struct Link {
 
 impl Link {
     /// Registers a new connection; `capacity` sizes its buffers.
-    pub(crate) fn new(
-        stream: Stream,
-        shared: Arc<Shared>,
-        stop: watch::Receiver<bool>,
-        capacity: usize,
-        door: Door,
-    ) -> Self {
+    pub(crate) fn new(stream: Stream, shared: Arc<Shared>, capacity: usize, door: Door) -> Self {
         let peer = stream.peer();
         let (rd, wr) = stream.split();
         let tenant = shared.tenants.default_tenant().clone();
@@ -73,7 +66,7 @@ impl Link {
             caller: Caller::new(tenant, role, Proto::first(door), Some(shared.clone())),
             peer,
             dog: Watchdog::new(shared.timeouts),
-            stop: Stop::new(stop, shared.stopping.clone()),
+            stop: Stop::new(shared.stopping.clone()),
             shared,
             rd,
             wr,

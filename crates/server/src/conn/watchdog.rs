@@ -1,12 +1,14 @@
 //! A connection's clocks: its timeouts on one lazily moved timer, and the
-//! server's stop signal as one long-lived future.
+//! server's stop signal ([`StopSignal`]), cheap to wait on between requests.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::futures::OwnedNotified;
-use tokio::sync::{watch, Notify};
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::config::Timeouts;
@@ -75,41 +77,187 @@ impl Watchdog {
     }
 }
 
-/// The server's stop signal, as a connection sees it: one long-lived
-/// future of the server's [`Notify`] (registered when made, so no
-/// notification is missed), cheap to poll on every wait, and the stop
-/// flag, looked at without waiting.
+/// The server's stop signal for its socket connections: a flag, and the
+/// wakers of the connections waiting on it. Looking at it is one atomic
+/// load, and a connection registers its task's waker once (again only if
+/// the waker changes), so waiting on it between requests costs nothing
+/// per request — unlike a `Notify`, whose future takes its lock on every
+/// poll.
+pub(crate) struct StopSignal {
+    fired: AtomicBool,
+    waiters: Mutex<Waiters>,
+}
+
+/// Registered wakers, one slot per waiting connection; freed slots are
+/// reused.
+#[derive(Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl StopSignal {
+    pub(crate) fn new() -> Self {
+        Self {
+            fired: AtomicBool::new(false),
+            waiters: Mutex::new(Waiters::default()),
+        }
+    }
+
+    /// Sets the flag and wakes every connection waiting on it; later
+    /// waits end at once.
+    pub(crate) fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        let wakers: Vec<Waker> = self
+            .waiters
+            .lock()
+            .slots
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        // Woken outside the lock: a waker may run its task at once.
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether the server is stopping.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+}
+
+/// Fires the signal when dropped: a server that ends without its normal
+/// stop (its future dropped) still ends its connections' waits.
+pub(crate) struct FireOnDrop(pub(crate) Arc<StopSignal>);
+
+impl Drop for FireOnDrop {
+    fn drop(&mut self) {
+        self.0.fire();
+    }
+}
+
+/// The server's stop signal, as a connection sees it: its slot among the
+/// signal's waiters and the waker it left there.
 pub(crate) struct Stop {
-    fired: bool,
-    signal: Pin<Box<OwnedNotified>>,
-    peek: watch::Receiver<bool>,
+    signal: Arc<StopSignal>,
+    slot: Option<usize>,
+    /// The waker in the slot, to tell whether a poll must replace it.
+    waker: Option<Waker>,
 }
 
 impl Stop {
-    pub(crate) fn new(rx: watch::Receiver<bool>, stopping: Arc<Notify>) -> Self {
-        let mut signal = Box::pin(stopping.notified_owned());
-        signal.as_mut().enable();
-        let mut stop = Self {
-            fired: false,
+    pub(crate) fn new(signal: Arc<StopSignal>) -> Self {
+        Self {
             signal,
-            peek: rx,
-        };
-        stop.stopped();
-        stop
+            slot: None,
+            waker: None,
+        }
     }
 
-    /// Whether the server is stopping (a dropped sender counts: the
-    /// server is gone).
-    pub(crate) fn stopped(&mut self) -> bool {
-        self.fired = self.fired || *self.peek.borrow() || self.peek.has_changed().is_err();
-        self.fired
+    /// Whether the server is stopping.
+    pub(crate) fn stopped(&self) -> bool {
+        self.signal.fired()
     }
 
     /// Resolves once the server is stopping; at once if it already is.
-    pub(crate) async fn wait(&mut self) {
-        if !self.stopped() {
-            self.signal.as_mut().await;
-            self.fired = true;
+    pub(crate) fn wait(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_stopped(cx))
+    }
+
+    fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.fired() {
+            return Poll::Ready(());
         }
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let waker = cx.waker().clone();
+        {
+            let mut waiters = self.signal.waiters.lock();
+            match self.slot {
+                Some(i) => waiters.slots[i] = Some(waker.clone()),
+                None => {
+                    let i = match waiters.free.pop() {
+                        Some(i) => {
+                            waiters.slots[i] = Some(waker.clone());
+                            i
+                        }
+                        None => {
+                            waiters.slots.push(Some(waker.clone()));
+                            waiters.slots.len() - 1
+                        }
+                    };
+                    self.slot = Some(i);
+                }
+            }
+        }
+        self.waker = Some(waker);
+        // A stop that fired between the first look and the registration
+        // found no waker to wake: seen here.
+        if self.signal.fired.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let mut waiters = self.signal.waiters.lock();
+            waiters.slots[i] = None;
+            waiters.free.push(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fire_ends_every_wait_and_later_ones_at_once() {
+        let signal = Arc::new(StopSignal::new());
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let mut stop = Stop::new(signal.clone());
+                tokio::spawn(async move { stop.wait().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(signal.waiters.lock().slots.iter().flatten().count(), 3);
+        signal.fire();
+        for w in waiting {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("a waiting connection is woken")
+                .expect("the task ran");
+        }
+        let mut late = Stop::new(signal.clone());
+        assert!(late.stopped());
+        tokio::time::timeout(Duration::from_secs(5), late.wait())
+            .await
+            .expect("a wait after the stop ends at once");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_gives_its_slot_back() {
+        let signal = Arc::new(StopSignal::new());
+        for _ in 0..3 {
+            let mut stop = Stop::new(signal.clone());
+            let waited = tokio::time::timeout(Duration::from_millis(10), stop.wait()).await;
+            assert!(waited.is_err(), "no stop yet");
+        }
+        let waiters = signal.waiters.lock();
+        assert_eq!(waiters.slots.len(), 1, "one slot, reused");
+        assert!(waiters.slots.iter().all(Option::is_none));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_server_guard_fires() {
+        let signal = Arc::new(StopSignal::new());
+        drop(FireOnDrop(signal.clone()));
+        assert!(Stop::new(signal).stopped());
     }
 }

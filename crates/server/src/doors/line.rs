@@ -9,7 +9,6 @@ use std::sync::Arc;
 use sessiond_core::script::Func;
 use sessiond_core::{Command, Error, LockMode, Reply, SessionId};
 use sessiond_proto::line::{self, LineCommand};
-use tokio::sync::watch;
 
 use super::{Next, SocketDoor, FLUSH_AT};
 use crate::conn::link::Link;
@@ -25,9 +24,9 @@ struct Opened {
 }
 
 /// Serves one line-protocol connection to the end.
-pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
     let mut conn = Conn {
-        link: Link::new(stream, shared, stop, 4096, Door::Line),
+        link: Link::new(stream, shared, 4096, Door::Line),
         open: None,
     };
     super::serve(&mut conn).await;

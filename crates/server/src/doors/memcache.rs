@@ -17,7 +17,6 @@ use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
 use sessiond_proto::redis::Key;
-use tokio::sync::watch;
 
 use super::{Next, SocketDoor, FLUSH_AT};
 use crate::access::auth::Refused;
@@ -34,9 +33,9 @@ struct Conn {
 }
 
 /// Serves one memcached connection to the end.
-pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
     let mut conn = Conn {
-        link: Link::new(stream, shared, stop, 16 * 1024, crate::door::Door::Memcache),
+        link: Link::new(stream, shared, 16 * 1024, crate::door::Door::Memcache),
         protocol: None,
         skip: 0,
     };

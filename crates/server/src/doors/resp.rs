@@ -12,7 +12,6 @@ use sessiond_proto::redis;
 use sessiond_proto::resp::{
     encode_error, encode_reply, error_parts, parse_request_shared, Discard, FrameError, Protocol,
 };
-use tokio::sync::watch;
 
 use super::{Next, SocketDoor, FLUSH_AT};
 use crate::access::auth::Refused;
@@ -48,9 +47,9 @@ struct Multi {
 const MAX_QUEUED: usize = 10_000;
 
 /// Serves one connection to the end.
-pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
     let mut conn = Conn {
-        link: Link::new(stream, shared, stop, 16 * 1024, crate::door::Door::Resp),
+        link: Link::new(stream, shared, 16 * 1024, crate::door::Door::Resp),
         proto: Protocol::Resp2,
         discard: None,
         multi: None,
