@@ -250,6 +250,53 @@ pub fn is_redis_command(name: &[u8]) -> bool {
     find(name).is_some()
 }
 
+/// A Redis command name, found: look a request's name up once
+/// ([`lookup`]) and hand it to [`Known::transaction`] and
+/// [`Known::parse`].
+#[derive(Clone, Copy)]
+pub struct Known {
+    name: &'static str,
+    /// None: a transaction command.
+    row: Option<&'static RedisCommand>,
+}
+
+/// The Redis command `name` spells (any case), if it is one.
+pub fn lookup(name: &[u8]) -> Option<Known> {
+    find(name).map(|(name, row)| Known { name, row })
+}
+
+impl Known {
+    /// The request (name first) as a transaction command, if it is one.
+    pub fn transaction(
+        self,
+        args: &[Bytes],
+        keys: &RedisKeys,
+    ) -> Option<Result<Transaction, CommandError>> {
+        match self.row {
+            Some(_) => None,
+            None => transaction(args, keys),
+        }
+    }
+
+    /// Translates the request (name first; not a transaction command).
+    pub fn parse(
+        self,
+        args: &[Bytes],
+        keys: &RedisKeys,
+        client_id: u64,
+    ) -> Result<RedisRequest, CommandError> {
+        match self.row {
+            Some(c) => (c.parse)(
+                self.name,
+                args.get(1..).unwrap_or_default(),
+                keys,
+                client_id,
+            ),
+            None => parse(args, keys, client_id),
+        }
+    }
+}
+
 /// The commands of a Redis transaction, which the connection answers
 /// itself (it holds the queue and the watched keys).
 #[derive(Debug, Clone, PartialEq, Eq)]

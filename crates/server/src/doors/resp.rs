@@ -128,7 +128,11 @@ impl Conn {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
             return Ok(Next::Continue);
         }
-        if self.multi.is_some() && !redis::is_redis_command(&args[0]) && !opens_session(&args[0]) {
+        // The name decides the door: Redis, native, or unknown. The two
+        // tables share no name; the Redis one (a binary search) goes
+        // first, as stock clients' requests are most of the traffic.
+        let known = redis::lookup(&args[0]);
+        if self.multi.is_some() && known.is_none() && !opens_session(&args[0]) {
             // Only Redis commands queue; anything else aborts the
             // transaction, as an unknown command does on Redis.
             self.abort_multi();
@@ -139,12 +143,9 @@ impl Conn {
             );
             return Ok(Next::Continue);
         }
-        // The name decides the door: Redis, native, or unknown. The two
-        // tables share no name; the Redis one (a binary search) goes
-        // first, as stock clients' requests are most of the traffic.
-        if redis::is_redis_command(&args[0]) {
+        if let Some(known) = known {
             self.link.set_proto(Proto::Redis);
-            self.handle_redis(args).await?;
+            self.handle_redis(known, args).await?;
             return Ok(Next::Continue);
         }
         let parsed = match native::lookup(&args[0]) {
@@ -239,8 +240,8 @@ impl Conn {
 
     /// A Redis-door request: a transaction command, a command queued
     /// between MULTI and EXEC, or one run now (`run_redis`).
-    async fn handle_redis(&mut self, args: &[Bytes]) -> std::io::Result<()> {
-        if let Some(t) = redis::transaction(args, &self.link.shared.redis_keys) {
+    async fn handle_redis(&mut self, known: redis::Known, args: &[Bytes]) -> std::io::Result<()> {
+        if let Some(t) = known.transaction(args, &self.link.shared.redis_keys) {
             return match t {
                 Ok(t) => self.transaction(t).await,
                 Err(e) => {
@@ -258,15 +259,15 @@ impl Conn {
                 .map(|n| String::from_utf8_lossy(n).to_uppercase()),
             None => None,
         };
-        let request =
-            match redis::parse(args, &self.link.shared.redis_keys, self.link.client().id()) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.abort_multi();
-                    encode_error(e.code, &e.message, &mut self.link.out);
-                    return Ok(());
-                }
-            };
+        let request = match known.parse(args, &self.link.shared.redis_keys, self.link.client().id())
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.abort_multi();
+                encode_error(e.code, &e.message, &mut self.link.out);
+                return Ok(());
+            }
+        };
         if let redis::Render::Script(op) = request.render {
             if let Some(m) = &mut self.multi {
                 m.aborted = true;
