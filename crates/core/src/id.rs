@@ -48,14 +48,66 @@ enum Repr {
 /// The keyed hash of an id's bytes (SipHash-1-3 with a key drawn once per
 /// process), folded to 32 bits.
 fn hash_of(bytes: &[u8]) -> u32 {
-    use std::hash::BuildHasher;
-    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let h = KEY
-        .get_or_init(std::collections::hash_map::RandomState::new)
-        .hash_one(bytes);
+    static KEY: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let &(k0, k1) = KEY.get_or_init(|| {
+        // std's per-process random hasher keys, drawn from the OS: two
+        // of its outputs make ours (no failure path at start-up).
+        use std::hash::BuildHasher;
+        let random = std::collections::hash_map::RandomState::new();
+        (random.hash_one(0u64), random.hash_one(1u64))
+    });
+    let h = siphash::<1, 3>(k0, k1, bytes);
     // Truncation is the point: both halves folded into one.
     (h ^ (h >> 32)) as u32
+}
+
+/// SipHash-C-D of `bytes` under the key (k0, k1), in one pass over 8-byte
+/// words: the same function std's hashers compute, without their
+/// streaming state and the length prefix a `Hash` of a slice adds
+/// (an id is hashed once, whole).
+fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let round = |v: &mut [u64; 4]| {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    };
+    let compress = |v: &mut [u64; 4], m: u64| {
+        v[3] ^= m;
+        for _ in 0..C {
+            round(v);
+        }
+        v[0] ^= m;
+    };
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        compress(&mut v, u64::from_le_bytes(word));
+    }
+    // The last word: the bytes left over, and the length's low byte on top.
+    let rest = words.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    last[7] = bytes.len() as u8;
+    compress(&mut v, u64::from_le_bytes(last));
+    v[2] ^= 0xff;
+    for _ in 0..D {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
 impl SessionId {
@@ -224,6 +276,37 @@ pub fn random_string(len: usize) -> Result<Bytes, getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass SipHash is SipHash: with 2 and 4 rounds it gives what
+    /// std's (deprecated, SipHash-2-4) `SipHasher` does, for every length
+    /// around the word boundaries.
+    #[test]
+    #[allow(deprecated)]
+    fn the_id_hash_is_siphash() {
+        use std::hash::Hasher;
+        let bytes: Vec<u8> = (0..=80u8).map(|i| i.wrapping_mul(37)).collect();
+        for (k0, k1) in [
+            (0, 0),
+            (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908),
+            (u64::MAX, 7),
+        ] {
+            for len in 0..bytes.len() {
+                let mut std = std::hash::SipHasher::new_with_keys(k0, k1);
+                std.write(&bytes[..len]);
+                assert_eq!(
+                    siphash::<2, 4>(k0, k1, &bytes[..len]),
+                    std.finish(),
+                    "{len}"
+                );
+            }
+        }
+        // The SipHash paper's example: key 00..0f, message 00..0e.
+        let message: Vec<u8> = (0..15).collect();
+        assert_eq!(
+            siphash::<2, 4>(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908, &message),
+            0xa129_ca61_49be_45e5
+        );
+    }
 
     #[test]
     fn generated_ids_are_url_safe_and_distinct() {
