@@ -17,13 +17,13 @@ use crate::access::auth::Auth;
 use crate::backend::cluster::Cluster;
 use crate::config::Config;
 use crate::conn::stream::Stream;
-use crate::conn::watchdog::{FireOnDrop, StopSignal};
 use crate::door::Door;
 use crate::doors::resp;
 use crate::error::ServerError;
 use crate::persist::Persistence;
 use crate::scripts::Scripts;
 use crate::shared::Shared;
+use crate::shared::{FireOnDrop, StopSignal};
 use crate::tenant::{Tenant, Tenants};
 
 /// A configured server, ready to run on a listener.

@@ -16,7 +16,7 @@ use sessiond_core::{ClientHandle, Command, Engine, Error, PendingLock, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::request::{Caller, Pending, Started};
+use super::request::{Caller, Pending, Started, Waiting};
 use super::watchdog::{timed_out, Stop, Watchdog};
 use crate::access::auth::{Login, Refused, Role};
 use crate::backend::cluster::ClusterWait;
@@ -129,6 +129,38 @@ impl Link {
         self.run_then(cmd, |r| r).await
     }
 
+    /// [`Link::run`] without waiting, for the door's fast path: the
+    /// result when the command was answered at once (see
+    /// [`Caller::start_now`]), else what is left to do, for
+    /// [`Link::run_later`].
+    // What is left comes back by value: boxing it would allocate for
+    // every command that takes the long way.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn run_now(&mut self, cmd: Command) -> Result<Result<Reply, Error>, Later> {
+        let finish: Finish = identity;
+        match self.caller.start_now(cmd, finish) {
+            Ok(Started::Done(done)) => Ok(done),
+            Ok(Started::Wait(waiting)) => Err(Later::Wait(waiting)),
+            Err((cmd, _)) => Err(Later::Run(cmd)),
+        }
+    }
+
+    /// Finishes what [`Link::run_now`] left, encoding the result into the
+    /// pending replies by `encode` (as [`Link::run_into`]).
+    pub(crate) async fn run_later<E>(&mut self, later: Later, encode: E) -> std::io::Result<()>
+    where
+        E: FnOnce(Result<Reply, Error>, &mut BytesMut) + Send + 'static,
+    {
+        match later {
+            Later::Run(cmd) => self.run_into(cmd, encode).await,
+            Later::Wait(waiting) => {
+                let r = self.wait_then(waiting).await?;
+                encode(r, &mut self.out);
+                Ok(())
+            }
+        }
+    }
+
     /// [`Link::run`], with the result encoded into the pending replies by
     /// `encode`: for a cross-session command, on the blocking pool, where
     /// the command ran (see [`Caller::start`]); else in place.
@@ -161,14 +193,20 @@ impl Link {
     {
         match self.caller.start(cmd, finish).await {
             Started::Done(done) => Ok(done),
-            Started::Wait(mut waiting) => {
-                // A connection that ends here (the client hung up, the
-                // socket failed) leaves the queue as it leaves the engine.
-                self.flush().await?;
-                let ended = self.await_lock(&mut waiting.pending).await?;
-                Ok(self.caller.finish_wait(waiting, ended))
-            }
+            Started::Wait(waiting) => self.wait_then(waiting).await,
         }
+    }
+
+    /// Waits for a queued lock, then finishes the command with what the
+    /// wait came to. A connection that ends here (the client hung up, the
+    /// socket failed) leaves the queue as it leaves the engine.
+    async fn wait_then<T, F>(&mut self, mut waiting: Waiting<F>) -> std::io::Result<T>
+    where
+        F: FnOnce(Result<Reply, Error>) -> T,
+    {
+        self.flush().await?;
+        let ended = self.await_lock(&mut waiting.pending).await?;
+        Ok(self.caller.finish_wait(waiting, ended))
     }
 
     /// Counts an error answered without running a command.
@@ -393,3 +431,18 @@ async fn now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
 /// How long a client with more than `max_output` unsent may leave the
 /// socket full before it is cut off (a reading client drains it at once).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// What [`Link::run_now`] could not answer at once.
+pub(crate) enum Later {
+    /// A cross-session command, or a cluster's: run it the long way.
+    Run(Command),
+    /// Queued for a lock.
+    Wait(Waiting<Finish>),
+}
+
+/// A queued command's finish, for [`Later`]: the result as it is.
+type Finish = fn(Result<Reply, Error>) -> Result<Reply, Error>;
+
+fn identity(r: Result<Reply, Error>) -> Result<Reply, Error> {
+    r
+}

@@ -192,6 +192,10 @@ impl Caller {
         T: Send + 'static,
         F: FnOnce(Result<Reply, Error>) -> T + Send + 'static,
     {
+        let (cmd, finish) = match self.start_now(cmd, finish) {
+            Ok(started) => return started,
+            Err(back) => back,
+        };
         // What the request path needs of the command, from its one match.
         let meta = cmd.meta();
         let index = meta.index;
@@ -225,34 +229,64 @@ impl Caller {
             );
             return Started::Done(finish(result));
         }
+        // A cross-session command (start_now runs every other one).
         let before = DurableMark::before(self.tenant.persistence(), meta.write);
-        if meta.heavy {
-            // A function runs right here when its sessions are free and it
-            // ends within a short slice; else off the workers like a walk.
-            if let Some(result) = self.tenant.engine().call_in_place(self.client(), &cmd) {
-                self.tenant.metrics.command(
-                    self.proto,
-                    index,
-                    started.elapsed(),
-                    result.as_ref().err(),
-                );
-                self.durable.after(self.tenant.persistence(), before);
-                return Started::Done(finish(result));
-            }
-            let (done, error) = self
-                .tenant
-                .offload
-                .run_then(self.tenant.engine(), self.client(), cmd, move |r| {
-                    let error = r.as_ref().err().cloned();
-                    (finish(r), error)
-                })
-                .await;
+        // A function runs right here when its sessions are free and it
+        // ends within a short slice; else off the workers like a walk.
+        if let Some(result) = self.tenant.engine().call_in_place(self.client(), &cmd) {
+            self.tenant.metrics.command(
+                self.proto,
+                index,
+                started.elapsed(),
+                result.as_ref().err(),
+            );
+            self.durable.after(self.tenant.persistence(), before);
+            return Started::Done(finish(result));
+        }
+        let (done, error) = self
+            .tenant
+            .offload
+            .run_then(self.tenant.engine(), self.client(), cmd, move |r| {
+                let error = r.as_ref().err().cloned();
+                (finish(r), error)
+            })
+            .await;
+        self.tenant
+            .metrics
+            .command(self.proto, index, started.elapsed(), error.as_ref());
+        self.durable.after(self.tenant.persistence(), before);
+        Started::Done(done)
+    }
+
+    /// [`Caller::start`] without waiting for anything: a command the
+    /// engine answers on this thread (neither a cross-session one nor a
+    /// cluster's) runs now; any other comes back, untouched, for `start`.
+    /// The request path of nearly every request, as a plain function: no
+    /// future to build, no command moved from one to the next.
+    // The command comes back whole, by value: boxing it would allocate
+    // for every command that takes the long way.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn start_now<T, F>(
+        &mut self,
+        cmd: Command,
+        finish: F,
+    ) -> Result<Started<T, F>, (Command, F)>
+    where
+        F: FnOnce(Result<Reply, Error>) -> T,
+    {
+        let meta = cmd.meta();
+        if meta.heavy || self.tenant.cluster().is_some() {
+            return Err((cmd, finish));
+        }
+        let index = meta.index;
+        let started = Instant::now();
+        if let Err(e) = self.allows(meta.access) {
             self.tenant
                 .metrics
-                .command(self.proto, index, started.elapsed(), error.as_ref());
-            self.durable.after(self.tenant.persistence(), before);
-            return Started::Done(done);
+                .command(self.proto, index, started.elapsed(), Some(&e));
+            return Ok(Started::Done(finish(Err(e))));
         }
+        let before = DurableMark::before(self.tenant.persistence(), meta.write);
         let outcome = self.tenant.engine().execute(self.client(), cmd);
         self.tenant
             .metrics
@@ -260,16 +294,16 @@ impl Caller {
         let result = match outcome {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
-                return Started::Wait(Waiting {
+                return Ok(Started::Wait(Waiting {
                     pending: Pending::Engine(pending),
                     before,
                     finish,
-                })
+                }))
             }
             Err(e) => Err(e),
         };
         self.durable.after(self.tenant.persistence(), before);
-        Started::Done(finish(result))
+        Ok(Started::Done(finish(result)))
     }
 
     /// A queued command's end: `result` is what the wait came to.

@@ -1,15 +1,15 @@
 //! A connection's clocks: its timeouts on one lazily moved timer, and the
-//! server's stop signal ([`StopSignal`]), cheap to wait on between requests.
+//! server's stop signal as a connection waits on it ([`Stop`]).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
+
+use crate::shared::StopSignal;
 
 use crate::config::Timeouts;
 
@@ -77,66 +77,6 @@ impl Watchdog {
     }
 }
 
-/// The server's stop signal for its socket connections: a flag, and the
-/// wakers of the connections waiting on it. Looking at it is one atomic
-/// load, and a connection registers its task's waker once (again only if
-/// the waker changes), so waiting on it between requests costs nothing
-/// per request — unlike a `Notify`, whose future takes its lock on every
-/// poll.
-pub(crate) struct StopSignal {
-    fired: AtomicBool,
-    waiters: Mutex<Waiters>,
-}
-
-/// Registered wakers, one slot per waiting connection; freed slots are
-/// reused.
-#[derive(Default)]
-struct Waiters {
-    slots: Vec<Option<Waker>>,
-    free: Vec<usize>,
-}
-
-impl StopSignal {
-    pub(crate) fn new() -> Self {
-        Self {
-            fired: AtomicBool::new(false),
-            waiters: Mutex::new(Waiters::default()),
-        }
-    }
-
-    /// Sets the flag and wakes every connection waiting on it; later
-    /// waits end at once.
-    pub(crate) fn fire(&self) {
-        self.fired.store(true, Ordering::SeqCst);
-        let wakers: Vec<Waker> = self
-            .waiters
-            .lock()
-            .slots
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
-        // Woken outside the lock: a waker may run its task at once.
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Whether the server is stopping.
-    pub(crate) fn fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
-}
-
-/// Fires the signal when dropped: a server that ends without its normal
-/// stop (its future dropped) still ends its connections' waits.
-pub(crate) struct FireOnDrop(pub(crate) Arc<StopSignal>);
-
-impl Drop for FireOnDrop {
-    fn drop(&mut self) {
-        self.0.fire();
-    }
-}
-
 /// The server's stop signal, as a connection sees it: its slot among the
 /// signal's waiters and the waker it left there.
 pub(crate) struct Stop {
@@ -173,29 +113,11 @@ impl Stop {
             return Poll::Pending;
         }
         let waker = cx.waker().clone();
-        {
-            let mut waiters = self.signal.waiters.lock();
-            match self.slot {
-                Some(i) => waiters.slots[i] = Some(waker.clone()),
-                None => {
-                    let i = match waiters.free.pop() {
-                        Some(i) => {
-                            waiters.slots[i] = Some(waker.clone());
-                            i
-                        }
-                        None => {
-                            waiters.slots.push(Some(waker.clone()));
-                            waiters.slots.len() - 1
-                        }
-                    };
-                    self.slot = Some(i);
-                }
-            }
-        }
+        self.signal.register(&mut self.slot, waker.clone());
         self.waker = Some(waker);
         // A stop that fired between the first look and the registration
         // found no waker to wake: seen here.
-        if self.signal.fired.load(Ordering::SeqCst) {
+        if self.signal.fired() {
             return Poll::Ready(());
         }
         Poll::Pending
@@ -205,9 +127,7 @@ impl Stop {
 impl Drop for Stop {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
-            let mut waiters = self.signal.waiters.lock();
-            waiters.slots[i] = None;
-            waiters.free.push(i);
+            self.signal.unregister(i);
         }
     }
 }
@@ -226,7 +146,7 @@ mod tests {
             })
             .collect();
         tokio::task::yield_now().await;
-        assert_eq!(signal.waiters.lock().slots.iter().flatten().count(), 3);
+        assert_eq!(signal.registered(), 3);
         signal.fire();
         for w in waiting {
             tokio::time::timeout(Duration::from_secs(5), w)
@@ -249,13 +169,13 @@ mod tests {
             let waited = tokio::time::timeout(Duration::from_millis(10), stop.wait()).await;
             assert!(waited.is_err(), "no stop yet");
         }
-        let waiters = signal.waiters.lock();
-        assert_eq!(waiters.slots.len(), 1, "one slot, reused");
-        assert!(waiters.slots.iter().all(Option::is_none));
+        assert_eq!(signal.slots(), 1, "one slot, reused");
+        assert_eq!(signal.registered(), 0);
     }
 
     #[tokio::test]
     async fn a_dropped_server_guard_fires() {
+        use crate::shared::FireOnDrop;
         let signal = Arc::new(StopSignal::new());
         drop(FireOnDrop(signal.clone()));
         assert!(Stop::new(signal).stopped());

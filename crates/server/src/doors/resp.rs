@@ -15,7 +15,7 @@ use sessiond_proto::resp::{
 
 use super::{Next, SocketDoor, FLUSH_AT};
 use crate::access::auth::Refused;
-use crate::conn::link::Link;
+use crate::conn::link::{Later, Link};
 use crate::conn::stream::Stream;
 use crate::metrics::Proto;
 use crate::shared::Shared;
@@ -40,6 +40,20 @@ struct Multi {
     queued: Vec<redis::RedisRequest>,
     /// A command was refused while queuing: EXEC answers EXECABORT.
     aborted: bool,
+}
+
+/// What a request that cannot be answered at once leaves to do.
+enum Slow {
+    /// A native (or unknown) command.
+    Native,
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Transaction(redis::Transaction),
+    /// A script or function.
+    Script(redis::Scripting),
+    /// A request of several commands.
+    Many(redis::Render, Vec<Command>),
+    /// A command that waits for a lock or runs the long way.
+    Later(Later, redis::Render),
 }
 
 /// Most requests one MULTI may queue, and keys one connection may WATCH
@@ -105,7 +119,10 @@ impl SocketDoor for Conn {
                     return Ok(Next::Close);
                 }
             }
-            let next = self.handle(&args).await;
+            let next = match self.answer_now(&args) {
+                None => Ok(Next::Continue),
+                Some(slow) => self.answer_slow(slow, &args).await,
+            };
             // The slices go now: the read buffer is the only holder of its
             // bytes again, so it can take its room back without copying.
             args.clear();
@@ -121,12 +138,14 @@ impl SocketDoor for Conn {
 }
 
 impl Conn {
-    /// Answers one request. `args` are slices of the read buffer: what a
-    /// command keeps is copied out by its parser.
-    async fn handle(&mut self, args: &[Bytes]) -> std::io::Result<Next> {
+    /// Answers one request, if it can be without waiting for anything
+    /// (nearly every request); else what is left to do, for
+    /// `answer_slow`. `args` are slices of the read buffer: what a command
+    /// keeps is copied out by its parser.
+    fn answer_now(&mut self, args: &[Bytes]) -> Option<Slow> {
         if !self.link.authenticated() && !opens_session(&args[0]) {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
-            return Ok(Next::Continue);
+            return None;
         }
         // The name decides the door: Redis, native, or unknown. The two
         // tables share no name; the Redis one (a binary search) goes
@@ -141,13 +160,40 @@ impl Conn {
                 "only Redis commands can be queued between MULTI and EXEC",
                 &mut self.link.out,
             );
-            return Ok(Next::Continue);
+            return None;
         }
-        if let Some(known) = known {
-            self.link.set_proto(Proto::Redis);
-            self.handle_redis(known, args).await?;
-            return Ok(Next::Continue);
+        let Some(known) = known else {
+            return Some(Slow::Native);
+        };
+        self.link.set_proto(Proto::Redis);
+        self.redis_now(known, args)
+    }
+
+    /// What `answer_now` left: a native command, or a Redis request that
+    /// waits or runs the long way.
+    async fn answer_slow(&mut self, slow: Slow, args: &[Bytes]) -> std::io::Result<Next> {
+        match slow {
+            Slow::Native => return self.handle_native(args).await,
+            Slow::Transaction(t) => self.transaction(t).await?,
+            Slow::Script(op) => self.script(op).await?,
+            Slow::Many(render, commands) => self.run_many(render, commands).await?,
+            Slow::Later(later, render) => {
+                // A queued lock; KEYS, SCAN, FLUSHDB, which run (and are
+                // rendered) off the request workers, like every
+                // cross-session command; a cluster's command.
+                let (proto, keys) = (self.proto, self.link.shared.redis_keys.clone());
+                self.link
+                    .run_later(later, move |result, out| {
+                        encode_folded(redis::render_one(&render, &keys, result), proto, out);
+                    })
+                    .await?;
+            }
         }
+        Ok(Next::Continue)
+    }
+
+    /// A native (or unknown) command.
+    async fn handle_native(&mut self, args: &[Bytes]) -> std::io::Result<Next> {
         let parsed = match native::lookup(&args[0]) {
             Some(spec) => {
                 self.link.set_proto(Proto::Native);
@@ -239,15 +285,16 @@ impl Conn {
     }
 
     /// A Redis-door request: a transaction command, a command queued
-    /// between MULTI and EXEC, or one run now (`run_redis`).
-    async fn handle_redis(&mut self, known: redis::Known, args: &[Bytes]) -> std::io::Result<()> {
+    /// between MULTI and EXEC, or one run now — answered here unless it
+    /// waits or runs the long way.
+    fn redis_now(&mut self, known: redis::Known, args: &[Bytes]) -> Option<Slow> {
         if let Some(t) = known.transaction(args, &self.link.shared.redis_keys) {
             return match t {
-                Ok(t) => self.transaction(t).await,
+                Ok(t) => Some(Slow::Transaction(t)),
                 Err(e) => {
                     self.abort_multi();
                     encode_error(e.code, &e.message, &mut self.link.out);
-                    Ok(())
+                    None
                 }
             };
         }
@@ -265,7 +312,7 @@ impl Conn {
             Err(e) => {
                 self.abort_multi();
                 encode_error(e.code, &e.message, &mut self.link.out);
-                return Ok(());
+                return None;
             }
         };
         if let redis::Render::Script(op) = request.render {
@@ -273,9 +320,9 @@ impl Conn {
                 m.aborted = true;
                 let e = not_in_transaction(&name.unwrap_or_default());
                 encode_error(e.code(), &e.to_string(), &mut self.link.out);
-                return Ok(());
+                return None;
             }
-            return self.script(op).await;
+            return Some(Slow::Script(op));
         }
         // All or nothing: the reply folds every command's result, so one
         // refusal refuses the request.
@@ -287,7 +334,7 @@ impl Conn {
             self.abort_multi();
             self.link.count_error(&e);
             encode_error(e.code(), &e.to_string(), &mut self.link.out);
-            return Ok(());
+            return None;
         }
         if let Some(m) = &mut self.multi {
             let unsure = request
@@ -309,47 +356,43 @@ impl Conn {
                 m.queued.push(request);
                 self.link.out.put_slice(b"+QUEUED\r\n");
             }
-            return Ok(());
+            return None;
         }
-        self.run_redis(request).await
+        // Run now: one command the engine answers at once is answered
+        // without a future of its own (`Link::run_now`).
+        let redis::RedisRequest { commands, render } = request;
+        let cmd = match commands.single() {
+            Ok(cmd) => cmd,
+            Err(commands) => return Some(Slow::Many(render, commands)),
+        };
+        match self.link.run_now(cmd) {
+            Ok(result) => {
+                let link = &mut self.link;
+                let folded = redis::render_one(&render, &link.shared.redis_keys, result);
+                encode_folded(folded, self.proto, &mut link.out);
+                None
+            }
+            Err(later) => Some(Slow::Later(later, render)),
+        }
     }
 
-    /// Runs one Redis request: its engine commands in order, their results
-    /// folded into one reply.
-    async fn run_redis(&mut self, request: redis::RedisRequest) -> std::io::Result<()> {
-        let (proto, keys, render) = (
-            self.proto,
-            self.link.shared.redis_keys.clone(),
-            request.render,
-        );
-        let encode =
-            move |folded: Result<Reply, (&'static str, String)>, out: &mut BytesMut| match folded {
-                Ok(reply) => encode_reply(&reply, proto, out),
-                Err((code, message)) => encode_error(code, &message, out),
-            };
-        let commands = match request.commands.single() {
-            // KEYS, SCAN, FLUSHDB run (and are rendered) off the request
-            // workers, like every cross-session command.
-            Ok(cmd) => {
-                return self
-                    .link
-                    .run_into(cmd, move |result, out| {
-                        encode(redis::render_one(&render, &keys, result), out)
-                    })
-                    .await;
-            }
-            Err(commands) => commands,
-        };
-        let fold =
-            move |results, out: &mut BytesMut| encode(redis::render(&render, &keys, results), out);
-        // Several keys (MGET, MSET, DEL a b, GETEX): one step, as in Redis.
+    /// A request of several commands (MGET, MSET, DEL a b, GETEX): one
+    /// step, as in Redis.
+    async fn run_many(
+        &mut self,
+        render: redis::Render,
+        commands: Vec<Command>,
+    ) -> std::io::Result<()> {
+        let (proto, keys) = (self.proto, self.link.shared.redis_keys.clone());
         let exec = Command::Exec {
             watched: Vec::new(),
             commands,
         };
         self.link
             .run_into(exec, move |result, out| match result {
-                Ok(Reply::Exec(Some(results))) => fold(results, out),
+                Ok(Reply::Exec(Some(results))) => {
+                    encode_folded(redis::render(&render, &keys, results), proto, out);
+                }
                 Ok(other) => unexpected_shape(&other, out),
                 Err(e) => encode_error(e.code(), &e.to_string(), out),
             })
@@ -696,5 +739,17 @@ fn login_refused(refused: &Refused, bare_auth: bool, out: &mut bytes::BytesMut) 
             out,
         ),
         other => encode_error("ERR", &other.message(), out),
+    }
+}
+
+/// A Redis request's folded result, encoded.
+fn encode_folded(
+    folded: Result<Reply, (&'static str, String)>,
+    proto: Protocol,
+    out: &mut BytesMut,
+) {
+    match folded {
+        Ok(reply) => encode_reply(&reply, proto, out),
+        Err((code, message)) => encode_error(code, &message, out),
     }
 }
