@@ -126,7 +126,11 @@ impl Link {
     /// reply or the refusal; an error when the client is gone (it hung up
     /// while waiting, or the socket failed), and the connection is over.
     pub(crate) async fn run(&mut self, cmd: Command) -> std::io::Result<Result<Reply, Error>> {
-        self.run_then(cmd, |r| r).await
+        match self.run_now(cmd) {
+            Ok(done) => Ok(done),
+            Err(Later::Run(cmd)) => self.run_then(cmd, identity).await,
+            Err(Later::Wait(waiting)) => self.wait_then(waiting).await,
+        }
     }
 
     /// [`Link::run`] without waiting, for the door's fast path: the
