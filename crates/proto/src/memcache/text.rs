@@ -7,6 +7,7 @@ use super::{
     put_line, Answer, FrameError, Meta, Op, Parsed, Protocol, Request, Status, StoreKind,
     MAX_KEY_LEN,
 };
+use crate::decimal::put_u64;
 use crate::Limits;
 
 const BAD_FORMAT: &str = "bad command line format";
@@ -405,24 +406,17 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
     match answer {
         Answer::Hits(hits) => {
             for h in hits {
-                let (flags, len, cas) = (
-                    h.flags.to_string(),
-                    h.data.len().to_string(),
-                    h.cas.to_string(),
-                );
-                let header: [&[u8]; 6] = [
-                    b"VALUE ",
-                    &h.key,
-                    b" ",
-                    flags.as_bytes(),
-                    b" ",
-                    len.as_bytes(),
-                ];
+                out.put_slice(b"VALUE ");
+                out.put_slice(&h.key);
+                out.put_u8(b' ');
+                put_u64(out, u64::from(h.flags));
+                out.put_u8(b' ');
+                put_u64(out, h.data.len() as u64);
                 if meta.show_cas {
-                    put_line(out, &[&header[..], &[b" ", cas.as_bytes()]].concat());
-                } else {
-                    put_line(out, &header);
+                    out.put_u8(b' ');
+                    put_u64(out, h.cas);
                 }
+                out.put_slice(b"\r\n");
                 out.put_slice(&h.data);
                 out.put_slice(b"\r\n");
             }
@@ -431,7 +425,10 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
         Answer::Stored { .. } => out.put_slice(b"STORED\r\n"),
         Answer::Deleted => out.put_slice(b"DELETED\r\n"),
         Answer::Touched => out.put_slice(b"TOUCHED\r\n"),
-        Answer::Number { value, .. } => put_line(out, &[value.to_string().as_bytes()]),
+        Answer::Number { value, .. } => {
+            put_u64(out, *value);
+            out.put_slice(b"\r\n");
+        }
         Answer::Ok => out.put_slice(b"OK\r\n"),
         Answer::Version(v) => put_line(out, &[b"VERSION ", v.as_bytes()]),
         Answer::Sasl(v) => put_line(out, &[v.as_bytes()]),

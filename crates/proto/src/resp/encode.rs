@@ -101,7 +101,7 @@ fn clamp(n: u64) -> i64 {
 
 fn put_int(out: &mut BytesMut, n: i64) {
     out.put_u8(b':');
-    put_decimal(out, n);
+    crate::decimal::put_i64(out, n);
     out.put_slice(b"\r\n");
 }
 
@@ -165,26 +165,8 @@ fn put_bulk(out: &mut BytesMut, b: &[u8]) {
 
 fn put_header(out: &mut BytesMut, kind: u8, len: usize) {
     out.put_u8(kind);
-    put_decimal(out, len as i64);
+    crate::decimal::put_i64(out, len as i64);
     out.put_slice(b"\r\n");
-}
-
-fn put_decimal(out: &mut BytesMut, n: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.put_u8(b'-');
-    }
-    out.put_slice(&buf[i..]);
 }
 
 #[cfg(test)]
