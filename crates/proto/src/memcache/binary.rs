@@ -5,7 +5,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
-    Answer, FrameError, Meta, Op, Parsed, Protocol, Request, Status, StoreKind, MAX_KEY_LEN,
+    Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, StoreKind, MAX_KEY_LEN,
 };
 use crate::Limits;
 
@@ -159,11 +159,11 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
     };
     let op = match base {
         GET | GETK if shape(0, true, false) => Op::Get {
-            keys: vec![key],
+            keys: Keys::One(key),
             touch: None,
         },
         GAT | GATK if shape(4, true, false) => Op::Get {
-            keys: vec![key],
+            keys: Keys::One(key),
             touch: Some(i64::from(be32(&extras, 0))),
         },
         SET | ADD | REPLACE if shape(8, true, true) => Op::Store {

@@ -62,13 +62,89 @@ pub enum StoreKind {
     Cas(u64),
 }
 
+/// The keys of a get: most name one, held without a vector.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Keys {
+    /// The keys, in request order.
+    pub fn as_slice(&self) -> &[Bytes] {
+        match self {
+            Keys::One(k) => std::slice::from_ref(k),
+            Keys::Many(v) => v,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
+/// Equal when they hold the same keys in the same order, however held.
+impl PartialEq for Keys {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Keys {}
+
+impl From<Vec<Bytes>> for Keys {
+    fn from(mut v: Vec<Bytes>) -> Self {
+        match v.pop() {
+            Some(k) if v.is_empty() => Keys::One(k),
+            Some(k) => {
+                v.push(k);
+                Keys::Many(v)
+            }
+            None => Keys::Many(v),
+        }
+    }
+}
+
+impl IntoIterator for Keys {
+    type Item = Bytes;
+    type IntoIter = KeysIter;
+
+    fn into_iter(self) -> KeysIter {
+        match self {
+            Keys::One(k) => KeysIter::One(Some(k)),
+            Keys::Many(v) => KeysIter::Many(v.into_iter()),
+        }
+    }
+}
+
+/// The keys of a get, by value.
+pub enum KeysIter {
+    One(Option<Bytes>),
+    Many(std::vec::IntoIter<Bytes>),
+}
+
+impl Iterator for KeysIter {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        match self {
+            KeysIter::One(k) => k.take(),
+            KeysIter::Many(v) => v.next(),
+        }
+    }
+}
+
 /// What a request asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// `get`/`gets`/`gat`/`gats` (text, many keys) or the binary get family
     /// (one key). `touch`: the new exptime (get-and-touch).
     Get {
-        keys: Vec<Bytes>,
+        keys: Keys,
         touch: Option<i64>,
     },
     Store {

@@ -49,14 +49,14 @@ fn text_commands_parse() {
     assert_eq!(
         ops[0],
         &Op::Get {
-            keys: vec![b("a"), b("b")],
+            keys: vec![b("a"), b("b")].into(),
             touch: None
         }
     );
     assert_eq!(
         ops[2],
         &Op::Get {
-            keys: vec![b("d")],
+            keys: vec![b("d")].into(),
             touch: Some(10)
         }
     );
@@ -436,8 +436,8 @@ fn text_gets_of_few_and_many_keys_read_alike() {
         };
         assert_eq!(*touch, None);
         assert_eq!(
-            got,
-            &keys.iter().map(|k| b(k)).collect::<Vec<_>>(),
+            got.as_slice(),
+            &keys.iter().map(|k| b(k)).collect::<Vec<_>>()[..],
             "{n} keys"
         );
     }
@@ -470,7 +470,7 @@ fn text_lines_of_too_many_tokens_are_refused_and_skipped() {
             "{first:?}"
         );
         let next = parse(&mut buf, Protocol::Text, &few).unwrap().unwrap();
-        assert!(matches!(op(&next), Op::Get { keys, .. } if keys == &vec![b("k")]));
+        assert!(matches!(op(&next), Op::Get { keys, .. } if keys.as_slice() == [b("k")]));
         assert!(buf.is_empty());
     }
 }

@@ -4,7 +4,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
-    put_line, Answer, FrameError, Meta, Op, Parsed, Protocol, Request, Status, StoreKind,
+    put_line, Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, StoreKind,
     MAX_KEY_LEN,
 };
 use crate::decimal::put_u64;
@@ -41,12 +41,15 @@ fn key(t: &[u8]) -> Option<Bytes> {
 }
 
 /// The keys of a get: slices of its `line`; None if one is no key.
-fn keys_in(line: &Bytes, words: &[&[u8]]) -> Option<Vec<Bytes>> {
+fn keys_in(line: &Bytes, words: &[&[u8]]) -> Option<Keys> {
+    if let [one] = words {
+        return key_in(line, one).map(Keys::One);
+    }
     let mut keys = Vec::with_capacity(words.len());
     for w in words {
         keys.push(key_in(line, w)?);
     }
-    Some(keys)
+    Some(Keys::Many(keys))
 }
 
 /// A key of a command without a data block: a slice of its `line`.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
 use sessiond_proto::memcache::{
-    self, expiry, Answer, Expiry, Hit, Meta, Op, Parsed, Protocol, Status, StoreKind,
+    self, expiry, Answer, Expiry, Hit, Keys, Meta, Op, Parsed, Protocol, Status, StoreKind,
 };
 use sessiond_proto::redis::Key;
 
@@ -30,7 +30,13 @@ struct Conn {
     protocol: Option<Protocol>,
     /// Bytes of a refused (oversized) value still to discard.
     skip: usize,
+    /// The vector of a get's hits, kept empty between gets so a get
+    /// allocates none.
+    hits: Vec<Hit>,
 }
+
+/// The most hits a connection's kept vector has room for.
+const KEEP_HITS: usize = 64;
 
 /// Serves one memcached connection to the end.
 pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
@@ -38,6 +44,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
         link: Link::new(stream, shared, 16 * 1024, crate::door::Door::Memcache),
         protocol: None,
         skip: 0,
+        hits: Vec::new(),
     };
     super::serve(&mut conn).await;
 }
@@ -97,6 +104,14 @@ impl SocketDoor for Conn {
                         op => self.answer(op, &req.meta).await?,
                     };
                     memcache::encode(&answer, &req.meta, &mut self.link.out);
+                    // Kept for the next get, unless a get of many keys
+                    // grew it (no connection holds that room for long).
+                    if let Answer::Hits(mut hits) = answer {
+                        if hits.capacity() <= KEEP_HITS {
+                            hits.clear();
+                            self.hits = hits;
+                        }
+                    }
                 }
             }
             if self.link.out.len() >= FLUSH_AT {
@@ -294,11 +309,12 @@ impl Conn {
 
     async fn get(
         &mut self,
-        keys: Vec<Bytes>,
+        keys: Keys,
         touch: Option<i64>,
         binary: bool,
     ) -> std::io::Result<Answer> {
-        let mut hits = Vec::with_capacity(keys.len());
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.reserve(keys.len());
         for key in keys {
             self.stats().cmd_get.fetch_add(1, Ordering::Relaxed);
             if touch.is_some() {
