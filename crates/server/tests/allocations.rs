@@ -1,5 +1,5 @@
 //! Heap allocations per request on the hot path: a Redis-door GET and SET
-//! of a 1 KiB value, counted by a counting global allocator around a real
+//! of a 1 KiB value, and a memcached text get and set, counted by a counting global allocator around a real
 //! server (in this process, on a loopback port, the embedded store in
 //! memory) driven by a client that allocates nothing while it is counted.
 //! A GET allocates nothing and a SET only the stored copy of its value
@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sessiond_server::{Config, Listen};
+use sessiond_server::{Config, Doors, Listen, Server};
 
 struct Counting;
 
@@ -82,12 +82,14 @@ fn allocations_per_get_and_set_stay_within_their_ceilings() {
     let mut config = Config {
         storage: sessiond_server::Storage::Memory,
         listen_line: Listen::Off,
-        listen_memcache: Listen::Off,
         listen_http: Listen::Off,
         threads: 1,
         ..Config::default()
     };
     config.listen_resp = Listen::On(addr);
+    let mc_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mc_addr = mc_listener.local_addr().unwrap();
+    mc_listener.set_nonblocking(true).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -95,12 +97,19 @@ fn allocations_per_get_and_set_stay_within_their_ceilings() {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            sessiond_server::run(listener, config, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
+            let doors = Doors {
+                resp: tokio::net::TcpListener::from_std(listener).unwrap(),
+                line: None,
+                memcache: Some(tokio::net::TcpListener::from_std(mc_listener).unwrap()),
+                http: None,
+            };
+            let server = Server::start(config).await.unwrap();
+            server
+                .run_doors(doors, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
         });
     });
 
@@ -124,7 +133,29 @@ fn allocations_per_get_and_set_stay_within_their_ceilings() {
     assert!(sets <= 1.01, "SET: {sets:.2} allocations per request");
     assert!(gets <= 0.01, "GET: {gets:.2} allocations per request");
 
+    // The memcached text door: the same ceilings.
+    let mut mc = TcpStream::connect(mc_addr).unwrap();
+    mc.set_nodelay(true).unwrap();
+    let mut set = b"set key:000000000042 0 0 1024\r\n".to_vec();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    let get = b"get key:000000000042\r\n";
+    let hit = b"VALUE key:000000000042 0 1024\r\n".len() + 1024 + b"\r\nEND\r\n".len();
+    let mc_sets = per_request(&mut mc, &set, b"STORED\r\n".len(), &mut buf);
+    let mc_gets = per_request(&mut mc, get, hit, &mut buf);
+    assert_eq!(&buf[..6], b"VALUE ");
+    eprintln!("allocations per memcached request: set {mc_sets:.2}, get {mc_gets:.2}");
+    assert!(
+        mc_sets <= 1.01,
+        "memcached set: {mc_sets:.2} allocations per request"
+    );
+    assert!(
+        mc_gets <= 0.01,
+        "memcached get: {mc_gets:.2} allocations per request"
+    );
+
     drop(conn);
+    drop(mc);
     let _ = stop.send(());
     server.join().unwrap();
 }

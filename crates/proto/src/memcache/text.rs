@@ -35,11 +35,6 @@ fn is_key(t: &[u8]) -> bool {
     t.len() <= MAX_KEY_LEN && t.iter().all(|&b| b > b' ' && b != 0x7f)
 }
 
-/// A key kept by a command (a store's): copied out of the buffer.
-fn key(t: &[u8]) -> Option<Bytes> {
-    is_key(t).then(|| Bytes::copy_from_slice(t))
-}
-
 /// The keys of a get: slices of its `line`; None if one is no key.
 fn keys_in(line: &Bytes, words: &[&[u8]]) -> Option<Keys> {
     if let [one] = words {
@@ -325,7 +320,6 @@ fn parse_line(line: &Bytes, name: &[u8], args: &[&[u8]], noreply: bool) -> Parse
 /// The fields of a storage command line.
 struct StoreHeader {
     kind: StoreKind,
-    key: Bytes,
     flags: u32,
     exptime: i64,
     len: usize,
@@ -337,13 +331,15 @@ fn storage_header(kind: StoreKind, args: &[&[u8]]) -> Option<StoreHeader> {
     if args.len() != if cas { 5 } else { 4 } {
         return None;
     }
+    if !is_key(args[0]) {
+        return None;
+    }
     Some(StoreHeader {
         kind: if cas {
             StoreKind::Cas(num(args[4])?)
         } else {
             kind
         },
-        key: key(args[0])?,
         flags: num(args[1])?,
         exptime: num(args[2])?,
         len: num(args[3])?,
@@ -381,11 +377,17 @@ fn read_block(
     if buf.len() < nl + 1 + block {
         return None;
     }
-    buf.advance(nl + 1);
+    // The line is split off: the key is a slice of it (it lives as long
+    // as the request; the door copies the id out of it).
+    let line = buf.split_to(nl + 1).freeze();
     if &buf[h.len..block] != b"\r\n" {
         buf.advance(block);
         return Some(refused(Status::Invalid, "bad data chunk", noreply));
     }
+    // The key is the line's second token (checked by `storage_header`; a
+    // later token follows it, so it never holds the line's `\r`).
+    let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
+    let key = line.slice_ref(tokens.nth(1).unwrap_or_default());
     // A copy of exactly the value, not a slice of the connection's buffer:
     // a stored value would otherwise keep that whole buffer alive.
     let data = Bytes::copy_from_slice(&buf[..h.len]);
@@ -393,7 +395,7 @@ fn read_block(
     Some(Parsed::Request(Request {
         op: Op::Store {
             kind: h.kind,
-            key: h.key,
+            key,
             flags: h.flags,
             exptime: h.exptime,
             data,
