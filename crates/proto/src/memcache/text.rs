@@ -24,8 +24,55 @@ fn refused(status: Status, message: &str, quiet: bool) -> Parsed {
     }
 }
 
-fn num<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
-    std::str::from_utf8(t).ok()?.parse().ok()
+fn num<T: Decimal>(t: &[u8]) -> Option<T> {
+    let (negative, digits) = match t {
+        [b'-', rest @ ..] if T::SIGNED => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, t),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    T::from_magnitude(negative, v)
+}
+
+/// The number types a request line holds, read as `str::parse` reads them
+/// (an optional `+`, or `-` for a signed type, then ASCII digits; out of
+/// range is no number) without its UTF-8 check and generic parser.
+trait Decimal: Sized {
+    const SIGNED: bool;
+    fn from_magnitude(negative: bool, v: u64) -> Option<Self>;
+}
+
+macro_rules! unsigned_decimal {
+    ($($t:ty),*) => {$(
+        impl Decimal for $t {
+            const SIGNED: bool = false;
+            fn from_magnitude(_: bool, v: u64) -> Option<Self> {
+                Self::try_from(v).ok()
+            }
+        }
+    )*};
+}
+unsigned_decimal!(u32, u64, usize);
+
+impl Decimal for i64 {
+    const SIGNED: bool = true;
+    fn from_magnitude(negative: bool, v: u64) -> Option<Self> {
+        if negative {
+            0i64.checked_sub_unsigned(v)
+        } else {
+            i64::try_from(v).ok()
+        }
+    }
 }
 
 /// Whether `t` may be a key: at most 250 bytes, no control characters
@@ -74,7 +121,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
         // the block is whole.
         let mut tokens = Tokens::default();
         let header = match shape(tokens.split(&buf[..end]), &name, limits) {
-            Ok((args, noreply)) => Ok((storage_header(kind, args), noreply)),
+            Ok((args, noreply)) => Ok((storage_header(kind, args, buf), noreply)),
             Err(refusal) => Err(refusal),
         };
         return Ok(match header {
@@ -166,13 +213,24 @@ impl Default for Tokens<'_> {
 impl<'a> Tokens<'a> {
     fn split(&mut self, line: &'a [u8]) -> &[&'a [u8]] {
         let mut n = 0;
-        for t in line.split(|&b| b == b' ').filter(|t| !t.is_empty()) {
-            if n == FEW {
-                self.many.extend_from_slice(&self.few);
+        let mut i = 0;
+        while i < line.len() {
+            if line[i] == b' ' {
+                i += 1;
+                continue;
             }
-            match self.few.get_mut(n) {
-                Some(slot) => *slot = t,
-                None => self.many.push(t),
+            let start = i;
+            while i < line.len() && line[i] != b' ' {
+                i += 1;
+            }
+            let t = &line[start..i];
+            if n < FEW {
+                self.few[n] = t;
+            } else {
+                if n == FEW {
+                    self.many.extend_from_slice(&self.few);
+                }
+                self.many.push(t);
             }
             n += 1;
         }
@@ -320,21 +378,26 @@ fn parse_line(line: &Bytes, name: &[u8], args: &[&[u8]], noreply: bool) -> Parse
 /// The fields of a storage command line.
 struct StoreHeader {
     kind: StoreKind,
+    /// Where the key is in the line: its first byte and length.
+    key: (usize, usize),
     flags: u32,
     exptime: i64,
     len: usize,
 }
 
 /// `<cmd> <key> <flags> <exptime> <bytes> [<cas>]` (after `noreply` is off).
-fn storage_header(kind: StoreKind, args: &[&[u8]]) -> Option<StoreHeader> {
+fn storage_header(kind: StoreKind, args: &[&[u8]], line: &[u8]) -> Option<StoreHeader> {
     let cas = matches!(kind, StoreKind::Cas(_));
     if args.len() != if cas { 5 } else { 4 } {
         return None;
     }
-    if !is_key(args[0]) {
+    let key = args[0];
+    if !is_key(key) {
         return None;
     }
     Some(StoreHeader {
+        // The token is a slice of the line.
+        key: (key.as_ptr() as usize - line.as_ptr() as usize, key.len()),
         kind: if cas {
             StoreKind::Cas(num(args[4])?)
         } else {
@@ -384,10 +447,8 @@ fn read_block(
         buf.advance(block);
         return Some(refused(Status::Invalid, "bad data chunk", noreply));
     }
-    // The key is the line's second token (checked by `storage_header`; a
-    // later token follows it, so it never holds the line's `\r`).
-    let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
-    let key = line.slice_ref(tokens.nth(1).unwrap_or_default());
+    let (at, len) = h.key;
+    let key = line.slice(at..at + len);
     // A copy of exactly the value, not a slice of the connection's buffer:
     // a stored value would otherwise keep that whole buffer alive.
     let data = Bytes::copy_from_slice(&buf[..h.len]);
@@ -477,4 +538,48 @@ fn quiet_drops(answer: &Answer) -> bool {
 
 fn one_line(message: &str) -> String {
     message.replace(['\r', '\n'], " ")
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::num;
+
+    /// The line's numbers read exactly as `str::parse` reads them.
+    #[test]
+    fn numbers_read_as_str_parse_reads_them() {
+        let cases = [
+            "0",
+            "7",
+            "+7",
+            "-7",
+            "-0",
+            "+",
+            "-",
+            "",
+            "12a",
+            " 1",
+            "1 ",
+            "++1",
+            "+-1",
+            "007",
+            "4294967295",
+            "4294967296",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "١",
+        ];
+        for c in cases {
+            let b = c.as_bytes();
+            assert_eq!(num::<u32>(b), c.parse::<u32>().ok(), "u32 {c:?}");
+            assert_eq!(num::<u64>(b), c.parse::<u64>().ok(), "u64 {c:?}");
+            assert_eq!(num::<usize>(b), c.parse::<usize>().ok(), "usize {c:?}");
+            assert_eq!(num::<i64>(b), c.parse::<i64>().ok(), "i64 {c:?}");
+        }
+        assert_eq!(num::<u32>(b"\xff1"), None);
+    }
 }
