@@ -364,6 +364,10 @@ mod tests {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IdChars {
     allowed: [u64; 2],
+    /// When the ASCII set is one run of characters (the default's `!-~`
+    /// is): its first byte and the offset of its last from it, so a check
+    /// is one comparison a byte.
+    run: Option<(u8, u8)>,
     /// Whether ids may also hold non-ASCII UTF-8 characters (but no control
     /// or space characters): Django's cache tests and pymemcache send them.
     utf8: bool,
@@ -423,8 +427,15 @@ impl IdChars {
         }
         let mut s = [0u8; Self::MAX_SPELLING];
         s[..bytes.len()].copy_from_slice(bytes);
+        let has = |b: u8| allowed[usize::from(b >> 6)] & (1 << (b & 63)) != 0;
+        let run = (0..128u8).find(|&b| has(b)).and_then(|lo| {
+            let hi = (lo..128).take_while(|&b| has(b)).last().unwrap_or(lo);
+            // One run only if nothing above it is allowed.
+            (hi..128).skip(1).all(|b| !has(b)).then_some((lo, hi - lo))
+        });
         Ok(Self {
             allowed,
+            run,
             utf8: false,
             spelling: s,
             spelling_len: bytes.len() as u8,
@@ -444,6 +455,17 @@ impl IdChars {
 
     /// Whether every byte of `id` is in the alphabet.
     pub fn allows(&self, id: &[u8]) -> bool {
+        if let Some((lo, span)) = self.run {
+            // No early exit: the loop runs over the whole id in vector
+            // steps. A byte outside the run is looked at again below
+            // (it may be an allowed non-ASCII character).
+            let outside = id
+                .iter()
+                .fold(false, |out, &b| out | (b.wrapping_sub(lo) > span));
+            if !outside {
+                return true;
+            }
+        }
         let ascii = |b: u8| b < 128 && self.allowed[usize::from(b >> 6)] & (1 << (b & 63)) != 0;
         if id.is_ascii() {
             return id.iter().all(|&b| ascii(b));
@@ -511,5 +533,36 @@ mod id_chars_tests {
             assert!(IdChars::parse(bad).is_err(), "{bad:?}");
         }
         assert!(IdChars::parse(&"a".repeat(129)).is_err());
+    }
+
+    /// The one-run shortcut answers as the per-character set does.
+    #[test]
+    fn a_one_run_alphabet_checks_as_the_set_does() {
+        assert!(IdChars::parse("!-~").unwrap().run.is_some());
+        assert!(IdChars::parse("a-c").unwrap().run.is_some());
+        assert!(IdChars::parse("A-Za-z0-9,-").unwrap().run.is_none());
+        for spelling in ["!-~", "a-z", "a-c", "!", "~", "A-Za-z0-9,-", "0-9a", "ab"] {
+            for utf8 in [false, true] {
+                let chars = IdChars::parse(spelling).unwrap().with_utf8(utf8);
+                let set = IdChars { run: None, ..chars };
+                for b in 0..=255u8 {
+                    for id in [
+                        vec![b],
+                        vec![b'a', b],
+                        vec![b; 40],
+                        [&[b'~'; 33][..], &[b]].concat(),
+                    ] {
+                        assert_eq!(chars.allows(&id), set.allows(&id), "{spelling} {id:?}");
+                    }
+                }
+                for id in ["é", "aé~", "a\u{3000}"] {
+                    assert_eq!(
+                        chars.allows(id.as_bytes()),
+                        set.allows(id.as_bytes()),
+                        "{id}"
+                    );
+                }
+            }
+        }
     }
 }

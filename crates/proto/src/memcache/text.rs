@@ -101,7 +101,7 @@ fn key_in(line: &Bytes, t: &[u8]) -> Option<Bytes> {
 
 pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed>, FrameError> {
     let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
-    let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+    let Some(nl) = memchr::memchr(b'\n', window) else {
         if buf.len() > limits.max_inline_len {
             return Err(FrameError {
                 protocol: Protocol::Text,
@@ -220,9 +220,7 @@ impl<'a> Tokens<'a> {
                 continue;
             }
             let start = i;
-            while i < line.len() && line[i] != b' ' {
-                i += 1;
-            }
+            i = memchr::memchr(b' ', &line[i..]).map_or(line.len(), |k| i + k);
             let t = &line[start..i];
             if n < FEW {
                 self.few[n] = t;
