@@ -128,8 +128,18 @@ impl Link {
     pub(crate) async fn run(&mut self, cmd: Command) -> std::io::Result<Result<Reply, Error>> {
         match self.run_now(cmd) {
             Ok(done) => Ok(done),
-            Err(Later::Run(cmd)) => self.run_then(cmd, identity).await,
-            Err(Later::Wait(waiting)) => self.wait_then(waiting).await,
+            Err(later) => self.finish_later(later).await,
+        }
+    }
+
+    /// Finishes what [`Link::run_now`] left: the reply or the refusal.
+    pub(crate) async fn finish_later(
+        &mut self,
+        later: Later,
+    ) -> std::io::Result<Result<Reply, Error>> {
+        match later {
+            Later::Run(cmd) => self.run_then(cmd, identity).await,
+            Later::Wait(waiting) => self.wait_then(waiting).await,
         }
     }
 

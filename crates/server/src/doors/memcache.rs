@@ -20,7 +20,7 @@ use sessiond_proto::redis::Key;
 
 use super::{Next, SocketDoor, FLUSH_AT};
 use crate::access::auth::Refused;
-use crate::conn::link::Link;
+use crate::conn::link::{Later, Link};
 use crate::conn::stream::Stream;
 use crate::metrics::McStats;
 use crate::shared::Shared;
@@ -101,7 +101,14 @@ impl SocketDoor for Conn {
                             self.sasl(req.op).await
                         }
                         op if !self.link.authenticated() => self.login_first(op, protocol).await,
-                        op => self.answer(op, &req.meta).await?,
+                        op => match self.answer_now(op, &req.meta) {
+                            Ok(answer) => answer,
+                            Err(Slow::Op(op)) => self.answer(op, &req.meta).await?,
+                            Err(Slow::Later(later, then)) => {
+                                let result = self.link.finish_later(later).await?;
+                                self.then(then, result)
+                            }
+                        },
                     };
                     memcache::encode(&answer, &req.meta, &mut self.link.out);
                     // Kept for the next get, unless a get of many keys
@@ -200,6 +207,95 @@ impl Conn {
 
     fn stats(&self) -> &McStats {
         &self.link.tenant().memcache_stats
+    }
+
+    /// A get of one session key, or a store of a session that does not
+    /// expire at once, answered without a future when the engine answers
+    /// it at once (`Link::run_now`); anything else comes back.
+    // What is left comes back by value: boxing it would allocate for
+    // every request that takes the long way.
+    #[allow(clippy::result_large_err)]
+    fn answer_now(&mut self, op: Op, meta: &Meta) -> Result<Answer, Slow> {
+        let binary = meta.protocol == Protocol::Binary;
+        let (cmd, then) = match op {
+            Op::Get {
+                keys: Keys::One(key),
+                touch: None,
+            } => {
+                let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
+                    return Err(Slow::Op(Op::Get {
+                        keys: Keys::One(key),
+                        touch: None,
+                    }));
+                };
+                self.stats().cmd_get.fetch_add(1, Ordering::Relaxed);
+                let cmd = Command::Item {
+                    id,
+                    timeout_ms: None,
+                };
+                (cmd, Then::Get { key, binary })
+            }
+            Op::Store {
+                kind,
+                key,
+                flags,
+                exptime,
+                data,
+            } => {
+                let expiry = expiry(exptime, now_unix());
+                let id = match self.link.shared.memcache_keys.map(&key) {
+                    Key::Session(id) if expiry != Expiry::Past => id,
+                    // A lock key, or a store gone at once: the long way.
+                    _ => {
+                        return Err(Slow::Op(Op::Store {
+                            kind,
+                            key,
+                            flags,
+                            exptime,
+                            data,
+                        }))
+                    }
+                };
+                self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
+                let timeout_ms = self.timeout_of(expiry);
+                let (cmd, missing) = store_command(kind, id, flags, timeout_ms, data, binary);
+                (cmd, Then::Store { missing })
+            }
+            op => return Err(Slow::Op(op)),
+        };
+        match self.link.run_now(cmd) {
+            Ok(result) => Ok(self.then(then, result)),
+            Err(later) => Err(Slow::Later(later, then)),
+        }
+    }
+
+    /// A get's or store's answer from its command's result.
+    fn then(&mut self, then: Then, result: Result<Reply, Error>) -> Answer {
+        match then {
+            Then::Store { missing } => stored(result, missing),
+            Then::Get { key, binary } => match item(result) {
+                Ok(Some((data, flags, cas))) => {
+                    self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
+                    let mut hits = std::mem::take(&mut self.hits);
+                    hits.push(Hit {
+                        key,
+                        flags,
+                        cas,
+                        data,
+                    });
+                    Answer::Hits(hits)
+                }
+                Ok(None) => {
+                    self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
+                    if binary {
+                        not_found()
+                    } else {
+                        Answer::Hits(std::mem::take(&mut self.hits))
+                    }
+                }
+                Err(answer) => answer,
+            },
+        }
     }
 
     async fn answer(&mut self, op: Op, meta: &Meta) -> std::io::Result<Answer> {
@@ -367,16 +463,7 @@ impl Conn {
                 });
             }
         };
-        Ok(match self.exec(Command::Item { id, timeout_ms }).await? {
-            Ok(Reply::Item {
-                data,
-                flags,
-                version,
-            }) => Ok(Some((data, flags, version))),
-            Ok(other) => Err(unexpected("item", &other)),
-            Err(Error::NoSession(_)) => Ok(None),
-            Err(e) => Err(failure(&e)),
-        })
+        Ok(item(self.exec(Command::Item { id, timeout_ms }).await?))
     }
 
     async fn store(
@@ -390,42 +477,8 @@ impl Conn {
     ) -> std::io::Result<Answer> {
         let expiry = expiry(exptime, now_unix());
         let timeout_ms = self.timeout_of(expiry);
-        let (cmd, missing) = match kind {
-            StoreKind::Append | StoreKind::Prepend => (
-                Command::Append {
-                    id: id.clone(),
-                    data,
-                    front: kind == StoreKind::Prepend,
-                },
-                Status::NotStored,
-            ),
-            _ => {
-                let (condition, missing) = match kind {
-                    StoreKind::Add if binary => (StoreIf::Absent, Status::Exists),
-                    StoreKind::Add => (StoreIf::Absent, Status::NotStored),
-                    StoreKind::Replace if binary => (StoreIf::Present, Status::NotFound),
-                    StoreKind::Replace => (StoreIf::Present, Status::NotStored),
-                    StoreKind::Cas(v) => (StoreIf::Version(v), Status::Exists),
-                    _ => (StoreIf::Always, Status::NotStored),
-                };
-                let cmd = Command::Store {
-                    id: id.clone(),
-                    data,
-                    timeout_ms,
-                    flags: Some(flags),
-                    condition,
-                    reply: StoreReply::Version,
-                    key_form: 0,
-                };
-                (cmd, missing)
-            }
-        };
-        let answer = match self.exec(cmd).await? {
-            Ok(Reply::Version(cas)) => Answer::Stored { cas },
-            // Nil: the condition was not met.
-            Ok(_) => Answer::Fail(missing, String::new()),
-            Err(e) => failure(&e),
-        };
+        let (cmd, missing) = store_command(kind, id.clone(), flags, timeout_ms, data, binary);
+        let answer = stored(self.exec(cmd).await?, missing);
         if expiry == Expiry::Past && matches!(answer, Answer::Stored { .. }) {
             // Stored, and already past its time: gone at once.
             if let Err(e) = self.exec(Command::Destroy { id }).await? {
@@ -521,6 +574,89 @@ fn auth_failure(refused: &Refused) -> Answer {
         other => other.message(),
     };
     Answer::Fail(Status::AuthError, message)
+}
+
+/// A store's engine command, and the status its unmet condition answers.
+fn store_command(
+    kind: StoreKind,
+    id: SessionId,
+    flags: u32,
+    timeout_ms: Option<u64>,
+    data: Bytes,
+    binary: bool,
+) -> (Command, Status) {
+    match kind {
+        StoreKind::Append | StoreKind::Prepend => (
+            Command::Append {
+                id,
+                data,
+                front: kind == StoreKind::Prepend,
+            },
+            Status::NotStored,
+        ),
+        _ => {
+            let (condition, missing) = match kind {
+                StoreKind::Add if binary => (StoreIf::Absent, Status::Exists),
+                StoreKind::Add => (StoreIf::Absent, Status::NotStored),
+                StoreKind::Replace if binary => (StoreIf::Present, Status::NotFound),
+                StoreKind::Replace => (StoreIf::Present, Status::NotStored),
+                StoreKind::Cas(v) => (StoreIf::Version(v), Status::Exists),
+                _ => (StoreIf::Always, Status::NotStored),
+            };
+            let cmd = Command::Store {
+                id,
+                data,
+                timeout_ms,
+                flags: Some(flags),
+                condition,
+                reply: StoreReply::Version,
+                key_form: 0,
+            };
+            (cmd, missing)
+        }
+    }
+}
+
+/// A store's answer.
+fn stored(result: Result<Reply, Error>, missing: Status) -> Answer {
+    match result {
+        Ok(Reply::Version(cas)) => Answer::Stored { cas },
+        // Nil: the condition was not met.
+        Ok(_) => Answer::Fail(missing, String::new()),
+        Err(e) => failure(&e),
+    }
+}
+
+/// A session's data, flags and version from an `Item` command's result;
+/// None when there is no such session.
+fn item(result: Result<Reply, Error>) -> Result<Option<(Bytes, u32, u64)>, Answer> {
+    match result {
+        Ok(Reply::Item {
+            data,
+            flags,
+            version,
+        }) => Ok(Some((data, flags, version))),
+        Ok(other) => Err(unexpected("item", &other)),
+        Err(Error::NoSession(_)) => Ok(None),
+        Err(e) => Err(failure(&e)),
+    }
+}
+
+/// What a request the engine did not answer at once (`answer_now`) leaves.
+enum Slow {
+    /// Anything but a plain get or store: the long way, `answer`.
+    Op(Op),
+    /// A get or store whose command waits or runs the long way: its
+    /// result, then `then`.
+    Later(Later, Then),
+}
+
+/// What a get or store does with its command's result.
+enum Then {
+    /// A get of one key.
+    Get { key: Bytes, binary: bool },
+    /// A store: `missing` answers an unmet condition.
+    Store { missing: Status },
 }
 
 fn not_found() -> Answer {
