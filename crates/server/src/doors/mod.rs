@@ -46,6 +46,13 @@ pub(crate) async fn serve(door: &mut impl SocketDoor) {
     let ended = async {
         loop {
             let next = door.answer_buffered().await?;
+            // A request left half read: its rest first, then one write.
+            if matches!(next, Next::Continue)
+                && !door.link().inbuf.is_empty()
+                && door.link().read_now().await
+            {
+                continue;
+            }
             door.link().flush().await?;
             if matches!(next, Next::Close) || !door.link().read_more().await? {
                 return Ok::<(), std::io::Error>(());
