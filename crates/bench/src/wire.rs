@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
+use sessiond_proto::decimal::put_u64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -94,11 +95,11 @@ impl Conn {
         }
         let start = self.out.len();
         self.out.push(b'*');
-        push_decimal(&mut self.out, args.len() as u64);
+        put_u64(&mut self.out, args.len() as u64);
         self.out.extend_from_slice(b"\r\n");
         for a in args {
             self.out.push(b'$');
-            push_decimal(&mut self.out, a.len() as u64);
+            put_u64(&mut self.out, a.len() as u64);
             self.out.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(a);
             self.out.extend_from_slice(b"\r\n");
@@ -134,9 +135,9 @@ impl Conn {
                 .extend_from_slice(if add { b"add " } else { b"set " });
             self.out.extend_from_slice(key);
             self.out.extend_from_slice(b" 0 ");
-            push_decimal(&mut self.out, u64::from(exptime));
+            put_u64(&mut self.out, u64::from(exptime));
             self.out.push(b' ');
-            push_decimal(&mut self.out, value.len() as u64);
+            put_u64(&mut self.out, value.len() as u64);
             self.out.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(value);
             self.out.extend_from_slice(b"\r\n");
@@ -222,20 +223,6 @@ impl Conn {
             }
         }
     }
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The line at the start of `buf` (without CRLF) and the bytes it takes.
@@ -513,14 +500,5 @@ mod tests {
         stored[7] = 0;
         assert_eq!(whole(parse_mc_binary(&stored), 24), Frame::Ok);
         assert!(parse_mc_binary(&[0x80; 24]).is_err());
-    }
-
-    #[test]
-    fn decimals() {
-        for v in [0u64, 7, 10, 1024, u64::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, v);
-            assert_eq!(out, v.to_string().as_bytes());
-        }
     }
 }

@@ -1,10 +1,11 @@
-//! Numbers written in decimal straight into an output buffer: what every
-//! reply header needs, without a `String` per number.
+//! Decimal numbers on the wire, both ways, without `String` or `str`:
+//! written straight into an output buffer (every reply header needs one),
+//! and read from request bytes exactly as `str::parse` reads them.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 
 /// `n` in decimal.
-pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
+pub fn put_u64(out: &mut impl BufMut, n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut v = n;
@@ -21,11 +22,63 @@ pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
 }
 
 /// `n` in decimal, with its sign.
-pub(crate) fn put_i64(out: &mut BytesMut, n: i64) {
+pub fn put_i64(out: &mut impl BufMut, n: i64) {
     if n < 0 {
         out.put_u8(b'-');
     }
     put_u64(out, n.unsigned_abs());
+}
+
+/// A number as `str::parse::<T>` reads it — an optional `+` (or `-` for a
+/// signed type), then ASCII digits, out of range being no number — without
+/// its UTF-8 check and generic parser.
+pub fn parse<T: Decimal>(t: &[u8]) -> Option<T> {
+    let (negative, digits) = match t {
+        [b'-', rest @ ..] if T::SIGNED => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, t),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    T::from_magnitude(negative, v)
+}
+
+/// The number types [`parse`] reads.
+pub trait Decimal: Sized {
+    const SIGNED: bool;
+    fn from_magnitude(negative: bool, v: u64) -> Option<Self>;
+}
+
+macro_rules! unsigned_decimal {
+    ($($t:ty),*) => {$(
+        impl Decimal for $t {
+            const SIGNED: bool = false;
+            fn from_magnitude(_: bool, v: u64) -> Option<Self> {
+                Self::try_from(v).ok()
+            }
+        }
+    )*};
+}
+unsigned_decimal!(u32, u64, usize);
+
+impl Decimal for i64 {
+    const SIGNED: bool = true;
+    fn from_magnitude(negative: bool, v: u64) -> Option<Self> {
+        if negative {
+            0i64.checked_sub_unsigned(v)
+        } else {
+            i64::try_from(v).ok()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -33,14 +86,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_read_as_std_writes_them() {
+    fn numbers_are_written_as_std_writes_them() {
         for n in [0, 1, 9, 10, 99, 100, 12_345, i64::MAX, -1, -10, i64::MIN] {
-            let mut out = BytesMut::new();
+            let mut out = Vec::new();
             put_i64(&mut out, n);
-            assert_eq!(&out[..], n.to_string().as_bytes());
+            assert_eq!(out, n.to_string().as_bytes());
         }
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         put_u64(&mut out, u64::MAX);
-        assert_eq!(&out[..], u64::MAX.to_string().as_bytes());
+        assert_eq!(out, u64::MAX.to_string().as_bytes());
+    }
+
+    /// Read exactly as `str::parse` reads them.
+    #[test]
+    fn numbers_are_read_as_str_parse_reads_them() {
+        let cases = [
+            "0",
+            "7",
+            "+7",
+            "-7",
+            "-0",
+            "+",
+            "-",
+            "",
+            "12a",
+            " 1",
+            "1 ",
+            "++1",
+            "+-1",
+            "--1",
+            "007",
+            "4294967295",
+            "4294967296",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "\u{661}",
+        ];
+        for c in cases {
+            let b = c.as_bytes();
+            assert_eq!(parse::<u32>(b), c.parse::<u32>().ok(), "u32 {c:?}");
+            assert_eq!(parse::<u64>(b), c.parse::<u64>().ok(), "u64 {c:?}");
+            assert_eq!(parse::<usize>(b), c.parse::<usize>().ok(), "usize {c:?}");
+            assert_eq!(parse::<i64>(b), c.parse::<i64>().ok(), "i64 {c:?}");
+        }
+        assert_eq!(parse::<i64>(b"\xff1"), None);
     }
 }

@@ -8,7 +8,7 @@
 //! [`Reply`]: sessiond_core::Reply
 
 #[doc(hidden)]
-mod decimal;
+pub mod decimal;
 pub mod fuzz;
 mod limits;
 pub mod line;

@@ -7,7 +7,7 @@ use super::{
     put_line, Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, StoreKind,
     MAX_KEY_LEN,
 };
-use crate::decimal::put_u64;
+use crate::decimal::{parse as num, put_u64};
 use crate::Limits;
 
 const BAD_FORMAT: &str = "bad command line format";
@@ -21,57 +21,6 @@ fn refused(status: Status, message: &str, quiet: bool) -> Parsed {
         status,
         message: message.to_string(),
         skip: 0,
-    }
-}
-
-fn num<T: Decimal>(t: &[u8]) -> Option<T> {
-    let (negative, digits) = match t {
-        [b'-', rest @ ..] if T::SIGNED => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, t),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        let d = d.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
-    }
-    T::from_magnitude(negative, v)
-}
-
-/// The number types a request line holds, read as `str::parse` reads them
-/// (an optional `+`, or `-` for a signed type, then ASCII digits; out of
-/// range is no number) without its UTF-8 check and generic parser.
-trait Decimal: Sized {
-    const SIGNED: bool;
-    fn from_magnitude(negative: bool, v: u64) -> Option<Self>;
-}
-
-macro_rules! unsigned_decimal {
-    ($($t:ty),*) => {$(
-        impl Decimal for $t {
-            const SIGNED: bool = false;
-            fn from_magnitude(_: bool, v: u64) -> Option<Self> {
-                Self::try_from(v).ok()
-            }
-        }
-    )*};
-}
-unsigned_decimal!(u32, u64, usize);
-
-impl Decimal for i64 {
-    const SIGNED: bool = true;
-    fn from_magnitude(negative: bool, v: u64) -> Option<Self> {
-        if negative {
-            0i64.checked_sub_unsigned(v)
-        } else {
-            i64::try_from(v).ok()
-        }
     }
 }
 
@@ -536,48 +485,4 @@ fn quiet_drops(answer: &Answer) -> bool {
 
 fn one_line(message: &str) -> String {
     message.replace(['\r', '\n'], " ")
-}
-
-#[cfg(test)]
-mod number_tests {
-    use super::num;
-
-    /// The line's numbers read exactly as `str::parse` reads them.
-    #[test]
-    fn numbers_read_as_str_parse_reads_them() {
-        let cases = [
-            "0",
-            "7",
-            "+7",
-            "-7",
-            "-0",
-            "+",
-            "-",
-            "",
-            "12a",
-            " 1",
-            "1 ",
-            "++1",
-            "+-1",
-            "007",
-            "4294967295",
-            "4294967296",
-            "9223372036854775807",
-            "9223372036854775808",
-            "-9223372036854775808",
-            "-9223372036854775809",
-            "18446744073709551615",
-            "18446744073709551616",
-            "99999999999999999999999",
-            "١",
-        ];
-        for c in cases {
-            let b = c.as_bytes();
-            assert_eq!(num::<u32>(b), c.parse::<u32>().ok(), "u32 {c:?}");
-            assert_eq!(num::<u64>(b), c.parse::<u64>().ok(), "u64 {c:?}");
-            assert_eq!(num::<usize>(b), c.parse::<usize>().ok(), "usize {c:?}");
-            assert_eq!(num::<i64>(b), c.parse::<i64>().ok(), "i64 {c:?}");
-        }
-        assert_eq!(num::<u32>(b"\xff1"), None);
-    }
 }

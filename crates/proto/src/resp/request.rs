@@ -2,6 +2,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::decimal::parse;
 use crate::Limits;
 
 /// A request that cannot be parsed. Each is fatal to the connection, as in
@@ -74,7 +75,7 @@ impl Discard {
             else {
                 return Ok(false);
             };
-            let len = parse_int(&buf[1..end]).ok_or(FrameError::InvalidBulkLength)?;
+            let len = parse::<i64>(&buf[1..end]).ok_or(FrameError::InvalidBulkLength)?;
             let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
             buf.advance(end + 2);
             self.bulk_left = len.saturating_add(2);
@@ -147,33 +148,6 @@ fn line_end(buf: &[u8], at: usize, max: usize) -> Result<Option<usize>, ()> {
     }
 }
 
-/// A header's number, as `str::parse::<i64>` reads it (an optional sign,
-/// then at least one digit, no overflow), without going through `str`.
-fn parse_int(digits: &[u8]) -> Option<i64> {
-    let (negative, digits) = match digits {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, digits),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for &d in digits {
-        let d = i64::from(d.wrapping_sub(b'0'));
-        if d > 9 {
-            return None;
-        }
-        n = n.checked_mul(10)?;
-        n = if negative {
-            n.checked_sub(d)?
-        } else {
-            n.checked_add(d)?
-        };
-    }
-    Some(n)
-}
-
 fn parse_multibulk(
     buf: &mut BytesMut,
     limits: &Limits,
@@ -184,7 +158,7 @@ fn parse_multibulk(
     else {
         return Ok(false);
     };
-    let count = parse_int(&buf[1..end]).ok_or(FrameError::InvalidMultibulkLength)?;
+    let count = parse::<i64>(&buf[1..end]).ok_or(FrameError::InvalidMultibulkLength)?;
     if count <= 0 {
         buf.advance(end + 2);
         return Ok(true);
@@ -268,7 +242,7 @@ fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Bulk, FrameError> 
     else {
         return Ok(Bulk::Partial);
     };
-    let len = parse_int(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
+    let len = parse::<i64>(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
     let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
     let start = end + 2;
     if len > limits.max_request_len.max(limits.max_bulk_len) as u64 {
@@ -409,37 +383,6 @@ mod tests {
             out.push(args);
         }
         Ok(out)
-    }
-
-    #[test]
-    fn header_numbers_read_as_str_parse_reads_them() {
-        let cases: [&[u8]; 14] = [
-            b"0",
-            b"7",
-            b"-1",
-            b"+12",
-            b"",
-            b"-",
-            b"+",
-            b"1a",
-            b" 1",
-            b"9223372036854775807",
-            b"9223372036854775808",
-            b"-9223372036854775808",
-            b"-9223372036854775809",
-            b"\xff1",
-        ];
-        for digits in cases {
-            let want = std::str::from_utf8(digits)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok());
-            assert_eq!(
-                parse_int(digits),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(digits)
-            );
-        }
     }
 
     #[test]
