@@ -106,7 +106,7 @@ impl SocketDoor for Conn {
                             Err(Slow::Op(op)) => self.answer(op, &req.meta).await?,
                             Err(Slow::Later(later, then)) => {
                                 let result = self.link.finish_later(later).await?;
-                                self.then(then, result)
+                                self.answer_with(then, result)
                             }
                         },
                     };
@@ -264,34 +264,20 @@ impl Conn {
             op => return Err(Slow::Op(op)),
         };
         match self.link.run_now(cmd) {
-            Ok(result) => Ok(self.then(then, result)),
+            Ok(result) => Ok(self.answer_with(then, result)),
             Err(later) => Err(Slow::Later(later, then)),
         }
     }
 
     /// A get's or store's answer from its command's result.
-    fn then(&mut self, then: Then, result: Result<Reply, Error>) -> Answer {
+    fn answer_with(&mut self, then: Then, result: Result<Reply, Error>) -> Answer {
         match then {
             Then::Store { missing } => stored(result, missing),
             Then::Get { key, binary } => match item(result) {
-                Ok(Some((data, flags, cas))) => {
-                    self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(found) => {
                     let mut hits = std::mem::take(&mut self.hits);
-                    hits.push(Hit {
-                        key,
-                        flags,
-                        cas,
-                        data,
-                    });
-                    Answer::Hits(hits)
-                }
-                Ok(None) => {
-                    self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
-                    if binary {
-                        not_found()
-                    } else {
-                        Answer::Hits(std::mem::take(&mut self.hits))
-                    }
+                    self.tally(&mut hits, key, found);
+                    hits_answer(hits, binary)
                 }
                 Err(answer) => answer,
             },
@@ -426,25 +412,29 @@ impl Conn {
                 },
             };
             match found {
-                Ok(Some((data, flags, cas))) => {
-                    self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
-                    hits.push(Hit {
-                        key,
-                        flags,
-                        cas,
-                        data,
-                    });
-                }
-                Ok(None) => {
-                    self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(found) => self.tally(&mut hits, key, found),
                 Err(answer) => return Ok(answer),
             }
         }
-        if binary && hits.is_empty() {
-            return Ok(not_found());
+        Ok(hits_answer(hits, binary))
+    }
+
+    /// Counts a key's hit or miss, and keeps the hit.
+    fn tally(&self, hits: &mut Vec<Hit>, key: Bytes, found: Option<(Bytes, u32, u64)>) {
+        match found {
+            Some((data, flags, cas)) => {
+                self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
+                hits.push(Hit {
+                    key,
+                    flags,
+                    cas,
+                    data,
+                });
+            }
+            None => {
+                self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        Ok(Answer::Hits(hits))
     }
 
     /// A session's data, flags and version, or None if it does not exist.
@@ -615,6 +605,15 @@ fn store_command(
             (cmd, missing)
         }
     }
+}
+
+/// A get's answer: its hits; for the binary protocol, a miss is
+/// NOT_FOUND.
+fn hits_answer(hits: Vec<Hit>, binary: bool) -> Answer {
+    if binary && hits.is_empty() {
+        return not_found();
+    }
+    Answer::Hits(hits)
 }
 
 /// A store's answer.
