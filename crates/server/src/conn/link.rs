@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sessiond_core::{ClientHandle, Command, Engine, Error, PendingLock, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::request::{Caller, Pending, Started, Waiting};
 use super::watchdog::{timed_out, Stop, Watchdog};
 use crate::access::auth::{Login, Refused, Role};
 use crate::backend::cluster::ClusterWait;
-use crate::conn::stream::{ReadSide, Stream, WriteSide};
+use crate::conn::stream::Stream;
 use crate::door::Door;
 use crate::metrics::{DoorCounters, Proto};
 use crate::shared::Shared;
@@ -34,8 +34,7 @@ pub(crate) struct Link {
     caller: Caller,
     /// The client's address (failed logins are counted per address).
     peer: IpAddr,
-    rd: ReadSide,
-    wr: WriteSide,
+    io: Stream,
     /// Bytes read and not yet answered.
     pub(crate) inbuf: BytesMut,
     /// Replies not yet written.
@@ -53,7 +52,6 @@ impl Link {
     /// Registers a new connection; `capacity` sizes its buffers.
     pub(crate) fn new(stream: Stream, shared: Arc<Shared>, capacity: usize, door: Door) -> Self {
         let peer = stream.peer();
-        let (rd, wr) = stream.split();
         let tenant = shared.tenants.default_tenant().clone();
         // Without users every connection may do everything, in the default
         // tenant; with users, nothing until it logs in.
@@ -68,8 +66,7 @@ impl Link {
             dog: Watchdog::new(shared.timeouts),
             stop: Stop::new(shared.stopping.clone()),
             shared,
-            rd,
-            wr,
+            io: stream,
             inbuf: BytesMut::with_capacity(capacity),
             out: BytesMut::with_capacity(capacity),
             door,
@@ -260,18 +257,22 @@ impl Link {
         let (due, what) = self.dog.read_deadline(self.inbuf.len());
         // In this order, with no random start (`biased`): a stop is seen
         // by `stopped` above at the next read however busy the client.
-        let read = tokio::select! {
+        tokio::select! {
             biased;
-            n = self.rd.read_buf(&mut self.inbuf) => {
-                let n = n?;
-                self.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(n > 0)
-            }
+            n = self.io.read_buf(&mut self.inbuf) => Ok(self.got(n?)),
             () = self.stop.wait() => Ok(false),
             () = self.dog.until(due) => Err(timed_out(what)),
-        };
+        }
+    }
+
+    /// Counts `n` bytes read: true if there were any (none is the end of
+    /// the stream).
+    fn got(&mut self, n: usize) -> bool {
         self.dog.len_after_read = self.inbuf.len();
-        read
+        self.counters()
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n > 0
     }
 
     /// Reads what the client has already sent, without waiting: true if
@@ -282,14 +283,8 @@ impl Link {
         if self.stop.stopped() {
             return false;
         }
-        match now_or_never(self.rd.read_buf(&mut self.inbuf)).await {
-            Some(Ok(n)) if n > 0 => {
-                self.counters()
-                    .bytes_in
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                self.dog.len_after_read = self.inbuf.len();
-                true
-            }
+        match now_or_never(self.io.read_buf(&mut self.inbuf)).await {
+            Some(Ok(n)) if n > 0 => self.got(n),
             // Nothing yet, the end, or an error: the next `read_more`
             // waits for it or sees it.
             _ => false,
@@ -306,11 +301,18 @@ impl Link {
             return Ok(());
         }
         // Most replies go out in one write that completes at once: tried
-        // first, with no clock read and no timer.
-        let mut written = match now_or_never(self.wr.write(&self.out)).await {
-            Some(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Some(n) => n?,
-            None => 0,
+        // first, with no future, no clock read and no timer.
+        let mut written = match self.io.try_write(&self.out) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match now_or_never(self.io.write(&self.out)).await {
+                    Some(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Some(n) => n?,
+                    None => 0,
+                }
+            }
+            Err(e) => return Err(e),
         };
         // The request timeout runs from the first wait, if any.
         let request = self.dog.timeouts.request;
@@ -329,11 +331,11 @@ impl Link {
             } else {
                 due
             };
-            let wr = &mut self.wr;
+            let io = &mut self.io;
             let out = &self.out[written..];
             tokio::select! {
                 biased;
-                n = wr.write(out) => match n? {
+                n = io.write(out) => match n? {
                     0 => return Err(std::io::ErrorKind::WriteZero.into()),
                     n => written += n,
                 },
@@ -348,16 +350,17 @@ impl Link {
                 }
             }
         }
-        // The flush matters under TLS only (records wait in the session);
-        // on plain TCP it does nothing, at once.
-        match now_or_never(self.wr.flush()).await {
-            Some(r) => r?,
-            None => {
-                let due = due_at();
-                tokio::select! {
-                    biased;
-                    r = self.wr.flush() => r?,
-                    () = self.dog.until(Some(due)) => return Err(timed_out("request")),
+        // Under TLS, records wait in the session until flushed.
+        if self.io.buffers_writes() {
+            match now_or_never(self.io.flush()).await {
+                Some(r) => r?,
+                None => {
+                    let due = due_at();
+                    tokio::select! {
+                        biased;
+                        r = self.io.flush() => r?,
+                        () = self.dog.until(Some(due)) => return Err(timed_out("request")),
+                    }
                 }
             }
         }
@@ -424,7 +427,7 @@ impl Link {
                 }
                 () = tokio::time::sleep_until(deadline) => return Some(engine.give_up(pending)),
                 () = self.stop.wait() => return Some(engine.give_up(pending)),
-                n = self.rd.read_buf(&mut self.inbuf), if room => self.kept_reading(n)?,
+                n = self.io.read_buf(&mut self.inbuf), if room => self.kept_reading(n)?,
             }
         }
     }
@@ -442,7 +445,7 @@ impl Link {
             tokio::select! {
                 outcome = cluster.wait(wait) => return Some(outcome),
                 () = self.stop.wait() => return Some(cluster.give_up(wait).await),
-                n = self.rd.read_buf(&mut self.inbuf), if room => {
+                n = self.io.read_buf(&mut self.inbuf), if room => {
                     if self.kept_reading(n).is_none() {
                         cluster.abandon(wait).await;
                         return None;

@@ -1,14 +1,17 @@
-//! A client connection's byte stream, plain TCP or TLS over it, and its two
-//! halves: one read side and one write side whatever the transport, so the
+//! A client connection's byte stream, plain TCP or TLS over it, so the
 //! doors never care which it is.
+//!
+//! A reply to plain TCP is written on the socket's readiness
+//! (`try_write`): when it fits the socket, without a future. TLS goes
+//! through its session as an `AsyncRead`/`AsyncWrite`.
 
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -29,68 +32,31 @@ impl Stream {
             .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
     }
 
-    /// The read and write sides, to be used at once.
-    pub(crate) fn split(self) -> (ReadSide, WriteSide) {
+    /// Reads into `buf` once bytes arrive: the count, 0 at the end of the
+    /// stream. (tokio's own read: on epoll, a read that leaves room in the
+    /// buffer clears the socket's readiness, so the next one waits for
+    /// the next event instead of asking the kernel to be told there is
+    /// nothing.)
+    pub(crate) async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Stream::Plain(s) => {
-                let (r, w) = s.into_split();
-                (ReadSide::Plain(r), WriteSide::Plain(w))
-            }
-            Stream::Tls(s) => {
-                let (r, w) = tokio::io::split(*s);
-                (ReadSide::Tls(r), WriteSide::Tls(w))
-            }
-        }
-    }
-}
-
-pub(crate) enum ReadSide {
-    Plain(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream<TcpStream>>),
-}
-
-pub(crate) enum WriteSide {
-    Plain(OwnedWriteHalf),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ReadSide {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadSide::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            ReadSide::Tls(r) => Pin::new(r).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WriteSide {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteSide::Plain(w) => Pin::new(w).poll_write(cx, buf),
-            WriteSide::Tls(w) => Pin::new(w).poll_write(cx, buf),
+            Stream::Plain(tcp) => tcp.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Plain(w) => Pin::new(w).poll_flush(cx),
-            WriteSide::Tls(w) => Pin::new(w).poll_flush(cx),
+    /// Writes what of `buf` the socket takes now, without waiting: the
+    /// count, or an error of kind `WouldBlock` when it takes nothing (or,
+    /// under TLS, when this cannot tell without waiting).
+    pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.try_write(buf),
+            Stream::Tls(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Plain(w) => Pin::new(w).poll_shutdown(cx),
-            WriteSide::Tls(w) => Pin::new(w).poll_shutdown(cx),
-        }
+    /// Whether writes must be flushed (TLS keeps records in its session).
+    pub(crate) fn buffers_writes(&self) -> bool {
+        matches!(self, Stream::Tls(_))
     }
 }
 
