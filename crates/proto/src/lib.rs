@@ -13,6 +13,7 @@ pub mod fuzz;
 mod limits;
 pub mod line;
 pub mod memcache;
+mod names;
 pub mod native;
 mod prefixes;
 pub mod redis;

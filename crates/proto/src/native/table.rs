@@ -8,6 +8,8 @@
 
 use sessiond_core::{Command, SessionId};
 
+use crate::names::NameTable;
+
 use super::{
     command_reply, number, parse_i64, printable, seconds_to_ms, Args, CommandError, Request, Result,
 };
@@ -623,35 +625,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-/// The spec for `name` (any case): one binary search of the names, each
-/// upper-cased and packed into two numbers (compared in an instruction
-/// each, where a string compare is a call).
+/// The spec for `name` (any case; every name is up to 32 bytes, as a
+/// test checks).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    type Keyed = ((u128, u128), &'static CommandSpec);
-    static SORTED: std::sync::OnceLock<Vec<Keyed>> = std::sync::OnceLock::new();
-    let sorted = SORTED.get_or_init(|| {
-        let mut all: Vec<Keyed> = COMMANDS
-            .iter()
-            .filter_map(|c| Some((name_key(c.name.as_bytes())?, c)))
-            .collect();
-        all.sort_unstable_by_key(|(k, _)| *k);
-        all
-    });
-    let key = name_key(name)?;
-    let i = sorted.binary_search_by_key(&key, |(k, _)| *k).ok()?;
-    let spec = sorted[i].1;
-    // A name padded with NUL bytes packs like a shorter one.
-    (spec.name.len() == name.len()).then_some(spec)
-}
-
-/// A name of up to 32 bytes, upper-cased, as two numbers in its order.
-fn name_key(name: &[u8]) -> Option<(u128, u128)> {
-    let mut buf = [0u8; 32];
-    buf.get_mut(..name.len())?.copy_from_slice(name);
-    buf.make_ascii_uppercase();
-    let (hi, lo) = buf.split_at(16);
-    Some((
-        u128::from_be_bytes(hi.try_into().ok()?),
-        u128::from_be_bytes(lo.try_into().ok()?),
-    ))
+    static NAMES: std::sync::OnceLock<NameTable<32, &'static CommandSpec>> =
+        std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| NameTable::new(COMMANDS.iter().map(|c| (c.name, c))));
+    names.get(name).map(|(_, spec)| spec)
 }

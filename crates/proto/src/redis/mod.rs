@@ -21,6 +21,7 @@ use sessiond_core::{Command, Error, ExpireIf, Reply, SessionId, StoreIf, StoreRe
 
 pub use keys::{glob_match, Key, RedisKeys, LOCK_SUFFIX};
 
+use crate::names::NameTable;
 use crate::native::CommandError;
 
 /// The Redis version the door claims (`INFO`'s `redis_version`, scripts'
@@ -850,45 +851,26 @@ fn fixed(reply: Reply) -> Result<RedisRequest, CommandError> {
     })
 }
 
-/// Every name of [`COMMANDS`] and of the transaction commands as its
-/// [`name_key`], sorted, with the name and its row (None: a transaction
-/// command).
-type Named = (u128, &'static str, Option<&'static RedisCommand>);
-
-fn names() -> &'static [Named] {
-    static NAMES: std::sync::OnceLock<Vec<Named>> = std::sync::OnceLock::new();
+/// Every name of [`COMMANDS`] and of the transaction commands (each up to
+/// 16 bytes: a test checks every one is found), with its row (None: a
+/// transaction command).
+fn names() -> &'static NameTable<16, Option<&'static RedisCommand>> {
+    static NAMES: std::sync::OnceLock<NameTable<16, Option<&'static RedisCommand>>> =
+        std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
-        let mut all: Vec<Named> = COMMANDS
-            .iter()
-            .flat_map(|c| c.names.iter().map(move |n| (*n, Some(c))))
-            .chain(TRANSACTION_WORDS.iter().map(|n| (*n, None)))
-            .filter_map(|(n, c)| Some((name_key(n.as_bytes())?, n, c)))
-            .collect();
-        all.sort_unstable_by_key(|(k, ..)| *k);
-        all
+        NameTable::new(
+            COMMANDS
+                .iter()
+                .flat_map(|c| c.names.iter().map(move |n| (*n, Some(c))))
+                .chain(TRANSACTION_WORDS.iter().map(|n| (*n, None))),
+        )
     })
 }
 
-/// A name of up to 16 bytes, upper-cased, as one number: compared in one
-/// instruction, where a string compare is a call. Every name this door
-/// knows is that short (`names` would leave out a longer one; a test
-/// checks none is).
-fn name_key(name: &[u8]) -> Option<u128> {
-    let mut buf = [0u8; 16];
-    buf.get_mut(..name.len())?.copy_from_slice(name);
-    buf.make_ascii_uppercase();
-    Some(u128::from_be_bytes(buf))
-}
-
 /// The known name `name` spells (any case, in upper case), and its row
-/// (None: a transaction command): one binary search over numbers.
+/// (None: a transaction command).
 fn find(name: &[u8]) -> Option<(&'static str, Option<&'static RedisCommand>)> {
-    let key = name_key(name)?;
-    let all = names();
-    let i = all.binary_search_by_key(&key, |(k, ..)| *k).ok()?;
-    let (_, known, row) = all[i];
-    // A name padded with NUL bytes packs like a shorter one.
-    (known.len() == name.len()).then_some((known, row))
+    names().get(name)
 }
 
 /// Translates one Redis request (name first).
