@@ -39,7 +39,8 @@ pub fn resp(data: &[u8]) {
                 assert!(args.len() <= limits.max_args, "{} args", args.len());
                 let Some(name) = args.first() else { continue };
                 if redis::is_redis_command(name) {
-                    match redis::parse(&args, &keys, 1) {
+                    let view: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                    match redis::parse(&view, &keys, 1) {
                         Ok(r) => assert!(r.commands.len() <= limits.max_args),
                         Err(e) => encode_error(e.code, &e.message, &mut out),
                     }

@@ -42,7 +42,7 @@ impl RedisKeys {
 
     /// The session (or lock) a key names. A key that matches no prefix is a
     /// session whose id is the whole key.
-    pub fn map(&self, key: &Bytes) -> Key {
+    pub fn map(&self, key: &[u8]) -> Key {
         let id = self.prefixes.strip(key);
         match id.strip_suffix(LOCK_SUFFIX) {
             Some(base) if !base.is_empty() => Key::Lock(SessionId::copy_from_slice(base)),

@@ -190,10 +190,10 @@ pub fn script_call(
 
 /// An argument kept past its request (a stored value, a lock's owner, a
 /// cached script), copied out of the request's bytes: the door's arguments
-/// are slices of its read buffer ([`crate::resp::parse_request_shared`]),
-/// which a kept slice would hold whole. Everything else a parser takes
+/// are slices of its read buffer ([`crate::resp::with_args`]), which
+/// cannot outlive the request. Everything else a parser takes
 /// from the arguments lives only as long as the request.
-fn kept(arg: &Bytes) -> Bytes {
+fn kept(arg: &[u8]) -> Bytes {
     Bytes::copy_from_slice(arg)
 }
 
@@ -270,7 +270,7 @@ impl Known {
     /// The request (name first) as a transaction command, if it is one.
     pub fn transaction(
         self,
-        args: &[Bytes],
+        args: &[&[u8]],
         keys: &RedisKeys,
     ) -> Option<Result<Transaction, CommandError>> {
         match self.row {
@@ -282,7 +282,7 @@ impl Known {
     /// Translates the request (name first; not a transaction command).
     pub fn parse(
         self,
-        args: &[Bytes],
+        args: &[&[u8]],
         keys: &RedisKeys,
         client_id: u64,
     ) -> Result<RedisRequest, CommandError> {
@@ -313,7 +313,7 @@ pub enum Transaction {
 const TRANSACTION_WORDS: &[&str] = &["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"];
 
 /// `args` as a transaction command, if it is one (name first).
-pub fn transaction(args: &[Bytes], keys: &RedisKeys) -> Option<Result<Transaction, CommandError>> {
+pub fn transaction(args: &[&[u8]], keys: &RedisKeys) -> Option<Result<Transaction, CommandError>> {
     let (name, rest) = args.split_first()?;
     let word = TRANSACTION_WORDS
         .iter()
@@ -347,7 +347,7 @@ pub struct RedisCommand {
 
 /// A Redis command's parser: its name as sent (upper case), the arguments
 /// after it, the key mapping, the connection's id (`CLIENT ID`).
-type Parse = fn(&str, &[Bytes], &RedisKeys, u64) -> Result<RedisRequest, CommandError>;
+type Parse = fn(&str, &[&[u8]], &RedisKeys, u64) -> Result<RedisRequest, CommandError>;
 
 /// Every Redis command the door knows, one row each.
 pub const COMMANDS: &[RedisCommand] = &[
@@ -560,7 +560,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             };
             let cmd = Command::IncrByFloat {
                 id,
-                by: by.clone(),
+                by: kept(by),
                 key_form: keys.form_of(key),
             };
             one(cmd, Render::Plain)
@@ -622,7 +622,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             one(
                 vec![Command::Keys],
                 Render::Keys {
-                    pattern: pattern.clone(),
+                    pattern: kept(pattern),
                     scan: false,
                 },
             )
@@ -643,7 +643,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             while let Some(o) = it.next() {
                 let v = it.next().ok_or_else(|| err("syntax error"))?;
                 if o.eq_ignore_ascii_case(b"MATCH") {
-                    pattern = v.clone();
+                    pattern = kept(v);
                 } else if o.eq_ignore_ascii_case(b"COUNT") {
                     let n = int(v)?;
                     if n < 1 {
@@ -693,15 +693,15 @@ pub const COMMANDS: &[RedisCommand] = &[
             }
             let commands = a
                 .chunks(2)
-                .map(|kv| match keys.map(&kv[0]) {
+                .map(|kv| match keys.map(kv[0]) {
                     Key::Session(id) => Ok(Command::Store {
                         id,
-                        data: kept(&kv[1]),
+                        data: kept(kv[1]),
                         timeout_ms: Some(NEVER),
                         condition: StoreIf::Always,
                         flags: None,
                         reply: StoreReply::Ok,
-                        key_form: keys.form_of(&kv[0]),
+                        key_form: keys.form_of(kv[0]),
                     }),
                     Key::Lock(_) => Err(lock_key_misuse()),
                 })
@@ -771,7 +771,7 @@ pub const COMMANDS: &[RedisCommand] = &[
             match (sub.as_deref(), &a[1.min(a.len())..]) {
                 (Some(b"LOAD"), [source]) => script(Scripting::Load(kept(source))),
                 (Some(b"EXISTS"), shas) if !shas.is_empty() => {
-                    script(Scripting::Exists(shas.to_vec()))
+                    script(Scripting::Exists(shas.iter().map(|s| kept(s)).collect()))
                 }
                 (Some(b"FLUSH"), []) => script(Scripting::Flush),
                 (Some(b"FLUSH"), [mode])
@@ -875,7 +875,7 @@ fn find(name: &[u8]) -> Option<(&'static str, Option<&'static RedisCommand>)> {
 
 /// Translates one Redis request (name first).
 pub fn parse(
-    args: &[Bytes],
+    args: &[&[u8]],
     keys: &RedisKeys,
     client_id: u64,
 ) -> Result<RedisRequest, CommandError> {
@@ -886,7 +886,7 @@ pub fn parse(
         Some((name, Some(c))) => (c.parse)(name, &args[1..], keys, client_id),
         _ => Err(err(format!(
             "unknown command '{}'; COMMAND lists the commands, docs/protocol.md explains them",
-            SessionId::new(args[0].clone())
+            SessionId::copy_from_slice(name)
         ))),
     }
 }
@@ -895,7 +895,7 @@ pub fn parse(
 /// `lock` for a lock key.
 fn per_key(
     name: &str,
-    a: &[Bytes],
+    a: &[&[u8]],
     keys: &RedisKeys,
     session: fn(SessionId) -> Command,
     lock: fn(SessionId) -> Command,
@@ -911,7 +911,7 @@ fn per_key(
         .collect())
 }
 
-fn lock_id(keys: &RedisKeys, key: &Bytes) -> SessionId {
+fn lock_id(keys: &RedisKeys, key: &[u8]) -> SessionId {
     match keys.map(key) {
         Key::Session(id) | Key::Lock(id) => id,
     }
@@ -922,7 +922,7 @@ fn lock_key_misuse() -> CommandError {
 }
 
 /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT|PXAT|KEEPTTL]`.
-fn parse_set(a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError> {
+fn parse_set(a: &[&[u8]], keys: &RedisKeys) -> Result<RedisRequest, CommandError> {
     let [key, value, opts @ ..] = a else {
         return Err(arity("SET"));
     };
@@ -1008,7 +1008,7 @@ fn is_unlock_lua(script: &[u8]) -> bool {
 /// The compare-and-delete script (phpredis's unlock, Laravel's and
 /// Redlock's lock release) on one key runs as one engine command: on a
 /// lock key it releases the session's lock, which no script may do.
-fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest, CommandError> {
+fn parse_eval(name: &str, a: &[&[u8]], keys: &RedisKeys) -> Result<RedisRequest, CommandError> {
     let [script, numkeys, rest @ ..] = a else {
         return Err(arity(name));
     };
@@ -1029,12 +1029,12 @@ fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest,
             // phpredis's unlock: release the lock if that secret holds it.
             Key::Lock(id) => Command::UnlockOwned {
                 id,
-                owner: Some(value.clone()),
+                owner: Some(kept(value)),
             },
             // Any other key: delete it if it holds that value, atomically.
             Key::Session(id) => Command::DestroyIf {
                 id,
-                data: value.clone(),
+                data: kept(value),
             },
         };
         return Ok(RedisRequest {
@@ -1042,7 +1042,8 @@ fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest,
             render: Render::Plain,
         });
     }
-    let (keys, args) = (declared.to_vec(), args.to_vec());
+    let all = |a: &[&[u8]]| a.iter().map(|a| kept(a)).collect::<Vec<_>>();
+    let (keys, args) = (all(declared), all(args));
     let request = match name {
         "EVAL" => Scripting::Eval {
             source: kept(script),
@@ -1050,12 +1051,12 @@ fn parse_eval(name: &str, a: &[Bytes], keys: &RedisKeys) -> Result<RedisRequest,
             args,
         },
         "EVALSHA" => Scripting::EvalSha {
-            sha: script.clone(),
+            sha: kept(script),
             keys,
             args,
         },
         _ => Scripting::FCall {
-            name: script.clone(),
+            name: kept(script),
             keys,
             args,
         },

@@ -4,14 +4,8 @@ use sessiond_core::{Command, Error, LockMode, Reply, SessionId, StoreIf, StoreRe
 use super::*;
 
 fn p(words: &[&str]) -> Result<RedisRequest, CommandError> {
-    parse(
-        &words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect::<Vec<_>>(),
-        &RedisKeys::default(),
-        7,
-    )
+    let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+    parse(&args, &RedisKeys::default(), 7)
 }
 
 fn id(s: &str) -> SessionId {
@@ -214,81 +208,6 @@ fn set_options_and_errors() {
         p(&["SELECT", "3"]).unwrap().render,
         Render::Fixed(Reply::Ok)
     );
-}
-
-/// What a command keeps past its request is a copy, never a slice of the
-/// read buffer the door's arguments are cut from (it would keep that whole
-/// buffer alive): session data (SET, SETEX, SETNX, MSET), a lock's owner,
-/// a script for the cache.
-#[test]
-fn what_a_command_keeps_is_copied_out_of_the_read_buffer() {
-    use bytes::BytesMut;
-    fn request(words: &[&[u8]]) -> BytesMut {
-        let mut b = BytesMut::new();
-        b.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
-        for w in words {
-            b.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
-            b.extend_from_slice(w);
-            b.extend_from_slice(b"\r\n");
-        }
-        b
-    }
-    let value = vec![b'v'; 100];
-    let cases: [&[&[u8]]; 6] = [
-        &[b"SET", b"k", &value],
-        &[b"SETEX", b"k", b"10", &value],
-        &[b"SETNX", b"k", &value],
-        &[b"MSET", b"k", &value],
-        &[b"SET", b"k_LOCK", &value, b"NX", b"PX", b"100"],
-        &[b"SCRIPT", b"LOAD", &value],
-    ];
-    for words in cases {
-        let mut buf = request(words);
-        let whole = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
-        let mut args = Vec::new();
-        assert!(
-            crate::resp::parse_request_shared(&mut buf, &crate::Limits::default(), &mut args)
-                .unwrap()
-        );
-        // The arguments are slices of the buffer (that is the point)…
-        assert!(whole.contains(&(args[0].as_ptr() as usize)));
-        let r = parse(&args, &RedisKeys::default(), 7).unwrap();
-        let kept: Vec<&Bytes> = r
-            .commands
-            .iter()
-            .filter_map(|c| match c {
-                Command::Store { data, .. } => Some(data),
-                Command::LockOwned { owner, .. } => Some(owner),
-                _ => None,
-            })
-            .chain(match &r.render {
-                Render::Script(Scripting::Load(source)) => Some(source),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(kept.len(), 1, "{:?}", String::from_utf8_lossy(words[0]));
-        // …and what is kept is not.
-        for k in kept {
-            assert_eq!(&k[..], &value[..]);
-            assert!(
-                !whole.contains(&(k.as_ptr() as usize)),
-                "{:?} keeps a slice",
-                String::from_utf8_lossy(words[0])
-            );
-        }
-    }
-    // EVAL keeps its source for EVALSHA.
-    let mut buf = request(&[b"EVAL", b"return 1", b"0"]);
-    let whole = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
-    let mut args = Vec::new();
-    assert!(
-        crate::resp::parse_request_shared(&mut buf, &crate::Limits::default(), &mut args).unwrap()
-    );
-    let r = parse(&args, &RedisKeys::default(), 7).unwrap();
-    let Render::Script(Scripting::Eval { source, .. }) = r.render else {
-        panic!("EVAL is a script");
-    };
-    assert!(!whole.contains(&(source.as_ptr() as usize)));
 }
 
 /// The RESP door looks a name up in the Redis table first, then the native

@@ -6,5 +6,5 @@ mod request;
 mod value;
 
 pub use encode::{encode_error, encode_reply, error_parts, Protocol};
-pub use request::{parse_request, parse_request_shared, Discard, FrameError};
+pub use request::{parse_request, parse_request_spans, with_args, Discard, FrameError, Request};
 pub use value::{encode_command, parse_value, Value, ValueError};

@@ -96,40 +96,64 @@ pub fn parse_request(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<Vec<Bytes>>, FrameError> {
-    let mut args = Vec::new();
-    if !parse_request_shared(buf, limits, &mut args)? {
-        return Ok(None);
-    }
-    for a in &mut args {
-        *a = Bytes::copy_from_slice(a);
-    }
-    Ok(Some(args))
+    let mut spans = Vec::new();
+    Ok(match parse_request_spans(buf, limits, &mut spans)? {
+        None => None,
+        Some(Request::Inline(args)) => Some(args),
+        Some(Request::InPlace { len }) => {
+            let args = spans
+                .iter()
+                .map(|&(a, b)| Bytes::copy_from_slice(&buf[a..b]))
+                .collect();
+            buf.advance(len);
+            Some(args)
+        }
+    })
 }
 
-/// [`parse_request`] without copies: `args` (cleared first) gets the
-/// arguments as slices of the request's own bytes, split off `buf`. True
-/// when a request was taken (`args` may then be empty), false when more
-/// must arrive (nothing consumed).
-///
-/// The slices share the read buffer's allocation: whatever outlives the
-/// request (a stored value, a lock owner, a cached script) must be copied
-/// out (`Bytes::copy_from_slice`), or it keeps that whole buffer alive.
-pub fn parse_request_shared(
+/// A whole request at the front of the buffer, found by
+/// [`parse_request_spans`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A multibulk request, left in the buffer: its first `len` bytes,
+    /// the arguments at the spans. The caller reads the arguments there
+    /// ([`with_args`]), copying out only what it keeps, then consumes
+    /// the `len` bytes.
+    InPlace { len: usize },
+    /// An inline request, already consumed: its words (unquoted, so not
+    /// slices of the buffer).
+    Inline(Vec<Bytes>),
+}
+
+/// Finds one request at the front of `buf` without copying or consuming
+/// it (an inline request aside): `Ok(None)` when more must arrive. The
+/// arguments' byte ranges go into `spans` (cleared first); none for a
+/// blank line or `*0`, which the caller skips.
+pub fn parse_request_spans(
     buf: &mut BytesMut,
     limits: &Limits,
-    args: &mut Vec<Bytes>,
-) -> Result<bool, FrameError> {
-    args.clear();
+    spans: &mut Vec<(usize, usize)>,
+) -> Result<Option<Request>, FrameError> {
+    spans.clear();
     match buf.first() {
-        None => Ok(false),
-        Some(b'*') => parse_multibulk(buf, limits, args),
-        Some(_) => match parse_inline(buf, limits)? {
-            Some(found) => {
-                *args = found;
-                Ok(true)
-            }
-            None => Ok(false),
-        },
+        None => Ok(None),
+        Some(b'*') => Ok(parse_multibulk(buf, limits, spans)?.map(|len| Request::InPlace { len })),
+        Some(_) => Ok(parse_inline(buf, limits)?.map(Request::Inline)),
+    }
+}
+
+/// Calls `f` with the arguments at `spans` of `buf` as slices: on the
+/// stack for a request of up to eight, in a vector past that.
+pub fn with_args<R>(buf: &[u8], spans: &[(usize, usize)], f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    let mut few: [&[u8]; 8] = [&[]; 8];
+    if spans.len() <= few.len() {
+        for (arg, &(a, b)) in few.iter_mut().zip(spans) {
+            *arg = &buf[a..b];
+        }
+        f(&few[..spans.len()])
+    } else {
+        let many: Vec<&[u8]> = spans.iter().map(|&(a, b)| &buf[a..b]).collect();
+        f(&many)
     }
 }
 
@@ -148,20 +172,21 @@ fn line_end(buf: &[u8], at: usize, max: usize) -> Result<Option<usize>, ()> {
     }
 }
 
+/// The length of the multibulk request at the front of `buf` (None: not
+/// all here), its arguments' ranges pushed onto `spans`.
 fn parse_multibulk(
     buf: &mut BytesMut,
     limits: &Limits,
-    args: &mut Vec<Bytes>,
-) -> Result<bool, FrameError> {
+    spans: &mut Vec<(usize, usize)>,
+) -> Result<Option<usize>, FrameError> {
     let Some(end) =
         line_end(buf, 1, MAX_HEADER).map_err(|()| FrameError::InvalidMultibulkLength)?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let count = parse::<i64>(&buf[1..end]).ok_or(FrameError::InvalidMultibulkLength)?;
     if count <= 0 {
-        buf.advance(end + 2);
-        return Ok(true);
+        return Ok(Some(end + 2));
     }
     let count = count as u64;
     if count > limits.max_args as u64 {
@@ -170,20 +195,15 @@ fn parse_multibulk(
             limit: limits.max_args,
         });
     }
-    // First pass: check every argument is here and sound, copying nothing,
-    // so an incomplete request costs nothing but this walk.
+    // One walk, copying nothing: an incomplete request costs only this.
     let mut pos = end + 2;
-    // Where the first few arguments are, so most requests are walked once.
-    let mut spans = [(0, 0); 8];
     for i in 0..count {
         match bulk_at(buf, pos, limits)? {
             Bulk::Whole { start, stop } => {
-                if let Some(span) = usize::try_from(i).ok().and_then(|i| spans.get_mut(i)) {
-                    *span = (start, stop);
-                }
+                spans.push((start, stop));
                 pos = stop + 2;
             }
-            Bulk::Partial => return Ok(false),
+            Bulk::Partial => return Ok(None),
             Bulk::TooLarge { start, got } => {
                 // Well framed, only too big: drop what is here and skip
                 // the rest as it arrives, so the connection lives.
@@ -197,26 +217,7 @@ fn parse_multibulk(
             }
         }
     }
-    // Each argument a slice of the request, split off the buffer; past the
-    // first few, found by a second walk.
-    let frame = buf.split_to(pos).freeze();
-    args.reserve(count as usize);
-    if let Some(known) = spans.get(..count as usize) {
-        args.extend(known.iter().map(|&(a, b)| frame.slice(a..b)));
-        return Ok(true);
-    }
-    let mut at = end + 2;
-    while at < frame.len() {
-        match bulk_at(&frame, at, limits)? {
-            Bulk::Whole { start, stop } => {
-                args.push(frame.slice(start..stop));
-                at = stop + 2;
-            }
-            // The first pass saw it whole.
-            Bulk::Partial | Bulk::TooLarge { .. } => return Err(FrameError::InvalidBulkLength),
-        }
-    }
-    Ok(true)
+    Ok(Some(pos))
 }
 
 /// What is at `pos` of a multibulk request.
@@ -395,11 +396,15 @@ mod tests {
             }
             wire.push_str("*1\r\n$4\r\nnext\r\n");
             let mut buf = BytesMut::from(wire.as_bytes());
-            let mut args = vec![Bytes::from("stale")];
-            assert!(parse_request_shared(&mut buf, &Limits::default(), &mut args).unwrap());
-            let got: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+            let mut spans = vec![(0, 1)];
+            let found = parse_request_spans(&mut buf, &Limits::default(), &mut spans).unwrap();
+            let Some(Request::InPlace { len }) = found else {
+                panic!("{found:?}")
+            };
             let want: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
-            assert_eq!(got, want, "{n} arguments");
+            with_args(&buf, &spans, |got| assert_eq!(got, want, "{n} arguments"));
+            assert_eq!(&buf[len..], b"*1\r\n$4\r\nnext\r\n");
+            buf.advance(len);
             assert_eq!(&buf[..], b"*1\r\n$4\r\nnext\r\n");
         }
     }

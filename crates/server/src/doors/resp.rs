@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sessiond_core::{not_in_transaction, Command, Reply, SessionId, Touches};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
-    encode_error, encode_reply, error_parts, parse_request_shared, Discard, FrameError, Protocol,
+    encode_error, encode_reply, error_parts, parse_request_spans, with_args, Discard, FrameError,
+    Protocol, Request as Frame,
 };
 
 use super::{Next, SocketDoor, FLUSH_AT};
@@ -29,9 +30,9 @@ struct Conn {
     multi: Option<Multi>,
     /// WATCHed sessions and their versions then (None: absent).
     watched: Vec<(SessionId, Option<u64>)>,
-    /// The request being answered: slices of its bytes, split off the
-    /// read buffer (kept between requests for its room).
-    args: Vec<Bytes>,
+    /// Where the arguments of the request being answered are in the read
+    /// buffer (kept between requests for its room).
+    spans: Vec<(usize, usize)>,
 }
 
 /// A Redis transaction being queued.
@@ -44,8 +45,8 @@ struct Multi {
 
 /// What a request that cannot be answered at once leaves to do.
 enum Slow {
-    /// A native (or unknown) command.
-    Native,
+    /// A native (or unknown) command, parsed.
+    Native(Result<Request, native::CommandError>),
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction(redis::Transaction),
     /// A script or function.
@@ -68,7 +69,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
         discard: None,
         multi: None,
         watched: Vec::new(),
-        args: Vec::new(),
+        spans: Vec::new(),
     };
     super::serve(&mut conn).await;
 }
@@ -91,26 +92,41 @@ impl SocketDoor for Conn {
                     }
                 }
             }
-            let mut args = std::mem::take(&mut self.args);
-            let parsed =
-                parse_request_shared(&mut self.link.inbuf, &self.link.shared.limits, &mut args);
-            match parsed {
-                Ok(false) => {
-                    self.args = args;
-                    return Ok(Next::Continue);
+            let parsed = parse_request_spans(
+                &mut self.link.inbuf,
+                &self.link.shared.limits,
+                &mut self.spans,
+            );
+            let slow = match parsed {
+                Ok(None) => return Ok(Next::Continue),
+                Ok(Some(Frame::InPlace { len })) => {
+                    // Answered where its bytes are, then consumed: the
+                    // arguments are slices of the read buffer, which is
+                    // set aside meanwhile (nothing reads into it until
+                    // the request is answered or becomes `Slow`, which
+                    // holds copies).
+                    let mut inbuf = std::mem::take(&mut self.link.inbuf);
+                    let spans = std::mem::take(&mut self.spans);
+                    let slow = match spans.is_empty() {
+                        true => None,
+                        false => with_args(&inbuf, &spans, |args| self.answer_now(args)),
+                    };
+                    self.spans = spans;
+                    inbuf.advance(len);
+                    self.link.inbuf = inbuf;
+                    slow
                 }
-                Ok(true) if args.is_empty() => {
-                    self.args = args;
-                    continue;
+                Ok(Some(Frame::Inline(words))) if words.is_empty() => None,
+                Ok(Some(Frame::Inline(words))) => {
+                    let args: Vec<&[u8]> = words.iter().map(|w| &w[..]).collect();
+                    self.answer_now(&args)
                 }
-                Ok(true) => {}
                 Err(e @ FrameError::ValueTooLarge(_)) => {
                     // Answered at once; its bytes are skipped as they come.
                     encode_error("LIMIT", &e.to_string(), &mut self.link.out);
                     if let FrameError::ValueTooLarge(d) = e {
                         self.discard = Some(d);
                     }
-                    self.args = args;
                     continue;
                 }
                 Err(e) => {
@@ -118,15 +134,11 @@ impl SocketDoor for Conn {
                     encode_error("ERR", &e.to_string(), &mut self.link.out);
                     return Ok(Next::Close);
                 }
-            }
-            let next = match self.answer_now(&args) {
-                None => Ok(Next::Continue),
-                Some(slow) => self.answer_slow(slow, &args).await,
             };
-            // The slices go now: the read buffer is the only holder of its
-            // bytes again, so it can take its room back without copying.
-            args.clear();
-            self.args = args;
+            let next = match slow {
+                None => Ok(Next::Continue),
+                Some(slow) => self.answer_slow(slow).await,
+            };
             if let Next::Close = next? {
                 return Ok(Next::Close);
             }
@@ -142,16 +154,16 @@ impl Conn {
     /// (nearly every request); else what is left to do, for
     /// `answer_slow`. `args` are slices of the read buffer: what a command
     /// keeps is copied out by its parser.
-    fn answer_now(&mut self, args: &[Bytes]) -> Option<Slow> {
-        if !self.link.authenticated() && !opens_session(&args[0]) {
+    fn answer_now(&mut self, args: &[&[u8]]) -> Option<Slow> {
+        if !self.link.authenticated() && !opens_session(args[0]) {
             encode_error("NOAUTH", "Authentication required.", &mut self.link.out);
             return None;
         }
         // The name decides the door: Redis, native, or unknown. The two
         // tables share no name; the Redis one (a binary search) goes
         // first, as stock clients' requests are most of the traffic.
-        let known = redis::lookup(&args[0]);
-        if self.multi.is_some() && known.is_none() && !opens_session(&args[0]) {
+        let known = redis::lookup(args[0]);
+        if self.multi.is_some() && known.is_none() && !opens_session(args[0]) {
             // Only Redis commands queue; anything else aborts the
             // transaction, as an unknown command does on Redis.
             self.abort_multi();
@@ -163,7 +175,12 @@ impl Conn {
             return None;
         }
         let Some(known) = known else {
-            return Some(Slow::Native);
+            self.link.set_proto(Proto::Native);
+            let parsed = match native::lookup(args[0]) {
+                Some(spec) => native::parse_command(spec, copied(&args[1..])),
+                None => native::parse(copied(args)),
+            };
+            return Some(Slow::Native(parsed));
         };
         self.link.set_proto(Proto::Redis);
         self.redis_now(known, args)
@@ -171,9 +188,9 @@ impl Conn {
 
     /// What `answer_now` left: a native command, or a Redis request that
     /// waits or runs the long way.
-    async fn answer_slow(&mut self, slow: Slow, args: &[Bytes]) -> std::io::Result<Next> {
+    async fn answer_slow(&mut self, slow: Slow) -> std::io::Result<Next> {
         match slow {
-            Slow::Native => return self.handle_native(args).await,
+            Slow::Native(parsed) => return self.handle_native(parsed).await,
             Slow::Transaction(t) => self.transaction(t).await?,
             Slow::Script(op) => self.script(op).await?,
             Slow::Many(render, commands) => self.run_many(render, commands).await?,
@@ -192,18 +209,11 @@ impl Conn {
         Ok(Next::Continue)
     }
 
-    /// A native (or unknown) command.
-    async fn handle_native(&mut self, args: &[Bytes]) -> std::io::Result<Next> {
-        let parsed = match native::lookup(&args[0]) {
-            Some(spec) => {
-                self.link.set_proto(Proto::Native);
-                native::parse_command(spec, copied(&args[1..]))
-            }
-            None => {
-                self.link.set_proto(Proto::Native);
-                native::parse(copied(args))
-            }
-        };
+    /// A native (or unknown) command, parsed.
+    async fn handle_native(
+        &mut self,
+        parsed: Result<Request, native::CommandError>,
+    ) -> std::io::Result<Next> {
         let request = match parsed {
             Ok(r) => r,
             Err(e) => {
@@ -287,7 +297,7 @@ impl Conn {
     /// A Redis-door request: a transaction command, a command queued
     /// between MULTI and EXEC, or one run now — answered here unless it
     /// waits or runs the long way.
-    fn redis_now(&mut self, known: redis::Known, args: &[Bytes]) -> Option<Slow> {
+    fn redis_now(&mut self, known: redis::Known, args: &[&[u8]]) -> Option<Slow> {
         if let Some(t) = known.transaction(args, &self.link.shared.redis_keys) {
             return match t {
                 Ok(t) => Some(Slow::Transaction(t)),
@@ -711,9 +721,8 @@ fn encode_result(result: Result<Reply, sessiond_core::Error>, proto: Protocol, o
     }
 }
 
-/// Arguments the native parsers may keep as they are: copies, so nothing
-/// they keep holds the read buffer.
-fn copied(args: &[Bytes]) -> Vec<Bytes> {
+/// The arguments as the native parsers take them (they keep some).
+fn copied(args: &[&[u8]]) -> Vec<Bytes> {
     args.iter().map(|a| Bytes::copy_from_slice(a)).collect()
 }
 

@@ -159,6 +159,7 @@ pub(super) fn done(lua: &Lua) -> mlua::Result<()> {
 /// Redis would send.
 fn command(tx: &mut dyn Txn, keys: &RedisKeys, words: Vec<Bytes>) -> Result<Reply, String> {
     let not_allowed = || "ERR This Redis command is not allowed from script".to_string();
+    let words: Vec<&[u8]> = words.iter().map(|w| &w[..]).collect();
     if redis::transaction(&words, keys).is_some() {
         return Err(not_allowed());
     }
