@@ -179,12 +179,18 @@ fn parse_multibulk(
     limits: &Limits,
     spans: &mut Vec<(usize, usize)>,
 ) -> Result<Option<usize>, FrameError> {
-    let Some(end) =
-        line_end(buf, 1, MAX_HEADER).map_err(|()| FrameError::InvalidMultibulkLength)?
-    else {
-        return Ok(None);
+    let (count, end) = match plain_header(buf, 1) {
+        Some((count, end)) => (count as i64, end),
+        None => {
+            let Some(end) =
+                line_end(buf, 1, MAX_HEADER).map_err(|()| FrameError::InvalidMultibulkLength)?
+            else {
+                return Ok(None);
+            };
+            let count = parse::<i64>(&buf[1..end]).ok_or(FrameError::InvalidMultibulkLength)?;
+            (count, end)
+        }
     };
-    let count = parse::<i64>(&buf[1..end]).ok_or(FrameError::InvalidMultibulkLength)?;
     if count <= 0 {
         return Ok(Some(end + 2));
     }
@@ -220,6 +226,23 @@ fn parse_multibulk(
     Ok(Some(pos))
 }
 
+/// The common header line at `at` — 1 to 18 digits, then CRLF — read in
+/// one pass: its number and where its CR is. None for anything else (a
+/// sign, more digits, a line not all here, a bad end), which `line_end`
+/// and `parse` read as before: what this accepts, they read alike.
+fn plain_header(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut n = 0u64;
+    // At most 18 digits and the CR: no overflow, in u64 or i64.
+    for (i, &b) in buf.get(at..)?.iter().take(19).enumerate() {
+        match b {
+            b'0'..=b'9' => n = n * 10 + u64::from(b - b'0'),
+            b'\r' if i > 0 && buf.get(at + i + 1) == Some(&b'\n') => return Some((n, at + i)),
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// What is at `pos` of a multibulk request.
 enum Bulk {
     /// A bulk string whose bytes are `start..stop`, CRLF after them.
@@ -238,13 +261,21 @@ fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Bulk, FrameError> 
     if first != b'$' {
         return Err(FrameError::ExpectedBulk(first));
     }
-    let Some(end) =
-        line_end(buf, pos + 1, MAX_HEADER).map_err(|()| FrameError::InvalidBulkLength)?
-    else {
-        return Ok(Bulk::Partial);
+    let (len, end) = match plain_header(buf, pos + 1) {
+        Some(found) => found,
+        None => {
+            let Some(end) =
+                line_end(buf, pos + 1, MAX_HEADER).map_err(|()| FrameError::InvalidBulkLength)?
+            else {
+                return Ok(Bulk::Partial);
+            };
+            let len = parse::<i64>(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
+            (
+                u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?,
+                end,
+            )
+        }
     };
-    let len = parse::<i64>(&buf[pos + 1..end]).ok_or(FrameError::InvalidBulkLength)?;
-    let len = u64::try_from(len).map_err(|_| FrameError::InvalidBulkLength)?;
     let start = end + 2;
     if len > limits.max_request_len.max(limits.max_bulk_len) as u64 {
         // Too big to be worth reading through: as Redis, give up.
@@ -423,6 +454,54 @@ mod tests {
                 Bytes::from("d'e")
             ]
         );
+    }
+
+    /// Whatever the one-pass header reader accepts, the general reader
+    /// (`line_end`, then `parse`) reads alike: the same number, the same
+    /// end.
+    #[test]
+    fn the_plain_header_reads_as_the_general_one() {
+        let mut cases: Vec<Vec<u8>> = [
+            "0\r\n",
+            "3\r\n",
+            "0012\r\n",
+            "1024\r\nx",
+            "-1\r\n",
+            "+5\r\n",
+            "\r\n",
+            "12\r",
+            "12\rx",
+            "12",
+            "123456789012345678\r\n",
+            "1234567890123456789\r\n",
+            "99999999999999999999\r\n",
+            "1 2\r\n",
+        ]
+        .iter()
+        .map(|c| c.as_bytes().to_vec())
+        .collect();
+        // And every short line of digits, signs, CR, LF and a letter.
+        let alphabet = b"09-+\r\nx";
+        for n in 0..alphabet.len().pow(5) {
+            let (mut n, mut line) = (n, Vec::new());
+            for _ in 0..5 {
+                line.push(alphabet[n % alphabet.len()]);
+                n /= alphabet.len();
+            }
+            cases.push(line);
+        }
+        let mut accepted = 0;
+        for case in cases {
+            let Some((n, end)) = plain_header(&case, 0) else {
+                continue;
+            };
+            assert_eq!(line_end(&case, 0, MAX_HEADER), Ok(Some(end)), "{case:?}");
+            assert_eq!(parse::<i64>(&case[..end]), Some(n as i64), "{case:?}");
+            accepted += 1;
+        }
+        // "0012\r\n", "1024\r\nx", the 18 digits, and the short lines like
+        // "90\r\n…".
+        assert!(accepted > 100, "{accepted}");
     }
 
     #[test]
