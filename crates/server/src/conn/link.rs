@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -255,13 +256,26 @@ impl Link {
             return Ok(false);
         }
         let (due, what) = self.dog.read_deadline(self.inbuf.len());
-        // In this order, with no random start (`biased`): a stop is seen
-        // by `stopped` above at the next read however busy the client.
-        tokio::select! {
-            biased;
-            n = self.io.read_buf(&mut self.inbuf) => Ok(self.got(n?)),
-            () = self.stop.wait() => Ok(false),
-            () = self.dog.until(due) => Err(timed_out(what)),
+        // The read first: a stop is seen by `stopped` above at the next
+        // read however busy the client. (By hand, not `select!`: this runs
+        // twice per request, once to wait and once to read.)
+        let (io, inbuf, stop, dog) = (&mut self.io, &mut self.inbuf, &mut self.stop, &mut self.dog);
+        let read = std::future::poll_fn(|cx| {
+            if let Poll::Ready(n) = io.poll_read_buf(cx, inbuf) {
+                return Poll::Ready(n.map(Some));
+            }
+            if stop.poll_stopped(cx).is_ready() {
+                return Poll::Ready(Ok(None));
+            }
+            match dog.poll_until(cx, due) {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out(what))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match read? {
+            Some(n) => Ok(self.got(n)),
+            None => Ok(false),
         }
     }
 

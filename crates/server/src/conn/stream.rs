@@ -5,6 +5,7 @@
 //! (`try_write`): when it fits the socket, without a future. TLS goes
 //! through its session as an `AsyncRead`/`AsyncWrite`.
 
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -38,9 +39,20 @@ impl Stream {
     /// the next event instead of asking the kernel to be told there is
     /// nothing.)
     pub(crate) async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_buf(cx, buf)).await
+    }
+
+    /// [`Stream::read_buf`] as a poll.
+    pub(crate) fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        // A `read_buf` future holds nothing but its two borrows: dropped
+        // after a pending poll, it loses nothing.
         match self {
-            Stream::Plain(tcp) => tcp.read_buf(buf).await,
-            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Plain(tcp) => std::pin::pin!(tcp.read_buf(buf)).poll(cx),
+            Stream::Tls(s) => std::pin::pin!(s.read_buf(buf)).poll(cx),
         }
     }
 

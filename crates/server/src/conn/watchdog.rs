@@ -62,16 +62,21 @@ impl Watchdog {
 
     /// Resolves at `due` (never for `None`).
     pub(crate) async fn until(&mut self, due: Option<Instant>) {
+        std::future::poll_fn(|cx| self.poll_until(cx, due)).await;
+    }
+
+    /// Ready at `due` (never for `None`).
+    pub(crate) fn poll_until(&mut self, cx: &mut Context<'_>, due: Option<Instant>) -> Poll<()> {
         let Some(due) = due else {
-            return std::future::pending().await;
+            return Poll::Pending;
         };
         loop {
             if self.timer.is_elapsed() || self.timer.deadline() > due {
                 self.timer.as_mut().reset(due);
             }
-            self.timer.as_mut().await;
+            std::task::ready!(self.timer.as_mut().poll(cx));
             if Instant::now() >= due {
-                return;
+                return Poll::Ready(());
             }
         }
     }
@@ -105,7 +110,8 @@ impl Stop {
         std::future::poll_fn(|cx| self.poll_stopped(cx))
     }
 
-    fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once the server is stopping (as [`Stop::wait`]).
+    pub(crate) fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.signal.fired() {
             return Poll::Ready(());
         }
