@@ -27,8 +27,9 @@ fn refused(status: Status, message: &str, quiet: bool) -> Parsed {
 /// Whether `t` may be a key: at most 250 bytes, no control characters
 /// or spaces.
 fn is_key(t: &[u8]) -> bool {
-    // Printable ASCII (0x21..=0x7e) or any byte of 0x80 and up.
-    t.len() <= MAX_KEY_LEN && t.iter().all(|&b| b > b' ' && b != 0x7f)
+    // Printable ASCII (0x21..=0x7e) or any byte of 0x80 and up. No early
+    // exit: the loop runs over the whole key in vector steps.
+    t.len() <= MAX_KEY_LEN && t.iter().fold(true, |ok, &b| ok & (b > b' ') & (b != 0x7f))
 }
 
 /// The keys of a get: slices of its `line`; None if one is no key.
@@ -485,4 +486,24 @@ fn quiet_drops(answer: &Answer) -> bool {
 
 fn one_line(message: &str) -> String {
     message.replace(['\r', '\n'], " ")
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    /// Every byte, alone and inside a key, is allowed exactly when it is
+    /// printable ASCII or 0x80 and up; a key is at most 250 bytes.
+    #[test]
+    fn a_key_is_printable_and_short() {
+        for b in 0..=255u8 {
+            let allowed = (0x21..=0x7e).contains(&b) || b >= 0x80;
+            assert_eq!(is_key(&[b]), allowed, "{b:#x}");
+            let mut long = vec![b'k'; 40];
+            long[17] = b;
+            assert_eq!(is_key(&long), allowed, "{b:#x} inside");
+        }
+        assert!(is_key(&[b'k'; MAX_KEY_LEN]));
+        assert!(!is_key(&[b'k'; MAX_KEY_LEN + 1]));
+    }
 }
