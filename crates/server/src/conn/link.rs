@@ -47,6 +47,11 @@ pub(crate) struct Link {
     /// How much input a connection waiting for a lock keeps reading
     /// (pipelined requests), at most.
     max_buffer_while_waiting: usize,
+    /// How much room a read is given (at least half of it): the buffers'
+    /// first size, doubled (up to [`MAX_READ_ROOM`]) each time a read
+    /// fills its room — a client that pipelines more than that gets its
+    /// batch in one read.
+    read_room: usize,
 }
 
 impl Link {
@@ -72,6 +77,7 @@ impl Link {
             out: BytesMut::with_capacity(capacity),
             door,
             max_buffer_while_waiting,
+            read_room: capacity.min(MAX_READ_ROOM),
         }
     }
 
@@ -255,6 +261,7 @@ impl Link {
         if self.stop.stopped() {
             return Ok(false);
         }
+        let room = self.make_room();
         let (due, what) = self.dog.read_deadline(self.inbuf.len());
         // The read first: a stop is seen by `stopped` above at the next
         // read however busy the client. (By hand, not `select!`: this runs
@@ -274,14 +281,29 @@ impl Link {
         })
         .await;
         match read? {
-            Some(n) => Ok(self.got(n)),
+            Some(n) => Ok(self.got(n, room)),
             None => Ok(false),
         }
     }
 
-    /// Counts `n` bytes read: true if there were any (none is the end of
-    /// the stream).
-    fn got(&mut self, n: usize) -> bool {
+    /// Makes the read buffer's spare room at least `read_room` once it is
+    /// down to half of that (taking back the space of answered requests,
+    /// or growing; not at every read, which would move the buffer's start
+    /// for each small request): the room.
+    fn make_room(&mut self) -> usize {
+        if self.inbuf.capacity() - self.inbuf.len() < self.read_room / 2 {
+            self.inbuf.reserve(self.read_room);
+        }
+        self.inbuf.capacity() - self.inbuf.len()
+    }
+
+    /// Counts `n` bytes read into `room`: true if there were any (none is
+    /// the end of the stream). A read that filled its room gives the next
+    /// one more.
+    fn got(&mut self, n: usize, room: usize) -> bool {
+        if n == room {
+            self.read_room = (self.read_room * 2).min(MAX_READ_ROOM);
+        }
         self.dog.len_after_read = self.inbuf.len();
         self.counters()
             .bytes_in
@@ -297,8 +319,9 @@ impl Link {
         if self.stop.stopped() {
             return false;
         }
+        let room = self.make_room();
         match now_or_never(self.io.read_buf(&mut self.inbuf)).await {
-            Some(Ok(n)) if n > 0 => self.got(n),
+            Some(Ok(n)) if n > 0 => self.got(n, room),
             // Nothing yet, the end, or an error: the next `read_more`
             // waits for it or sees it.
             _ => false,
@@ -480,6 +503,10 @@ async fn now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
         () = std::future::ready(()) => None,
     }
 }
+
+/// The most room a read is given (see `Link::read_room`): a client's
+/// batch of up to this much is read at once.
+const MAX_READ_ROOM: usize = 64 * 1024;
 
 /// How long a client with more than `max_output` unsent may leave the
 /// socket full before it is cut off (a reading client drains it at once).
