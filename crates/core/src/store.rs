@@ -432,6 +432,33 @@ impl Shard {
         self.sessions.get_mut(id).map(|s| &mut **s)
     }
 
+    /// `f` of the session if it is alive at `now` (as [`Shard::live`],
+    /// and marked read if `touch`, as [`Shard::live_touched`]): one
+    /// look-up for a session alive and not past its deadline, the common
+    /// case — `live` takes two, as it must return the session borrowed.
+    pub(crate) fn with_live<R>(
+        &mut self,
+        id: &SessionId,
+        now: u64,
+        touch: bool,
+        f: impl FnOnce(&Session) -> R,
+    ) -> Option<R> {
+        if let Some(s) = self.sessions.get_mut(id) {
+            if s.deadline_ms() > now {
+                if touch {
+                    touch_session(s, &self.journal, id, now);
+                }
+                return Some(f(s));
+            }
+        }
+        // Absent, or past its deadline: removed then unless locked.
+        let s = match touch {
+            true => self.live_touched(id, now)?,
+            false => self.live(id, now)?,
+        };
+        Some(f(s))
+    }
+
     /// [`Shard::live`], and marks the session read ([`Shard::touch`]).
     pub(crate) fn live_touched(&mut self, id: &SessionId, now: u64) -> Option<&mut Session> {
         if !self.keep_if_live(id, now) {

@@ -205,12 +205,9 @@ impl Engine {
 
     pub(super) fn get_data(&self, id: &SessionId, touch: bool, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
-        let session = if touch {
-            Self::alive_touched(&mut shard, id, now)?
-        } else {
-            Self::alive(&mut shard, id, now)?
-        };
-        Ok(Reply::Bulk(session.data.clone()))
+        shard
+            .with_live(id, now, touch, |s| Reply::Bulk(s.data.clone()))
+            .ok_or_else(|| Error::NoSession(id.clone()))
     }
 
     pub(super) fn set_data(&self, id: &SessionId, data: Bytes, now: u64) -> Result<Reply, Error> {
@@ -235,7 +232,7 @@ impl Engine {
             .map(|t| self.timeout_or_default(Some(t)))
             .transpose()?;
         let mut shard = self.store.lock(&id);
-        let old = shard.live(&id, now).map(|s| (s.data.clone(), s.version));
+        let old = shard.with_live(&id, now, false, |s| (s.data.clone(), s.version));
         let stored = match (condition, &old) {
             (StoreIf::Always, _) => true,
             (StoreIf::Absent, old) => old.is_none(),
@@ -316,16 +313,17 @@ impl Engine {
             .map(|t| self.timeout_or_default(Some(t)))
             .transpose()?;
         let mut shard = self.store.lock(id);
-        Self::alive(&mut shard, id, now)?;
         if let Some(t) = timeout {
+            Self::alive(&mut shard, id, now)?;
             shard.write_timeout(id, t, now);
         }
-        let s = Self::alive(&mut shard, id, now)?;
-        Ok(Reply::Item {
-            data: s.data.clone(),
-            flags: s.flags,
-            version: s.version,
-        })
+        shard
+            .with_live(id, now, false, |s| Reply::Item {
+                data: s.data.clone(),
+                flags: s.flags,
+                version: s.version,
+            })
+            .ok_or_else(|| Error::NoSession(id.clone()))
     }
 
     pub(super) fn incr_data(

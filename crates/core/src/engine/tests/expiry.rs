@@ -229,3 +229,62 @@ fn incr_by_counts_as_redis_does() {
     .unwrap();
     assert_eq!(f.run(incr(1)), Err(Error::IncrOverflow));
 }
+
+/// The reads that look a session up once (GET, a memcached get, a store's
+/// look at the old value) see a session past its deadline as gone unless
+/// it is locked, and a touching GET slides the deadline.
+#[test]
+fn one_look_up_reads_see_expiry_as_the_others_do() {
+    use crate::command::{StoreIf, StoreReply};
+    let f = fixture();
+    let create = |id: &str| Command::Create {
+        id: sid(id),
+        class: None,
+        data: Some(b("v")),
+        timeout_ms: Some(1_000),
+    };
+    let item = |id: &str| Command::Item {
+        id: sid(id),
+        timeout_ms: None,
+    };
+    let absent_store = |id: &str| Command::Store {
+        id: sid(id),
+        data: b("new"),
+        timeout_ms: None,
+        flags: None,
+        condition: StoreIf::Absent,
+        reply: StoreReply::Old,
+        key_form: 0,
+    };
+    for id in ["alive", "touched", "expired", "locked", "stored"] {
+        f.run(create(id)).unwrap();
+    }
+    let key = f.key(&f.client, "locked", LockMode::Write);
+    f.clock.advance(600);
+    // A touching read at 600 ms slides "touched" to 1,600.
+    assert_eq!(
+        f.run(Command::GetData {
+            id: sid("touched"),
+            touch: true
+        })
+        .unwrap(),
+        Reply::Bulk(b("v"))
+    );
+    assert_eq!(f.get_data("alive").unwrap(), Reply::Bulk(b("v")));
+    assert!(matches!(f.run(item("alive")).unwrap(), Reply::Item { .. }));
+    f.clock.advance(600);
+    assert_eq!(f.get_data("touched").unwrap(), Reply::Bulk(b("v")));
+    assert!(matches!(f.get_data("expired"), Err(Error::NoSession(_))));
+    assert!(matches!(f.run(item("alive")), Err(Error::NoSession(_))));
+    // A held lock keeps its session alive past the deadline.
+    assert_eq!(f.get_data("locked").unwrap(), Reply::Bulk(b("v")));
+    assert!(matches!(f.run(item("locked")).unwrap(), Reply::Item { .. }));
+    // NX stores over an expired session as over a missing one.
+    assert_eq!(f.run(absent_store("stored")).unwrap(), Reply::Nil);
+    assert_eq!(f.get_data("stored").unwrap(), Reply::Bulk(b("new")));
+    f.run(Command::Unlock {
+        id: sid("locked"),
+        key,
+    })
+    .unwrap();
+}
