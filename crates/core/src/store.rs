@@ -394,7 +394,7 @@ impl Shard {
             return;
         };
         if s.timeout_ms == timeout_ms {
-            self.touch(id, now);
+            touch_session(s, &self.journal, id, now);
             return;
         }
         self.usage.retime(s.timeout_ms, timeout_ms);
