@@ -160,7 +160,7 @@ impl Conn {
             return None;
         }
         // The name decides the door: Redis, native, or unknown. The two
-        // tables share no name; the Redis one (a binary search) goes
+        // tables share no name; the Redis one (a table look-up) goes
         // first, as stock clients' requests are most of the traffic.
         let known = redis::lookup(args[0]);
         if self.multi.is_some() && known.is_none() && !opens_session(args[0]) {
