@@ -57,6 +57,9 @@ enum Slow {
     Later(Later, redis::Render),
 }
 
+/// Argument ranges a connection keeps room for between requests.
+const MAX_KEPT_SPANS: usize = 1024;
+
 /// Most requests one MULTI may queue, and keys one connection may WATCH
 /// (each request is bounded by the request limits already).
 const MAX_QUEUED: usize = 10_000;
@@ -112,6 +115,11 @@ impl SocketDoor for Conn {
                         false => with_args(&inbuf, &spans, |args| self.answer_now(args)),
                     };
                     self.spans = spans;
+                    if self.spans.capacity() > MAX_KEPT_SPANS {
+                        // A request of many arguments does not leave its
+                        // room behind for the connection's life.
+                        self.spans = Vec::new();
+                    }
                     inbuf.advance(len);
                     self.link.inbuf = inbuf;
                     slow
