@@ -165,7 +165,7 @@ fn put_bulk(out: &mut BytesMut, b: &[u8]) {
 
 fn put_header(out: &mut BytesMut, kind: u8, len: usize) {
     out.put_u8(kind);
-    crate::decimal::put_i64(out, len as i64);
+    crate::decimal::put_u64(out, len as u64);
     out.put_slice(b"\r\n");
 }
 

@@ -339,17 +339,10 @@ impl Link {
         }
         // Most replies go out in one write that completes at once: tried
         // first, with no future, no clock read and no timer.
-        let mut written = match self.io.try_write(&self.out) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                match now_or_never(self.io.write(&self.out)).await {
-                    Some(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-                    Some(n) => n?,
-                    None => 0,
-                }
-            }
-            Err(e) => return Err(e),
+        let mut written = match self.io.write_now(&self.out) {
+            Some(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Some(n) => n?,
+            None => 0,
         };
         // The request timeout runs from the first wait, if any.
         let request = self.dog.timeouts.request;

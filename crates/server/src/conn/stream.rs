@@ -1,9 +1,9 @@
 //! A client connection's byte stream, plain TCP or TLS over it, so the
 //! doors never care which it is.
 //!
-//! A reply to plain TCP is written on the socket's readiness
-//! (`try_write`): when it fits the socket, without a future. TLS goes
-//! through its session as an `AsyncRead`/`AsyncWrite`.
+//! A reply that fits the socket is written without a future
+//! ([`Stream::write_now`]); TLS goes through its session as an
+//! `AsyncRead`/`AsyncWrite`.
 
 use std::future::Future;
 use std::io;
@@ -56,13 +56,24 @@ impl Stream {
         }
     }
 
-    /// Writes what of `buf` the socket takes now, without waiting: the
-    /// count, or an error of kind `WouldBlock` when it takes nothing (or,
-    /// under TLS, when this cannot tell without waiting).
-    pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// Writes what of `buf` the stream takes now, without waiting: None
+    /// when it takes nothing yet. Plain TCP writes on the socket's
+    /// readiness (`try_write`, no future); TLS is polled once, and a
+    /// pending write is polled again, with the task's waker, by the wait
+    /// that follows.
+    pub(crate) fn write_now(&mut self, buf: &[u8]) -> Option<io::Result<usize>> {
         match self {
-            Stream::Plain(tcp) => tcp.try_write(buf),
-            Stream::Tls(_) => Err(io::ErrorKind::WouldBlock.into()),
+            Stream::Plain(tcp) => match tcp.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                written => Some(written),
+            },
+            Stream::Tls(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match Pin::new(s.as_mut()).poll_write(&mut cx, buf) {
+                    Poll::Ready(written) => Some(written),
+                    Poll::Pending => None,
+                }
+            }
         }
     }
 
