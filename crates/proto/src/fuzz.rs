@@ -85,7 +85,7 @@ pub fn memcache(data: &[u8], protocol: Protocol) {
         match memcache::parse(&mut buf, protocol, &limits) {
             Ok(Some(Parsed::Request(req))) => {
                 assert!(buf.len() < before, "a request consumes bytes");
-                if let memcache::Op::Store { data, .. } = &req.op {
+                if let memcache::Op::Store(memcache::Store { data, .. }) = &req.op {
                     assert!(data.len() <= limits.max_bulk_len);
                 }
                 memcache::encode(&Answer::Ok, &req.meta, &mut out);

@@ -5,7 +5,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
-    Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, StoreKind, MAX_KEY_LEN,
+    Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, Store, StoreKind,
+    MAX_KEY_LEN,
 };
 use crate::Limits;
 
@@ -166,7 +167,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
             keys: Keys::One(key),
             touch: Some(i64::from(be32(&extras, 0))),
         },
-        SET | ADD | REPLACE if shape(8, true, true) => Op::Store {
+        SET | ADD | REPLACE if shape(8, true, true) => Op::Store(Store {
             kind: match (base, cas) {
                 (ADD, _) => StoreKind::Add,
                 (_, 0) if base == SET => StoreKind::Set,
@@ -177,8 +178,8 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
             flags: be32(&extras, 0),
             exptime: i64::from(be32(&extras, 4)),
             data: value,
-        },
-        APPEND | PREPEND if shape(0, true, true) => Op::Store {
+        }),
+        APPEND | PREPEND if shape(0, true, true) => Op::Store(Store {
             kind: if base == APPEND {
                 StoreKind::Append
             } else {
@@ -188,7 +189,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
             flags: 0,
             exptime: 0,
             data: value,
-        },
+        }),
         DELETE if shape(0, true, false) => Op::Delete { key },
         INCREMENT | DECREMENT if shape(20, true, false) => {
             let delta = be64(&extras, 0);

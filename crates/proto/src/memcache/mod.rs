@@ -62,6 +62,16 @@ pub enum StoreKind {
     Cas(u64),
 }
 
+/// A storage command: `set`, `add`, `replace`, `append`, `prepend`, `cas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub kind: StoreKind,
+    pub key: Bytes,
+    pub flags: u32,
+    pub exptime: i64,
+    pub data: Bytes,
+}
+
 /// The keys of a get: most name one, held without a vector.
 #[derive(Debug, Clone)]
 pub enum Keys {
@@ -96,47 +106,21 @@ impl PartialEq for Keys {
 
 impl Eq for Keys {}
 
-impl From<Vec<Bytes>> for Keys {
-    fn from(mut v: Vec<Bytes>) -> Self {
-        match v.pop() {
-            Some(k) if v.is_empty() => Keys::One(k),
-            Some(k) => {
-                v.push(k);
-                Keys::Many(v)
-            }
-            None => Keys::Many(v),
-        }
-    }
-}
-
 impl IntoIterator for Keys {
     type Item = Bytes;
     type IntoIter = KeysIter;
 
     fn into_iter(self) -> KeysIter {
-        match self {
-            Keys::One(k) => KeysIter::One(Some(k)),
-            Keys::Many(v) => KeysIter::Many(v.into_iter()),
-        }
+        let (one, many) = match self {
+            Keys::One(k) => (Some(k), Vec::new()),
+            Keys::Many(v) => (None, v),
+        };
+        one.into_iter().chain(many)
     }
 }
 
 /// The keys of a get, by value.
-pub enum KeysIter {
-    One(Option<Bytes>),
-    Many(std::vec::IntoIter<Bytes>),
-}
-
-impl Iterator for KeysIter {
-    type Item = Bytes;
-
-    fn next(&mut self) -> Option<Bytes> {
-        match self {
-            KeysIter::One(k) => k.take(),
-            KeysIter::Many(v) => v.next(),
-        }
-    }
-}
+pub type KeysIter = std::iter::Chain<std::option::IntoIter<Bytes>, std::vec::IntoIter<Bytes>>;
 
 /// What a request asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,13 +131,7 @@ pub enum Op {
         keys: Keys,
         touch: Option<i64>,
     },
-    Store {
-        kind: StoreKind,
-        key: Bytes,
-        flags: u32,
-        exptime: i64,
-        data: Bytes,
-    },
+    Store(Store),
     Delete {
         key: Bytes,
     },

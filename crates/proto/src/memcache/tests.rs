@@ -49,33 +49,33 @@ fn text_commands_parse() {
     assert_eq!(
         ops[0],
         &Op::Get {
-            keys: vec![b("a"), b("b")].into(),
+            keys: Keys::Many(vec![b("a"), b("b")]),
             touch: None
         }
     );
     assert_eq!(
         ops[2],
         &Op::Get {
-            keys: vec![b("d")].into(),
+            keys: Keys::One(b("d")),
             touch: Some(10)
         }
     );
     assert_eq!(
         ops[3],
-        &Op::Store {
+        &Op::Store(Store {
             kind: StoreKind::Set,
             key: b("k"),
             flags: 5,
             exptime: 60,
             data: b("abc")
-        }
+        })
     );
     assert!(matches!(
         ops[4],
-        Op::Store {
+        Op::Store(Store {
             kind: StoreKind::Cas(77),
             ..
-        }
+        })
     ));
     let Parsed::Request(cas) = &parsed[4] else {
         unreachable!()
@@ -104,10 +104,10 @@ fn text_commands_parse() {
     assert_eq!(ops[15], &Op::Quit);
     assert!(matches!(
         ops[16],
-        Op::Store {
+        Op::Store(Store {
             kind: StoreKind::Append,
             ..
-        }
+        })
     ));
 }
 
@@ -125,7 +125,7 @@ fn a_request_split_anywhere_waits_for_the_rest() {
             got.push(p);
         }
         assert_eq!(got.len(), 2, "cut at {cut}");
-        assert!(matches!(op(&got[0]), Op::Store { data, .. } if data == "hello"));
+        assert!(matches!(op(&got[0]), Op::Store(Store { data, .. }) if data == "hello"));
     }
 }
 
@@ -255,13 +255,13 @@ fn binary_requests_parse() {
     let set = bin(0x11, &extras, b"k", b"v");
     assert_eq!(
         set.op,
-        Op::Store {
+        Op::Store(Store {
             kind: StoreKind::Set,
             key: b("k"),
             flags: 5,
             exptime: 60,
             data: b("v")
-        }
+        })
     );
     assert!(set.meta.quiet);
     assert_eq!(set.meta.opaque, 7);
@@ -410,7 +410,7 @@ fn stored_values_do_not_keep_the_read_buffer_alive() {
             .unwrap()
             .expect("one request");
         match op(&parsed) {
-            Op::Store { data, .. } => {
+            Op::Store(Store { data, .. }) => {
                 assert_eq!(&data[..], b"abc");
                 assert!(
                     !range.contains(&(data.as_ptr() as usize)),

@@ -4,8 +4,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
-    put_line, Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, StoreKind,
-    MAX_KEY_LEN,
+    put_line, Answer, FrameError, Keys, Meta, Op, Parsed, Protocol, Request, Status, Store,
+    StoreKind, MAX_KEY_LEN,
 };
 use crate::decimal::{parse as num, put_u64};
 use crate::Limits;
@@ -402,13 +402,13 @@ fn read_block(
     let data = Bytes::copy_from_slice(&buf[..h.len]);
     buf.advance(block);
     Some(Parsed::Request(Request {
-        op: Op::Store {
+        op: Op::Store(Store {
             kind: h.kind,
             key,
             flags: h.flags,
             exptime: h.exptime,
             data,
-        },
+        }),
         meta,
     }))
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
 use sessiond_proto::memcache::{
-    self, expiry, Answer, Expiry, Hit, Keys, Meta, Op, Parsed, Protocol, Status, StoreKind,
+    self, expiry, Answer, Expiry, Hit, Keys, Meta, Op, Parsed, Protocol, Status, Store, StoreKind,
 };
 use sessiond_proto::redis::Key;
 
@@ -167,11 +167,11 @@ impl Conn {
     /// Anything else is refused.
     async fn login_first(&mut self, op: Op, protocol: Protocol) -> Answer {
         match op {
-            Op::Store {
+            Op::Store(Store {
                 kind: StoreKind::Set,
                 data,
                 ..
-            } if protocol == Protocol::Text => {
+            }) if protocol == Protocol::Text => {
                 let token = data.strip_suffix(b"\n").unwrap_or(&data);
                 let token = token.strip_suffix(b"\r").unwrap_or(token);
                 let Some(space) = token.iter().position(|&b| b == b' ') else {
@@ -235,30 +235,16 @@ impl Conn {
                 };
                 (cmd, Then::Get { key, binary })
             }
-            Op::Store {
-                kind,
-                key,
-                flags,
-                exptime,
-                data,
-            } => {
-                let expiry = expiry(exptime, now_unix());
-                let id = match self.link.shared.memcache_keys.map(&key) {
+            Op::Store(store) => {
+                let expiry = expiry(store.exptime, now_unix());
+                let id = match self.link.shared.memcache_keys.map(&store.key) {
                     Key::Session(id) if expiry != Expiry::Past => id,
                     // A lock key, or a store gone at once: the long way.
-                    _ => {
-                        return Err(Slow::Op(Op::Store {
-                            kind,
-                            key,
-                            flags,
-                            exptime,
-                            data,
-                        }))
-                    }
+                    _ => return Err(Slow::Op(Op::Store(store))),
                 };
                 self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
                 let timeout_ms = self.timeout_of(expiry);
-                let (cmd, missing) = store_command(kind, id, flags, timeout_ms, data, binary);
+                let (cmd, missing) = store_command(id, store, timeout_ms, binary);
                 (cmd, Then::Store { missing })
             }
             op => return Err(Slow::Op(op)),
@@ -288,17 +274,14 @@ impl Conn {
         let binary = meta.protocol == Protocol::Binary;
         match op {
             Op::Get { keys, touch } => self.get(keys, touch, binary).await,
-            Op::Store {
-                kind,
-                key,
-                flags,
-                exptime,
-                data,
-            } => {
+            Op::Store(store) => {
                 self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
-                match self.link.shared.memcache_keys.map(&key) {
-                    Key::Session(id) => self.store(id, kind, flags, exptime, data, binary).await,
-                    Key::Lock(id) => self.take_lock(id, kind, exptime, data, binary).await,
+                match self.link.shared.memcache_keys.map(&store.key) {
+                    Key::Session(id) => self.store(id, store, binary).await,
+                    Key::Lock(id) => {
+                        self.take_lock(id, store.kind, store.exptime, store.data, binary)
+                            .await
+                    }
                 }
             }
             Op::Delete { key } => {
@@ -459,15 +442,12 @@ impl Conn {
     async fn store(
         &mut self,
         id: SessionId,
-        kind: StoreKind,
-        flags: u32,
-        exptime: i64,
-        data: Bytes,
+        store: Store,
         binary: bool,
     ) -> std::io::Result<Answer> {
-        let expiry = expiry(exptime, now_unix());
+        let expiry = expiry(store.exptime, now_unix());
         let timeout_ms = self.timeout_of(expiry);
-        let (cmd, missing) = store_command(kind, id.clone(), flags, timeout_ms, data, binary);
+        let (cmd, missing) = store_command(id.clone(), store, timeout_ms, binary);
         let answer = stored(self.exec(cmd).await?, missing);
         if expiry == Expiry::Past && matches!(answer, Answer::Stored { .. }) {
             // Stored, and already past its time: gone at once.
@@ -566,15 +546,17 @@ fn auth_failure(refused: &Refused) -> Answer {
     Answer::Fail(Status::AuthError, message)
 }
 
-/// A store's engine command, and the status its unmet condition answers.
+/// A store's engine command on `id` (its key's session), and the status
+/// its unmet condition answers.
 fn store_command(
-    kind: StoreKind,
     id: SessionId,
-    flags: u32,
+    store: Store,
     timeout_ms: Option<u64>,
-    data: Bytes,
     binary: bool,
 ) -> (Command, Status) {
+    let Store {
+        kind, flags, data, ..
+    } = store;
     match kind {
         StoreKind::Append | StoreKind::Prepend => (
             Command::Append {
