@@ -1,7 +1,8 @@
 //! Heap allocations per request on the hot path: a Redis-door GET and SET
-//! of a 1 KiB value, and a memcached text get and set, counted by a counting global allocator around a real
-//! server (in this process, on a loopback port, the embedded store in
-//! memory) driven by a client that allocates nothing while it is counted.
+//! of a 1 KiB value, and a memcached text get and set, counted by a
+//! counting global allocator around a real server (in this process, on a
+//! loopback port, the embedded store in memory) driven by a client that
+//! allocates nothing while it is counted.
 //! A GET allocates nothing and a SET only the stored copy of its value
 //! (arguments are slices of the read buffer); an allocation added to the
 //! path fails here (BENCHMARKS.md, "Instructions per request").
