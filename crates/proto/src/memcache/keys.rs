@@ -33,7 +33,7 @@ impl McKeys {
 
     /// The session (or lock) a key names. A key that matches no prefix is a
     /// session whose id is the whole key (or, after `lock.`, its lock).
-    pub fn map(&self, key: &Bytes) -> Key {
+    pub fn map(&self, key: &[u8]) -> Key {
         let rest = self.prefixes.strip(key);
         match rest.strip_prefix(LOCK_PREFIX) {
             Some(id) if !id.is_empty() => Key::Lock(SessionId::copy_from_slice(id)),

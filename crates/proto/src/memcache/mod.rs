@@ -22,6 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub use binary::request as binary_request;
 pub use keys::{McKeys, LOCK_PREFIX};
+pub use text::{put_hit, quick, Quick};
 
 use crate::Limits;
 
@@ -189,7 +190,8 @@ pub struct Meta {
 }
 
 impl Meta {
-    fn text() -> Self {
+    /// A text request's: a reply, no CAS shown.
+    pub fn text() -> Self {
         Self {
             protocol: Protocol::Text,
             quiet: false,

@@ -346,16 +346,21 @@ fn keys_map_to_sessions_and_locks() {
     assert_eq!(keys.map(&b("lock.")), Key::Session(sid("lock.")));
 }
 
-/// Feeds random inputs to a parser: it never panics, and every request it
-/// returns consumed bytes (so a connection loop always makes progress).
-fn fuzz(protocol: Protocol, alphabet: &[u8], seed: u64, rounds: usize) {
+/// A xorshift64 generator from `seed` (not zero).
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed;
-    let mut next = || {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+/// Feeds random inputs to a parser: it never panics, and every request it
+/// returns consumed bytes (so a connection loop always makes progress).
+fn fuzz(protocol: Protocol, alphabet: &[u8], seed: u64, rounds: usize) {
+    let mut next = xorshift(seed);
     let limits = limits();
     for _ in 0..rounds {
         let len = (next() % 64) as usize;
@@ -473,4 +478,151 @@ fn text_lines_of_too_many_tokens_are_refused_and_skipped() {
         assert!(matches!(op(&next), Op::Get { keys, .. } if keys.as_slice() == [b("k")]));
         assert!(buf.is_empty());
     }
+}
+
+/// What `quick` reads, as `parse` reads it: the request and the bytes it
+/// takes.
+fn quick_as_parsed(q: Quick<'_>) -> (Op, bool) {
+    match q {
+        Quick::Get { key } => (
+            Op::Get {
+                keys: Keys::One(Bytes::copy_from_slice(key)),
+                touch: None,
+            },
+            false,
+        ),
+        Quick::Set {
+            key,
+            flags,
+            exptime,
+            data,
+            noreply,
+        } => (
+            Op::Store(Store {
+                kind: StoreKind::Set,
+                key: Bytes::copy_from_slice(key),
+                flags,
+                exptime,
+                data: Bytes::copy_from_slice(data),
+            }),
+            noreply,
+        ),
+    }
+}
+
+/// Whenever `quick` reads a request, `parse` reads the same one from the
+/// same bytes and consumes as many.
+fn quick_reads_like_parse(input: &[u8], limits: &Limits) -> bool {
+    let Some((q, len)) = quick(input, limits) else {
+        return false;
+    };
+    let mut buf = BytesMut::from(input);
+    let parsed = parse(&mut buf, Protocol::Text, limits);
+    let Ok(Some(Parsed::Request(request))) = parsed else {
+        panic!("quick read {q:?} from {input:?}, parse: {parsed:?}");
+    };
+    let (op, quiet) = quick_as_parsed(q);
+    assert_eq!(request.op, op, "{input:?}");
+    assert_eq!(request.meta.quiet, quiet, "{input:?}");
+    assert!(!request.meta.show_cas);
+    assert_eq!(input.len() - buf.len(), len, "{input:?}");
+    true
+}
+
+#[test]
+fn quick_reads_the_common_gets_and_sets_as_parse_does() {
+    let limits = limits();
+    for input in [
+        &b"get memc.sess.key.abc\r\n"[..],
+        b"get k\r\nget j\r\n",
+        b"set k 0 0 3\r\nabc\r\n",
+        b"set memc.sess.key.abc 4294967295 -1 0\r\n\r\nget x\r\n",
+        b"set k 7 2592001 5 noreply\r\nab\r\nc\r\n",
+        b"set k +1 +60 3\r\nabc\r\n",
+    ] {
+        assert!(quick_reads_like_parse(input, &limits), "{input:?}");
+    }
+    // Everything else is left to `parse`: other spellings, other
+    // commands, what is not whole yet, what `parse` refuses.
+    for input in [
+        &b"GET k\r\n"[..],
+        b"get  k\r\n",
+        b"get k \r\n",
+        b"get k\n",
+        b"get a b\r\n",
+        b"get \r\n",
+        b"gets k\r\n",
+        b"get k",
+        b"set k 0 0 3\r\nab",
+        b"set k 0 0 3\r\nabcd\r\n",
+        b"set k 0 0 3 noreplyx\r\nabc\r\n",
+        b"set k 0 0 3 noreply extra\r\nabc\r\n",
+        b"set k 0 0 101\r\n",
+        b"set k 0 0\r\n",
+        b"set k x 0 3\r\nabc\r\n",
+        b"set k 4294967296 0 3\r\nabc\r\n",
+        b"add k 0 0 3\r\nabc\r\n",
+        b"set k\x01 0 0 3\r\nabc\r\n",
+        b"get k\x7f\r\n",
+    ] {
+        assert!(quick(input, &limits).is_none(), "{input:?}");
+    }
+    // A line or a request over the limits is `parse`'s to refuse.
+    let tight = Limits {
+        max_inline_len: 10,
+        ..limits.clone()
+    };
+    assert!(quick(b"get abcdef\r\n", &tight).is_none());
+    assert!(quick_reads_like_parse(b"get abcde\r\n", &tight));
+    let few = Limits {
+        max_args: 5,
+        ..limits.clone()
+    };
+    assert!(quick(b"set k 0 0 1 noreply\r\na\r\n", &few).is_none());
+    assert!(quick_reads_like_parse(b"set k 0 0 1\r\na\r\n", &few));
+}
+
+/// Random lines of the tokens the two requests are made of: whatever
+/// `quick` reads, `parse` reads alike.
+#[test]
+fn quick_reads_random_lines_as_parse_does() {
+    let words: [&[u8]; 14] = [
+        b"get",
+        b"set",
+        b"k",
+        b"memc.sess.key.a",
+        b"0",
+        b"3",
+        b"-1",
+        b"99999999999",
+        b"noreply",
+        b"abc",
+        b" ",
+        b"  ",
+        b"\r\n",
+        b"\n",
+    ];
+    let mut next = xorshift(0x853C_49E6_748F_EA9B);
+    let limits = limits();
+    let mut read = 0;
+    for _ in 0..200_000 {
+        let mut input = Vec::new();
+        // Most lines start as one of the two do.
+        match next() % 3 {
+            0 => input.extend_from_slice(b"get "),
+            1 => input.extend_from_slice(b"set k "),
+            _ => {}
+        }
+        for _ in 0..next() % 10 {
+            input.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+            if next() % 2 == 0 {
+                input.push(b' ');
+            }
+        }
+        if quick_reads_like_parse(&input, &limits) {
+            read += 1;
+        }
+    }
+    // The generator reaches both requests often enough to mean something.
+    assert!(read > 1_000, "{read}");
 }

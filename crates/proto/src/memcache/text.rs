@@ -95,6 +95,81 @@ pub(super) fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Parsed
     ))
 }
 
+/// A text request read where its bytes are: the two a session store sends
+/// most, spelled the one way clients spell them (lower-case name, single
+/// spaces, `\r\n`). [`quick`] finds it; anything else is [`parse`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quick<'a> {
+    /// `get <key>`: one key.
+    Get { key: &'a [u8] },
+    /// `set <key> <flags> <exptime> <bytes> [noreply]` and its data block.
+    Set {
+        key: &'a [u8],
+        flags: u32,
+        exptime: i64,
+        data: &'a [u8],
+        noreply: bool,
+    },
+}
+
+/// The request at the head of `buf` and the bytes it takes, if it is a
+/// [`Quick`] one and whole; None otherwise (not one, not whole yet, or
+/// anything `parse` refuses), and then `parse` reads the buffer as it
+/// would have: a request this reads, `parse` reads alike (tested).
+pub fn quick<'a>(buf: &'a [u8], limits: &Limits) -> Option<(Quick<'a>, usize)> {
+    let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
+    let nl = memchr::memchr(b'\n', window)?;
+    let line = buf[..nl].strip_suffix(b"\r")?;
+    if let Some(key) = line.strip_prefix(b"get ") {
+        let one = !key.is_empty() && is_key(key) && limits.max_args >= 2;
+        return one.then_some((Quick::Get { key }, nl + 1));
+    }
+    let mut words = line.strip_prefix(b"set ")?.split(|&b| b == b' ');
+    let key = words.next().filter(|k| !k.is_empty() && is_key(k))?;
+    let flags = num(words.next()?)?;
+    let exptime = num(words.next()?)?;
+    let len: usize = num(words.next()?)?;
+    let noreply = match words.next() {
+        None => false,
+        Some(b"noreply") => true,
+        Some(_) => return None,
+    };
+    let tokens = if noreply { 6 } else { 5 };
+    if words.next().is_some() || tokens > limits.max_args || len > limits.max_bulk_len {
+        return None;
+    }
+    let start = nl + 1;
+    let end = start.checked_add(len)?;
+    if buf.get(end..end.checked_add(2)?)? != b"\r\n" {
+        return None;
+    }
+    let set = Quick::Set {
+        key,
+        flags,
+        exptime,
+        data: &buf[start..end],
+        noreply,
+    };
+    Some((set, end + 2))
+}
+
+/// One hit of a get: `VALUE <key> <flags> <bytes> [<cas>]`, the data.
+pub fn put_hit(out: &mut BytesMut, key: &[u8], flags: u32, data: &[u8], cas: Option<u64>) {
+    out.put_slice(b"VALUE ");
+    out.put_slice(key);
+    out.put_u8(b' ');
+    put_u64(out, u64::from(flags));
+    out.put_u8(b' ');
+    put_u64(out, data.len() as u64);
+    if let Some(cas) = cas {
+        out.put_u8(b' ');
+        put_u64(out, cas);
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
 fn storage_kind(name: &[u8]) -> Option<StoreKind> {
     match name {
         b"set" => Some(StoreKind::Set),
@@ -420,19 +495,13 @@ pub(super) fn encode(answer: &Answer, meta: &Meta, out: &mut BytesMut) {
     match answer {
         Answer::Hits(hits) => {
             for h in hits {
-                out.put_slice(b"VALUE ");
-                out.put_slice(&h.key);
-                out.put_u8(b' ');
-                put_u64(out, u64::from(h.flags));
-                out.put_u8(b' ');
-                put_u64(out, h.data.len() as u64);
-                if meta.show_cas {
-                    out.put_u8(b' ');
-                    put_u64(out, h.cas);
-                }
-                out.put_slice(b"\r\n");
-                out.put_slice(&h.data);
-                out.put_slice(b"\r\n");
+                put_hit(
+                    out,
+                    &h.key,
+                    h.flags,
+                    &h.data,
+                    meta.show_cas.then_some(h.cas),
+                );
             }
             out.put_slice(b"END\r\n");
         }

@@ -11,10 +11,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
 use sessiond_proto::memcache::{
-    self, expiry, Answer, Expiry, Hit, Keys, Meta, Op, Parsed, Protocol, Status, Store, StoreKind,
+    self, expiry, Answer, Expiry, Hit, Keys, Meta, Op, Parsed, Protocol, Quick, Status, Store,
+    StoreKind,
 };
 use sessiond_proto::redis::Key;
 
@@ -69,6 +70,26 @@ impl SocketDoor for Conn {
                 return Ok(Next::Continue);
             };
             let protocol = *self.protocol.get_or_insert(Protocol::detect(first));
+            if protocol == Protocol::Text && self.link.authenticated() {
+                match self.quickly() {
+                    Quickly::No => {}
+                    Quickly::Answered => {
+                        if self.link.out.len() >= FLUSH_AT {
+                            self.link.flush().await?;
+                        }
+                        continue;
+                    }
+                    Quickly::Later(later, then, meta) => {
+                        let result = self.link.finish_later(later).await?;
+                        let answer = self.answer_with(then, result);
+                        self.reply(answer, &meta);
+                        if self.link.out.len() >= FLUSH_AT {
+                            self.link.flush().await?;
+                        }
+                        continue;
+                    }
+                }
+            }
             let parsed =
                 match memcache::parse(&mut self.link.inbuf, protocol, &self.link.shared.limits) {
                     Ok(None) => return Ok(Next::Continue),
@@ -110,15 +131,7 @@ impl SocketDoor for Conn {
                             }
                         },
                     };
-                    memcache::encode(&answer, &req.meta, &mut self.link.out);
-                    // Kept for the next get, unless a get of many keys
-                    // grew it (no connection holds that room for long).
-                    if let Answer::Hits(mut hits) = answer {
-                        if hits.capacity() <= KEEP_HITS {
-                            hits.clear();
-                            self.hits = hits;
-                        }
-                    }
+                    self.reply(answer, &req.meta);
                 }
             }
             if self.link.out.len() >= FLUSH_AT {
@@ -129,6 +142,111 @@ impl SocketDoor for Conn {
 }
 
 impl Conn {
+    /// Encodes `answer` into the pending replies.
+    fn reply(&mut self, answer: Answer, meta: &Meta) {
+        memcache::encode(&answer, meta, &mut self.link.out);
+        // Kept for the next get, unless a get of many keys grew it (no
+        // connection holds that room for long).
+        if let Answer::Hits(mut hits) = answer {
+            if hits.capacity() <= KEEP_HITS {
+                hits.clear();
+                self.hits = hits;
+            }
+        }
+    }
+
+    /// The text request at the head of the read buffer, if it is a `get`
+    /// of one session key or a `set` of a session (`memcache::quick`):
+    /// answered where its bytes are, without a parsed request, and
+    /// consumed. The buffer is set aside meanwhile: nothing reads into it
+    /// until the request is answered or left as `Later`, which holds
+    /// copies.
+    fn quickly(&mut self) -> Quickly {
+        let mut inbuf = std::mem::take(&mut self.link.inbuf);
+        let quickly = match memcache::quick(&inbuf, &self.link.shared.limits) {
+            Some((request, len)) => {
+                let quickly = self.answer_quick(request);
+                if !matches!(quickly, Quickly::No) {
+                    inbuf.advance(len);
+                }
+                quickly
+            }
+            None => Quickly::No,
+        };
+        self.link.inbuf = inbuf;
+        quickly
+    }
+
+    fn answer_quick(&mut self, request: Quick<'_>) -> Quickly {
+        match request {
+            Quick::Get { key } => {
+                let Key::Session(id) = self.link.shared.memcache_keys.map(key) else {
+                    return Quickly::No;
+                };
+                self.stats().cmd_get.fetch_add(1, Ordering::Relaxed);
+                let cmd = Command::Item {
+                    id,
+                    timeout_ms: None,
+                };
+                let result = match self.link.run_now(cmd) {
+                    Ok(result) => result,
+                    Err(later) => {
+                        let key = Bytes::copy_from_slice(key);
+                        let then = Then::Get { key, binary: false };
+                        return Quickly::Later(later, then, Meta::text());
+                    }
+                };
+                // The hit written as `encode` writes `Answer::Hits`, its
+                // key straight from the request.
+                match item(result) {
+                    Ok(Some((data, flags, _))) => {
+                        self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
+                        memcache::put_hit(&mut self.link.out, key, flags, &data, None);
+                        self.link.out.put_slice(b"END\r\n");
+                    }
+                    Ok(None) => {
+                        self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
+                        self.link.out.put_slice(b"END\r\n");
+                    }
+                    Err(answer) => memcache::encode(&answer, &Meta::text(), &mut self.link.out),
+                }
+                Quickly::Answered
+            }
+            Quick::Set {
+                key,
+                flags,
+                exptime,
+                data,
+                noreply,
+            } => {
+                let expiry = expiry(exptime, now_unix());
+                let id = match self.link.shared.memcache_keys.map(key) {
+                    Key::Session(id) if expiry != Expiry::Past => id,
+                    _ => return Quickly::No,
+                };
+                let store = Store {
+                    kind: StoreKind::Set,
+                    // The id is what the command needs; the key is not kept.
+                    key: Bytes::new(),
+                    flags,
+                    exptime,
+                    data: Bytes::copy_from_slice(data),
+                };
+                let meta = Meta {
+                    quiet: noreply,
+                    ..Meta::text()
+                };
+                match self.store_now(id, store, expiry, false) {
+                    Ok(answer) => {
+                        memcache::encode(&answer, &meta, &mut self.link.out);
+                        Quickly::Answered
+                    }
+                    Err((later, then)) => Quickly::Later(later, then, meta),
+                }
+            }
+        }
+    }
+
     /// Binary SASL: `PLAIN` is the one mechanism.
     async fn sasl(&mut self, op: Op) -> Answer {
         if !self.link.shared.auth.required() {
@@ -217,7 +335,7 @@ impl Conn {
     #[allow(clippy::result_large_err)]
     fn answer_now(&mut self, op: Op, meta: &Meta) -> Result<Answer, Slow> {
         let binary = meta.protocol == Protocol::Binary;
-        let (cmd, then) = match op {
+        match op {
             Op::Get {
                 keys: Keys::One(key),
                 touch: None,
@@ -233,25 +351,43 @@ impl Conn {
                     id,
                     timeout_ms: None,
                 };
-                (cmd, Then::Get { key, binary })
+                let then = Then::Get { key, binary };
+                match self.link.run_now(cmd) {
+                    Ok(result) => Ok(self.answer_with(then, result)),
+                    Err(later) => Err(Slow::Later(later, then)),
+                }
             }
             Op::Store(store) => {
                 let expiry = expiry(store.exptime, now_unix());
-                let id = match self.link.shared.memcache_keys.map(&store.key) {
-                    Key::Session(id) if expiry != Expiry::Past => id,
+                match self.link.shared.memcache_keys.map(&store.key) {
+                    Key::Session(id) if expiry != Expiry::Past => self
+                        .store_now(id, store, expiry, binary)
+                        .map_err(|(later, then)| Slow::Later(later, then)),
                     // A lock key, or a store gone at once: the long way.
-                    _ => return Err(Slow::Op(Op::Store(store))),
-                };
-                self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
-                let timeout_ms = self.timeout_of(expiry);
-                let (cmd, missing) = store_command(id, store, timeout_ms, binary);
-                (cmd, Then::Store { missing })
+                    _ => Err(Slow::Op(Op::Store(store))),
+                }
             }
-            op => return Err(Slow::Op(op)),
-        };
+            op => Err(Slow::Op(op)),
+        }
+    }
+
+    /// A store of session `id` that does not expire at once, answered
+    /// now when the engine answers at once.
+    // What waits comes back by value, as from `answer_now`.
+    #[allow(clippy::result_large_err)]
+    fn store_now(
+        &mut self,
+        id: SessionId,
+        store: Store,
+        expiry: Expiry,
+        binary: bool,
+    ) -> Result<Answer, (Later, Then)> {
+        self.stats().cmd_set.fetch_add(1, Ordering::Relaxed);
+        let timeout_ms = self.timeout_of(expiry);
+        let (cmd, missing) = store_command(id, store, timeout_ms, binary);
         match self.link.run_now(cmd) {
-            Ok(result) => Ok(self.answer_with(then, result)),
-            Err(later) => Err(Slow::Later(later, then)),
+            Ok(result) => Ok(stored(result, missing)),
+            Err(later) => Err((later, Then::Store { missing })),
         }
     }
 
@@ -621,6 +757,20 @@ fn item(result: Result<Reply, Error>) -> Result<Option<(Bytes, u32, u64)>, Answe
         Err(Error::NoSession(_)) => Ok(None),
         Err(e) => Err(failure(&e)),
     }
+}
+
+/// What [`Conn::quickly`] did with the request at the head of the buffer.
+// By value: boxing `Later` would allocate for every request that waits
+// (every set under `fsync = "always"`).
+#[allow(clippy::large_enum_variant)]
+enum Quickly {
+    /// Not one it answers: the general parser reads it.
+    No,
+    /// Answered and consumed.
+    Answered,
+    /// Consumed; its command waits or runs the long way: its result,
+    /// then `then`, replied to as `meta` says.
+    Later(Later, Then, Meta),
 }
 
 /// What a request the engine did not answer at once (`answer_now`) leaves.
