@@ -276,6 +276,55 @@ impl Shard {
         self.swap_data(id, data);
     }
 
+    /// A store's writes to a present session — [`Shard::write_data`], then
+    /// [`Shard::write_timeout`] and [`Shard::write_flags`] for those given
+    /// — and the session's version after them. One look-up when only the
+    /// data changes and no indexed field is in it before or after (most
+    /// stores: PHP rewrites its data with the same timeout and flags);
+    /// the three writes one by one otherwise. Logged alike either way.
+    pub(crate) fn write_stored(
+        &mut self,
+        id: &SessionId,
+        data: Bytes,
+        timeout_ms: Option<u64>,
+        flags: Option<u32>,
+        now: u64,
+        versions: &AtomicU64,
+    ) -> u64 {
+        if let Some(s) = self.sessions.get_mut(id) {
+            let only_data = timeout_ms.is_none_or(|t| t == s.timeout_ms)
+                && flags.is_none_or(|f| f == s.flags)
+                && !s.indexed;
+            if only_data && s.data == data {
+                touch_session(s, &self.journal, id, now);
+                return s.version;
+            }
+            if only_data && self.field_keys.of(&data).is_empty() {
+                let version = versions.fetch_add(1, Ordering::Relaxed);
+                s.version = version;
+                s.accessed_ms = now;
+                s.logged_ms = now;
+                self.journal.record(|| Mutation::SetData {
+                    id: id.clone(),
+                    data: data.clone(),
+                    version,
+                    accessed_ms: now,
+                });
+                self.usage.replace(s.data.len(), data.len());
+                s.data = data;
+                return version;
+            }
+        }
+        self.write_data(id, data, now, versions);
+        if let Some(t) = timeout_ms {
+            self.write_timeout(id, t, now);
+        }
+        if let Some(f) = flags {
+            self.write_flags(id, f);
+        }
+        self.sessions.get(id).map_or(0, |s| s.version)
+    }
+
     /// Replaces the data blob and re-reads its fields into the index.
     pub(crate) fn replace_data(&mut self, id: &SessionId, data: Bytes) {
         self.swap_data(id, data);

@@ -240,6 +240,8 @@ impl Engine {
             (StoreIf::Version(_), None) => return Err(Error::NoSession(id)),
             (StoreIf::Version(v), Some((_, version))) => v == *version,
         };
+        // The version after the write, when the write says it.
+        let mut written = None;
         if stored {
             let growth = new
                 .data
@@ -247,13 +249,14 @@ impl Engine {
                 .saturating_sub(old.as_ref().map_or(0, |(d, _)| d.len()));
             self.room_for_bytes(growth)?;
             if old.is_some() {
-                shard.write_data(&id, new.data, now, &self.next_version);
-                if let Some(t) = timeout {
-                    shard.write_timeout(&id, t, now);
-                }
-                if let Some(f) = new.flags {
-                    shard.write_flags(&id, f);
-                }
+                written = Some(shard.write_stored(
+                    &id,
+                    new.data,
+                    timeout,
+                    new.flags,
+                    now,
+                    &self.next_version,
+                ));
             } else {
                 self.may_create(Chosen::ByClient)?;
                 let timeout = timeout.unwrap_or(self.config.default_timeout_ms);
@@ -267,7 +270,9 @@ impl Engine {
             (StoreReply::Old, _) => old.map_or(Reply::Nil, |(data, _)| Reply::Bulk(data)),
             (_, false) => Reply::Nil,
             (StoreReply::Ok, true) => Reply::Ok,
-            (StoreReply::Version, true) => Reply::Version(version_of(&shard, &id)),
+            (StoreReply::Version, true) => {
+                Reply::Version(written.unwrap_or_else(|| version_of(&shard, &id)))
+            }
         })
     }
 

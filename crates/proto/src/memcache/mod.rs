@@ -361,13 +361,16 @@ pub enum Expiry {
 /// Exactly so, even where a client surely meant seconds: libmemcached's
 /// `memcached_exist` (php-memcached's strict-mode check) adds an empty
 /// item with 2,678,400 (31 days) and relies on it expiring at once.
-pub fn expiry(exptime: i64, now_unix_s: i64) -> Expiry {
+/// The clock (`now_unix_s`, seconds) is read only for a Unix time.
+pub fn expiry(exptime: i64, now_unix_s: impl FnOnce() -> i64) -> Expiry {
     match exptime {
         0 => Expiry::Default,
         e if e < 0 => Expiry::Past,
         e if e <= REALTIME_MAXDELTA => Expiry::InMs(e.unsigned_abs().saturating_mul(1000)),
-        e if e > now_unix_s => Expiry::InMs((e - now_unix_s).unsigned_abs().saturating_mul(1000)),
-        _ => Expiry::Past,
+        e => match now_unix_s() {
+            now if e > now => Expiry::InMs((e - now).unsigned_abs().saturating_mul(1000)),
+            _ => Expiry::Past,
+        },
     }
 }
 

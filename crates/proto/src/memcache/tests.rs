@@ -321,15 +321,23 @@ fn binary_replies_and_quiet_rules() {
 #[test]
 fn exptimes_read_like_memcached() {
     let now = 1_800_000_000;
-    assert_eq!(expiry(0, now), Expiry::Default);
-    assert_eq!(expiry(-1, now), Expiry::Past);
-    assert_eq!(expiry(1440, now), Expiry::InMs(1_440_000));
-    assert_eq!(expiry(now + 60, now), Expiry::InMs(60_000));
+    assert_eq!(expiry(0, || now), Expiry::Default);
+    assert_eq!(expiry(-1, || now), Expiry::Past);
+    assert_eq!(expiry(1440, || now), Expiry::InMs(1_440_000));
+    assert_eq!(expiry(now + 60, || now), Expiry::InMs(60_000));
     // Dates in 1971, long past, as memcached reads them: libmemcached's
     // exist check depends on 31 days being gone at once.
-    assert_eq!(expiry(2_678_400, now), Expiry::Past);
-    assert_eq!(expiry(31_536_000, now), Expiry::Past);
-    assert_eq!(expiry(now - 1, now), Expiry::Past);
+    assert_eq!(expiry(2_678_400, || now), Expiry::Past);
+    assert_eq!(expiry(31_536_000, || now), Expiry::Past);
+    assert_eq!(expiry(now - 1, || now), Expiry::Past);
+    // The clock is read only for a Unix time.
+    let no_clock = || -> i64 { panic!("the clock was read") };
+    assert_eq!(expiry(0, no_clock), Expiry::Default);
+    assert_eq!(expiry(-1, no_clock), Expiry::Past);
+    assert_eq!(
+        expiry(REALTIME_MAXDELTA, no_clock),
+        Expiry::InMs(2_592_000_000)
+    );
 }
 
 #[test]

@@ -124,8 +124,15 @@ pub fn quick<'a>(buf: &'a [u8], limits: &Limits) -> Option<(Quick<'a>, usize)> {
         let one = !key.is_empty() && is_key(key) && limits.max_args >= 2;
         return one.then_some((Quick::Get { key }, nl + 1));
     }
-    let mut words = line.strip_prefix(b"set ")?.split(|&b| b == b' ');
-    let key = words.next().filter(|k| !k.is_empty() && is_key(k))?;
+    // The key (most often the longest word) found with `memchr`, the
+    // short numbers after it byte by byte.
+    let rest = line.strip_prefix(b"set ")?;
+    let space = memchr::memchr(b' ', rest)?;
+    let key = &rest[..space];
+    if key.is_empty() || !is_key(key) {
+        return None;
+    }
+    let mut words = rest[space + 1..].split(|&b| b == b' ');
     let flags = num(words.next()?)?;
     let exptime = num(words.next()?)?;
     let len: usize = num(words.next()?)?;

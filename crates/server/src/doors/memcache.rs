@@ -219,7 +219,7 @@ impl Conn {
                 data,
                 noreply,
             } => {
-                let expiry = expiry(exptime, now_unix());
+                let expiry = expiry(exptime, now_unix);
                 let id = match self.link.shared.memcache_keys.map(key) {
                     Key::Session(id) if expiry != Expiry::Past => id,
                     _ => return Quickly::No,
@@ -358,7 +358,7 @@ impl Conn {
                 }
             }
             Op::Store(store) => {
-                let expiry = expiry(store.exptime, now_unix());
+                let expiry = expiry(store.exptime, now_unix);
                 match self.link.shared.memcache_keys.map(&store.key) {
                     Key::Session(id) if expiry != Expiry::Past => self
                         .store_now(id, store, expiry, binary)
@@ -451,7 +451,7 @@ impl Conn {
                 let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
                     return Ok(lock_key_refused());
                 };
-                let initial = match initial.map(|(v, e)| (v, expiry(e, now_unix()))) {
+                let initial = match initial.map(|(v, e)| (v, expiry(e, now_unix))) {
                     None | Some((_, Expiry::Past)) => None,
                     Some((v, Expiry::Default)) => Some((v, None)),
                     Some((v, Expiry::InMs(ms))) => Some((v, Some(ms))),
@@ -476,7 +476,7 @@ impl Conn {
                 let Key::Session(id) = self.link.shared.memcache_keys.map(&key) else {
                     return Ok(lock_key_refused());
                 };
-                let cmd = match self.timeout_of(expiry(exptime, now_unix())) {
+                let cmd = match self.timeout_of(expiry(exptime, now_unix)) {
                     Some(ms) => Command::Timeout {
                         id,
                         timeout_ms: Some(ms),
@@ -562,7 +562,7 @@ impl Conn {
         id: SessionId,
         touch: Option<i64>,
     ) -> std::io::Result<Result<Option<(Bytes, u32, u64)>, Answer>> {
-        let timeout_ms = match touch.map(|e| expiry(e, now_unix())) {
+        let timeout_ms = match touch.map(|e| expiry(e, now_unix)) {
             None => None,
             Some(e @ (Expiry::Default | Expiry::InMs(_))) => self.timeout_of(e),
             Some(Expiry::Past) => {
@@ -581,7 +581,7 @@ impl Conn {
         store: Store,
         binary: bool,
     ) -> std::io::Result<Answer> {
-        let expiry = expiry(store.exptime, now_unix());
+        let expiry = expiry(store.exptime, now_unix);
         let timeout_ms = self.timeout_of(expiry);
         let (cmd, missing) = store_command(id.clone(), store, timeout_ms, binary);
         let answer = stored(self.exec(cmd).await?, missing);
@@ -610,7 +610,7 @@ impl Conn {
         // exptime 0 (memcached's "never"): no expiry, held until released
         // or the connection closes; a lease over max_lease_ms is capped by
         // the engine. A held lock is waited for (`door_lock_wait_ms`).
-        let lease_ms = match expiry(exptime, now_unix()) {
+        let lease_ms = match expiry(exptime, now_unix) {
             Expiry::Default => None,
             Expiry::InMs(ms) => Some(ms),
             Expiry::Past => return Ok(Answer::Fail(Status::NotStored, String::new())),

@@ -22,7 +22,7 @@ fn replaying_the_log_rebuilds_the_same_state() {
             let id = sid(&format!("s{}", rnd(10)));
             let name = b(["a", "b"][rnd(2) as usize]);
             let value = b(&rnd(3).to_string());
-            let cmd = match rnd(12) {
+            let cmd = match rnd(14) {
                 0 => Command::Create {
                     id,
                     class: Some(b("c")),
@@ -56,6 +56,17 @@ fn replaying_the_log_rebuilds_the_same_state() {
                     key: 1,
                     data: Some(value),
                     sets: vec![],
+                },
+                // A Redis or memcached store: the data alone changing, or
+                // with its timeout and flags, PHP data (indexed) or not.
+                11 | 12 => Command::Store {
+                    id,
+                    data: b(["x", "y", "uid|i:1;", "uid|i:2;"][rnd(4) as usize]),
+                    timeout_ms: [None, Some(3_000), Some(4_000)][rnd(3) as usize],
+                    flags: [None, Some(0), Some(7)][rnd(3) as usize],
+                    condition: crate::command::StoreIf::Always,
+                    reply: crate::command::StoreReply::Version,
+                    key_form: 0,
                 },
                 10 => Command::Lock {
                     id,
@@ -100,8 +111,22 @@ fn replaying_the_log_rebuilds_the_same_state() {
         for (id, a) in &before {
             let r = &after[id];
             assert_eq!(
-                (&a.data, a.vars(), a.version, a.timeout_ms, a.class()),
-                (&r.data, r.vars(), r.version, r.timeout_ms, r.class()),
+                (
+                    &a.data,
+                    a.vars(),
+                    a.version,
+                    a.timeout_ms,
+                    a.flags,
+                    a.class()
+                ),
+                (
+                    &r.data,
+                    r.vars(),
+                    r.version,
+                    r.timeout_ms,
+                    r.flags,
+                    r.class()
+                ),
                 "{id}"
             );
             let slack = (a.timeout_ms / 16).max(100);
