@@ -263,16 +263,7 @@ impl Shard {
             touch_session(s, &self.journal, id, now);
             return;
         }
-        let version = versions.fetch_add(1, Ordering::Relaxed);
-        s.version = version;
-        s.accessed_ms = now;
-        s.logged_ms = now;
-        self.journal.record(|| Mutation::SetData {
-            id: id.clone(),
-            data: data.clone(),
-            version,
-            accessed_ms: now,
-        });
+        data_written(s, &self.journal, id, &data, now, versions);
         self.swap_data(id, data);
     }
 
@@ -300,16 +291,7 @@ impl Shard {
                 return s.version;
             }
             if only_data && self.field_keys.of(&data).is_empty() {
-                let version = versions.fetch_add(1, Ordering::Relaxed);
-                s.version = version;
-                s.accessed_ms = now;
-                s.logged_ms = now;
-                self.journal.record(|| Mutation::SetData {
-                    id: id.clone(),
-                    data: data.clone(),
-                    version,
-                    accessed_ms: now,
-                });
+                let version = data_written(s, &self.journal, id, &data, now, versions);
                 self.usage.replace(s.data.len(), data.len());
                 s.data = data;
                 return version;
@@ -876,6 +858,29 @@ impl Drop for Claim<'_> {
             self.store.released[i].notify_all();
         }
     }
+}
+
+/// A new data blob's version, access time and log record (the blob goes
+/// in place after): its version.
+fn data_written(
+    s: &mut Session,
+    journal: &Journal,
+    id: &SessionId,
+    data: &Bytes,
+    now: u64,
+    versions: &AtomicU64,
+) -> u64 {
+    let version = versions.fetch_add(1, Ordering::Relaxed);
+    s.version = version;
+    s.accessed_ms = now;
+    s.logged_ms = now;
+    journal.record(|| Mutation::SetData {
+        id: id.clone(),
+        data: data.clone(),
+        version,
+        accessed_ms: now,
+    });
+    version
 }
 
 /// [`Shard::touch`] on a session already looked up.
