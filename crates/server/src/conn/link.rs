@@ -52,6 +52,8 @@ pub(crate) struct Link {
     /// fills its room — a client that pipelines more than that gets its
     /// batch in one read.
     read_room: usize,
+    /// Requests answered into `out` since the last write began.
+    pub(crate) answered: u32,
 }
 
 impl Link {
@@ -78,6 +80,7 @@ impl Link {
             door,
             max_buffer_while_waiting,
             read_room: capacity.min(MAX_READ_ROOM),
+            answered: 0,
         }
     }
 
@@ -333,6 +336,7 @@ impl Link {
     /// An error of kind `TimedOut` if the client leaves them unread past
     /// the request timeout.
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        self.answered = 0;
         self.caller.durable().await;
         if self.out.is_empty() {
             return Ok(());

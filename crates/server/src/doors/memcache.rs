@@ -74,6 +74,7 @@ impl SocketDoor for Conn {
                 match self.quickly() {
                     Quickly::No => {}
                     Quickly::Answered => {
+                        self.link.answered += 1;
                         if self.link.out.len() >= FLUSH_AT {
                             self.link.flush().await?;
                         }
@@ -83,6 +84,7 @@ impl SocketDoor for Conn {
                         let result = self.link.finish_later(later).await?;
                         let answer = self.answer_with(then, result);
                         self.reply(answer, &meta);
+                        self.link.answered += 1;
                         if self.link.out.len() >= FLUSH_AT {
                             self.link.flush().await?;
                         }
@@ -134,6 +136,7 @@ impl SocketDoor for Conn {
                     self.reply(answer, &req.meta);
                 }
             }
+            self.link.answered += 1;
             if self.link.out.len() >= FLUSH_AT {
                 self.link.flush().await?;
             }

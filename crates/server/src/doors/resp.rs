@@ -143,6 +143,7 @@ impl SocketDoor for Conn {
                     return Ok(Next::Close);
                 }
             };
+            self.link.answered += 1;
             let next = match slow {
                 None => Ok(Next::Continue),
                 Some(slow) => self.answer_slow(slow).await,
