@@ -2,29 +2,70 @@
 //! written straight into an output buffer (every reply header needs one),
 //! and read from request bytes exactly as `str::parse` reads them.
 
-use bytes::BufMut;
+use bytes::BytesMut;
+
+/// An output buffer a number is written into: its 20 bytes of room go in
+/// as one fixed-size copy (no `memcpy` call for a few digits), then the
+/// buffer is cut back to the digits.
+pub trait DecimalOut {
+    fn put_digits(&mut self, digits: &[u8; 20], len: usize);
+    fn put_sign(&mut self);
+}
+
+impl DecimalOut for BytesMut {
+    fn put_digits(&mut self, digits: &[u8; 20], len: usize) {
+        let at = self.len();
+        self.extend_from_slice(digits);
+        self.truncate(at + len);
+    }
+    fn put_sign(&mut self) {
+        self.extend_from_slice(b"-");
+    }
+}
+
+impl DecimalOut for Vec<u8> {
+    fn put_digits(&mut self, digits: &[u8; 20], len: usize) {
+        let at = self.len();
+        self.extend_from_slice(digits);
+        self.truncate(at + len);
+    }
+    fn put_sign(&mut self) {
+        self.push(b'-');
+    }
+}
 
 /// `n` in decimal.
-pub fn put_u64(out: &mut impl BufMut, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+pub fn put_u64(out: &mut impl DecimalOut, n: u64) {
+    // The digits, most significant first, two at a time.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut digits = [0u8; 20];
+    let mut i = len;
     let mut v = n;
-    loop {
-        i -= 1;
-        // The remainder is a digit: the cast keeps it whole.
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+    while v >= 100 {
+        // The remainder is below 100: the cast keeps it whole.
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    out.put_slice(&buf[i..]);
+    if v >= 10 {
+        let pair = v as usize * 2;
+        digits[..2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        digits[0] = b'0' + v as u8;
+    }
+    out.put_digits(&digits, len);
 }
 
 /// `n` in decimal, with its sign.
-pub fn put_i64(out: &mut impl BufMut, n: i64) {
+pub fn put_i64(out: &mut impl DecimalOut, n: i64) {
     if n < 0 {
-        out.put_u8(b'-');
+        out.put_sign();
     }
     put_u64(out, n.unsigned_abs());
 }
@@ -95,6 +136,17 @@ mod tests {
         let mut out = Vec::new();
         put_u64(&mut out, u64::MAX);
         assert_eq!(out, u64::MAX.to_string().as_bytes());
+        // Every length, and each power of ten's neighbours, after what the
+        // buffer held already.
+        let mut n = 1u64;
+        for _ in 0..20 {
+            for m in [n - 1, n, n + 1, n.saturating_mul(7) / 3] {
+                let mut out = bytes::BytesMut::from(&b"x"[..]);
+                put_u64(&mut out, m);
+                assert_eq!(&out[..], format!("x{m}").as_bytes());
+            }
+            n = n.saturating_mul(10);
+        }
     }
 
     /// Read exactly as `str::parse` reads them.
