@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sessiond_core::{Mutation, MutationLog};
 use tokio::sync::watch;
 
-use super::record::{encode, Record};
+use super::record::encode_mutation;
 
 /// When a write is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -188,7 +188,7 @@ impl LogWriter {
     fn push(&self, m: &Mutation, force_sync: bool) -> u64 {
         let mut p = self.shared.pending.lock();
         let before = p.buf.len();
-        encode(&Record::Mutation(m.clone()), &mut p.buf);
+        encode_mutation(m, &mut p.buf);
         self.shared
             .file_bytes
             .fetch_add((p.buf.len() - before) as u64, Ordering::Relaxed);
@@ -325,7 +325,7 @@ mod tests {
     use bytes::Bytes;
     use sessiond_core::SessionId;
 
-    use super::super::record::{decode, Format};
+    use super::super::record::{decode, Format, Record};
     use super::*;
 
     fn remove(i: usize) -> Mutation {

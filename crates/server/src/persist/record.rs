@@ -138,9 +138,26 @@ pub enum RecordError {
 
 /// Appends one framed record to `out`, in the format written today.
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
+    match record {
+        Record::Mutation(m) => encode_mutation(m, out),
+        Record::End { sessions } => framed(out, |out| {
+            out.put_u8(END);
+            out.put_u64_le(*sessions);
+        }),
+    }
+}
+
+/// [`encode`] of `Record::Mutation(m)`, without the record's copy of `m`.
+pub fn encode_mutation(m: &Mutation, out: &mut Vec<u8>) {
+    framed(out, |out| encode_payload(m, out));
+}
+
+/// Appends the frame of the payload `put` writes: its length and
+/// checksums, then it.
+fn framed(out: &mut Vec<u8>, put: impl FnOnce(&mut Vec<u8>)) {
     let at = out.len();
     out.extend_from_slice(&[0; HEADER_V2]);
-    encode_payload(record, out);
+    put(out);
     let payload = &out[at + HEADER_V2..];
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let crc = crc32fast::hash(payload);
@@ -163,15 +180,7 @@ fn put_pairs(out: &mut Vec<u8>, pairs: &[(Bytes, Bytes)]) {
     }
 }
 
-fn encode_payload(record: &Record, out: &mut Vec<u8>) {
-    let m = match record {
-        Record::End { sessions } => {
-            out.put_u8(END);
-            out.put_u64_le(*sessions);
-            return;
-        }
-        Record::Mutation(m) => m,
-    };
+fn encode_payload(m: &Mutation, out: &mut Vec<u8>) {
     match m {
         Mutation::Put { id, session: s } => {
             out.put_u8(if s.key_form == 0 { PUT } else { PUT_KEYED });
