@@ -124,25 +124,26 @@ pub fn quick<'a>(buf: &'a [u8], limits: &Limits) -> Option<(Quick<'a>, usize)> {
         let one = !key.is_empty() && is_key(key) && limits.max_args >= 2;
         return one.then_some((Quick::Get { key }, nl + 1));
     }
-    // The key (most often the longest word) found with `memchr`, the
-    // short numbers after it byte by byte.
+    // The short words split off the end, byte by byte; what is left is
+    // the key (most often the longest word), never scanned for a space
+    // (the key check refuses one).
     let rest = line.strip_prefix(b"set ")?;
-    let space = memchr::memchr(b' ', rest)?;
-    let key = &rest[..space];
+    let (rest, last) = cut_last_word(rest)?;
+    let (rest, len, noreply) = match last {
+        b"noreply" => {
+            let (rest, len) = cut_last_word(rest)?;
+            (rest, len, true)
+        }
+        len => (rest, len, false),
+    };
+    let (rest, exptime) = cut_last_word(rest)?;
+    let (key, flags) = cut_last_word(rest)?;
     if key.is_empty() || !is_key(key) {
         return None;
     }
-    let mut words = rest[space + 1..].split(|&b| b == b' ');
-    let flags = num(words.next()?)?;
-    let exptime = num(words.next()?)?;
-    let len: usize = num(words.next()?)?;
-    let noreply = match words.next() {
-        None => false,
-        Some(b"noreply") => true,
-        Some(_) => return None,
-    };
+    let (flags, exptime, len): (u32, i64, usize) = (num(flags)?, num(exptime)?, num(len)?);
     let tokens = if noreply { 6 } else { 5 };
-    if words.next().is_some() || tokens > limits.max_args || len > limits.max_bulk_len {
+    if tokens > limits.max_args || len > limits.max_bulk_len {
         return None;
     }
     let start = nl + 1;
@@ -158,6 +159,12 @@ pub fn quick<'a>(buf: &'a [u8], limits: &Limits) -> Option<(Quick<'a>, usize)> {
         noreply,
     };
     Some((set, end + 2))
+}
+
+/// `s` before its last space, and the word after it.
+fn cut_last_word(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = s.iter().rposition(|&b| b == b' ')?;
+    Some((&s[..at], &s[at + 1..]))
 }
 
 /// One hit of a get: `VALUE <key> <flags> <bytes> [<cas>]`, the data.
