@@ -181,6 +181,7 @@ impl Conn {
     }
 
     fn answer_quick(&mut self, request: Quick<'_>) -> Quickly {
+        tracing::trace!(?request, "memcached request");
         match request {
             Quick::Get { key } => {
                 let Key::Session(id) = self.link.shared.memcache_keys.map(key) else {
