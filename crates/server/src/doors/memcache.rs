@@ -80,7 +80,8 @@ impl SocketDoor for Conn {
                         }
                         continue;
                     }
-                    Quickly::Later(later, then, meta) => {
+                    Quickly::Later(waits) => {
+                        let (later, then, meta) = *waits;
                         let result = self.link.finish_later(later).await?;
                         let answer = self.answer_with(then, result);
                         self.reply(answer, &meta);
@@ -197,7 +198,7 @@ impl Conn {
                     Err(later) => {
                         let key = Bytes::copy_from_slice(key);
                         let then = Then::Get { key, binary: false };
-                        return Quickly::Later(later, then, Meta::text());
+                        return Quickly::Later(Box::new((later, then, Meta::text())));
                     }
                 };
                 // The hit written as `encode` writes `Answer::Hits`, its
@@ -245,7 +246,7 @@ impl Conn {
                         memcache::encode(&answer, &meta, &mut self.link.out);
                         Quickly::Answered
                     }
-                    Err((later, then)) => Quickly::Later(later, then, meta),
+                    Err((later, then)) => Quickly::Later(Box::new((later, then, meta))),
                 }
             }
         }
@@ -764,17 +765,17 @@ fn item(result: Result<Reply, Error>) -> Result<Option<(Bytes, u32, u64)>, Answe
 }
 
 /// What [`Conn::quickly`] did with the request at the head of the buffer.
-// By value: boxing `Later` would allocate for every request that waits
-// (every set under `fsync = "always"`).
-#[allow(clippy::large_enum_variant)]
 enum Quickly {
     /// Not one it answers: the general parser reads it.
     No,
     /// Answered and consumed.
     Answered,
-    /// Consumed; its command waits or runs the long way: its result,
-    /// then `then`, replied to as `meta` says.
-    Later(Later, Then, Meta),
+    /// Consumed; its command waits (for a lock, or a cluster's database)
+    /// or runs the long way: its result, then `then`, replied to as `meta`
+    /// says. Boxed: the command is large, and moving it with every
+    /// answered request (twice on the way out of `quickly`) cost more than
+    /// this allocation on the rare request that waits.
+    Later(Box<(Later, Then, Meta)>),
 }
 
 /// What a request the engine did not answer at once (`answer_now`) leaves.
