@@ -33,6 +33,8 @@ struct Conn {
     /// Where the arguments of the request being answered are in the read
     /// buffer (kept between requests for its room).
     spans: Vec<(usize, usize)>,
+    /// What the request being answered left to do (`answer_in_place`).
+    slow: Option<Slow>,
 }
 
 /// A Redis transaction being queued.
@@ -73,6 +75,7 @@ pub(crate) async fn serve(stream: Stream, shared: Arc<Shared>) {
         multi: None,
         watched: Vec::new(),
         spans: Vec::new(),
+        slow: None,
     };
     super::serve(&mut conn).await;
 }
@@ -100,7 +103,7 @@ impl SocketDoor for Conn {
                 &self.link.shared.limits,
                 &mut self.spans,
             );
-            let slow = match parsed {
+            match parsed {
                 Ok(None) => return Ok(Next::Continue),
                 Ok(Some(Frame::InPlace { len })) => {
                     // Answered where its bytes are, then consumed: the
@@ -110,10 +113,9 @@ impl SocketDoor for Conn {
                     // holds copies).
                     let mut inbuf = std::mem::take(&mut self.link.inbuf);
                     let spans = std::mem::take(&mut self.spans);
-                    let slow = match spans.is_empty() {
-                        true => None,
-                        false => with_args(&inbuf, &spans, |args| self.answer_now(args)),
-                    };
+                    if !spans.is_empty() {
+                        with_args(&inbuf, &spans, |args| self.answer_in_place(args));
+                    }
                     self.spans = spans;
                     if self.spans.capacity() > MAX_KEPT_SPANS {
                         // A request of many arguments does not leave its
@@ -122,12 +124,11 @@ impl SocketDoor for Conn {
                     }
                     inbuf.advance(len);
                     self.link.inbuf = inbuf;
-                    slow
                 }
-                Ok(Some(Frame::Inline(words))) if words.is_empty() => None,
+                Ok(Some(Frame::Inline(words))) if words.is_empty() => {}
                 Ok(Some(Frame::Inline(words))) => {
                     let args: Vec<&[u8]> = words.iter().map(|w| &w[..]).collect();
-                    self.answer_now(&args)
+                    self.answer_in_place(&args);
                 }
                 Err(e @ FrameError::ValueTooLarge(_)) => {
                     // Answered at once; its bytes are skipped as they come.
@@ -144,12 +145,14 @@ impl SocketDoor for Conn {
                 }
             };
             self.link.answered += 1;
-            let next = match slow {
-                None => Ok(Next::Continue),
-                Some(slow) => self.answer_slow(slow).await,
-            };
-            if let Next::Close = next? {
-                return Ok(Next::Close);
+            // Looked at before it is taken: most requests leave nothing,
+            // and taking copies the whole (large) value.
+            if self.slow.is_some() {
+                if let Some(slow) = self.slow.take() {
+                    if let Next::Close = self.answer_slow(slow).await? {
+                        return Ok(Next::Close);
+                    }
+                }
             }
             if self.link.out.len() >= FLUSH_AT {
                 self.link.flush().await?;
@@ -193,6 +196,16 @@ impl Conn {
         };
         self.link.set_proto(Proto::Redis);
         self.redis_now(known, args)
+    }
+
+    /// [`Conn::answer_now`], what it leaves put in `self.slow`: the large
+    /// `Slow` moves only when there is one (returned through the read
+    /// buffer's closure and the parse loop, it was copied whole for every
+    /// request).
+    fn answer_in_place(&mut self, args: &[&[u8]]) {
+        if let Some(slow) = self.answer_now(args) {
+            self.slow = Some(slow);
+        }
     }
 
     /// What `answer_now` left: a native command, or a Redis request that
