@@ -254,25 +254,16 @@ impl Shard {
         now: u64,
         versions: &AtomicU64,
     ) {
-        // One look-up: the session, the journal and the index are
-        // borrowed side by side.
-        let Some(s) = self.sessions.get_mut(id) else {
-            return;
-        };
-        if s.data == data {
-            touch_session(s, &self.journal, id, now);
-            return;
-        }
-        data_written(s, &self.journal, id, &data, now, versions);
-        self.swap_data(id, data);
+        self.write_stored(id, data, None, None, now, versions);
     }
 
-    /// A store's writes to a present session — [`Shard::write_data`], then
-    /// [`Shard::write_timeout`] and [`Shard::write_flags`] for those given
-    /// — and the session's version after them. One look-up when only the
-    /// data changes and no indexed field is in it before or after (most
-    /// stores: PHP rewrites its data with the same timeout and flags);
-    /// the three writes one by one otherwise. Logged alike either way.
+    /// A store's writes to a present session: its data (as
+    /// [`Shard::write_data`]), then its timeout and flags where given and
+    /// changed ([`Shard::write_timeout`], [`Shard::write_flags`]); the
+    /// session's version after them. The data is written with one look-up
+    /// (and one of its place, when indexed fields move); a changed timeout
+    /// or flags, rare (PHP resends the same ones with every write), look it
+    /// up again. Logged.
     pub(crate) fn write_stored(
         &mut self,
         id: &SessionId,
@@ -282,57 +273,48 @@ impl Shard {
         now: u64,
         versions: &AtomicU64,
     ) -> u64 {
-        if let Some(s) = self.sessions.get_mut(id) {
-            let only_data = timeout_ms.is_none_or(|t| t == s.timeout_ms)
-                && flags.is_none_or(|f| f == s.flags)
-                && !s.indexed;
-            if only_data && s.data == data {
-                touch_session(s, &self.journal, id, now);
-                return s.version;
+        // The session, the journal, the usage and the field keys are
+        // borrowed side by side.
+        let Some(s) = self.sessions.get_mut(id) else {
+            return 0;
+        };
+        let timeout_ms = timeout_ms.filter(|&t| t != s.timeout_ms);
+        let flags = flags.filter(|&f| f != s.flags);
+        let version = if s.data == data {
+            touch_session(s, &self.journal, id, now);
+            s.version
+        } else {
+            let version = data_written(s, &self.journal, id, &data, now, versions);
+            if let Some((old, new)) = put_data(s, &self.usage, &self.field_keys, data) {
+                self.move_fields(id, &old, &new);
             }
-            if only_data && self.field_keys.of(&data).is_empty() {
-                let version = data_written(s, &self.journal, id, &data, now, versions);
-                self.usage.replace(s.data.len(), data.len());
-                s.data = data;
-                return version;
-            }
+            version
+        };
+        if timeout_ms.is_none() && flags.is_none() {
+            return version;
         }
-        self.write_data(id, data, now, versions);
         if let Some(t) = timeout_ms {
             self.write_timeout(id, t, now);
         }
         if let Some(f) = flags {
             self.write_flags(id, f);
         }
-        self.sessions.get(id).map_or(0, |s| s.version)
+        self.sessions.get(id).map_or(version, |s| s.version)
     }
 
     /// Replaces the data blob and re-reads its fields into the index.
     pub(crate) fn replace_data(&mut self, id: &SessionId, data: Bytes) {
-        self.swap_data(id, data);
+        if let Some(s) = self.sessions.get_mut(id) {
+            if let Some((old, new)) = put_data(s, &self.usage, &self.field_keys, data) {
+                self.move_fields(id, &old, &new);
+            }
+        }
     }
 
-    /// Puts `data` in place and moves the session's indexed fields from
-    /// the old blob's to the new one's (PHP rewrites the whole blob on
-    /// every request, mostly with the same fields: only changed ones move).
-    fn swap_data(&mut self, id: &SessionId, data: Bytes) {
-        let Some(s) = self.sessions.get_mut(id) else {
-            return;
-        };
-        // Most writes are of data with no indexed field before or after:
-        // one look at the new data, no hash of the id.
-        let old = if s.indexed {
-            self.field_keys.of(&s.data)
-        } else {
-            Vec::new()
-        };
-        let new = self.field_keys.of(&data);
-        self.usage.replace(s.data.len(), data.len());
-        s.data = data;
-        s.indexed = !new.is_empty();
-        if old.is_empty() && new.is_empty() {
-            return;
-        }
+    /// Moves `id`'s index entries from its old blob's field keys to its
+    /// new one's (PHP rewrites the whole blob on every request, mostly with
+    /// the same fields: only changed ones move).
+    fn move_fields(&mut self, id: &SessionId, old: &[u64], new: &[u64]) {
         let at = self.position(id);
         for &key in old.iter().filter(|k| new.binary_search(k).is_err()) {
             self.drop_field(key, at, id);
@@ -858,6 +840,28 @@ impl Drop for Claim<'_> {
             self.store.released[i].notify_all();
         }
     }
+}
+
+/// Puts `data` in place in `s` and counts it: the indexed field keys of
+/// the old blob and the new one, when either has any (the index must move
+/// them). Most writes are of data with no indexed field before or after:
+/// one look at the new data.
+fn put_data(
+    s: &mut Session,
+    usage: &Usage,
+    field_keys: &FieldKeys,
+    data: Bytes,
+) -> Option<(Vec<u64>, Vec<u64>)> {
+    let old = if s.indexed {
+        field_keys.of(&s.data)
+    } else {
+        Vec::new()
+    };
+    let new = field_keys.of(&data);
+    usage.replace(s.data.len(), data.len());
+    s.data = data;
+    s.indexed = !new.is_empty();
+    (!old.is_empty() || !new.is_empty()).then_some((old, new))
 }
 
 /// A new data blob's version, access time and log record (the blob goes
