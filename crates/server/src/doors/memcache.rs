@@ -70,71 +70,21 @@ impl SocketDoor for Conn {
                 return Ok(Next::Continue);
             };
             let protocol = *self.protocol.get_or_insert(Protocol::detect(first));
-            if protocol == Protocol::Text && self.link.authenticated() {
-                match self.quickly() {
-                    Quickly::No => {}
-                    Quickly::Answered => {
-                        self.link.answered += 1;
-                        if self.link.out.len() >= FLUSH_AT {
-                            self.link.flush().await?;
-                        }
-                        continue;
-                    }
-                    Quickly::Later(waits) => {
-                        let (later, then, meta) = *waits;
-                        let result = self.link.finish_later(later).await?;
-                        let answer = self.answer_with(then, result);
-                        self.reply(answer, &meta);
-                        self.link.answered += 1;
-                        if self.link.out.len() >= FLUSH_AT {
-                            self.link.flush().await?;
-                        }
-                        continue;
-                    }
+            let quickly = match protocol == Protocol::Text && self.link.authenticated() {
+                true => self.quickly(),
+                false => Quickly::No,
+            };
+            match quickly {
+                Quickly::Answered => {}
+                Quickly::Later(waits) => {
+                    let (later, then, meta) = *waits;
+                    let answer = self.finish(later, then).await?;
+                    self.reply(answer, &meta);
                 }
-            }
-            let parsed =
-                match memcache::parse(&mut self.link.inbuf, protocol, &self.link.shared.limits) {
-                    Ok(None) => return Ok(Next::Continue),
-                    Ok(Some(p)) => p,
-                    Err(e) => {
-                        memcache::encode_frame_error(&e, &mut self.link.out);
-                        return Ok(Next::Close);
+                Quickly::No => {
+                    if let Some(next) = self.answer_parsed(protocol).await? {
+                        return Ok(next);
                     }
-                };
-            match parsed {
-                Parsed::Refused {
-                    meta,
-                    status,
-                    message,
-                    skip,
-                } => {
-                    memcache::encode(&Answer::Fail(status, message), &meta, &mut self.link.out);
-                    self.skip = skip;
-                }
-                Parsed::Request(req) if req.op == Op::Quit => {
-                    if protocol == Protocol::Binary {
-                        memcache::encode(&Answer::Ok, &req.meta, &mut self.link.out);
-                    }
-                    return Ok(Next::Close);
-                }
-                Parsed::Request(req) => {
-                    tracing::trace!(op = ?req.op, "memcached request");
-                    let answer = match req.op {
-                        Op::SaslList | Op::SaslAuth { .. } | Op::SaslStep => {
-                            self.sasl(req.op).await
-                        }
-                        op if !self.link.authenticated() => self.login_first(op, protocol).await,
-                        op => match self.answer_now(op, &req.meta) {
-                            Ok(answer) => answer,
-                            Err(Slow::Op(op)) => self.answer(op, &req.meta).await?,
-                            Err(Slow::Later(later, then)) => {
-                                let result = self.link.finish_later(later).await?;
-                                self.answer_with(then, result)
-                            }
-                        },
-                    };
-                    self.reply(answer, &req.meta);
                 }
             }
             self.link.answered += 1;
@@ -146,6 +96,58 @@ impl SocketDoor for Conn {
 }
 
 impl Conn {
+    /// The request at the head of the buffer by the general parser:
+    /// answered (None), or the connection's next step when the buffer
+    /// holds no whole request (`Continue`) or the connection ends.
+    async fn answer_parsed(&mut self, protocol: Protocol) -> std::io::Result<Option<Next>> {
+        let parsed = match memcache::parse(&mut self.link.inbuf, protocol, &self.link.shared.limits)
+        {
+            Ok(None) => return Ok(Some(Next::Continue)),
+            Ok(Some(p)) => p,
+            Err(e) => {
+                memcache::encode_frame_error(&e, &mut self.link.out);
+                return Ok(Some(Next::Close));
+            }
+        };
+        match parsed {
+            Parsed::Refused {
+                meta,
+                status,
+                message,
+                skip,
+            } => {
+                memcache::encode(&Answer::Fail(status, message), &meta, &mut self.link.out);
+                self.skip = skip;
+            }
+            Parsed::Request(req) if req.op == Op::Quit => {
+                if protocol == Protocol::Binary {
+                    memcache::encode(&Answer::Ok, &req.meta, &mut self.link.out);
+                }
+                return Ok(Some(Next::Close));
+            }
+            Parsed::Request(req) => {
+                tracing::trace!(op = ?req.op, "memcached request");
+                let answer = match req.op {
+                    Op::SaslList | Op::SaslAuth { .. } | Op::SaslStep => self.sasl(req.op).await,
+                    op if !self.link.authenticated() => self.login_first(op, protocol).await,
+                    op => match self.answer_now(op, &req.meta) {
+                        Ok(answer) => answer,
+                        Err(Slow::Op(op)) => self.answer(op, &req.meta).await?,
+                        Err(Slow::Later(later, then)) => self.finish(later, then).await?,
+                    },
+                };
+                self.reply(answer, &req.meta);
+            }
+        }
+        Ok(None)
+    }
+
+    /// What a get or store whose command waited answers, once it is done.
+    async fn finish(&mut self, later: Later, then: Then) -> std::io::Result<Answer> {
+        let result = self.link.finish_later(later).await?;
+        Ok(self.answer_with(then, result))
+    }
+
     /// Encodes `answer` into the pending replies.
     fn reply(&mut self, answer: Answer, meta: &Meta) {
         memcache::encode(&answer, meta, &mut self.link.out);
