@@ -42,17 +42,13 @@ ALL=(set get set-p16 get-p16 mc-set mc-get cycle-redis cycle-memcache cycle-nati
 CASES=("$@")
 [ ${#CASES[@]} -eq 0 ] && CASES=("${ALL[@]}")
 
-for t in valgrind callgrind_control redis-server redis-benchmark memcached; do
-  command -v "$t" >/dev/null 2>&1 || {
-    echo "needs $t (apt-get install valgrind redis-server redis-tools memcached)" >&2
-    exit 1
-  }
-done
+. bench/lib.sh
+need "apt-get install valgrind redis-server redis-tools memcached" \
+  valgrind callgrind_control redis-server redis-benchmark memcached
 cargo build --release --quiet --bin sessiond
 B=target/release/sessiond
 work=${KEEP:-$(mktemp -d)}
 mkdir -p "$work"
-. bench/lib.sh
 cleanup() {
   stop_all
   [ -z "${KEEP:-}" ] && rm -rf "$work"

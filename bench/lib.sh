@@ -21,3 +21,16 @@ wait_port() {
   echo "port $1 did not come up" >&2
   exit 1
 }
+
+# need HINT TOOL…: exits, naming the first TOOL not installed and HINT (the
+# command that installs them).
+need() {
+  local hint=$1
+  shift
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || {
+      echo "needs $t ($hint)" >&2
+      exit 1
+    }
+  done
+}

@@ -29,15 +29,11 @@ E=${E:-4000}          # memslap operations per thread
 BASE=${BASE:-17400}
 SD_RESP=$((BASE + 1)) SD_MC=$((BASE + 2)) REDIS=$((BASE + 3)) MEMC=$((BASE + 4))
 
-for t in redis-server redis-benchmark memcached memcslap python3; do
-  command -v "$t" >/dev/null 2>&1 || {
-    echo "needs $t (apt-get install redis-server redis-tools memcached libmemcached-tools)" >&2
-    exit 1
-  }
-done
+. bench/lib.sh
+need "apt-get install redis-server redis-tools memcached libmemcached-tools python3" \
+  redis-server redis-benchmark memcached memcslap python3
 cargo build --release --quiet --bin sessiond
 B=target/release/sessiond
-. bench/lib.sh
 trap stop_all EXIT
 
 "$B" serve --threads 1 --storage memory --listen-resp "127.0.0.1:$SD_RESP" \
