@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{free_port, signal, start_binary};
+use common::process::{free_port, signal, start_binary, start_peer, Peer};
 use common::{durable, TempDir, TestServer};
 use sessiond_client::LockOptions;
 use sessiond_proto::memcache::binary_request;
@@ -43,6 +43,28 @@ async fn text(c: &mut TcpStream, bytes: &str, until: &str) -> String {
 
 async fn connect(addr: SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
+}
+
+/// A deliberate difference (docs/protocol-memcache.md): memcached stores
+/// under a key holding a control byte; sessiond refuses the line, as a key
+/// is a session id and an id never holds one, and the connection goes on
+/// (the data line that follows is then no command).
+#[tokio::test]
+async fn a_key_with_a_control_byte_is_refused_where_memcached_takes_it() {
+    let request = "set a\x10b 0 0 1\r\nx\r\nget ok\r\n";
+    if let Some((_memcached, port)) = start_peer(Peer::Memcached) {
+        let mut real = connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        assert_eq!(
+            text(&mut real, request, "END\r\n").await,
+            "STORED\r\nEND\r\n"
+        );
+    }
+    let s = TestServer::start().await;
+    let mut m = connect(s.memcache).await;
+    assert_eq!(
+        text(&mut m, request, "END\r\n").await,
+        "CLIENT_ERROR bad command line format\r\nERROR\r\nEND\r\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
