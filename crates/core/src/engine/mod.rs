@@ -284,6 +284,11 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// The same in microseconds.
+    pub fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+
     /// A handle for a new connection. Give it back to
     /// [`Engine::disconnect`] when the connection closes.
     pub fn connect(&self) -> ClientHandle {
@@ -487,7 +492,18 @@ impl Engine {
 
     /// Runs one command for `client`.
     pub fn execute(&self, client: &ClientHandle, cmd: Command) -> Result<Outcome, Error> {
-        let now = self.now_ms();
+        self.execute_at(client, cmd, self.now_ms())
+    }
+
+    /// [`Engine::execute`] at `now`, a time the caller has just read from
+    /// the engine's clock (so that one reading serves the command and the
+    /// measure of its latency).
+    pub fn execute_at(
+        &self,
+        client: &ClientHandle,
+        cmd: Command,
+        now: u64,
+    ) -> Result<Outcome, Error> {
         // Every variant is listed: a new command does not compile until it is
         // handled here.
         let reply = match cmd {

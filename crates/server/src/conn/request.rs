@@ -12,7 +12,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
 
@@ -199,11 +198,11 @@ impl Caller {
         // What the request path needs of the command, from its one match.
         let meta = cmd.meta();
         let index = meta.index;
-        let started = Instant::now();
+        let started = self.tenant.engine().now_us();
         if let Err(e) = self.allows(meta.access) {
             self.tenant
                 .metrics
-                .command(self.proto, index, started.elapsed(), Some(&e));
+                .command(self.proto, index, self.since(started), Some(&e));
             return Started::Done(finish(Err(e)));
         }
         if let Some(cluster) = self.tenant.cluster() {
@@ -213,7 +212,7 @@ impl Caller {
                 Done::Wait(wait) => {
                     self.tenant
                         .metrics
-                        .command(self.proto, index, started.elapsed(), None);
+                        .command(self.proto, index, self.since(started), None);
                     return Started::Wait(Waiting {
                         pending: Pending::Cluster(wait),
                         before: None,
@@ -224,7 +223,7 @@ impl Caller {
             self.tenant.metrics.command(
                 self.proto,
                 index,
-                started.elapsed(),
+                self.since(started),
                 result.as_ref().err(),
             );
             return Started::Done(finish(result));
@@ -237,7 +236,7 @@ impl Caller {
             self.tenant.metrics.command(
                 self.proto,
                 index,
-                started.elapsed(),
+                self.since(started),
                 result.as_ref().err(),
             );
             self.durable.after(self.tenant.persistence(), before);
@@ -253,7 +252,7 @@ impl Caller {
             .await;
         self.tenant
             .metrics
-            .command(self.proto, index, started.elapsed(), error.as_ref());
+            .command(self.proto, index, self.since(started), error.as_ref());
         self.durable.after(self.tenant.persistence(), before);
         Started::Done(done)
     }
@@ -279,18 +278,24 @@ impl Caller {
             return Err((cmd, finish));
         }
         let index = meta.index;
-        let started = Instant::now();
+        let started = self.tenant.engine().now_us();
         if let Err(e) = self.allows(meta.access) {
             self.tenant
                 .metrics
-                .command(self.proto, index, started.elapsed(), Some(&e));
+                .command(self.proto, index, self.since(started), Some(&e));
             return Ok(Started::Done(finish(Err(e))));
         }
         let before = DurableMark::before(self.tenant.persistence(), meta.write);
-        let outcome = self.tenant.engine().execute(self.client(), cmd);
-        self.tenant
-            .metrics
-            .command(self.proto, index, started.elapsed(), outcome.as_ref().err());
+        let outcome = self
+            .tenant
+            .engine()
+            .execute_at(self.client(), cmd, started / 1000);
+        self.tenant.metrics.command(
+            self.proto,
+            index,
+            self.since(started),
+            outcome.as_ref().err(),
+        );
         let result = match outcome {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Wait(pending)) => {
@@ -304,6 +309,15 @@ impl Caller {
         };
         self.durable.after(self.tenant.persistence(), before);
         Ok(Started::Done(finish(result)))
+    }
+
+    /// Microseconds since `started` (read from the engine's clock), for a
+    /// command's latency. The engine's clock is the wall clock, read once
+    /// per command for both the command and this measure (one read fewer
+    /// than a monotonic clock of its own): a step of the clock backwards
+    /// counts as no time, one forwards as a slow command, once.
+    fn since(&self, started: u64) -> u64 {
+        self.tenant.engine().now_us().saturating_sub(started)
     }
 
     /// A queued command's end: `result` is what the wait came to.

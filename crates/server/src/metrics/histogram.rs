@@ -28,7 +28,11 @@ impl Default for Histogram {
 
 impl Histogram {
     pub(crate) fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.observe_us(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// [`Histogram::observe`] of a time in microseconds.
+    pub(crate) fn observe_us(&self, us: u64) {
         let i = BOUNDS_US.partition_point(|&b| b < us);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);

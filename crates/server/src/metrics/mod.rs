@@ -106,16 +106,10 @@ impl Default for TenantMetrics {
 impl TenantMetrics {
     /// Counts one command (by its index in [`Command::NAMES`]), its
     /// outcome and how long the engine took.
-    pub(crate) fn command(
-        &self,
-        proto: Proto,
-        index: usize,
-        took: Duration,
-        error: Option<&Error>,
-    ) {
+    pub(crate) fn command(&self, proto: Proto, index: usize, took_us: u64, error: Option<&Error>) {
         let p = proto as usize;
         self.commands[p][index].fetch_add(1, Ordering::Relaxed);
-        self.latency[p].observe(took);
+        self.latency[p].observe_us(took_us);
         if let Some(e) = error {
             self.error(proto, e);
         }
@@ -343,7 +337,7 @@ mod tests {
         m.command(
             Proto::Redis,
             0,
-            Duration::from_micros(3),
+            3,
             Some(&Error::NotAuthenticated),
         );
         m.wait_started(b"s");
