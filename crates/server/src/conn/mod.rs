@@ -7,4 +7,5 @@ pub(crate) mod durable;
 pub(crate) mod link;
 pub(crate) mod request;
 pub(crate) mod stream;
+pub(crate) mod stretch;
 pub(crate) mod watchdog;

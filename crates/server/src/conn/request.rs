@@ -16,6 +16,7 @@ use std::sync::Arc;
 use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
 
 use super::durable::DurableMark;
+use super::stretch;
 use crate::access::auth::Role;
 use crate::backend::cluster::{ClusterTenant, ClusterWait, Done};
 use crate::metrics::Proto;
@@ -195,6 +196,9 @@ impl Caller {
             Ok(started) => return started,
             Err(back) => back,
         };
+        // What follows may take a while without a wait: the next command
+        // reads the clock afresh.
+        stretch::broken();
         // What the request path needs of the command, from its one match.
         let meta = cmd.meta();
         let index = meta.index;
@@ -278,7 +282,8 @@ impl Caller {
             return Err((cmd, finish));
         }
         let index = meta.index;
-        let started = self.tenant.engine().now_us();
+        let engine = self.tenant.engine();
+        let started = stretch::start(|| engine.now_us());
         if let Err(e) = self.allows(meta.access) {
             self.tenant
                 .metrics
@@ -290,10 +295,12 @@ impl Caller {
             .tenant
             .engine()
             .execute_at(self.client(), cmd, started / 1000);
+        let ended = self.tenant.engine().now_us();
+        stretch::ended(ended);
         self.tenant.metrics.command(
             self.proto,
             index,
-            self.since(started),
+            ended.saturating_sub(started),
             outcome.as_ref().err(),
         );
         let result = match outcome {

@@ -13,6 +13,7 @@ pub(crate) mod memcache;
 pub(crate) mod resp;
 
 use crate::conn::link::Link;
+use crate::conn::stretch::in_stretch;
 
 /// Replies are written once this much is pending, even mid-pipeline.
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
@@ -43,7 +44,8 @@ pub(crate) trait SocketDoor {
 /// connection ends, its locks are released (its `Caller` leaves the
 /// engine).
 pub(crate) async fn serve(door: &mut impl SocketDoor) {
-    let ended = async {
+    // Each poll a stretch: one clock reading between two commands.
+    let ended = in_stretch(async {
         loop {
             let next = door.answer_buffered().await?;
             // A request left half read: its rest first, then one write.
@@ -70,7 +72,7 @@ pub(crate) async fn serve(door: &mut impl SocketDoor) {
                 return Ok::<(), std::io::Error>(());
             }
         }
-    }
+    })
     .await;
     if let Err(e) = ended {
         let door = door.link().door().label();

@@ -334,12 +334,7 @@ mod tests {
     #[test]
     fn every_family_is_described() {
         let m = TenantMetrics::default();
-        m.command(
-            Proto::Redis,
-            0,
-            3,
-            Some(&Error::NotAuthenticated),
-        );
+        m.command(Proto::Redis, 0, 3, Some(&Error::NotAuthenticated));
         m.wait_started(b"s");
         m.wait_ended(Duration::from_millis(2), false);
         let mut f = Families::default();
