@@ -24,7 +24,7 @@ pub use client::ClientHandle;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Access, Command, ExpireIf, Meta, StoreIf, StoreReply, Touches};
 pub use engine::{
-    not_in_transaction, AfterGrant, Engine, EngineConfig, EngineStats, Figures, Outcome,
+    not_in_transaction, AfterGrant, Engine, EngineConfig, EngineStats, Figures, Lent, Outcome,
     PendingLock, TickReport, MAX_CALL_SESSIONS,
 };
 pub use error::Error;

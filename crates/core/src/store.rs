@@ -456,20 +456,37 @@ impl Shard {
         touch: bool,
         f: impl FnOnce(&Session) -> R,
     ) -> Option<R> {
+        self.lend_live(id, now, touch, f, |f, s| f(s)).ok()
+    }
+
+    /// [`Shard::with_live`] with a value `with` that `f` takes along, and
+    /// gets back when there is no live session (a closure that must be
+    /// called either way, with the session or without).
+    pub(crate) fn lend_live<W, R>(
+        &mut self,
+        id: &SessionId,
+        now: u64,
+        touch: bool,
+        with: W,
+        f: impl FnOnce(W, &Session) -> R,
+    ) -> Result<R, W> {
         if let Some(s) = self.sessions.get_mut(id) {
             if s.deadline_ms() > now {
                 if touch {
                     touch_session(s, &self.journal, id, now);
                 }
-                return Some(f(s));
+                return Ok(f(with, s));
             }
         }
         // Absent, or past its deadline: removed then unless locked.
         let s = match touch {
-            true => self.live_touched(id, now)?,
-            false => self.live(id, now)?,
+            true => self.live_touched(id, now),
+            false => self.live(id, now),
         };
-        Some(f(s))
+        match s {
+            Some(s) => Ok(f(with, s)),
+            None => Err(with),
+        }
     }
 
     /// [`Shard::live`], and marks the session read ([`Shard::touch`]).

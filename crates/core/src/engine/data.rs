@@ -210,6 +210,34 @@ impl Engine {
             .ok_or_else(|| Error::NoSession(id.clone()))
     }
 
+    /// The read of [`crate::Command::GetData`] and of [`crate::Command::Item`] without
+    /// a timeout, with the same session, expiry and touch as through
+    /// [`Engine::execute_at`], but the value lent to `lend` under its
+    /// shard's lock instead of cloned into a [`Reply`]: a GET's reply is
+    /// written straight from the session, without the two atomic updates
+    /// of a clone's reference count and its drop. `lend` should be quick
+    /// (it holds the shard): write the value, nothing more.
+    pub fn read_lent<R>(
+        &self,
+        id: &SessionId,
+        touch: bool,
+        now: u64,
+        lend: impl FnOnce(Result<Lent<'_>, Error>) -> R,
+    ) -> R {
+        let mut shard = self.store.lock(id);
+        let lent = shard.lend_live(id, now, touch, lend, |lend, s| {
+            lend(Ok(Lent {
+                data: &s.data,
+                flags: s.flags,
+                version: s.version,
+            }))
+        });
+        match lent {
+            Ok(r) => r,
+            Err(lend) => lend(Err(Error::NoSession(id.clone()))),
+        }
+    }
+
     pub(super) fn set_data(&self, id: &SessionId, data: Bytes, now: u64) -> Result<Reply, Error> {
         let mut shard = self.store.lock(id);
         let old = Self::alive(&mut shard, id, now)?.data.len();
@@ -745,4 +773,16 @@ pub(super) fn vars_growth(session: &Session, pairs: &[(Bytes, Bytes)]) -> usize 
         .filter_map(|(n, _)| session.vars().get(n).map(|old| n.len() + old.len()))
         .sum();
     added.saturating_sub(replaced)
+}
+
+/// A session's stored value as [`Engine::read_lent`] lends it: what a
+/// [`Reply::Item`] holds, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Lent<'a> {
+    /// The session's data.
+    pub data: &'a [u8],
+    /// Its memcached flags.
+    pub flags: u32,
+    /// Its version (memcached's CAS).
+    pub version: u64,
 }

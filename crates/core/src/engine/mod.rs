@@ -30,6 +30,7 @@ use crate::store::{Shard, Store};
 
 pub use batch::not_in_transaction;
 pub use copy::Figures;
+pub use data::Lent;
 use data::Stored;
 use locking::LockAsk;
 pub use locking::{AfterGrant, PendingLock};

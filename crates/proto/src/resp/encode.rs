@@ -157,6 +157,12 @@ fn render_info(sections: &[InfoSection]) -> String {
     text
 }
 
+/// A bulk string, as [`encode_reply`] writes a [`Reply::Bulk`] (the same in
+/// RESP2 and RESP3), from bytes the caller holds.
+pub fn encode_bulk(b: &[u8], out: &mut BytesMut) {
+    put_bulk(out, b);
+}
+
 fn put_bulk(out: &mut BytesMut, b: &[u8]) {
     put_header(out, b'$', b.len());
     out.put_slice(b);

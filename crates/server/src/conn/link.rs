@@ -13,7 +13,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sessiond_core::{ClientHandle, Command, Engine, Error, PendingLock, Reply};
+use sessiond_core::{ClientHandle, Command, Engine, Error, Lent, PendingLock, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
@@ -164,6 +164,22 @@ impl Link {
             Ok(Started::Wait(waiting)) => Err(Later::Wait(waiting)),
             Err((cmd, _)) => Err(Later::Run(cmd)),
         }
+    }
+
+    /// A read of one session's value answered at once, `write` putting
+    /// it (lent by [`Caller::value_now`]) into the pending replies; any
+    /// other command, or one that cannot be answered so, comes back for
+    /// [`Link::run_now`].
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn value_now<T>(
+        &mut self,
+        cmd: Command,
+        write: impl FnOnce(Result<Lent<'_>, Error>, &mut BytesMut) -> T,
+    ) -> Result<T, Command> {
+        let out = &mut self.out;
+        self.caller
+            .value_now(cmd, |lent| write(lent, out))
+            .map_err(|(cmd, _)| cmd)
     }
 
     /// Finishes what [`Link::run_now`] left, encoding the result into the

@@ -13,7 +13,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use sessiond_core::{ClientHandle, Command, Engine, Error, Outcome, PendingLock, Reply};
+use sessiond_core::{ClientHandle, Command, Engine, Error, Lent, Outcome, PendingLock, Reply};
 
 use super::durable::DurableMark;
 use super::stretch;
@@ -325,6 +325,48 @@ impl Caller {
     /// counts as no time, one forwards as a slow command, once.
     fn since(&self, started: u64) -> u64 {
         self.tenant.engine().now_us().saturating_sub(started)
+    }
+
+    /// [`Caller::start_now`] for a read of one session's value (a
+    /// [`Command::GetData`], an [`Command::Item`] without a timeout): the
+    /// same permission, count and latency, and the value lent to `lend`
+    /// under its shard's lock ([`Engine::read_lent`]) instead of a reply
+    /// holding a clone of it. Any other command, or a cluster's tenant's,
+    /// comes back with `lend` for `start_now`.
+    // As `start_now`: the command comes back whole.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn value_now<T, F>(&mut self, cmd: Command, lend: F) -> Result<T, (Command, F)>
+    where
+        F: FnOnce(Result<Lent<'_>, Error>) -> T,
+    {
+        let (id, touch) = match &cmd {
+            Command::GetData { id, touch } => (id, *touch),
+            Command::Item {
+                id,
+                timeout_ms: None,
+            } => (id, false),
+            _ => return Err((cmd, lend)),
+        };
+        if self.tenant.cluster().is_some() {
+            return Err((cmd, lend));
+        }
+        let meta = cmd.meta();
+        let (engine, metrics, proto) = (self.tenant.engine(), &self.tenant.metrics, self.proto);
+        let started = stretch::start(|| engine.now_us());
+        if let Err(e) = self.allows(meta.access) {
+            metrics.command(proto, meta.index, self.since(started), Some(&e));
+            return Ok(lend(Err(e)));
+        }
+        let done = engine.read_lent(id, touch, started / 1000, |lent| {
+            if let Err(e) = &lent {
+                metrics.error(proto, e);
+            }
+            lend(lent)
+        });
+        let ended = engine.now_us();
+        stretch::ended(ended);
+        metrics.command(proto, meta.index, ended.saturating_sub(started), None);
+        Ok(done)
     }
 
     /// A queued command's end: `result` is what the wait came to.

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sessiond_core::{Command, Error, Reply, SessionId, StoreIf, StoreReply};
 use sessiond_proto::memcache::{
     self, expiry, Answer, Expiry, Hit, Keys, Meta, Op, Parsed, Protocol, Quick, Status, Store,
@@ -195,28 +195,39 @@ impl Conn {
                     id,
                     timeout_ms: None,
                 };
-                let result = match self.link.run_now(cmd) {
-                    Ok(result) => result,
-                    Err(later) => {
-                        let key = Bytes::copy_from_slice(key);
-                        let then = Then::Get { key, binary: false };
-                        return Quickly::Later(Box::new((later, then, Meta::text())));
-                    }
-                };
-                // The hit written as `encode` writes `Answer::Hits`, its
+                // The hit written from the session (`Link::value_now`), its
                 // key straight from the request.
-                match item(result) {
-                    Ok(Some((data, flags, _))) => {
-                        self.stats().get_hits.fetch_add(1, Ordering::Relaxed);
-                        memcache::put_hit(&mut self.link.out, key, flags, &data, None);
-                        self.link.out.put_slice(b"END\r\n");
-                    }
-                    Ok(None) => {
-                        self.stats().get_misses.fetch_add(1, Ordering::Relaxed);
-                        self.link.out.put_slice(b"END\r\n");
-                    }
-                    Err(answer) => memcache::encode(&answer, &Meta::text(), &mut self.link.out),
-                }
+                let lent = self.link.value_now(cmd, |lent, out| {
+                    let found = match lent {
+                        Ok(value) => Ok(Some((value.data, value.flags))),
+                        Err(Error::NoSession(_)) => Ok(None),
+                        Err(e) => Err(failure(&e)),
+                    };
+                    put_get(out, key, found)
+                });
+                let hit = match lent {
+                    Ok(hit) => hit,
+                    Err(cmd) => match self.link.run_now(cmd) {
+                        Ok(result) => match item(result) {
+                            Ok(found) => {
+                                let found =
+                                    found.as_ref().map(|(data, flags, _)| (&data[..], *flags));
+                                put_get(&mut self.link.out, key, Ok(found))
+                            }
+                            Err(answer) => put_get(&mut self.link.out, key, Err(answer)),
+                        },
+                        Err(later) => {
+                            let key = Bytes::copy_from_slice(key);
+                            let then = Then::Get { key, binary: false };
+                            return Quickly::Later(Box::new((later, then, Meta::text())));
+                        }
+                    },
+                };
+                match hit {
+                    Some(true) => self.stats().get_hits.fetch_add(1, Ordering::Relaxed),
+                    Some(false) => self.stats().get_misses.fetch_add(1, Ordering::Relaxed),
+                    None => 0,
+                };
                 Quickly::Answered
             }
             Quick::Set {
@@ -763,6 +774,31 @@ fn item(result: Result<Reply, Error>) -> Result<Option<(Bytes, u32, u64)>, Answe
         Ok(other) => Err(unexpected("item", &other)),
         Err(Error::NoSession(_)) => Ok(None),
         Err(e) => Err(failure(&e)),
+    }
+}
+
+/// A text `get <key>`'s reply, as `encode` writes `Answer::Hits`: the
+/// value found (data, flags) and `END`, or `END` alone; an error as
+/// `encode` writes it. Whether it was a hit, when it was not an error.
+fn put_get(
+    out: &mut BytesMut,
+    key: &[u8],
+    found: Result<Option<(&[u8], u32)>, Answer>,
+) -> Option<bool> {
+    match found {
+        Ok(Some((data, flags))) => {
+            memcache::put_hit(out, key, flags, data, None);
+            out.put_slice(b"END\r\n");
+            Some(true)
+        }
+        Ok(None) => {
+            out.put_slice(b"END\r\n");
+            Some(false)
+        }
+        Err(answer) => {
+            memcache::encode(&answer, &Meta::text(), out);
+            None
+        }
     }
 }
 

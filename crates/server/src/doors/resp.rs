@@ -10,8 +10,8 @@ use sessiond_core::{not_in_transaction, Command, Reply, SessionId, Touches};
 use sessiond_proto::native::{self, Request};
 use sessiond_proto::redis;
 use sessiond_proto::resp::{
-    encode_error, encode_reply, error_parts, parse_request_spans, with_args, Discard, FrameError,
-    Protocol, Request as Frame,
+    encode_bulk, encode_error, encode_reply, error_parts, parse_request_spans, with_args, Discard,
+    FrameError, Protocol, Request as Frame,
 };
 
 use super::{Next, SocketDoor, FLUSH_AT};
@@ -393,10 +393,33 @@ impl Conn {
         // Run now: one command the engine answers at once is answered
         // without a future of its own (`Link::run_now`).
         let redis::RedisRequest { commands, render } = request;
-        let cmd = match commands.single() {
+        let mut cmd = match commands.single() {
             Ok(cmd) => cmd,
             Err(commands) => return Some(Slow::Many(render, commands)),
         };
+        if matches!(cmd, Command::GetData { .. })
+            && matches!(render, redis::Render::NilIfMissing | redis::Render::Plain)
+        {
+            // A GET: its value written from the session (`Link::value_now`),
+            // as the bulk the general path renders.
+            let lent = self.link.value_now(cmd, |lent, out| match lent {
+                Ok(value) => {
+                    encode_bulk(value.data, out);
+                    None
+                }
+                Err(e) => Some(e),
+            });
+            match lent {
+                Ok(None) => return None,
+                Ok(Some(e)) => {
+                    let link = &mut self.link;
+                    let folded = redis::render_one(&render, &link.shared.redis_keys, Err(e));
+                    encode_folded(folded, self.proto, &mut link.out);
+                    return None;
+                }
+                Err(other) => cmd = other,
+            }
+        }
         match self.link.run_now(cmd) {
             Ok(result) => {
                 let link = &mut self.link;

@@ -288,3 +288,51 @@ fn one_look_up_reads_see_expiry_as_the_others_do() {
     })
     .unwrap();
 }
+
+/// A lent read (the doors' GET and memcached get, `Engine::read_lent`)
+/// sees what the commands see: the same data, flags and version, a session
+/// past its deadline gone unless locked, and a touching read sliding the
+/// deadline as `GetData { touch: true }` does.
+#[test]
+fn a_lent_read_sees_what_the_commands_see() {
+    let f = fixture();
+    let lent = |id: &str, touch: bool| {
+        let now = f.engine.now_ms();
+        f.engine.read_lent(&sid(id), touch, now, |r| {
+            r.map(|v| (Bytes::copy_from_slice(v.data), v.flags, v.version))
+        })
+    };
+    for id in ["alive", "touched", "expired", "locked"] {
+        f.run(Command::Create {
+            id: sid(id),
+            class: None,
+            data: Some(b(id)),
+            timeout_ms: Some(1_000),
+        })
+        .unwrap();
+    }
+    f.run(mc_store("flagged", Some(7), StoreIf::Always))
+        .unwrap();
+    let key = f.key(&f.client, "locked", LockMode::Write);
+    let every = ["alive", "touched", "expired", "locked", "m", "missing"];
+    for id in every {
+        assert_eq!(lent(id, false), item(&f, id), "{id}");
+    }
+    assert_eq!(lent("m", false).unwrap().1, 7);
+    f.clock.advance(600);
+    // A touching lent read at 600 ms slides "touched" to 1,600.
+    assert_eq!(lent("touched", true).unwrap().0, b("touched"));
+    f.clock.advance(600);
+    for id in every {
+        assert_eq!(lent(id, false), item(&f, id), "{id}");
+    }
+    assert!(lent("touched", false).is_ok());
+    assert!(matches!(lent("expired", false), Err(Error::NoSession(_))));
+    assert!(lent("locked", false).is_ok());
+    assert!(matches!(lent("missing", false), Err(Error::NoSession(_))));
+    f.run(Command::Unlock {
+        id: sid("locked"),
+        key,
+    })
+    .unwrap();
+}
