@@ -434,7 +434,8 @@ impl Link {
         tenant.metrics.wait_started(pending.id().as_bytes());
         let ended = match pending {
             Pending::Engine(p) => self.await_engine_lock(&tenant, p, deadline).await,
-            Pending::Cluster(w) => self.await_cluster_lock(&tenant, w).await,
+            // On the heap, as `Caller::start` holds the cluster's futures.
+            Pending::Cluster(w) => Box::pin(self.await_cluster_lock(&tenant, w)).await,
         };
         tenant
             .metrics

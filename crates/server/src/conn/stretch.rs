@@ -14,6 +14,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 thread_local! {
     /// `None` outside a stretch; in one, the engine-clock time (µs) at
@@ -21,15 +23,28 @@ thread_local! {
     static LAST_END: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
-/// Runs `fut` (a connection's task), each of its polls a stretch.
-pub(crate) async fn in_stretch<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
+/// Runs `fut` (a connection's task, pinned where it lives), each of its
+/// polls a stretch. A plain future over the caller's pinned task rather
+/// than an `async fn` holding it: that would keep a second copy of the
+/// task's state beside the one it polls (and, unoptimised, a frame as
+/// large on the stack).
+pub(crate) fn in_stretch<F: Future>(fut: Pin<&mut F>) -> Stretch<'_, F> {
+    Stretch { fut }
+}
+
+/// [`in_stretch`]'s future.
+pub(crate) struct Stretch<'a, F> {
+    fut: Pin<&'a mut F>,
+}
+
+impl<F: Future> Future for Stretch<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _end = Reset;
         LAST_END.set(Some(0));
-        fut.as_mut().poll(cx)
-    })
-    .await
+        self.fut.as_mut().poll(cx)
+    }
 }
 
 /// Ends the stretch however its poll ends (an unwinding panic too), so a
@@ -83,20 +98,22 @@ mod tests {
         assert_eq!(start(&mut read), 100);
         ended(150);
         assert_eq!(start(&mut read), 200);
-        let starts = in_stretch(async {
-            let first = start(&mut read);
-            ended(310);
-            let second = start(&mut read);
-            broken();
-            let third = start(&mut read);
-            ended(420);
-            // A wait: the next poll starts without the time.
-            tokio::task::yield_now().await;
-            let fourth = start(&mut read);
-            ended(555);
-            (first, second, third, fourth)
-        })
-        .await;
+        let starts = {
+            let task = std::pin::pin!(async {
+                let first = start(&mut read);
+                ended(310);
+                let second = start(&mut read);
+                broken();
+                let third = start(&mut read);
+                ended(420);
+                // A wait: the next poll starts without the time.
+                tokio::task::yield_now().await;
+                let fourth = start(&mut read);
+                ended(555);
+                (first, second, third, fourth)
+            });
+            in_stretch(task).await
+        };
         assert_eq!(starts, (300, 310, 400, 500));
         // After the task's poll the last end is gone.
         assert_eq!(start(&mut read), 600);

@@ -44,8 +44,8 @@ pub(crate) trait SocketDoor {
 /// connection ends, its locks are released (its `Caller` leaves the
 /// engine).
 pub(crate) async fn serve(door: &mut impl SocketDoor) {
-    // Each poll a stretch: one clock reading between two commands.
-    let ended = in_stretch(async {
+    let label = door.link().door().label();
+    let task = std::pin::pin!(async {
         loop {
             let next = door.answer_buffered().await?;
             // A request left half read: its rest first, then one write.
@@ -72,11 +72,11 @@ pub(crate) async fn serve(door: &mut impl SocketDoor) {
                 return Ok::<(), std::io::Error>(());
             }
         }
-    })
-    .await;
+    });
+    // Each poll a stretch: one clock reading between two commands.
+    let ended = in_stretch(task).await;
     if let Err(e) = ended {
-        let door = door.link().door().label();
-        tracing::debug!(error = %e, door, "connection ended with an error");
+        tracing::debug!(error = %e, door = label, "connection ended with an error");
     }
 }
 
