@@ -17,9 +17,11 @@
 #   memcached takes and sessiond refuses (a session id never holds one,
 #   docs/protocol-memcache.md), so it measures nothing here.
 #
-# sessiond runs `--threads 1 --storage memory`. Every server shares the
-# 2 cores with the tool; requests/s swing ±10 % between identical rounds,
-# hence the alternation and the medians.
+# sessiond runs `--storage memory`, `--threads 1` against Redis (which
+# runs one), its default threads (one per core) against memcached (its
+# default 4). Every server shares the 2 cores with the tool; requests/s
+# swing ±10 % between identical rounds, hence the alternation and the
+# medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -27,7 +29,7 @@ N=${N:-200000}        # requests per redis-benchmark test
 N_PIPE=${N_PIPE:-2000000}
 E=${E:-4000}          # memslap operations per thread
 BASE=${BASE:-17400}
-SD_RESP=$((BASE + 1)) SD_MC=$((BASE + 2)) REDIS=$((BASE + 3)) MEMC=$((BASE + 4))
+SD_RESP=$((BASE + 1)) SD_MC=$((BASE + 2)) REDIS=$((BASE + 3)) MEMC=$((BASE + 4)) SD_SPARE=$((BASE + 5))
 
 . bench/lib.sh
 need "apt-get install redis-server redis-tools memcached libmemcached-tools python3" \
@@ -36,7 +38,13 @@ cargo build --release --quiet --bin sessiond
 B=target/release/sessiond
 trap stop_all EXIT
 
+# Each peer as installed, and sessiond as many threads: one against Redis
+# (one thread), its default (one per core) against memcached (its
+# default, 4).
 "$B" serve --threads 1 --storage memory --listen-resp "127.0.0.1:$SD_RESP" \
+  --listen-memcache off --listen-http off --log-level warn &
+pids+=($!)
+"$B" serve --storage memory --listen-resp "127.0.0.1:$SD_SPARE" \
   --listen-memcache "127.0.0.1:$SD_MC" --listen-http off --log-level warn &
 pids+=($!)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
