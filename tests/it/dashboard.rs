@@ -30,7 +30,10 @@ async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u1
     s.write_all(req.as_bytes()).await.unwrap();
     // Read by Content-Length (chromedriver keeps the connection open).
     let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
+    // On the heap: unoptimised, every call's future keeps its own copy of
+    // this buffer in the test's frame, and .ci/run gives the PostgreSQL
+    // pass a 1 MB stack.
+    let mut buf = vec![0u8; 16 * 1024];
     let (head, body_start) = loop {
         let n = s.read(&mut buf).await.unwrap();
         assert!(n > 0, "closed before the headers");
