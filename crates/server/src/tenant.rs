@@ -120,7 +120,9 @@ impl Tenant {
         sessiond_core::Error,
     > {
         match &self.cluster {
-            Some(c) => c.peek(id).await,
+            // Boxed, as the connections' cluster calls are: unoptimised,
+            // the cluster's future (~9 KB) would sit in every caller's.
+            Some(c) => Box::pin(c.peek(id)).await,
             None => Ok(self.engine.peek(id)),
         }
     }
