@@ -3,15 +3,17 @@
 //! started on a free loopback port and a socket in that dir, killed and
 //! removed at the end — never the system's service, never a fixed port.
 //! Each server a test starts gets a database of its own in it
-//! ([`MariaDb::database`]).
+//! ([`MariaDb::database`]). A server whose test process aborted before its
+//! exit hook ran is killed and removed by the next test process that
+//! starts one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::process::{free_port, skipped};
+use super::process::{alive, free_port, left_behind, skipped};
 
 pub struct MariaDb {
     dir: PathBuf,
@@ -67,6 +69,10 @@ impl MariaDb {
             skipped("MariaDB's server (Debian's mariadb-server package)");
             return None;
         }
+        static SWEPT: Once = Once::new();
+        SWEPT.call_once(|| {
+            stop_left_behind();
+        });
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sessiond-my-{}-{}",
@@ -227,9 +233,82 @@ impl MariaDb {
     }
 }
 
+/// Kills and removes the servers of test processes that are gone (see
+/// [`left_behind`]): each would otherwise hold a port and its memory until
+/// the machine restarts. A server is found by the pid file in its
+/// directory, and killed only if it is the process working in that
+/// directory (a pid can be reused). Returns how many directories there
+/// were.
+fn stop_left_behind() -> usize {
+    let left = left_behind("sessiond-my-");
+    for dir in &left {
+        eprintln!(
+            "stopping the MariaDB server that a test process now gone left in {}",
+            dir.display()
+        );
+        if let Some(pid) = server_in(dir) {
+            // SAFETY: kill has no memory preconditions; `pid` was checked
+            // to be the server working in `dir`.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while running(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    left.len()
+}
+
+/// Whether `pid` exists and has not died: a zombie (dead, not yet reaped
+/// by its parent) does not count.
+fn running(pid: libc::pid_t) -> bool {
+    alive(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_none_or(|(_, rest)| !rest.starts_with('Z'))
+        })
+}
+
+/// The pid of the server running in `dir`, by its pid file, if that
+/// process still works in `dir` (its current directory is `dir`'s data).
+fn server_in(dir: &Path) -> Option<libc::pid_t> {
+    let pid: libc::pid_t = std::fs::read_to_string(dir.join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    let dir = std::fs::canonicalize(dir).ok()?;
+    cwd.starts_with(&dir).then_some(pid)
+}
+
 impl Drop for MariaDb {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A server whose test process aborted is killed by the next test process
+/// that starts one. The test's own private server stands for the one left
+/// behind: its directory moves to the name a process that is gone would
+/// have given it (the server keeps running from there).
+#[test]
+fn a_server_left_by_an_aborted_test_process_is_killed_and_removed() {
+    let Some(db) = MariaDb::start() else {
+        return;
+    };
+    let left = super::process::leave_behind(&db.dir, "sessiond-my-");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], db.port));
+    assert!(
+        std::net::TcpStream::connect(addr).is_ok(),
+        "the moved server still runs"
+    );
+    assert!(stop_left_behind() >= 1);
+    assert!(!left.exists(), "{} removed", left.display());
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the left server stopped"
+    );
 }

@@ -3,14 +3,16 @@
 //! started on a free loopback port with `pg_ctl -w`, stopped with
 //! `pg_ctl -m immediate` and removed at the end — never the system's
 //! service, never a fixed port. Each server a test starts gets a database
-//! of its own in it ([`Postgres::database`]).
+//! of its own in it ([`Postgres::database`]). A cluster whose test process
+//! aborted before its exit hook ran is stopped and removed by the next
+//! test process that starts one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
-use super::process::{free_port, skipped};
+use super::process::{free_port, left_behind, skipped};
 
 pub struct Postgres {
     bin: PathBuf,
@@ -61,6 +63,12 @@ impl Postgres {
             skipped("PostgreSQL's server (Debian's postgresql package)");
             return None;
         };
+        // SAFETY: geteuid has no preconditions.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        static SWEPT: Once = Once::new();
+        SWEPT.call_once(|| {
+            stop_left_behind(&bin, as_postgres);
+        });
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sessiond-pg-{}-{}",
@@ -69,8 +77,6 @@ impl Postgres {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("pg dir");
-        // SAFETY: geteuid has no preconditions.
-        let as_postgres = unsafe { libc::geteuid() } == 0;
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["postgres:", &dir.display().to_string()])
@@ -231,9 +237,54 @@ impl Postgres {
     }
 }
 
+/// Stops and removes the clusters of test processes that are gone (see
+/// [`left_behind`]): each would otherwise hold a port and its memory until
+/// the machine restarts. Returns how many there were.
+fn stop_left_behind(bin: &Path, as_postgres: bool) -> usize {
+    let left = left_behind("sessiond-pg-");
+    for dir in &left {
+        eprintln!(
+            "stopping the PostgreSQL cluster that a test process now gone left in {}",
+            dir.display()
+        );
+        // Its Drop stops it (`pg_ctl` finds the server by the data
+        // directory's postmaster.pid) and removes the directory.
+        drop(Postgres {
+            bin: bin.to_path_buf(),
+            dir: dir.clone(),
+            port: 0,
+            as_postgres,
+        });
+    }
+    left.len()
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A cluster whose test process aborted is stopped by the next test
+/// process that starts one. The test's own private cluster stands for the
+/// one left behind: its directory moves to the name a process that is gone
+/// would have given it (the server keeps running from there).
+#[test]
+fn a_cluster_left_by_an_aborted_test_process_is_stopped_and_removed() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let left = super::process::leave_behind(&pg.dir, "sessiond-pg-");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], pg.port));
+    assert!(
+        std::net::TcpStream::connect(addr).is_ok(),
+        "the moved cluster still runs"
+    );
+    assert!(stop_left_behind(&pg.bin, pg.as_postgres) >= 1);
+    assert!(!left.exists(), "{} removed", left.display());
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the left cluster stopped"
+    );
 }

@@ -15,6 +15,41 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Directories named `{prefix}{pid}-{n}` in the temp dir whose test
+/// process `pid` is gone: it aborted (a stack overflow, a kill -9), so
+/// the exit hook that stops what it started there never ran.
+pub fn left_behind(prefix: &str) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let pid = name.strip_prefix(prefix)?.split('-').next()?.parse().ok()?;
+            (!alive(pid)).then(|| e.path())
+        })
+        .collect()
+}
+
+/// Moves `dir` to the name a test process that is gone would have given
+/// it (`{prefix}{pid}-0`, the pid of a process that ran and ended), as if
+/// that process had aborted and left it; returns the new path.
+pub fn leave_behind(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    let mut gone = Command::new("true").spawn().expect("run true");
+    let _ = gone.wait();
+    let left = std::env::temp_dir().join(format!("{prefix}{}-0", gone.id()));
+    std::fs::rename(dir, &left).expect("move the directory");
+    left
+}
+
+/// Whether a process `pid` exists (a zombie counts).
+pub fn alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 sends nothing; it only checks that `pid` exists.
+    let found = unsafe { libc::kill(pid, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Starts `sessiond serve --listen-resp <free port> <extra…>` and waits for
 /// its start-up line; stderr keeps being drained so it never blocks. The
 /// memcached and HTTP doors are off unless `extra` sets them (their default
