@@ -105,6 +105,18 @@ impl Postgres {
                 "UTF8",
             ],
         );
+        let mut pg = pg;
+        // The free port was free when chosen; a test running beside this
+        // one may have taken it since. Then another port, a few times.
+        for _ in 0..4 {
+            match pg.try_start() {
+                Err(e) if e.contains("already in use") => pg.port = free_port(),
+                other => {
+                    other.unwrap_or_else(|e| panic!("{e}"));
+                    return Some(pg);
+                }
+            }
+        }
         pg.start_again();
         Some(pg)
     }
@@ -143,25 +155,35 @@ impl Postgres {
     /// Starts the cluster (again, after [`Postgres::stop`]) and waits until
     /// it accepts connections.
     pub fn start_again(&self) {
+        self.try_start().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Like [`Postgres::start_again`]; on failure, what `pg_ctl` and the
+    /// server's log said.
+    fn try_start(&self) -> Result<(), String> {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=on",
             self.port,
             self.dir.display()
         );
-        let log = self.dir.join("log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-l",
-                &log,
-                "-w",
-                "-o",
-                &options,
-                "start",
-            ],
-        );
+        let log = self.dir.join("log");
+        let out = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-l"])
+            .arg(&log)
+            .args(["-w", "-o", &options, "start"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run pg_ctl: {e}"));
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "pg_ctl failed: {}{}\nthe server's log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ))
     }
 
     /// Stops the cluster at once, as a crash would (`-m immediate`: no
