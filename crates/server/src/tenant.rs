@@ -120,9 +120,7 @@ impl Tenant {
         sessiond_core::Error,
     > {
         match &self.cluster {
-            // Boxed, as the connections' cluster calls are: unoptimised,
-            // the cluster's future (~9 KB) would sit in every caller's.
-            Some(c) => Box::pin(c.peek(id)).await,
+            Some(c) => c.peek(id).await,
             None => Ok(self.engine.peek(id)),
         }
     }

@@ -434,7 +434,9 @@ impl Link {
         tenant.metrics.wait_started(pending.id().as_bytes());
         let ended = match pending {
             Pending::Engine(p) => self.await_engine_lock(&tenant, p, deadline).await,
-            // On the heap, as `Caller::start` holds the cluster's futures.
+            // On the heap: unoptimised, its `select!` over the link's
+            // reads and the cluster's wait is large, and it would sit in
+            // every connection's task.
             Pending::Cluster(w) => Box::pin(self.await_cluster_lock(&tenant, w)).await,
         };
         tenant

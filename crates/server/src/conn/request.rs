@@ -210,12 +210,8 @@ impl Caller {
             return Started::Done(finish(Err(e)));
         }
         if let Some(cluster) = self.tenant.cluster() {
-            // The database answers; the reply waits for its commit. Its
-            // future on the heap (beside a round trip to the database,
-            // one allocation is nothing): held in place, it would make
-            // every connection's task, and each frame that polls one,
-            // as large as the cluster's statement machinery.
-            let result = match Box::pin(cluster.execute(self.client(), cmd)).await {
+            // The database answers; the reply waits for its commit.
+            let result = match cluster.execute(self.client(), cmd).await {
                 Done::Reply(r) => r,
                 Done::Wait(wait) => {
                     self.tenant
@@ -398,7 +394,7 @@ impl Caller {
     {
         let result = match (&mut waiting.pending, self.tenant.cluster()) {
             (Pending::Engine(p), _) => self.tenant.engine().give_up(p),
-            (Pending::Cluster(w), Some(c)) => Box::pin(c.give_up(w)).await,
+            (Pending::Cluster(w), Some(c)) => c.give_up(w).await,
             (Pending::Cluster(w), None) => Err(Error::Locked {
                 id: w.id.clone(),
                 mode: sessiond_core::LockMode::Write,

@@ -20,7 +20,10 @@ use super::outcome::{Done, SessionWrite, Write};
 use super::pool::DbError;
 use super::row::{self, Loaded};
 use super::wake::Woken;
-use super::Cluster;
+use super::{Boxed, Cluster};
+
+/// A live session and its lock's mode, as [`ClusterTenant::peek`] reads them.
+type Peeked = Result<Option<(sessiond_core::Session, Option<sessiond_core::LockMode>)>, Error>;
 
 /// How often a command is run again because its sessions changed on
 /// another node meanwhile, before the client is told to try again.
@@ -188,7 +191,11 @@ impl ClusterTenant {
     }
 
     /// Runs one command for `client`.
-    pub(crate) async fn execute(&self, client: &ClientHandle, cmd: Command) -> Done {
+    pub(crate) fn execute<'a>(&'a self, client: &'a ClientHandle, cmd: Command) -> Boxed<'a, Done> {
+        Box::pin(self.run(client, cmd))
+    }
+
+    async fn run(&self, client: &ClientHandle, cmd: Command) -> Done {
         let reply = match route(&cmd) {
             Route::Node => match self.engine.execute(client, cmd) {
                 Ok(Outcome::Reply(r)) => Ok(r),
@@ -267,10 +274,11 @@ impl ClusterTenant {
 
     /// A live session and its lock's mode, as the database has them, for
     /// inspection: nothing is refreshed or written.
-    pub(crate) async fn peek(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(sessiond_core::Session, Option<sessiond_core::LockMode>)>, Error> {
+    pub(crate) fn peek<'a>(&'a self, id: &'a SessionId) -> Boxed<'a, Peeked> {
+        Box::pin(self.peek_now(id))
+    }
+
+    async fn peek_now(&self, id: &SessionId) -> Peeked {
         // One statement: the lock as of the data read.
         let (loaded, mut lock) = self.load_with_lock(id).await.map_err(DbError::into_error)?;
         let now = self.engine.now_ms();

@@ -24,6 +24,7 @@ use super::outcome::{ClusterWait, Done, LockWrite, Then, Write};
 use super::pool::DbError;
 use super::row;
 use super::wake::{self, Woken};
+use super::Boxed;
 
 /// What a request asks for.
 struct Ask {
@@ -295,10 +296,12 @@ impl ClusterTenant {
     /// destroyed, or its wait runs out (then it is given up: the grant, if
     /// one came meanwhile, or `LOCKED`). Cancel-safe: dropped and called
     /// again, it goes on waiting.
-    pub(crate) async fn wait(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
-        let r = self.wait_for(w).await;
-        self.orphan_if_unsure(w, &r);
-        r
+    pub(crate) fn wait<'a>(&'a self, w: &'a mut ClusterWait) -> Boxed<'a, Result<Reply, Error>> {
+        Box::pin(async move {
+            let r = self.wait_for(w).await;
+            self.orphan_if_unsure(w, &r);
+            r
+        })
     }
 
     /// A request the client was told failed because the database did not
@@ -453,10 +456,12 @@ impl ClusterTenant {
 
     /// Ends a queued request whose wait ran out (or the server stops):
     /// the grant if one came meanwhile, else `LOCKED`.
-    pub(crate) async fn give_up(&self, w: &mut ClusterWait) -> Result<Reply, Error> {
-        let r = self.give_up_now(w).await;
-        self.orphan_if_unsure(w, &r);
-        r
+    pub(crate) fn give_up<'a>(&'a self, w: &'a mut ClusterWait) -> Boxed<'a, Result<Reply, Error>> {
+        Box::pin(async move {
+            let r = self.give_up_now(w).await;
+            self.orphan_if_unsure(w, &r);
+            r
+        })
     }
 
     async fn give_up_now(&self, w: &mut ClusterWait) -> Result<Reply, Error> {

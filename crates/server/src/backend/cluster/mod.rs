@@ -50,6 +50,14 @@ pub(crate) use pool::PoolStats;
 use pool::{DbError, Pool, Target};
 use wake::Waits;
 
+/// What the cluster's entry points (a command, a lock's wait and its end,
+/// a peek) return: their future on the heap. Beside a round trip to the
+/// database one allocation is nothing; held in place, the statement
+/// machinery's state (~9–20 KB unoptimised) would sit in every
+/// connection's task and in each frame that polls one. `.ci/run` runs a
+/// test pass on half the default stack to keep it so.
+pub(crate) type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::persist::Fsync;
