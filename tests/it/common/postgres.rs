@@ -84,7 +84,7 @@ impl Postgres {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown the PostgreSQL directory to postgres");
         }
-        let pg = Self {
+        let mut pg = Self {
             bin,
             dir,
             port: free_port(),
@@ -105,19 +105,15 @@ impl Postgres {
                 "UTF8",
             ],
         );
-        let mut pg = pg;
         // The free port was free when chosen; a test running beside this
         // one may have taken it since. Then another port, a few times.
-        for _ in 0..4 {
+        for tries_left in (0..5).rev() {
             match pg.try_start() {
-                Err(e) if e.contains("already in use") => pg.port = free_port(),
-                other => {
-                    other.unwrap_or_else(|e| panic!("{e}"));
-                    return Some(pg);
-                }
+                Ok(()) => break,
+                Err(e) if tries_left > 0 && e.contains("already in use") => pg.port = free_port(),
+                Err(e) => panic!("{e}"),
             }
         }
-        pg.start_again();
         Some(pg)
     }
 
